@@ -1,0 +1,33 @@
+//! The AethroLink orchestration core.
+//!
+//! Everything that moves a task through its life lives here, as `ractor` actors under one
+//! supervision tree (see `docs/architecture.md`):
+//!
+//! * [`root`] — the root supervisor and the [`root::Directory`] through which actors find each other.
+//! * [`storage`] — the storage actor (the only writer to SQLite, group commit) and the read side.
+//! * [`registry`] — the registry actor: targets from the YAML file and from HTTP registrations.
+//! * [`task`] / [`task_supervisor`] — one actor per live task; the supervisor spawns, restarts and
+//!   recovers them.
+//! * [`state_machine`] — the pure transition table every task actor enforces.
+//! * [`runtime`] — the runtime supervisor and the runtimes it owns (this release: `loopback`).
+//! * [`sse`] — the SSE hub and one subscriber actor per connection.
+//! * [`restart`] — the one restart policy every supervisor uses.
+//!
+//! The HTTP edge (in the `aethrolink` crate) talks to this crate only through [`root::Directory`],
+//! [`storage::StoreReader`] and the message types re-exported by each module.
+
+pub mod artifacts;
+pub mod clock;
+pub mod error;
+pub mod ids;
+pub mod model;
+pub mod registry;
+pub mod restart;
+pub mod root;
+pub mod runtime;
+pub mod sse;
+pub mod state_machine;
+pub mod storage;
+pub mod supervision;
+pub mod task;
+pub mod task_supervisor;

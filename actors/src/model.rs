@@ -1,0 +1,454 @@
+//! Wire and storage types of the AethroLink v1 contract (§2): field names, enum spellings and
+//! "omit when empty" rules are the Go node's, so its clients and peers read ours unchanged.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// A JSON object, the shape of payloads, runtime options, metadata and event data.
+pub type JsonObject = Map<String, Value>;
+
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum $name { $(#[serde(rename = $text)] $variant),+ }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The wire spelling.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = UnknownValue;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(UnknownValue { kind: stringify!($name), value: s.to_owned() }),
+                }
+            }
+        }
+    };
+}
+
+/// A string that is not one of an enum's wire spellings.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("unknown {kind} value '{value}'")]
+pub struct UnknownValue {
+    /// Which enum was being parsed.
+    pub kind: &'static str,
+    /// The offending text.
+    pub value: String,
+}
+
+string_enum!(
+    /// Task lifecycle state (contract §2.1). The last three are terminal.
+    TaskStatus {
+        Created => "created",
+        PendingLaunch => "pending_launch",
+        Launching => "launching",
+        Ready => "ready",
+        Dispatching => "dispatching",
+        Running => "running",
+        AwaitingInput => "awaiting_input",
+        Completed => "completed",
+        Failed => "failed",
+        Cancelled => "cancelled",
+    }
+);
+
+impl TaskStatus {
+    /// Terminal states absorb everything: no event is ever appended after one.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, TaskStatus::Completed | TaskStatus::Failed | TaskStatus::Cancelled)
+    }
+
+    /// Whether the task has been handed to its runtime (cancel must then go through the runtime).
+    pub fn is_dispatched(self) -> bool {
+        matches!(
+            self,
+            TaskStatus::Dispatching | TaskStatus::Running | TaskStatus::AwaitingInput
+        )
+    }
+}
+
+string_enum!(
+    /// Kind of a task event (contract §2.1).
+    EventKind {
+        TaskCreated => "task.created",
+        TaskRouted => "task.routed",
+        RuntimePendingLaunch => "runtime.pending_launch",
+        RuntimeLaunching => "runtime.launching",
+        RuntimeReady => "runtime.ready",
+        TaskDispatching => "task.dispatching",
+        TaskRunning => "task.running",
+        TaskAwaitingInput => "task.awaiting_input",
+        TaskResumeRequested => "task.resume_requested",
+        TaskResumed => "task.resumed",
+        TaskCancelRequested => "task.cancel_requested",
+        TaskCompleted => "task.completed",
+        TaskFailed => "task.failed",
+        TaskCancelled => "task.cancelled",
+        ArtifactCreated => "artifact.created",
+        RuntimeHealth => "runtime.health",
+    }
+);
+
+string_enum!(
+    /// Which component produced an event.
+    EventSource {
+        Core => "core",
+        Adapter => "adapter",
+        Runtime => "runtime",
+        Transport => "transport",
+        Storage => "storage",
+        Api => "api",
+    }
+);
+
+string_enum!(
+    /// How the caller wants results delivered (no behavioural difference, kept for the contract).
+    DeliveryMode {
+        Stream => "stream",
+        Sync => "sync",
+    }
+);
+
+string_enum!(
+    /// How a target's runtime process is managed.
+    LaunchMode {
+        Managed => "managed",
+        OnDemand => "on_demand",
+        External => "external",
+    }
+);
+
+/// Effective delivery policy of a task (every field resolved).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryPolicy {
+    /// `stream` or `sync`.
+    pub mode: DeliveryMode,
+    /// Start the target's runtime when it is down (else fail `runtime unavailable`).
+    pub launch_if_down: bool,
+    /// Upper bound on the task's run time from dispatch; `None` = no bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+impl Default for DeliveryPolicy {
+    fn default() -> Self {
+        DeliveryPolicy {
+            mode: DeliveryMode::Stream,
+            launch_if_down: true,
+            timeout_ms: None,
+        }
+    }
+}
+
+/// The error recorded on a failed task.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastError {
+    /// Machine-readable reason (`timeout`, `interrupted`, `remote_failed`, …).
+    pub reason: String,
+    /// Human detail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// Where a task lives in its runtime (contract §2.4 `remote`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteRef {
+    /// Adapter binding name (`loopback`, `hermes_acp`, …).
+    pub binding: String,
+    /// The runtime's id for this execution, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_execution_id: Option<String>,
+    /// The runtime's session id, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_session_id: Option<String>,
+}
+
+/// A task as stored and as returned by `GET /v1/tasks/{id}` (contract §2.4, plus `delivery`
+/// and `metadata`, which the Go node dropped).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    pub task_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread_id: Option<String>,
+    pub conversation_id: String,
+    pub sender: String,
+    pub intent: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_agent_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_agent_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub runtime_options: JsonObject,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_artifact_id: Option<String>,
+    pub status: TaskStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<RemoteRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<LastError>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_artifact_id: Option<String>,
+    pub delivery: DeliveryPolicy,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub metadata: JsonObject,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// One entry of a task's append-only event log (contract §2.5).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskEvent {
+    pub event_id: String,
+    pub task_id: String,
+    /// 1-based, contiguous per task; allocated only by the task's actor.
+    pub seq: u64,
+    pub kind: EventKind,
+    /// The task's status after this event.
+    pub state: TaskStatus,
+    pub source: EventSource,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub data: JsonObject,
+    pub created_at: String,
+}
+
+/// How a target's runtime is started (contract §2.6 `launch`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LaunchSpec {
+    /// `managed` (default), `on_demand` or `external`.
+    #[serde(default = "default_launch_mode")]
+    pub mode: LaunchMode,
+    /// argv of the runtime process.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    /// Named alternatives to `command` (Hermes executors).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub commands: BTreeMap<String, Vec<String>>,
+    /// Environment added to the runtime process.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Working directory of the runtime process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+}
+
+fn default_launch_mode() -> LaunchMode {
+    LaunchMode::Managed
+}
+
+impl Default for LaunchMode {
+    fn default() -> Self {
+        LaunchMode::Managed
+    }
+}
+
+/// Where a target definition came from; decides what may replace it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetSource {
+    /// The registry YAML file given at start.
+    File,
+    /// `POST /v1/agents/register` (persisted in the `agents` table).
+    Registered,
+}
+
+/// A dispatchable target (contract §2.6 RuntimeSpec).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TargetSpec {
+    pub target_id: String,
+    /// Adapter kind: which runtime implementation runs tasks for this target.
+    pub adapter: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dialect: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<String>,
+    pub launch: LaunchSpec,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub defaults: JsonObject,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capabilities: Vec<String>,
+    /// Always `local` in this release (peers come later).
+    pub owner: String,
+    /// Where the definition came from.
+    pub source: TargetSource,
+}
+
+impl TargetSpec {
+    /// Whether a task with this intent may be sent here.
+    pub fn can_satisfy(&self, intent: &str) -> bool {
+        self.capabilities.iter().any(|c| c == intent)
+    }
+}
+
+/// A registered agent (contract §2.7).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AgentRecord {
+    pub agent_id: String,
+    pub display_name: String,
+    pub transport_kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dialect: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<String>,
+    pub launch: LaunchSpec,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub defaults: JsonObject,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capabilities: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sticky_mode: Option<String>,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub metadata: JsonObject,
+    /// Effective presence: `offline` once `lease_expires_at` has passed.
+    pub status: String,
+    pub registered_at: String,
+    pub updated_at: String,
+    pub last_seen_at: String,
+    pub lease_expires_at: String,
+}
+
+impl AgentRecord {
+    /// The agent as a dispatchable target, when it names an adapter.
+    pub fn to_target(&self) -> Option<TargetSpec> {
+        let adapter = self.adapter.clone().filter(|a| !a.is_empty())?;
+        Some(TargetSpec {
+            target_id: self.agent_id.clone(),
+            adapter,
+            dialect: self.dialect.clone(),
+            endpoint: self.endpoint.clone(),
+            healthcheck: self.healthcheck.clone(),
+            launch: self.launch.clone(),
+            defaults: self.defaults.clone(),
+            capabilities: self.capabilities.clone(),
+            owner: "local".to_owned(),
+            source: TargetSource::Registered,
+        })
+    }
+
+    /// Recomputes `status` from the lease against `now` (same timestamp convention).
+    pub fn with_effective_status(mut self, now: &str) -> Self {
+        self.status = if now > self.lease_expires_at.as_str() {
+            "offline".to_owned()
+        } else {
+            "online".to_owned()
+        };
+        self
+    }
+}
+
+/// Artifact metadata (the bytes live inline in SQLite or in a file under the artifact dir).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtifactMeta {
+    pub artifact_id: String,
+    pub media_type: String,
+    pub size_bytes: u64,
+    pub sha256: String,
+    pub created_at: String,
+}
+
+/// Deep merge of JSON objects: `overlay` wins, nested objects merge, `null` overlay values are
+/// ignored (contract §5.2: request `runtime_options` over target `defaults`).
+pub fn deep_merge(base: &JsonObject, overlay: &JsonObject) -> JsonObject {
+    let mut out = base.clone();
+    for (key, value) in overlay {
+        match (out.get_mut(key), value) {
+            (_, Value::Null) => {}
+            (Some(Value::Object(existing)), Value::Object(incoming)) => {
+                let merged = deep_merge(existing, incoming);
+                *existing = merged;
+            }
+            _ => {
+                out.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(v: Value) -> JsonObject {
+        match v {
+            Value::Object(m) => m,
+            _ => JsonObject::new(),
+        }
+    }
+
+    #[test]
+    fn enums_round_trip_their_wire_spelling() {
+        for s in TaskStatus::ALL {
+            assert_eq!(s.as_str().parse::<TaskStatus>().ok(), Some(*s));
+            assert_eq!(serde_json::to_value(s).ok(), Some(json!(s.as_str())));
+        }
+        for k in EventKind::ALL {
+            assert_eq!(k.as_str().parse::<EventKind>().ok(), Some(*k));
+        }
+        assert!("bogus".parse::<TaskStatus>().is_err());
+    }
+
+    #[test]
+    fn deep_merge_request_wins_and_nulls_are_ignored() {
+        let base = obj(json!({"executor": "coder", "nested": {"a": 1, "b": 2}, "keep": true}));
+        let overlay = obj(json!({"executor": "research", "nested": {"b": 3}, "keep": null}));
+        let merged = deep_merge(&base, &overlay);
+        assert_eq!(
+            Value::Object(merged),
+            json!({"executor": "research", "nested": {"a": 1, "b": 3}, "keep": true})
+        );
+    }
+
+    #[test]
+    fn agent_status_follows_the_lease() {
+        let agent = AgentRecord {
+            agent_id: "a".into(),
+            display_name: "a".into(),
+            transport_kind: "local_managed".into(),
+            endpoint: None,
+            adapter: Some("loopback".into()),
+            dialect: None,
+            healthcheck: None,
+            launch: LaunchSpec::default(),
+            defaults: JsonObject::new(),
+            capabilities: vec![],
+            sticky_mode: None,
+            metadata: JsonObject::new(),
+            status: "online".into(),
+            registered_at: "2026-01-01T00:00:00.000000000Z".into(),
+            updated_at: "2026-01-01T00:00:00.000000000Z".into(),
+            last_seen_at: "2026-01-01T00:00:00.000000000Z".into(),
+            lease_expires_at: "2026-01-01T00:05:00.000000000Z".into(),
+        };
+        assert_eq!(agent.clone().with_effective_status("2026-01-01T00:04:00.000000000Z").status, "online");
+        assert_eq!(agent.with_effective_status("2026-01-01T00:06:00.000000000Z").status, "offline");
+    }
+}

@@ -1,0 +1,340 @@
+//! The registry actor: owns discovery. It merges the targets of the registry file with agents
+//! registered over HTTP (persisted), validates registrations, and publishes an immutable
+//! [`TargetTable`] snapshot on a watch channel so request handlers route without an actor hop.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::sync::watch;
+
+use crate::clock;
+use crate::error::StorageError;
+use crate::model::{AgentRecord, JsonObject, LaunchSpec, TargetSpec};
+use crate::runtime::KNOWN_ADAPTERS;
+use crate::storage::{StoreReader, StorageMsg, WriteOp};
+use crate::supervision::{ASK_TIMEOUT, Slot};
+
+/// Default agent presence lease (contract §2.8).
+pub const DEFAULT_LEASE_TTL_SECONDS: i64 = 300;
+
+/// Why a task could not be routed (contract §6.2 step 4).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    #[error("target agent not found: {0}")]
+    TargetNotFound(String),
+    #[error("target agent cannot satisfy intent: {target} does not list capability '{intent}'")]
+    CannotSatisfy { target: String, intent: String },
+    #[error("route not found: no target lists capability '{0}'")]
+    NoRoute(String),
+    #[error("routing conflict: several targets list capability '{intent}': {}", candidates.join(", "))]
+    Conflict { intent: String, candidates: Vec<String> },
+}
+
+/// Every dispatchable target, by id (a snapshot; never mutated once published).
+#[derive(Clone, Debug, Default)]
+pub struct TargetTable {
+    targets: BTreeMap<String, TargetSpec>,
+}
+
+impl TargetTable {
+    /// Builds a table; registered agents override nothing from the file unless they replaced it.
+    pub fn new(targets: impl IntoIterator<Item = TargetSpec>) -> Self {
+        TargetTable { targets: targets.into_iter().map(|t| (t.target_id.clone(), t)).collect() }
+    }
+
+    /// One target.
+    pub fn get(&self, id: &str) -> Option<&TargetSpec> {
+        self.targets.get(id)
+    }
+
+    /// All targets, by id.
+    pub fn iter(&self) -> impl Iterator<Item = &TargetSpec> {
+        self.targets.values()
+    }
+
+    /// Routes a task: explicit target (404 unknown / 422 capability missing), else the unique
+    /// target whose capabilities contain the intent (404 none / 409 several).
+    pub fn route(&self, target: Option<&str>, intent: &str) -> Result<&TargetSpec, RouteError> {
+        if let Some(id) = target {
+            let spec = self.targets.get(id).ok_or_else(|| RouteError::TargetNotFound(id.to_owned()))?;
+            return if spec.can_satisfy(intent) {
+                Ok(spec)
+            } else {
+                Err(RouteError::CannotSatisfy { target: id.to_owned(), intent: intent.to_owned() })
+            };
+        }
+        let mut matches = self.targets.values().filter(|t| t.can_satisfy(intent));
+        match (matches.next(), matches.next()) {
+            (None, _) => Err(RouteError::NoRoute(intent.to_owned())),
+            (Some(one), None) => Ok(one),
+            (Some(a), Some(b)) => {
+                let mut candidates = vec![a.target_id.clone(), b.target_id.clone()];
+                candidates.extend(matches.map(|t| t.target_id.clone()));
+                Err(RouteError::Conflict { intent: intent.to_owned(), candidates })
+            }
+        }
+    }
+}
+
+/// Checks a target definition; the message names the field at fault.
+pub fn validate_target(spec: &TargetSpec) -> Result<(), String> {
+    if spec.target_id.trim().is_empty() {
+        return Err("target id must not be empty".to_owned());
+    }
+    if !crate::ids::is_valid_id(&spec.target_id) {
+        return Err(format!("target id '{}' may only contain letters, digits, '-', '_', '.', ':'", spec.target_id));
+    }
+    if !KNOWN_ADAPTERS.contains(&spec.adapter.as_str()) {
+        return Err(format!("adapter '{}' is not known; known adapters: {}", spec.adapter, KNOWN_ADAPTERS.join(", ")));
+    }
+    if spec.capabilities.iter().any(|c| c.trim().is_empty()) {
+        return Err("capabilities must not contain empty strings".to_owned());
+    }
+    Ok(())
+}
+
+/// A registration as the API received it (contract §2.8, plus `replace`).
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Registration {
+    #[serde(default)]
+    pub agent_id: Option<String>,
+    #[serde(default)]
+    pub display_name: String,
+    #[serde(default)]
+    pub transport_kind: String,
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default)]
+    pub adapter: Option<String>,
+    #[serde(default)]
+    pub dialect: Option<String>,
+    #[serde(default)]
+    pub healthcheck: Option<String>,
+    #[serde(default)]
+    pub launch: LaunchSpec,
+    #[serde(default)]
+    pub defaults: JsonObject,
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    #[serde(default)]
+    pub sticky_mode: Option<String>,
+    #[serde(default)]
+    pub metadata: JsonObject,
+    #[serde(default)]
+    pub lease_ttl_seconds: Option<i64>,
+    /// Allow this registration to take over a target defined in the registry file.
+    #[serde(default)]
+    pub replace: bool,
+}
+
+/// Why a registration was refused.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The request is wrong; the message names the field.
+    #[error("{0}")]
+    Invalid(String),
+    /// It would silently shadow a target of the registry file.
+    #[error("target '{0}' is defined in the registry file; send \"replace\": true to override it")]
+    Conflict(String),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("storage: {0}")]
+    Ask(#[from] crate::error::AskError),
+}
+
+/// Messages of the registry actor.
+pub enum RegistryMsg {
+    /// Validate, persist and publish a registration.
+    Register(Box<Registration>, RpcReplyPort<Result<AgentRecord, RegistryError>>),
+}
+
+/// Arguments of the registry actor.
+pub struct RegistryArgs {
+    /// Targets of the registry file (already validated).
+    pub file_targets: Vec<TargetSpec>,
+    /// To load registered agents at start.
+    pub reader: StoreReader,
+    /// To persist registrations.
+    pub storage: Arc<Slot<StorageMsg>>,
+    /// Where the snapshot is published.
+    pub publish: watch::Sender<Arc<TargetTable>>,
+}
+
+/// State of the registry actor.
+pub struct RegistryState {
+    /// File targets by id: they come back if a registration that replaced them goes away.
+    file_targets: BTreeMap<String, TargetSpec>,
+    /// Registered agents that are dispatchable, by id (they win over file targets of the same id).
+    registered: BTreeMap<String, TargetSpec>,
+    /// Persist through the storage actor.
+    storage: Arc<Slot<StorageMsg>>,
+    /// Publish snapshots here.
+    publish: watch::Sender<Arc<TargetTable>>,
+}
+
+impl RegistryState {
+    fn republish(&self) {
+        let mut merged = self.file_targets.clone();
+        merged.extend(self.registered.clone());
+        self.publish.send_replace(Arc::new(TargetTable::new(merged.into_values())));
+    }
+}
+
+/// Builds the agent record for a registration, validating it. Pure.
+pub fn build_agent(reg: Registration, existing: Option<&AgentRecord>, now: &str) -> Result<AgentRecord, RegistryError> {
+    let invalid = |m: String| Err(RegistryError::Invalid(m));
+    if reg.display_name.trim().is_empty() {
+        return invalid("display_name is required".into());
+    }
+    if reg.transport_kind.trim().is_empty() {
+        return invalid("transport_kind is required".into());
+    }
+    let agent_id = match reg.agent_id.filter(|s| !s.is_empty()) {
+        Some(id) if !crate::ids::is_valid_id(&id) => {
+            return invalid(format!("agent_id '{id}' may only contain letters, digits, '-', '_', '.', ':'"));
+        }
+        Some(id) => id,
+        None => crate::ids::new_id(),
+    };
+    let ttl = match reg.lease_ttl_seconds {
+        None => DEFAULT_LEASE_TTL_SECONDS,
+        Some(t) if t <= 0 => DEFAULT_LEASE_TTL_SECONDS,
+        Some(t) if t > 31_536_000 => return invalid(format!("lease_ttl_seconds {t} is more than a year")),
+        Some(t) => t,
+    };
+    let record = AgentRecord {
+        agent_id,
+        display_name: reg.display_name,
+        transport_kind: reg.transport_kind,
+        endpoint: reg.endpoint.filter(|s| !s.is_empty()),
+        adapter: reg.adapter.filter(|s| !s.is_empty()),
+        dialect: reg.dialect.filter(|s| !s.is_empty()),
+        healthcheck: reg.healthcheck.filter(|s| !s.is_empty()),
+        launch: reg.launch,
+        defaults: reg.defaults,
+        capabilities: reg.capabilities.into_iter().map(|c| c.trim().to_owned()).filter(|c| !c.is_empty()).collect(),
+        sticky_mode: reg.sticky_mode.filter(|s| !s.is_empty()),
+        metadata: reg.metadata,
+        status: "online".into(),
+        registered_at: existing.map_or_else(|| now.to_owned(), |e| e.registered_at.clone()),
+        updated_at: now.to_owned(),
+        last_seen_at: now.to_owned(),
+        lease_expires_at: clock::rfc3339_after(ttl),
+    };
+    if let Some(target) = record.to_target() {
+        validate_target(&target).map_err(RegistryError::Invalid)?;
+    }
+    Ok(record)
+}
+
+/// The registry actor.
+pub struct RegistryActor;
+
+impl Actor for RegistryActor {
+    type Msg = RegistryMsg;
+    type State = RegistryState;
+    type Arguments = RegistryArgs;
+
+    async fn pre_start(&self, _myself: ActorRef<RegistryMsg>, args: RegistryArgs) -> Result<RegistryState, ActorProcessingErr> {
+        let agents = args.reader.agents().await?;
+        let state = RegistryState {
+            file_targets: args.file_targets.into_iter().map(|t| (t.target_id.clone(), t)).collect(),
+            registered: agents.iter().filter_map(AgentRecord::to_target).map(|t| (t.target_id.clone(), t)).collect(),
+            storage: args.storage,
+            publish: args.publish,
+        };
+        state.republish();
+        tracing::info!(
+            actor_kind = "registry",
+            file_targets = state.file_targets.len(),
+            registered = state.registered.len(),
+            "registry loaded"
+        );
+        Ok(state)
+    }
+
+    async fn handle(&self, _myself: ActorRef<RegistryMsg>, msg: RegistryMsg, state: &mut RegistryState) -> Result<(), ActorProcessingErr> {
+        match msg {
+            RegistryMsg::Register(reg, reply) => {
+                let result = register(state, *reg).await;
+                if let Ok(agent) = &result {
+                    tracing::info!(actor_kind = "registry", agent_id = %agent.agent_id, adapter = ?agent.adapter, "agent registered");
+                }
+                let _ = reply.send(result);
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn register(state: &mut RegistryState, reg: Registration) -> Result<AgentRecord, RegistryError> {
+    let replace = reg.replace;
+    let requested = reg.agent_id.clone().unwrap_or_default();
+    if !replace && state.file_targets.contains_key(&requested) {
+        return Err(RegistryError::Conflict(requested));
+    }
+    let record = build_agent(reg, None, &clock::now_rfc3339())?;
+    let op = WriteOp::Agent(Box::new(record.clone()));
+    state.storage.ask(ASK_TIMEOUT, |reply| StorageMsg::Write(op, reply)).await??;
+    match record.to_target() {
+        Some(target) => {
+            state.registered.insert(record.agent_id.clone(), target);
+        }
+        None => {
+            state.registered.remove(&record.agent_id);
+        }
+    }
+    state.republish();
+    Ok(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::TargetSource;
+
+    fn target(id: &str, caps: &[&str]) -> TargetSpec {
+        TargetSpec {
+            target_id: id.into(),
+            adapter: "loopback".into(),
+            dialect: None,
+            endpoint: None,
+            healthcheck: None,
+            launch: LaunchSpec::default(),
+            defaults: JsonObject::new(),
+            capabilities: caps.iter().map(|c| c.to_string()).collect(),
+            owner: "local".into(),
+            source: TargetSource::File,
+        }
+    }
+
+    #[test]
+    fn routing_rules() {
+        let table = TargetTable::new([target("a", &["x", "y"]), target("b", &["y"]), target("c", &["z"])]);
+        assert_eq!(table.route(Some("a"), "x").map(|t| t.target_id.as_str()), Ok("a"));
+        assert_eq!(table.route(Some("nope"), "x").err(), Some(RouteError::TargetNotFound("nope".into())));
+        assert!(matches!(table.route(Some("c"), "x"), Err(RouteError::CannotSatisfy { .. })));
+        assert_eq!(table.route(None, "z").map(|t| t.target_id.as_str()), Ok("c"));
+        assert_eq!(table.route(None, "q").err(), Some(RouteError::NoRoute("q".into())));
+        assert_eq!(
+            table.route(None, "y").err(),
+            Some(RouteError::Conflict { intent: "y".into(), candidates: vec!["a".into(), "b".into()] })
+        );
+    }
+
+    #[test]
+    fn registration_validation_names_the_field() {
+        let now = clock::now_rfc3339();
+        let base = Registration { display_name: "d".into(), transport_kind: "local_managed".into(), ..Default::default() };
+        assert!(matches!(build_agent(Registration { display_name: "".into(), ..base.clone() }, None, &now), Err(RegistryError::Invalid(m)) if m.contains("display_name")));
+        assert!(matches!(build_agent(Registration { transport_kind: "".into(), ..base.clone() }, None, &now), Err(RegistryError::Invalid(m)) if m.contains("transport_kind")));
+        assert!(matches!(build_agent(Registration { adapter: Some("warp".into()), ..base.clone() }, None, &now), Err(RegistryError::Invalid(m)) if m.contains("adapter 'warp'")));
+        let ok = build_agent(Registration { adapter: Some("loopback".into()), capabilities: vec![" x ".into(), "".into()], ..base }, None, &now);
+        let Ok(agent) = ok else { panic!("valid registration refused") };
+        assert_eq!(agent.capabilities, vec!["x".to_string()]);
+        assert_eq!(agent.agent_id.len(), 26);
+        assert!(agent.lease_expires_at > now);
+    }
+}

@@ -1,0 +1,294 @@
+//! The root supervisor and the [`Directory`] through which actors and the HTTP edge reach each
+//! other.
+//!
+//! Start order: storage → registry → runtime supervisor → SSE hub → task supervisor (whose
+//! recovery needs all the others). Stop order is the reverse of what depends on what: SSE hub
+//! (ends streams) → task supervisor → runtime supervisor → registry → storage, drained last so
+//! every queued write commits. A child that fails is restarted under [`RestartPolicy::SERVICE`];
+//! past its intensity limit the root fails, which ends the node with an error.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::artifacts::ArtifactStore;
+use crate::model::TargetSpec;
+use crate::registry::{RegistryActor, RegistryArgs, RegistryMsg, TargetTable};
+use crate::restart::{RestartDecision, RestartPolicy, RestartTracker, jitter};
+use crate::runtime::{RuntimeSupMsg, RuntimeSupervisor};
+use crate::sse::{SseHub, SseHubMsg};
+use crate::storage::{Db, StorageActor, StorageArgs, StorageMsg, StoreReader};
+use crate::supervision::{ASK_TIMEOUT, Slot, actor_label};
+use crate::task_supervisor::{TaskSupMsg, TaskSupervisor};
+
+/// Tunables of the core.
+#[derive(Clone, Debug)]
+pub struct CoreSettings {
+    /// How long a runtime has to confirm a cancel before the node ends the task itself.
+    pub cancel_grace: Duration,
+}
+
+impl Default for CoreSettings {
+    fn default() -> Self {
+        CoreSettings { cancel_grace: Duration::from_secs(10) }
+    }
+}
+
+/// Where everything is. Shared (`Arc`) by every actor and by the HTTP edge.
+pub struct Directory {
+    pub storage: Arc<Slot<StorageMsg>>,
+    pub registry: Arc<Slot<RegistryMsg>>,
+    pub runtimes: Arc<Slot<RuntimeSupMsg>>,
+    pub tasks: Arc<Slot<TaskSupMsg>>,
+    pub sse: Arc<Slot<SseHubMsg>>,
+    /// Reads (separate pool).
+    pub reader: StoreReader,
+    /// Artifact bytes.
+    pub artifacts: ArtifactStore,
+    /// Latest routing snapshot, published by the registry actor.
+    pub targets: watch::Receiver<Arc<TargetTable>>,
+    pub settings: CoreSettings,
+}
+
+/// The services the root supervises.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Service {
+    Storage,
+    Registry,
+    Runtimes,
+    SseHub,
+    Tasks,
+}
+
+impl Service {
+    const START_ORDER: [Service; 5] = [Service::Storage, Service::Registry, Service::Runtimes, Service::SseHub, Service::Tasks];
+    const STOP_ORDER: [Service; 5] = [Service::SseHub, Service::Tasks, Service::Runtimes, Service::Registry, Service::Storage];
+
+    fn name(self) -> &'static str {
+        match self {
+            Service::Storage => "storage",
+            Service::Registry => "registry",
+            Service::Runtimes => "runtime_supervisor",
+            Service::SseHub => "sse_hub",
+            Service::Tasks => "task_supervisor",
+        }
+    }
+}
+
+/// Arguments of the root supervisor.
+pub struct RootArgs {
+    pub db: Db,
+    pub artifacts: ArtifactStore,
+    pub file_targets: Vec<TargetSpec>,
+    pub settings: CoreSettings,
+}
+
+/// Messages of the root supervisor.
+pub enum RootMsg {
+    /// Replies once every service is up and restart recovery finished.
+    Ready(RpcReplyPort<()>),
+    /// Internal: restart a failed service after its backoff.
+    Restart { service: Service, generation: u64 },
+}
+
+/// State of the root supervisor.
+pub struct RootState {
+    dir: Arc<Directory>,
+    /// Kept to build the registry again on restart.
+    db: Db,
+    file_targets: Vec<TargetSpec>,
+    /// Publisher of routing snapshots, handed to each registry incarnation.
+    targets_tx: watch::Sender<Arc<TargetTable>>,
+    /// Which service each child actor is.
+    children: HashMap<ActorId, Service>,
+    /// Failure history per service.
+    restarts: HashMap<Service, RestartTracker>,
+    /// Incarnation per service; a restart timer for an older one is ignored.
+    generations: HashMap<Service, u64>,
+}
+
+/// The root supervisor.
+pub struct RootSupervisor;
+
+impl RootSupervisor {
+    /// Starts the tree and returns the root and the directory once recovery is done.
+    pub async fn start(args: RootArgs) -> Result<(ActorRef<RootMsg>, Arc<Directory>, tokio::task::JoinHandle<()>), ActorProcessingErr> {
+        let (targets_tx, targets_rx) = watch::channel(Arc::new(TargetTable::default()));
+        let dir = Arc::new(Directory {
+            storage: Slot::new("storage"),
+            registry: Slot::new("registry"),
+            runtimes: Slot::new("runtime supervisor"),
+            tasks: Slot::new("task supervisor"),
+            sse: Slot::new("sse hub"),
+            reader: args.db.reader(),
+            artifacts: args.artifacts,
+            targets: targets_rx,
+            settings: args.settings,
+        });
+        let state = RootState {
+            dir: dir.clone(),
+            db: args.db,
+            file_targets: args.file_targets,
+            targets_tx,
+            children: HashMap::new(),
+            restarts: HashMap::new(),
+            generations: HashMap::new(),
+        };
+        let (root, join) = Actor::spawn(Some("aethrolink.root".into()), RootSupervisor, state).await?;
+        crate::supervision::ask(&root, "root", Duration::from_secs(300), RootMsg::Ready).await?;
+        Ok((root, dir, join))
+    }
+}
+
+async fn start_service(myself: &ActorRef<RootMsg>, state: &mut RootState, service: Service) -> Result<ActorCell, ActorProcessingErr> {
+    let generation = *state.generations.entry(service).and_modify(|g| *g += 1).or_insert(1);
+    let name = Some(format!("{}:{generation}", service.name()));
+    let sup = myself.get_cell();
+    let cell = match service {
+        Service::Storage => {
+            let (a, _) = Actor::spawn_linked(name, StorageActor, StorageArgs { db: state.db.clone() }, sup).await?;
+            state.dir.storage.set(Some(a.clone()));
+            a.get_cell()
+        }
+        Service::Registry => {
+            let args = RegistryArgs {
+                file_targets: state.file_targets.clone(),
+                reader: state.dir.reader.clone(),
+                storage: state.dir.storage.clone(),
+                publish: state.targets_tx.clone(),
+            };
+            let (a, _) = Actor::spawn_linked(name, RegistryActor, args, sup).await?;
+            state.dir.registry.set(Some(a.clone()));
+            a.get_cell()
+        }
+        Service::Runtimes => {
+            let (a, _) = Actor::spawn_linked(name, RuntimeSupervisor, (), sup).await?;
+            state.dir.runtimes.set(Some(a.clone()));
+            a.get_cell()
+        }
+        Service::SseHub => {
+            let (a, _) = Actor::spawn_linked(name, SseHub, (), sup).await?;
+            state.dir.sse.set(Some(a.clone()));
+            a.get_cell()
+        }
+        Service::Tasks => {
+            let (a, _) = Actor::spawn_linked(name, TaskSupervisor, state.dir.clone(), sup).await?;
+            state.dir.tasks.set(Some(a.clone()));
+            a.get_cell()
+        }
+    };
+    state.children.insert(cell.get_id(), service);
+    tracing::info!(actor_kind = service.name(), actor = %actor_label(&cell), generation, "service started");
+    Ok(cell)
+}
+
+fn clear_slot(dir: &Directory, service: Service) {
+    match service {
+        Service::Storage => dir.storage.set(None),
+        Service::Registry => dir.registry.set(None),
+        Service::Runtimes => dir.runtimes.set(None),
+        Service::SseHub => dir.sse.set(None),
+        Service::Tasks => dir.tasks.set(None),
+    }
+}
+
+fn slot_cell(dir: &Directory, service: Service) -> Option<ActorCell> {
+    match service {
+        Service::Storage => dir.storage.get().ok().map(|a| a.get_cell()),
+        Service::Registry => dir.registry.get().ok().map(|a| a.get_cell()),
+        Service::Runtimes => dir.runtimes.get().ok().map(|a| a.get_cell()),
+        Service::SseHub => dir.sse.get().ok().map(|a| a.get_cell()),
+        Service::Tasks => dir.tasks.get().ok().map(|a| a.get_cell()),
+    }
+}
+
+impl Actor for RootSupervisor {
+    type Msg = RootMsg;
+    type State = RootState;
+    type Arguments = RootState;
+
+    async fn pre_start(&self, _myself: ActorRef<RootMsg>, state: RootState) -> Result<RootState, ActorProcessingErr> {
+        Ok(state)
+    }
+
+    async fn post_start(&self, myself: ActorRef<RootMsg>, state: &mut RootState) -> Result<(), ActorProcessingErr> {
+        for service in Service::START_ORDER {
+            start_service(&myself, state, service).await?;
+        }
+        Ok(())
+    }
+
+    async fn handle(&self, myself: ActorRef<RootMsg>, msg: RootMsg, state: &mut RootState) -> Result<(), ActorProcessingErr> {
+        match msg {
+            RootMsg::Ready(reply) => {
+                // The task supervisor answers only after its post_start (recovery) finished.
+                state.dir.tasks.ask(Duration::from_secs(300), TaskSupMsg::Count).await?;
+                let _ = reply.send(());
+            }
+            RootMsg::Restart { service, generation } => {
+                if state.generations.get(&service) == Some(&generation) && slot_cell(&state.dir, service).is_none() {
+                    start_service(&myself, state, service).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(&self, myself: ActorRef<RootMsg>, evt: SupervisionEvent, state: &mut RootState) -> Result<(), ActorProcessingErr> {
+        let (cell, error) = match evt {
+            SupervisionEvent::ActorFailed(cell, err) => (cell, Some(err.to_string())),
+            SupervisionEvent::ActorTerminated(cell, _, reason) => {
+                if let Some(service) = state.children.remove(&cell.get_id()) {
+                    tracing::info!(actor_kind = service.name(), actor = %actor_label(&cell), reason = reason.as_deref().unwrap_or(""), "service stopped");
+                }
+                return Ok(());
+            }
+            _ => return Ok(()),
+        };
+        let Some(service) = state.children.remove(&cell.get_id()) else { return Ok(()) };
+        let error = error.unwrap_or_default();
+        clear_slot(&state.dir, service);
+        let tracker = state.restarts.entry(service).or_insert_with(|| RestartTracker::new(RestartPolicy::SERVICE));
+        match tracker.on_failure(Instant::now(), jitter()) {
+            RestartDecision::Restart { attempt, backoff } => {
+                let generation = state.generations.get(&service).copied().unwrap_or(0);
+                tracing::warn!(
+                    actor_kind = service.name(), actor = %actor_label(&cell), %error, attempt,
+                    backoff_ms = backoff.as_millis() as u64, "service failed; restarting"
+                );
+                myself.send_after(backoff, move || RootMsg::Restart { service, generation });
+                Ok(())
+            }
+            RestartDecision::Escalate { failures } => {
+                tracing::error!(actor_kind = service.name(), actor = %actor_label(&cell), %error, failures, "service failed too often; escalating");
+                Err(format!("{} failed {failures} times; last error: {error}", service.name()).into())
+            }
+        }
+    }
+
+    async fn post_stop(&self, _myself: ActorRef<RootMsg>, state: &mut RootState) -> Result<(), ActorProcessingErr> {
+        for service in Service::STOP_ORDER {
+            let Some(cell) = slot_cell(&state.dir, service) else { continue };
+            // Storage drains its mailbox so every queued write commits; the others just stop.
+            let stopped = if service == Service::Storage {
+                cell.drain_and_wait(Some(Duration::from_secs(10))).await.map_err(|e| e.to_string())
+            } else {
+                cell.stop_and_wait(Some("node shutting down".into()), Some(Duration::from_secs(5))).await.map_err(|e| e.to_string())
+            };
+            if let Err(e) = stopped {
+                tracing::warn!(actor_kind = service.name(), error = %e, "service did not stop cleanly");
+            }
+            clear_slot(&state.dir, service);
+        }
+        state.db.close().await;
+        tracing::info!(actor_kind = "root", "supervision tree stopped");
+        Ok(())
+    }
+}
+
+/// Root's ask timeout, re-exported for the edge.
+pub const DEFAULT_ASK_TIMEOUT: Duration = ASK_TIMEOUT;

@@ -1,0 +1,350 @@
+//! The storage actor: the only writer to SQLite.
+//!
+//! Group commit: a `Write` is queued; the first write into an empty queue casts `Flush` to self,
+//! which lands behind every write already in the mailbox, so one transaction absorbs everything
+//! that arrived while the previous commit was in flight — batches grow with load, no timer.
+//! Each write is acknowledged only after its transaction committed. A batch that fails on a
+//! constraint is retried write by write, so one bad write never fails its neighbours.
+
+use std::collections::HashMap;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+
+use super::Db;
+use crate::artifacts::{ArtifactBody, NewArtifact};
+use crate::error::StorageError;
+use crate::model::{AgentRecord, TaskEvent, TaskRecord};
+
+/// Rows per multi-row statement, well below SQLite's 32,766 bound-parameter limit.
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// One durable write.
+#[derive(Debug, Clone)]
+pub enum WriteOp {
+    /// Upserts a task row and appends its events (and the artifacts they reference), atomically.
+    Task {
+        task: Box<TaskRecord>,
+        /// Seq of the last event (after this write).
+        last_seq: u64,
+        events: Vec<TaskEvent>,
+        artifacts: Vec<NewArtifact>,
+    },
+    /// Inserts or replaces a registered agent (all but `registered_at` on update).
+    Agent(Box<AgentRecord>),
+    /// Sets a node-level key (node id, …).
+    NodeMeta { key: String, value: String },
+}
+
+/// Counters for benchmarks and diagnostics.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StorageStats {
+    /// Transactions committed.
+    pub commits: u64,
+    /// Writes acknowledged.
+    pub writes: u64,
+    /// Largest batch committed in one transaction.
+    pub max_batch: usize,
+}
+
+/// Messages of the storage actor.
+pub enum StorageMsg {
+    /// Make `op` durable; the reply comes after COMMIT.
+    Write(WriteOp, RpcReplyPort<Result<(), StorageError>>),
+    /// Commit everything queued (sent to self).
+    Flush,
+    /// Report counters.
+    Stats(RpcReplyPort<StorageStats>),
+}
+
+/// Arguments: the open database.
+pub struct StorageArgs {
+    pub db: Db,
+}
+
+/// State of the storage actor.
+pub struct StorageState {
+    /// The database; the actor uses only its writer pool (one connection).
+    db: Db,
+    /// Writes waiting for the next commit, in arrival order.
+    pending: Vec<(WriteOp, RpcReplyPort<Result<(), StorageError>>)>,
+    /// A `Flush` is already in the mailbox; don't queue another.
+    flush_scheduled: bool,
+    /// Counters.
+    stats: StorageStats,
+}
+
+/// The storage actor.
+pub struct StorageActor;
+
+impl Actor for StorageActor {
+    type Msg = StorageMsg;
+    type State = StorageState;
+    type Arguments = StorageArgs;
+
+    async fn pre_start(&self, _myself: ActorRef<StorageMsg>, args: StorageArgs) -> Result<StorageState, ActorProcessingErr> {
+        Ok(StorageState { db: args.db, pending: Vec::new(), flush_scheduled: false, stats: StorageStats::default() })
+    }
+
+    async fn handle(&self, myself: ActorRef<StorageMsg>, msg: StorageMsg, state: &mut StorageState) -> Result<(), ActorProcessingErr> {
+        match msg {
+            StorageMsg::Write(op, reply) => {
+                state.pending.push((op, reply));
+                if !state.flush_scheduled {
+                    state.flush_scheduled = true;
+                    myself.cast(StorageMsg::Flush)?;
+                }
+            }
+            StorageMsg::Flush => {
+                state.flush_scheduled = false;
+                let batch = std::mem::take(&mut state.pending);
+                if batch.is_empty() {
+                    return Ok(());
+                }
+                flush(state, batch).await?;
+            }
+            StorageMsg::Stats(reply) => {
+                let _ = reply.send(state.stats);
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(&self, _myself: ActorRef<StorageMsg>, state: &mut StorageState) -> Result<(), ActorProcessingErr> {
+        // A graceful stop (drain) processed every queued message already; anything still pending
+        // is committed here so no acknowledged-later write is lost.
+        let batch = std::mem::take(&mut state.pending);
+        if !batch.is_empty() {
+            flush(state, batch).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Commits a batch; on failure retries each write alone. Returns `Err` (failing the actor, so its
+/// supervisor restarts it) only when the database itself is unavailable.
+async fn flush(
+    state: &mut StorageState,
+    batch: Vec<(WriteOp, RpcReplyPort<Result<(), StorageError>>)>,
+) -> Result<(), ActorProcessingErr> {
+    let (ops, replies): (Vec<WriteOp>, Vec<_>) = batch.into_iter().unzip();
+    match commit(&state.db, &ops).await {
+        Ok(()) => {
+            state.stats.commits += 1;
+            state.stats.writes += ops.len() as u64;
+            state.stats.max_batch = state.stats.max_batch.max(ops.len());
+            for reply in replies {
+                let _ = reply.send(Ok(()));
+            }
+            Ok(())
+        }
+        Err(err) if ops.len() == 1 => {
+            for reply in replies {
+                let _ = reply.send(Err(err.clone()));
+            }
+            escalate_if_unavailable(err)
+        }
+        Err(batch_err) => {
+            tracing::warn!(actor_kind = "storage", error = %batch_err, writes = ops.len(), "batch commit failed; retrying writes one by one");
+            let mut unavailable = None;
+            for (op, reply) in ops.into_iter().zip(replies) {
+                let result = commit(&state.db, std::slice::from_ref(&op)).await;
+                if result.is_ok() {
+                    state.stats.commits += 1;
+                    state.stats.writes += 1;
+                }
+                if let Err(StorageError::Unavailable(_)) = &result {
+                    unavailable = result.clone().err();
+                }
+                let _ = reply.send(result);
+            }
+            unavailable.map_or(Ok(()), escalate_if_unavailable)
+        }
+    }
+}
+
+fn escalate_if_unavailable(err: StorageError) -> Result<(), ActorProcessingErr> {
+    match err {
+        StorageError::Unavailable(_) => Err(Box::new(err)),
+        _ => Ok(()),
+    }
+}
+
+/// Writes `ops` in one `BEGIN IMMEDIATE … COMMIT`.
+async fn commit(db: &Db, ops: &[WriteOp]) -> Result<(), StorageError> {
+    let mut conn = db.writer.acquire().await?;
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+    match write_all(&mut conn, ops).await {
+        Ok(()) => {
+            sqlx::query("COMMIT").execute(&mut *conn).await?;
+            Ok(())
+        }
+        Err(e) => {
+            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            Err(e)
+        }
+    }
+}
+
+async fn write_all(conn: &mut SqliteConnection, ops: &[WriteOp]) -> Result<(), StorageError> {
+    // Last row wins per task: every task write carries the whole row.
+    let mut tasks: Vec<(&TaskRecord, u64)> = Vec::new();
+    let mut task_index: HashMap<&str, usize> = HashMap::new();
+    let mut events: Vec<&TaskEvent> = Vec::new();
+    let mut artifacts: Vec<&NewArtifact> = Vec::new();
+    let mut agents: Vec<&AgentRecord> = Vec::new();
+    let mut meta: Vec<(&str, &str)> = Vec::new();
+    for op in ops {
+        match op {
+            WriteOp::Task { task, last_seq, events: evs, artifacts: arts } => {
+                match task_index.get(task.task_id.as_str()) {
+                    Some(&i) => tasks[i] = (task, *last_seq),
+                    None => {
+                        task_index.insert(task.task_id.as_str(), tasks.len());
+                        tasks.push((task, *last_seq));
+                    }
+                }
+                events.extend(evs.iter());
+                artifacts.extend(arts.iter());
+            }
+            WriteOp::Agent(agent) => agents.push(agent),
+            WriteOp::NodeMeta { key, value } => meta.push((key, value)),
+        }
+    }
+    for chunk in artifacts.chunks(ROWS_PER_STATEMENT) {
+        insert_artifacts(conn, chunk).await?;
+    }
+    for chunk in tasks.chunks(ROWS_PER_STATEMENT) {
+        upsert_tasks(conn, chunk).await?;
+    }
+    for chunk in events.chunks(ROWS_PER_STATEMENT) {
+        insert_events(conn, chunk).await?;
+    }
+    for agent in agents {
+        upsert_agent(conn, agent).await?;
+    }
+    for (key, value) in meta {
+        sqlx::query("INSERT INTO node_meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value")
+            .bind(key.to_owned())
+            .bind(value.to_owned())
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+fn json_text(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "{}".to_owned())
+}
+
+async fn insert_artifacts(conn: &mut SqliteConnection, rows: &[&NewArtifact]) -> Result<(), StorageError> {
+    let mut qb: QueryBuilder<Sqlite> =
+        QueryBuilder::new("INSERT INTO artifacts (artifact_id, media_type, relative_path, content, size_bytes, sha256, created_at) ");
+    qb.push_values(rows, |mut b, a| {
+        let (path, content) = match &a.body {
+            ArtifactBody::Inline(bytes) => (None, Some(bytes.clone())),
+            ArtifactBody::File(p) => (Some(p.clone()), None),
+        };
+        b.push_bind(a.meta.artifact_id.clone())
+            .push_bind(a.meta.media_type.clone())
+            .push_bind(path)
+            .push_bind(content)
+            .push_bind(i64::try_from(a.meta.size_bytes).unwrap_or(i64::MAX))
+            .push_bind(a.meta.sha256.clone())
+            .push_bind(a.meta.created_at.clone());
+    });
+    qb.build().execute(&mut *conn).await?;
+    Ok(())
+}
+
+async fn upsert_tasks(conn: &mut SqliteConnection, rows: &[(&TaskRecord, u64)]) -> Result<(), StorageError> {
+    let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+        "INSERT INTO tasks (task_id, thread_id, conversation_id, sender, intent, requested_agent_id, \
+         resolved_agent_id, runtime_options_json, payload_artifact_id, status, remote_binding, \
+         remote_execution_id, remote_session_id, last_error_json, result_artifact_id, delivery_json, \
+         metadata_json, last_seq, created_at, updated_at) ",
+    );
+    qb.push_values(rows, |mut b, (t, last_seq)| {
+        let remote = t.remote.clone().unwrap_or_default();
+        b.push_bind(t.task_id.clone())
+            .push_bind(t.thread_id.clone())
+            .push_bind(t.conversation_id.clone())
+            .push_bind(t.sender.clone())
+            .push_bind(t.intent.clone())
+            .push_bind(t.requested_agent_id.clone())
+            .push_bind(t.resolved_agent_id.clone())
+            .push_bind(json_text(&t.runtime_options))
+            .push_bind(t.payload_artifact_id.clone())
+            .push_bind(t.status.as_str())
+            .push_bind(t.remote.as_ref().map(|_| remote.binding.clone()))
+            .push_bind(remote.remote_execution_id.clone())
+            .push_bind(remote.remote_session_id.clone())
+            .push_bind(t.last_error.as_ref().map(json_text))
+            .push_bind(t.result_artifact_id.clone())
+            .push_bind(json_text(&t.delivery))
+            .push_bind(json_text(&t.metadata))
+            .push_bind(i64::try_from(*last_seq).unwrap_or(i64::MAX))
+            .push_bind(t.created_at.clone())
+            .push_bind(t.updated_at.clone());
+    });
+    qb.push(
+        " ON CONFLICT(task_id) DO UPDATE SET status = excluded.status, remote_binding = excluded.remote_binding, \
+         remote_execution_id = excluded.remote_execution_id, remote_session_id = excluded.remote_session_id, \
+         last_error_json = excluded.last_error_json, result_artifact_id = excluded.result_artifact_id, \
+         last_seq = excluded.last_seq, updated_at = excluded.updated_at",
+    );
+    qb.build().execute(&mut *conn).await?;
+    Ok(())
+}
+
+async fn insert_events(conn: &mut SqliteConnection, rows: &[&TaskEvent]) -> Result<(), StorageError> {
+    let mut qb: QueryBuilder<Sqlite> =
+        QueryBuilder::new("INSERT INTO task_events (event_id, task_id, seq, kind, state, source, message, data_json, created_at) ");
+    qb.push_values(rows, |mut b, e| {
+        b.push_bind(e.event_id.clone())
+            .push_bind(e.task_id.clone())
+            .push_bind(i64::try_from(e.seq).unwrap_or(i64::MAX))
+            .push_bind(e.kind.as_str())
+            .push_bind(e.state.as_str())
+            .push_bind(e.source.as_str())
+            .push_bind(e.message.clone())
+            .push_bind(json_text(&e.data))
+            .push_bind(e.created_at.clone());
+    });
+    qb.build().execute(&mut *conn).await?;
+    Ok(())
+}
+
+async fn upsert_agent(conn: &mut SqliteConnection, a: &AgentRecord) -> Result<(), StorageError> {
+    sqlx::query(
+        "INSERT INTO agents (agent_id, display_name, transport_kind, endpoint, adapter_kind, dialect, healthcheck, \
+         launch_json, defaults_json, capabilities_json, sticky_mode, metadata_json, status, registered_at, \
+         updated_at, last_seen_at, lease_expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+         ON CONFLICT(agent_id) DO UPDATE SET display_name = excluded.display_name, \
+         transport_kind = excluded.transport_kind, endpoint = excluded.endpoint, adapter_kind = excluded.adapter_kind, \
+         dialect = excluded.dialect, healthcheck = excluded.healthcheck, launch_json = excluded.launch_json, \
+         defaults_json = excluded.defaults_json, capabilities_json = excluded.capabilities_json, \
+         sticky_mode = excluded.sticky_mode, metadata_json = excluded.metadata_json, status = excluded.status, \
+         updated_at = excluded.updated_at, last_seen_at = excluded.last_seen_at, lease_expires_at = excluded.lease_expires_at",
+    )
+    .bind(a.agent_id.clone())
+    .bind(a.display_name.clone())
+    .bind(a.transport_kind.clone())
+    .bind(a.endpoint.clone())
+    .bind(a.adapter.clone())
+    .bind(a.dialect.clone())
+    .bind(a.healthcheck.clone())
+    .bind(json_text(&a.launch))
+    .bind(json_text(&a.defaults))
+    .bind(json_text(&a.capabilities))
+    .bind(a.sticky_mode.clone())
+    .bind(json_text(&a.metadata))
+    .bind(a.status.clone())
+    .bind(a.registered_at.clone())
+    .bind(a.updated_at.clone())
+    .bind(a.last_seen_at.clone())
+    .bind(a.lease_expires_at.clone())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}

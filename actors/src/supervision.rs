@@ -1,0 +1,96 @@
+//! Helpers every actor shares: bounded requests between actors, the actor directory slots, and
+//! the structured log lines of supervision events.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use ractor::rpc::CallResult;
+use ractor::{ActorCell, ActorRef, Message, RpcReplyPort};
+
+use crate::error::AskError;
+
+/// Default budget for a request to another actor. Requests never wait without a bound.
+pub const ASK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Sends a request to `actor` and waits at most `timeout` for the answer.
+pub async fn ask<M, R>(
+    actor: &ActorRef<M>,
+    name: &'static str,
+    timeout: Duration,
+    build: impl FnOnce(RpcReplyPort<R>) -> M,
+) -> Result<R, AskError>
+where
+    M: Message,
+    R: Send + 'static,
+{
+    match actor.call(build, Some(timeout)).await {
+        Ok(CallResult::Success(r)) => Ok(r),
+        Ok(CallResult::Timeout) => Err(AskError::Timeout(name, timeout)),
+        Ok(CallResult::SenderError) => Err(AskError::Dropped(name)),
+        Err(_) => Err(AskError::Unavailable(name)),
+    }
+}
+
+/// The current incarnation of a long-lived actor. Supervisors replace the reference when they
+/// restart the actor, so holders of the slot always reach the live one.
+pub struct Slot<M: Message> {
+    /// `None` while the actor is down (between a failure and its restart).
+    current: RwLock<Option<ActorRef<M>>>,
+    /// Name used in errors and logs.
+    name: &'static str,
+}
+
+impl<M: Message> Slot<M> {
+    /// An empty slot.
+    pub fn new(name: &'static str) -> Arc<Self> {
+        Arc::new(Slot { current: RwLock::new(None), name })
+    }
+
+    /// The live actor, if any.
+    pub fn get(&self) -> Result<ActorRef<M>, AskError> {
+        let guard = match self.current.read() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        guard.clone().ok_or(AskError::Unavailable(self.name))
+    }
+
+    /// Installs (or clears) the live actor.
+    pub fn set(&self, actor: Option<ActorRef<M>>) {
+        let mut guard = match self.current.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        *guard = actor;
+    }
+
+    /// Sends a message without waiting.
+    pub fn cast(&self, msg: M) -> Result<(), AskError> {
+        self.get()?.cast(msg).map_err(|_| AskError::Unavailable(self.name))
+    }
+
+    /// Sends a request and waits at most `timeout`.
+    pub async fn ask<R: Send + 'static>(
+        &self,
+        timeout: Duration,
+        build: impl FnOnce(RpcReplyPort<R>) -> M,
+    ) -> Result<R, AskError> {
+        let actor = self.get()?;
+        ask(&actor, self.name, timeout, build).await
+    }
+
+    /// The slot's name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
+/// The display name of an actor for logs.
+pub fn actor_label(cell: &ActorCell) -> String {
+    cell.get_name().unwrap_or_else(|| format!("{}", cell.get_id()))
+}
+
+/// Turns a `ractor` spawn error into a log-friendly string.
+pub fn spawn_error(err: &ractor::SpawnErr) -> String {
+    err.to_string()
+}

@@ -1,0 +1,573 @@
+//! The task actor: one per live task. It alone allocates event seqs, enforces the state machine
+//! ([`TaskLifecycle`]), writes each transition (task row + events, one transaction) through the
+//! storage actor, and publishes events to the SSE hub only after they are durable. It stops once
+//! the task is terminal; a later request for that task is answered from storage.
+//!
+//! Long waits never block it: runtime acquisition runs in a spawned task that casts the result
+//! back, and timers carry the actor's generation so a stale timer is ignored.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+
+use crate::artifacts::NewArtifact;
+use crate::clock;
+use crate::error::{AskError, StorageError};
+use crate::ids;
+use crate::model::{EventKind, EventSource, JsonObject, LastError, RemoteRef, TargetSpec, TaskEvent, TaskRecord, TaskStatus};
+use crate::root::Directory;
+use crate::runtime::{AdapterEvent, Dispatch, RuntimeError, RuntimeHandle, RuntimeSupMsg, SessionMsg};
+use crate::sse::SseHubMsg;
+use crate::state_machine::{CancelPlan, ResumeRejection, TaskLifecycle};
+use crate::storage::reader::StoredTask;
+use crate::storage::{StorageMsg, WriteOp};
+use crate::supervision::ASK_TIMEOUT;
+
+/// How long a runtime may take to become ready for a task (loopback: immediate).
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Errors a task actor returns to the API.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum TaskError {
+    #[error(transparent)]
+    NotAwaitable(#[from] ResumeRejection),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("artifact: {0}")]
+    Artifact(String),
+    #[error(transparent)]
+    Ask(#[from] AskError),
+}
+
+/// A task accepted by the API, not yet persisted.
+#[derive(Clone, Debug)]
+pub struct NewTask {
+    /// The row to insert (status `created`, `payload_artifact_id` filled in by the actor).
+    pub record: TaskRecord,
+    /// The request payload (a JSON object).
+    pub payload: Value,
+    /// The resolved target.
+    pub target: TargetSpec,
+}
+
+/// How a task actor starts.
+pub enum TaskInit {
+    /// A new task from `POST /v1/tasks`; `Create` persists it.
+    New(Box<NewTask>),
+    /// A task loaded from storage (restart recovery).
+    Stored(Box<StoredTask>),
+    /// Reload the task from storage (restart after a failure).
+    Reload(String),
+}
+
+/// Arguments of a task actor.
+pub struct TaskArgs {
+    pub init: TaskInit,
+    /// Incarnation number, given by the task supervisor.
+    pub generation: u64,
+    pub dir: Arc<Directory>,
+}
+
+/// Which timer fired.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deadline {
+    /// `delivery.timeout_ms` elapsed.
+    Timeout,
+    /// The runtime did not confirm a cancel in time.
+    CancelGrace,
+}
+
+/// Messages of a task actor.
+pub enum TaskMsg {
+    /// Persist the new task (`task.created`, `task.routed`); reply once durable.
+    Create(RpcReplyPort<Result<TaskRecord, TaskError>>),
+    /// Continue a recovered task according to the restart policy.
+    Recover,
+    /// Result of runtime acquisition.
+    Acquired { generation: u64, result: Result<RuntimeHandle, RuntimeError> },
+    /// Something the runtime reported.
+    Adapter { generation: u64, event: AdapterEvent },
+    /// `POST /v1/tasks/{id}/cancel`. Replies with the status after the request was recorded.
+    Cancel { reason: Option<String>, reply: RpcReplyPort<Result<TaskStatus, TaskError>> },
+    /// `POST /v1/tasks/{id}/resume`.
+    Resume { payload: JsonObject, reply: RpcReplyPort<Result<TaskStatus, TaskError>> },
+    /// A timer fired.
+    Deadline { generation: u64, which: Deadline },
+    /// The task as this actor sees it.
+    Snapshot(RpcReplyPort<TaskRecord>),
+    /// Its actor kept failing: record the task failed with this detail.
+    Abandon(String),
+}
+
+/// One event to append, before it has a seq.
+#[derive(Debug, Default)]
+struct Draft {
+    kind: Option<EventKind>,
+    source: Option<EventSource>,
+    message: String,
+    data: JsonObject,
+    /// Sets `last_error` (terminal failures).
+    error: Option<LastError>,
+    /// Sets `remote`.
+    remote: Option<RemoteRef>,
+    /// Result artifact written with this event.
+    result: Option<NewArtifact>,
+}
+
+fn draft(kind: EventKind, source: EventSource, message: impl Into<String>) -> Draft {
+    Draft { kind: Some(kind), source: Some(source), message: message.into(), ..Draft::default() }
+}
+
+impl Draft {
+    fn data(mut self, data: Value) -> Self {
+        if let Value::Object(map) = data {
+            self.data = map;
+        }
+        self
+    }
+}
+
+/// State of a task actor.
+pub struct TaskState {
+    /// The task row as last written; every write carries the whole row.
+    record: TaskRecord,
+    /// The state machine: current status, seq allocation, pending requests.
+    lifecycle: TaskLifecycle,
+    /// This incarnation; events and timers for other generations are dropped.
+    generation: u64,
+    /// The resolved target (needed to acquire its runtime); `None` if it vanished.
+    target: Option<TargetSpec>,
+    /// The payload to dispatch; loaded from its artifact for recovered tasks.
+    payload: Option<Value>,
+    /// The runtime session holding the task once dispatched.
+    session: Option<ActorRef<SessionMsg>>,
+    /// `delivery.timeout_ms` timer, aborted when the task ends.
+    timeout_timer: Option<JoinHandle<Result<(), ractor::MessagingErr<TaskMsg>>>>,
+    /// Cancel confirmation timer.
+    cancel_timer: Option<JoinHandle<Result<(), ractor::MessagingErr<TaskMsg>>>>,
+    /// Everything else the actor talks to.
+    dir: Arc<Directory>,
+}
+
+/// The task actor.
+pub struct TaskActor;
+
+impl Actor for TaskActor {
+    type Msg = TaskMsg;
+    type State = TaskState;
+    type Arguments = TaskArgs;
+
+    async fn pre_start(&self, _myself: ActorRef<TaskMsg>, args: TaskArgs) -> Result<TaskState, ActorProcessingErr> {
+        let TaskArgs { init, generation, dir } = args;
+        let (record, lifecycle, target, payload) = match init {
+            TaskInit::New(new) => {
+                let NewTask { record, payload, target } = *new;
+                (record, TaskLifecycle::new(), Some(target), Some(payload))
+            }
+            TaskInit::Stored(stored) => {
+                let target = lookup_target(&dir, &stored.task);
+                let lc = TaskLifecycle::restore(stored.task.status, stored.last_seq);
+                (stored.task, lc, target, None)
+            }
+            TaskInit::Reload(task_id) => {
+                let stored = dir.reader.task(&task_id).await?.ok_or_else(|| format!("task {task_id} not found in storage"))?;
+                let target = lookup_target(&dir, &stored.task);
+                let lc = TaskLifecycle::restore(stored.task.status, stored.last_seq);
+                (stored.task, lc, target, None)
+            }
+        };
+        Ok(TaskState { record, lifecycle, generation, target, payload, session: None, timeout_timer: None, cancel_timer: None, dir })
+    }
+
+    async fn handle(&self, myself: ActorRef<TaskMsg>, msg: TaskMsg, state: &mut TaskState) -> Result<(), ActorProcessingErr> {
+        match msg {
+            TaskMsg::Create(reply) => {
+                match create(state).await {
+                    Ok(()) => {
+                        let _ = reply.send(Ok(state.record.clone()));
+                        acquire_runtime(&myself, state);
+                    }
+                    Err(e) => {
+                        // Nothing durable exists for this task: stop quietly, the API reports it.
+                        let _ = reply.send(Err(e));
+                        myself.stop(Some("creation failed".into()));
+                    }
+                }
+            }
+            TaskMsg::Recover => recover(&myself, state).await?,
+            TaskMsg::Acquired { generation, result } if generation == state.generation => {
+                on_acquired(&myself, state, result).await?;
+            }
+            TaskMsg::Adapter { generation, event } if generation == state.generation => {
+                on_adapter_event(&myself, state, event).await?;
+            }
+            TaskMsg::Cancel { reason, reply } => {
+                let result = cancel(&myself, state, reason).await;
+                let failed_write = matches!(result, Err(TaskError::Storage(_)));
+                let _ = reply.send(result);
+                if failed_write {
+                    return Err("storage write failed during cancel".into());
+                }
+            }
+            TaskMsg::Resume { payload, reply } => {
+                if let Err(rejected) = state.lifecycle.check_resume() {
+                    let _ = reply.send(Err(rejected.into()));
+                    return Ok(());
+                }
+                let event = draft(EventKind::TaskResumeRequested, EventSource::Api, "Resume requested").data(Value::Object(payload.clone()));
+                append(&myself, state, vec![event]).await?;
+                let _ = reply.send(Ok(state.lifecycle.status()));
+                // Appended first, then the runtime is told (never the other way round).
+                if let Some(session) = &state.session {
+                    let _ = session.cast(SessionMsg::Resume { task_id: state.record.task_id.clone(), generation: state.generation, payload });
+                } else {
+                    let fail = failed("resume_failed", "no runtime session holds this task", "Runtime session lost");
+                    append(&myself, state, vec![fail]).await?;
+                }
+            }
+            TaskMsg::Deadline { generation, which } if generation == state.generation => {
+                on_deadline(&myself, state, which).await?;
+            }
+            TaskMsg::Snapshot(reply) => {
+                let _ = reply.send(state.record.clone());
+            }
+            TaskMsg::Abandon(detail) => {
+                if !state.lifecycle.status().is_terminal() {
+                    append(&myself, state, vec![failed("crashed", detail, "Task abandoned after repeated internal failures")]).await?;
+                }
+                myself.stop(Some("abandoned".into()));
+            }
+            TaskMsg::Acquired { .. } | TaskMsg::Adapter { .. } | TaskMsg::Deadline { .. } => {
+                tracing::debug!(task_id = %state.record.task_id, generation = state.generation, "dropped a message for an older incarnation");
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(&self, _myself: ActorRef<TaskMsg>, state: &mut TaskState) -> Result<(), ActorProcessingErr> {
+        abort_timers(state);
+        Ok(())
+    }
+}
+
+fn lookup_target(dir: &Directory, task: &TaskRecord) -> Option<TargetSpec> {
+    let id = task.resolved_agent_id.as_deref()?;
+    dir.targets.borrow().get(id).cloned()
+}
+
+fn abort_timers(state: &mut TaskState) {
+    if let Some(t) = state.timeout_timer.take() {
+        t.abort();
+    }
+    if let Some(t) = state.cancel_timer.take() {
+        t.abort();
+    }
+}
+
+fn failed(reason: &str, detail: impl Into<String>, message: impl Into<String>) -> Draft {
+    let detail = detail.into();
+    let mut d = draft(EventKind::TaskFailed, EventSource::Core, message).data(json!({ "reason": reason, "detail": detail }));
+    d.error = Some(LastError { reason: reason.to_owned(), detail: Some(detail) });
+    d
+}
+
+/// Appends events: checks each against the state machine (refused ones are logged and
+/// skipped), writes the row and the events in one transaction, then publishes them. A storage
+/// failure fails the actor, so its supervisor restarts it from what is durable.
+async fn append(myself: &ActorRef<TaskMsg>, state: &mut TaskState, drafts: Vec<Draft>) -> Result<(), TaskError> {
+    let now = clock::now_rfc3339();
+    let mut events = Vec::with_capacity(drafts.len());
+    let mut artifacts = Vec::new();
+    let before = (state.lifecycle.clone(), state.record.clone());
+    for d in drafts {
+        let (Some(kind), Some(source)) = (d.kind, d.source) else { continue };
+        let (seq, to) = match state.lifecycle.admit(kind) {
+            Ok(admitted) => admitted,
+            Err(rejection) => {
+                tracing::debug!(task_id = %state.record.task_id, kind = %kind, %rejection, "event refused by the state machine");
+                continue;
+            }
+        };
+        let r = &mut state.record;
+        r.status = to;
+        r.updated_at = now.clone();
+        if let Some(e) = d.error {
+            r.last_error = Some(e);
+        }
+        if let Some(remote) = d.remote {
+            r.remote = Some(remote);
+        }
+        if let Some(artifact) = d.result {
+            r.result_artifact_id = Some(artifact.meta.artifact_id.clone());
+            artifacts.push(artifact);
+        }
+        events.push(TaskEvent {
+            event_id: ids::new_id(),
+            task_id: r.task_id.clone(),
+            seq,
+            kind,
+            state: to,
+            source,
+            message: Some(d.message).filter(|m| !m.is_empty()),
+            data: d.data,
+            created_at: now.clone(),
+        });
+    }
+    if events.is_empty() {
+        return Ok(());
+    }
+    let op = WriteOp::Task {
+        task: Box::new(state.record.clone()),
+        last_seq: state.lifecycle.last_seq(),
+        events: events.clone(),
+        artifacts,
+    };
+    let written = state.dir.storage.ask(ASK_TIMEOUT, |reply| StorageMsg::Write(op, reply)).await;
+    if let Err(e) = written.map_err(TaskError::from).and_then(|r| r.map_err(TaskError::from)) {
+        (state.lifecycle, state.record) = before;
+        return Err(e);
+    }
+    for e in &events {
+        tracing::info!(
+            actor_kind = "task", task_id = %e.task_id, seq = e.seq, kind = %e.kind, state = %e.state,
+            source = %e.source, message = e.message.as_deref().unwrap_or(""), "task event"
+        );
+    }
+    let _ = state.dir.sse.cast(SseHubMsg::Publish {
+        task_id: state.record.task_id.clone(),
+        events: events.into_iter().map(Arc::new).collect(),
+    });
+    if state.lifecycle.status().is_terminal() {
+        abort_timers(state);
+        myself.stop(Some(format!("task {}", state.lifecycle.status())));
+    }
+    Ok(())
+}
+
+async fn create(state: &mut TaskState) -> Result<(), TaskError> {
+    let payload = state.payload.clone().unwrap_or_else(|| json!({}));
+    let bytes = serde_json::to_vec(&payload).unwrap_or_default();
+    let artifact = state.dir.artifacts.prepare(bytes, "application/json").await.map_err(|e| TaskError::Artifact(e.to_string()))?;
+    state.record.payload_artifact_id = Some(artifact.meta.artifact_id.clone());
+    let routed_data = json!({
+        "resolved_agent_id": state.record.resolved_agent_id,
+        "runtime_options": state.record.runtime_options,
+    });
+    let drafts = [draft(EventKind::TaskCreated, EventSource::Core, "Task created"), draft(EventKind::TaskRouted, EventSource::Core, "Route resolved").data(routed_data)];
+    // Creation carries the payload artifact in the same transaction as the row.
+    let now = clock::now_rfc3339();
+    let mut events = Vec::new();
+    for d in drafts {
+        let Some(kind) = d.kind else { continue };
+        let (seq, to) = state.lifecycle.admit(kind).map_err(|e| TaskError::Artifact(e.to_string()))?;
+        events.push(TaskEvent {
+            event_id: ids::new_id(),
+            task_id: state.record.task_id.clone(),
+            seq,
+            kind,
+            state: to,
+            source: EventSource::Core,
+            message: Some(d.message),
+            data: d.data,
+            created_at: now.clone(),
+        });
+    }
+    let op = WriteOp::Task { task: Box::new(state.record.clone()), last_seq: state.lifecycle.last_seq(), events: events.clone(), artifacts: vec![artifact] };
+    state.dir.storage.ask(ASK_TIMEOUT, |reply| StorageMsg::Write(op, reply)).await??;
+    for e in &events {
+        tracing::info!(
+            actor_kind = "task", task_id = %e.task_id, seq = e.seq, kind = %e.kind, state = %e.state,
+            target_id = state.record.resolved_agent_id.as_deref().unwrap_or(""), "task event"
+        );
+    }
+    let _ = state.dir.sse.cast(SseHubMsg::Publish { task_id: state.record.task_id.clone(), events: events.into_iter().map(Arc::new).collect() });
+    Ok(())
+}
+
+/// Asks the runtime supervisor for the target's runtime in a spawned task (a launch can take
+/// long); the answer comes back as `Acquired` with this generation.
+fn acquire_runtime(myself: &ActorRef<TaskMsg>, state: &TaskState) {
+    let Some(target) = state.target.clone() else { return };
+    let (me, generation, dir) = (myself.clone(), state.generation, state.dir.clone());
+    let launch_if_down = state.record.delivery.launch_if_down;
+    tokio::spawn(async move {
+        let asked = dir
+            .runtimes
+            .ask(ACQUIRE_TIMEOUT, |reply| RuntimeSupMsg::Acquire { target: Box::new(target), launch_if_down, reply })
+            .await;
+        let result = asked.unwrap_or_else(|e| Err(RuntimeError::Unavailable(e.to_string())));
+        let _ = me.cast(TaskMsg::Acquired { generation, result });
+    });
+}
+
+async fn on_acquired(myself: &ActorRef<TaskMsg>, state: &mut TaskState, result: Result<RuntimeHandle, RuntimeError>) -> Result<(), TaskError> {
+    if state.lifecycle.status().is_terminal() || state.lifecycle.status().is_dispatched() {
+        return Ok(());
+    }
+    let handle = match result {
+        Ok(h) => h,
+        Err(e) => {
+            let mut d = draft(EventKind::TaskFailed, EventSource::Runtime, e.reason()).data(json!({ "detail": e.to_string() }));
+            d.error = Some(LastError { reason: e.reason().to_owned(), detail: Some(e.to_string()) });
+            return append(myself, state, vec![d]).await;
+        }
+    };
+    let target_id = state.record.resolved_agent_id.clone().unwrap_or_default();
+    let mut drafts = Vec::new();
+    if state.lifecycle.status() != TaskStatus::Ready {
+        let data = handle.lease_id.as_ref().map_or_else(|| json!({}), |id| json!({ "lease_id": id }));
+        drafts.push(draft(EventKind::RuntimeReady, EventSource::Runtime, "Runtime ready").data(data));
+    }
+    drafts.push(draft(EventKind::TaskDispatching, EventSource::Core, "Dispatching task").data(json!({ "target_agent_id": target_id })));
+    append(myself, state, drafts).await?;
+    if state.lifecycle.status() != TaskStatus::Dispatching {
+        return Ok(());
+    }
+    if let Some(ms) = state.record.delivery.timeout_ms {
+        let generation = state.generation;
+        state.timeout_timer = Some(myself.send_after(Duration::from_millis(ms), move || TaskMsg::Deadline { generation, which: Deadline::Timeout }));
+    }
+    let dispatch = Dispatch {
+        task_id: state.record.task_id.clone(),
+        generation: state.generation,
+        intent: state.record.intent.clone(),
+        payload: state.payload.clone().unwrap_or_else(|| json!({})),
+        runtime_options: state.record.runtime_options.clone(),
+        reply_to: myself.clone(),
+    };
+    if handle.session.cast(SessionMsg::Submit(Box::new(dispatch))).is_err() {
+        return append(myself, state, vec![failed("submit_failed", "the runtime session stopped before the task was submitted", "submit_failed")]).await;
+    }
+    state.session = Some(handle.session);
+    Ok(())
+}
+
+async fn on_adapter_event(myself: &ActorRef<TaskMsg>, state: &mut TaskState, event: AdapterEvent) -> Result<(), TaskError> {
+    let d = match event {
+        AdapterEvent::Submitted { binding, remote_execution_id, remote_session_id } => {
+            let mut d = draft(EventKind::TaskDispatching, EventSource::Adapter, "Task submitted to runtime").data(json!({ "binding": binding }));
+            d.remote = Some(RemoteRef { binding, remote_execution_id, remote_session_id });
+            d
+        }
+        AdapterEvent::Running { message, data } => draft(EventKind::TaskRunning, EventSource::Adapter, message).data(Value::Object(data)),
+        AdapterEvent::AwaitingInput { message, data } => draft(EventKind::TaskAwaitingInput, EventSource::Adapter, message).data(Value::Object(data)),
+        AdapterEvent::Resumed { message } => draft(EventKind::TaskResumed, EventSource::Adapter, message),
+        AdapterEvent::ResumeRefused { reason } => {
+            tracing::warn!(task_id = %state.record.task_id, %reason, "runtime refused a resume");
+            state.lifecycle.resume_refused();
+            return Ok(());
+        }
+        AdapterEvent::Completed { message, result } => {
+            let bytes = serde_json::to_vec(&result).unwrap_or_default();
+            let artifact = state.dir.artifacts.prepare(bytes, "application/json").await.map_err(|e| TaskError::Artifact(e.to_string()))?;
+            let mut d = draft(EventKind::TaskCompleted, EventSource::Adapter, message).data(json!({ "result": result }));
+            d.result = Some(artifact);
+            d
+        }
+        AdapterEvent::Failed { reason, detail, message } => {
+            let mut d = draft(EventKind::TaskFailed, EventSource::Adapter, message).data(json!({ "reason": reason, "detail": detail }));
+            d.error = Some(LastError { reason, detail });
+            d
+        }
+        AdapterEvent::Cancelled { message } => draft(EventKind::TaskCancelled, EventSource::Adapter, message),
+    };
+    append(myself, state, vec![d]).await
+}
+
+async fn cancel(myself: &ActorRef<TaskMsg>, state: &mut TaskState, reason: Option<String>) -> Result<TaskStatus, TaskError> {
+    let requested = || {
+        let data = reason.as_ref().map_or_else(|| json!({}), |r| json!({ "reason": r }));
+        draft(EventKind::TaskCancelRequested, EventSource::Api, "Cancel requested").data(data)
+    };
+    match state.lifecycle.plan_cancel() {
+        CancelPlan::AlreadyTerminal(s) | CancelPlan::AlreadyRequested(s) => Ok(s),
+        CancelPlan::Immediate => {
+            let cancelled = draft(EventKind::TaskCancelled, EventSource::Core, "Task cancelled before dispatch");
+            append(myself, state, vec![requested(), cancelled]).await?;
+            Ok(state.lifecycle.status())
+        }
+        CancelPlan::ViaRuntime => {
+            append(myself, state, vec![requested()]).await?;
+            if let Some(session) = &state.session {
+                let _ = session.cast(SessionMsg::Cancel { task_id: state.record.task_id.clone(), generation: state.generation });
+            }
+            let generation = state.generation;
+            let grace = state.dir.settings.cancel_grace;
+            state.cancel_timer = Some(myself.send_after(grace, move || TaskMsg::Deadline { generation, which: Deadline::CancelGrace }));
+            Ok(state.lifecycle.status())
+        }
+    }
+}
+
+async fn on_deadline(myself: &ActorRef<TaskMsg>, state: &mut TaskState, which: Deadline) -> Result<(), TaskError> {
+    if state.lifecycle.status().is_terminal() {
+        return Ok(());
+    }
+    let stop_runtime = |state: &TaskState| {
+        if let Some(session) = &state.session {
+            let _ = session.cast(SessionMsg::Cancel { task_id: state.record.task_id.clone(), generation: state.generation });
+        }
+    };
+    match which {
+        Deadline::Timeout => {
+            let ms = state.record.delivery.timeout_ms.unwrap_or_default();
+            // Fail first: the runtime's cancel confirmation then finds the task terminal.
+            append(myself, state, vec![failed("timeout", format!("no result within delivery.timeout_ms = {ms}"), format!("Task timed out after {ms} ms"))]).await?;
+            stop_runtime(state);
+        }
+        Deadline::CancelGrace => {
+            let grace = state.dir.settings.cancel_grace;
+            let d = draft(EventKind::TaskCancelled, EventSource::Core, format!("Runtime did not confirm the cancel within {} ms; cancelled by the node", grace.as_millis()));
+            append(myself, state, vec![d]).await?;
+            stop_runtime(state);
+        }
+    }
+    Ok(())
+}
+
+/// Continues a task loaded from storage. Tasks never handed to a runtime are dispatched again;
+/// tasks the runtime held cannot be re-attached (loopback keeps nothing across restarts), so
+/// they fail with `interrupted`.
+async fn recover(myself: &ActorRef<TaskMsg>, state: &mut TaskState) -> Result<(), TaskError> {
+    let status = state.lifecycle.status();
+    if status.is_terminal() {
+        myself.stop(Some("already terminal".into()));
+        return Ok(());
+    }
+    let Some(target) = state.target.clone() else {
+        let target = state.record.resolved_agent_id.clone().unwrap_or_default();
+        let d = failed("interrupted", format!("target '{target}' is no longer registered"), "Task interrupted by node restart: its target is gone");
+        return append(myself, state, vec![d]).await;
+    };
+    if status.is_dispatched() {
+        let d = failed(
+            "interrupted",
+            format!("the {} runtime cannot resume a task after a node restart (was {status})", target.adapter),
+            "Task interrupted by node restart",
+        );
+        return append(myself, state, vec![d]).await;
+    }
+    if state.lifecycle.last_seq() < 2 {
+        // Creation never completed its second event: record the route now.
+        let data = json!({ "resolved_agent_id": state.record.resolved_agent_id, "runtime_options": state.record.runtime_options });
+        append(myself, state, vec![draft(EventKind::TaskRouted, EventSource::Core, "Route resolved").data(data)]).await?;
+    }
+    let payload = match load_payload(state).await {
+        Ok(p) => p,
+        Err(detail) => return append(myself, state, vec![failed("interrupted", detail, "Task interrupted by node restart: payload unreadable")]).await,
+    };
+    state.payload = Some(payload);
+    tracing::info!(actor_kind = "task", task_id = %state.record.task_id, status = %status, "recovered task resumes dispatch");
+    acquire_runtime(myself, state);
+    Ok(())
+}
+
+async fn load_payload(state: &TaskState) -> Result<Value, String> {
+    let Some(id) = state.record.payload_artifact_id.as_deref() else { return Ok(json!({})) };
+    let (_, body) = state.dir.reader.artifact(id).await.map_err(|e| e.to_string())?.ok_or_else(|| format!("payload artifact {id} missing"))?;
+    let bytes = state.dir.artifacts.read(body).await.map_err(|e| e.to_string())?;
+    serde_json::from_slice(&bytes).map_err(|e| format!("payload artifact {id}: {e}"))
+}

@@ -1,0 +1,36 @@
+//! `alink-node`: the AethroLink daemon. Parses flags, sets up logging, runs the node.
+
+use aethrolink::config::{LogFormat, NodeArgs};
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    match format {
+        LogFormat::Json => builder.json().with_current_span(false).init(),
+        LogFormat::Pretty => builder.with_target(false).init(),
+    }
+    // Panics inside actors are caught and supervised; route their message to the log as well.
+    std::panic::set_hook(Box::new(|info| {
+        tracing::error!(panic = %info, "panic");
+    }));
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let args = NodeArgs::parse();
+    init_logging(args.log_format);
+    let shutdown = CancellationToken::new();
+    aethrolink::node::spawn_signal_handler(shutdown.clone());
+    match aethrolink::node::run(args, shutdown).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "alink-node failed");
+            eprintln!("alink-node: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! AethroLink node: the edges around the orchestration core (`aethrolink_actors`).
+//!
+//! * [`config`] — node flags (with `ALINK_*` environment equivalents) and the registry YAML file.
+//! * [`api`] — the HTTP API (AethroLink v1) with SSE.
+//! * [`node`] — wires the supervision tree, the listener and shutdown together.
+//! * [`cli`] — `alink-cli`, a thin HTTP client.
+//!
+//! The binaries in `src/bin/` only parse arguments, set up logging and call into here.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod duration;
+pub mod node;

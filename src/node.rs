@@ -1,0 +1,155 @@
+//! Runs the node: loads configuration, opens storage, starts the supervision tree (which
+//! recovers live tasks before anything else), opens the listener, and shuts down in order.
+//!
+//! Shutdown: the first SIGINT/SIGTERM stops accepting connections and ends every SSE stream;
+//! then the root supervisor stops task actors, runtimes and the registry and drains the storage
+//! actor so every queued write commits. A second signal exits at once.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use aethrolink_actors::artifacts::ArtifactStore;
+use aethrolink_actors::root::{CoreSettings, RootArgs, RootSupervisor};
+use aethrolink_actors::storage::{DatabaseLocation, Db, StorageMsg, WriteOp};
+use aethrolink_actors::supervision::ASK_TIMEOUT;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{AppState, router};
+use crate::config::{ConfigError, DEFAULT_REGISTRY, NodeArgs, load_registry};
+
+/// Why the node could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("database {database}: {source}")]
+    Storage { database: String, source: aethrolink_actors::error::StorageError },
+    #[error("artifact directory: {0}")]
+    Artifacts(#[from] aethrolink_actors::artifacts::ArtifactError),
+    #[error("supervision tree: {0}")]
+    Tree(String),
+    #[error("listen on {addr}: {source}")]
+    Listen { addr: String, source: std::io::Error },
+    #[error("HTTP server: {0}")]
+    Serve(std::io::Error),
+}
+
+/// How long the ordered stop of the supervision tree may take.
+const TREE_STOP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Runs until a shutdown signal (or `shutdown` is cancelled); returns after a clean stop.
+pub async fn run(args: NodeArgs, shutdown: CancellationToken) -> Result<(), NodeError> {
+    let (registry_path, explicit) = match &args.registry {
+        Some(p) => (p.clone(), true),
+        None => (PathBuf::from(DEFAULT_REGISTRY), false),
+    };
+    let file_targets = load_registry(&registry_path, explicit)?;
+    let addr = args.bind_addr()?;
+    let location = DatabaseLocation::parse(&args.database);
+    let db = Db::open(&location).await.map_err(|source| NodeError::Storage { database: args.database.clone(), source })?;
+    let artifacts = ArtifactStore::open(&args.artifact_dir, args.artifact_inline_max)?;
+    tracing::info!(
+        database = %args.database, registry = %registry_path.display(), file_targets = file_targets.len(),
+        peer_sync_interval_ms = args.peer_sync_interval.as_millis() as u64, "starting node"
+    );
+    let settings = CoreSettings { cancel_grace: Duration::from_millis(args.cancel_grace_ms) };
+    let (root, dir, root_join) = RootSupervisor::start(RootArgs { db: db.clone(), artifacts, file_targets, settings })
+        .await
+        .map_err(|e| NodeError::Tree(e.to_string()))?;
+    let node_id = match resolve_node_id(&args, &db, &dir).await {
+        Ok(id) => id,
+        Err(e) => {
+            let _ = root.stop_and_wait(None, Some(TREE_STOP_TIMEOUT)).await;
+            return Err(e);
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(source) => {
+            let _ = root.stop_and_wait(None, Some(TREE_STOP_TIMEOUT)).await;
+            return Err(NodeError::Listen { addr: addr.to_string(), source });
+        }
+    };
+    let local = listener.local_addr().map_err(NodeError::Serve)?;
+    // The one line on stdout: scripts and tests started on port 0 read the address here.
+    println!("alink-node listening on http://{local}");
+    tracing::info!(node_id = %node_id, addr = %local, "listening");
+
+    let app = router(AppState { dir: dir.clone(), node_id, shutdown: shutdown.clone() }, args.max_body_bytes);
+    let serve_shutdown = shutdown.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move { serve_shutdown.cancelled().await });
+
+    let root_died = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (token, died) = (shutdown.clone(), root_died.clone());
+        tokio::spawn(async move {
+            let _ = root_join.await;
+            if !token.is_cancelled() {
+                tracing::error!("supervision tree stopped unexpectedly; shutting down");
+                died.store(true, Ordering::SeqCst);
+                token.cancel();
+            }
+        })
+    };
+    let served = server.await;
+    tracing::info!("listener closed; stopping the supervision tree");
+    let stopped = root.stop_and_wait(Some("node shutting down".into()), Some(TREE_STOP_TIMEOUT)).await;
+    watcher.abort();
+    if let Err(e) = stopped {
+        tracing::warn!(error = %e, "supervision tree did not stop in time");
+    }
+    served.map_err(NodeError::Serve)?;
+    if root_died.load(Ordering::SeqCst) {
+        return Err(NodeError::Tree("a core service failed beyond its restart limit".into()));
+    }
+    tracing::info!("node stopped");
+    Ok(())
+}
+
+/// The node id: the flag if given, else the persisted one, else a new one (persisted).
+async fn resolve_node_id(args: &NodeArgs, db: &Db, dir: &aethrolink_actors::root::Directory) -> Result<String, NodeError> {
+    let storage_err = |source| NodeError::Storage { database: args.database.clone(), source };
+    if let Some(id) = args.node_id.clone().filter(|s| !s.trim().is_empty()) {
+        return Ok(id);
+    }
+    if let Some(id) = db.reader().node_meta("node_id").await.map_err(storage_err)? {
+        return Ok(id);
+    }
+    let id = format!("node-{}", aethrolink_actors::ids::new_id().to_lowercase());
+    let op = WriteOp::NodeMeta { key: "node_id".into(), value: id.clone() };
+    dir.storage
+        .ask(ASK_TIMEOUT, |reply| StorageMsg::Write(op, reply))
+        .await
+        .map_err(|e| NodeError::Tree(e.to_string()))?
+        .map_err(storage_err)?;
+    Ok(id)
+}
+
+/// Cancels `token` on the first SIGINT/SIGTERM and exits the process on the second.
+pub fn spawn_signal_handler(token: CancellationToken) {
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown signal received; stopping (send again to exit at once)");
+        token.cancel();
+        wait_for_signal().await;
+        tracing::warn!("second signal: exiting at once");
+        std::process::exit(130);
+    });
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+        (Ok(mut int), Ok(mut term)) => {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
