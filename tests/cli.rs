@@ -1,0 +1,116 @@
+//! `alink-cli` against a real node: every command, readable and `--json` output, exit codes.
+
+mod common;
+
+use std::process::Output;
+
+use common::{Node, Result, cli_bin};
+use serde_json::{Value, json};
+
+fn cli(node: &Node, args: &[&str]) -> Result<Output> {
+    let home = node.dir.join("home");
+    Ok(std::process::Command::new(cli_bin()).arg("--server").arg(&node.base).args(args).env("HOME", home).output()?)
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+async fn run(node: &Node, args: Vec<String>) -> Result<Output> {
+    let dir = node.dir.clone();
+    let base = node.base.clone();
+    Ok(tokio::task::spawn_blocking(move || {
+        std::process::Command::new(cli_bin()).arg("--server").arg(base).args(args).env("HOME", dir.join("home")).output()
+    })
+    .await??)
+}
+
+#[tokio::test]
+async fn call_wait_streams_events_and_exit_codes_follow_the_outcome() -> Result {
+    let node = Node::start()?;
+    let ok = run(&node, vec!["call".into(), "--target-agent-id".into(), "echo".into(), "--intent".into(), "demo.echo".into(), "--text".into(), "hello there".into(), "--wait".into()]).await?;
+    let out = stdout(&ok);
+    assert!(ok.status.success(), "{out}\n{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(out.contains("task.created") && out.contains("task.completed"), "{out}");
+    assert!(out.contains("hello there"), "result printed: {out}");
+
+    let failed = run(&node, vec!["call".into(), "--target-agent-id".into(), "echo".into(), "--intent".into(), "demo.echo".into(), "--payload-json".into(), r#"{"mode":"fail","reason":"nope"}"#.into(), "--wait".into()]).await?;
+    assert!(!failed.status.success());
+    assert!(String::from_utf8_lossy(&failed.stderr).contains("ended failed"), "{}", String::from_utf8_lossy(&failed.stderr));
+
+    let raw = run(&node, vec!["--json".into(), "call".into(), "--intent".into(), "demo.echo".into(), "--text".into(), "j".into()]).await?;
+    let created: Value = serde_json::from_str(stdout(&raw).trim())?;
+    assert_eq!(created["task"]["resolved_agent_id"], "echo", "routed by intent");
+
+    let bad = run(&node, vec!["call".into(), "--target-agent-id".into(), "ghost".into(), "--intent".into(), "demo.echo".into()]).await?;
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("http 404"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn task_commands() -> Result {
+    let node = Node::start()?;
+    let id = node.create(json!({"mode": "await_input"})).await?;
+    node.wait_status(&id, "awaiting_input").await?;
+    let got = cli(&node, &["task-get", "--task-id", &id])?;
+    assert!(got.status.success() && stdout(&got).contains("awaiting_input"), "{}", stdout(&got));
+    let resumed = cli(&node, &["task-resume", "--task-id", &id, "--text", "go"])?;
+    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+    node.wait_status(&id, "completed").await?;
+    let events = cli(&node, &["task-events", "--task-id", &id])?;
+    let text = stdout(&events);
+    assert!(text.contains("task.resume_requested") && text.contains("task.completed"), "{text}");
+    let json_events = cli(&node, &["--json", "task-events", "--task-id", &id, "--after", "8"])?;
+    let lines: Vec<Value> = stdout(&json_events).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    assert_eq!(lines.first().map(|e| e["seq"].clone()), Some(json!(9)));
+
+    let hung = node.create(json!({"mode": "hang"})).await?;
+    node.wait_status(&hung, "running").await?;
+    let follow = {
+        let (dir, base, hung) = (node.dir.clone(), node.base.clone(), hung.clone());
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(cli_bin()).arg("--server").arg(base).args(["task-events", "--follow", "--task-id", &hung]).env("HOME", dir.join("home")).output()
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let cancelled = cli(&node, &["task-cancel", "--task-id", &hung, "--reason", "test"])?;
+    assert!(cancelled.status.success(), "{}", String::from_utf8_lossy(&cancelled.stderr));
+    let followed = follow.await??;
+    assert!(stdout(&followed).contains("task.cancelled"), "--follow streams until the end: {}", stdout(&followed));
+
+    let list = cli(&node, &["task-list", "--status", "cancelled"])?;
+    assert!(stdout(&list).contains(&hung) && !stdout(&list).contains(&id));
+    let bad = cli(&node, &["task-resume", "--task-id", &hung, "--text", "late"])?;
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("409"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn register_agents_and_targets() -> Result {
+    let node = Node::start()?;
+    let reg = cli(&node, &["register", "--display-name", "Helper", "--adapter", "loopback", "--capabilities", "help.me, other", "--defaults", "n=3,name=x"])?;
+    assert!(reg.status.success(), "{}", String::from_utf8_lossy(&reg.stderr));
+    let state: Value = serde_json::from_str(&std::fs::read_to_string(node.dir.join("home/.aethrolink/agent.json"))?)?;
+    let agent_id = state["agent_id"].as_str().ok_or("agent id in state file")?.to_owned();
+    let (_, agent) = node.get(&format!("/v1/agents/{agent_id}")).await?;
+    assert_eq!(agent["defaults"], json!({"n": 3, "name": "x"}), "--defaults values parsed as JSON when they parse");
+    assert_eq!(agent["capabilities"], json!(["help.me", "other"]));
+    let agents = cli(&node, &["agents"])?;
+    assert!(stdout(&agents).contains(&agent_id));
+    let targets = cli(&node, &["targets"])?;
+    assert!(stdout(&targets).contains("echo") && stdout(&targets).contains(&agent_id));
+    // The registered agent is the default sender of `call`.
+    let call = cli(&node, &["--json", "call", "--intent", "help.me", "--text", "x"])?;
+    let created: Value = serde_json::from_str(stdout(&call).trim())?;
+    assert_eq!(created["task"]["sender"], agent_id.as_str());
+    Ok(())
+}
+
+#[tokio::test]
+async fn unreachable_node_is_a_clear_error() -> Result {
+    let out = std::process::Command::new(cli_bin()).args(["--server", "http://127.0.0.1:9", "targets"]).output()?;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach http://127.0.0.1:9"));
+    Ok(())
+}
