@@ -242,7 +242,12 @@ impl Client {
     }
 
     /// Streams a task's events, calling `on_event` for each; returns the last event.
-    async fn follow(&self, task_id: &str, after: u64, mut on_event: impl FnMut(&Value)) -> Result<Option<Value>, CliError> {
+    async fn follow(
+        &self,
+        task_id: &str,
+        after: u64,
+        mut on_event: impl FnMut(&Value),
+    ) -> Result<Option<Value>, CliError> {
         let resp = self
             .http
             .get(self.url(&format!("/v1/tasks/{task_id}/events?after={after}")))
@@ -262,7 +267,8 @@ impl Client {
             if event.event != "task.event" {
                 continue;
             }
-            let value: Value = serde_json::from_str(&event.data).map_err(|e| CliError::Stream(format!("bad event data: {e}")))?;
+            let value: Value =
+                serde_json::from_str(&event.data).map_err(|e| CliError::Stream(format!("bad event data: {e}")))?;
             on_event(&value);
             last = Some(value);
         }
@@ -282,7 +288,9 @@ fn parse_object(flag: &str, text: &str) -> Result<Map<String, Value>, CliError> 
 pub fn parse_defaults(text: &str) -> Result<Map<String, Value>, CliError> {
     let mut out = Map::new();
     for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').ok_or_else(|| CliError::Usage(format!("--defaults entry '{pair}' is not key=value")))?;
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| CliError::Usage(format!("--defaults entry '{pair}' is not key=value")))?;
         let value = serde_json::from_str(v.trim()).unwrap_or_else(|_| Value::String(v.trim().to_owned()));
         out.insert(k.trim().to_owned(), value);
     }
@@ -379,7 +387,14 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             let created = client.post("/v1/tasks", &body).await?;
             let task = created.get("task").cloned().unwrap_or(Value::Null);
             let task_id = s(&task, "task_id").to_owned();
-            print(&created, format!("task {task_id} accepted (target {}, status {})", s(&task, "resolved_agent_id"), s(&task, "status")));
+            print(
+                &created,
+                format!(
+                    "task {task_id} accepted (target {}, status {})",
+                    s(&task, "resolved_agent_id"),
+                    s(&task, "status")
+                ),
+            );
             if !a.wait {
                 return Ok(());
             }
@@ -391,12 +406,13 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 }
                 Ok(())
             } else {
-                let detail = last
-                    .as_ref()
-                    .map(|e| format!(": {}", s(e, "message")))
-                    .filter(|d| d != ": ")
-                    .unwrap_or_default();
-                Err(CliError::TaskDidNotComplete { task_id, status: if status.is_empty() { "without a terminal event".into() } else { status }, detail })
+                let detail =
+                    last.as_ref().map(|e| format!(": {}", s(e, "message"))).filter(|d| d != ": ").unwrap_or_default();
+                Err(CliError::TaskDidNotComplete {
+                    task_id,
+                    status: if status.is_empty() { "without a terminal event".into() } else { status },
+                    detail,
+                })
             }
         }
         Command::TaskGet(a) => {
@@ -421,7 +437,14 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::TaskList(a) => {
             let mut query = Vec::new();
-            for (k, v) in [("status", a.status), ("target", a.target), ("conversation_id", a.conversation_id), ("sender", a.sender), ("cursor", a.cursor), ("limit", a.limit.map(|l| l.to_string()))] {
+            for (k, v) in [
+                ("status", a.status),
+                ("target", a.target),
+                ("conversation_id", a.conversation_id),
+                ("sender", a.sender),
+                ("cursor", a.cursor),
+                ("limit", a.limit.map(|l| l.to_string())),
+            ] {
                 if let Some(v) = v {
                     query.push((k, v));
                 }
@@ -431,7 +454,13 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 println!("{v}");
             } else {
                 for t in v.get("tasks").and_then(Value::as_array).into_iter().flatten() {
-                    println!("{}  {:<15} {:<20} {}", s(t, "task_id"), s(t, "status"), s(t, "resolved_agent_id"), s(t, "intent"));
+                    println!(
+                        "{}  {:<15} {:<20} {}",
+                        s(t, "task_id"),
+                        s(t, "status"),
+                        s(t, "resolved_agent_id"),
+                        s(t, "intent")
+                    );
                 }
                 if let Some(c) = v.get("next_cursor").and_then(Value::as_str) {
                     println!("(more: --cursor {c})");
@@ -461,8 +490,20 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 println!("{v}");
             } else {
                 for t in v.get("targets").and_then(Value::as_array).into_iter().flatten() {
-                    let caps: Vec<&str> = t.get("capabilities").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
-                    println!("{:<24} {:<10} {:<10} {}", s(t, "target_id"), s(t, "adapter"), s(t, "source"), caps.join(","));
+                    let caps: Vec<&str> = t
+                        .get("capabilities")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .collect();
+                    println!(
+                        "{:<24} {:<10} {:<10} {}",
+                        s(t, "target_id"),
+                        s(t, "adapter"),
+                        s(t, "source"),
+                        caps.join(",")
+                    );
                 }
             }
             Ok(())
@@ -477,7 +518,13 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             if let Some(id) = a.state.agent_id.clone() {
                 body["agent_id"] = json!(id);
             }
-            for (k, v) in [("endpoint", &a.endpoint), ("adapter", &a.adapter), ("dialect", &a.dialect), ("healthcheck", &a.healthcheck), ("sticky_mode", &a.sticky_mode)] {
+            for (k, v) in [
+                ("endpoint", &a.endpoint),
+                ("adapter", &a.adapter),
+                ("dialect", &a.dialect),
+                ("healthcheck", &a.healthcheck),
+                ("sticky_mode", &a.sticky_mode),
+            ] {
                 if let Some(v) = v {
                     body[k] = json!(v);
                 }
@@ -506,7 +553,14 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 println!("{v}");
             } else {
                 for a in v.get("agents").and_then(Value::as_array).into_iter().flatten() {
-                    println!("{:<28} {:<20} {:<8} {:<10} lease until {}", s(a, "agent_id"), s(a, "display_name"), s(a, "status"), s(a, "adapter"), s(a, "lease_expires_at"));
+                    println!(
+                        "{:<28} {:<20} {:<8} {:<10} lease until {}",
+                        s(a, "agent_id"),
+                        s(a, "display_name"),
+                        s(a, "status"),
+                        s(a, "adapter"),
+                        s(a, "lease_expires_at")
+                    );
                 }
             }
             Ok(())
@@ -527,7 +581,8 @@ mod tests {
 
     #[test]
     fn events_format_on_one_line() {
-        let line = format_event(&json!({"seq": 3, "kind": "runtime.ready", "state": "ready", "message": "Runtime ready"}));
+        let line =
+            format_event(&json!({"seq": 3, "kind": "runtime.ready", "state": "ready", "message": "Runtime ready"}));
         assert!(line.starts_with("#3"));
         assert!(line.contains("runtime.ready") && line.contains("Runtime ready"));
     }

@@ -156,7 +156,9 @@ mod tests {
 
     #[test]
     fn parses_targets_and_names_line_and_field_on_error() {
-        let ok = parse_registry("targets:\n  echo:\n    adapter: loopback\n    capabilities: [demo.echo]\n    defaults: {a: 1}\n");
+        let ok = parse_registry(
+            "targets:\n  echo:\n    adapter: loopback\n    capabilities: [demo.echo]\n    defaults: {a: 1}\n",
+        );
         let Ok(targets) = ok else { panic!("{ok:?}") };
         assert_eq!(targets.len(), 1);
         assert_eq!(targets[0].capabilities, vec!["demo.echo".to_string()]);

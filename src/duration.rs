@@ -18,7 +18,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         if digits == 0 {
             return Err(format!("invalid duration '{text}': expected a number at '{rest}'"));
         }
-        let value: f64 = rest[..digits].parse().map_err(|_| format!("invalid duration '{text}': bad number '{}'", &rest[..digits]))?;
+        let value: f64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("invalid duration '{text}': bad number '{}'", &rest[..digits]))?;
         rest = &rest[digits..];
         let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
         let scale = match &rest[..unit_len] {

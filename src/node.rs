@@ -48,7 +48,8 @@ pub async fn run(args: NodeArgs, shutdown: CancellationToken) -> Result<(), Node
     let file_targets = load_registry(&registry_path, explicit)?;
     let addr = args.bind_addr()?;
     let location = DatabaseLocation::parse(&args.database);
-    let db = Db::open(&location).await.map_err(|source| NodeError::Storage { database: args.database.clone(), source })?;
+    let db =
+        Db::open(&location).await.map_err(|source| NodeError::Storage { database: args.database.clone(), source })?;
     let artifacts = ArtifactStore::open(&args.artifact_dir, args.artifact_inline_max)?;
     tracing::info!(
         database = %args.database, registry = %registry_path.display(), file_targets = file_targets.len(),
@@ -109,7 +110,11 @@ pub async fn run(args: NodeArgs, shutdown: CancellationToken) -> Result<(), Node
 }
 
 /// The node id: the flag if given, else the persisted one, else a new one (persisted).
-async fn resolve_node_id(args: &NodeArgs, db: &Db, dir: &aethrolink_actors::root::Directory) -> Result<String, NodeError> {
+async fn resolve_node_id(
+    args: &NodeArgs,
+    db: &Db,
+    dir: &aethrolink_actors::root::Directory,
+) -> Result<String, NodeError> {
     let storage_err = |source| NodeError::Storage { database: args.database.clone(), source };
     if let Some(id) = args.node_id.clone().filter(|s| !s.trim().is_empty()) {
         return Ok(id);

@@ -8,24 +8,75 @@ use serde_json::json;
 
 #[tokio::test]
 async fn task_creation_rejects_bad_bodies_with_the_field_named() -> Result {
-    let node = Node::start_with(NodeOpts { extra_args: vec!["--max-body-bytes".into(), "2048".into()], ..NodeOpts::default() })?;
+    let node = Node::start_with(NodeOpts {
+        extra_args: vec!["--max-body-bytes".into(), "2048".into()],
+        ..NodeOpts::default()
+    })?;
     let cases: Vec<(&str, &str, String, u16, &str)> = vec![
         ("malformed", "application/json", "{\"intent\": ".into(), 400, "invalid JSON body"),
         ("trailing", "application/json", "{\"intent\": \"demo.echo\"} x".into(), 400, "invalid JSON body"),
         ("empty", "application/json", "".into(), 400, "empty"),
         ("not an object", "application/json", "[1,2]".into(), 400, "invalid JSON body"),
         ("unknown field", "application/json", "{\"intent\":\"demo.echo\",\"colour\":1}".into(), 400, "colour"),
-        ("wrong type", "application/json", "{\"intent\":\"demo.echo\",\"delivery\":{\"timeout_ms\":\"soon\"}}".into(), 400, "delivery.timeout_ms"),
-        ("bad mode", "application/json", "{\"intent\":\"demo.echo\",\"delivery\":{\"mode\":\"carrier-pigeon\"}}".into(), 400, "delivery.mode"),
-        ("zero timeout", "application/json", "{\"intent\":\"demo.echo\",\"delivery\":{\"timeout_ms\":0}}".into(), 400, "timeout_ms"),
+        (
+            "wrong type",
+            "application/json",
+            "{\"intent\":\"demo.echo\",\"delivery\":{\"timeout_ms\":\"soon\"}}".into(),
+            400,
+            "delivery.timeout_ms",
+        ),
+        (
+            "bad mode",
+            "application/json",
+            "{\"intent\":\"demo.echo\",\"delivery\":{\"mode\":\"carrier-pigeon\"}}".into(),
+            400,
+            "delivery.mode",
+        ),
+        (
+            "zero timeout",
+            "application/json",
+            "{\"intent\":\"demo.echo\",\"delivery\":{\"timeout_ms\":0}}".into(),
+            400,
+            "timeout_ms",
+        ),
         ("missing intent", "application/json", "{\"payload\":{}}".into(), 400, "intent is required"),
         ("blank intent", "application/json", "{\"intent\":\"  \"}".into(), 400, "intent is required"),
-        ("payload array", "application/json", "{\"intent\":\"demo.echo\",\"payload\":[1]}".into(), 400, "payload must be a JSON object"),
-        ("payload string", "application/json", "{\"intent\":\"demo.echo\",\"payload\":\"x\"}".into(), 400, "payload must be a JSON object"),
-        ("runtime_options type", "application/json", "{\"intent\":\"demo.echo\",\"runtime_options\":3}".into(), 400, "runtime_options"),
-        ("thread unknown", "application/json", "{\"intent\":\"demo.echo\",\"thread_id\":\"t1\"}".into(), 404, "thread not found"),
+        (
+            "payload array",
+            "application/json",
+            "{\"intent\":\"demo.echo\",\"payload\":[1]}".into(),
+            400,
+            "payload must be a JSON object",
+        ),
+        (
+            "payload string",
+            "application/json",
+            "{\"intent\":\"demo.echo\",\"payload\":\"x\"}".into(),
+            400,
+            "payload must be a JSON object",
+        ),
+        (
+            "runtime_options type",
+            "application/json",
+            "{\"intent\":\"demo.echo\",\"runtime_options\":3}".into(),
+            400,
+            "runtime_options",
+        ),
+        (
+            "thread unknown",
+            "application/json",
+            "{\"intent\":\"demo.echo\",\"thread_id\":\"t1\"}".into(),
+            404,
+            "thread not found",
+        ),
         ("content type", "text/plain", "{\"intent\":\"demo.echo\"}".into(), 415, "Content-Type"),
-        ("too large", "application/json", format!("{{\"intent\":\"demo.echo\",\"payload\":{{\"text\":\"{}\"}}}}", "x".repeat(4096)), 413, "limit"),
+        (
+            "too large",
+            "application/json",
+            format!("{{\"intent\":\"demo.echo\",\"payload\":{{\"text\":\"{}\"}}}}", "x".repeat(4096)),
+            413,
+            "limit",
+        ),
     ];
     for (name, ctype, body, code, needle) in cases {
         let (status, v) = node.post_raw("/v1/tasks", ctype, body).await?;
@@ -98,7 +149,8 @@ async fn agents_register_list_get_and_route() -> Result {
     let (_, all) = node.get("/v1/agents").await?;
     assert_eq!(all["agents"].as_array().map(Vec::len), Some(1));
     let (_, targets) = node.get("/v1/targets").await?;
-    let ids: Vec<&str> = targets["targets"].as_array().ok_or("targets")?.iter().filter_map(|t| t["target_id"].as_str()).collect();
+    let ids: Vec<&str> =
+        targets["targets"].as_array().ok_or("targets")?.iter().filter_map(|t| t["target_id"].as_str()).collect();
     assert_eq!(ids, ["echo", "helper", "other"]);
     // A registered target takes tasks like a file target.
     let id = node.create_with(json!({"intent": "help.me", "payload": {"text": "ok"}})).await?;
@@ -111,7 +163,11 @@ async fn agents_register_list_get_and_route() -> Result {
         (json!({"display_name": "a"}), 400, "transport_kind"),
         (json!({"display_name": "a", "transport_kind": "x", "adapter": "warp-drive"}), 400, "adapter 'warp-drive'"),
         (json!({"display_name": "a", "transport_kind": "x", "flavour": 1}), 400, "flavour"),
-        (json!({"agent_id": "echo", "display_name": "a", "transport_kind": "x", "adapter": "loopback"}), 409, "registry file"),
+        (
+            json!({"agent_id": "echo", "display_name": "a", "transport_kind": "x", "adapter": "loopback"}),
+            409,
+            "registry file",
+        ),
     ];
     for (body, code, needle) in bad {
         let (status, v) = node.post("/v1/agents/register", body.clone()).await?;

@@ -20,7 +20,12 @@ async fn run(node: &Node, args: Vec<String>) -> Result<Output> {
     let dir = node.dir.clone();
     let base = node.base.clone();
     Ok(tokio::task::spawn_blocking(move || {
-        std::process::Command::new(cli_bin()).arg("--server").arg(base).args(args).env("HOME", dir.join("home")).output()
+        std::process::Command::new(cli_bin())
+            .arg("--server")
+            .arg(base)
+            .args(args)
+            .env("HOME", dir.join("home"))
+            .output()
     })
     .await??)
 }
@@ -28,21 +33,59 @@ async fn run(node: &Node, args: Vec<String>) -> Result<Output> {
 #[tokio::test]
 async fn call_wait_streams_events_and_exit_codes_follow_the_outcome() -> Result {
     let node = Node::start()?;
-    let ok = run(&node, vec!["call".into(), "--target-agent-id".into(), "echo".into(), "--intent".into(), "demo.echo".into(), "--text".into(), "hello there".into(), "--wait".into()]).await?;
+    let ok = run(
+        &node,
+        vec![
+            "call".into(),
+            "--target-agent-id".into(),
+            "echo".into(),
+            "--intent".into(),
+            "demo.echo".into(),
+            "--text".into(),
+            "hello there".into(),
+            "--wait".into(),
+        ],
+    )
+    .await?;
     let out = stdout(&ok);
     assert!(ok.status.success(), "{out}\n{}", String::from_utf8_lossy(&ok.stderr));
     assert!(out.contains("task.created") && out.contains("task.completed"), "{out}");
     assert!(out.contains("hello there"), "result printed: {out}");
 
-    let failed = run(&node, vec!["call".into(), "--target-agent-id".into(), "echo".into(), "--intent".into(), "demo.echo".into(), "--payload-json".into(), r#"{"mode":"fail","reason":"nope"}"#.into(), "--wait".into()]).await?;
+    let failed = run(
+        &node,
+        vec![
+            "call".into(),
+            "--target-agent-id".into(),
+            "echo".into(),
+            "--intent".into(),
+            "demo.echo".into(),
+            "--payload-json".into(),
+            r#"{"mode":"fail","reason":"nope"}"#.into(),
+            "--wait".into(),
+        ],
+    )
+    .await?;
     assert!(!failed.status.success());
-    assert!(String::from_utf8_lossy(&failed.stderr).contains("ended failed"), "{}", String::from_utf8_lossy(&failed.stderr));
+    assert!(
+        String::from_utf8_lossy(&failed.stderr).contains("ended failed"),
+        "{}",
+        String::from_utf8_lossy(&failed.stderr)
+    );
 
-    let raw = run(&node, vec!["--json".into(), "call".into(), "--intent".into(), "demo.echo".into(), "--text".into(), "j".into()]).await?;
+    let raw = run(
+        &node,
+        vec!["--json".into(), "call".into(), "--intent".into(), "demo.echo".into(), "--text".into(), "j".into()],
+    )
+    .await?;
     let created: Value = serde_json::from_str(stdout(&raw).trim())?;
     assert_eq!(created["task"]["resolved_agent_id"], "echo", "routed by intent");
 
-    let bad = run(&node, vec!["call".into(), "--target-agent-id".into(), "ghost".into(), "--intent".into(), "demo.echo".into()]).await?;
+    let bad = run(
+        &node,
+        vec!["call".into(), "--target-agent-id".into(), "ghost".into(), "--intent".into(), "demo.echo".into()],
+    )
+    .await?;
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("http 404"));
     Ok(())
@@ -70,7 +113,12 @@ async fn task_commands() -> Result {
     let follow = {
         let (dir, base, hung) = (node.dir.clone(), node.base.clone(), hung.clone());
         tokio::task::spawn_blocking(move || {
-            std::process::Command::new(cli_bin()).arg("--server").arg(base).args(["task-events", "--follow", "--task-id", &hung]).env("HOME", dir.join("home")).output()
+            std::process::Command::new(cli_bin())
+                .arg("--server")
+                .arg(base)
+                .args(["task-events", "--follow", "--task-id", &hung])
+                .env("HOME", dir.join("home"))
+                .output()
         })
     };
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
@@ -89,7 +137,20 @@ async fn task_commands() -> Result {
 #[tokio::test]
 async fn register_agents_and_targets() -> Result {
     let node = Node::start()?;
-    let reg = cli(&node, &["register", "--display-name", "Helper", "--adapter", "loopback", "--capabilities", "help.me, other", "--defaults", "n=3,name=x"])?;
+    let reg = cli(
+        &node,
+        &[
+            "register",
+            "--display-name",
+            "Helper",
+            "--adapter",
+            "loopback",
+            "--capabilities",
+            "help.me, other",
+            "--defaults",
+            "n=3,name=x",
+        ],
+    )?;
     assert!(reg.status.success(), "{}", String::from_utf8_lossy(&reg.stderr));
     let state: Value = serde_json::from_str(&std::fs::read_to_string(node.dir.join("home/.aethrolink/agent.json"))?)?;
     let agent_id = state["agent_id"].as_str().ok_or("agent id in state file")?.to_owned();

@@ -22,11 +22,18 @@ async fn echo_completes_with_result_and_artifacts() -> Result {
     assert_eq!(status, 202, "{created}");
     let task = &created["task"];
     let id = task["task_id"].as_str().ok_or("id")?;
-    assert_eq!(created["links"], json!({"self": format!("/v1/tasks/{id}"), "events": format!("/v1/tasks/{id}/events")}));
+    assert_eq!(
+        created["links"],
+        json!({"self": format!("/v1/tasks/{id}"), "events": format!("/v1/tasks/{id}/events")})
+    );
     assert_eq!(task["status"], "created");
     assert_eq!(task["sender"], "agent-a");
     assert_eq!(task["requested_agent_id"], "echo");
-    assert_eq!(task["runtime_options"], json!({"greeting": "hello", "nested": {"a": 1, "b": 2}}), "deep-merged over defaults");
+    assert_eq!(
+        task["runtime_options"],
+        json!({"greeting": "hello", "nested": {"a": 1, "b": 2}}),
+        "deep-merged over defaults"
+    );
     assert_eq!(task["delivery"], json!({"mode": "stream", "launch_if_down": true}));
     assert_eq!(task["metadata"], json!({"origin": "test"}));
     assert_eq!(task["conversation_id"].as_str().map(str::len), Some(26), "conversation id generated");
@@ -91,7 +98,8 @@ async fn await_input_resume_completes_with_the_resume_payload() -> Result {
     let node = Node::start()?;
     let id = node.create(json!({"mode": "await_input", "prompt": "approve?"})).await?;
     node.wait_status(&id, "awaiting_input").await?;
-    let (status, body) = node.post(&format!("/v1/tasks/{id}/resume"), json!({"payload": {"text": "yes", "n": 1}})).await?;
+    let (status, body) =
+        node.post(&format!("/v1/tasks/{id}/resume"), json!({"payload": {"text": "yes", "n": 1}})).await?;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["task_id"], id.as_str());
     let events = node.events_until_done(&id).await?;
@@ -121,7 +129,8 @@ async fn resume_of_a_running_task_is_409_and_appends_nothing() -> Result {
     node.wait_status(&id, "running").await?;
     let (status, body) = node.post(&format!("/v1/tasks/{id}/resume"), json!({"payload": {}})).await?;
     assert_eq!((status, body["status"].clone()), (409, json!("running")), "{body}");
-    let resp = node.http.get(node.url(&format!("/v1/tasks/{id}/events"))).header("accept", "application/json").send().await?;
+    let resp =
+        node.http.get(node.url(&format!("/v1/tasks/{id}/events"))).header("accept", "application/json").send().await?;
     let history: serde_json::Value = resp.json().await?;
     assert!(!kinds(history["events"].as_array().ok_or("events")?).contains(&"task.resume_requested".to_owned()));
     Ok(())
@@ -218,7 +227,11 @@ async fn delivery_timeout_fails_the_task_with_reason_timeout() -> Result {
     assert_eq!(last["kind"], "task.failed");
     let t = node.task(&id).await?;
     assert_eq!(t["last_error"]["reason"], "timeout");
-    assert_eq!(t["delivery"], json!({"mode": "stream", "launch_if_down": true, "timeout_ms": 200}), "partial delivery defaults per field");
+    assert_eq!(
+        t["delivery"],
+        json!({"mode": "stream", "launch_if_down": true, "timeout_ms": 200}),
+        "partial delivery defaults per field"
+    );
     Ok(())
 }
 
@@ -261,11 +274,13 @@ async fn list_filters_and_cursor() -> Result {
     }
     let (status, page) = node.get("/v1/tasks?limit=2").await?;
     assert_eq!(status, 200);
-    let first: Vec<&str> = page["tasks"].as_array().ok_or("tasks")?.iter().filter_map(|t| t["task_id"].as_str()).collect();
+    let first: Vec<&str> =
+        page["tasks"].as_array().ok_or("tasks")?.iter().filter_map(|t| t["task_id"].as_str()).collect();
     assert_eq!(first, [ids[4].as_str(), ids[3].as_str()], "newest first");
     let cursor = page["next_cursor"].as_str().ok_or("cursor")?;
     let (_, page2) = node.get(&format!("/v1/tasks?limit=2&cursor={cursor}")).await?;
-    let second: Vec<&str> = page2["tasks"].as_array().ok_or("tasks")?.iter().filter_map(|t| t["task_id"].as_str()).collect();
+    let second: Vec<&str> =
+        page2["tasks"].as_array().ok_or("tasks")?.iter().filter_map(|t| t["task_id"].as_str()).collect();
     assert_eq!(second, [ids[2].as_str(), ids[1].as_str()]);
     let (_, evens) = node.get("/v1/tasks?sender=even&status=completed&target=echo&conversation_id=conv-1").await?;
     assert_eq!(evens["tasks"].as_array().map(Vec::len), Some(3));

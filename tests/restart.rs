@@ -9,7 +9,14 @@ use common::{Node, NodeOpts, Result, assert_contiguous, kinds};
 use serde_json::{Value, json};
 
 async fn history(node: &Node, id: &str) -> Result<Vec<Value>> {
-    let v: Value = node.http.get(node.url(&format!("/v1/tasks/{id}/events"))).header("accept", "application/json").send().await?.json().await?;
+    let v: Value = node
+        .http
+        .get(node.url(&format!("/v1/tasks/{id}/events")))
+        .header("accept", "application/json")
+        .send()
+        .await?
+        .json()
+        .await?;
     Ok(v["events"].as_array().cloned().unwrap_or_default())
 }
 

@@ -96,7 +96,14 @@ async fn json_history_view() -> Result {
     let node = Node::start()?;
     let id = node.create(json!({"text": "x"})).await?;
     node.events_until_done(&id).await?;
-    let v: Value = node.http.get(node.url(&format!("/v1/tasks/{id}/events?after=2"))).header("accept", "application/json").send().await?.json().await?;
+    let v: Value = node
+        .http
+        .get(node.url(&format!("/v1/tasks/{id}/events?after=2")))
+        .header("accept", "application/json")
+        .send()
+        .await?
+        .json()
+        .await?;
     let events = v["events"].as_array().ok_or("events")?;
     assert_eq!(events.first().map(|e| e["seq"].clone()), Some(json!(3)));
     Ok(())

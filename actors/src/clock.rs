@@ -8,9 +8,8 @@ use time::OffsetDateTime;
 use time::format_description::FormatItem;
 use time::macros::format_description;
 
-const RFC3339_NANOS: &[FormatItem<'static>] = format_description!(
-    "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:9]Z"
-);
+const RFC3339_NANOS: &[FormatItem<'static>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:9]Z");
 
 /// Current time as a fixed-width RFC 3339 UTC string.
 pub fn now_rfc3339() -> String {
@@ -22,10 +21,8 @@ pub fn format_rfc3339(at: OffsetDateTime) -> String {
     let at = at.to_offset(time::UtcOffset::UTC);
     // Formatting a valid UTC datetime with a static description cannot fail; fall back to the
     // default RFC 3339 writer rather than panic if it ever did.
-    at.format(RFC3339_NANOS).unwrap_or_else(|_| {
-        at.format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default()
-    })
+    at.format(RFC3339_NANOS)
+        .unwrap_or_else(|_| at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default())
 }
 
 /// Current time plus `seconds`, in the same convention (used for leases).

@@ -20,9 +20,7 @@ impl StorageError {
     /// Classifies a sqlx error: constraint violations are the caller's fault, the rest is ours.
     pub fn from_sqlx(err: &sqlx::Error) -> Self {
         match err {
-            sqlx::Error::Database(db)
-                if !matches!(db.kind(), sqlx::error::ErrorKind::Other) =>
-            {
+            sqlx::Error::Database(db) if !matches!(db.kind(), sqlx::error::ErrorKind::Other) => {
                 StorageError::Rejected(db.message().to_owned())
             }
             sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::ColumnNotFound(_) => {

@@ -25,7 +25,9 @@ pub fn new_id() -> String {
 
 /// Whether `s` looks like an id this node could have issued (used to reject garbage early).
 pub fn is_valid_id(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.' || b == b':')
+    !s.is_empty()
+        && s.len() <= 128
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.' || b == b':')
 }
 
 #[cfg(test)]

@@ -79,10 +79,7 @@ impl TaskStatus {
 
     /// Whether the task has been handed to its runtime (cancel must then go through the runtime).
     pub fn is_dispatched(self) -> bool {
-        matches!(
-            self,
-            TaskStatus::Dispatching | TaskStatus::Running | TaskStatus::AwaitingInput
-        )
+        matches!(self, TaskStatus::Dispatching | TaskStatus::Running | TaskStatus::AwaitingInput)
     }
 }
 
@@ -151,11 +148,7 @@ pub struct DeliveryPolicy {
 
 impl Default for DeliveryPolicy {
     fn default() -> Self {
-        DeliveryPolicy {
-            mode: DeliveryMode::Stream,
-            launch_if_down: true,
-            timeout_ms: None,
-        }
+        DeliveryPolicy { mode: DeliveryMode::Stream, launch_if_down: true, timeout_ms: None }
     }
 }
 
@@ -257,6 +250,8 @@ fn default_launch_mode() -> LaunchMode {
     LaunchMode::Managed
 }
 
+// Written out because the enum comes from `string_enum!`, which cannot mark a `#[default]` variant.
+#[allow(clippy::derivable_impls)]
 impl Default for LaunchMode {
     fn default() -> Self {
         LaunchMode::Managed
@@ -354,11 +349,7 @@ impl AgentRecord {
 
     /// Recomputes `status` from the lease against `now` (same timestamp convention).
     pub fn with_effective_status(mut self, now: &str) -> Self {
-        self.status = if now > self.lease_expires_at.as_str() {
-            "offline".to_owned()
-        } else {
-            "online".to_owned()
-        };
+        self.status = if now > self.lease_expires_at.as_str() { "offline".to_owned() } else { "online".to_owned() };
         self
     }
 }
@@ -421,10 +412,7 @@ mod tests {
         let base = obj(json!({"executor": "coder", "nested": {"a": 1, "b": 2}, "keep": true}));
         let overlay = obj(json!({"executor": "research", "nested": {"b": 3}, "keep": null}));
         let merged = deep_merge(&base, &overlay);
-        assert_eq!(
-            Value::Object(merged),
-            json!({"executor": "research", "nested": {"a": 1, "b": 3}, "keep": true})
-        );
+        assert_eq!(Value::Object(merged), json!({"executor": "research", "nested": {"a": 1, "b": 3}, "keep": true}));
     }
 
     #[test]

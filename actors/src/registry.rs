@@ -12,7 +12,7 @@ use crate::clock;
 use crate::error::StorageError;
 use crate::model::{AgentRecord, JsonObject, LaunchSpec, TargetSpec};
 use crate::runtime::KNOWN_ADAPTERS;
-use crate::storage::{StoreReader, StorageMsg, WriteOp};
+use crate::storage::{StorageMsg, StoreReader, WriteOp};
 use crate::supervision::{ASK_TIMEOUT, Slot};
 
 /// Default agent presence lease (contract §2.8).
@@ -237,7 +237,11 @@ impl Actor for RegistryActor {
     type State = RegistryState;
     type Arguments = RegistryArgs;
 
-    async fn pre_start(&self, _myself: ActorRef<RegistryMsg>, args: RegistryArgs) -> Result<RegistryState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<RegistryMsg>,
+        args: RegistryArgs,
+    ) -> Result<RegistryState, ActorProcessingErr> {
         let agents = args.reader.agents().await?;
         let state = RegistryState {
             file_targets: args.file_targets.into_iter().map(|t| (t.target_id.clone(), t)).collect(),
@@ -255,7 +259,12 @@ impl Actor for RegistryActor {
         Ok(state)
     }
 
-    async fn handle(&self, _myself: ActorRef<RegistryMsg>, msg: RegistryMsg, state: &mut RegistryState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _myself: ActorRef<RegistryMsg>,
+        msg: RegistryMsg,
+        state: &mut RegistryState,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             RegistryMsg::Register(reg, reply) => {
                 let result = register(state, *reg).await;
@@ -327,11 +336,22 @@ mod tests {
     #[test]
     fn registration_validation_names_the_field() {
         let now = clock::now_rfc3339();
-        let base = Registration { display_name: "d".into(), transport_kind: "local_managed".into(), ..Default::default() };
-        assert!(matches!(build_agent(Registration { display_name: "".into(), ..base.clone() }, None, &now), Err(RegistryError::Invalid(m)) if m.contains("display_name")));
-        assert!(matches!(build_agent(Registration { transport_kind: "".into(), ..base.clone() }, None, &now), Err(RegistryError::Invalid(m)) if m.contains("transport_kind")));
-        assert!(matches!(build_agent(Registration { adapter: Some("warp".into()), ..base.clone() }, None, &now), Err(RegistryError::Invalid(m)) if m.contains("adapter 'warp'")));
-        let ok = build_agent(Registration { adapter: Some("loopback".into()), capabilities: vec![" x ".into(), "".into()], ..base }, None, &now);
+        let base =
+            Registration { display_name: "d".into(), transport_kind: "local_managed".into(), ..Default::default() };
+        assert!(
+            matches!(build_agent(Registration { display_name: "".into(), ..base.clone() }, None, &now), Err(RegistryError::Invalid(m)) if m.contains("display_name"))
+        );
+        assert!(
+            matches!(build_agent(Registration { transport_kind: "".into(), ..base.clone() }, None, &now), Err(RegistryError::Invalid(m)) if m.contains("transport_kind"))
+        );
+        assert!(
+            matches!(build_agent(Registration { adapter: Some("warp".into()), ..base.clone() }, None, &now), Err(RegistryError::Invalid(m)) if m.contains("adapter 'warp'"))
+        );
+        let ok = build_agent(
+            Registration { adapter: Some("loopback".into()), capabilities: vec![" x ".into(), "".into()], ..base },
+            None,
+            &now,
+        );
         let Ok(agent) = ok else { panic!("valid registration refused") };
         assert_eq!(agent.capabilities, vec!["x".to_string()]);
         assert_eq!(agent.agent_id.len(), 26);

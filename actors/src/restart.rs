@@ -106,9 +106,15 @@ mod tests {
         let t0 = Instant::now();
         let mut tr = RestartTracker::new(P);
         let d = |tr: &mut RestartTracker, s| tr.on_failure(t0 + Duration::from_secs(s), 0.999_999);
-        assert!(matches!(d(&mut tr, 0), RestartDecision::Restart { attempt: 1, backoff } if backoff > Duration::from_millis(99)));
-        assert!(matches!(d(&mut tr, 1), RestartDecision::Restart { attempt: 2, backoff } if backoff > Duration::from_millis(199)));
-        assert!(matches!(d(&mut tr, 2), RestartDecision::Restart { attempt: 3, backoff } if backoff <= Duration::from_millis(250)));
+        assert!(
+            matches!(d(&mut tr, 0), RestartDecision::Restart { attempt: 1, backoff } if backoff > Duration::from_millis(99))
+        );
+        assert!(
+            matches!(d(&mut tr, 1), RestartDecision::Restart { attempt: 2, backoff } if backoff > Duration::from_millis(199))
+        );
+        assert!(
+            matches!(d(&mut tr, 2), RestartDecision::Restart { attempt: 3, backoff } if backoff <= Duration::from_millis(250))
+        );
         assert_eq!(d(&mut tr, 3), RestartDecision::Escalate { failures: 4 });
     }
 

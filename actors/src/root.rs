@@ -65,8 +65,10 @@ pub enum Service {
 }
 
 impl Service {
-    const START_ORDER: [Service; 5] = [Service::Storage, Service::Registry, Service::Runtimes, Service::SseHub, Service::Tasks];
-    const STOP_ORDER: [Service; 5] = [Service::SseHub, Service::Tasks, Service::Runtimes, Service::Registry, Service::Storage];
+    const START_ORDER: [Service; 5] =
+        [Service::Storage, Service::Registry, Service::Runtimes, Service::SseHub, Service::Tasks];
+    const STOP_ORDER: [Service; 5] =
+        [Service::SseHub, Service::Tasks, Service::Runtimes, Service::Registry, Service::Storage];
 
     fn name(self) -> &'static str {
         match self {
@@ -116,7 +118,9 @@ pub struct RootSupervisor;
 
 impl RootSupervisor {
     /// Starts the tree and returns the root and the directory once recovery is done.
-    pub async fn start(args: RootArgs) -> Result<(ActorRef<RootMsg>, Arc<Directory>, tokio::task::JoinHandle<()>), ActorProcessingErr> {
+    pub async fn start(
+        args: RootArgs,
+    ) -> Result<(ActorRef<RootMsg>, Arc<Directory>, tokio::task::JoinHandle<()>), ActorProcessingErr> {
         let (targets_tx, targets_rx) = watch::channel(Arc::new(TargetTable::default()));
         let dir = Arc::new(Directory {
             storage: Slot::new("storage"),
@@ -144,7 +148,11 @@ impl RootSupervisor {
     }
 }
 
-async fn start_service(myself: &ActorRef<RootMsg>, state: &mut RootState, service: Service) -> Result<ActorCell, ActorProcessingErr> {
+async fn start_service(
+    myself: &ActorRef<RootMsg>,
+    state: &mut RootState,
+    service: Service,
+) -> Result<ActorCell, ActorProcessingErr> {
     let generation = *state.generations.entry(service).and_modify(|g| *g += 1).or_insert(1);
     let name = Some(format!("{}:{generation}", service.name()));
     let sup = myself.get_cell();
@@ -222,7 +230,12 @@ impl Actor for RootSupervisor {
         Ok(())
     }
 
-    async fn handle(&self, myself: ActorRef<RootMsg>, msg: RootMsg, state: &mut RootState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<RootMsg>,
+        msg: RootMsg,
+        state: &mut RootState,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             RootMsg::Ready(reply) => {
                 // The task supervisor answers only after its post_start (recovery) finished.
@@ -238,7 +251,12 @@ impl Actor for RootSupervisor {
         Ok(())
     }
 
-    async fn handle_supervisor_evt(&self, myself: ActorRef<RootMsg>, evt: SupervisionEvent, state: &mut RootState) -> Result<(), ActorProcessingErr> {
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<RootMsg>,
+        evt: SupervisionEvent,
+        state: &mut RootState,
+    ) -> Result<(), ActorProcessingErr> {
         let (cell, error) = match evt {
             SupervisionEvent::ActorFailed(cell, err) => (cell, Some(err.to_string())),
             SupervisionEvent::ActorTerminated(cell, _, reason) => {
@@ -277,7 +295,9 @@ impl Actor for RootSupervisor {
             let stopped = if service == Service::Storage {
                 cell.drain_and_wait(Some(Duration::from_secs(10))).await.map_err(|e| e.to_string())
             } else {
-                cell.stop_and_wait(Some("node shutting down".into()), Some(Duration::from_secs(5))).await.map_err(|e| e.to_string())
+                cell.stop_and_wait(Some("node shutting down".into()), Some(Duration::from_secs(5)))
+                    .await
+                    .map_err(|e| e.to_string())
             };
             if let Err(e) = stopped {
                 tracing::warn!(actor_kind = service.name(), error = %e, "service did not stop cleanly");

@@ -56,7 +56,12 @@ impl Actor for SseHub {
         Ok(SseHubState { by_task: HashMap::new(), by_actor: HashMap::new() })
     }
 
-    async fn handle(&self, _myself: ActorRef<SseHubMsg>, msg: SseHubMsg, state: &mut SseHubState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _myself: ActorRef<SseHubMsg>,
+        msg: SseHubMsg,
+        state: &mut SseHubState,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             SseHubMsg::Subscribe { task_id, subscriber, reply } => {
                 state.by_actor.insert(subscriber.get_id(), task_id.clone());
@@ -78,7 +83,12 @@ impl Actor for SseHub {
         Ok(())
     }
 
-    async fn handle_supervisor_evt(&self, _myself: ActorRef<SseHubMsg>, evt: SupervisionEvent, state: &mut SseHubState) -> Result<(), ActorProcessingErr> {
+    async fn handle_supervisor_evt(
+        &self,
+        _myself: ActorRef<SseHubMsg>,
+        evt: SupervisionEvent,
+        state: &mut SseHubState,
+    ) -> Result<(), ActorProcessingErr> {
         // Subscribers are temporary children: never restarted (the client reconnects with
         // Last-Event-ID), only forgotten.
         let (cell, failure) = match evt {
@@ -94,7 +104,9 @@ impl Actor for SseHub {
                 }
             }
             match failure {
-                Some(error) => tracing::warn!(actor_kind = "sse_subscriber", task_id = %task_id, %error, "subscriber failed; stream closed"),
+                Some(error) => {
+                    tracing::warn!(actor_kind = "sse_subscriber", task_id = %task_id, %error, "subscriber failed; stream closed")
+                }
                 None => tracing::debug!(actor_kind = "sse_subscriber", task_id = %task_id, "subscriber stopped"),
             }
         }
@@ -140,7 +152,8 @@ pub struct Subscriber;
 
 fn start_catch_up(myself: &ActorRef<SubscriberMsg>, state: &mut SubscriberState) {
     state.catching_up = true;
-    let (me, reader, sink, task_id, from) = (myself.clone(), state.reader.clone(), state.sink.clone(), state.task_id.clone(), state.last_sent);
+    let (me, reader, sink, task_id, from) =
+        (myself.clone(), state.reader.clone(), state.sink.clone(), state.task_id.clone(), state.last_sent);
     tokio::spawn(async move {
         let mut last_sent = from;
         let mut terminal = false;
@@ -186,7 +199,11 @@ impl Actor for Subscriber {
     type State = SubscriberState;
     type Arguments = SubscriberArgs;
 
-    async fn pre_start(&self, myself: ActorRef<SubscriberMsg>, args: SubscriberArgs) -> Result<SubscriberState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<SubscriberMsg>,
+        args: SubscriberArgs,
+    ) -> Result<SubscriberState, ActorProcessingErr> {
         // Registered before the first storage read: see the module docs.
         let (task_id, subscriber) = (args.task_id.clone(), myself.clone());
         ask(&args.hub, "sse hub", ASK_TIMEOUT, |reply| SseHubMsg::Subscribe { task_id, subscriber, reply }).await?;
@@ -200,12 +217,21 @@ impl Actor for Subscriber {
         })
     }
 
-    async fn post_start(&self, myself: ActorRef<SubscriberMsg>, state: &mut SubscriberState) -> Result<(), ActorProcessingErr> {
+    async fn post_start(
+        &self,
+        myself: ActorRef<SubscriberMsg>,
+        state: &mut SubscriberState,
+    ) -> Result<(), ActorProcessingErr> {
         start_catch_up(&myself, state);
         Ok(())
     }
 
-    async fn handle(&self, myself: ActorRef<SubscriberMsg>, msg: SubscriberMsg, state: &mut SubscriberState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<SubscriberMsg>,
+        msg: SubscriberMsg,
+        state: &mut SubscriberState,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             SubscriberMsg::Live(events) => {
                 if let Some(last) = events.last() {

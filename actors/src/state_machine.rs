@@ -76,13 +76,7 @@ impl TaskLifecycle {
 
     /// A task rehydrated from storage with its status and last seq.
     pub fn restore(status: TaskStatus, last_seq: u64) -> Self {
-        TaskLifecycle {
-            status,
-            last_seq,
-            routed: last_seq >= 2,
-            resume_pending: false,
-            cancel_requested: false,
-        }
+        TaskLifecycle { status, last_seq, routed: last_seq >= 2, resume_pending: false, cancel_requested: false }
     }
 
     /// Current status.
@@ -334,7 +328,10 @@ mod tests {
         assert_eq!(lc.check_resume(), Err(ResumeRejection::AlreadyResuming));
         assert_eq!(lc.admit(K::TaskResumed), Ok((7, S::Running)));
         assert_eq!(lc.check_resume(), Err(ResumeRejection::NotAwaiting(S::Running)));
-        assert_eq!(at(S::Running).check(K::TaskResumeRequested), Err(Rejection::NotAllowed { kind: K::TaskResumeRequested, from: S::Running }));
+        assert_eq!(
+            at(S::Running).check(K::TaskResumeRequested),
+            Err(Rejection::NotAllowed { kind: K::TaskResumeRequested, from: S::Running })
+        );
     }
 
     #[test]

@@ -17,7 +17,9 @@ use crate::artifacts::NewArtifact;
 use crate::clock;
 use crate::error::{AskError, StorageError};
 use crate::ids;
-use crate::model::{EventKind, EventSource, JsonObject, LastError, RemoteRef, TargetSpec, TaskEvent, TaskRecord, TaskStatus};
+use crate::model::{
+    EventKind, EventSource, JsonObject, LastError, RemoteRef, TargetSpec, TaskEvent, TaskRecord, TaskStatus,
+};
 use crate::root::Directory;
 use crate::runtime::{AdapterEvent, Dispatch, RuntimeError, RuntimeHandle, RuntimeSupMsg, SessionMsg};
 use crate::sse::SseHubMsg;
@@ -173,16 +175,32 @@ impl Actor for TaskActor {
                 (stored.task, lc, target, None)
             }
             TaskInit::Reload(task_id) => {
-                let stored = dir.reader.task(&task_id).await?.ok_or_else(|| format!("task {task_id} not found in storage"))?;
+                let stored =
+                    dir.reader.task(&task_id).await?.ok_or_else(|| format!("task {task_id} not found in storage"))?;
                 let target = lookup_target(&dir, &stored.task);
                 let lc = TaskLifecycle::restore(stored.task.status, stored.last_seq);
                 (stored.task, lc, target, None)
             }
         };
-        Ok(TaskState { record, lifecycle, generation, target, payload, session: None, timeout_timer: None, cancel_timer: None, dir })
+        Ok(TaskState {
+            record,
+            lifecycle,
+            generation,
+            target,
+            payload,
+            session: None,
+            timeout_timer: None,
+            cancel_timer: None,
+            dir,
+        })
     }
 
-    async fn handle(&self, myself: ActorRef<TaskMsg>, msg: TaskMsg, state: &mut TaskState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<TaskMsg>,
+        msg: TaskMsg,
+        state: &mut TaskState,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             TaskMsg::Create(reply) => {
                 match create(state).await {
@@ -217,12 +235,17 @@ impl Actor for TaskActor {
                     let _ = reply.send(Err(rejected.into()));
                     return Ok(());
                 }
-                let event = draft(EventKind::TaskResumeRequested, EventSource::Api, "Resume requested").data(Value::Object(payload.clone()));
+                let event = draft(EventKind::TaskResumeRequested, EventSource::Api, "Resume requested")
+                    .data(Value::Object(payload.clone()));
                 append(&myself, state, vec![event]).await?;
                 let _ = reply.send(Ok(state.lifecycle.status()));
                 // Appended first, then the runtime is told (never the other way round).
                 if let Some(session) = &state.session {
-                    let _ = session.cast(SessionMsg::Resume { task_id: state.record.task_id.clone(), generation: state.generation, payload });
+                    let _ = session.cast(SessionMsg::Resume {
+                        task_id: state.record.task_id.clone(),
+                        generation: state.generation,
+                        payload,
+                    });
                 } else {
                     let fail = failed("resume_failed", "no runtime session holds this task", "Runtime session lost");
                     append(&myself, state, vec![fail]).await?;
@@ -236,7 +259,12 @@ impl Actor for TaskActor {
             }
             TaskMsg::Abandon(detail) => {
                 if !state.lifecycle.status().is_terminal() {
-                    append(&myself, state, vec![failed("crashed", detail, "Task abandoned after repeated internal failures")]).await?;
+                    append(
+                        &myself,
+                        state,
+                        vec![failed("crashed", detail, "Task abandoned after repeated internal failures")],
+                    )
+                    .await?;
                 }
                 myself.stop(Some("abandoned".into()));
             }
@@ -269,7 +297,8 @@ fn abort_timers(state: &mut TaskState) {
 
 fn failed(reason: &str, detail: impl Into<String>, message: impl Into<String>) -> Draft {
     let detail = detail.into();
-    let mut d = draft(EventKind::TaskFailed, EventSource::Core, message).data(json!({ "reason": reason, "detail": detail }));
+    let mut d =
+        draft(EventKind::TaskFailed, EventSource::Core, message).data(json!({ "reason": reason, "detail": detail }));
     d.error = Some(LastError { reason: reason.to_owned(), detail: Some(detail) });
     d
 }
@@ -350,13 +379,17 @@ async fn append(myself: &ActorRef<TaskMsg>, state: &mut TaskState, drafts: Vec<D
 async fn create(state: &mut TaskState) -> Result<(), TaskError> {
     let payload = state.payload.clone().unwrap_or_else(|| json!({}));
     let bytes = serde_json::to_vec(&payload).unwrap_or_default();
-    let artifact = state.dir.artifacts.prepare(bytes, "application/json").await.map_err(|e| TaskError::Artifact(e.to_string()))?;
+    let artifact =
+        state.dir.artifacts.prepare(bytes, "application/json").await.map_err(|e| TaskError::Artifact(e.to_string()))?;
     state.record.payload_artifact_id = Some(artifact.meta.artifact_id.clone());
     let routed_data = json!({
         "resolved_agent_id": state.record.resolved_agent_id,
         "runtime_options": state.record.runtime_options,
     });
-    let drafts = [draft(EventKind::TaskCreated, EventSource::Core, "Task created"), draft(EventKind::TaskRouted, EventSource::Core, "Route resolved").data(routed_data)];
+    let drafts = [
+        draft(EventKind::TaskCreated, EventSource::Core, "Task created"),
+        draft(EventKind::TaskRouted, EventSource::Core, "Route resolved").data(routed_data),
+    ];
     // Creation carries the payload artifact in the same transaction as the row.
     let now = clock::now_rfc3339();
     let mut events = Vec::new();
@@ -375,7 +408,12 @@ async fn create(state: &mut TaskState) -> Result<(), TaskError> {
             created_at: now.clone(),
         });
     }
-    let op = WriteOp::Task { task: Box::new(state.record.clone()), last_seq: state.lifecycle.last_seq(), events: events.clone(), artifacts: vec![artifact] };
+    let op = WriteOp::Task {
+        task: Box::new(state.record.clone()),
+        last_seq: state.lifecycle.last_seq(),
+        events: events.clone(),
+        artifacts: vec![artifact],
+    };
     state.dir.storage.ask(ASK_TIMEOUT, |reply| StorageMsg::Write(op, reply)).await??;
     for e in &events {
         tracing::info!(
@@ -383,7 +421,10 @@ async fn create(state: &mut TaskState) -> Result<(), TaskError> {
             target_id = state.record.resolved_agent_id.as_deref().unwrap_or(""), "task event"
         );
     }
-    let _ = state.dir.sse.cast(SseHubMsg::Publish { task_id: state.record.task_id.clone(), events: events.into_iter().map(Arc::new).collect() });
+    let _ = state.dir.sse.cast(SseHubMsg::Publish {
+        task_id: state.record.task_id.clone(),
+        events: events.into_iter().map(Arc::new).collect(),
+    });
     Ok(())
 }
 
@@ -403,14 +444,19 @@ fn acquire_runtime(myself: &ActorRef<TaskMsg>, state: &TaskState) {
     });
 }
 
-async fn on_acquired(myself: &ActorRef<TaskMsg>, state: &mut TaskState, result: Result<RuntimeHandle, RuntimeError>) -> Result<(), TaskError> {
+async fn on_acquired(
+    myself: &ActorRef<TaskMsg>,
+    state: &mut TaskState,
+    result: Result<RuntimeHandle, RuntimeError>,
+) -> Result<(), TaskError> {
     if state.lifecycle.status().is_terminal() || state.lifecycle.status().is_dispatched() {
         return Ok(());
     }
     let handle = match result {
         Ok(h) => h,
         Err(e) => {
-            let mut d = draft(EventKind::TaskFailed, EventSource::Runtime, e.reason()).data(json!({ "detail": e.to_string() }));
+            let mut d =
+                draft(EventKind::TaskFailed, EventSource::Runtime, e.reason()).data(json!({ "detail": e.to_string() }));
             d.error = Some(LastError { reason: e.reason().to_owned(), detail: Some(e.to_string()) });
             return append(myself, state, vec![d]).await;
         }
@@ -421,14 +467,21 @@ async fn on_acquired(myself: &ActorRef<TaskMsg>, state: &mut TaskState, result: 
         let data = handle.lease_id.as_ref().map_or_else(|| json!({}), |id| json!({ "lease_id": id }));
         drafts.push(draft(EventKind::RuntimeReady, EventSource::Runtime, "Runtime ready").data(data));
     }
-    drafts.push(draft(EventKind::TaskDispatching, EventSource::Core, "Dispatching task").data(json!({ "target_agent_id": target_id })));
+    drafts.push(
+        draft(EventKind::TaskDispatching, EventSource::Core, "Dispatching task")
+            .data(json!({ "target_agent_id": target_id })),
+    );
     append(myself, state, drafts).await?;
     if state.lifecycle.status() != TaskStatus::Dispatching {
         return Ok(());
     }
     if let Some(ms) = state.record.delivery.timeout_ms {
         let generation = state.generation;
-        state.timeout_timer = Some(myself.send_after(Duration::from_millis(ms), move || TaskMsg::Deadline { generation, which: Deadline::Timeout }));
+        state.timeout_timer =
+            Some(myself.send_after(Duration::from_millis(ms), move || TaskMsg::Deadline {
+                generation,
+                which: Deadline::Timeout,
+            }));
     }
     let dispatch = Dispatch {
         task_id: state.record.task_id.clone(),
@@ -439,21 +492,35 @@ async fn on_acquired(myself: &ActorRef<TaskMsg>, state: &mut TaskState, result: 
         reply_to: myself.clone(),
     };
     if handle.session.cast(SessionMsg::Submit(Box::new(dispatch))).is_err() {
-        return append(myself, state, vec![failed("submit_failed", "the runtime session stopped before the task was submitted", "submit_failed")]).await;
+        return append(
+            myself,
+            state,
+            vec![failed("submit_failed", "the runtime session stopped before the task was submitted", "submit_failed")],
+        )
+        .await;
     }
     state.session = Some(handle.session);
     Ok(())
 }
 
-async fn on_adapter_event(myself: &ActorRef<TaskMsg>, state: &mut TaskState, event: AdapterEvent) -> Result<(), TaskError> {
+async fn on_adapter_event(
+    myself: &ActorRef<TaskMsg>,
+    state: &mut TaskState,
+    event: AdapterEvent,
+) -> Result<(), TaskError> {
     let d = match event {
         AdapterEvent::Submitted { binding, remote_execution_id, remote_session_id } => {
-            let mut d = draft(EventKind::TaskDispatching, EventSource::Adapter, "Task submitted to runtime").data(json!({ "binding": binding }));
+            let mut d = draft(EventKind::TaskDispatching, EventSource::Adapter, "Task submitted to runtime")
+                .data(json!({ "binding": binding }));
             d.remote = Some(RemoteRef { binding, remote_execution_id, remote_session_id });
             d
         }
-        AdapterEvent::Running { message, data } => draft(EventKind::TaskRunning, EventSource::Adapter, message).data(Value::Object(data)),
-        AdapterEvent::AwaitingInput { message, data } => draft(EventKind::TaskAwaitingInput, EventSource::Adapter, message).data(Value::Object(data)),
+        AdapterEvent::Running { message, data } => {
+            draft(EventKind::TaskRunning, EventSource::Adapter, message).data(Value::Object(data))
+        }
+        AdapterEvent::AwaitingInput { message, data } => {
+            draft(EventKind::TaskAwaitingInput, EventSource::Adapter, message).data(Value::Object(data))
+        }
         AdapterEvent::Resumed { message } => draft(EventKind::TaskResumed, EventSource::Adapter, message),
         AdapterEvent::ResumeRefused { reason } => {
             tracing::warn!(task_id = %state.record.task_id, %reason, "runtime refused a resume");
@@ -462,13 +529,20 @@ async fn on_adapter_event(myself: &ActorRef<TaskMsg>, state: &mut TaskState, eve
         }
         AdapterEvent::Completed { message, result } => {
             let bytes = serde_json::to_vec(&result).unwrap_or_default();
-            let artifact = state.dir.artifacts.prepare(bytes, "application/json").await.map_err(|e| TaskError::Artifact(e.to_string()))?;
-            let mut d = draft(EventKind::TaskCompleted, EventSource::Adapter, message).data(json!({ "result": result }));
+            let artifact = state
+                .dir
+                .artifacts
+                .prepare(bytes, "application/json")
+                .await
+                .map_err(|e| TaskError::Artifact(e.to_string()))?;
+            let mut d =
+                draft(EventKind::TaskCompleted, EventSource::Adapter, message).data(json!({ "result": result }));
             d.result = Some(artifact);
             d
         }
         AdapterEvent::Failed { reason, detail, message } => {
-            let mut d = draft(EventKind::TaskFailed, EventSource::Adapter, message).data(json!({ "reason": reason, "detail": detail }));
+            let mut d = draft(EventKind::TaskFailed, EventSource::Adapter, message)
+                .data(json!({ "reason": reason, "detail": detail }));
             d.error = Some(LastError { reason, detail });
             d
         }
@@ -477,7 +551,11 @@ async fn on_adapter_event(myself: &ActorRef<TaskMsg>, state: &mut TaskState, eve
     append(myself, state, vec![d]).await
 }
 
-async fn cancel(myself: &ActorRef<TaskMsg>, state: &mut TaskState, reason: Option<String>) -> Result<TaskStatus, TaskError> {
+async fn cancel(
+    myself: &ActorRef<TaskMsg>,
+    state: &mut TaskState,
+    reason: Option<String>,
+) -> Result<TaskStatus, TaskError> {
     let requested = || {
         let data = reason.as_ref().map_or_else(|| json!({}), |r| json!({ "reason": r }));
         draft(EventKind::TaskCancelRequested, EventSource::Api, "Cancel requested").data(data)
@@ -492,11 +570,13 @@ async fn cancel(myself: &ActorRef<TaskMsg>, state: &mut TaskState, reason: Optio
         CancelPlan::ViaRuntime => {
             append(myself, state, vec![requested()]).await?;
             if let Some(session) = &state.session {
-                let _ = session.cast(SessionMsg::Cancel { task_id: state.record.task_id.clone(), generation: state.generation });
+                let _ = session
+                    .cast(SessionMsg::Cancel { task_id: state.record.task_id.clone(), generation: state.generation });
             }
             let generation = state.generation;
             let grace = state.dir.settings.cancel_grace;
-            state.cancel_timer = Some(myself.send_after(grace, move || TaskMsg::Deadline { generation, which: Deadline::CancelGrace }));
+            state.cancel_timer =
+                Some(myself.send_after(grace, move || TaskMsg::Deadline { generation, which: Deadline::CancelGrace }));
             Ok(state.lifecycle.status())
         }
     }
@@ -508,19 +588,33 @@ async fn on_deadline(myself: &ActorRef<TaskMsg>, state: &mut TaskState, which: D
     }
     let stop_runtime = |state: &TaskState| {
         if let Some(session) = &state.session {
-            let _ = session.cast(SessionMsg::Cancel { task_id: state.record.task_id.clone(), generation: state.generation });
+            let _ = session
+                .cast(SessionMsg::Cancel { task_id: state.record.task_id.clone(), generation: state.generation });
         }
     };
     match which {
         Deadline::Timeout => {
             let ms = state.record.delivery.timeout_ms.unwrap_or_default();
             // Fail first: the runtime's cancel confirmation then finds the task terminal.
-            append(myself, state, vec![failed("timeout", format!("no result within delivery.timeout_ms = {ms}"), format!("Task timed out after {ms} ms"))]).await?;
+            append(
+                myself,
+                state,
+                vec![failed(
+                    "timeout",
+                    format!("no result within delivery.timeout_ms = {ms}"),
+                    format!("Task timed out after {ms} ms"),
+                )],
+            )
+            .await?;
             stop_runtime(state);
         }
         Deadline::CancelGrace => {
             let grace = state.dir.settings.cancel_grace;
-            let d = draft(EventKind::TaskCancelled, EventSource::Core, format!("Runtime did not confirm the cancel within {} ms; cancelled by the node", grace.as_millis()));
+            let d = draft(
+                EventKind::TaskCancelled,
+                EventSource::Core,
+                format!("Runtime did not confirm the cancel within {} ms; cancelled by the node", grace.as_millis()),
+            );
             append(myself, state, vec![d]).await?;
             stop_runtime(state);
         }
@@ -539,7 +633,11 @@ async fn recover(myself: &ActorRef<TaskMsg>, state: &mut TaskState) -> Result<()
     }
     let Some(target) = state.target.clone() else {
         let target = state.record.resolved_agent_id.clone().unwrap_or_default();
-        let d = failed("interrupted", format!("target '{target}' is no longer registered"), "Task interrupted by node restart: its target is gone");
+        let d = failed(
+            "interrupted",
+            format!("target '{target}' is no longer registered"),
+            "Task interrupted by node restart: its target is gone",
+        );
         return append(myself, state, vec![d]).await;
     };
     if status.is_dispatched() {
@@ -553,11 +651,19 @@ async fn recover(myself: &ActorRef<TaskMsg>, state: &mut TaskState) -> Result<()
     if state.lifecycle.last_seq() < 2 {
         // Creation never completed its second event: record the route now.
         let data = json!({ "resolved_agent_id": state.record.resolved_agent_id, "runtime_options": state.record.runtime_options });
-        append(myself, state, vec![draft(EventKind::TaskRouted, EventSource::Core, "Route resolved").data(data)]).await?;
+        append(myself, state, vec![draft(EventKind::TaskRouted, EventSource::Core, "Route resolved").data(data)])
+            .await?;
     }
     let payload = match load_payload(state).await {
         Ok(p) => p,
-        Err(detail) => return append(myself, state, vec![failed("interrupted", detail, "Task interrupted by node restart: payload unreadable")]).await,
+        Err(detail) => {
+            return append(
+                myself,
+                state,
+                vec![failed("interrupted", detail, "Task interrupted by node restart: payload unreadable")],
+            )
+            .await;
+        }
     };
     state.payload = Some(payload);
     tracing::info!(actor_kind = "task", task_id = %state.record.task_id, status = %status, "recovered task resumes dispatch");
@@ -567,7 +673,13 @@ async fn recover(myself: &ActorRef<TaskMsg>, state: &mut TaskState) -> Result<()
 
 async fn load_payload(state: &TaskState) -> Result<Value, String> {
     let Some(id) = state.record.payload_artifact_id.as_deref() else { return Ok(json!({})) };
-    let (_, body) = state.dir.reader.artifact(id).await.map_err(|e| e.to_string())?.ok_or_else(|| format!("payload artifact {id} missing"))?;
+    let (_, body) = state
+        .dir
+        .reader
+        .artifact(id)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("payload artifact {id} missing"))?;
     let bytes = state.dir.artifacts.read(body).await.map_err(|e| e.to_string())?;
     serde_json::from_slice(&bytes).map_err(|e| format!("payload artifact {id}: {e}"))
 }

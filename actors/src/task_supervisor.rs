@@ -70,7 +70,11 @@ impl Actor for TaskSupervisor {
     type State = TaskSupState;
     type Arguments = Arc<Directory>;
 
-    async fn pre_start(&self, _myself: ActorRef<TaskSupMsg>, dir: Arc<Directory>) -> Result<TaskSupState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<TaskSupMsg>,
+        dir: Arc<Directory>,
+    ) -> Result<TaskSupState, ActorProcessingErr> {
         Ok(TaskSupState {
             children: HashMap::new(),
             by_actor: HashMap::new(),
@@ -80,7 +84,11 @@ impl Actor for TaskSupervisor {
         })
     }
 
-    async fn post_start(&self, myself: ActorRef<TaskSupMsg>, state: &mut TaskSupState) -> Result<(), ActorProcessingErr> {
+    async fn post_start(
+        &self,
+        myself: ActorRef<TaskSupMsg>,
+        state: &mut TaskSupState,
+    ) -> Result<(), ActorProcessingErr> {
         let started = Instant::now();
         let live = state.dir.reader.live_tasks().await?;
         let count = live.len();
@@ -89,16 +97,27 @@ impl Actor for TaskSupervisor {
             let actor = spawn_task(&myself, state, task_id.clone(), TaskInit::Stored(Box::new(stored)), 1).await?;
             let _ = actor.cast(TaskMsg::Recover);
         }
-        tracing::info!(actor_kind = "task_supervisor", recovered = count, elapsed_ms = started.elapsed().as_millis() as u64, "restart recovery done");
+        tracing::info!(
+            actor_kind = "task_supervisor",
+            recovered = count,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "restart recovery done"
+        );
         Ok(())
     }
 
-    async fn handle(&self, myself: ActorRef<TaskSupMsg>, msg: TaskSupMsg, state: &mut TaskSupState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<TaskSupMsg>,
+        msg: TaskSupMsg,
+        state: &mut TaskSupState,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             TaskSupMsg::Spawn(new, reply) => {
                 let task_id = new.record.task_id.clone();
                 let spawned = spawn_task(&myself, state, task_id, TaskInit::New(new), 1).await;
-                let _ = reply.send(spawned.map_err(|e| TaskError::Artifact(format!("could not start task actor: {e}"))));
+                let _ =
+                    reply.send(spawned.map_err(|e| TaskError::Artifact(format!("could not start task actor: {e}"))));
             }
             TaskSupMsg::Lookup(task_id, reply) => {
                 let _ = reply.send(state.children.get(&task_id).map(|c| c.actor.clone()));
@@ -113,7 +132,9 @@ impl Actor for TaskSupervisor {
                         tracing::info!(actor_kind = "task", task_id = %task_id, generation, "task actor restarted");
                         let _ = actor.cast(TaskMsg::Recover);
                     }
-                    Err(e) => tracing::error!(actor_kind = "task", task_id = %task_id, generation, error = %e, "task actor could not be restarted"),
+                    Err(e) => {
+                        tracing::error!(actor_kind = "task", task_id = %task_id, generation, error = %e, "task actor could not be restarted")
+                    }
                 }
             }
             TaskSupMsg::Count(reply) => {
@@ -123,7 +144,12 @@ impl Actor for TaskSupervisor {
         Ok(())
     }
 
-    async fn handle_supervisor_evt(&self, myself: ActorRef<TaskSupMsg>, evt: SupervisionEvent, state: &mut TaskSupState) -> Result<(), ActorProcessingErr> {
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<TaskSupMsg>,
+        evt: SupervisionEvent,
+        state: &mut TaskSupState,
+    ) -> Result<(), ActorProcessingErr> {
         match evt {
             SupervisionEvent::ActorStarted(cell) => {
                 let task_id = state.by_actor.get(&cell.get_id()).cloned().unwrap_or_default();
@@ -139,7 +165,8 @@ impl Actor for TaskSupervisor {
             SupervisionEvent::ActorFailed(cell, err) => {
                 let Some(task_id) = state.by_actor.remove(&cell.get_id()) else { return Ok(()) };
                 let generation = state.children.remove(&task_id).map_or(1, |c| c.generation) + 1;
-                let tracker = state.restarts.entry(task_id.clone()).or_insert_with(|| RestartTracker::new(RestartPolicy::WORKER));
+                let tracker =
+                    state.restarts.entry(task_id.clone()).or_insert_with(|| RestartTracker::new(RestartPolicy::WORKER));
                 match tracker.on_failure(Instant::now(), jitter()) {
                     RestartDecision::Restart { attempt, backoff } => {
                         tracing::warn!(
@@ -155,7 +182,9 @@ impl Actor for TaskSupervisor {
                         tracing::error!(actor_kind = "task", task_id = %task_id, failures, error = %err, "task actor failed too often; giving up on the task");
                         state.restarts.remove(&task_id);
                         let detail = format!("task actor failed {failures} times; last error: {err}");
-                        if let Ok(actor) = spawn_task(&myself, state, task_id.clone(), TaskInit::Reload(task_id), generation).await {
+                        if let Ok(actor) =
+                            spawn_task(&myself, state, task_id.clone(), TaskInit::Reload(task_id), generation).await
+                        {
                             let _ = actor.cast(TaskMsg::Abandon(detail));
                         }
                     }
@@ -166,7 +195,11 @@ impl Actor for TaskSupervisor {
         Ok(())
     }
 
-    async fn post_stop(&self, _myself: ActorRef<TaskSupMsg>, state: &mut TaskSupState) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<TaskSupMsg>,
+        state: &mut TaskSupState,
+    ) -> Result<(), ActorProcessingErr> {
         // Task actors keep nothing that is not durable; stopping them leaves their tasks to
         // restart recovery.
         let count = state.children.len();

@@ -3,7 +3,7 @@
 
 use aethrolink_actors::clock;
 use aethrolink_actors::model::AgentRecord;
-use aethrolink_actors::registry::{RegistryError, RegistryMsg, Registration};
+use aethrolink_actors::registry::{Registration, RegistryError, RegistryMsg};
 use aethrolink_actors::supervision::ASK_TIMEOUT;
 use axum::Json;
 use axum::extract::{Path, State};
@@ -15,7 +15,10 @@ use super::json::StrictJson;
 use super::{ApiError, AppState};
 
 /// `POST /v1/agents/register` → 202 `{"agent": AgentRecord}`.
-pub async fn register(State(st): State<AppState>, StrictJson(reg): StrictJson<Registration>) -> Result<impl IntoResponse, ApiError> {
+pub async fn register(
+    State(st): State<AppState>,
+    StrictJson(reg): StrictJson<Registration>,
+) -> Result<impl IntoResponse, ApiError> {
     let result = st.dir.registry.ask(ASK_TIMEOUT, |reply| RegistryMsg::Register(Box::new(reg), reply)).await?;
     match result {
         Ok(agent) => Ok((StatusCode::ACCEPTED, Json(json!({ "agent": agent })))),
@@ -29,13 +32,19 @@ pub async fn register(State(st): State<AppState>, StrictJson(reg): StrictJson<Re
 /// `GET /v1/agents` → `{"agents": [...]}` (always an array).
 pub async fn list(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
     let now = clock::now_rfc3339();
-    let agents: Vec<AgentRecord> = st.dir.reader.agents().await?.into_iter().map(|a| a.with_effective_status(&now)).collect();
+    let agents: Vec<AgentRecord> =
+        st.dir.reader.agents().await?.into_iter().map(|a| a.with_effective_status(&now)).collect();
     Ok(Json(json!({ "agents": agents })))
 }
 
 /// `GET /v1/agents/{id}` → the bare record.
 pub async fn get(State(st): State<AppState>, Path(agent_id): Path<String>) -> Result<Json<AgentRecord>, ApiError> {
-    let agent = st.dir.reader.agent(&agent_id).await?.ok_or_else(|| ApiError::not_found(format!("agent not found: {agent_id}")))?;
+    let agent = st
+        .dir
+        .reader
+        .agent(&agent_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("agent not found: {agent_id}")))?;
     Ok(Json(agent.with_effective_status(&clock::now_rfc3339())))
 }
 

@@ -38,7 +38,9 @@ fn parse_after(headers: &HeaderMap, params: &HashMap<String, String>) -> Result<
         return Err(ApiError::bad_request(format!("unknown query parameter '{key}'; expected after")));
     }
     let parse = |what: &str, v: &str| {
-        v.trim().parse::<u64>().map_err(|_| ApiError::bad_request(format!("{what} '{v}' must be a non-negative integer event seq")))
+        v.trim()
+            .parse::<u64>()
+            .map_err(|_| ApiError::bad_request(format!("{what} '{v}' must be a non-negative integer event seq")))
     };
     if let Some(v) = params.get("after") {
         return parse("after", v);
@@ -65,7 +67,10 @@ pub async fn stream(
     if st.dir.reader.task(&task_id).await?.is_none() {
         return Err(ApiError::not_found(format!("task not found: {task_id}")));
     }
-    let wants_json = headers.get(ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("application/json") && !a.contains("text/event-stream"));
+    let wants_json = headers
+        .get(ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("application/json") && !a.contains("text/event-stream"));
     if wants_json {
         let mut events = Vec::new();
         let mut from = after;
@@ -82,7 +87,8 @@ pub async fn stream(
     }
     let hub = st.dir.sse.get()?;
     let (sink, rx) = mpsc::channel::<Arc<TaskEvent>>(SINK_CAPACITY);
-    let args = SubscriberArgs { task_id: task_id.clone(), after, sink, reader: st.dir.reader.clone(), hub: hub.clone() };
+    let args =
+        SubscriberArgs { task_id: task_id.clone(), after, sink, reader: st.dir.reader.clone(), hub: hub.clone() };
     let (subscriber, _) = Actor::spawn_linked(None, Subscriber, args, hub.get_cell())
         .await
         .map_err(|e| ApiError::unavailable(format!("could not open the event stream: {e}")))?;

@@ -91,12 +91,17 @@ fn links(task_id: &str) -> Value {
 }
 
 /// `POST /v1/tasks` → 202 `{task, links}`.
-pub async fn create(State(st): State<AppState>, StrictJson(req): StrictJson<CreateTaskRequest>) -> Result<impl IntoResponse, ApiError> {
+pub async fn create(
+    State(st): State<AppState>,
+    StrictJson(req): StrictJson<CreateTaskRequest>,
+) -> Result<impl IntoResponse, ApiError> {
     let intent = non_empty(req.intent).ok_or_else(|| ApiError::bad_request("intent is required"))?;
     let payload = match req.payload {
         Value::Null => json!({}),
         v @ Value::Object(_) => v,
-        other => return Err(ApiError::bad_request(format!("payload must be a JSON object, got {}", json_type(&other)))),
+        other => {
+            return Err(ApiError::bad_request(format!("payload must be a JSON object, got {}", json_type(&other))));
+        }
     };
     if let Some(thread_id) = non_empty(req.thread_id) {
         return Err(ApiError::not_found(format!("thread not found: {thread_id}")));
@@ -141,8 +146,10 @@ pub async fn create(State(st): State<AppState>, StrictJson(req): StrictJson<Crea
         updated_at: now,
     };
     let new = NewTask { record, payload, target };
-    let actor = st.dir.tasks.ask(TASK_ASK, |reply| TaskSupMsg::Spawn(Box::new(new), reply)).await?.map_err(task_error)?;
-    let created = aethrolink_actors::supervision::ask(&actor, "task", TASK_ASK, TaskMsg::Create).await?.map_err(task_error)?;
+    let actor =
+        st.dir.tasks.ask(TASK_ASK, |reply| TaskSupMsg::Spawn(Box::new(new), reply)).await?.map_err(task_error)?;
+    let created =
+        aethrolink_actors::supervision::ask(&actor, "task", TASK_ASK, TaskMsg::Create).await?.map_err(task_error)?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "task": created, "links": links(&task_id) }))))
 }
 
@@ -159,12 +166,16 @@ fn json_type(v: &Value) -> &'static str {
 
 /// `GET /v1/tasks/{id}`.
 pub async fn get(State(st): State<AppState>, Path(task_id): Path<String>) -> Result<Json<TaskRecord>, ApiError> {
-    let stored = st.dir.reader.task(&task_id).await?.ok_or_else(|| ApiError::not_found(format!("task not found: {task_id}")))?;
+    let stored =
+        st.dir.reader.task(&task_id).await?.ok_or_else(|| ApiError::not_found(format!("task not found: {task_id}")))?;
     Ok(Json(stored.task))
 }
 
 /// `GET /v1/tasks?status=&target=&conversation_id=&sender=&cursor=&limit=`.
-pub async fn list(State(st): State<AppState>, Query(params): Query<HashMap<String, String>>) -> Result<Json<Value>, ApiError> {
+pub async fn list(
+    State(st): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
     let mut filter = TaskFilter { limit: DEFAULT_PAGE, ..TaskFilter::default() };
     for (key, value) in params {
         let value = value.trim().to_owned();
@@ -172,7 +183,10 @@ pub async fn list(State(st): State<AppState>, Query(params): Query<HashMap<Strin
             "status" => {
                 filter.status = Some(value.parse().map_err(|_| {
                     let all: Vec<&str> = TaskStatus::ALL.iter().map(|s| s.as_str()).collect();
-                    ApiError::bad_request(format!("status '{value}' is not a task status; expected one of {}", all.join(", ")))
+                    ApiError::bad_request(format!(
+                        "status '{value}' is not a task status; expected one of {}",
+                        all.join(", ")
+                    ))
                 })?)
             }
             "target" | "target_agent_id" => filter.target = Some(value),
@@ -185,7 +199,12 @@ pub async fn list(State(st): State<AppState>, Query(params): Query<HashMap<Strin
                     .parse::<u32>()
                     .ok()
                     .filter(|n| (1..=aethrolink_actors::storage::reader::MAX_PAGE).contains(n))
-                    .ok_or_else(|| ApiError::bad_request(format!("limit '{value}' must be an integer from 1 to {}", aethrolink_actors::storage::reader::MAX_PAGE)))?
+                    .ok_or_else(|| {
+                        ApiError::bad_request(format!(
+                            "limit '{value}' must be an integer from 1 to {}",
+                            aethrolink_actors::storage::reader::MAX_PAGE
+                        ))
+                    })?
             }
             other => {
                 return Err(ApiError::bad_request(format!(
@@ -206,9 +225,11 @@ async fn live_actor(st: &AppState, task_id: &str) -> Result<Option<ActorRef<Task
 /// The stored status, for requests that found no live actor. 404 when the task doesn't exist;
 /// 503 when it is live but its actor is being restarted.
 async fn stored_status(st: &AppState, task_id: &str) -> Result<TaskStatus, ApiError> {
-    let stored = st.dir.reader.task(task_id).await?.ok_or_else(|| ApiError::not_found(format!("task not found: {task_id}")))?;
+    let stored =
+        st.dir.reader.task(task_id).await?.ok_or_else(|| ApiError::not_found(format!("task not found: {task_id}")))?;
     if !stored.task.status.is_terminal() {
-        return Err(ApiError::unavailable(format!("task {task_id} is being restarted; retry shortly")).with("status", stored.task.status.as_str()));
+        return Err(ApiError::unavailable(format!("task {task_id} is being restarted; retry shortly"))
+            .with("status", stored.task.status.as_str()));
     }
     Ok(stored.task.status)
 }
@@ -234,7 +255,12 @@ pub async fn cancel(
 ) -> Result<impl IntoResponse, ApiError> {
     let reason = body.and_then(|b| non_empty(b.reason));
     let status = match live_actor(&st, &task_id).await? {
-        Some(actor) => match aethrolink_actors::supervision::ask(&actor, "task", TASK_ASK, |reply| TaskMsg::Cancel { reason, reply }).await {
+        Some(actor) => match aethrolink_actors::supervision::ask(&actor, "task", TASK_ASK, |reply| TaskMsg::Cancel {
+            reason,
+            reply,
+        })
+        .await
+        {
             Ok(result) => result.map_err(task_error)?,
             // The actor stopped between lookup and request: the task just ended.
             Err(AskError::Unavailable(_) | AskError::Dropped(_)) => stored_status(&st, &task_id).await?,
@@ -266,11 +292,20 @@ pub async fn resume(
     let payload = match req.payload {
         Value::Null => JsonObject::new(),
         Value::Object(o) => o,
-        other => return Err(ApiError::bad_request(format!("payload must be a JSON object, got {}", json_type(&other)))),
+        other => {
+            return Err(ApiError::bad_request(format!("payload must be a JSON object, got {}", json_type(&other))));
+        }
     };
-    let not_awaitable = |status: TaskStatus| ApiError::conflict(format!("task not awaitable: status is {status}")).with("status", status.as_str());
+    let not_awaitable = |status: TaskStatus| {
+        ApiError::conflict(format!("task not awaitable: status is {status}")).with("status", status.as_str())
+    };
     let status = match live_actor(&st, &task_id).await? {
-        Some(actor) => match aethrolink_actors::supervision::ask(&actor, "task", TASK_ASK, |reply| TaskMsg::Resume { payload, reply }).await {
+        Some(actor) => match aethrolink_actors::supervision::ask(&actor, "task", TASK_ASK, |reply| TaskMsg::Resume {
+            payload,
+            reply,
+        })
+        .await
+        {
             Ok(Ok(status)) => status,
             Ok(Err(TaskError::NotAwaitable(r))) => {
                 let status = match r {
@@ -280,7 +315,9 @@ pub async fn resume(
                 return Err(ApiError::conflict(r.to_string()).with("status", status.as_str()));
             }
             Ok(Err(e)) => return Err(task_error(e)),
-            Err(AskError::Unavailable(_) | AskError::Dropped(_)) => return Err(not_awaitable(stored_status(&st, &task_id).await?)),
+            Err(AskError::Unavailable(_) | AskError::Dropped(_)) => {
+                return Err(not_awaitable(stored_status(&st, &task_id).await?));
+            }
             Err(e) => return Err(e.into()),
         },
         None => return Err(not_awaitable(stored_status(&st, &task_id).await?)),

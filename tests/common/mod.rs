@@ -64,11 +64,17 @@ impl Node {
         if let Some(text) = &opts.registry {
             std::fs::write(&registry, text)?;
         }
-        let stderr_path = dir.join(format!("node-{}.log", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos()));
+        let stderr_path = dir.join(format!(
+            "node-{}.log",
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos()
+        ));
         let mut cmd = Command::new(node_bin());
-        cmd.arg("--port").arg("0")
-            .arg("--database").arg(format!("sqlite://{}", dir.join("node.db").display()))
-            .arg("--artifact-dir").arg(dir.join("artifacts"))
+        cmd.arg("--port")
+            .arg("0")
+            .arg("--database")
+            .arg(format!("sqlite://{}", dir.join("node.db").display()))
+            .arg("--artifact-dir")
+            .arg(dir.join("artifacts"))
             .args(&opts.extra_args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
@@ -89,10 +95,14 @@ impl Node {
             let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
             format!("node did not print its address; stderr:\n{log}")
         })?;
-        let base = line.trim().strip_prefix("alink-node listening on ").ok_or_else(|| {
-            let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
-            format!("unexpected first line {line:?}; stderr:\n{log}")
-        })?.to_owned();
+        let base = line
+            .trim()
+            .strip_prefix("alink-node listening on ")
+            .ok_or_else(|| {
+                let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+                format!("unexpected first line {line:?}; stderr:\n{log}")
+            })?
+            .to_owned();
         Ok(Node { child: Some(child), base, dir: dir.to_path_buf(), http: reqwest::Client::new(), stderr_path })
     }
 
@@ -129,7 +139,12 @@ impl Node {
     }
 
     /// Posts raw bytes with a content type.
-    pub async fn post_raw(&self, path: &str, content_type: &str, body: impl Into<reqwest::Body>) -> Result<(u16, Value)> {
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> Result<(u16, Value)> {
         let resp = self.http.post(self.url(path)).header("content-type", content_type).body(body).send().await?;
         let status = resp.status().as_u16();
         let text = resp.text().await?;
@@ -150,7 +165,13 @@ impl Node {
     }
 
     /// Reads the SSE stream until it closes (or `timeout`); returns `(id, data)` pairs.
-    pub async fn sse(&self, task_id: &str, query: &str, last_event_id: Option<u64>, timeout: Duration) -> Result<Vec<(String, Value)>> {
+    pub async fn sse(
+        &self,
+        task_id: &str,
+        query: &str,
+        last_event_id: Option<u64>,
+        timeout: Duration,
+    ) -> Result<Vec<(String, Value)>> {
         let mut req = self.http.get(self.url(&format!("/v1/tasks/{task_id}/events{query}")));
         if let Some(id) = last_event_id {
             req = req.header("last-event-id", id.to_string());

@@ -141,7 +141,14 @@ async fn run_script(script: Script, d: Dispatch, mut control: mpsc::Receiver<Con
                     return;
                 }
             }
-            emit(to, generation, completed("Loopback completed the task", json!({ "text": format!("completed {steps} steps"), "steps": steps })));
+            emit(
+                to,
+                generation,
+                completed(
+                    "Loopback completed the task",
+                    json!({ "text": format!("completed {steps} steps"), "steps": steps }),
+                ),
+            );
         }
         Script::AwaitInput { prompt } => {
             let mut data = JsonObject::new();
@@ -153,7 +160,15 @@ async fn run_script(script: Script, d: Dispatch, mut control: mpsc::Receiver<Con
             emit(to, generation, completed("Loopback completed the task", json!({ "text": text, "resume": input })));
         }
         Script::Fail { reason } => {
-            emit(to, generation, AdapterEvent::Failed { reason: reason.clone(), detail: None, message: format!("Loopback failed: {reason}") });
+            emit(
+                to,
+                generation,
+                AdapterEvent::Failed {
+                    reason: reason.clone(),
+                    detail: None,
+                    message: format!("Loopback failed: {reason}"),
+                },
+            );
         }
         Script::Sleep { ms } => {
             tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -173,14 +188,27 @@ impl Actor for LoopbackRuntime {
         Ok(LoopbackState { executions: HashMap::new() })
     }
 
-    async fn handle(&self, myself: ActorRef<SessionMsg>, msg: SessionMsg, state: &mut LoopbackState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<SessionMsg>,
+        msg: SessionMsg,
+        state: &mut LoopbackState,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             SessionMsg::Submit(d) => {
                 let d = *d;
                 let script = match Script::parse(&d.payload) {
                     Ok(s) => s,
                     Err(detail) => {
-                        emit(&d.reply_to, d.generation, AdapterEvent::Failed { reason: "submit_failed".into(), detail: Some(detail.clone()), message: detail });
+                        emit(
+                            &d.reply_to,
+                            d.generation,
+                            AdapterEvent::Failed {
+                                reason: "submit_failed".into(),
+                                detail: Some(detail.clone()),
+                                message: detail,
+                            },
+                        );
                         return Ok(());
                     }
                 };
@@ -188,11 +216,15 @@ impl Actor for LoopbackRuntime {
                 if let Some(old) = state.executions.remove(&d.task_id) {
                     old.join.abort();
                 }
-                emit(&d.reply_to, d.generation, AdapterEvent::Submitted {
-                    binding: "loopback".into(),
-                    remote_execution_id: Some(d.task_id.clone()),
-                    remote_session_id: None,
-                });
+                emit(
+                    &d.reply_to,
+                    d.generation,
+                    AdapterEvent::Submitted {
+                        binding: "loopback".into(),
+                        remote_execution_id: Some(d.task_id.clone()),
+                        remote_session_id: None,
+                    },
+                );
                 let (tx, rx) = mpsc::channel(1);
                 let awaiting = matches!(script, Script::AwaitInput { .. });
                 let (task_id, generation, reply_to) = (d.task_id.clone(), d.generation, d.reply_to.clone());
@@ -208,7 +240,11 @@ impl Actor for LoopbackRuntime {
                     }
                     None => {
                         if let Some(exec) = state.executions.get(&task_id) {
-                            emit(&exec.reply_to, generation, AdapterEvent::ResumeRefused { reason: "no input request is pending".into() });
+                            emit(
+                                &exec.reply_to,
+                                generation,
+                                AdapterEvent::ResumeRefused { reason: "no input request is pending".into() },
+                            );
                         }
                     }
                 }
@@ -216,7 +252,11 @@ impl Actor for LoopbackRuntime {
             SessionMsg::Cancel { task_id, generation } => {
                 if let Some(exec) = state.executions.remove(&task_id) {
                     exec.join.abort();
-                    emit(&exec.reply_to, generation, AdapterEvent::Cancelled { message: "Loopback cancelled the task".into() });
+                    emit(
+                        &exec.reply_to,
+                        generation,
+                        AdapterEvent::Cancelled { message: "Loopback cancelled the task".into() },
+                    );
                 }
             }
             SessionMsg::Finished { task_id, generation } => {
@@ -228,7 +268,11 @@ impl Actor for LoopbackRuntime {
         Ok(())
     }
 
-    async fn post_stop(&self, _myself: ActorRef<SessionMsg>, state: &mut LoopbackState) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<SessionMsg>,
+        state: &mut LoopbackState,
+    ) -> Result<(), ActorProcessingErr> {
         for (_, exec) in state.executions.drain() {
             exec.join.abort();
         }
@@ -243,11 +287,19 @@ mod tests {
     #[test]
     fn scripts_parse_with_defaults_and_clear_errors() {
         assert_eq!(Script::parse(&json!({"text": "hi"})), Ok(Script::Echo { text: "hi".into() }));
-        assert_eq!(Script::parse(&json!({"mode": "progress", "steps": 2, "interval_ms": 5})), Ok(Script::Progress { steps: 2, interval_ms: 5 }));
+        assert_eq!(
+            Script::parse(&json!({"mode": "progress", "steps": 2, "interval_ms": 5})),
+            Ok(Script::Progress { steps: 2, interval_ms: 5 })
+        );
         assert_eq!(Script::parse(&json!({"mode": "hang"})), Ok(Script::Hang));
         assert_eq!(Script::parse(&json!({"mode": "sleep", "ms": 7})), Ok(Script::Sleep { ms: 7 }));
-        assert_eq!(Script::parse(&json!({"mode": "fail", "reason": "boom"})), Ok(Script::Fail { reason: "boom".into() }));
-        assert!(matches!(Script::parse(&json!({"mode": "warp"})), Err(e) if e.contains("unknown loopback mode 'warp'")));
+        assert_eq!(
+            Script::parse(&json!({"mode": "fail", "reason": "boom"})),
+            Ok(Script::Fail { reason: "boom".into() })
+        );
+        assert!(
+            matches!(Script::parse(&json!({"mode": "warp"})), Err(e) if e.contains("unknown loopback mode 'warp'"))
+        );
         assert!(matches!(Script::parse(&json!({"mode": "progress", "steps": "3"})), Err(e) if e.contains("'steps'")));
         assert!(matches!(Script::parse(&json!({"mode": "sleep", "ms": -1})), Err(e) if e.contains("'ms'")));
         assert!(matches!(Script::parse(&json!({"mode": 3})), Err(e) if e.contains("'mode'")));

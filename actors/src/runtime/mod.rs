@@ -104,11 +104,7 @@ impl RuntimeError {
 /// Messages of the runtime supervisor.
 pub enum RuntimeSupMsg {
     /// Get a runtime for `target`; answered when it is ready.
-    Acquire {
-        target: Box<TargetSpec>,
-        launch_if_down: bool,
-        reply: RpcReplyPort<Result<RuntimeHandle, RuntimeError>>,
-    },
+    Acquire { target: Box<TargetSpec>, launch_if_down: bool, reply: RpcReplyPort<Result<RuntimeHandle, RuntimeError>> },
     /// Internal: restart the loopback runtime after its backoff.
     RestartLoopback { generation: u64 },
 }
@@ -128,7 +124,10 @@ pub struct RuntimeSupState {
 /// The runtime supervisor.
 pub struct RuntimeSupervisor;
 
-async fn spawn_loopback(myself: &ActorRef<RuntimeSupMsg>, generation: u64) -> Result<ActorRef<SessionMsg>, ActorProcessingErr> {
+async fn spawn_loopback(
+    myself: &ActorRef<RuntimeSupMsg>,
+    generation: u64,
+) -> Result<ActorRef<SessionMsg>, ActorProcessingErr> {
     let (actor, _) = Actor::spawn_linked(
         Some(format!("runtime:loopback:{generation}")),
         loopback::LoopbackRuntime,
@@ -154,7 +153,12 @@ impl Actor for RuntimeSupervisor {
         })
     }
 
-    async fn handle(&self, myself: ActorRef<RuntimeSupMsg>, msg: RuntimeSupMsg, state: &mut RuntimeSupState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<RuntimeSupMsg>,
+        msg: RuntimeSupMsg,
+        state: &mut RuntimeSupState,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             RuntimeSupMsg::Acquire { target, launch_if_down: _, reply } => {
                 if target.adapter != "loopback" {
@@ -165,7 +169,8 @@ impl Actor for RuntimeSupervisor {
                 // callers wait for it rather than fail.
                 match &state.loopback {
                     Some(session) => {
-                        let _ = reply.send(Ok(RuntimeHandle { lease_id: None, session: session.clone(), launched: false }));
+                        let _ =
+                            reply.send(Ok(RuntimeHandle { lease_id: None, session: session.clone(), launched: false }));
                     }
                     None => state.waiting.push_back(reply),
                 }
@@ -185,7 +190,12 @@ impl Actor for RuntimeSupervisor {
         Ok(())
     }
 
-    async fn handle_supervisor_evt(&self, myself: ActorRef<RuntimeSupMsg>, evt: SupervisionEvent, state: &mut RuntimeSupState) -> Result<(), ActorProcessingErr> {
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<RuntimeSupMsg>,
+        evt: SupervisionEvent,
+        state: &mut RuntimeSupState,
+    ) -> Result<(), ActorProcessingErr> {
         match evt {
             SupervisionEvent::ActorStarted(cell) => {
                 tracing::debug!(actor_kind = "runtime", actor = %actor_label(&cell), "runtime started");

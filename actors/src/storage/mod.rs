@@ -34,10 +34,7 @@ impl DatabaseLocation {
         match url {
             "sqlite::memory:" | ":memory:" | "sqlite://:memory:" => DatabaseLocation::Memory,
             _ => {
-                let path = url
-                    .strip_prefix("sqlite://")
-                    .or_else(|| url.strip_prefix("sqlite:"))
-                    .unwrap_or(url);
+                let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
                 DatabaseLocation::File(path.to_owned())
             }
         }
@@ -65,16 +62,10 @@ impl Db {
                     std::fs::create_dir_all(parent)
                         .map_err(|e| StorageError::Unavailable(format!("{}: {e}", parent.display())))?;
                 }
-                SqliteConnectOptions::new()
-                    .filename(path)
-                    .create_if_missing(true)
-                    .journal_mode(SqliteJournalMode::Wal)
+                SqliteConnectOptions::new().filename(path).create_if_missing(true).journal_mode(SqliteJournalMode::Wal)
             }
         };
-        let options = base
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(5))
-            .foreign_keys(true);
+        let options = base.synchronous(SqliteSynchronous::Full).busy_timeout(Duration::from_secs(5)).foreign_keys(true);
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)

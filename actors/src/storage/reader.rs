@@ -143,7 +143,8 @@ impl StoreReader {
             sha256: r.try_get("sha256")?,
             created_at: r.try_get("created_at")?,
         };
-        let body = match (r.try_get::<Option<String>, _>("relative_path")?, r.try_get::<Option<Vec<u8>>, _>("content")?) {
+        let body = match (r.try_get::<Option<String>, _>("relative_path")?, r.try_get::<Option<Vec<u8>>, _>("content")?)
+        {
             (Some(path), _) => ArtifactBody::File(path),
             (None, Some(bytes)) => ArtifactBody::Inline(bytes),
             (None, None) => return Err(StorageError::Corrupt(format!("artifact {artifact_id} has no content"))),

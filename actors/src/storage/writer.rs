@@ -82,11 +82,20 @@ impl Actor for StorageActor {
     type State = StorageState;
     type Arguments = StorageArgs;
 
-    async fn pre_start(&self, _myself: ActorRef<StorageMsg>, args: StorageArgs) -> Result<StorageState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<StorageMsg>,
+        args: StorageArgs,
+    ) -> Result<StorageState, ActorProcessingErr> {
         Ok(StorageState { db: args.db, pending: Vec::new(), flush_scheduled: false, stats: StorageStats::default() })
     }
 
-    async fn handle(&self, myself: ActorRef<StorageMsg>, msg: StorageMsg, state: &mut StorageState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<StorageMsg>,
+        msg: StorageMsg,
+        state: &mut StorageState,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             StorageMsg::Write(op, reply) => {
                 state.pending.push((op, reply));
@@ -110,7 +119,11 @@ impl Actor for StorageActor {
         Ok(())
     }
 
-    async fn post_stop(&self, _myself: ActorRef<StorageMsg>, state: &mut StorageState) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<StorageMsg>,
+        state: &mut StorageState,
+    ) -> Result<(), ActorProcessingErr> {
         // A graceful stop (drain) processed every queued message already; anything still pending
         // is committed here so no acknowledged-later write is lost.
         let batch = std::mem::take(&mut state.pending);
@@ -224,11 +237,13 @@ async fn write_all(conn: &mut SqliteConnection, ops: &[WriteOp]) -> Result<(), S
         upsert_agent(conn, agent).await?;
     }
     for (key, value) in meta {
-        sqlx::query("INSERT INTO node_meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value")
-            .bind(key.to_owned())
-            .bind(value.to_owned())
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query(
+            "INSERT INTO node_meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(key.to_owned())
+        .bind(value.to_owned())
+        .execute(&mut *conn)
+        .await?;
     }
     Ok(())
 }
@@ -238,8 +253,9 @@ fn json_text(value: &impl serde::Serialize) -> String {
 }
 
 async fn insert_artifacts(conn: &mut SqliteConnection, rows: &[&NewArtifact]) -> Result<(), StorageError> {
-    let mut qb: QueryBuilder<Sqlite> =
-        QueryBuilder::new("INSERT INTO artifacts (artifact_id, media_type, relative_path, content, size_bytes, sha256, created_at) ");
+    let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+        "INSERT INTO artifacts (artifact_id, media_type, relative_path, content, size_bytes, sha256, created_at) ",
+    );
     qb.push_values(rows, |mut b, a| {
         let (path, content) = match &a.body {
             ArtifactBody::Inline(bytes) => (None, Some(bytes.clone())),
@@ -298,8 +314,9 @@ async fn upsert_tasks(conn: &mut SqliteConnection, rows: &[(&TaskRecord, u64)]) 
 }
 
 async fn insert_events(conn: &mut SqliteConnection, rows: &[&TaskEvent]) -> Result<(), StorageError> {
-    let mut qb: QueryBuilder<Sqlite> =
-        QueryBuilder::new("INSERT INTO task_events (event_id, task_id, seq, kind, state, source, message, data_json, created_at) ");
+    let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+        "INSERT INTO task_events (event_id, task_id, seq, kind, state, source, message, data_json, created_at) ",
+    );
     qb.push_values(rows, |mut b, e| {
         b.push_bind(e.event_id.clone())
             .push_bind(e.task_id.clone())
