@@ -365,3 +365,100 @@ async fn upsert_agent(conn: &mut SqliteConnection, a: &AgentRecord) -> Result<()
     .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use ractor::Actor;
+
+    use super::*;
+    use crate::model::{DeliveryPolicy, EventKind, EventSource, JsonObject, TaskStatus};
+    use crate::storage::DatabaseLocation;
+    use crate::supervision::ask;
+
+    fn task(id: &str) -> TaskRecord {
+        TaskRecord {
+            task_id: id.into(),
+            thread_id: None,
+            conversation_id: "c".into(),
+            sender: "s".into(),
+            intent: "i".into(),
+            requested_agent_id: None,
+            resolved_agent_id: Some("t".into()),
+            runtime_options: JsonObject::new(),
+            payload_artifact_id: None,
+            status: TaskStatus::Created,
+            remote: None,
+            last_error: None,
+            result_artifact_id: None,
+            delivery: DeliveryPolicy::default(),
+            metadata: JsonObject::new(),
+            created_at: "2026-01-01T00:00:00.000000000Z".into(),
+            updated_at: "2026-01-01T00:00:00.000000000Z".into(),
+        }
+    }
+
+    fn event(task_id: &str, seq: u64) -> TaskEvent {
+        TaskEvent {
+            event_id: crate::ids::new_id(),
+            task_id: task_id.into(),
+            seq,
+            kind: EventKind::TaskCreated,
+            state: TaskStatus::Created,
+            source: EventSource::Core,
+            message: None,
+            data: JsonObject::new(),
+            created_at: "2026-01-01T00:00:00.000000000Z".into(),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writes_are_group_committed_and_a_bad_one_fails_alone() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let dir = tempfile::tempdir()?;
+        let db = Db::open(&DatabaseLocation::File(dir.path().join("t.db").display().to_string())).await?;
+        let (storage, _) = Actor::spawn(None, StorageActor, StorageArgs { db: db.clone() }).await?;
+        let mut writes = Vec::new();
+        for i in 0..200 {
+            let storage = storage.clone();
+            writes.push(tokio::spawn(async move {
+                let id = format!("task-{i}");
+                let op = WriteOp::Task {
+                    task: Box::new(task(&id)),
+                    last_seq: 1,
+                    events: vec![event(&id, 1)],
+                    artifacts: vec![],
+                };
+                ask(&storage, "storage", Duration::from_secs(10), |r| StorageMsg::Write(op, r)).await
+            }));
+        }
+        for w in writes {
+            w.await??.map_err(|e| e.to_string())?;
+        }
+        // A duplicate (task_id, seq) is a constraint violation: it fails alone, its neighbour in
+        // the same batch still commits.
+        let dup = WriteOp::Task {
+            task: Box::new(task("task-0")),
+            last_seq: 1,
+            events: vec![event("task-0", 1)],
+            artifacts: vec![],
+        };
+        let ok_neighbour = WriteOp::NodeMeta { key: "k".into(), value: "v".into() };
+        let (r1, r2) = tokio::join!(
+            ask(&storage, "storage", Duration::from_secs(10), |r| StorageMsg::Write(dup, r)),
+            ask(&storage, "storage", Duration::from_secs(10), |r| StorageMsg::Write(ok_neighbour, r)),
+        );
+        assert!(matches!(r1?, Err(StorageError::Rejected(_))));
+        r2?.map_err(|e| e.to_string())?;
+        let stats = ask(&storage, "storage", Duration::from_secs(10), StorageMsg::Stats).await?;
+        assert!(stats.max_batch > 1, "concurrent writes share commits: {stats:?}");
+        assert!(stats.commits < 202, "fewer commits than writes: {stats:?}");
+        let reader = db.reader();
+        assert_eq!(reader.events("task-199", 0, 10).await?.len(), 1);
+        assert_eq!(reader.node_meta("k").await?.as_deref(), Some("v"));
+        assert_eq!(reader.task("task-7").await?.map(|t| t.last_seq), Some(1));
+        storage.drain_and_wait(Some(Duration::from_secs(5))).await?;
+        Ok(())
+    }
+}
