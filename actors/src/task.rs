@@ -303,13 +303,23 @@ fn failed(reason: &str, detail: impl Into<String>, message: impl Into<String>) -
     d
 }
 
-/// Appends events: checks each against the state machine (refused ones are logged and
-/// skipped), writes the row and the events in one transaction, then publishes them. A storage
-/// failure fails the actor, so its supervisor restarts it from what is durable.
+/// Appends events and stops the actor once the task is terminal. A storage failure fails the
+/// actor, so its supervisor restarts it from what is durable.
 async fn append(myself: &ActorRef<TaskMsg>, state: &mut TaskState, drafts: Vec<Draft>) -> Result<(), TaskError> {
+    persist(state, drafts, Vec::new()).await?;
+    if state.lifecycle.status().is_terminal() {
+        abort_timers(state);
+        myself.stop(Some(format!("task {}", state.lifecycle.status())));
+    }
+    Ok(())
+}
+
+/// Checks each draft against the state machine (refused ones are logged and skipped), writes the
+/// task row, the events and `artifacts` in one transaction, then publishes the events. On a
+/// failed write the in-memory state is rolled back to what is durable.
+async fn persist(state: &mut TaskState, drafts: Vec<Draft>, mut artifacts: Vec<NewArtifact>) -> Result<(), TaskError> {
     let now = clock::now_rfc3339();
     let mut events = Vec::with_capacity(drafts.len());
-    let mut artifacts = Vec::new();
     let before = (state.lifecycle.clone(), state.record.clone());
     for d in drafts {
         let (Some(kind), Some(source)) = (d.kind, d.source) else { continue };
@@ -359,9 +369,10 @@ async fn append(myself: &ActorRef<TaskMsg>, state: &mut TaskState, drafts: Vec<D
         (state.lifecycle, state.record) = before;
         return Err(e);
     }
+    let target_id = state.record.resolved_agent_id.as_deref().unwrap_or("");
     for e in &events {
         tracing::info!(
-            actor_kind = "task", task_id = %e.task_id, seq = e.seq, kind = %e.kind, state = %e.state,
+            actor_kind = "task", task_id = %e.task_id, target_id, seq = e.seq, kind = %e.kind, state = %e.state,
             source = %e.source, message = e.message.as_deref().unwrap_or(""), "task event"
         );
     }
@@ -369,13 +380,11 @@ async fn append(myself: &ActorRef<TaskMsg>, state: &mut TaskState, drafts: Vec<D
         task_id: state.record.task_id.clone(),
         events: events.into_iter().map(Arc::new).collect(),
     });
-    if state.lifecycle.status().is_terminal() {
-        abort_timers(state);
-        myself.stop(Some(format!("task {}", state.lifecycle.status())));
-    }
     Ok(())
 }
 
+/// Persists a new task: the row, `task.created`, `task.routed` and the payload artifact, in one
+/// transaction.
 async fn create(state: &mut TaskState) -> Result<(), TaskError> {
     let payload = state.payload.clone().unwrap_or_else(|| json!({}));
     let bytes = serde_json::to_vec(&payload).unwrap_or_default();
@@ -386,46 +395,11 @@ async fn create(state: &mut TaskState) -> Result<(), TaskError> {
         "resolved_agent_id": state.record.resolved_agent_id,
         "runtime_options": state.record.runtime_options,
     });
-    let drafts = [
+    let drafts = vec![
         draft(EventKind::TaskCreated, EventSource::Core, "Task created"),
         draft(EventKind::TaskRouted, EventSource::Core, "Route resolved").data(routed_data),
     ];
-    // Creation carries the payload artifact in the same transaction as the row.
-    let now = clock::now_rfc3339();
-    let mut events = Vec::new();
-    for d in drafts {
-        let Some(kind) = d.kind else { continue };
-        let (seq, to) = state.lifecycle.admit(kind).map_err(|e| TaskError::Artifact(e.to_string()))?;
-        events.push(TaskEvent {
-            event_id: ids::new_id(),
-            task_id: state.record.task_id.clone(),
-            seq,
-            kind,
-            state: to,
-            source: EventSource::Core,
-            message: Some(d.message),
-            data: d.data,
-            created_at: now.clone(),
-        });
-    }
-    let op = WriteOp::Task {
-        task: Box::new(state.record.clone()),
-        last_seq: state.lifecycle.last_seq(),
-        events: events.clone(),
-        artifacts: vec![artifact],
-    };
-    state.dir.storage.ask(ASK_TIMEOUT, |reply| StorageMsg::Write(op, reply)).await??;
-    for e in &events {
-        tracing::info!(
-            actor_kind = "task", task_id = %e.task_id, seq = e.seq, kind = %e.kind, state = %e.state,
-            target_id = state.record.resolved_agent_id.as_deref().unwrap_or(""), "task event"
-        );
-    }
-    let _ = state.dir.sse.cast(SseHubMsg::Publish {
-        task_id: state.record.task_id.clone(),
-        events: events.into_iter().map(Arc::new).collect(),
-    });
-    Ok(())
+    persist(state, drafts, vec![artifact]).await
 }
 
 /// Asks the runtime supervisor for the target's runtime in a spawned task (a launch can take
