@@ -108,3 +108,29 @@ async fn json_history_view() -> Result {
     assert_eq!(events.first().map(|e| e["seq"].clone()), Some(json!(3)));
     Ok(())
 }
+
+#[tokio::test]
+async fn finished_tasks_and_closed_streams_leave_no_actor_behind() -> Result {
+    let node = Node::start()?;
+    for _ in 0..30 {
+        let id = node.create(json!({"text": "x"})).await?;
+        node.events_until_done(&id).await?;
+    }
+    let hung = node.create(json!({"mode": "hang"})).await?;
+    node.wait_status(&hung, "running").await?;
+    // A client that walks away mid-stream.
+    let resp = node.http.get(node.url(&format!("/v1/tasks/{hung}/events"))).send().await?;
+    drop(resp);
+    let mut stats = json!(null);
+    for _ in 0..100 {
+        stats = node.get("/v1/node/stats").await?.1;
+        if stats["live_task_actors"] == 1 && stats["sse_subscribers"] == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(stats["live_task_actors"], 1, "only the hung task keeps an actor: {stats}");
+    assert_eq!(stats["sse_subscribers"], 0, "closed streams release their subscriber: {stats}");
+    assert!(stats["storage"]["writes"].as_u64().unwrap_or(0) >= 31 * 5, "{stats}");
+    Ok(())
+}

@@ -38,6 +38,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/v1/node/health", get(node_health))
+        .route("/v1/node/stats", get(node_stats))
         .route("/v1/tasks", post(tasks::create).get(tasks::list))
         .route("/v1/tasks/{task_id}", get(tasks::get))
         .route("/v1/tasks/{task_id}/events", get(events::stream))
@@ -88,6 +89,23 @@ async fn readyz(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
         s.map_err(|e| ApiError::unavailable(e.to_string()))?;
     }
     Ok(Json(json!({ "ready": true, "node_id": st.node_id })))
+}
+
+/// Live actor counts and storage counters: what an operator checks for leaks and batching.
+async fn node_stats(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
+    use aethrolink_actors::sse::SseHubMsg;
+    use aethrolink_actors::storage::StorageMsg;
+    use aethrolink_actors::task_supervisor::TaskSupMsg;
+    let ask = aethrolink_actors::supervision::ASK_TIMEOUT;
+    let tasks = st.dir.tasks.ask(ask, TaskSupMsg::Count).await?;
+    let subscribers = st.dir.sse.ask(ask, SseHubMsg::Count).await?;
+    let storage = st.dir.storage.ask(ask, StorageMsg::Stats).await?;
+    Ok(Json(json!({
+        "node_id": st.node_id,
+        "live_task_actors": tasks,
+        "sse_subscribers": subscribers,
+        "storage": {"commits": storage.commits, "writes": storage.writes, "max_batch": storage.max_batch},
+    })))
 }
 
 async fn node_health(State(st): State<AppState>) -> Json<Value> {
