@@ -80,6 +80,13 @@ pub async fn run(args: NodeArgs, shutdown: CancellationToken) -> Result<(), Node
 
     let app = router(AppState { dir: dir.clone(), node_id, shutdown: shutdown.clone() }, args.max_body_bytes);
     let serve_shutdown = shutdown.clone();
+    // SSE frames are small writes: without TCP_NODELAY, Nagle's algorithm meets the client's
+    // delayed ACK and each frame can wait ~40 ms.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
     let server = axum::serve(listener, app).with_graceful_shutdown(async move { serve_shutdown.cancelled().await });
 
     let root_died = Arc::new(AtomicBool::new(false));

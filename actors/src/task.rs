@@ -90,8 +90,9 @@ pub enum TaskMsg {
     Recover,
     /// Result of runtime acquisition.
     Acquired { generation: u64, result: Result<RuntimeHandle, RuntimeError> },
-    /// Something the runtime reported.
-    Adapter { generation: u64, event: AdapterEvent },
+    /// What the runtime reported; events that happened together arrive together and are made
+    /// durable in one transaction.
+    Adapter { generation: u64, events: Vec<AdapterEvent> },
     /// `POST /v1/tasks/{id}/cancel`. Replies with the status after the request was recorded.
     Cancel { reason: Option<String>, reply: RpcReplyPort<Result<TaskStatus, TaskError>> },
     /// `POST /v1/tasks/{id}/resume`.
@@ -219,8 +220,8 @@ impl Actor for TaskActor {
             TaskMsg::Acquired { generation, result } if generation == state.generation => {
                 on_acquired(&myself, state, result).await?;
             }
-            TaskMsg::Adapter { generation, event } if generation == state.generation => {
-                on_adapter_event(&myself, state, event).await?;
+            TaskMsg::Adapter { generation, events } if generation == state.generation => {
+                on_adapter_events(&myself, state, events).await?;
             }
             TaskMsg::Cancel { reason, reply } => {
                 let result = cancel(&myself, state, reason).await;
@@ -477,11 +478,22 @@ async fn on_acquired(
     Ok(())
 }
 
-async fn on_adapter_event(
+async fn on_adapter_events(
     myself: &ActorRef<TaskMsg>,
     state: &mut TaskState,
-    event: AdapterEvent,
+    events: Vec<AdapterEvent>,
 ) -> Result<(), TaskError> {
+    let mut drafts = Vec::with_capacity(events.len());
+    for event in events {
+        if let Some(d) = adapter_draft(state, event).await? {
+            drafts.push(d);
+        }
+    }
+    append(myself, state, drafts).await
+}
+
+/// The event an adapter report becomes (`None` for reports that change no state).
+async fn adapter_draft(state: &mut TaskState, event: AdapterEvent) -> Result<Option<Draft>, TaskError> {
     let d = match event {
         AdapterEvent::Submitted { binding, remote_execution_id, remote_session_id } => {
             let mut d = draft(EventKind::TaskDispatching, EventSource::Adapter, "Task submitted to runtime")
@@ -499,7 +511,7 @@ async fn on_adapter_event(
         AdapterEvent::ResumeRefused { reason } => {
             tracing::warn!(task_id = %state.record.task_id, %reason, "runtime refused a resume");
             state.lifecycle.resume_refused();
-            return Ok(());
+            return Ok(None);
         }
         AdapterEvent::Completed { message, result } => {
             let bytes = serde_json::to_vec(&result).unwrap_or_default();
@@ -522,7 +534,7 @@ async fn on_adapter_event(
         }
         AdapterEvent::Cancelled { message } => draft(EventKind::TaskCancelled, EventSource::Adapter, message),
     };
-    append(myself, state, vec![d]).await
+    Ok(Some(d))
 }
 
 async fn cancel(

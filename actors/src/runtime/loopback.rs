@@ -118,63 +118,79 @@ pub struct LoopbackState {
 /// The loopback runtime actor.
 pub struct LoopbackRuntime;
 
-fn emit(to: &ActorRef<TaskMsg>, generation: u64, event: AdapterEvent) -> bool {
-    to.cast(TaskMsg::Adapter { generation, event }).is_ok()
+/// Sends events that happen together in one message, so the task actor makes them durable in
+/// one transaction.
+fn emit(to: &ActorRef<TaskMsg>, generation: u64, events: Vec<AdapterEvent>) -> bool {
+    to.cast(TaskMsg::Adapter { generation, events }).is_ok()
 }
 
 async fn run_script(script: Script, d: Dispatch, mut control: mpsc::Receiver<Control>, runtime: ActorRef<SessionMsg>) {
     let (to, generation) = (&d.reply_to, d.generation);
     let running = |message: String, data: JsonObject| AdapterEvent::Running { message, data };
     let completed = |message: &str, result: Value| AdapterEvent::Completed { message: message.to_owned(), result };
-    emit(to, generation, running("Loopback accepted the task".into(), JsonObject::new()));
+    let mut accepted = vec![
+        AdapterEvent::Submitted {
+            binding: "loopback".into(),
+            remote_execution_id: Some(d.task_id.clone()),
+            remote_session_id: None,
+        },
+        running("Loopback accepted the task".into(), JsonObject::new()),
+    ];
     match script {
         Script::Echo { text } => {
-            emit(to, generation, completed("Loopback completed the task", json!({ "text": text })));
+            accepted.push(completed("Loopback completed the task", json!({ "text": text })));
+            emit(to, generation, accepted);
         }
         Script::Progress { steps, interval_ms } => {
+            emit(to, generation, accepted);
             for step in 1..=steps {
                 tokio::time::sleep(Duration::from_millis(interval_ms)).await;
                 let mut data = JsonObject::new();
                 data.insert("step".into(), json!(step));
                 data.insert("steps".into(), json!(steps));
-                if !emit(to, generation, running(format!("Progress {step}/{steps}"), data)) {
+                if !emit(to, generation, vec![running(format!("Progress {step}/{steps}"), data)]) {
                     return;
                 }
             }
             emit(
                 to,
                 generation,
-                completed(
+                vec![completed(
                     "Loopback completed the task",
                     json!({ "text": format!("completed {steps} steps"), "steps": steps }),
-                ),
+                )],
             );
         }
         Script::AwaitInput { prompt } => {
             let mut data = JsonObject::new();
             data.insert("prompt".into(), json!(prompt.unwrap_or_else(|| "Loopback is waiting for input".into())));
-            emit(to, generation, AdapterEvent::AwaitingInput { message: "Waiting for input".into(), data });
+            accepted.push(AdapterEvent::AwaitingInput { message: "Waiting for input".into(), data });
+            emit(to, generation, accepted);
             let Some(Control::Resume(input)) = control.recv().await else { return };
-            emit(to, generation, AdapterEvent::Resumed { message: "Loopback resumed the task".into() });
             let text = input.get("text").cloned().unwrap_or(Value::Null);
-            emit(to, generation, completed("Loopback completed the task", json!({ "text": text, "resume": input })));
-        }
-        Script::Fail { reason } => {
             emit(
                 to,
                 generation,
-                AdapterEvent::Failed {
-                    reason: reason.clone(),
-                    detail: None,
-                    message: format!("Loopback failed: {reason}"),
-                },
+                vec![
+                    AdapterEvent::Resumed { message: "Loopback resumed the task".into() },
+                    completed("Loopback completed the task", json!({ "text": text, "resume": input })),
+                ],
             );
         }
-        Script::Sleep { ms } => {
-            tokio::time::sleep(Duration::from_millis(ms)).await;
-            emit(to, generation, completed("Loopback completed the task", json!({ "slept_ms": ms })));
+        Script::Fail { reason } => {
+            let message = format!("Loopback failed: {reason}");
+            accepted.push(AdapterEvent::Failed { reason, detail: None, message });
+            emit(to, generation, accepted);
         }
-        Script::Hang => std::future::pending::<()>().await,
+        Script::Sleep { ms } => {
+            emit(to, generation, accepted);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            emit(to, generation, vec![completed("Loopback completed the task", json!({ "slept_ms": ms }))]);
+        }
+        Script::Hang => {
+            emit(to, generation, accepted);
+            std::future::pending::<()>().await
+        }
     }
     let _ = runtime.cast(SessionMsg::Finished { task_id: d.task_id.clone(), generation });
 }
@@ -203,11 +219,11 @@ impl Actor for LoopbackRuntime {
                         emit(
                             &d.reply_to,
                             d.generation,
-                            AdapterEvent::Failed {
+                            vec![AdapterEvent::Failed {
                                 reason: "submit_failed".into(),
                                 detail: Some(detail.clone()),
                                 message: detail,
-                            },
+                            }],
                         );
                         return Ok(());
                     }
@@ -216,15 +232,6 @@ impl Actor for LoopbackRuntime {
                 if let Some(old) = state.executions.remove(&d.task_id) {
                     old.join.abort();
                 }
-                emit(
-                    &d.reply_to,
-                    d.generation,
-                    AdapterEvent::Submitted {
-                        binding: "loopback".into(),
-                        remote_execution_id: Some(d.task_id.clone()),
-                        remote_session_id: None,
-                    },
-                );
                 let (tx, rx) = mpsc::channel(1);
                 let awaiting = matches!(script, Script::AwaitInput { .. });
                 let (task_id, generation, reply_to) = (d.task_id.clone(), d.generation, d.reply_to.clone());
@@ -243,7 +250,7 @@ impl Actor for LoopbackRuntime {
                             emit(
                                 &exec.reply_to,
                                 generation,
-                                AdapterEvent::ResumeRefused { reason: "no input request is pending".into() },
+                                vec![AdapterEvent::ResumeRefused { reason: "no input request is pending".into() }],
                             );
                         }
                     }
@@ -255,7 +262,7 @@ impl Actor for LoopbackRuntime {
                     emit(
                         &exec.reply_to,
                         generation,
-                        AdapterEvent::Cancelled { message: "Loopback cancelled the task".into() },
+                        vec![AdapterEvent::Cancelled { message: "Loopback cancelled the task".into() }],
                     );
                 }
             }
