@@ -51,6 +51,21 @@ async fn tasks_and_events_survive_restart_and_live_ones_are_recovered() -> Resul
         assert_eq!(kinds(&events).last().map(String::as_str), Some("task.failed"));
         assert!(events.last().and_then(|e| e["message"].as_str()).unwrap_or("").contains("interrupted"));
     }
+    // A human reading stderr can follow what happened.
+    // (An event is visible over HTTP as soon as it is durable, a moment before its log line.)
+    let mut log = String::new();
+    for _ in 0..100 {
+        log = node.log();
+        if log.matches("Task interrupted by node restart").count() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(log.contains("restart recovery done") && log.contains("recovered=2"), "{log}");
+    assert!(
+        log.contains(&format!("task_id={hung}")) && log.matches("Task interrupted by node restart").count() >= 2,
+        "{log}"
+    );
     // The node keeps working.
     let id = node.create(json!({"text": "after"})).await?;
     assert_eq!(node.events_until_done(&id).await?.last().map(|e| e["state"].clone()), Some(json!("completed")));

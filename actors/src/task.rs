@@ -86,8 +86,9 @@ pub enum Deadline {
 pub enum TaskMsg {
     /// Persist the new task (`task.created`, `task.routed`); reply once durable.
     Create(RpcReplyPort<Result<TaskRecord, TaskError>>),
-    /// Continue a recovered task according to the restart policy.
-    Recover,
+    /// Continue a recovered task according to the restart policy; the reply (if any) comes once
+    /// what recovery decided is durable.
+    Recover(Option<RpcReplyPort<()>>),
     /// Result of runtime acquisition.
     Acquired { generation: u64, result: Result<RuntimeHandle, RuntimeError> },
     /// What the runtime reported; events that happened together arrive together and are made
@@ -216,7 +217,13 @@ impl Actor for TaskActor {
                     }
                 }
             }
-            TaskMsg::Recover => recover(&myself, state).await?,
+            TaskMsg::Recover(reply) => {
+                let recovered = recover(&myself, state).await;
+                if let Some(reply) = reply {
+                    let _ = reply.send(());
+                }
+                recovered?;
+            }
             TaskMsg::Acquired { generation, result } if generation == state.generation => {
                 on_acquired(&myself, state, result).await?;
             }

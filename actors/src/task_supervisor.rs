@@ -15,7 +15,11 @@ use tokio::time::Instant;
 
 use crate::restart::{RestartDecision, RestartPolicy, RestartTracker, jitter};
 use crate::root::Directory;
+use crate::supervision::ask;
 use crate::task::{NewTask, TaskActor, TaskArgs, TaskError, TaskInit, TaskMsg};
+
+/// How long restart recovery waits for the recovered tasks' first step.
+const RECOVERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// Messages of the task supervisor.
 pub enum TaskSupMsg {
@@ -92,10 +96,26 @@ impl Actor for TaskSupervisor {
         let started = Instant::now();
         let live = state.dir.reader.live_tasks().await?;
         let count = live.len();
+        let mut recovering = Vec::with_capacity(count);
         for stored in live {
             let task_id = stored.task.task_id.clone();
             let actor = spawn_task(&myself, state, task_id.clone(), TaskInit::Stored(Box::new(stored)), 1).await?;
-            let _ = actor.cast(TaskMsg::Recover);
+            recovering.push(actor);
+        }
+        // Wait until what recovery decided for every task is durable, so the node never serves a
+        // stale status. The task actors never call this supervisor, so this cannot deadlock; they
+        // run concurrently and their writes share group commits.
+        let answers = futures::future::join_all(
+            recovering.iter().map(|a| ask(a, "task", RECOVERY_TIMEOUT, |r| TaskMsg::Recover(Some(r)))),
+        )
+        .await;
+        let unanswered = answers.iter().filter(|a| a.is_err()).count();
+        if unanswered > 0 {
+            tracing::warn!(
+                actor_kind = "task_supervisor",
+                unanswered,
+                "some recovered tasks did not finish recovery in time"
+            );
         }
         tracing::info!(
             actor_kind = "task_supervisor",
@@ -130,7 +150,7 @@ impl Actor for TaskSupervisor {
                 match spawn_task(&myself, state, task_id.clone(), TaskInit::Reload(task_id.clone()), generation).await {
                     Ok(actor) => {
                         tracing::info!(actor_kind = "task", task_id = %task_id, generation, "task actor restarted");
-                        let _ = actor.cast(TaskMsg::Recover);
+                        let _ = actor.cast(TaskMsg::Recover(None));
                     }
                     Err(e) => {
                         tracing::error!(actor_kind = "task", task_id = %task_id, generation, error = %e, "task actor could not be restarted")
