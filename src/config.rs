@@ -109,6 +109,9 @@ struct TargetEntry {
     defaults: JsonObject,
     #[serde(default)]
     capabilities: Vec<String>,
+    /// `ask` (default), `allow` or `reject`: how agent permission requests are answered.
+    #[serde(default)]
+    permissions: Option<aethrolink_actors::model::PermissionPolicy>,
 }
 
 /// Loads the registry file. `explicit` is whether the path was given by the operator: a missing
@@ -143,6 +146,7 @@ pub fn parse_registry(text: &str) -> Result<Vec<TargetSpec>, String> {
             capabilities: entry.capabilities,
             owner: "local".to_owned(),
             source: TargetSource::File,
+            permissions: entry.permissions,
         };
         validate_target(&spec).map_err(|m| format!("targets.{id}: {m}"))?;
         targets.push(spec);

@@ -244,6 +244,12 @@ pub struct LaunchSpec {
     /// Working directory of the runtime process.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cwd: Option<String>,
+    /// How long a launch may take to become ready (ACP: `initialize` answered). Default 60 s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Stop the runtime after this long without work. Default: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_ms: Option<u64>,
 }
 
 fn default_launch_mode() -> LaunchMode {
@@ -289,6 +295,22 @@ pub struct TargetSpec {
     pub owner: String,
     /// Where the definition came from.
     pub source: TargetSource,
+    /// How agent permission requests are answered (default `ask`: the task awaits input).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permissions: Option<PermissionPolicy>,
+}
+
+/// How a target's agent permission requests are answered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PermissionPolicy {
+    /// Put the task in `awaiting_input`; `POST /v1/tasks/{id}/resume` answers.
+    #[default]
+    Ask,
+    /// Answer with the agent's allow option.
+    Allow,
+    /// Answer with the agent's reject option.
+    Reject,
 }
 
 impl TargetSpec {
@@ -344,6 +366,8 @@ impl AgentRecord {
             capabilities: self.capabilities.clone(),
             owner: "local".to_owned(),
             source: TargetSource::Registered,
+            // Registrations carry the policy as a default runtime option.
+            permissions: self.defaults.get("permissions").and_then(|v| serde_json::from_value(v.clone()).ok()),
         })
     }
 

@@ -316,6 +316,7 @@ mod tests {
             capabilities: caps.iter().map(|c| c.to_string()).collect(),
             owner: "local".into(),
             source: TargetSource::File,
+            permissions: None,
         }
     }
 

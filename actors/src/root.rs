@@ -174,7 +174,7 @@ async fn start_service(
             a.get_cell()
         }
         Service::Runtimes => {
-            let (a, _) = Actor::spawn_linked(name, RuntimeSupervisor, (), sup).await?;
+            let (a, _) = Actor::spawn_linked(name, RuntimeSupervisor, state.dir.clone(), sup).await?;
             state.dir.runtimes.set(Some(a.clone()));
             a.get_cell()
         }

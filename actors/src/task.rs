@@ -21,15 +21,20 @@ use crate::model::{
     EventKind, EventSource, JsonObject, LastError, RemoteRef, TargetSpec, TaskEvent, TaskRecord, TaskStatus,
 };
 use crate::root::Directory;
-use crate::runtime::{AdapterEvent, Dispatch, RuntimeError, RuntimeHandle, RuntimeSupMsg, SessionMsg};
+use crate::runtime::{
+    AdapterEvent, Dispatch, LaunchPhase, RuntimeError, RuntimeHandle, RuntimeSupMsg, SessionMsg, SessionPort, Waiter,
+};
 use crate::sse::SseHubMsg;
 use crate::state_machine::{CancelPlan, ResumeRejection, TaskLifecycle};
 use crate::storage::reader::StoredTask;
 use crate::storage::{StorageMsg, WriteOp};
 use crate::supervision::ASK_TIMEOUT;
 
-/// How long a runtime may take to become ready for a task (loopback: immediate).
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(120);
+/// Upper bound on waiting for a runtime; each runtime applies its own (shorter) launch timeout.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(600);
+/// Extra time the task actor gives a runtime beyond the cancel grace before it ends a cancelled
+/// task itself (the runtime kills its process at the grace).
+const CANCEL_BACKSTOP: Duration = Duration::from_secs(5);
 
 /// Errors a task actor returns to the API.
 #[derive(Clone, Debug, thiserror::Error)]
@@ -40,6 +45,9 @@ pub enum TaskError {
     Storage(#[from] StorageError),
     #[error("artifact: {0}")]
     Artifact(String),
+    /// The resume payload does not answer the pending request.
+    #[error("{0}")]
+    BadResume(String),
     #[error(transparent)]
     Ask(#[from] AskError),
 }
@@ -91,6 +99,8 @@ pub enum TaskMsg {
     Recover(Option<RpcReplyPort<()>>),
     /// Result of runtime acquisition.
     Acquired { generation: u64, result: Result<RuntimeHandle, RuntimeError> },
+    /// The runtime is being launched for this task.
+    RuntimePhase { generation: u64, phase: LaunchPhase },
     /// What the runtime reported; events that happened together arrive together and are made
     /// durable in one transaction.
     Adapter { generation: u64, events: Vec<AdapterEvent> },
@@ -147,7 +157,9 @@ pub struct TaskState {
     /// The payload to dispatch; loaded from its artifact for recovered tasks.
     payload: Option<Value>,
     /// The runtime session holding the task once dispatched.
-    session: Option<ActorRef<SessionMsg>>,
+    session: Option<SessionPort>,
+    /// Data of the pending input request (its `options`, for permission requests).
+    awaiting: Option<JsonObject>,
     /// `delivery.timeout_ms` timer, aborted when the task ends.
     timeout_timer: Option<JoinHandle<Result<(), ractor::MessagingErr<TaskMsg>>>>,
     /// Cancel confirmation timer.
@@ -191,6 +203,7 @@ impl Actor for TaskActor {
             target,
             payload,
             session: None,
+            awaiting: None,
             timeout_timer: None,
             cancel_timer: None,
             dir,
@@ -243,21 +256,44 @@ impl Actor for TaskActor {
                     let _ = reply.send(Err(rejected.into()));
                     return Ok(());
                 }
+                // A permission request is answered with one of the options the agent offered:
+                // refuse a payload that names none before anything is appended.
+                let mut payload = payload;
+                let options = state.awaiting.as_ref().and_then(|a| a.get("options")).and_then(Value::as_array).cloned();
+                if let Some(options) = options {
+                    match crate::runtime::dialect::choose_option(&options, &payload) {
+                        Ok(option_id) => {
+                            payload.insert("option_id".into(), Value::String(option_id));
+                        }
+                        Err(reason) => {
+                            let _ = reply.send(Err(TaskError::BadResume(reason)));
+                            return Ok(());
+                        }
+                    }
+                }
                 let event = draft(EventKind::TaskResumeRequested, EventSource::Api, "Resume requested")
                     .data(Value::Object(payload.clone()));
                 append(&myself, state, vec![event]).await?;
                 let _ = reply.send(Ok(state.lifecycle.status()));
                 // Appended first, then the runtime is told (never the other way round).
-                if let Some(session) = &state.session {
-                    let _ = session.cast(SessionMsg::Resume {
-                        task_id: state.record.task_id.clone(),
-                        generation: state.generation,
-                        payload,
-                    });
-                } else {
+                let message =
+                    SessionMsg::Resume { task_id: state.record.task_id.clone(), generation: state.generation, payload };
+                if !state.session.as_ref().is_some_and(|s| s.send(message)) {
                     let fail = failed("resume_failed", "no runtime session holds this task", "Runtime session lost");
                     append(&myself, state, vec![fail]).await?;
                 }
+            }
+            TaskMsg::RuntimePhase { generation, phase } if generation == state.generation => {
+                let d = match phase {
+                    LaunchPhase::PendingLaunch => {
+                        draft(EventKind::RuntimePendingLaunch, EventSource::Core, "Runtime launch required")
+                    }
+                    LaunchPhase::Launching { pid } => {
+                        draft(EventKind::RuntimeLaunching, EventSource::Runtime, "Launching runtime")
+                            .data(json!({ "pid": pid }))
+                    }
+                };
+                append(&myself, state, vec![d]).await?;
             }
             TaskMsg::Deadline { generation, which } if generation == state.generation => {
                 on_deadline(&myself, state, which).await?;
@@ -276,7 +312,10 @@ impl Actor for TaskActor {
                 }
                 myself.stop(Some("abandoned".into()));
             }
-            TaskMsg::Acquired { .. } | TaskMsg::Adapter { .. } | TaskMsg::Deadline { .. } => {
+            TaskMsg::Acquired { .. }
+            | TaskMsg::Adapter { .. }
+            | TaskMsg::Deadline { .. }
+            | TaskMsg::RuntimePhase { .. } => {
                 tracing::debug!(task_id = %state.record.task_id, generation = state.generation, "dropped a message for an older incarnation");
             }
         }
@@ -415,11 +454,13 @@ async fn create(state: &mut TaskState) -> Result<(), TaskError> {
 fn acquire_runtime(myself: &ActorRef<TaskMsg>, state: &TaskState) {
     let Some(target) = state.target.clone() else { return };
     let (me, generation, dir) = (myself.clone(), state.generation, state.dir.clone());
-    let launch_if_down = state.record.delivery.launch_if_down;
+    let waiter =
+        Waiter { task: Some((myself.clone(), generation)), launch_if_down: state.record.delivery.launch_if_down };
+    let options = state.record.runtime_options.clone();
     tokio::spawn(async move {
         let asked = dir
             .runtimes
-            .ask(ACQUIRE_TIMEOUT, |reply| RuntimeSupMsg::Acquire { target: Box::new(target), launch_if_down, reply })
+            .ask(ACQUIRE_TIMEOUT, |reply| RuntimeSupMsg::Acquire { target: Box::new(target), options, waiter, reply })
             .await;
         let result = asked.unwrap_or_else(|e| Err(RuntimeError::Unavailable(e.to_string())));
         let _ = me.cast(TaskMsg::Acquired { generation, result });
@@ -471,9 +512,11 @@ async fn on_acquired(
         intent: state.record.intent.clone(),
         payload: state.payload.clone().unwrap_or_else(|| json!({})),
         runtime_options: state.record.runtime_options.clone(),
+        thread_id: state.record.thread_id.clone(),
+        conversation_id: state.record.conversation_id.clone(),
         reply_to: myself.clone(),
     };
-    if handle.session.cast(SessionMsg::Submit(Box::new(dispatch))).is_err() {
+    if !handle.session.send(SessionMsg::Submit(Box::new(dispatch))) {
         return append(
             myself,
             state,
@@ -512,9 +555,13 @@ async fn adapter_draft(state: &mut TaskState, event: AdapterEvent) -> Result<Opt
             draft(EventKind::TaskRunning, EventSource::Adapter, message).data(Value::Object(data))
         }
         AdapterEvent::AwaitingInput { message, data } => {
+            state.awaiting = Some(data.clone());
             draft(EventKind::TaskAwaitingInput, EventSource::Adapter, message).data(Value::Object(data))
         }
-        AdapterEvent::Resumed { message } => draft(EventKind::TaskResumed, EventSource::Adapter, message),
+        AdapterEvent::Resumed { message } => {
+            state.awaiting = None;
+            draft(EventKind::TaskResumed, EventSource::Adapter, message)
+        }
         AdapterEvent::ResumeRefused { reason } => {
             tracing::warn!(task_id = %state.record.task_id, %reason, "runtime refused a resume");
             state.lifecycle.resume_refused();
@@ -563,11 +610,11 @@ async fn cancel(
         CancelPlan::ViaRuntime => {
             append(myself, state, vec![requested()]).await?;
             if let Some(session) = &state.session {
-                let _ = session
-                    .cast(SessionMsg::Cancel { task_id: state.record.task_id.clone(), generation: state.generation });
+                session
+                    .send(SessionMsg::Cancel { task_id: state.record.task_id.clone(), generation: state.generation });
             }
             let generation = state.generation;
-            let grace = state.dir.settings.cancel_grace;
+            let grace = state.dir.settings.cancel_grace + CANCEL_BACKSTOP;
             state.cancel_timer =
                 Some(myself.send_after(grace, move || TaskMsg::Deadline { generation, which: Deadline::CancelGrace }));
             Ok(state.lifecycle.status())
@@ -581,8 +628,7 @@ async fn on_deadline(myself: &ActorRef<TaskMsg>, state: &mut TaskState, which: D
     }
     let stop_runtime = |state: &TaskState| {
         if let Some(session) = &state.session {
-            let _ = session
-                .cast(SessionMsg::Cancel { task_id: state.record.task_id.clone(), generation: state.generation });
+            session.send(SessionMsg::Cancel { task_id: state.record.task_id.clone(), generation: state.generation });
         }
     };
     match which {
@@ -602,7 +648,7 @@ async fn on_deadline(myself: &ActorRef<TaskMsg>, state: &mut TaskState, which: D
             stop_runtime(state);
         }
         Deadline::CancelGrace => {
-            let grace = state.dir.settings.cancel_grace;
+            let grace = state.dir.settings.cancel_grace + CANCEL_BACKSTOP;
             let d = draft(
                 EventKind::TaskCancelled,
                 EventSource::Core,

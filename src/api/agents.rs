@@ -54,3 +54,112 @@ pub async fn targets(State(st): State<AppState>) -> Json<Value> {
     let targets: Vec<_> = table.iter().cloned().collect();
     Json(json!({ "targets": targets }))
 }
+
+/// Body of target start/stop (optional).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetControl {
+    #[serde(default)]
+    runtime_options: aethrolink_actors::model::JsonObject,
+}
+
+fn target_of(st: &AppState, target_id: &str) -> Result<aethrolink_actors::model::TargetSpec, ApiError> {
+    st.dir
+        .targets
+        .borrow()
+        .get(target_id)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(format!("target agent not found: {target_id}")))
+}
+
+fn runtime_error(e: aethrolink_actors::runtime::RuntimeError) -> ApiError {
+    use aethrolink_actors::runtime::RuntimeError;
+    match e {
+        RuntimeError::AdapterMissing(_) => ApiError::bad_request(e.to_string()),
+        RuntimeError::LaunchFailed(_) | RuntimeError::Unavailable(_) => ApiError::unavailable(e.to_string()),
+    }
+}
+
+/// `GET /v1/targets/{id}/health` → the runtime's view for the subcontext of the target's defaults.
+pub async fn target_health(State(st): State<AppState>, Path(target_id): Path<String>) -> Result<Json<Value>, ApiError> {
+    use aethrolink_actors::runtime::RuntimeSupMsg;
+    let target = target_of(&st, &target_id)?;
+    let options = target.defaults.clone();
+    let health = st
+        .dir
+        .runtimes
+        .ask(ASK_TIMEOUT, |reply| RuntimeSupMsg::Health { target: Box::new(target), options, reply })
+        .await?
+        .map_err(runtime_error)?;
+    Ok(Json(serde_json::to_value(health).unwrap_or_default()))
+}
+
+/// `POST /v1/targets/{id}/start` → 202 once the runtime is ready.
+pub async fn target_start(
+    State(st): State<AppState>,
+    Path(target_id): Path<String>,
+    super::json::OptionalJson(body): super::json::OptionalJson<TargetControl>,
+) -> Result<impl IntoResponse, ApiError> {
+    use aethrolink_actors::runtime::{RuntimeSupMsg, Waiter};
+    let target = target_of(&st, &target_id)?;
+    let requested = body.unwrap_or_default().runtime_options;
+    let options = aethrolink_actors::model::deep_merge(&target.defaults, &requested);
+    let waiter = Waiter { task: None, launch_if_down: true };
+    let handle = st
+        .dir
+        .runtimes
+        .ask(std::time::Duration::from_secs(600), |reply| RuntimeSupMsg::Acquire {
+            target: Box::new(target),
+            options,
+            waiter,
+            reply,
+        })
+        .await?
+        .map_err(runtime_error)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "target_agent_id": target_id,
+            "healthy": true,
+            "lease_id": handle.lease_id,
+            "process_id": handle.process_id,
+            "runtime_options": requested,
+        })),
+    ))
+}
+
+/// `POST /v1/targets/{id}/stop` → 202 once the runtime's process group is gone (no-op if down).
+pub async fn target_stop(
+    State(st): State<AppState>,
+    Path(target_id): Path<String>,
+    super::json::OptionalJson(body): super::json::OptionalJson<TargetControl>,
+) -> Result<impl IntoResponse, ApiError> {
+    use aethrolink_actors::runtime::RuntimeSupMsg;
+    let target = target_of(&st, &target_id)?;
+    let requested = body.unwrap_or_default().runtime_options;
+    let options = aethrolink_actors::model::deep_merge(&target.defaults, &requested);
+    st.dir
+        .runtimes
+        .ask(std::time::Duration::from_secs(30), |reply| RuntimeSupMsg::Stop {
+            target: Box::new(target),
+            options,
+            reply,
+        })
+        .await?
+        .map_err(runtime_error)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "target_agent_id": target_id, "healthy": false, "runtime_options": requested })),
+    ))
+}
+
+/// `GET /v1/targets/{id}/launches` → `{"launches": [...]}`: the target's launch history, newest
+/// first (pid, process group, status, exit code, error).
+pub async fn target_launches(
+    State(st): State<AppState>,
+    Path(target_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    target_of(&st, &target_id)?;
+    let launches = st.dir.reader.launches(&target_id).await?;
+    Ok(Json(json!({ "launches": launches })))
+}

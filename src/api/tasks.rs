@@ -83,6 +83,7 @@ fn task_error(e: TaskError) -> ApiError {
         TaskError::Storage(s) => s.into(),
         TaskError::Ask(a) => a.into(),
         TaskError::Artifact(m) => ApiError::unavailable(m),
+        TaskError::BadResume(m) => ApiError::bad_request(m),
     }
 }
 
@@ -281,6 +282,12 @@ pub struct ResumeRequest {
     #[serde(default)]
     #[allow(dead_code)]
     metadata: Option<JsonObject>,
+    /// Answer a permission request with this option.
+    #[serde(default)]
+    option_id: Option<String>,
+    /// Answer a permission request by kind: `allow`, `allow_always`, `reject`, `reject_always`.
+    #[serde(default)]
+    decision: Option<String>,
 }
 
 /// `POST /v1/tasks/{id}/resume` → 202; 409 unless the task is `awaiting_input`.
@@ -289,13 +296,19 @@ pub async fn resume(
     Path(task_id): Path<String>,
     StrictJson(req): StrictJson<ResumeRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let payload = match req.payload {
+    let mut payload = match req.payload {
         Value::Null => JsonObject::new(),
         Value::Object(o) => o,
         other => {
             return Err(ApiError::bad_request(format!("payload must be a JSON object, got {}", json_type(&other))));
         }
     };
+    if let Some(o) = req.option_id {
+        payload.insert("option_id".into(), Value::String(o));
+    }
+    if let Some(d) = req.decision {
+        payload.insert("decision".into(), Value::String(d));
+    }
     let not_awaitable = |status: TaskStatus| {
         ApiError::conflict(format!("task not awaitable: status is {status}")).with("status", status.as_str())
     };

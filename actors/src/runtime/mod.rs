@@ -7,9 +7,14 @@
 //!
 //! This release ships the in-process `loopback` runtime (see [`loopback`]).
 
+pub mod acp;
+pub mod dialect;
+pub mod jsonrpc;
 pub mod loopback;
+pub mod process;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use serde_json::Value;
@@ -17,11 +22,12 @@ use tokio::time::Instant;
 
 use crate::model::{JsonObject, TargetSpec};
 use crate::restart::{RestartDecision, RestartPolicy, RestartTracker, jitter};
+use crate::root::Directory;
 use crate::supervision::actor_label;
 use crate::task::TaskMsg;
 
 /// Adapter kinds this build can run.
-pub const KNOWN_ADAPTERS: &[&str] = &["loopback"];
+pub const KNOWN_ADAPTERS: &[&str] = &["loopback", "acp"];
 
 /// Something a runtime reports about a task.
 #[derive(Clone, Debug, PartialEq)]
@@ -53,8 +59,45 @@ pub struct Dispatch {
     pub intent: String,
     pub payload: Value,
     pub runtime_options: JsonObject,
+    /// Sticky-key inputs.
+    pub thread_id: Option<String>,
+    pub conversation_id: String,
     /// Where events go.
     pub reply_to: ActorRef<TaskMsg>,
+}
+
+/// Where a task's session messages go: the runtime that holds it.
+#[derive(Clone, Debug)]
+pub enum SessionPort {
+    Loopback(ActorRef<SessionMsg>),
+    Acp(ActorRef<acp::AcpMsg>),
+}
+
+impl SessionPort {
+    /// Sends a message; `false` if the runtime is gone.
+    pub fn send(&self, msg: SessionMsg) -> bool {
+        match self {
+            SessionPort::Loopback(a) => a.cast(msg).is_ok(),
+            SessionPort::Acp(a) => a.cast(acp::AcpMsg::Session(msg)).is_ok(),
+        }
+    }
+}
+
+/// Launch progress a runtime reports to a task waiting for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LaunchPhase {
+    /// The runtime is down and will be launched for this task.
+    PendingLaunch,
+    /// The process was spawned (pid).
+    Launching { pid: u32 },
+}
+
+/// A task waiting for a runtime.
+#[derive(Clone, Debug)]
+pub struct Waiter {
+    /// The task actor and its generation, to report launch phases.
+    pub task: Option<(ActorRef<TaskMsg>, u64)>,
+    pub launch_if_down: bool,
 }
 
 /// Messages every runtime session understands.
@@ -74,10 +117,12 @@ pub enum SessionMsg {
 pub struct RuntimeHandle {
     /// Lease under which the runtime runs, if it has one.
     pub lease_id: Option<String>,
-    /// The session actor for the task.
-    pub session: ActorRef<SessionMsg>,
+    /// Where the task's session messages go.
+    pub session: SessionPort,
     /// Whether this acquisition launched the runtime.
     pub launched: bool,
+    /// The runtime's process, if it has one.
+    pub process_id: Option<u32>,
 }
 
 /// Why no runtime could be had.
@@ -89,6 +134,9 @@ pub enum RuntimeError {
     /// The runtime is down and may not be launched (or is restarting).
     #[error("runtime unavailable: {0}")]
     Unavailable(String),
+    /// The runtime could not be started or did not become ready.
+    #[error("launch failed: {0}")]
+    LaunchFailed(String),
 }
 
 impl RuntimeError {
@@ -97,16 +145,43 @@ impl RuntimeError {
         match self {
             RuntimeError::AdapterMissing(_) => "adapter missing",
             RuntimeError::Unavailable(_) => "runtime unavailable",
+            RuntimeError::LaunchFailed(_) => "launch_failed",
         }
     }
 }
 
 /// Messages of the runtime supervisor.
 pub enum RuntimeSupMsg {
-    /// Get a runtime for `target`; answered when it is ready.
-    Acquire { target: Box<TargetSpec>, launch_if_down: bool, reply: RpcReplyPort<Result<RuntimeHandle, RuntimeError>> },
+    /// Get a runtime for `target` with `options`; answered when it is ready.
+    Acquire {
+        target: Box<TargetSpec>,
+        options: JsonObject,
+        waiter: Waiter,
+        reply: RpcReplyPort<Result<RuntimeHandle, RuntimeError>>,
+    },
+    /// `GET /v1/targets/{id}/health`.
+    Health { target: Box<TargetSpec>, options: JsonObject, reply: RpcReplyPort<Result<TargetHealth, RuntimeError>> },
+    /// `POST /v1/targets/{id}/stop`.
+    Stop { target: Box<TargetSpec>, options: JsonObject, reply: RpcReplyPort<Result<TargetHealth, RuntimeError>> },
+    /// Live state of every runtime (for `GET /v1/targets`).
+    States(RpcReplyPort<Vec<acp::RuntimeHealth>>),
     /// Internal: restart the loopback runtime after its backoff.
     RestartLoopback { generation: u64 },
+}
+
+/// Health of a target's runtime (contract routes 27–29).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TargetHealth {
+    pub target_id: String,
+    pub healthy: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub process_id: Option<u32>,
+    /// `up`, `down` or `launching` (in-process runtimes are always `up`).
+    pub state: String,
+    pub subcontext_key: String,
+    pub tasks_in_flight: usize,
 }
 
 /// State of the runtime supervisor.
@@ -119,6 +194,10 @@ pub struct RuntimeSupState {
     loopback_restarts: RestartTracker,
     /// Acquisitions that arrived while the loopback runtime was down; answered on restart.
     waiting: VecDeque<RpcReplyPort<Result<RuntimeHandle, RuntimeError>>>,
+    /// ACP runtime actors by (target, subcontext). Created on first use; a failed one is
+    /// created again by the next task (its process crashes are handled inside it).
+    acp: HashMap<(String, String), ActorRef<acp::AcpMsg>>,
+    dir: Arc<Directory>,
 }
 
 /// The runtime supervisor.
@@ -138,19 +217,131 @@ async fn spawn_loopback(
     Ok(actor)
 }
 
+impl RuntimeSupervisor {
+    /// The ACP runtime actor of (target, subcontext of options), spawning it if needed.
+    async fn acp_runtime(
+        myself: &ActorRef<RuntimeSupMsg>,
+        state: &mut RuntimeSupState,
+        target: &TargetSpec,
+        options: &JsonObject,
+        create: bool,
+    ) -> Result<Option<ActorRef<acp::AcpMsg>>, RuntimeError> {
+        let d = dialect::Dialect::of(target).map_err(RuntimeError::LaunchFailed)?;
+        let subcontext = d.subcontext(options);
+        let key = (target.target_id.clone(), subcontext.clone());
+        if let Some(a) = state.acp.get(&key) {
+            return Ok(Some(a.clone()));
+        }
+        if !create {
+            return Ok(None);
+        }
+        let argv = d.command(target, options).map_err(RuntimeError::LaunchFailed)?;
+        let cwd = options.get("cwd").and_then(Value::as_str).map(str::to_owned).or_else(|| target.launch.cwd.clone());
+        let command =
+            process::LaunchCommand { argv, env: target.launch.env.clone(), cwd: process::absolute_dir(cwd.as_deref()) };
+        let args = acp::AcpRuntimeArgs {
+            target: target.clone(),
+            dialect: d,
+            subcontext: subcontext.clone(),
+            command,
+            dir: state.dir.clone(),
+        };
+        let (actor, _) = Actor::spawn_linked(None, acp::AcpRuntime, args, myself.get_cell())
+            .await
+            .map_err(|e| RuntimeError::Unavailable(format!("runtime actor: {e}")))?;
+        tracing::debug!(actor_kind = "runtime", target_id = %target.target_id, %subcontext, "runtime actor started");
+        state.acp.insert(key, actor.clone());
+        Ok(Some(actor))
+    }
+
+    fn loopback_health(target: &TargetSpec) -> TargetHealth {
+        TargetHealth {
+            target_id: target.target_id.clone(),
+            healthy: true,
+            lease_id: None,
+            process_id: None,
+            state: "up".into(),
+            subcontext_key: "default".into(),
+            tasks_in_flight: 0,
+        }
+    }
+}
+
+fn from_acp(h: acp::RuntimeHealth) -> TargetHealth {
+    TargetHealth {
+        target_id: h.target_id,
+        healthy: h.healthy,
+        lease_id: h.lease_id,
+        process_id: h.process_id,
+        state: h.state.to_owned(),
+        subcontext_key: h.subcontext_key,
+        tasks_in_flight: h.tasks_in_flight,
+    }
+}
+
+/// Kills process groups a previous run recorded and never released (a node killed with SIGKILL
+/// leaves its agents running). A group is only killed when its leader is gone or still runs the
+/// recorded program, so a recycled pid is never hit.
+async fn reap_leftovers(dir: &Directory) -> Result<(), ActorProcessingErr> {
+    let leases = dir.reader.open_leases().await?;
+    if leases.is_empty() {
+        return Ok(());
+    }
+    let mut released = Vec::new();
+    for lease in leases {
+        let pgid = lease.process_group;
+        if process::group_alive(pgid) && leader_matches(pgid, &lease.command) {
+            tracing::warn!(actor_kind = "runtime", target_id = %lease.target_id, pgid, "killing a runtime process group left by a previous run");
+            process::kill_group(pgid, process::KILL_GRACE).await;
+        }
+        released.push(lease.lease_id);
+    }
+    dir.storage
+        .ask(crate::supervision::ASK_TIMEOUT, |r| {
+            crate::storage::StorageMsg::Write(crate::storage::WriteOp::ReleaseLeases(released), r)
+        })
+        .await??;
+    Ok(())
+}
+
+fn leader_matches(pgid: i32, command: &[String]) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pgid}/cmdline")) else {
+        // Leader gone but the group lives: a pgid cannot be reused while its group exists.
+        return true;
+    };
+    let Some(program) = command.first() else { return false };
+    let base = std::path::Path::new(program).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+    let text = String::from_utf8_lossy(&cmdline);
+    text.split('\0').any(|arg| arg.ends_with(&base))
+}
+
 impl Actor for RuntimeSupervisor {
     type Msg = RuntimeSupMsg;
     type State = RuntimeSupState;
-    type Arguments = ();
+    type Arguments = Arc<Directory>;
 
-    async fn pre_start(&self, myself: ActorRef<RuntimeSupMsg>, _: ()) -> Result<RuntimeSupState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<RuntimeSupMsg>,
+        dir: Arc<Directory>,
+    ) -> Result<RuntimeSupState, ActorProcessingErr> {
         let loopback = spawn_loopback(&myself, 1).await?;
         Ok(RuntimeSupState {
             loopback: Some(loopback),
             loopback_generation: 1,
             loopback_restarts: RestartTracker::new(RestartPolicy::WORKER),
             waiting: VecDeque::new(),
+            acp: HashMap::new(),
+            dir,
         })
+    }
+
+    async fn post_start(
+        &self,
+        _myself: ActorRef<RuntimeSupMsg>,
+        state: &mut RuntimeSupState,
+    ) -> Result<(), ActorProcessingErr> {
+        reap_leftovers(&state.dir).await
     }
 
     async fn handle(
@@ -160,20 +351,129 @@ impl Actor for RuntimeSupervisor {
         state: &mut RuntimeSupState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            RuntimeSupMsg::Acquire { target, launch_if_down: _, reply } => {
-                if target.adapter != "loopback" {
-                    let _ = reply.send(Err(RuntimeError::AdapterMissing(target.adapter.clone())));
-                    return Ok(());
-                }
+            RuntimeSupMsg::Acquire { target, options, waiter, reply } => match target.adapter.as_str() {
                 // The loopback runtime lives in-process and is always up; while it restarts,
                 // callers wait for it rather than fail.
-                match &state.loopback {
+                "loopback" => match &state.loopback {
                     Some(session) => {
-                        let _ =
-                            reply.send(Ok(RuntimeHandle { lease_id: None, session: session.clone(), launched: false }));
+                        let handle = RuntimeHandle {
+                            lease_id: None,
+                            session: SessionPort::Loopback(session.clone()),
+                            launched: false,
+                            process_id: None,
+                        };
+                        let _ = reply.send(Ok(handle));
                     }
                     None => state.waiting.push_back(reply),
+                },
+                "acp" => match Self::acp_runtime(&myself, state, &target, &options, true).await {
+                    Ok(Some(runtime)) => {
+                        if let Err(ractor::MessagingErr::SendErr(acp::AcpMsg::Acquire(_, reply))) =
+                            runtime.cast(acp::AcpMsg::Acquire(waiter, reply))
+                        {
+                            let _ = reply.send(Err(RuntimeError::Unavailable("runtime actor stopped".into())));
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                },
+                other => {
+                    let _ = reply.send(Err(RuntimeError::AdapterMissing(other.to_owned())));
                 }
+            },
+            RuntimeSupMsg::Health { target, options, reply } | RuntimeSupMsg::Stop { target, options, reply }
+                if target.adapter == "loopback" =>
+            {
+                let _ = reply.send(Ok(Self::loopback_health(&target)));
+                let _ = options;
+            }
+            RuntimeSupMsg::Health { target, options, reply } => {
+                let down = |t: &TargetSpec, sub: String| TargetHealth {
+                    target_id: t.target_id.clone(),
+                    healthy: false,
+                    lease_id: None,
+                    process_id: None,
+                    state: "down".into(),
+                    subcontext_key: sub,
+                    tasks_in_flight: 0,
+                };
+                match Self::acp_runtime(&myself, state, &target, &options, false).await {
+                    Ok(Some(runtime)) => {
+                        // Answered by the runtime actor directly; this supervisor never waits on it.
+                        let (tx, rx) = tokio::sync::oneshot::channel();
+                        let _ = runtime.cast(acp::AcpMsg::Health(tx.into()));
+                        let sub = dialect::Dialect::of(&target).map(|d| d.subcontext(&options)).unwrap_or_default();
+                        tokio::spawn(async move {
+                            let h = match tokio::time::timeout(std::time::Duration::from_secs(5), rx).await {
+                                Ok(Ok(h)) => from_acp(h),
+                                _ => down(&target, sub),
+                            };
+                            let _ = reply.send(Ok(h));
+                        });
+                    }
+                    Ok(None) => {
+                        let sub = dialect::Dialect::of(&target).map(|d| d.subcontext(&options)).unwrap_or_default();
+                        let _ = reply.send(Ok(down(&target, sub)));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                }
+            }
+            RuntimeSupMsg::Stop { target, options, reply } => {
+                match Self::acp_runtime(&myself, state, &target, &options, false).await {
+                    Ok(Some(runtime)) => {
+                        let (tx, rx) = tokio::sync::oneshot::channel();
+                        let _ = runtime.cast(acp::AcpMsg::Stop {
+                            reason: "stop requested over the API".into(),
+                            reply: Some(tx.into()),
+                        });
+                        let sub = dialect::Dialect::of(&target).map(|d| d.subcontext(&options)).unwrap_or_default();
+                        tokio::spawn(async move {
+                            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), rx).await;
+                            let _ = reply.send(Ok(TargetHealth {
+                                target_id: target.target_id.clone(),
+                                healthy: false,
+                                lease_id: None,
+                                process_id: None,
+                                state: "down".into(),
+                                subcontext_key: sub,
+                                tasks_in_flight: 0,
+                            }));
+                        });
+                    }
+                    Ok(None) => {
+                        let sub = dialect::Dialect::of(&target).map(|d| d.subcontext(&options)).unwrap_or_default();
+                        let _ = reply.send(Ok(TargetHealth {
+                            target_id: target.target_id.clone(),
+                            healthy: false,
+                            lease_id: None,
+                            process_id: None,
+                            state: "down".into(),
+                            subcontext_key: sub,
+                            tasks_in_flight: 0,
+                        }));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                }
+            }
+            RuntimeSupMsg::States(reply) => {
+                let runtimes: Vec<ActorRef<acp::AcpMsg>> = state.acp.values().cloned().collect();
+                tokio::spawn(async move {
+                    let mut out = Vec::new();
+                    for r in runtimes {
+                        if let Ok(ractor::rpc::CallResult::Success(h)) =
+                            r.call(acp::AcpMsg::Health, Some(std::time::Duration::from_secs(2))).await
+                        {
+                            out.push(h);
+                        }
+                    }
+                    let _ = reply.send(out);
+                });
             }
             RuntimeSupMsg::RestartLoopback { generation } => {
                 if generation != state.loopback_generation || state.loopback.is_some() {
@@ -182,7 +482,13 @@ impl Actor for RuntimeSupervisor {
                 let session = spawn_loopback(&myself, generation).await?;
                 tracing::info!(actor_kind = "runtime", target_id = "loopback", generation, "runtime restarted");
                 for reply in state.waiting.drain(..) {
-                    let _ = reply.send(Ok(RuntimeHandle { lease_id: None, session: session.clone(), launched: false }));
+                    let handle = RuntimeHandle {
+                        lease_id: None,
+                        session: SessionPort::Loopback(session.clone()),
+                        launched: false,
+                        process_id: None,
+                    };
+                    let _ = reply.send(Ok(handle));
                 }
                 state.loopback = Some(session);
             }
@@ -201,9 +507,17 @@ impl Actor for RuntimeSupervisor {
                 tracing::debug!(actor_kind = "runtime", actor = %actor_label(&cell), "runtime started");
             }
             SupervisionEvent::ActorTerminated(cell, _, reason) => {
+                state.acp.retain(|_, a| a.get_id() != cell.get_id());
                 tracing::info!(actor_kind = "runtime", actor = %actor_label(&cell), reason = ?reason, "runtime stopped");
             }
             SupervisionEvent::ActorFailed(cell, err) => {
+                let before = state.acp.len();
+                state.acp.retain(|_, a| a.get_id() != cell.get_id());
+                if state.acp.len() != before {
+                    // An ACP runtime actor failed: the next task for it starts a new one.
+                    tracing::error!(actor_kind = "runtime", actor = %actor_label(&cell), error = %err, "runtime actor failed; it is recreated on demand");
+                    return Ok(());
+                }
                 state.loopback = None;
                 match state.loopback_restarts.on_failure(Instant::now(), jitter()) {
                     RestartDecision::Restart { attempt, backoff } => {
@@ -224,6 +538,21 @@ impl Actor for RuntimeSupervisor {
             }
             _ => {}
         }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        myself: ActorRef<RuntimeSupMsg>,
+        state: &mut RuntimeSupState,
+    ) -> Result<(), ActorProcessingErr> {
+        // Runtime actors kill their process groups in post_stop, which only runs on a graceful
+        // stop: stop them and wait before this supervisor's exit kills them.
+        let count = state.acp.len();
+        myself
+            .stop_children_and_wait(Some("node shutting down".into()), Some(std::time::Duration::from_secs(10)))
+            .await;
+        tracing::info!(actor_kind = "runtime_supervisor", runtimes = count, "runtimes stopped");
         Ok(())
     }
 }

@@ -34,6 +34,46 @@ pub enum WriteOp {
     Agent(Box<AgentRecord>),
     /// Sets a node-level key (node id, …).
     NodeMeta { key: String, value: String },
+    /// A runtime process was spawned: its launch history row and its lease (pid, process group).
+    LaunchStarted(Box<LaunchRecord>),
+    /// A launch ended (`ready`, `failed`, `exited`, `stopped`); the lease is released on anything
+    /// but `ready`.
+    LaunchEnded {
+        launch_id: String,
+        status: String,
+        exit_code: Option<i32>,
+        error: Option<String>,
+        release_lease: bool,
+    },
+    /// Leases of process groups killed at start-up (left by a previous run).
+    ReleaseLeases(Vec<String>),
+    /// Upserts a session binding (keeps `created_at`).
+    SessionBinding(Box<SessionBindingRecord>),
+}
+
+/// A runtime launch: its history row and lease.
+#[derive(Debug, Clone)]
+pub struct LaunchRecord {
+    /// Also the lease id.
+    pub launch_id: String,
+    pub target_id: String,
+    pub subcontext_key: String,
+    pub command: Vec<String>,
+    pub pid: u32,
+    pub process_group: i32,
+    pub started_at: String,
+}
+
+/// A persisted ACP session binding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionBindingRecord {
+    pub target_id: String,
+    pub subcontext_key: String,
+    pub sticky_key: String,
+    pub adapter: String,
+    pub remote_session_id: String,
+    pub metadata_json: String,
+    pub at: String,
 }
 
 /// Counters for benchmarks and diagnostics.
@@ -207,6 +247,7 @@ async fn write_all(conn: &mut SqliteConnection, ops: &[WriteOp]) -> Result<(), S
     let mut artifacts: Vec<&NewArtifact> = Vec::new();
     let mut agents: Vec<&AgentRecord> = Vec::new();
     let mut meta: Vec<(&str, &str)> = Vec::new();
+    let mut runtime_ops: Vec<&WriteOp> = Vec::new();
     for op in ops {
         match op {
             WriteOp::Task { task, last_seq, events: evs, artifacts: arts } => {
@@ -222,7 +263,11 @@ async fn write_all(conn: &mut SqliteConnection, ops: &[WriteOp]) -> Result<(), S
             }
             WriteOp::Agent(agent) => agents.push(agent),
             WriteOp::NodeMeta { key, value } => meta.push((key, value)),
+            other => runtime_ops.push(other),
         }
+    }
+    for op in runtime_ops {
+        write_runtime_op(conn, op).await?;
     }
     for chunk in artifacts.chunks(ROWS_PER_STATEMENT) {
         insert_artifacts(conn, chunk).await?;
@@ -244,6 +289,95 @@ async fn write_all(conn: &mut SqliteConnection, ops: &[WriteOp]) -> Result<(), S
         .bind(value.to_owned())
         .execute(&mut *conn)
         .await?;
+    }
+    Ok(())
+}
+
+async fn write_runtime_op(conn: &mut SqliteConnection, op: &WriteOp) -> Result<(), StorageError> {
+    let now = crate::clock::now_rfc3339();
+    match op {
+        WriteOp::LaunchStarted(l) => {
+            sqlx::query(
+                "INSERT INTO launch_history (launch_id, target_id, subcontext_key, command_json, pid, process_group, status, started_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, 'launching', ?)",
+            )
+            .bind(l.launch_id.clone())
+            .bind(l.target_id.clone())
+            .bind(l.subcontext_key.clone())
+            .bind(json_text(&l.command))
+            .bind(i64::from(l.pid))
+            .bind(l.process_group)
+            .bind(l.started_at.clone())
+            .execute(&mut *conn)
+            .await?;
+            sqlx::query(
+                "INSERT INTO runtime_leases (lease_id, target_id, subcontext_key, process_id, process_group, metadata_json, created_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(l.launch_id.clone())
+            .bind(l.target_id.clone())
+            .bind(l.subcontext_key.clone())
+            .bind(l.pid.to_string())
+            .bind(l.process_group)
+            .bind(json_text(&serde_json::json!({ "command": l.command })))
+            .bind(l.started_at.clone())
+            .execute(&mut *conn)
+            .await?;
+        }
+        WriteOp::LaunchEnded { launch_id, status, exit_code, error, release_lease } => {
+            let ended = if status == "ready" { None } else { Some(now.clone()) };
+            sqlx::query("UPDATE launch_history SET status = ?, exit_code = COALESCE(?, exit_code), error_text = COALESCE(?, error_text), ended_at = COALESCE(?, ended_at) WHERE launch_id = ?")
+                .bind(status.clone())
+                .bind(*exit_code)
+                .bind(error.clone())
+                .bind(ended)
+                .bind(launch_id.clone())
+                .execute(&mut *conn)
+                .await?;
+            if *release_lease {
+                sqlx::query("UPDATE runtime_leases SET released_at = ? WHERE lease_id = ? AND released_at IS NULL")
+                    .bind(now.clone())
+                    .bind(launch_id.clone())
+                    .execute(&mut *conn)
+                    .await?;
+            }
+        }
+        WriteOp::ReleaseLeases(ids) => {
+            for id in ids {
+                sqlx::query("UPDATE runtime_leases SET released_at = ? WHERE lease_id = ? AND released_at IS NULL")
+                    .bind(now.clone())
+                    .bind(id.clone())
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::query("UPDATE launch_history SET status = CASE WHEN status IN ('launching', 'ready') THEN 'orphaned' ELSE status END, ended_at = COALESCE(ended_at, ?) WHERE launch_id = ?")
+                    .bind(now.clone())
+                    .bind(id.clone())
+                    .execute(&mut *conn)
+                    .await?;
+            }
+        }
+        WriteOp::SessionBinding(b) => {
+            sqlx::query(
+                "INSERT INTO session_bindings (target_id, subcontext_key, sticky_key, adapter, remote_session_id, metadata_json, \
+                 created_at, updated_at, last_used_at, last_activity_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT(target_id, subcontext_key, sticky_key) DO UPDATE SET adapter = excluded.adapter, \
+                 remote_session_id = excluded.remote_session_id, metadata_json = excluded.metadata_json, \
+                 updated_at = excluded.updated_at, last_used_at = excluded.last_used_at, last_activity_at = excluded.last_activity_at",
+            )
+            .bind(b.target_id.clone())
+            .bind(b.subcontext_key.clone())
+            .bind(b.sticky_key.clone())
+            .bind(b.adapter.clone())
+            .bind(b.remote_session_id.clone())
+            .bind(b.metadata_json.clone())
+            .bind(b.at.clone())
+            .bind(b.at.clone())
+            .bind(b.at.clone())
+            .bind(b.at.clone())
+            .execute(&mut *conn)
+            .await?;
+        }
+        WriteOp::Task { .. } | WriteOp::Agent(_) | WriteOp::NodeMeta { .. } => {}
     }
     Ok(())
 }
