@@ -1,4 +1,4 @@
-//! Loopback benchmark: drives the real `alink-node` (release build, file database, WAL +
+//! Node benchmark: drives the real `alink-node` (release build, file database, WAL +
 //! synchronous=FULL, every event durable before it is published) over HTTP with the loopback
 //! runtime, and reports:
 //!
@@ -7,7 +7,13 @@
 //!   `BENCH_SECONDS` (default 10), each creating a task and following its SSE stream to the end;
 //! * the node's peak RSS (VmHWM).
 //!
-//! Run: `cargo bench --bench loopback` (the load generator shares the machine's cores).
+//! * ACP: warm create→complete latency against the test-double agent
+//!   (`tests/agents/fake_acp_agent.py`), new session per task and reused session, p50/p99;
+//! * ACP cold launch: the node's own share of `runtime.launching` → `runtime.ready`, i.e. that span
+//!   minus the agent's own spawn→`initialize` answer time measured by driving the same agent
+//!   directly (medians over `BENCH_COLD_LAUNCHES`, default 20).
+//!
+//! Run: `cargo bench --bench node` (the load generator shares the machine's cores).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -67,10 +73,13 @@ fn peak_rss_kib(pid: u32) -> u64 {
 
 #[tokio::main]
 async fn main() -> Result {
+    let agent = format!("{}/tests/agents/fake_acp_agent.py", env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir()?;
     std::fs::write(
         dir.path().join("registry.yaml"),
-        "targets:\n  echo:\n    adapter: loopback\n    capabilities: [bench]\n",
+        format!(
+            "targets:\n  echo:\n    adapter: loopback\n    capabilities: [bench]\n  fake:\n    adapter: acp\n    launch:\n      command: [python3, {agent}]\n    capabilities: [chat]\n"
+        ),
     )?;
     let mut child = Command::new(env!("CARGO_BIN_EXE_alink-node"))
         .args(["--port", "0", "--log-format", "json"])
@@ -134,6 +143,44 @@ async fn main() -> Result {
     }
     let elapsed = started.elapsed().as_secs_f64();
     let completed = done.load(Ordering::Relaxed);
+
+    // ACP, warm: reused session (one conversation) and a new session per task.
+    acp_task(&http, &base, json!({"text": "warm up"}), Some("bench")).await?;
+    let acp_n = env_num("BENCH_ACP_TASKS", 200) as usize;
+    let mut reused = Vec::with_capacity(acp_n);
+    for _ in 0..acp_n {
+        let t = Instant::now();
+        acp_task(&http, &base, json!({"text": "ping"}), Some("bench")).await?;
+        reused.push(t.elapsed());
+    }
+    reused.sort();
+    let mut fresh = Vec::with_capacity(acp_n);
+    for _ in 0..acp_n {
+        let t = Instant::now();
+        acp_task(&http, &base, json!({"text": "ping"}), None).await?;
+        fresh.push(t.elapsed());
+    }
+    fresh.sort();
+
+    // ACP, cold: stop the runtime, run a task, read launching → ready from its events.
+    let cold_n = env_num("BENCH_COLD_LAUNCHES", 20) as usize;
+    let mut spans = Vec::with_capacity(cold_n);
+    for _ in 0..cold_n {
+        http.post(format!("{base}/v1/targets/fake/stop")).json(&json!({})).send().await?;
+        let events = acp_task(&http, &base, json!({"text": "cold"}), None).await?;
+        let at = |kind: &str| {
+            events.iter().find(|e| e["kind"] == kind).and_then(|e| e["created_at"].as_str()).and_then(parse_ts)
+        };
+        if let (Some(a), Some(b)) = (at("runtime.launching"), at("runtime.ready")) {
+            spans.push(Duration::from_secs_f64((b - a).max(0.0)));
+        }
+    }
+    spans.sort();
+    let mut direct = Vec::with_capacity(cold_n);
+    for _ in 0..cold_n {
+        direct.push(direct_initialize(&agent)?);
+    }
+    direct.sort();
     let rss = peak_rss_kib(pid);
     let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
     let _ = child.wait();
@@ -155,5 +202,73 @@ async fn main() -> Result {
     );
     println!("| errors | {} |", errors.load(Ordering::Relaxed));
     println!("| node peak RSS (VmHWM) | {:.1} MiB |", rss as f64 / 1024.0);
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "| ACP warm create→complete, reused session, n={acp_n} | p50 {:.2} ms, p99 {:.2} ms |",
+        ms(percentile(&reused, 0.5)),
+        ms(percentile(&reused, 0.99))
+    );
+    println!(
+        "| ACP warm create→complete, new session per task, n={acp_n} | p50 {:.2} ms, p99 {:.2} ms |",
+        ms(percentile(&fresh, 0.5)),
+        ms(percentile(&fresh, 0.99))
+    );
+    let (span, own) = (percentile(&spans, 0.5), percentile(&direct, 0.5));
+    println!(
+        "| ACP cold launch, n={cold_n}: launching→ready median {:.2} ms; agent alone spawn→initialize median {:.2} ms | node share {:.2} ms |",
+        ms(span),
+        ms(own),
+        ms(span) - ms(own)
+    );
     Ok(())
+}
+
+/// Runs an ACP task to the end and returns its events.
+async fn acp_task(
+    http: &reqwest::Client,
+    base: &str,
+    payload: Value,
+    conversation: Option<&str>,
+) -> Result<Vec<Value>> {
+    let mut body = json!({"target_agent_id": "fake", "intent": "chat", "payload": payload});
+    if let Some(c) = conversation {
+        body["conversation_id"] = json!(c);
+    }
+    let created: Value = http.post(format!("{base}/v1/tasks")).json(&body).send().await?.json().await?;
+    let id = created["task"]["task_id"].as_str().ok_or("no task id")?;
+    let text = http.get(format!("{base}/v1/tasks/{id}/events")).send().await?.text().await?;
+    let events: Vec<Value> =
+        text.lines().filter_map(|l| l.strip_prefix("data: ")).filter_map(|d| serde_json::from_str(d).ok()).collect();
+    if events.last().map(|e| e["state"] != "completed").unwrap_or(true) {
+        return Err(format!("ACP task {id} did not complete: {text}").into());
+    }
+    Ok(events)
+}
+
+/// Seconds since the epoch of an RFC 3339 timestamp with nine fractional digits.
+fn parse_ts(s: &str) -> Option<f64> {
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
+    Some(t.unix_timestamp_nanos() as f64 / 1e9)
+}
+
+/// The agent's own start-up: spawn it directly, send `initialize`, time the answer.
+fn direct_initialize(agent: &str) -> Result<Duration> {
+    use std::io::Write;
+    let t = Instant::now();
+    let mut child = Command::new("python3")
+        .arg(agent)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut stdin = child.stdin.take().ok_or("stdin")?;
+    stdin
+        .write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{\"protocolVersion\":1}}\n")?;
+    stdin.flush()?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().ok_or("stdout")?).read_line(&mut line)?;
+    let took = t.elapsed();
+    drop(stdin);
+    let _ = child.wait();
+    Ok(took)
 }
