@@ -487,7 +487,17 @@ async fn on_acquired(
     let target_id = state.record.resolved_agent_id.clone().unwrap_or_default();
     let mut drafts = Vec::new();
     if state.lifecycle.status() != TaskStatus::Ready {
-        let data = handle.lease_id.as_ref().map_or_else(|| json!({}), |id| json!({ "lease_id": id }));
+        let mut data = JsonObject::new();
+        if let Some(id) = &handle.lease_id {
+            data.insert("lease_id".into(), json!(id));
+        }
+        if let Some(pid) = handle.process_id {
+            data.insert("pid".into(), json!(pid));
+        }
+        if let Some(ms) = handle.initialize_ms {
+            data.insert("initialize_ms".into(), json!((ms * 1000.0).round() / 1000.0));
+        }
+        let data = Value::Object(data);
         drafts.push(draft(EventKind::RuntimeReady, EventSource::Runtime, "Runtime ready").data(data));
     }
     drafts.push(

@@ -110,6 +110,8 @@ pub struct AcpRuntimeArgs {
 
 /// The live agent process.
 struct Child {
+    /// When the process was spawned (for `initialize_ms`).
+    spawned_at: Instant,
     pid: u32,
     pgid: i32,
     conn: RpcConn,
@@ -162,12 +164,13 @@ pub struct AcpRuntimeState {
 /// The ACP runtime actor.
 pub struct AcpRuntime;
 
-fn handle_for(myself: &ActorRef<AcpMsg>, state: &AcpRuntimeState, launched: bool) -> RuntimeHandle {
+fn handle_for(myself: &ActorRef<AcpMsg>, state: &AcpRuntimeState, initialize_ms: Option<f64>) -> RuntimeHandle {
     RuntimeHandle {
         lease_id: state.child.as_ref().map(|c| c.launch_id.clone()),
         session: SessionPort::Acp(myself.clone()),
-        launched,
+        launched: initialize_ms.is_some(),
         process_id: state.child.as_ref().map(|c| c.pid),
+        initialize_ms,
     }
 }
 
@@ -192,6 +195,7 @@ impl AcpRuntime {
         state.generation += 1;
         let generation = state.generation;
         let target_id = state.target.target_id.clone();
+        let spawned_at = Instant::now();
         let spawned = match process::spawn(&state.command, &target_id) {
             Ok(s) => s,
             Err(e) => {
@@ -263,7 +267,7 @@ impl AcpRuntime {
             let _ = me_init.cast(AcpMsg::Initialized { generation, result });
         });
         myself.send_after(timeout, move || AcpMsg::LaunchDeadline { generation });
-        state.child = Some(Child { pid, pgid, conn, stderr: stderr_tail, launch_id });
+        state.child = Some(Child { spawned_at, pid, pgid, conn, stderr: stderr_tail, launch_id });
         state.phase = Phase::Launching;
     }
 
@@ -422,7 +426,7 @@ impl Actor for AcpRuntime {
         match msg {
             AcpMsg::Acquire(waiter, reply) => match state.phase {
                 Phase::Ready => {
-                    let _ = reply.send(Ok(handle_for(&myself, state, false)));
+                    let _ = reply.send(Ok(handle_for(&myself, state, None)));
                 }
                 _ if state.target.launch.mode == LaunchMode::External && state.phase == Phase::Down => {
                     let _ = reply.send(Err(RuntimeError::Unavailable(format!(
@@ -507,8 +511,9 @@ impl Actor for AcpRuntime {
                                 load_session = state.load_session, agent = %value.get("agentInfo").map(|v| v.to_string()).unwrap_or_default(), "runtime ready"
                             );
                         }
+                        let initialize_ms = state.child.as_ref().map(|c| c.spawned_at.elapsed().as_secs_f64() * 1e3);
                         for (_, reply) in std::mem::take(&mut state.waiters) {
-                            let _ = reply.send(Ok(handle_for(&myself, state, true)));
+                            let _ = reply.send(Ok(handle_for(&myself, state, initialize_ms)));
                         }
                         for d in std::mem::take(&mut state.requeued) {
                             Self::route_dispatch(&myself, state, d)?;

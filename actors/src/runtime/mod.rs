@@ -123,6 +123,9 @@ pub struct RuntimeHandle {
     pub launched: bool,
     /// The runtime's process, if it has one.
     pub process_id: Option<u32>,
+    /// For a launch: spawn → `initialize` answered, as the runtime saw it (the agent's own
+    /// start-up time; the rest of a cold launch is the node's).
+    pub initialize_ms: Option<f64>,
 }
 
 /// Why no runtime could be had.
@@ -361,6 +364,7 @@ impl Actor for RuntimeSupervisor {
                             session: SessionPort::Loopback(session.clone()),
                             launched: false,
                             process_id: None,
+                            initialize_ms: None,
                         };
                         let _ = reply.send(Ok(handle));
                     }
@@ -487,6 +491,7 @@ impl Actor for RuntimeSupervisor {
                         session: SessionPort::Loopback(session.clone()),
                         launched: false,
                         process_id: None,
+                        initialize_ms: None,
                     };
                     let _ = reply.send(Ok(handle));
                 }
