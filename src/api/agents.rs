@@ -63,6 +63,21 @@ pub struct TargetControl {
     runtime_options: aethrolink_actors::model::JsonObject,
 }
 
+/// The target and the options a start/stop applies to: `(target, requested, merged over defaults)`.
+fn control_options(
+    st: &AppState,
+    target_id: &str,
+    body: Option<TargetControl>,
+) -> Result<
+    (aethrolink_actors::model::TargetSpec, aethrolink_actors::model::JsonObject, aethrolink_actors::model::JsonObject),
+    ApiError,
+> {
+    let target = target_of(st, target_id)?;
+    let requested = body.unwrap_or_default().runtime_options;
+    let merged = aethrolink_actors::model::deep_merge(&target.defaults, &requested);
+    Ok((target, requested, merged))
+}
+
 fn target_of(st: &AppState, target_id: &str) -> Result<aethrolink_actors::model::TargetSpec, ApiError> {
     st.dir
         .targets
@@ -101,9 +116,7 @@ pub async fn target_start(
     super::json::OptionalJson(body): super::json::OptionalJson<TargetControl>,
 ) -> Result<impl IntoResponse, ApiError> {
     use aethrolink_actors::runtime::{RuntimeSupMsg, Waiter};
-    let target = target_of(&st, &target_id)?;
-    let requested = body.unwrap_or_default().runtime_options;
-    let options = aethrolink_actors::model::deep_merge(&target.defaults, &requested);
+    let (target, requested, options) = control_options(&st, &target_id, body)?;
     let waiter = Waiter { task: None, launch_if_down: true };
     let handle = st
         .dir
@@ -135,9 +148,7 @@ pub async fn target_stop(
     super::json::OptionalJson(body): super::json::OptionalJson<TargetControl>,
 ) -> Result<impl IntoResponse, ApiError> {
     use aethrolink_actors::runtime::RuntimeSupMsg;
-    let target = target_of(&st, &target_id)?;
-    let requested = body.unwrap_or_default().runtime_options;
-    let options = aethrolink_actors::model::deep_merge(&target.defaults, &requested);
+    let (target, requested, options) = control_options(&st, &target_id, body)?;
     st.dir
         .runtimes
         .ask(std::time::Duration::from_secs(30), |reply| RuntimeSupMsg::Stop {

@@ -270,6 +270,29 @@ impl RuntimeSupervisor {
     }
 }
 
+/// The health of a target whose runtime is not running.
+fn down_health(target: &TargetSpec, options: &JsonObject) -> TargetHealth {
+    TargetHealth {
+        target_id: target.target_id.clone(),
+        healthy: false,
+        lease_id: None,
+        process_id: None,
+        state: "down".into(),
+        subcontext_key: dialect::Dialect::of(target).map(|d| d.subcontext(options)).unwrap_or_default(),
+        tasks_in_flight: 0,
+    }
+}
+
+fn loopback_handle(session: &ActorRef<SessionMsg>) -> RuntimeHandle {
+    RuntimeHandle {
+        lease_id: None,
+        session: SessionPort::Loopback(session.clone()),
+        launched: false,
+        process_id: None,
+        initialize_ms: None,
+    }
+}
+
 fn from_acp(h: acp::RuntimeHealth) -> TargetHealth {
     TargetHealth {
         target_id: h.target_id,
@@ -359,14 +382,7 @@ impl Actor for RuntimeSupervisor {
                 // callers wait for it rather than fail.
                 "loopback" => match &state.loopback {
                     Some(session) => {
-                        let handle = RuntimeHandle {
-                            lease_id: None,
-                            session: SessionPort::Loopback(session.clone()),
-                            launched: false,
-                            process_id: None,
-                            initialize_ms: None,
-                        };
-                        let _ = reply.send(Ok(handle));
+                        let _ = reply.send(Ok(loopback_handle(session)));
                     }
                     None => state.waiting.push_back(reply),
                 },
@@ -394,32 +410,21 @@ impl Actor for RuntimeSupervisor {
                 let _ = options;
             }
             RuntimeSupMsg::Health { target, options, reply } => {
-                let down = |t: &TargetSpec, sub: String| TargetHealth {
-                    target_id: t.target_id.clone(),
-                    healthy: false,
-                    lease_id: None,
-                    process_id: None,
-                    state: "down".into(),
-                    subcontext_key: sub,
-                    tasks_in_flight: 0,
-                };
                 match Self::acp_runtime(&myself, state, &target, &options, false).await {
                     Ok(Some(runtime)) => {
                         // Answered by the runtime actor directly; this supervisor never waits on it.
                         let (tx, rx) = tokio::sync::oneshot::channel();
                         let _ = runtime.cast(acp::AcpMsg::Health(tx.into()));
-                        let sub = dialect::Dialect::of(&target).map(|d| d.subcontext(&options)).unwrap_or_default();
                         tokio::spawn(async move {
                             let h = match tokio::time::timeout(std::time::Duration::from_secs(5), rx).await {
                                 Ok(Ok(h)) => from_acp(h),
-                                _ => down(&target, sub),
+                                _ => down_health(&target, &options),
                             };
                             let _ = reply.send(Ok(h));
                         });
                     }
                     Ok(None) => {
-                        let sub = dialect::Dialect::of(&target).map(|d| d.subcontext(&options)).unwrap_or_default();
-                        let _ = reply.send(Ok(down(&target, sub)));
+                        let _ = reply.send(Ok(down_health(&target, &options)));
                     }
                     Err(e) => {
                         let _ = reply.send(Err(e));
@@ -434,31 +439,13 @@ impl Actor for RuntimeSupervisor {
                             reason: "stop requested over the API".into(),
                             reply: Some(tx.into()),
                         });
-                        let sub = dialect::Dialect::of(&target).map(|d| d.subcontext(&options)).unwrap_or_default();
                         tokio::spawn(async move {
                             let _ = tokio::time::timeout(std::time::Duration::from_secs(10), rx).await;
-                            let _ = reply.send(Ok(TargetHealth {
-                                target_id: target.target_id.clone(),
-                                healthy: false,
-                                lease_id: None,
-                                process_id: None,
-                                state: "down".into(),
-                                subcontext_key: sub,
-                                tasks_in_flight: 0,
-                            }));
+                            let _ = reply.send(Ok(down_health(&target, &options)));
                         });
                     }
                     Ok(None) => {
-                        let sub = dialect::Dialect::of(&target).map(|d| d.subcontext(&options)).unwrap_or_default();
-                        let _ = reply.send(Ok(TargetHealth {
-                            target_id: target.target_id.clone(),
-                            healthy: false,
-                            lease_id: None,
-                            process_id: None,
-                            state: "down".into(),
-                            subcontext_key: sub,
-                            tasks_in_flight: 0,
-                        }));
+                        let _ = reply.send(Ok(down_health(&target, &options)));
                     }
                     Err(e) => {
                         let _ = reply.send(Err(e));
@@ -486,14 +473,7 @@ impl Actor for RuntimeSupervisor {
                 let session = spawn_loopback(&myself, generation).await?;
                 tracing::info!(actor_kind = "runtime", target_id = "loopback", generation, "runtime restarted");
                 for reply in state.waiting.drain(..) {
-                    let handle = RuntimeHandle {
-                        lease_id: None,
-                        session: SessionPort::Loopback(session.clone()),
-                        launched: false,
-                        process_id: None,
-                        initialize_ms: None,
-                    };
-                    let _ = reply.send(Ok(handle));
+                    let _ = reply.send(Ok(loopback_handle(&session)));
                 }
                 state.loopback = Some(session);
             }
