@@ -464,3 +464,49 @@ mod tests {
         assert_eq!(agent.with_effective_status("2026-01-01T00:06:00.000000000Z").status, "offline");
     }
 }
+
+/// A two-agent thread (contract §2.9).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ThreadRecord {
+    pub thread_id: String,
+    pub agent_a_id: String,
+    pub agent_b_id: String,
+    /// `active` or `interrupted`.
+    pub status: String,
+    pub continuity_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_task_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_actor_agent_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_target_agent_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub metadata: JsonObject,
+    /// Why it is interrupted, or why its auto-handoff stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interruption_reason: Option<String>,
+    /// The running or last auto-handoff (plan, progress, stop reason).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handoff: Option<Value>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// One turn of a thread (contract §2.9).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ThreadTurn {
+    pub thread_id: String,
+    pub turn_index: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<String>,
+    pub sender_agent_id: String,
+    pub target_agent_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_session_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_execution_id: Option<String>,
+    /// Mirrors the task's status.
+    pub status: String,
+    pub created_at: String,
+    pub updated_at: String,
+}

@@ -142,12 +142,21 @@ pub enum RegistryError {
     Storage(#[from] StorageError),
     #[error("storage: {0}")]
     Ask(#[from] crate::error::AskError),
+    /// No such registered agent.
+    #[error("agent not found: {0}")]
+    NotFound(String),
 }
 
 /// Messages of the registry actor.
 pub enum RegistryMsg {
     /// Validate, persist and publish a registration.
     Register(Box<Registration>, RpcReplyPort<Result<AgentRecord, RegistryError>>),
+    /// Renew an agent's presence lease (`ttl` seconds, default 300).
+    Heartbeat { agent_id: String, ttl: Option<i64>, reply: RpcReplyPort<Result<AgentRecord, RegistryError>> },
+    /// Mark an agent offline now (it stays a target: presence never blocks on-demand launch).
+    Unregister { agent_id: String, reply: RpcReplyPort<Result<AgentRecord, RegistryError>> },
+    /// Periodic presence check (logs lease lapses and returns).
+    PresenceTick,
 }
 
 /// Arguments of the registry actor.
@@ -168,6 +177,10 @@ pub struct RegistryState {
     file_targets: BTreeMap<String, TargetSpec>,
     /// Registered agents that are dispatchable, by id (they win over file targets of the same id).
     registered: BTreeMap<String, TargetSpec>,
+    /// Registered agents (presence, `registered_at` on re-registration).
+    agents: BTreeMap<String, AgentRecord>,
+    /// Presence last reported per agent, to log only transitions.
+    online: BTreeMap<String, bool>,
     /// Persist through the storage actor.
     storage: Arc<Slot<StorageMsg>>,
     /// Publish snapshots here.
@@ -246,6 +259,8 @@ impl Actor for RegistryActor {
         let state = RegistryState {
             file_targets: args.file_targets.into_iter().map(|t| (t.target_id.clone(), t)).collect(),
             registered: agents.iter().filter_map(AgentRecord::to_target).map(|t| (t.target_id.clone(), t)).collect(),
+            online: agents.iter().map(|a| (a.agent_id.clone(), clock::now_rfc3339() <= a.lease_expires_at)).collect(),
+            agents: agents.into_iter().map(|a| (a.agent_id.clone(), a)).collect(),
             storage: args.storage,
             publish: args.publish,
         };
@@ -259,6 +274,15 @@ impl Actor for RegistryActor {
         Ok(state)
     }
 
+    async fn post_start(
+        &self,
+        myself: ActorRef<RegistryMsg>,
+        _state: &mut RegistryState,
+    ) -> Result<(), ActorProcessingErr> {
+        myself.send_interval(PRESENCE_CHECK, || RegistryMsg::PresenceTick);
+        Ok(())
+    }
+
     async fn handle(
         &self,
         _myself: ActorRef<RegistryMsg>,
@@ -266,6 +290,29 @@ impl Actor for RegistryActor {
         state: &mut RegistryState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
+            RegistryMsg::Heartbeat { agent_id, ttl, reply } => {
+                let result = touch(state, &agent_id, Presence::Renew(ttl)).await;
+                let _ = reply.send(result);
+            }
+            RegistryMsg::Unregister { agent_id, reply } => {
+                let result = touch(state, &agent_id, Presence::Offline).await;
+                if result.is_ok() {
+                    tracing::info!(actor_kind = "registry", agent_id = %agent_id, "agent unregistered (offline; still launchable)");
+                }
+                let _ = reply.send(result);
+            }
+            RegistryMsg::PresenceTick => {
+                let now = clock::now_rfc3339();
+                for (id, agent) in &state.agents {
+                    let online = now <= agent.lease_expires_at;
+                    let was = state.online.insert(id.clone(), online);
+                    if was == Some(true) && !online {
+                        tracing::warn!(actor_kind = "registry", event = "agent.offline", agent_id = %id, lease_expires_at = %agent.lease_expires_at, "agent.offline: presence lease lapsed");
+                    } else if was == Some(false) && online {
+                        tracing::info!(actor_kind = "registry", event = "agent.online", agent_id = %id, "agent.online: presence lease renewed");
+                    }
+                }
+            }
             RegistryMsg::Register(reg, reply) => {
                 let result = register(state, *reg).await;
                 if let Ok(agent) = &result {
@@ -278,13 +325,44 @@ impl Actor for RegistryActor {
     }
 }
 
+/// How often presence is checked (lease lapses are logged within this delay).
+const PRESENCE_CHECK: std::time::Duration = std::time::Duration::from_millis(500);
+
+enum Presence {
+    Renew(Option<i64>),
+    Offline,
+}
+
+async fn touch(state: &mut RegistryState, agent_id: &str, presence: Presence) -> Result<AgentRecord, RegistryError> {
+    let mut agent = state.agents.get(agent_id).cloned().ok_or_else(|| RegistryError::NotFound(agent_id.to_owned()))?;
+    let now = clock::now_rfc3339();
+    agent.updated_at = now.clone();
+    match presence {
+        Presence::Renew(ttl) => {
+            let ttl = ttl.filter(|t| *t > 0).unwrap_or(DEFAULT_LEASE_TTL_SECONDS).min(31_536_000);
+            agent.last_seen_at = now.clone();
+            agent.lease_expires_at = clock::rfc3339_after(ttl);
+            agent.status = "online".into();
+        }
+        Presence::Offline => {
+            agent.lease_expires_at = now.clone();
+            agent.status = "offline".into();
+        }
+    }
+    let op = WriteOp::Agent(Box::new(agent.clone()));
+    state.storage.ask(ASK_TIMEOUT, |reply| StorageMsg::Write(op, reply)).await??;
+    state.agents.insert(agent_id.to_owned(), agent.clone());
+    Ok(agent.with_effective_status(&clock::now_rfc3339()))
+}
+
 async fn register(state: &mut RegistryState, reg: Registration) -> Result<AgentRecord, RegistryError> {
     let replace = reg.replace;
     let requested = reg.agent_id.clone().unwrap_or_default();
     if !replace && state.file_targets.contains_key(&requested) {
         return Err(RegistryError::Conflict(requested));
     }
-    let record = build_agent(reg, None, &clock::now_rfc3339())?;
+    let existing = state.agents.get(&requested).cloned();
+    let record = build_agent(reg, existing.as_ref(), &clock::now_rfc3339())?;
     let op = WriteOp::Agent(Box::new(record.clone()));
     state.storage.ask(ASK_TIMEOUT, |reply| StorageMsg::Write(op, reply)).await??;
     match record.to_target() {
@@ -295,6 +373,7 @@ async fn register(state: &mut RegistryState, reg: Registration) -> Result<AgentR
             state.registered.remove(&record.agent_id);
         }
     }
+    state.agents.insert(record.agent_id.clone(), record.clone());
     state.republish();
     Ok(record)
 }

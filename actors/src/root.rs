@@ -45,6 +45,7 @@ pub struct Directory {
     pub runtimes: Arc<Slot<RuntimeSupMsg>>,
     pub tasks: Arc<Slot<TaskSupMsg>>,
     pub sse: Arc<Slot<SseHubMsg>>,
+    pub threads: Arc<Slot<crate::threads::ThreadMsg>>,
     /// Reads (separate pool).
     pub reader: StoreReader,
     /// Artifact bytes.
@@ -61,6 +62,7 @@ pub enum Service {
     Registry,
     Runtimes,
     SseHub,
+    Threads,
     Tasks,
 }
 
@@ -76,6 +78,7 @@ impl Service {
             Service::Registry => "registry",
             Service::Runtimes => "runtime_supervisor",
             Service::SseHub => "sse_hub",
+            Service::Threads => "thread_coordinator",
             Service::Tasks => "task_supervisor",
         }
     }
@@ -128,6 +131,7 @@ impl RootSupervisor {
             runtimes: Slot::new("runtime supervisor"),
             tasks: Slot::new("task supervisor"),
             sse: Slot::new("sse hub"),
+            threads: Slot::new("thread coordinator"),
             reader: args.db.reader(),
             artifacts: args.artifacts,
             targets: targets_rx,
@@ -183,6 +187,11 @@ async fn start_service(
             state.dir.sse.set(Some(a.clone()));
             a.get_cell()
         }
+        Service::Threads => {
+            let (a, _) = Actor::spawn_linked(name, crate::threads::ThreadCoordinator, state.dir.clone(), sup).await?;
+            state.dir.threads.set(Some(a.clone()));
+            a.get_cell()
+        }
         Service::Tasks => {
             let (a, _) = Actor::spawn_linked(name, TaskSupervisor, state.dir.clone(), sup).await?;
             state.dir.tasks.set(Some(a.clone()));
@@ -200,6 +209,7 @@ fn clear_slot(dir: &Directory, service: Service) {
         Service::Registry => dir.registry.set(None),
         Service::Runtimes => dir.runtimes.set(None),
         Service::SseHub => dir.sse.set(None),
+        Service::Threads => dir.threads.set(None),
         Service::Tasks => dir.tasks.set(None),
     }
 }
@@ -210,6 +220,7 @@ fn slot_cell(dir: &Directory, service: Service) -> Option<ActorCell> {
         Service::Registry => dir.registry.get().ok().map(|a| a.get_cell()),
         Service::Runtimes => dir.runtimes.get().ok().map(|a| a.get_cell()),
         Service::SseHub => dir.sse.get().ok().map(|a| a.get_cell()),
+        Service::Threads => dir.threads.get().ok().map(|a| a.get_cell()),
         Service::Tasks => dir.tasks.get().ok().map(|a| a.get_cell()),
     }
 }

@@ -61,6 +61,8 @@ pub struct NewTask {
     pub payload: Value,
     /// The resolved target.
     pub target: TargetSpec,
+    /// The thread turn this task opens, if thread-bound.
+    pub new_turn: Option<crate::storage::NewTurn>,
 }
 
 /// How a task actor starts.
@@ -160,6 +162,8 @@ pub struct TaskState {
     session: Option<SessionPort>,
     /// Data of the pending input request (its `options`, for permission requests).
     awaiting: Option<JsonObject>,
+    /// The thread turn to open with the creation write (taken by it).
+    new_turn: Option<crate::storage::NewTurn>,
     /// `delivery.timeout_ms` timer, aborted when the task ends.
     timeout_timer: Option<JoinHandle<Result<(), ractor::MessagingErr<TaskMsg>>>>,
     /// Cancel confirmation timer.
@@ -178,22 +182,22 @@ impl Actor for TaskActor {
 
     async fn pre_start(&self, _myself: ActorRef<TaskMsg>, args: TaskArgs) -> Result<TaskState, ActorProcessingErr> {
         let TaskArgs { init, generation, dir } = args;
-        let (record, lifecycle, target, payload) = match init {
+        let (record, lifecycle, target, payload, new_turn) = match init {
             TaskInit::New(new) => {
-                let NewTask { record, payload, target } = *new;
-                (record, TaskLifecycle::new(), Some(target), Some(payload))
+                let NewTask { record, payload, target, new_turn } = *new;
+                (record, TaskLifecycle::new(), Some(target), Some(payload), new_turn)
             }
             TaskInit::Stored(stored) => {
                 let target = lookup_target(&dir, &stored.task);
                 let lc = TaskLifecycle::restore(stored.task.status, stored.last_seq);
-                (stored.task, lc, target, None)
+                (stored.task, lc, target, None, None)
             }
             TaskInit::Reload(task_id) => {
                 let stored =
                     dir.reader.task(&task_id).await?.ok_or_else(|| format!("task {task_id} not found in storage"))?;
                 let target = lookup_target(&dir, &stored.task);
                 let lc = TaskLifecycle::restore(stored.task.status, stored.last_seq);
-                (stored.task, lc, target, None)
+                (stored.task, lc, target, None, None)
             }
         };
         Ok(TaskState {
@@ -204,6 +208,7 @@ impl Actor for TaskActor {
             payload,
             session: None,
             awaiting: None,
+            new_turn,
             timeout_timer: None,
             cancel_timer: None,
             dir,
@@ -410,6 +415,7 @@ async fn persist(state: &mut TaskState, drafts: Vec<Draft>, mut artifacts: Vec<N
         last_seq: state.lifecycle.last_seq(),
         events: events.clone(),
         artifacts,
+        new_turn: state.new_turn.take(),
     };
     let written = state.dir.storage.ask(ASK_TIMEOUT, |reply| StorageMsg::Write(op, reply)).await;
     if let Err(e) = written.map_err(TaskError::from).and_then(|r| r.map_err(TaskError::from)) {
@@ -423,10 +429,19 @@ async fn persist(state: &mut TaskState, drafts: Vec<Draft>, mut artifacts: Vec<N
             source = %e.source, message = e.message.as_deref().unwrap_or(""), "task event"
         );
     }
+    let settled = events.iter().any(|e| e.state.is_terminal() || e.kind == EventKind::TaskAwaitingInput);
     let _ = state.dir.sse.cast(SseHubMsg::Publish {
         task_id: state.record.task_id.clone(),
         events: events.into_iter().map(Arc::new).collect(),
     });
+    if settled && let Some(thread_id) = &state.record.thread_id {
+        let _ = state.dir.threads.cast(crate::threads::ThreadMsg::TurnSettled {
+            thread_id: thread_id.clone(),
+            task_id: state.record.task_id.clone(),
+            status: state.record.status,
+            reason: state.record.last_error.as_ref().map(|e| e.reason.clone()),
+        });
+    }
     Ok(())
 }
 

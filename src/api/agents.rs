@@ -19,14 +19,58 @@ pub async fn register(
     State(st): State<AppState>,
     StrictJson(reg): StrictJson<Registration>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let result = st.dir.registry.ask(ASK_TIMEOUT, |reply| RegistryMsg::Register(Box::new(reg), reply)).await?;
-    match result {
-        Ok(agent) => Ok((StatusCode::ACCEPTED, Json(json!({ "agent": agent })))),
-        Err(RegistryError::Invalid(m)) => Err(ApiError::bad_request(m)),
-        Err(e @ RegistryError::Conflict(_)) => Err(ApiError::conflict(e.to_string())),
-        Err(RegistryError::Storage(e)) => Err(e.into()),
-        Err(RegistryError::Ask(e)) => Err(e.into()),
+    let agent = st
+        .dir
+        .registry
+        .ask(ASK_TIMEOUT, |reply| RegistryMsg::Register(Box::new(reg), reply))
+        .await?
+        .map_err(registry_error)?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "agent": agent }))))
+}
+
+fn registry_error(e: RegistryError) -> ApiError {
+    match e {
+        RegistryError::Invalid(m) => ApiError::bad_request(m),
+        e @ RegistryError::Conflict(_) => ApiError::conflict(e.to_string()),
+        e @ RegistryError::NotFound(_) => ApiError::not_found(e.to_string()),
+        RegistryError::Storage(e) => e.into(),
+        RegistryError::Ask(e) => e.into(),
     }
+}
+
+/// Body of a heartbeat (optional).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatRequest {
+    #[serde(default)]
+    lease_ttl_seconds: Option<i64>,
+}
+
+/// `POST /v1/agents/{id}/heartbeat` → 202 `{"agent": AgentRecord}`.
+pub async fn heartbeat(
+    State(st): State<AppState>,
+    Path(agent_id): Path<String>,
+    super::json::OptionalJson(body): super::json::OptionalJson<HeartbeatRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    let ttl = body.and_then(|b| b.lease_ttl_seconds);
+    let agent = st
+        .dir
+        .registry
+        .ask(ASK_TIMEOUT, |reply| RegistryMsg::Heartbeat { agent_id, ttl, reply })
+        .await?
+        .map_err(registry_error)?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "agent": agent }))))
+}
+
+/// `POST /v1/agents/{id}/unregister` → 200 `{"agent_id", "status": "offline"}`.
+pub async fn unregister(State(st): State<AppState>, Path(agent_id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let agent = st
+        .dir
+        .registry
+        .ask(ASK_TIMEOUT, |reply| RegistryMsg::Unregister { agent_id, reply })
+        .await?
+        .map_err(registry_error)?;
+    Ok(Json(json!({ "agent_id": agent.agent_id, "status": "offline" })))
 }
 
 /// `GET /v1/agents` → `{"agents": [...]}` (always an array).
@@ -48,11 +92,32 @@ pub async fn get(State(st): State<AppState>, Path(agent_id): Path<String>) -> Re
     Ok(Json(agent.with_effective_status(&clock::now_rfc3339())))
 }
 
-/// `GET /v1/targets` → `{"targets": [RuntimeSpec]}`, file and registered targets, by id.
-pub async fn targets(State(st): State<AppState>) -> Json<Value> {
+/// `GET /v1/targets` → `{"targets": [RuntimeSpec + runtime state]}`, file and registered
+/// targets by id, each with `state` (`up`, `down`, `launching`; in-process runtimes are `up`) and
+/// its live `runtimes` (subcontext, pid, lease id, tasks in flight).
+pub async fn targets(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
+    use aethrolink_actors::runtime::RuntimeSupMsg;
     let table = st.dir.targets.borrow().clone();
-    let targets: Vec<_> = table.iter().cloned().collect();
-    Json(json!({ "targets": targets }))
+    let live = st.dir.runtimes.ask(ASK_TIMEOUT, RuntimeSupMsg::States).await?;
+    let targets: Vec<Value> = table
+        .iter()
+        .map(|t| {
+            let mut v = serde_json::to_value(t).unwrap_or_default();
+            let runtimes: Vec<&aethrolink_actors::runtime::acp::RuntimeHealth> =
+                live.iter().filter(|h| h.target_id == t.target_id).collect();
+            let state = if t.adapter == "loopback" || runtimes.iter().any(|h| h.state == "up") {
+                "up"
+            } else if runtimes.iter().any(|h| h.state == "launching") {
+                "launching"
+            } else {
+                "down"
+            };
+            v["state"] = json!(state);
+            v["runtimes"] = serde_json::to_value(&runtimes).unwrap_or_default();
+            v
+        })
+        .collect();
+    Ok(Json(json!({ "targets": targets })))
 }
 
 /// Body of target start/stop (optional).

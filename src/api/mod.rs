@@ -7,6 +7,7 @@ mod error;
 mod events;
 mod json;
 mod tasks;
+mod threads;
 
 use std::sync::Arc;
 
@@ -52,6 +53,13 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/agents/register", post(agents::register))
         .route("/v1/agents", get(agents::list))
         .route("/v1/agents/{agent_id}", get(agents::get))
+        .route("/v1/agents/{agent_id}/heartbeat", post(agents::heartbeat))
+        .route("/v1/agents/{agent_id}/unregister", post(agents::unregister))
+        .route("/v1/threads", post(threads::create).get(threads::list))
+        .route("/v1/threads/{thread_id}", get(threads::get))
+        .route("/v1/threads/{thread_id}/turns", get(threads::turns))
+        .route("/v1/threads/{thread_id}/inspect", get(threads::inspect))
+        .route("/v1/threads/{thread_id}/continue", post(threads::continue_thread))
         .route("/artifacts/{artifact_id}", get(artifacts::get))
         .route("/v1/artifacts/{artifact_id}", get(artifacts::get))
         .fallback(not_found)

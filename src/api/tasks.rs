@@ -3,13 +3,12 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use aethrolink_actors::clock;
 use aethrolink_actors::error::AskError;
-use aethrolink_actors::ids;
-use aethrolink_actors::model::{DeliveryMode, DeliveryPolicy, JsonObject, TaskRecord, TaskStatus, deep_merge};
+use aethrolink_actors::intake::{IntakeError, TaskRequest, create_task};
+use aethrolink_actors::model::{DeliveryMode, DeliveryPolicy, JsonObject, TaskRecord, TaskStatus};
 use aethrolink_actors::registry::RouteError;
 use aethrolink_actors::storage::TaskFilter;
-use aethrolink_actors::task::{NewTask, TaskError, TaskMsg};
+use aethrolink_actors::task::{TaskError, TaskMsg};
 use aethrolink_actors::task_supervisor::TaskSupMsg;
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -31,7 +30,7 @@ const DEFAULT_PAGE: u32 = 50;
 /// object, so a partial one silently meant `launch_if_down=false`).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct DeliveryRequest {
+pub struct DeliveryRequest {
     #[serde(default)]
     mode: Option<DeliveryMode>,
     #[serde(default)]
@@ -87,7 +86,7 @@ fn task_error(e: TaskError) -> ApiError {
     }
 }
 
-fn links(task_id: &str) -> Value {
+pub(super) fn links(task_id: &str) -> Value {
     json!({ "self": format!("/v1/tasks/{task_id}"), "events": format!("/v1/tasks/{task_id}/events") })
 }
 
@@ -96,65 +95,50 @@ pub async fn create(
     State(st): State<AppState>,
     StrictJson(req): StrictJson<CreateTaskRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let intent = non_empty(req.intent).ok_or_else(|| ApiError::bad_request("intent is required"))?;
-    let payload = match req.payload {
-        Value::Null => json!({}),
-        v @ Value::Object(_) => v,
-        other => {
-            return Err(ApiError::bad_request(format!("payload must be a JSON object, got {}", json_type(&other))));
-        }
-    };
-    if let Some(thread_id) = non_empty(req.thread_id) {
-        return Err(ApiError::not_found(format!("thread not found: {thread_id}")));
+    if !matches!(req.payload, Value::Null | Value::Object(_)) {
+        return Err(ApiError::bad_request(format!("payload must be a JSON object, got {}", json_type(&req.payload))));
     }
-    let delivery = {
-        let d = req.delivery.unwrap_or_default();
-        let defaults = DeliveryPolicy::default();
-        if d.timeout_ms == Some(0) {
-            return Err(ApiError::bad_request("delivery.timeout_ms must be greater than 0"));
-        }
-        DeliveryPolicy {
-            mode: d.mode.unwrap_or(defaults.mode),
-            launch_if_down: d.launch_if_down.unwrap_or(defaults.launch_if_down),
-            timeout_ms: d.timeout_ms,
-        }
-    };
-    let requested = non_empty(req.target_agent_id);
-    let target = {
-        let table = st.dir.targets.borrow();
-        table.route(requested.as_deref(), &intent).map_err(route_error)?.clone()
-    };
-    let runtime_options = deep_merge(&target.defaults, &req.runtime_options.unwrap_or_default());
-    let task_id = ids::new_id();
-    let now = clock::now_rfc3339();
-    let record = TaskRecord {
-        task_id: task_id.clone(),
-        thread_id: None,
-        conversation_id: non_empty(req.conversation_id).unwrap_or_else(ids::new_id),
-        sender: non_empty(req.sender).unwrap_or_else(|| "local".to_owned()),
-        intent,
-        requested_agent_id: requested,
-        resolved_agent_id: Some(target.target_id.clone()),
-        runtime_options,
-        payload_artifact_id: None,
-        status: TaskStatus::Created,
-        remote: None,
-        last_error: None,
-        result_artifact_id: None,
-        delivery,
+    let request = TaskRequest {
+        thread_id: req.thread_id,
+        sender: req.sender,
+        target_agent_id: req.target_agent_id,
+        intent: req.intent,
+        payload: req.payload,
+        runtime_options: req.runtime_options.unwrap_or_default(),
+        conversation_id: req.conversation_id,
+        delivery: delivery_policy(req.delivery),
         metadata: req.metadata.unwrap_or_default(),
-        created_at: now.clone(),
-        updated_at: now,
     };
-    let new = NewTask { record, payload, target };
-    let actor =
-        st.dir.tasks.ask(TASK_ASK, |reply| TaskSupMsg::Spawn(Box::new(new), reply)).await?.map_err(task_error)?;
-    let created =
-        aethrolink_actors::supervision::ask(&actor, "task", TASK_ASK, TaskMsg::Create).await?.map_err(task_error)?;
-    Ok((StatusCode::ACCEPTED, Json(json!({ "task": created, "links": links(&task_id) }))))
+    let created = create_task(&st.dir, request).await.map_err(intake_error)?;
+    let links = links(&created.task_id);
+    Ok((StatusCode::ACCEPTED, Json(json!({ "task": created, "links": links }))))
 }
 
-fn json_type(v: &Value) -> &'static str {
+/// Per-field defaults of `delivery`.
+pub(super) fn delivery_policy(d: Option<DeliveryRequest>) -> DeliveryPolicy {
+    let d = d.unwrap_or_default();
+    let defaults = DeliveryPolicy::default();
+    DeliveryPolicy {
+        mode: d.mode.unwrap_or(defaults.mode),
+        launch_if_down: d.launch_if_down.unwrap_or(defaults.launch_if_down),
+        timeout_ms: d.timeout_ms,
+    }
+}
+
+/// Maps an intake error to its status.
+pub(super) fn intake_error(e: IntakeError) -> ApiError {
+    match e {
+        IntakeError::Invalid(m) => ApiError::bad_request(m),
+        IntakeError::Route(r) => route_error(r),
+        e @ IntakeError::ThreadNotFound(_) => ApiError::not_found(e.to_string()),
+        e @ IntakeError::Participants(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+        IntakeError::Task(t) => task_error(t),
+        IntakeError::Ask(a) => a.into(),
+        IntakeError::Storage(s) => s.into(),
+    }
+}
+
+pub(super) fn json_type(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -93,6 +93,9 @@ pub enum AcpMsg {
     IdleTick { generation: u64 },
     /// Report health.
     Health(RpcReplyPort<RuntimeHealth>),
+    /// Whether a task for `sticky` would reuse a remote session right now: (runtime up, a live
+    /// session for it, the agent can `session/load`). Answered from memory; never an RPC.
+    SessionProbe { sticky: String, reply: RpcReplyPort<(bool, bool, bool)> },
     /// A result for a session that must not overtake the agent's notifications: the reader
     /// enqueues each notification here before it completes the response, so routing the
     /// response through this mailbox keeps the agent's order.
@@ -606,6 +609,10 @@ impl Actor for AcpRuntime {
                 }
             }
             AcpMsg::Relaunch { .. } => {}
+            AcpMsg::SessionProbe { sticky, reply } => {
+                let up = state.phase == Phase::Ready;
+                let _ = reply.send((up, up && state.sessions.contains_key(&sticky), state.load_session));
+            }
             AcpMsg::ToSession { sticky, msg } => {
                 if let Some(session) = state.sessions.get(&sticky) {
                     let _ = session.cast(*msg);

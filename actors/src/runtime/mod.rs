@@ -166,6 +166,13 @@ pub enum RuntimeSupMsg {
     Health { target: Box<TargetSpec>, options: JsonObject, reply: RpcReplyPort<Result<TargetHealth, RuntimeError>> },
     /// `POST /v1/targets/{id}/stop`.
     Stop { target: Box<TargetSpec>, options: JsonObject, reply: RpcReplyPort<Result<TargetHealth, RuntimeError>> },
+    /// Session reuse prediction for thread inspection: `(runtime up, live session, loadSession)`.
+    SessionProbe {
+        target: Box<TargetSpec>,
+        options: JsonObject,
+        sticky: String,
+        reply: RpcReplyPort<(bool, bool, bool)>,
+    },
     /// Live state of every runtime (for `GET /v1/targets`).
     States(RpcReplyPort<Vec<acp::RuntimeHealth>>),
     /// Internal: restart the loopback runtime after its backoff.
@@ -449,6 +456,17 @@ impl Actor for RuntimeSupervisor {
                     }
                     Err(e) => {
                         let _ = reply.send(Err(e));
+                    }
+                }
+            }
+            RuntimeSupMsg::SessionProbe { target, options, sticky, reply } => {
+                match Self::acp_runtime(&myself, state, &target, &options, false).await {
+                    Ok(Some(runtime)) => {
+                        // The reply port is handed to the runtime; this supervisor never waits.
+                        let _ = runtime.cast(acp::AcpMsg::SessionProbe { sticky, reply });
+                    }
+                    _ => {
+                        let _ = reply.send((false, false, false));
                     }
                 }
             }

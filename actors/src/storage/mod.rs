@@ -15,7 +15,9 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 pub use reader::{StoreReader, TaskFilter, TaskPage};
-pub use writer::{LaunchRecord, SessionBindingRecord, StorageActor, StorageArgs, StorageMsg, StorageStats, WriteOp};
+pub use writer::{
+    LaunchRecord, NewTurn, SessionBindingRecord, StorageActor, StorageArgs, StorageMsg, StorageStats, WriteOp,
+};
 
 use crate::error::StorageError;
 

@@ -6,7 +6,8 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
 use crate::artifacts::ArtifactBody;
 use crate::error::StorageError;
-use crate::model::{AgentRecord, ArtifactMeta, RemoteRef, TaskEvent, TaskRecord, TaskStatus};
+use crate::model::{AgentRecord, ArtifactMeta, RemoteRef, TaskEvent, TaskRecord, TaskStatus, ThreadRecord, ThreadTurn};
+use serde_json::Value;
 
 /// Largest page of tasks or events one query returns.
 pub const MAX_PAGE: u32 = 500;
@@ -257,6 +258,99 @@ impl StoreReader {
         row.map(|r| Ok((r.try_get("remote_session_id")?, r.try_get("last_activity_at")?))).transpose()
     }
 
+    /// One thread.
+    pub async fn thread(&self, thread_id: &str) -> Result<Option<ThreadRecord>, StorageError> {
+        let sql = format!("SELECT {THREAD_COLUMNS} FROM threads WHERE thread_id = ?");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(thread_id.to_owned()).fetch_optional(&self.pool).await?;
+        row.map(|r| thread_from_row(&r)).transpose()
+    }
+
+    /// Threads, newest first, optionally of one agent and/or with one status.
+    pub async fn threads(
+        &self,
+        agent: Option<&str>,
+        status: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<ThreadRecord>, StorageError> {
+        let mut qb: QueryBuilder<Sqlite> =
+            QueryBuilder::new(format!("SELECT {THREAD_COLUMNS} FROM threads WHERE 1 = 1"));
+        if let Some(a) = agent {
+            qb.push(" AND (agent_a_id = ")
+                .push_bind(a.to_owned())
+                .push(" OR agent_b_id = ")
+                .push_bind(a.to_owned())
+                .push(")");
+        }
+        if let Some(s) = status {
+            qb.push(" AND status = ").push_bind(s.to_owned());
+        }
+        qb.push(" ORDER BY thread_id DESC LIMIT ").push_bind(i64::from(limit.clamp(1, MAX_PAGE)));
+        let rows = qb.build().fetch_all(&self.pool).await?;
+        rows.iter().map(thread_from_row).collect()
+    }
+
+    /// Every thread with `status` (restart handling; no page limit).
+    pub async fn threads_with_status(&self, status: &str) -> Result<Vec<ThreadRecord>, StorageError> {
+        let sql = format!("SELECT {THREAD_COLUMNS} FROM threads WHERE status = ? ORDER BY thread_id");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(status.to_owned()).fetch_all(&self.pool).await?;
+        rows.iter().map(thread_from_row).collect()
+    }
+
+    /// The turns of a thread, by index.
+    pub async fn turns(&self, thread_id: &str) -> Result<Vec<ThreadTurn>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT thread_id, turn_index, task_id, sender_agent_id, target_agent_id, remote_session_id, remote_execution_id, \
+             status, created_at, updated_at FROM thread_turns WHERE thread_id = ? ORDER BY turn_index",
+        )
+        .bind(thread_id.to_owned())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ThreadTurn {
+                    thread_id: r.try_get("thread_id")?,
+                    turn_index: u64::try_from(r.try_get::<i64, _>("turn_index")?).unwrap_or(0),
+                    task_id: r.try_get("task_id")?,
+                    sender_agent_id: r.try_get("sender_agent_id")?,
+                    target_agent_id: r.try_get("target_agent_id")?,
+                    remote_session_id: r.try_get("remote_session_id")?,
+                    remote_execution_id: r.try_get("remote_execution_id")?,
+                    status: r.try_get("status")?,
+                    created_at: r.try_get("created_at")?,
+                    updated_at: r.try_get("updated_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Session bindings of one sticky key on one target: `(subcontext, remote session, last activity)`.
+    pub async fn session_bindings_for(&self, target_id: &str, sticky: &str) -> Result<Vec<Value>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT target_id, subcontext_key, sticky_key, adapter, remote_session_id, metadata_json, created_at, updated_at, \
+             last_used_at, last_activity_at FROM session_bindings WHERE target_id = ? AND sticky_key = ? ORDER BY subcontext_key",
+        )
+        .bind(target_id.to_owned())
+        .bind(sticky.to_owned())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(serde_json::json!({
+                    "target_id": r.try_get::<String, _>("target_id")?,
+                    "subcontext_key": r.try_get::<String, _>("subcontext_key")?,
+                    "sticky_key": r.try_get::<String, _>("sticky_key")?,
+                    "adapter": r.try_get::<String, _>("adapter")?,
+                    "remote_session_id": r.try_get::<String, _>("remote_session_id")?,
+                    "metadata": json_col::<Value>(r, "metadata_json")?,
+                    "created_at": r.try_get::<String, _>("created_at")?,
+                    "updated_at": r.try_get::<String, _>("updated_at")?,
+                    "last_used_at": r.try_get::<String, _>("last_used_at")?,
+                    "last_activity_at": r.try_get::<String, _>("last_activity_at")?,
+                }))
+            })
+            .collect()
+    }
+
     /// A node-level value (node id, …).
     pub async fn node_meta(&self, key: &str) -> Result<Option<String>, StorageError> {
         let value = sqlx::query_scalar::<_, String>("SELECT value FROM node_meta WHERE key = ?")
@@ -265,6 +359,27 @@ impl StoreReader {
             .await?;
         Ok(value)
     }
+}
+
+const THREAD_COLUMNS: &str = "thread_id, agent_a_id, agent_b_id, status, continuity_key, last_task_id, last_actor_agent_id, \
+    last_target_agent_id, metadata_json, interruption_reason, handoff_json, created_at, updated_at";
+
+fn thread_from_row(r: &SqliteRow) -> Result<ThreadRecord, StorageError> {
+    Ok(ThreadRecord {
+        thread_id: r.try_get("thread_id")?,
+        agent_a_id: r.try_get("agent_a_id")?,
+        agent_b_id: r.try_get("agent_b_id")?,
+        status: r.try_get("status")?,
+        continuity_key: r.try_get("continuity_key")?,
+        last_task_id: r.try_get("last_task_id")?,
+        last_actor_agent_id: r.try_get("last_actor_agent_id")?,
+        last_target_agent_id: r.try_get("last_target_agent_id")?,
+        metadata: json_col(r, "metadata_json")?,
+        interruption_reason: r.try_get("interruption_reason")?,
+        handoff: opt_json_col(r, "handoff_json")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
 }
 
 const AGENT_SELECT_ALL: &str = "SELECT agent_id, display_name, transport_kind, endpoint, adapter_kind, dialect, healthcheck, \

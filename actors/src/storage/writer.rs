@@ -23,13 +23,22 @@ const ROWS_PER_STATEMENT: usize = 500;
 #[derive(Debug, Clone)]
 pub enum WriteOp {
     /// Upserts a task row and appends its events (and the artifacts they reference), atomically.
+    /// A thread-bound task's turn mirrors the task's status in the same transaction; `new_turn`
+    /// inserts the turn (index allocated inside the transaction) when the task is created.
     Task {
         task: Box<TaskRecord>,
         /// Seq of the last event (after this write).
         last_seq: u64,
         events: Vec<TaskEvent>,
         artifacts: Vec<NewArtifact>,
+        new_turn: Option<NewTurn>,
     },
+    /// Inserts a thread.
+    ThreadCreate(Box<crate::model::ThreadRecord>),
+    /// Sets a thread's status and interruption reason.
+    ThreadState { thread_id: String, status: String, interruption_reason: Option<String> },
+    /// Records a thread's auto-handoff plan and progress.
+    ThreadHandoff { thread_id: String, handoff: serde_json::Value },
     /// Inserts or replaces a registered agent (all but `registered_at` on update).
     Agent(Box<AgentRecord>),
     /// Sets a node-level key (node id, …).
@@ -49,6 +58,13 @@ pub enum WriteOp {
     ReleaseLeases(Vec<String>),
     /// Upserts a session binding (keeps `created_at`).
     SessionBinding(Box<SessionBindingRecord>),
+}
+
+/// The turn a new thread-bound task opens.
+#[derive(Debug, Clone)]
+pub struct NewTurn {
+    pub sender_agent_id: String,
+    pub target_agent_id: String,
 }
 
 /// A runtime launch: its history row and lease.
@@ -250,7 +266,7 @@ async fn write_all(conn: &mut SqliteConnection, ops: &[WriteOp]) -> Result<(), S
     let mut runtime_ops: Vec<&WriteOp> = Vec::new();
     for op in ops {
         match op {
-            WriteOp::Task { task, last_seq, events: evs, artifacts: arts } => {
+            WriteOp::Task { task, last_seq, events: evs, artifacts: arts, .. } => {
                 match task_index.get(task.task_id.as_str()) {
                     Some(&i) => tasks[i] = (task, *last_seq),
                     None => {
@@ -277,6 +293,13 @@ async fn write_all(conn: &mut SqliteConnection, ops: &[WriteOp]) -> Result<(), S
     }
     for chunk in events.chunks(ROWS_PER_STATEMENT) {
         insert_events(conn, chunk).await?;
+    }
+    for op in ops {
+        if let WriteOp::Task { task, new_turn, .. } = op
+            && let Some(thread_id) = &task.thread_id
+        {
+            write_turn(conn, task, thread_id, new_turn.as_ref()).await?;
+        }
     }
     for agent in agents {
         upsert_agent(conn, agent).await?;
@@ -377,7 +400,91 @@ async fn write_runtime_op(conn: &mut SqliteConnection, op: &WriteOp) -> Result<(
             .execute(&mut *conn)
             .await?;
         }
+        WriteOp::ThreadCreate(t) => {
+            sqlx::query(
+                "INSERT INTO threads (thread_id, agent_a_id, agent_b_id, status, continuity_key, metadata_json, created_at, updated_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(t.thread_id.clone())
+            .bind(t.agent_a_id.clone())
+            .bind(t.agent_b_id.clone())
+            .bind(t.status.clone())
+            .bind(t.continuity_key.clone())
+            .bind(json_text(&t.metadata))
+            .bind(t.created_at.clone())
+            .bind(t.updated_at.clone())
+            .execute(&mut *conn)
+            .await?;
+        }
+        WriteOp::ThreadState { thread_id, status, interruption_reason } => {
+            sqlx::query("UPDATE threads SET status = ?, interruption_reason = ?, updated_at = ? WHERE thread_id = ?")
+                .bind(status.clone())
+                .bind(interruption_reason.clone())
+                .bind(now.clone())
+                .bind(thread_id.clone())
+                .execute(&mut *conn)
+                .await?;
+        }
+        WriteOp::ThreadHandoff { thread_id, handoff } => {
+            sqlx::query("UPDATE threads SET handoff_json = ?, updated_at = ? WHERE thread_id = ?")
+                .bind(json_text(handoff))
+                .bind(now.clone())
+                .bind(thread_id.clone())
+                .execute(&mut *conn)
+                .await?;
+        }
         WriteOp::Task { .. } | WriteOp::Agent(_) | WriteOp::NodeMeta { .. } => {}
+    }
+    Ok(())
+}
+
+/// Opens a thread turn (index = max + 1, inside this transaction, so concurrent turns never
+/// collide) or mirrors the task's status and remote ids onto its turn.
+async fn write_turn(
+    conn: &mut SqliteConnection,
+    task: &TaskRecord,
+    thread_id: &str,
+    new_turn: Option<&NewTurn>,
+) -> Result<(), StorageError> {
+    let remote = task.remote.clone().unwrap_or_default();
+    if let Some(turn) = new_turn {
+        sqlx::query(
+            "UPDATE threads SET last_task_id = ?, last_actor_agent_id = ?, last_target_agent_id = ?, status = 'active', \
+             interruption_reason = NULL, updated_at = ? WHERE thread_id = ?",
+        )
+        .bind(task.task_id.clone())
+        .bind(turn.sender_agent_id.clone())
+        .bind(turn.target_agent_id.clone())
+        .bind(task.updated_at.clone())
+        .bind(thread_id.to_owned())
+        .execute(&mut *conn)
+        .await?;
+        sqlx::query(
+            "INSERT INTO thread_turns (thread_id, turn_index, task_id, sender_agent_id, target_agent_id, status, created_at, updated_at) \
+             SELECT ?, COALESCE(MAX(turn_index), 0) + 1, ?, ?, ?, ?, ?, ? FROM thread_turns WHERE thread_id = ?",
+        )
+        .bind(thread_id.to_owned())
+        .bind(task.task_id.clone())
+        .bind(turn.sender_agent_id.clone())
+        .bind(turn.target_agent_id.clone())
+        .bind(task.status.as_str())
+        .bind(task.created_at.clone())
+        .bind(task.updated_at.clone())
+        .bind(thread_id.to_owned())
+        .execute(&mut *conn)
+        .await?;
+    } else {
+        sqlx::query(
+            "UPDATE thread_turns SET status = ?, remote_session_id = COALESCE(?, remote_session_id), \
+             remote_execution_id = COALESCE(?, remote_execution_id), updated_at = ? WHERE task_id = ?",
+        )
+        .bind(task.status.as_str())
+        .bind(remote.remote_session_id.clone())
+        .bind(remote.remote_execution_id.clone())
+        .bind(task.updated_at.clone())
+        .bind(task.task_id.clone())
+        .execute(&mut *conn)
+        .await?;
     }
     Ok(())
 }
@@ -563,6 +670,7 @@ mod tests {
                     last_seq: 1,
                     events: vec![event(&id, 1)],
                     artifacts: vec![],
+                    new_turn: None,
                 };
                 ask(&storage, "storage", Duration::from_secs(10), |r| StorageMsg::Write(op, r)).await
             }));
@@ -577,6 +685,7 @@ mod tests {
             last_seq: 1,
             events: vec![event("task-0", 1)],
             artifacts: vec![],
+            new_turn: None,
         };
         let ok_neighbour = WriteOp::NodeMeta { key: "k".into(), value: "v".into() };
         let (r1, r2) = tokio::join!(

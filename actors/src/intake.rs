@@ -1,0 +1,170 @@
+//! Task intake: turns a validated request into a durable task with a live actor. Used by
+//! `POST /v1/tasks`, `POST /v1/threads/{id}/continue` and the thread coordinator's auto-handoff,
+//! so every task — whoever asks for it — is routed, checked and recorded the same way.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::clock;
+use crate::error::AskError;
+use crate::ids;
+use crate::model::{DeliveryPolicy, JsonObject, TaskRecord, TaskStatus, ThreadRecord, deep_merge};
+use crate::registry::RouteError;
+use crate::root::Directory;
+use crate::storage::NewTurn;
+use crate::supervision::ask;
+use crate::task::{NewTask, TaskError, TaskMsg};
+use crate::task_supervisor::TaskSupMsg;
+
+/// Budget for the spawn and creation requests.
+const INTAKE_ASK: Duration = Duration::from_secs(10);
+
+/// A task request after the edge parsed it.
+#[derive(Clone, Debug, Default)]
+pub struct TaskRequest {
+    pub thread_id: Option<String>,
+    pub sender: Option<String>,
+    pub target_agent_id: Option<String>,
+    pub intent: Option<String>,
+    pub payload: Value,
+    pub runtime_options: JsonObject,
+    pub conversation_id: Option<String>,
+    pub delivery: DeliveryPolicy,
+    pub metadata: JsonObject,
+}
+
+/// Why a task was not created; each maps to one HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    /// 400.
+    #[error("{0}")]
+    Invalid(String),
+    /// 404 / 409 / 422 by kind.
+    #[error(transparent)]
+    Route(#[from] RouteError),
+    /// 404.
+    #[error("thread not found: {0}")]
+    ThreadNotFound(String),
+    /// 422.
+    #[error("thread agent pair invalid: {0}")]
+    Participants(String),
+    /// 503.
+    #[error(transparent)]
+    Task(#[from] TaskError),
+    #[error(transparent)]
+    Ask(#[from] AskError),
+    #[error(transparent)]
+    Storage(#[from] crate::error::StorageError),
+}
+
+fn non_empty(s: Option<String>) -> Option<String> {
+    s.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+}
+
+/// Checks a thread-bound task's pair: sender ∈ {A, B}; target omitted → the other participant;
+/// target ∈ {A, B} and ≠ sender. Pure.
+pub fn thread_pair(thread: &ThreadRecord, sender: &str, target: Option<&str>) -> Result<String, String> {
+    let (a, b) = (thread.agent_a_id.as_str(), thread.agent_b_id.as_str());
+    if sender != a && sender != b {
+        return Err(format!("sender '{sender}' is not a participant of thread {} ({a}, {b})", thread.thread_id));
+    }
+    let other = if sender == a { b } else { a };
+    match target {
+        None => Ok(other.to_owned()),
+        Some(t) if t == sender => Err(format!("target '{t}' is the sender; a turn goes to the other participant")),
+        Some(t) if t != a && t != b => {
+            Err(format!("target '{t}' is not a participant of thread {} ({a}, {b})", thread.thread_id))
+        }
+        Some(t) => Ok(t.to_owned()),
+    }
+}
+
+/// Creates a task: validates, routes, records (with its thread turn), spawns its actor, and
+/// returns the record once `task.created` and `task.routed` are durable.
+pub async fn create_task(dir: &Arc<Directory>, req: TaskRequest) -> Result<TaskRecord, IntakeError> {
+    let intent = non_empty(req.intent).ok_or_else(|| IntakeError::Invalid("intent is required".into()))?;
+    let payload = match req.payload {
+        Value::Null => json!({}),
+        v @ Value::Object(_) => v,
+        _ => return Err(IntakeError::Invalid("payload must be a JSON object".into())),
+    };
+    if req.delivery.timeout_ms == Some(0) {
+        return Err(IntakeError::Invalid("delivery.timeout_ms must be greater than 0".into()));
+    }
+    let mut sender = non_empty(req.sender).unwrap_or_else(|| "local".to_owned());
+    let mut requested = non_empty(req.target_agent_id);
+    let thread_id = non_empty(req.thread_id);
+    let mut new_turn = None;
+    if let Some(tid) = &thread_id {
+        let thread = dir.reader.thread(tid).await?.ok_or_else(|| IntakeError::ThreadNotFound(tid.clone()))?;
+        let target = thread_pair(&thread, &sender, requested.as_deref()).map_err(IntakeError::Participants)?;
+        sender = sender.clone();
+        new_turn = Some(NewTurn { sender_agent_id: sender.clone(), target_agent_id: target.clone() });
+        requested = Some(target);
+    }
+    let target = {
+        let table = dir.targets.borrow();
+        table.route(requested.as_deref(), &intent)?.clone()
+    };
+    let runtime_options = deep_merge(&target.defaults, &req.runtime_options);
+    let now = clock::now_rfc3339();
+    let conversation_id = non_empty(req.conversation_id).or_else(|| thread_id.clone()).unwrap_or_else(ids::new_id);
+    let record = TaskRecord {
+        task_id: ids::new_id(),
+        thread_id,
+        conversation_id,
+        sender,
+        intent,
+        requested_agent_id: requested,
+        resolved_agent_id: Some(target.target_id.clone()),
+        runtime_options,
+        payload_artifact_id: None,
+        status: TaskStatus::Created,
+        remote: None,
+        last_error: None,
+        result_artifact_id: None,
+        delivery: req.delivery,
+        metadata: req.metadata,
+        created_at: now.clone(),
+        updated_at: now,
+    };
+    let new = NewTask { record, payload, target, new_turn };
+    let actor = dir.tasks.ask(INTAKE_ASK, |reply| TaskSupMsg::Spawn(Box::new(new), reply)).await??;
+    Ok(ask(&actor, "task", INTAKE_ASK, TaskMsg::Create).await??)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn thread() -> ThreadRecord {
+        ThreadRecord {
+            thread_id: "t".into(),
+            agent_a_id: "a".into(),
+            agent_b_id: "b".into(),
+            status: "active".into(),
+            continuity_key: "a:b".into(),
+            last_task_id: None,
+            last_actor_agent_id: None,
+            last_target_agent_id: None,
+            metadata: JsonObject::new(),
+            interruption_reason: None,
+            handoff: None,
+            created_at: String::new(),
+            updated_at: String::new(),
+        }
+    }
+
+    #[test]
+    fn participant_rules() {
+        let t = thread();
+        assert_eq!(thread_pair(&t, "a", None), Ok("b".into()));
+        assert_eq!(thread_pair(&t, "b", None), Ok("a".into()));
+        assert_eq!(thread_pair(&t, "a", Some("b")), Ok("b".into()));
+        assert!(thread_pair(&t, "local", None).is_err());
+        assert!(thread_pair(&t, "a", Some("a")).is_err());
+        assert!(thread_pair(&t, "a", Some("c")).is_err());
+    }
+}

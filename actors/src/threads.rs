@@ -1,0 +1,360 @@
+//! The thread coordinator: bounded auto-handoff between a thread's two agents, and restart
+//! handling of threads.
+//!
+//! Auto-handoff is driven by task events, not polling: a thread-bound task actor tells this actor
+//! when its task reaches `awaiting_input` or a terminal state, and the coordinator decides — per
+//! the plan's flags, every one honoured — whether to stop or to create the next turn (the
+//! previous target speaks next). The plan and its progress are persisted in the thread, so after a
+//! restart the coordinator picks them up and continues or stops according to the flags.
+//!
+//! On start (before task recovery), threads whose last turn was still in flight become
+//! `interrupted` with the reason; continuing a thread re-activates it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::intake::{TaskRequest, create_task};
+use crate::model::{DeliveryPolicy, JsonObject, TaskRecord, TaskStatus};
+use crate::root::Directory;
+use crate::storage::{StorageMsg, WriteOp};
+use crate::supervision::ASK_TIMEOUT;
+
+/// A bounded auto-handoff: its plan and progress (persisted as the thread's `handoff`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HandoffPlan {
+    /// Total turns, the first included.
+    pub max_turns: u32,
+    /// Turns created so far.
+    pub turns_done: u32,
+    pub stop_on_awaiting_input: bool,
+    pub stop_on_terminal_error: bool,
+    pub stop_on_same_actor_repeat: bool,
+    #[serde(default)]
+    pub intent: Option<String>,
+    #[serde(default)]
+    pub intent_by_agent: BTreeMap<String, String>,
+    #[serde(default)]
+    pub payload: Value,
+    #[serde(default)]
+    pub payload_by_agent: BTreeMap<String, Value>,
+    #[serde(default)]
+    pub runtime_options: JsonObject,
+    pub delivery: DeliveryPolicy,
+    #[serde(default)]
+    pub metadata: JsonObject,
+    /// The turn being waited on.
+    pub last_task_id: String,
+    pub last_sender: String,
+    pub last_target: String,
+    /// Still running.
+    pub active: bool,
+    #[serde(default)]
+    pub stopped_reason: Option<String>,
+}
+
+/// What to do after a turn settled. Pure.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HandoffStep {
+    /// Keep waiting (e.g. awaiting input when not asked to stop on it).
+    Wait,
+    /// Stop with this reason.
+    Stop(String),
+    /// Create the next turn from `sender` to `target`.
+    Next { sender: String, target: String },
+}
+
+impl HandoffPlan {
+    /// Decides the next step after the watched turn reached `status`. Pure.
+    pub fn step(&self, status: TaskStatus, reason: Option<&str>) -> HandoffStep {
+        if status == TaskStatus::AwaitingInput {
+            return if self.stop_on_awaiting_input {
+                HandoffStep::Stop("stop_on_awaiting_input: the turn awaits input".into())
+            } else {
+                HandoffStep::Wait
+            };
+        }
+        if !status.is_terminal() {
+            return HandoffStep::Wait;
+        }
+        if self.stop_on_terminal_error && status != TaskStatus::Completed {
+            return HandoffStep::Stop(format!(
+                "stop_on_terminal_error: turn {} {status}{}",
+                self.turns_done,
+                reason.map(|r| format!(" ({r})")).unwrap_or_default()
+            ));
+        }
+        if self.turns_done >= self.max_turns {
+            return HandoffStep::Stop(format!("max_turns reached ({})", self.max_turns));
+        }
+        let (sender, target) = (self.last_target.clone(), self.last_sender.clone());
+        if self.stop_on_same_actor_repeat && sender == self.last_sender {
+            return HandoffStep::Stop(format!("stop_on_same_actor_repeat: {sender} would speak twice"));
+        }
+        HandoffStep::Next { sender, target }
+    }
+}
+
+/// Messages of the thread coordinator.
+pub enum ThreadMsg {
+    /// A handoff began with its first turn.
+    StartHandoff { thread_id: String, plan: Box<HandoffPlan> },
+    /// A thread-bound task reached `awaiting_input` or a terminal state.
+    TurnSettled { thread_id: String, task_id: String, status: TaskStatus, reason: Option<String> },
+    /// The next turn's task was created (or not).
+    NextCreated { thread_id: String, result: Result<Box<TaskRecord>, String> },
+}
+
+/// State of the thread coordinator.
+pub struct ThreadState {
+    dir: Arc<Directory>,
+    /// Running handoffs by thread id.
+    runs: HashMap<String, HandoffPlan>,
+}
+
+/// The thread coordinator.
+pub struct ThreadCoordinator;
+
+fn persist(dir: &Arc<Directory>, op: WriteOp) {
+    let dir = dir.clone();
+    tokio::spawn(async move {
+        if let Err(e) =
+            dir.storage.ask(ASK_TIMEOUT, |r| StorageMsg::Write(op, r)).await.map(|r| r.map_err(|e| e.to_string()))
+        {
+            tracing::warn!(error = %e, "thread write failed");
+        }
+    });
+}
+
+fn record_plan(dir: &Arc<Directory>, thread_id: &str, plan: &HandoffPlan) {
+    persist(
+        dir,
+        WriteOp::ThreadHandoff {
+            thread_id: thread_id.to_owned(),
+            handoff: serde_json::to_value(plan).unwrap_or(Value::Null),
+        },
+    );
+}
+
+/// Why a restart interrupted a thread, given its last task's status (contract §10.7).
+pub fn interruption_reason(status: TaskStatus) -> &'static str {
+    if status == TaskStatus::AwaitingInput {
+        "restart interrupted the thread while the last task was awaiting input"
+    } else {
+        "restart interrupted the thread while the last task was still in progress"
+    }
+}
+
+impl ThreadCoordinator {
+    /// Re-delivers a settle the coordinator may have missed (the plan now watches `task_id`).
+    /// A duplicate is harmless: the plan stops watching a task once it acted on it.
+    async fn recheck(
+        myself: &ActorRef<ThreadMsg>,
+        state: &ThreadState,
+        thread_id: String,
+        task_id: String,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(stored) = state.dir.reader.task(&task_id).await?
+            && (stored.task.status.is_terminal() || stored.task.status == TaskStatus::AwaitingInput)
+        {
+            let _ = myself.cast(ThreadMsg::TurnSettled {
+                thread_id,
+                task_id,
+                status: stored.task.status,
+                reason: stored.task.last_error.map(|e| e.reason),
+            });
+        }
+        Ok(())
+    }
+
+    fn stop(state: &mut ThreadState, thread_id: &str, reason: String) {
+        if let Some(mut plan) = state.runs.remove(thread_id) {
+            tracing::info!(actor_kind = "threads", thread_id, %reason, turns = plan.turns_done, "auto-handoff stopped");
+            plan.active = false;
+            plan.stopped_reason = Some(reason);
+            record_plan(&state.dir, thread_id, &plan);
+        }
+    }
+}
+
+impl Actor for ThreadCoordinator {
+    type Msg = ThreadMsg;
+    type State = ThreadState;
+    type Arguments = Arc<Directory>;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<ThreadMsg>,
+        dir: Arc<Directory>,
+    ) -> Result<ThreadState, ActorProcessingErr> {
+        Ok(ThreadState { dir, runs: HashMap::new() })
+    }
+
+    async fn post_start(
+        &self,
+        _myself: ActorRef<ThreadMsg>,
+        state: &mut ThreadState,
+    ) -> Result<(), ActorProcessingErr> {
+        // Runs before task recovery (the root starts this service first), so the recovered
+        // tasks' settle notifications find their plans here.
+        let mut interrupted = 0;
+        for status in ["active", "interrupted"] {
+            for thread in state.dir.reader.threads_with_status(status).await? {
+                if let Some(plan) = thread
+                    .handoff
+                    .clone()
+                    .and_then(|h| serde_json::from_value::<HandoffPlan>(h).ok())
+                    .filter(|p| p.active)
+                {
+                    state.runs.insert(thread.thread_id.clone(), plan);
+                }
+                let Some(last) = thread.last_task_id.as_deref() else { continue };
+                let Some(task) = state.dir.reader.task(last).await? else { continue };
+                if status == "active" && !task.task.status.is_terminal() {
+                    let reason = interruption_reason(task.task.status).to_owned();
+                    state
+                        .dir
+                        .storage
+                        .ask(ASK_TIMEOUT, |r| {
+                            StorageMsg::Write(
+                                WriteOp::ThreadState {
+                                    thread_id: thread.thread_id.clone(),
+                                    status: "interrupted".into(),
+                                    interruption_reason: Some(reason),
+                                },
+                                r,
+                            )
+                        })
+                        .await??;
+                    interrupted += 1;
+                }
+            }
+        }
+        tracing::info!(actor_kind = "threads", interrupted, handoffs = state.runs.len(), "thread recovery done");
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<ThreadMsg>,
+        msg: ThreadMsg,
+        state: &mut ThreadState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            ThreadMsg::StartHandoff { thread_id, plan } => {
+                record_plan(&state.dir, &thread_id, &plan);
+                let first = plan.last_task_id.clone();
+                state.runs.insert(thread_id.clone(), *plan);
+                // The first turn may have settled before the plan arrived; its settle message
+                // was then ignored. Its stored status is durable, so look it up once.
+                Self::recheck(&myself, state, thread_id, first).await?;
+            }
+            ThreadMsg::TurnSettled { thread_id, task_id, status, reason } => {
+                let Some(plan) = state.runs.get(&thread_id).filter(|p| p.last_task_id == task_id) else {
+                    return Ok(());
+                };
+                match plan.step(status, reason.as_deref()) {
+                    HandoffStep::Wait => {}
+                    HandoffStep::Stop(reason) => Self::stop(state, &thread_id, reason),
+                    HandoffStep::Next { sender, target } => {
+                        let req = TaskRequest {
+                            thread_id: Some(thread_id.clone()),
+                            sender: Some(sender.clone()),
+                            target_agent_id: Some(target.clone()),
+                            intent: plan.intent_by_agent.get(&sender).cloned().or_else(|| plan.intent.clone()),
+                            payload: plan
+                                .payload_by_agent
+                                .get(&sender)
+                                .cloned()
+                                .unwrap_or_else(|| plan.payload.clone()),
+                            runtime_options: plan.runtime_options.clone(),
+                            conversation_id: None,
+                            delivery: plan.delivery.clone(),
+                            metadata: plan.metadata.clone(),
+                        };
+                        if let Some(p) = state.runs.get_mut(&thread_id) {
+                            // Nothing else is watched until the next task exists.
+                            p.last_task_id = String::new();
+                            p.last_sender = sender;
+                            p.last_target = target;
+                        }
+                        let (dir, me, tid) = (state.dir.clone(), myself.clone(), thread_id.clone());
+                        tokio::spawn(async move {
+                            let result = create_task(&dir, req).await.map(Box::new).map_err(|e| e.to_string());
+                            let _ = me.cast(ThreadMsg::NextCreated { thread_id: tid, result });
+                        });
+                    }
+                }
+            }
+            ThreadMsg::NextCreated { thread_id, result } => match result {
+                Ok(task) => {
+                    if let Some(plan) = state.runs.get_mut(&thread_id) {
+                        plan.turns_done += 1;
+                        plan.last_task_id = task.task_id.clone();
+                        tracing::info!(actor_kind = "threads", thread_id = %thread_id, task_id = %task.task_id, turn = plan.turns_done, "auto-handoff turn created");
+                        let plan = plan.clone();
+                        record_plan(&state.dir, &thread_id, &plan);
+                        // The task may already have settled before the plan pointed at it.
+                        Self::recheck(&myself, state, thread_id, task.task_id).await?;
+                    }
+                }
+                Err(e) => Self::stop(state, &thread_id, format!("next turn could not be created: {e}")),
+            },
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan() -> HandoffPlan {
+        HandoffPlan {
+            max_turns: 3,
+            turns_done: 1,
+            stop_on_awaiting_input: false,
+            stop_on_terminal_error: false,
+            stop_on_same_actor_repeat: false,
+            intent: Some("chat".into()),
+            intent_by_agent: BTreeMap::new(),
+            payload: Value::Null,
+            payload_by_agent: BTreeMap::new(),
+            runtime_options: JsonObject::new(),
+            delivery: DeliveryPolicy::default(),
+            metadata: JsonObject::new(),
+            last_task_id: "t1".into(),
+            last_sender: "a".into(),
+            last_target: "b".into(),
+            active: true,
+            stopped_reason: None,
+        }
+    }
+
+    #[test]
+    fn every_flag_is_honoured() {
+        let p = plan();
+        assert_eq!(p.step(TaskStatus::Completed, None), HandoffStep::Next { sender: "b".into(), target: "a".into() });
+        assert_eq!(p.step(TaskStatus::Running, None), HandoffStep::Wait);
+        assert_eq!(p.step(TaskStatus::AwaitingInput, None), HandoffStep::Wait, "awaiting input stops only when asked");
+        assert!(matches!(
+            HandoffPlan { stop_on_awaiting_input: true, ..plan() }.step(TaskStatus::AwaitingInput, None),
+            HandoffStep::Stop(_)
+        ));
+        assert!(
+            matches!(p.step(TaskStatus::Failed, Some("x")), HandoffStep::Next { .. }),
+            "failures continue unless asked"
+        );
+        assert!(
+            matches!(HandoffPlan { stop_on_terminal_error: true, ..plan() }.step(TaskStatus::Failed, Some("x")), HandoffStep::Stop(r) if r.contains("(x)"))
+        );
+        assert!(
+            matches!(HandoffPlan { turns_done: 3, ..plan() }.step(TaskStatus::Completed, None), HandoffStep::Stop(r) if r.contains("max_turns"))
+        );
+        let same = HandoffPlan { stop_on_same_actor_repeat: true, last_target: "a".into(), ..plan() };
+        assert!(matches!(same.step(TaskStatus::Completed, None), HandoffStep::Stop(_)));
+    }
+}
