@@ -60,8 +60,106 @@ pub enum Command {
     Targets,
     /// Register an agent (a target other agents can call).
     Register(RegisterArgs),
+    /// Register unless the stored agent id is still known; keeps the stored id.
+    EnsureRegistered(RegisterArgs),
+    /// Renew this agent's presence lease (`--every 30s` keeps renewing until interrupted).
+    Heartbeat(HeartbeatArgs),
+    /// Mark this agent offline.
+    Unregister(StateArgs),
     /// List registered agents.
     Agents,
+    /// A target's runtime health.
+    TargetHealth(TargetArg),
+    /// Start a target's runtime.
+    TargetStart(TargetArg),
+    /// Stop a target's runtime.
+    TargetStop(TargetArg),
+    /// Create a thread between two agents.
+    ThreadCreate(ThreadCreateArgs),
+    /// Inspect a thread (state, turns, continuity, who continues next).
+    ThreadGet(ThreadIdArg),
+    /// Send the next turn of a thread.
+    ThreadContinue(ThreadContinueArgs),
+    /// A thread's turns.
+    ThreadTurns(ThreadIdArg),
+    /// List threads.
+    Threads(ThreadsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HeartbeatArgs {
+    #[command(flatten)]
+    pub state: StateArgs,
+    #[arg(long, default_value_t = 300)]
+    pub lease_ttl_seconds: i64,
+    /// Keep renewing at this interval (Go duration, e.g. 30s) until interrupted.
+    #[arg(long, value_parser = crate::duration::parse_duration)]
+    pub every: Option<Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct TargetArg {
+    #[arg(long = "target-agent-id", alias = "target-id")]
+    pub target_agent_id: String,
+    /// Runtime options as a JSON object (selects the subcontext).
+    #[arg(long)]
+    pub runtime_options_json: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ThreadCreateArgs {
+    #[arg(long)]
+    pub agent_a_id: String,
+    #[arg(long)]
+    pub agent_b_id: String,
+    #[arg(long)]
+    pub continuity_key: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ThreadIdArg {
+    #[arg(long)]
+    pub thread_id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ThreadContinueArgs {
+    #[arg(long)]
+    pub thread_id: String,
+    #[arg(long)]
+    pub sender: Option<String>,
+    #[arg(long)]
+    pub target_agent_id: Option<String>,
+    #[arg(long)]
+    pub intent: Option<String>,
+    #[arg(long, conflicts_with = "payload_json")]
+    pub text: Option<String>,
+    #[arg(long)]
+    pub payload_json: Option<String>,
+    #[arg(long)]
+    pub conversation_id: Option<String>,
+    /// Keep handing the thread back and forth, up to --max-turns turns in all.
+    #[arg(long)]
+    pub auto_continue: bool,
+    #[arg(long)]
+    pub max_turns: Option<u32>,
+    #[arg(long)]
+    pub stop_on_awaiting_input: bool,
+    #[arg(long)]
+    pub stop_on_terminal_error: bool,
+    #[arg(long)]
+    pub stop_on_same_actor_repeat: bool,
+    /// Follow the turn's events and exit non-zero unless it completes.
+    #[arg(long)]
+    pub wait: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ThreadsArgs {
+    #[arg(long)]
+    pub agent: Option<String>,
+    #[arg(long)]
+    pub status: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -508,44 +606,203 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             }
             Ok(())
         }
-        Command::Register(a) => {
-            let mut body = json!({
-                "display_name": a.display_name,
-                "transport_kind": a.transport_kind,
-                "launch": { "mode": a.launch_mode },
-                "lease_ttl_seconds": a.lease_ttl_seconds,
-            });
-            if let Some(id) = a.state.agent_id.clone() {
-                body["agent_id"] = json!(id);
+        Command::Register(a) => register(&client, &a, None, &print).await,
+        Command::EnsureRegistered(a) => {
+            // Keep the stored id: re-register under it if the node lost it.
+            let stored = read_agent_id(&a.state);
+            if let Some(id) = &stored
+                && let Ok(v) = client.get(&format!("/v1/agents/{id}")).await
+            {
+                print(&v, format!("agent {id} is registered ({})", s(&v, "status")));
+                return Ok(());
             }
+            register(&client, &a, stored, &print).await
+        }
+        Command::Heartbeat(a) => {
+            let id = read_agent_id(&a.state)
+                .ok_or_else(|| CliError::Usage("no agent id: pass --agent-id or register first".into()))?;
+            loop {
+                let v = client
+                    .post(&format!("/v1/agents/{id}/heartbeat"), &json!({ "lease_ttl_seconds": a.lease_ttl_seconds }))
+                    .await?;
+                print(
+                    &v,
+                    format!(
+                        "agent {id} lease until {}",
+                        v.pointer("/agent/lease_expires_at").and_then(Value::as_str).unwrap_or("")
+                    ),
+                );
+                match a.every {
+                    Some(every) => tokio::time::sleep(every).await,
+                    None => return Ok(()),
+                }
+            }
+        }
+        Command::Unregister(st) => {
+            let id = read_agent_id(&st)
+                .ok_or_else(|| CliError::Usage("no agent id: pass --agent-id or register first".into()))?;
+            let v = client.post(&format!("/v1/agents/{id}/unregister"), &json!({})).await?;
+            print(&v, format!("agent {id} is offline"));
+            Ok(())
+        }
+        Command::TargetHealth(t) => {
+            let v = client.get(&format!("/v1/targets/{}/health", t.target_agent_id)).await?;
+            print(
+                &v,
+                format!(
+                    "{} {} (healthy: {}, pid: {})",
+                    s(&v, "target_id"),
+                    s(&v, "state"),
+                    v["healthy"],
+                    v.get("process_id").map(Value::to_string).unwrap_or_else(|| "-".into())
+                ),
+            );
+            Ok(())
+        }
+        Command::TargetStart(t) => {
+            let body = target_body(&t)?;
+            let v = client.post(&format!("/v1/targets/{}/start", t.target_agent_id), &body).await?;
+            print(
+                &v,
+                format!(
+                    "{} started (pid {})",
+                    t.target_agent_id,
+                    v.get("process_id").map(Value::to_string).unwrap_or_else(|| "-".into())
+                ),
+            );
+            Ok(())
+        }
+        Command::TargetStop(t) => {
+            let body = target_body(&t)?;
+            let v = client.post(&format!("/v1/targets/{}/stop", t.target_agent_id), &body).await?;
+            print(&v, format!("{} stopped", t.target_agent_id));
+            Ok(())
+        }
+        Command::ThreadCreate(a) => {
+            let mut body = json!({ "agent_a_id": a.agent_a_id, "agent_b_id": a.agent_b_id });
+            if let Some(k) = &a.continuity_key {
+                body["continuity_key"] = json!(k);
+            }
+            let v = client.post("/v1/threads", &body).await?;
+            print(
+                &v,
+                format!(
+                    "thread {} created ({} ↔ {})",
+                    v.pointer("/thread/thread_id").and_then(Value::as_str).unwrap_or(""),
+                    a.agent_a_id,
+                    a.agent_b_id
+                ),
+            );
+            Ok(())
+        }
+        Command::ThreadGet(a) => {
+            let v = client.get(&format!("/v1/threads/{}/inspect", a.thread_id)).await?;
+            print(&v, format_inspection(&v));
+            Ok(())
+        }
+        Command::ThreadTurns(a) => {
+            let v = client.get(&format!("/v1/threads/{}/turns", a.thread_id)).await?;
+            if raw {
+                println!("{v}");
+            } else {
+                for t in v.get("turns").and_then(Value::as_array).into_iter().flatten() {
+                    println!(
+                        "#{:<3} {} → {}  {:<15} task {}",
+                        t["turn_index"],
+                        s(t, "sender_agent_id"),
+                        s(t, "target_agent_id"),
+                        s(t, "status"),
+                        s(t, "task_id")
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::Threads(a) => {
+            let mut query = Vec::new();
+            for (k, v) in [("agent", a.agent), ("status", a.status)] {
+                if let Some(v) = v {
+                    query.push((k, v));
+                }
+            }
+            let v = client.send(client.http.get(client.url("/v1/threads")).query(&query)).await?;
+            if raw {
+                println!("{v}");
+            } else {
+                for t in v.get("threads").and_then(Value::as_array).into_iter().flatten() {
+                    println!(
+                        "{}  {} ↔ {}  {:<12} last task {}",
+                        s(t, "thread_id"),
+                        s(t, "agent_a_id"),
+                        s(t, "agent_b_id"),
+                        s(t, "status"),
+                        s(t, "last_task_id")
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::ThreadContinue(a) => {
+            let mut body = json!({});
             for (k, v) in [
-                ("endpoint", &a.endpoint),
-                ("adapter", &a.adapter),
-                ("dialect", &a.dialect),
-                ("healthcheck", &a.healthcheck),
-                ("sticky_mode", &a.sticky_mode),
+                ("sender", &a.sender),
+                ("target_agent_id", &a.target_agent_id),
+                ("intent", &a.intent),
+                ("conversation_id", &a.conversation_id),
             ] {
                 if let Some(v) = v {
                     body[k] = json!(v);
                 }
             }
-            if let Some(cmd) = &a.launch_command {
-                body["launch"]["command"] = json!(cmd.split_whitespace().collect::<Vec<_>>());
+            match (&a.text, &a.payload_json) {
+                (Some(t), _) => body["payload"] = json!({ "text": t }),
+                (None, Some(p)) => body["payload"] = Value::Object(parse_object("--payload-json", p)?),
+                (None, None) => {}
             }
-            if let Some(d) = &a.defaults {
-                body["defaults"] = Value::Object(parse_defaults(d)?);
+            if a.auto_continue {
+                body["auto_continue"] = json!(true);
             }
-            if let Some(c) = &a.capabilities {
-                body["capabilities"] = json!(c.split(',').map(str::trim).filter(|c| !c.is_empty()).collect::<Vec<_>>());
+            if let Some(m) = a.max_turns {
+                body["max_turns"] = json!(m);
             }
-            if a.replace {
-                body["replace"] = json!(true);
+            for (k, on) in [
+                ("stop_on_awaiting_input", a.stop_on_awaiting_input),
+                ("stop_on_terminal_error", a.stop_on_terminal_error),
+                ("stop_on_same_actor_repeat", a.stop_on_same_actor_repeat),
+            ] {
+                if on {
+                    body[k] = json!(true);
+                }
             }
-            let v = client.post("/v1/agents/register", &body).await?;
-            let agent_id = v.pointer("/agent/agent_id").and_then(Value::as_str).unwrap_or("").to_owned();
-            write_agent_id(&a.state.state_file, &agent_id)?;
-            print(&v, format!("agent {agent_id} registered (state file {})", a.state.state_file.display()));
-            Ok(())
+            let v = client.post(&format!("/v1/threads/{}/continue", a.thread_id), &body).await?;
+            let task = v.get("task").cloned().unwrap_or(Value::Null);
+            let task_id = s(&task, "task_id").to_owned();
+            print(
+                &v,
+                format!(
+                    "turn task {task_id}: {} → {} (status {})",
+                    s(&task, "sender"),
+                    s(&task, "resolved_agent_id"),
+                    s(&task, "status")
+                ),
+            );
+            if !a.wait {
+                return Ok(());
+            }
+            let last = client.follow(&task_id, 0, |e| print(e, format_event(e))).await?;
+            match last.as_ref().map(|e| s(e, "state").to_owned()) {
+                Some(st) if st == "completed" => {
+                    if !raw && let Some(result) = last.as_ref().and_then(|e| e.pointer("/data/result")) {
+                        println!("result: {result}");
+                    }
+                    Ok(())
+                }
+                other => Err(CliError::TaskDidNotComplete {
+                    task_id,
+                    status: other.unwrap_or_else(|| "without a terminal event".into()),
+                    detail: String::new(),
+                }),
+            }
         }
         Command::Agents => {
             let v = client.get("/v1/agents").await?;
@@ -566,6 +823,101 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
     }
+}
+
+fn target_body(t: &TargetArg) -> Result<Value, CliError> {
+    Ok(match &t.runtime_options_json {
+        Some(o) => json!({ "runtime_options": Value::Object(parse_object("--runtime-options-json", o)?) }),
+        None => json!({}),
+    })
+}
+
+/// The inspection view, readable.
+pub fn format_inspection(v: &Value) -> String {
+    let t = &v["thread"];
+    let mut out = format!(
+        "thread {}  {} ↔ {}  status {}\n  next: {} → {} (reuses remote session: {})",
+        s(t, "thread_id"),
+        s(t, "agent_a_id"),
+        s(t, "agent_b_id"),
+        s(t, "status"),
+        v.pointer("/next_continue/sender_agent_id").and_then(Value::as_str).unwrap_or(""),
+        v.pointer("/next_continue/target_agent_id").and_then(Value::as_str).unwrap_or(""),
+        v.pointer("/next_continue/will_reuse_remote_session").and_then(Value::as_bool).unwrap_or(false),
+    );
+    if let Some(r) = v.get("interruption_reason").and_then(Value::as_str) {
+        out.push_str(&format!("\n  interruption: {r}"));
+    }
+    if let Some(h) = t.get("handoff") {
+        out.push_str(&format!(
+            "\n  auto-handoff: {} of {} turns{}",
+            h["turns_done"],
+            h["max_turns"],
+            h.get("stopped_reason").and_then(Value::as_str).map(|r| format!(", stopped: {r}")).unwrap_or_default()
+        ));
+    }
+    for turn in v.get("turns").and_then(Value::as_array).into_iter().flatten() {
+        out.push_str(&format!(
+            "\n  #{:<3} {} → {}  {}",
+            turn["turn_index"],
+            s(turn, "sender_agent_id"),
+            s(turn, "target_agent_id"),
+            s(turn, "status")
+        ));
+    }
+    for c in v.get("continuity").and_then(Value::as_array).into_iter().flatten() {
+        out.push_str(&format!(
+            "\n  {}: last session {}",
+            s(c, "agent_id"),
+            c.get("last_remote_session_id").and_then(Value::as_str).unwrap_or("-")
+        ));
+    }
+    out
+}
+
+async fn register(
+    client: &Client,
+    a: &RegisterArgs,
+    keep_id: Option<String>,
+    print: &impl Fn(&Value, String),
+) -> Result<(), CliError> {
+    let mut body = json!({
+        "display_name": a.display_name,
+        "transport_kind": a.transport_kind,
+        "launch": { "mode": a.launch_mode },
+        "lease_ttl_seconds": a.lease_ttl_seconds,
+    });
+    if let Some(id) = a.state.agent_id.clone().or(keep_id) {
+        body["agent_id"] = json!(id);
+    }
+    for (k, v) in [
+        ("endpoint", &a.endpoint),
+        ("adapter", &a.adapter),
+        ("dialect", &a.dialect),
+        ("healthcheck", &a.healthcheck),
+        ("sticky_mode", &a.sticky_mode),
+    ] {
+        if let Some(v) = v {
+            body[k] = json!(v);
+        }
+    }
+    if let Some(cmd) = &a.launch_command {
+        body["launch"]["command"] = json!(cmd.split_whitespace().collect::<Vec<_>>());
+    }
+    if let Some(d) = &a.defaults {
+        body["defaults"] = Value::Object(parse_defaults(d)?);
+    }
+    if let Some(c) = &a.capabilities {
+        body["capabilities"] = json!(c.split(',').map(str::trim).filter(|c| !c.is_empty()).collect::<Vec<_>>());
+    }
+    if a.replace {
+        body["replace"] = json!(true);
+    }
+    let v = client.post("/v1/agents/register", &body).await?;
+    let agent_id = v.pointer("/agent/agent_id").and_then(Value::as_str).unwrap_or("").to_owned();
+    write_agent_id(&a.state.state_file, &agent_id)?;
+    print(&v, format!("agent {agent_id} registered (state file {})", a.state.state_file.display()));
+    Ok(())
 }
 
 #[cfg(test)]

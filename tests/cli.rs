@@ -175,3 +175,59 @@ async fn unreachable_node_is_a_clear_error() -> Result {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach http://127.0.0.1:9"));
     Ok(())
 }
+
+#[tokio::test]
+async fn agent_target_and_thread_commands() -> Result {
+    let node = Node::start()?;
+    // ensure-registered registers once, then keeps the stored id.
+    let first = cli(
+        &node,
+        &["ensure-registered", "--display-name", "Me", "--adapter", "loopback", "--capabilities", "me.work"],
+    )?;
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let state: Value = serde_json::from_str(&std::fs::read_to_string(node.dir.join("home/.aethrolink/agent.json"))?)?;
+    let me = state["agent_id"].as_str().ok_or("id")?.to_owned();
+    let again = cli(
+        &node,
+        &["ensure-registered", "--display-name", "Me", "--adapter", "loopback", "--capabilities", "me.work"],
+    )?;
+    assert!(stdout(&again).contains(&format!("agent {me} is registered")), "{}", stdout(&again));
+    let hb = cli(&node, &["heartbeat", "--lease-ttl-seconds", "120"])?;
+    assert!(hb.status.success() && stdout(&hb).contains(&me));
+    let un = cli(&node, &["unregister"])?;
+    assert!(un.status.success() && stdout(&un).contains("offline"));
+    assert!(stdout(&cli(&node, &["agents"])?).contains("offline"));
+    // Targets.
+    let health = cli(&node, &["target-health", "--target-agent-id", "echo"])?;
+    assert!(stdout(&health).contains("echo up"), "{}", stdout(&health));
+    assert!(cli(&node, &["target-start", "--target-agent-id", "echo"])?.status.success());
+    assert!(cli(&node, &["target-stop", "--target-agent-id", "echo"])?.status.success());
+    assert!(!cli(&node, &["target-health", "--target-agent-id", "ghost"])?.status.success());
+    // Threads.
+    let created = cli(&node, &["--json", "thread-create", "--agent-a-id", "echo", "--agent-b-id", "other"])?;
+    let v: Value = serde_json::from_str(stdout(&created).trim())?;
+    let thread = v["thread"]["thread_id"].as_str().ok_or("thread")?.to_owned();
+    let turn = run(
+        &node,
+        vec![
+            "thread-continue".into(),
+            "--thread-id".into(),
+            thread.clone(),
+            "--intent".into(),
+            "shared.cap".into(),
+            "--text".into(),
+            "hello".into(),
+            "--wait".into(),
+        ],
+    )
+    .await?;
+    assert!(turn.status.success(), "{}{}", stdout(&turn), String::from_utf8_lossy(&turn.stderr));
+    assert!(stdout(&turn).contains("task.completed") && stdout(&turn).contains("echo → other"), "{}", stdout(&turn));
+    let turns = cli(&node, &["thread-turns", "--thread-id", &thread])?;
+    assert!(stdout(&turns).contains("#1") && stdout(&turns).contains("completed"), "{}", stdout(&turns));
+    let view = cli(&node, &["thread-get", "--thread-id", &thread])?;
+    assert!(stdout(&view).contains("next: other → echo"), "{}", stdout(&view));
+    let list = cli(&node, &["threads", "--agent", "echo"])?;
+    assert!(stdout(&list).contains(&thread));
+    Ok(())
+}

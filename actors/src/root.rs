@@ -67,10 +67,10 @@ pub enum Service {
 }
 
 impl Service {
-    const START_ORDER: [Service; 5] =
-        [Service::Storage, Service::Registry, Service::Runtimes, Service::SseHub, Service::Tasks];
-    const STOP_ORDER: [Service; 5] =
-        [Service::SseHub, Service::Tasks, Service::Runtimes, Service::Registry, Service::Storage];
+    const START_ORDER: [Service; 6] =
+        [Service::Storage, Service::Registry, Service::Runtimes, Service::SseHub, Service::Threads, Service::Tasks];
+    const STOP_ORDER: [Service; 6] =
+        [Service::SseHub, Service::Tasks, Service::Threads, Service::Runtimes, Service::Registry, Service::Storage];
 
     fn name(self) -> &'static str {
         match self {

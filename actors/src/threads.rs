@@ -190,16 +190,10 @@ impl Actor for ThreadCoordinator {
         _myself: ActorRef<ThreadMsg>,
         dir: Arc<Directory>,
     ) -> Result<ThreadState, ActorProcessingErr> {
-        Ok(ThreadState { dir, runs: HashMap::new() })
-    }
-
-    async fn post_start(
-        &self,
-        _myself: ActorRef<ThreadMsg>,
-        state: &mut ThreadState,
-    ) -> Result<(), ActorProcessingErr> {
-        // Runs before task recovery (the root starts this service first), so the recovered
-        // tasks' settle notifications find their plans here.
+        // In pre_start, which the root awaits before it starts the task supervisor: recovery
+        // must see each thread's last task as it was before the node stopped (task recovery
+        // then fails it as interrupted, and its settle notification finds the plan here).
+        let mut state = ThreadState { dir, runs: HashMap::new() };
         let mut interrupted = 0;
         for status in ["active", "interrupted"] {
             for thread in state.dir.reader.threads_with_status(status).await? {
@@ -215,26 +209,18 @@ impl Actor for ThreadCoordinator {
                 let Some(task) = state.dir.reader.task(last).await? else { continue };
                 if status == "active" && !task.task.status.is_terminal() {
                     let reason = interruption_reason(task.task.status).to_owned();
-                    state
-                        .dir
-                        .storage
-                        .ask(ASK_TIMEOUT, |r| {
-                            StorageMsg::Write(
-                                WriteOp::ThreadState {
-                                    thread_id: thread.thread_id.clone(),
-                                    status: "interrupted".into(),
-                                    interruption_reason: Some(reason),
-                                },
-                                r,
-                            )
-                        })
-                        .await??;
+                    let op = WriteOp::ThreadState {
+                        thread_id: thread.thread_id.clone(),
+                        status: "interrupted".into(),
+                        interruption_reason: Some(reason),
+                    };
+                    state.dir.storage.ask(ASK_TIMEOUT, |r| StorageMsg::Write(op, r)).await??;
                     interrupted += 1;
                 }
             }
         }
         tracing::info!(actor_kind = "threads", interrupted, handoffs = state.runs.len(), "thread recovery done");
-        Ok(())
+        Ok(state)
     }
 
     async fn handle(
