@@ -231,3 +231,27 @@ async fn agent_target_and_thread_commands() -> Result {
     assert!(stdout(&list).contains(&thread));
     Ok(())
 }
+
+#[tokio::test]
+async fn heartbeat_every_keeps_the_lease_alive_until_interrupted() -> Result {
+    let node = Node::start()?;
+    let (_, v) = node
+        .post(
+            "/v1/agents/register",
+            json!({"agent_id": "hb", "display_name": "hb", "transport_kind": "local_managed", "lease_ttl_seconds": 1}),
+        )
+        .await?;
+    assert_eq!(v["agent"]["agent_id"], "hb");
+    let mut child = std::process::Command::new(cli_bin())
+        .args(["--server", &node.base, "heartbeat", "--agent-id", "hb", "--lease-ttl-seconds", "1", "--every", "300ms"])
+        .stdout(std::process::Stdio::null())
+        .spawn()?;
+    let first = node.get("/v1/agents/hb").await?.1["last_seen_at"].clone();
+    tokio::time::sleep(std::time::Duration::from_millis(2000)).await;
+    let agent = node.get("/v1/agents/hb").await?.1;
+    assert_eq!(agent["status"], "online", "renewed past its 1 s TTL: {agent}");
+    assert_ne!(agent["last_seen_at"], first);
+    child.kill()?;
+    child.wait()?;
+    Ok(())
+}

@@ -91,6 +91,12 @@ pub fn validate_target(spec: &TargetSpec) -> Result<(), String> {
     if spec.capabilities.iter().any(|c| c.trim().is_empty()) {
         return Err("capabilities must not contain empty strings".to_owned());
     }
+    // Adapters that spawn their runtime need something to spawn.
+    let spawns = spec.adapter == "acp" && spec.launch.mode != crate::model::LaunchMode::External;
+    let has_command = spec.launch.command.iter().any(|a| !a.trim().is_empty()) || !spec.launch.commands.is_empty();
+    if spawns && !has_command {
+        return Err(format!("launch.command is required for adapter '{}' (it starts the agent process)", spec.adapter));
+    }
     Ok(())
 }
 
