@@ -140,21 +140,7 @@ mod tests {
     use super::*;
 
     fn thread() -> ThreadRecord {
-        ThreadRecord {
-            thread_id: "t".into(),
-            agent_a_id: "a".into(),
-            agent_b_id: "b".into(),
-            status: "active".into(),
-            continuity_key: "a:b".into(),
-            last_task_id: None,
-            last_actor_agent_id: None,
-            last_target_agent_id: None,
-            metadata: JsonObject::new(),
-            interruption_reason: None,
-            handoff: None,
-            created_at: String::new(),
-            updated_at: String::new(),
-        }
+        ThreadRecord::new("t".into(), "a".into(), "b".into(), "a:b".into(), JsonObject::new(), "")
     }
 
     #[test]

@@ -492,6 +492,34 @@ pub struct ThreadRecord {
     pub updated_at: String,
 }
 
+impl ThreadRecord {
+    /// A new, active thread with no turns.
+    pub fn new(
+        thread_id: String,
+        agent_a_id: String,
+        agent_b_id: String,
+        continuity_key: String,
+        metadata: JsonObject,
+        now: &str,
+    ) -> Self {
+        ThreadRecord {
+            thread_id,
+            agent_a_id,
+            agent_b_id,
+            status: "active".into(),
+            continuity_key,
+            last_task_id: None,
+            last_actor_agent_id: None,
+            last_target_agent_id: None,
+            metadata,
+            interruption_reason: None,
+            handoff: None,
+            created_at: now.to_owned(),
+            updated_at: now.to_owned(),
+        }
+    }
+}
+
 /// One turn of a thread (contract §2.9).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ThreadTurn {

@@ -66,22 +66,8 @@ pub async fn create(
             return Err(ApiError::not_found(format!("target agent not found: {id}")));
         }
     }
-    let now = clock::now_rfc3339();
-    let thread = ThreadRecord {
-        thread_id: ids::new_id(),
-        continuity_key: req.continuity_key.filter(|k| !k.is_empty()).unwrap_or_else(|| format!("{a}:{b}")),
-        agent_a_id: a,
-        agent_b_id: b,
-        status: "active".into(),
-        last_task_id: None,
-        last_actor_agent_id: None,
-        last_target_agent_id: None,
-        metadata: req.metadata,
-        interruption_reason: None,
-        handoff: None,
-        created_at: now.clone(),
-        updated_at: now,
-    };
+    let continuity_key = req.continuity_key.filter(|k| !k.is_empty()).unwrap_or_else(|| format!("{a}:{b}"));
+    let thread = ThreadRecord::new(ids::new_id(), a, b, continuity_key, req.metadata, &clock::now_rfc3339());
     let op = WriteOp::ThreadCreate(Box::new(thread.clone()));
     st.dir.storage.ask(ASK_TIMEOUT, |r| StorageMsg::Write(op, r)).await??;
     let links = thread_links(&thread.thread_id);
@@ -305,21 +291,9 @@ mod tests {
     use super::*;
 
     fn thread(last_target: Option<&str>) -> ThreadRecord {
-        ThreadRecord {
-            thread_id: "t".into(),
-            agent_a_id: "a".into(),
-            agent_b_id: "b".into(),
-            status: "active".into(),
-            continuity_key: "a:b".into(),
-            last_task_id: None,
-            last_actor_agent_id: None,
-            last_target_agent_id: last_target.map(str::to_owned),
-            metadata: JsonObject::new(),
-            interruption_reason: None,
-            handoff: None,
-            created_at: String::new(),
-            updated_at: String::new(),
-        }
+        let mut t = ThreadRecord::new("t".into(), "a".into(), "b".into(), "a:b".into(), JsonObject::new(), "");
+        t.last_target_agent_id = last_target.map(str::to_owned);
+        t
     }
 
     #[test]
