@@ -5,11 +5,16 @@
 //!
 //! * [`root`] — the root supervisor and the [`root::Directory`] through which actors find each other.
 //! * [`storage`] — the storage actor (the only writer to SQLite, group commit) and the read side.
-//! * [`registry`] — the registry actor: targets from the YAML file and from HTTP registrations.
+//! * [`registry`] — the registry actor: targets from the YAML file and from HTTP registrations,
+//!   agent presence leases.
 //! * [`task`] / [`task_supervisor`] — one actor per live task; the supervisor spawns, restarts and
 //!   recovers them.
 //! * [`state_machine`] — the pure transition table every task actor enforces.
-//! * [`runtime`] — the runtime supervisor and the runtimes it owns (this release: `loopback`).
+//! * [`runtime`] — the runtime supervisor and the runtimes it owns: the in-process `loopback`
+//!   runtime and the ACP adapter (a runtime actor per agent process, a session actor per sticky
+//!   scope).
+//! * [`threads`] — the thread coordinator: thread recovery and bounded auto-handoff.
+//! * [`intake`] — the one task-creation path (API, thread continue, auto-handoff).
 //! * [`sse`] — the SSE hub and one subscriber actor per connection.
 //! * [`restart`] — the one restart policy every supervisor uses.
 //!
