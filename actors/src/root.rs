@@ -22,7 +22,7 @@ use crate::restart::{RestartDecision, RestartPolicy, RestartTracker, jitter};
 use crate::runtime::{RuntimeSupMsg, RuntimeSupervisor};
 use crate::sse::{SseHub, SseHubMsg};
 use crate::storage::{Db, StorageActor, StorageArgs, StorageMsg, StoreReader};
-use crate::supervision::{ASK_TIMEOUT, Slot, actor_label};
+use crate::supervision::{Slot, actor_label};
 use crate::task_supervisor::{TaskSupMsg, TaskSupervisor};
 
 /// Tunables of the core.
@@ -320,6 +320,3 @@ impl Actor for RootSupervisor {
         Ok(())
     }
 }
-
-/// Root's ask timeout, re-exported for the edge.
-pub const DEFAULT_ASK_TIMEOUT: Duration = ASK_TIMEOUT;

@@ -89,8 +89,3 @@ impl<M: Message> Slot<M> {
 pub fn actor_label(cell: &ActorCell) -> String {
     cell.get_name().unwrap_or_else(|| format!("{}", cell.get_id()))
 }
-
-/// Turns a `ractor` spawn error into a log-friendly string.
-pub fn spawn_error(err: &ractor::SpawnErr) -> String {
-    err.to_string()
-}

@@ -45,6 +45,9 @@ pub enum TaskError {
     Storage(#[from] StorageError),
     #[error("artifact: {0}")]
     Artifact(String),
+    /// The task's actor could not be started.
+    #[error("could not start the task actor: {0}")]
+    Spawn(String),
     /// The resume payload does not answer the pending request.
     #[error("{0}")]
     BadResume(String),
@@ -112,17 +115,15 @@ pub enum TaskMsg {
     Resume { payload: JsonObject, reply: RpcReplyPort<Result<TaskStatus, TaskError>> },
     /// A timer fired.
     Deadline { generation: u64, which: Deadline },
-    /// The task as this actor sees it.
-    Snapshot(RpcReplyPort<TaskRecord>),
     /// Its actor kept failing: record the task failed with this detail.
     Abandon(String),
 }
 
 /// One event to append, before it has a seq.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Draft {
-    kind: Option<EventKind>,
-    source: Option<EventSource>,
+    kind: EventKind,
+    source: EventSource,
     message: String,
     data: JsonObject,
     /// Sets `last_error` (terminal failures).
@@ -134,7 +135,7 @@ struct Draft {
 }
 
 fn draft(kind: EventKind, source: EventSource, message: impl Into<String>) -> Draft {
-    Draft { kind: Some(kind), source: Some(source), message: message.into(), ..Draft::default() }
+    Draft { kind, source, message: message.into(), data: JsonObject::new(), error: None, remote: None, result: None }
 }
 
 impl Draft {
@@ -303,9 +304,6 @@ impl Actor for TaskActor {
             TaskMsg::Deadline { generation, which } if generation == state.generation => {
                 on_deadline(&myself, state, which).await?;
             }
-            TaskMsg::Snapshot(reply) => {
-                let _ = reply.send(state.record.clone());
-            }
             TaskMsg::Abandon(detail) => {
                 if !state.lifecycle.status().is_terminal() {
                     append(
@@ -374,7 +372,7 @@ async fn persist(state: &mut TaskState, drafts: Vec<Draft>, mut artifacts: Vec<N
     let mut events = Vec::with_capacity(drafts.len());
     let before = (state.lifecycle.clone(), state.record.clone());
     for d in drafts {
-        let (Some(kind), Some(source)) = (d.kind, d.source) else { continue };
+        let (kind, source) = (d.kind, d.source);
         let (seq, to) = match state.lifecycle.admit(kind) {
             Ok(admitted) => admitted,
             Err(rejection) => {

@@ -136,8 +136,7 @@ impl Actor for TaskSupervisor {
             TaskSupMsg::Spawn(new, reply) => {
                 let task_id = new.record.task_id.clone();
                 let spawned = spawn_task(&myself, state, task_id, TaskInit::New(new), 1).await;
-                let _ =
-                    reply.send(spawned.map_err(|e| TaskError::Artifact(format!("could not start task actor: {e}"))));
+                let _ = reply.send(spawned.map_err(|e| TaskError::Spawn(e.to_string())));
             }
             TaskSupMsg::Lookup(task_id, reply) => {
                 let _ = reply.send(state.children.get(&task_id).map(|c| c.actor.clone()));

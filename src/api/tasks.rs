@@ -81,7 +81,7 @@ fn task_error(e: TaskError) -> ApiError {
         TaskError::NotAwaitable(r) => ApiError::conflict(r.to_string()),
         TaskError::Storage(s) => s.into(),
         TaskError::Ask(a) => a.into(),
-        TaskError::Artifact(m) => ApiError::unavailable(m),
+        TaskError::Artifact(m) | TaskError::Spawn(m) => ApiError::unavailable(m),
         TaskError::BadResume(m) => ApiError::bad_request(m),
     }
 }

@@ -171,7 +171,6 @@ fn handle_for(myself: &ActorRef<AcpMsg>, state: &AcpRuntimeState, initialize_ms:
     RuntimeHandle {
         lease_id: state.child.as_ref().map(|c| c.launch_id.clone()),
         session: SessionPort::Acp(myself.clone()),
-        launched: initialize_ms.is_some(),
         process_id: state.child.as_ref().map(|c| c.pid),
         initialize_ms,
     }
@@ -231,7 +230,7 @@ impl AcpRuntime {
             }
         }
         let process::Spawned { mut child, pid, pgid, stdin, stdout, stderr_tail, stderr_done } = spawned;
-        let (me_in, me_closed) = (myself.clone(), myself.clone());
+        let me_in = myself.clone();
         let tail_for_close = stderr_tail.clone();
         let conn = RpcConn::start(
             stdin,
@@ -240,7 +239,6 @@ impl AcpRuntime {
             move |msg| {
                 let _ = me_in.cast(AcpMsg::Incoming { generation, msg });
             },
-            move || drop(me_closed),
             move || {
                 let tail = tail_for_close.text();
                 if tail.is_empty() { "stdout closed".to_owned() } else { format!("stdout closed; stderr: {tail}") }
@@ -1136,10 +1134,10 @@ impl Actor for AcpSession {
                 Self::flush(state);
             }
             AcpSessionMsg::Permission { id, params } => {
-                let Some(t) = state.turn.as_ref().filter(|t| !t.cancel_requested) else {
+                if state.turn.as_ref().is_none_or(|t| t.cancel_requested) {
                     Self::answer_permission(state, &id, None);
                     return Ok(());
-                };
+                }
                 let request = serde_json::from_value::<RequestPermissionRequest>(params.clone());
                 let options: Vec<Value> = params.get("options").and_then(Value::as_array).cloned().unwrap_or_default();
                 let tool_call = params.get("toolCall").cloned().unwrap_or(Value::Null);
@@ -1172,7 +1170,6 @@ impl Actor for AcpSession {
                     }
                     return Ok(());
                 }
-                let _ = t;
                 Self::flush(state);
                 if let Some(t) = state.turn.as_mut() {
                     t.pending_permission = Some((id, options.clone()));

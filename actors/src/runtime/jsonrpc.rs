@@ -93,13 +93,12 @@ fn lock(p: &Pending) -> std::sync::MutexGuard<'_, PendingMap> {
 
 impl RpcConn {
     /// Starts the writer and reader tasks. Requests and notifications from the agent go to
-    /// `on_incoming`; when stdout closes, `on_closed` runs once after every pending request failed.
+    /// `on_incoming`; when stdout closes, every pending request fails with `closed_reason()`.
     pub fn start<W, R>(
         writer: W,
         reader: R,
         label: String,
         on_incoming: impl Fn(Incoming) + Send + 'static,
-        on_closed: impl FnOnce() + Send + 'static,
         closed_reason: impl Fn() -> String + Send + 'static,
     ) -> RpcConn
     where
@@ -159,7 +158,6 @@ impl RpcConn {
             for (_, (_, tx)) in lock(&reader_pending).drain() {
                 let _ = tx.send(Err(RpcError::Closed(reason.clone())));
             }
-            on_closed();
         });
         RpcConn { out, pending, next_id: Arc::new(AtomicU64::new(1)) }
     }
@@ -276,16 +274,12 @@ mod tests {
         let (client_out, agent_in) = tokio::io::duplex(1 << 16);
         let (mut agent_out, client_in) = tokio::io::duplex(1 << 20);
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let (closed_tx, closed_rx) = oneshot::channel();
         let conn = RpcConn::start(
             client_out,
             client_in,
             "test".into(),
             move |m| {
                 let _ = tx.send(m);
-            },
-            move || {
-                let _ = closed_tx.send(());
             },
             || "eof".into(),
         );
@@ -320,7 +314,6 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         drop(agent_out);
         assert!(matches!(waiting.await?, Err(RpcError::Closed(r)) if r == "eof"));
-        closed_rx.await?;
         Ok(())
     }
 }

@@ -119,8 +119,6 @@ pub struct RuntimeHandle {
     pub lease_id: Option<String>,
     /// Where the task's session messages go.
     pub session: SessionPort,
-    /// Whether this acquisition launched the runtime.
-    pub launched: bool,
     /// The runtime's process, if it has one.
     pub process_id: Option<u32>,
     /// For a launch: spawn → `initialize` answered, as the runtime saw it (the agent's own
@@ -294,7 +292,6 @@ fn loopback_handle(session: &ActorRef<SessionMsg>) -> RuntimeHandle {
     RuntimeHandle {
         lease_id: None,
         session: SessionPort::Loopback(session.clone()),
-        launched: false,
         process_id: None,
         initialize_ms: None,
     }
@@ -410,11 +407,10 @@ impl Actor for RuntimeSupervisor {
                     let _ = reply.send(Err(RuntimeError::AdapterMissing(other.to_owned())));
                 }
             },
-            RuntimeSupMsg::Health { target, options, reply } | RuntimeSupMsg::Stop { target, options, reply }
+            RuntimeSupMsg::Health { target, options: _, reply } | RuntimeSupMsg::Stop { target, options: _, reply }
                 if target.adapter == "loopback" =>
             {
                 let _ = reply.send(Ok(Self::loopback_health(&target)));
-                let _ = options;
             }
             RuntimeSupMsg::Health { target, options, reply } => {
                 match Self::acp_runtime(&myself, state, &target, &options, false).await {
