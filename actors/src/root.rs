@@ -55,6 +55,22 @@ pub struct Directory {
     pub settings: CoreSettings,
 }
 
+impl Directory {
+    /// Makes `op` durable without waiting for it: bookkeeping (launch history, session bindings,
+    /// thread progress) whose loss is logged but never blocks the actor that produced it.
+    pub fn write_in_background(self: &Arc<Self>, op: crate::storage::WriteOp) {
+        let (dir, what) = (self.clone(), op.name());
+        tokio::spawn(async move {
+            let written = dir.storage.ask(crate::supervision::ASK_TIMEOUT, |r| StorageMsg::Write(op, r)).await;
+            match written {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, what, "background write failed"),
+                Err(e) => tracing::warn!(error = %e, what, "background write failed"),
+            }
+        });
+    }
+}
+
 /// The services the root supervises.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Service {

@@ -118,25 +118,11 @@ pub struct ThreadState {
 /// The thread coordinator.
 pub struct ThreadCoordinator;
 
-fn persist(dir: &Arc<Directory>, op: WriteOp) {
-    let dir = dir.clone();
-    tokio::spawn(async move {
-        if let Err(e) =
-            dir.storage.ask(ASK_TIMEOUT, |r| StorageMsg::Write(op, r)).await.map(|r| r.map_err(|e| e.to_string()))
-        {
-            tracing::warn!(error = %e, "thread write failed");
-        }
-    });
-}
-
 fn record_plan(dir: &Arc<Directory>, thread_id: &str, plan: &HandoffPlan) {
-    persist(
-        dir,
-        WriteOp::ThreadHandoff {
-            thread_id: thread_id.to_owned(),
-            handoff: serde_json::to_value(plan).unwrap_or(Value::Null),
-        },
-    );
+    dir.write_in_background(WriteOp::ThreadHandoff {
+        thread_id: thread_id.to_owned(),
+        handoff: serde_json::to_value(plan).unwrap_or(Value::Null),
+    });
 }
 
 /// Why a restart interrupted a thread, given its last task's status (contract §10.7).

@@ -36,8 +36,7 @@ use crate::ids;
 use crate::model::{JsonObject, LaunchMode, PermissionPolicy, TargetSpec};
 use crate::restart::{RestartDecision, RestartPolicy, RestartTracker, jitter};
 use crate::root::Directory;
-use crate::storage::{LaunchRecord, SessionBindingRecord, StorageMsg, WriteOp};
-use crate::supervision::ASK_TIMEOUT;
+use crate::storage::{LaunchRecord, SessionBindingRecord, WriteOp};
 use crate::task::TaskMsg;
 
 /// Default bound on a launch (spawn → `initialize` answered); slow agents (OpenClaw) need ~40 s.
@@ -176,17 +175,6 @@ fn handle_for(myself: &ActorRef<AcpMsg>, state: &AcpRuntimeState, initialize_ms:
     }
 }
 
-fn persist(dir: &Arc<Directory>, op: WriteOp) {
-    let dir = dir.clone();
-    tokio::spawn(async move {
-        match dir.storage.ask(ASK_TIMEOUT, |r| StorageMsg::Write(op, r)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "runtime bookkeeping write failed"),
-            Err(e) => tracing::warn!(error = %e, "runtime bookkeeping write failed"),
-        }
-    });
-}
-
 fn launch_timeout(target: &TargetSpec) -> Duration {
     target.launch.timeout_ms.map_or(DEFAULT_LAUNCH_TIMEOUT, Duration::from_millis)
 }
@@ -207,18 +195,15 @@ impl AcpRuntime {
             }
         };
         let launch_id = ids::new_id();
-        persist(
-            &state.dir,
-            WriteOp::LaunchStarted(Box::new(LaunchRecord {
-                launch_id: launch_id.clone(),
-                target_id: target_id.clone(),
-                subcontext_key: state.subcontext.clone(),
-                command: state.command.argv.clone(),
-                pid: spawned.pid,
-                process_group: spawned.pgid,
-                started_at: clock::now_rfc3339(),
-            })),
-        );
+        state.dir.write_in_background(WriteOp::LaunchStarted(Box::new(LaunchRecord {
+            launch_id: launch_id.clone(),
+            target_id: target_id.clone(),
+            subcontext_key: state.subcontext.clone(),
+            command: state.command.argv.clone(),
+            pid: spawned.pid,
+            process_group: spawned.pgid,
+            started_at: clock::now_rfc3339(),
+        })));
         tracing::info!(
             actor_kind = "runtime", target_id = %target_id, subcontext = %state.subcontext, pid = spawned.pid,
             generation, command = ?state.command.argv, "runtime launching"
@@ -295,18 +280,15 @@ impl AcpRuntime {
             let pgid = child.pgid;
             tokio::spawn(async move { process::kill_group(pgid, process::KILL_GRACE).await });
             let tail = child.stderr.text();
-            persist(
-                &state.dir,
-                WriteOp::LaunchEnded {
-                    launch_id: child.launch_id,
-                    status: status.to_owned(),
-                    exit_code,
-                    error: Some(reason.to_owned())
-                        .filter(|r| !r.is_empty())
-                        .map(|r| if tail.is_empty() { r } else { format!("{r}; stderr: {tail}") }),
-                    release_lease: true,
-                },
-            );
+            state.dir.write_in_background(WriteOp::LaunchEnded {
+                launch_id: child.launch_id,
+                status: status.to_owned(),
+                exit_code,
+                error: Some(reason.to_owned())
+                    .filter(|r| !r.is_empty())
+                    .map(|r| if tail.is_empty() { r } else { format!("{r}; stderr: {tail}") }),
+                release_lease: true,
+            });
         }
         for (_, session) in state.sessions.drain() {
             let _ = session.cast(AcpSessionMsg::RuntimeExited { reason: reason.to_owned() });
@@ -497,16 +479,13 @@ impl Actor for AcpRuntime {
                         state.phase = Phase::Ready;
                         state.last_activity = Instant::now();
                         if let Some(child) = &state.child {
-                            persist(
-                                &state.dir,
-                                WriteOp::LaunchEnded {
-                                    launch_id: child.launch_id.clone(),
-                                    status: "ready".into(),
-                                    exit_code: None,
-                                    error: None,
-                                    release_lease: false,
-                                },
-                            );
+                            state.dir.write_in_background(WriteOp::LaunchEnded {
+                                launch_id: child.launch_id.clone(),
+                                status: "ready".into(),
+                                exit_code: None,
+                                error: None,
+                                release_lease: false,
+                            });
                             tracing::info!(
                                 actor_kind = "runtime", target_id = %state.target.target_id, subcontext = %state.subcontext, pid = child.pid,
                                 load_session = state.load_session, agent = %value.get("agentInfo").map(|v| v.to_string()).unwrap_or_default(), "runtime ready"
@@ -986,18 +965,15 @@ impl AcpSession {
             emit(&t.dispatch, events);
             let _ = state.args.runtime.cast(AcpMsg::TurnEnded { task_id: t.dispatch.task_id.clone() });
             if let Some(sid) = &state.session_id {
-                persist(
-                    &state.args.dir,
-                    WriteOp::SessionBinding(Box::new(SessionBindingRecord {
-                        target_id: state.args.target_id.clone(),
-                        subcontext_key: state.args.subcontext.clone(),
-                        sticky_key: state.args.sticky.clone(),
-                        adapter: state.args.dialect.binding().to_owned(),
-                        remote_session_id: sid.clone(),
-                        metadata_json: json!({ "cwd": state.args.cwd.display().to_string() }).to_string(),
-                        at: clock::now_rfc3339(),
-                    })),
-                );
+                state.args.dir.write_in_background(WriteOp::SessionBinding(Box::new(SessionBindingRecord {
+                    target_id: state.args.target_id.clone(),
+                    subcontext_key: state.args.subcontext.clone(),
+                    sticky_key: state.args.sticky.clone(),
+                    adapter: state.args.dialect.binding().to_owned(),
+                    remote_session_id: sid.clone(),
+                    metadata_json: json!({ "cwd": state.args.cwd.display().to_string() }).to_string(),
+                    at: clock::now_rfc3339(),
+                })));
             }
         }
         Self::start_next(myself, state);

@@ -60,6 +60,24 @@ pub enum WriteOp {
     SessionBinding(Box<SessionBindingRecord>),
 }
 
+impl WriteOp {
+    /// What kind of write this is (for logs).
+    pub fn name(&self) -> &'static str {
+        match self {
+            WriteOp::Task { .. } => "task",
+            WriteOp::ThreadCreate(_) => "thread",
+            WriteOp::ThreadState { .. } => "thread state",
+            WriteOp::ThreadHandoff { .. } => "thread handoff",
+            WriteOp::Agent(_) => "agent",
+            WriteOp::NodeMeta { .. } => "node meta",
+            WriteOp::LaunchStarted(_) => "launch started",
+            WriteOp::LaunchEnded { .. } => "launch ended",
+            WriteOp::ReleaseLeases(_) => "lease release",
+            WriteOp::SessionBinding(_) => "session binding",
+        }
+    }
+}
+
 /// The turn a new thread-bound task opens.
 #[derive(Debug, Clone)]
 pub struct NewTurn {
