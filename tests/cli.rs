@@ -7,27 +7,29 @@ use std::process::Output;
 use common::{Node, Result, cli_bin};
 use serde_json::{Value, json};
 
+/// `alink-cli --server <node> <args>` with the test's own HOME (state file).
+fn command<S: AsRef<std::ffi::OsStr>>(node: &Node, args: &[S]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(cli_bin());
+    cmd.arg("--server").arg(&node.base).args(args).env("HOME", node.dir.join("home"));
+    cmd
+}
+
 fn cli(node: &Node, args: &[&str]) -> Result<Output> {
-    let home = node.dir.join("home");
-    Ok(std::process::Command::new(cli_bin()).arg("--server").arg(&node.base).args(args).env("HOME", home).output()?)
+    Ok(command(node, args).output()?)
 }
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// Runs the CLI off the async runtime (for commands that wait on the node).
+fn background<S: AsRef<std::ffi::OsStr>>(node: &Node, args: &[S]) -> tokio::task::JoinHandle<std::io::Result<Output>> {
+    let mut cmd = command(node, args);
+    tokio::task::spawn_blocking(move || cmd.output())
+}
+
 async fn run(node: &Node, args: Vec<String>) -> Result<Output> {
-    let dir = node.dir.clone();
-    let base = node.base.clone();
-    Ok(tokio::task::spawn_blocking(move || {
-        std::process::Command::new(cli_bin())
-            .arg("--server")
-            .arg(base)
-            .args(args)
-            .env("HOME", dir.join("home"))
-            .output()
-    })
-    .await??)
+    Ok(background(node, &args).await??)
 }
 
 #[tokio::test]
@@ -110,17 +112,7 @@ async fn task_commands() -> Result {
 
     let hung = node.create(json!({"mode": "hang"})).await?;
     node.wait_status(&hung, "running").await?;
-    let follow = {
-        let (dir, base, hung) = (node.dir.clone(), node.base.clone(), hung.clone());
-        tokio::task::spawn_blocking(move || {
-            std::process::Command::new(cli_bin())
-                .arg("--server")
-                .arg(base)
-                .args(["task-events", "--follow", "--task-id", &hung])
-                .env("HOME", dir.join("home"))
-                .output()
-        })
-    };
+    let follow = background(&node, &["task-events", "--follow", "--task-id", &hung]);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let cancelled = cli(&node, &["task-cancel", "--task-id", &hung, "--reason", "test"])?;
     assert!(cancelled.status.success(), "{}", String::from_utf8_lossy(&cancelled.stderr));
@@ -242,8 +234,7 @@ async fn heartbeat_every_keeps_the_lease_alive_until_interrupted() -> Result {
         )
         .await?;
     assert_eq!(v["agent"]["agent_id"], "hb");
-    let mut child = std::process::Command::new(cli_bin())
-        .args(["--server", &node.base, "heartbeat", "--agent-id", "hb", "--lease-ttl-seconds", "1", "--every", "300ms"])
+    let mut child = command(&node, &["heartbeat", "--agent-id", "hb", "--lease-ttl-seconds", "1", "--every", "300ms"])
         .stdout(std::process::Stdio::null())
         .spawn()?;
     let first = node.get("/v1/agents/hb").await?.1["last_seen_at"].clone();
