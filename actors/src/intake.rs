@@ -88,7 +88,12 @@ pub async fn create_task(dir: &Arc<Directory>, req: TaskRequest) -> Result<TaskR
     let payload = match req.payload {
         Value::Null => json!({}),
         v @ Value::Object(_) => v,
-        _ => return Err(IntakeError::Invalid("payload must be a JSON object".into())),
+        other => {
+            return Err(IntakeError::Invalid(format!(
+                "payload must be a JSON object, got {}",
+                crate::model::json_type(&other)
+            )));
+        }
     };
     if req.delivery.timeout_ms == Some(0) {
         return Err(IntakeError::Invalid("delivery.timeout_ms must be greater than 0".into()));

@@ -388,6 +388,18 @@ pub struct ArtifactMeta {
     pub created_at: String,
 }
 
+/// "a string", "an array", … — for errors that say what was sent instead of an object.
+pub fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
 /// Deep merge of JSON objects: `overlay` wins, nested objects merge, `null` overlay values are
 /// ignored (contract §5.2: request `runtime_options` over target `defaults`).
 pub fn deep_merge(base: &JsonObject, overlay: &JsonObject) -> JsonObject {

@@ -95,9 +95,6 @@ pub async fn create(
     State(st): State<AppState>,
     StrictJson(req): StrictJson<CreateTaskRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    if !matches!(req.payload, Value::Null | Value::Object(_)) {
-        return Err(ApiError::bad_request(format!("payload must be a JSON object, got {}", json_type(&req.payload))));
-    }
     let request = TaskRequest {
         thread_id: req.thread_id,
         sender: req.sender,
@@ -135,17 +132,6 @@ pub(super) fn intake_error(e: IntakeError) -> ApiError {
         IntakeError::Task(t) => task_error(t),
         IntakeError::Ask(a) => a.into(),
         IntakeError::Storage(s) => s.into(),
-    }
-}
-
-pub(super) fn json_type(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 
@@ -284,7 +270,10 @@ pub async fn resume(
         Value::Null => JsonObject::new(),
         Value::Object(o) => o,
         other => {
-            return Err(ApiError::bad_request(format!("payload must be a JSON object, got {}", json_type(&other))));
+            return Err(ApiError::bad_request(format!(
+                "payload must be a JSON object, got {}",
+                aethrolink_actors::model::json_type(&other)
+            )));
         }
     };
     if let Some(o) = req.option_id {
