@@ -368,7 +368,6 @@ async fn no_process_left_after_stop_or_after_kill_9_and_restart() -> Result {
     let pgid = launch_pid(&events).ok_or("pid")?;
     node.kill()?;
     // The agent exits on stdin EOF, but the group's `sleep` survives the node's SIGKILL…
-    tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(group_alive(pgid), "precondition: something of the group outlived the node");
     // …until the next start reaps what the previous run recorded.
     let _node = Node::start_in(&dir, opts())?;

@@ -101,12 +101,27 @@ async fn sigterm_with_open_streams_exits_zero_promptly() -> Result {
     let id = node.create(json!({"mode": "hang"})).await?;
     node.wait_status(&id, "running").await?;
     let resp = node.http.get(node.url(&format!("/v1/tasks/{id}/events"))).send().await?;
-    let reader = tokio::spawn(async move { tokio::time::timeout(Duration::from_secs(10), resp.text()).await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut body = futures::StreamExt::boxed(resp.bytes_stream());
+    let mut streamed = String::new();
+    // The stream is live once its history (up to task.running) has arrived.
+    while !streamed.contains("task.running") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), futures::StreamExt::next(&mut body))
+            .await?
+            .ok_or("stream ended early")??;
+        streamed.push_str(&String::from_utf8_lossy(&chunk));
+    }
     let (code, took) = tokio::task::spawn_blocking(move || node.stop().map(|r| (r, node))).await??.0;
     assert_eq!(code, Some(0));
     assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
-    let streamed = reader.await?.map_err(|_| "stream not ended by shutdown")??;
-    assert!(streamed.contains("task.running"));
+    // …and shutdown ended it.
+    let rest = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(chunk) = futures::StreamExt::next(&mut body).await {
+            if chunk.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(rest.is_ok(), "stream not ended by shutdown");
     Ok(())
 }

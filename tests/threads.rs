@@ -174,7 +174,7 @@ async fn manual_continuation_alternates_senders_with_turn_indices() -> Result {
 async fn turns_to_the_same_target_reuse_one_remote_session_and_inspection_says_so() -> Result {
     let node = Node::start_with(opts())?;
     let t = thread(&node, "alice", "bob").await?;
-    let t1 = continue_turn(&node, &t, json!({"intent": "chat", "payload": {"text": "say exactly MANGO"}})).await?; // alice → bob
+    continue_turn(&node, &t, json!({"intent": "chat", "payload": {"text": "say exactly MANGO"}})).await?; // alice → bob
     continue_turn(&node, &t, json!({"intent": "chat", "payload": {"text": "say exactly PEAR"}})).await?; // bob → alice
     let t3 =
         continue_turn(&node, &t, json!({"intent": "chat", "payload": {"text": "What did I ask you to say exactly?"}}))
@@ -200,7 +200,6 @@ async fn turns_to_the_same_target_reuse_one_remote_session_and_inspection_says_s
     assert_eq!(bob["last_remote_session_id"], all[2]["remote_session_id"]);
     assert_eq!(bob["session_bindings"].as_array().map(Vec::len), Some(1));
     assert!(view.get("interruption_reason").is_none_or(Value::is_null));
-    let _ = t1;
     node.post("/v1/targets/alice/stop", json!({})).await?;
     let (_, view) = node.get(&format!("/v1/threads/{t}/inspect")).await?;
     assert_eq!(view["next_continue"]["will_reuse_remote_session"], false, "after target-stop the session is gone");
