@@ -91,6 +91,10 @@ pub fn validate_target(spec: &TargetSpec) -> Result<(), String> {
     if spec.capabilities.iter().any(|c| c.trim().is_empty()) {
         return Err("capabilities must not contain empty strings".to_owned());
     }
+    // HTTP agents need a reachable endpoint (their server may be started by the node or not).
+    if spec.adapter == "acp_http" {
+        crate::runtime::http::HttpTarget::of(spec)?;
+    }
     // Adapters that spawn their runtime need something to spawn.
     let spawns = spec.adapter == "acp" && spec.launch.mode != crate::model::LaunchMode::External;
     let has_command = spec.launch.command.iter().any(|a| !a.trim().is_empty()) || !spec.launch.commands.is_empty();

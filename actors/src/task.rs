@@ -163,6 +163,9 @@ pub struct TaskState {
     session: Option<SessionPort>,
     /// Data of the pending input request (its `options`, for permission requests).
     awaiting: Option<JsonObject>,
+    /// Set by restart recovery for a task whose remote run can be followed again (`acp_http`):
+    /// the runtime acquired next re-attaches it instead of dispatching it anew.
+    reattach: Option<RemoteRef>,
     /// The thread turn to open with the creation write (taken by it).
     new_turn: Option<crate::storage::NewTurn>,
     /// `delivery.timeout_ms` timer, aborted when the task ends.
@@ -209,6 +212,7 @@ impl Actor for TaskActor {
             payload,
             session: None,
             awaiting: None,
+            reattach: None,
             new_turn,
             timeout_timer: None,
             cancel_timer: None,
@@ -265,6 +269,14 @@ impl Actor for TaskActor {
                 // A permission request is answered with one of the options the agent offered:
                 // refuse a payload that names none before anything is appended.
                 let mut payload = payload;
+                // An HTTP agent's await request is answered with a message: refuse a payload
+                // that carries none before anything is appended.
+                if state.awaiting.as_ref().is_some_and(|a| a.contains_key("await_request"))
+                    && let Err(reason) = crate::runtime::http::resume_message(&payload)
+                {
+                    let _ = reply.send(Err(TaskError::BadResume(reason)));
+                    return Ok(());
+                }
                 let options = state.awaiting.as_ref().and_then(|a| a.get("options")).and_then(Value::as_array).cloned();
                 if let Some(options) = options {
                     match crate::runtime::dialect::choose_option(&options, &payload) {
@@ -485,6 +497,9 @@ async fn on_acquired(
     state: &mut TaskState,
     result: Result<RuntimeHandle, RuntimeError>,
 ) -> Result<(), TaskError> {
+    if let Some(remote) = state.reattach.take() {
+        return reattach(myself, state, result, remote).await;
+    }
     if state.lifecycle.status().is_terminal() || state.lifecycle.status().is_dispatched() {
         return Ok(());
     }
@@ -529,16 +544,7 @@ async fn on_acquired(
                 which: Deadline::Timeout,
             }));
     }
-    let dispatch = Dispatch {
-        task_id: state.record.task_id.clone(),
-        generation: state.generation,
-        intent: state.record.intent.clone(),
-        payload: state.payload.clone().unwrap_or_else(|| json!({})),
-        runtime_options: state.record.runtime_options.clone(),
-        thread_id: state.record.thread_id.clone(),
-        conversation_id: state.record.conversation_id.clone(),
-        reply_to: myself.clone(),
-    };
+    let dispatch = dispatch_of(myself, state);
     if !handle.session.send(SessionMsg::Submit(Box::new(dispatch))) {
         return append(
             myself,
@@ -546,6 +552,65 @@ async fn on_acquired(
             vec![failed("submit_failed", "the runtime session stopped before the task was submitted", "submit_failed")],
         )
         .await;
+    }
+    state.session = Some(handle.session);
+    Ok(())
+}
+
+/// What the runtime needs to run this task.
+fn dispatch_of(myself: &ActorRef<TaskMsg>, state: &TaskState) -> Dispatch {
+    let r = &state.record;
+    Dispatch {
+        task_id: r.task_id.clone(),
+        generation: state.generation,
+        intent: r.intent.clone(),
+        payload: state.payload.clone().unwrap_or_else(|| json!({})),
+        runtime_options: r.runtime_options.clone(),
+        thread_id: r.thread_id.clone(),
+        conversation_id: r.conversation_id.clone(),
+        sender: r.sender.clone(),
+        target_id: r.resolved_agent_id.clone().unwrap_or_default(),
+        delivery: r.delivery.clone(),
+        trace_id: r.metadata.get("trace_id").and_then(Value::as_str).map_or_else(crate::ids::new_id, str::to_owned),
+        reply_to: myself.clone(),
+    }
+}
+
+/// Restart recovery of a task whose remote run lives on: hand it to the runtime to follow.
+async fn reattach(
+    myself: &ActorRef<TaskMsg>,
+    state: &mut TaskState,
+    result: Result<RuntimeHandle, RuntimeError>,
+    remote: RemoteRef,
+) -> Result<(), TaskError> {
+    if state.lifecycle.status().is_terminal() {
+        return Ok(());
+    }
+    let handle = match result {
+        Ok(h) => h,
+        Err(e) => {
+            let d = failed(
+                "interrupted",
+                format!("cannot re-attach after a node restart: {e}"),
+                "Task interrupted by node restart",
+            );
+            return append(myself, state, vec![d]).await;
+        }
+    };
+    let awaiting = state.lifecycle.status() == TaskStatus::AwaitingInput;
+    if awaiting {
+        // Resume validation needs to know the pause is an HTTP await request.
+        state.awaiting = Some([("await_request".to_owned(), Value::Null)].into_iter().collect());
+    }
+    tracing::info!(actor_kind = "task", task_id = %state.record.task_id, run_id = ?remote.remote_execution_id, "re-attaching to the remote run after a node restart");
+    let dispatch = dispatch_of(myself, state);
+    if !handle.session.send(SessionMsg::Attach { dispatch: Box::new(dispatch), remote, awaiting }) {
+        let d = failed(
+            "interrupted",
+            "the runtime stopped before the task could re-attach",
+            "Task interrupted by node restart",
+        );
+        return append(myself, state, vec![d]).await;
     }
     state.session = Some(handle.session);
     Ok(())
@@ -685,8 +750,9 @@ async fn on_deadline(myself: &ActorRef<TaskMsg>, state: &mut TaskState, which: D
 }
 
 /// Continues a task loaded from storage. Tasks never handed to a runtime are dispatched again;
-/// tasks the runtime held cannot be re-attached (loopback keeps nothing across restarts), so
-/// they fail with `interrupted`.
+/// tasks an HTTP agent holds (`acp_http` with a known remote run) are re-attached to that run;
+/// other tasks a runtime held cannot be resumed (loopback keeps nothing, a stdio prompt turn
+/// dies with its connection), so they fail with `interrupted`.
 async fn recover(myself: &ActorRef<TaskMsg>, state: &mut TaskState) -> Result<(), TaskError> {
     let status = state.lifecycle.status();
     if status.is_terminal() {
@@ -702,6 +768,24 @@ async fn recover(myself: &ActorRef<TaskMsg>, state: &mut TaskState) -> Result<()
         );
         return append(myself, state, vec![d]).await;
     };
+    let remote_run = state
+        .record
+        .remote
+        .clone()
+        .filter(|r| r.binding == crate::runtime::http::BINDING && r.remote_execution_id.is_some());
+    if status.is_dispatched() && target.adapter == "acp_http" && remote_run.is_some() {
+        match load_payload(state).await {
+            Ok(p) => state.payload = Some(p),
+            Err(detail) => {
+                let d = failed("interrupted", detail, "Task interrupted by node restart: payload unreadable");
+                return append(myself, state, vec![d]).await;
+            }
+        }
+        state.reattach = remote_run;
+        tracing::info!(actor_kind = "task", task_id = %state.record.task_id, status = %status, "recovered task re-attaches to its remote run");
+        acquire_runtime(myself, state);
+        return Ok(());
+    }
     if status.is_dispatched() {
         let d = failed(
             "interrupted",

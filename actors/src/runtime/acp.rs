@@ -27,7 +27,9 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
+use super::acp_http::{HttpSession, HttpSessionArgs, HttpSessionMsg};
 use super::dialect::{Dialect, StickyInput, choose_option, prompt_text};
+use super::http::HttpTarget;
 use super::jsonrpc::{Incoming, RpcConn, RpcError};
 use super::process::{self, LaunchCommand, StderrTail};
 use super::{AdapterEvent, Dispatch, LaunchPhase, RuntimeError, RuntimeHandle, SessionMsg, SessionPort, Waiter};
@@ -72,6 +74,9 @@ pub enum AcpMsg {
     Session(SessionMsg),
     /// A message from the agent process of incarnation `generation`.
     Incoming { generation: u64, msg: Incoming },
+    /// HTTP runtimes: the health check of incarnation `generation` answered 2xx (after this
+    /// long) or gave up.
+    Healthy { generation: u64, result: Result<Duration, String> },
     /// `initialize` answered (or failed) for incarnation `generation`.
     Initialized { generation: u64, result: Result<Value, RpcError> },
     /// The process of incarnation `generation` exited.
@@ -105,6 +110,10 @@ pub enum AcpMsg {
 pub struct AcpRuntimeArgs {
     pub target: TargetSpec,
     pub dialect: Dialect,
+    /// Set for `acp_http` targets: the runtime is an HTTP server, ready when its health check
+    /// answers, and its sessions are [`HttpSession`]s. An empty `command` argv means the server
+    /// is not ours to start (`launch.mode: external`, or no command): only health-checked.
+    pub http: Option<Arc<HttpTarget>>,
     pub subcontext: String,
     pub command: LaunchCommand,
     pub dir: Arc<Directory>,
@@ -116,9 +125,56 @@ struct Child {
     spawned_at: Instant,
     pid: u32,
     pgid: i32,
-    conn: RpcConn,
+    /// The JSON-RPC connection (stdio agents only).
+    conn: Option<RpcConn>,
+    /// Held open for HTTP servers, which do not read it: some exit when stdin closes.
+    _stdin: Option<tokio::process::ChildStdin>,
     stderr: StderrTail,
     launch_id: String,
+}
+
+/// A session actor of either kind.
+#[derive(Clone)]
+enum SessionRef {
+    Stdio(ActorRef<AcpSessionMsg>),
+    Http(ActorRef<HttpSessionMsg>),
+}
+
+impl SessionRef {
+    fn id(&self) -> ractor::ActorId {
+        match self {
+            SessionRef::Stdio(a) => a.get_id(),
+            SessionRef::Http(a) => a.get_id(),
+        }
+    }
+
+    fn submit(&self, d: Dispatch) {
+        let _ = match self {
+            SessionRef::Stdio(a) => a.cast(AcpSessionMsg::Submit(Box::new(d))).is_ok(),
+            SessionRef::Http(a) => a.cast(HttpSessionMsg::Submit(Box::new(d))).is_ok(),
+        };
+    }
+
+    fn resume(&self, task_id: String, generation: u64, payload: JsonObject) {
+        let _ = match self {
+            SessionRef::Stdio(a) => a.cast(AcpSessionMsg::Resume { task_id, generation, payload }).is_ok(),
+            SessionRef::Http(a) => a.cast(HttpSessionMsg::Resume { task_id, generation, payload }).is_ok(),
+        };
+    }
+
+    fn cancel(&self, task_id: String, generation: u64) {
+        let _ = match self {
+            SessionRef::Stdio(a) => a.cast(AcpSessionMsg::Cancel { task_id, generation }).is_ok(),
+            SessionRef::Http(a) => a.cast(HttpSessionMsg::Cancel { task_id, generation }).is_ok(),
+        };
+    }
+
+    fn runtime_exited(&self, reason: String) {
+        let _ = match self {
+            SessionRef::Stdio(a) => a.cast(AcpSessionMsg::RuntimeExited { reason }).is_ok(),
+            SessionRef::Http(a) => a.cast(HttpSessionMsg::RuntimeExited { reason }).is_ok(),
+        };
+    }
 }
 
 /// Where the runtime is in its life.
@@ -133,6 +189,8 @@ enum Phase {
 pub struct AcpRuntimeState {
     target: TargetSpec,
     dialect: Dialect,
+    /// HTTP runtime configuration (`acp_http` targets); `None` for stdio agents.
+    http: Option<Arc<HttpTarget>>,
     subcontext: String,
     command: LaunchCommand,
     dir: Arc<Directory>,
@@ -146,7 +204,10 @@ pub struct AcpRuntimeState {
     /// Acquisitions waiting for the launch in progress (one launch serves them all).
     waiters: Vec<(Waiter, RpcReplyPort<Result<RuntimeHandle, RuntimeError>>)>,
     /// Session actors by sticky key.
-    sessions: HashMap<String, ActorRef<AcpSessionMsg>>,
+    sessions: HashMap<String, SessionRef>,
+    /// HTTP runtimes: the server's session id of each sticky scope, kept when its idle session
+    /// actor retires so the conversation's next task continues it.
+    remote_sessions: HashMap<String, String>,
     /// Sticky key of each bound remote session id (notification routing).
     by_session_id: HashMap<String, String>,
     /// Sticky key of each task submitted here, with its task actor (for failure fan-out).
@@ -180,8 +241,12 @@ fn launch_timeout(target: &TargetSpec) -> Duration {
 }
 
 impl AcpRuntime {
-    /// Spawns the process and starts `initialize`. Waiters stay queued until it answers.
+    /// Spawns the process and starts `initialize` (stdio) or the health check (HTTP). Waiters
+    /// stay queued until it answers.
     fn launch(myself: &ActorRef<AcpMsg>, state: &mut AcpRuntimeState) {
+        if let Some(http) = state.http.clone() {
+            return Self::launch_http(myself, state, &http);
+        }
         state.generation += 1;
         let generation = state.generation;
         let target_id = state.target.target_id.clone();
@@ -194,7 +259,45 @@ impl AcpRuntime {
                 return;
             }
         };
+        let launch_id = Self::record_spawn(state, &spawned, generation);
+        let process::Spawned { child, pid, pgid, stdin, stdout, stderr_tail, stderr_done } = spawned;
+        let me_in = myself.clone();
+        let tail_for_close = stderr_tail.clone();
+        let conn = RpcConn::start(
+            stdin,
+            stdout,
+            format!("{target_id}/{}", state.subcontext),
+            move |msg| {
+                let _ = me_in.cast(AcpMsg::Incoming { generation, msg });
+            },
+            move || {
+                let tail = tail_for_close.text();
+                if tail.is_empty() { "stdout closed".to_owned() } else { format!("stdout closed; stderr: {tail}") }
+            },
+        );
+        Self::watch_exit(myself, generation, child, stderr_done);
+        let init_conn = conn.clone();
+        let me_init = myself.clone();
+        let timeout = launch_timeout(&state.target);
+        tokio::spawn(async move {
+            let params = json!({
+                "protocolVersion": 1,
+                "clientCapabilities": {"fs": {"readTextFile": false, "writeTextFile": false}, "terminal": false},
+                "clientInfo": {"name": "aethrolink", "title": "AethroLink", "version": env!("CARGO_PKG_VERSION")},
+            });
+            let result = init_conn.request("initialize", params, timeout + Duration::from_secs(1)).await;
+            let _ = me_init.cast(AcpMsg::Initialized { generation, result });
+        });
+        myself.send_after(timeout, move || AcpMsg::LaunchDeadline { generation });
+        state.child =
+            Some(Child { spawned_at, pid, pgid, conn: Some(conn), _stdin: None, stderr: stderr_tail, launch_id });
+        state.phase = Phase::Launching;
+    }
+
+    /// Records a spawned process (launch history, lease) and tells the waiting tasks its pid.
+    fn record_spawn(state: &AcpRuntimeState, spawned: &process::Spawned, generation: u64) -> String {
         let launch_id = ids::new_id();
+        let target_id = &state.target.target_id;
         state.dir.write_in_background(WriteOp::LaunchStarted(Box::new(LaunchRecord {
             launch_id: launch_id.clone(),
             target_id: target_id.clone(),
@@ -214,21 +317,16 @@ impl AcpRuntime {
                     .cast(TaskMsg::RuntimePhase { generation: *g, phase: LaunchPhase::Launching { pid: spawned.pid } });
             }
         }
-        let process::Spawned { mut child, pid, pgid, stdin, stdout, stderr_tail, stderr_done } = spawned;
-        let me_in = myself.clone();
-        let tail_for_close = stderr_tail.clone();
-        let conn = RpcConn::start(
-            stdin,
-            stdout,
-            format!("{target_id}/{}", state.subcontext),
-            move |msg| {
-                let _ = me_in.cast(AcpMsg::Incoming { generation, msg });
-            },
-            move || {
-                let tail = tail_for_close.text();
-                if tail.is_empty() { "stdout closed".to_owned() } else { format!("stdout closed; stderr: {tail}") }
-            },
-        );
+        launch_id
+    }
+
+    /// Casts `ChildExited` when the process of `generation` ends.
+    fn watch_exit(
+        myself: &ActorRef<AcpMsg>,
+        generation: u64,
+        mut child: tokio::process::Child,
+        stderr_done: tokio::task::JoinHandle<()>,
+    ) {
         let me_exit = myself.clone();
         tokio::spawn(async move {
             let status = child.wait().await;
@@ -240,21 +338,72 @@ impl AcpRuntime {
             };
             let _ = me_exit.cast(AcpMsg::ChildExited { generation, status, exit_code });
         });
-        let init_conn = conn.clone();
-        let me_init = myself.clone();
-        let timeout = launch_timeout(&state.target);
+    }
+
+    /// HTTP runtime: spawns the server (unless it is not ours to start), then polls its health
+    /// check until it answers 2xx or the launch timeout passes.
+    fn launch_http(myself: &ActorRef<AcpMsg>, state: &mut AcpRuntimeState, http: &Arc<HttpTarget>) {
+        state.generation += 1;
+        let generation = state.generation;
+        let spawned_at = Instant::now();
+        let ours = state.target.launch.mode != LaunchMode::External && !state.command.argv.is_empty();
+        if ours {
+            let spawned = match process::spawn(&state.command, &state.target.target_id) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(actor_kind = "runtime", target_id = %state.target.target_id, error = %e, "runtime launch failed");
+                    Self::fail_waiters(state, RuntimeError::LaunchFailed(e.to_string()));
+                    return;
+                }
+            };
+            let launch_id = Self::record_spawn(state, &spawned, generation);
+            let process::Spawned { child, pid, pgid, stdin, stdout, stderr_tail, stderr_done } = spawned;
+            process::log_stdout(stdout, stderr_tail.clone(), &state.target.target_id, pid);
+            Self::watch_exit(myself, generation, child, stderr_done);
+            state.child =
+                Some(Child { spawned_at, pid, pgid, conn: None, _stdin: Some(stdin), stderr: stderr_tail, launch_id });
+        } else {
+            tracing::info!(actor_kind = "runtime", target_id = %state.target.target_id, url = %http.healthcheck, "checking an external runtime's health");
+        }
+        let (client, url, me) = (http.client.clone(), http.healthcheck.clone(), myself.clone());
+        let deadline = spawned_at + launch_timeout(&state.target);
         tokio::spawn(async move {
-            let params = json!({
-                "protocolVersion": 1,
-                "clientCapabilities": {"fs": {"readTextFile": false, "writeTextFile": false}, "terminal": false},
-                "clientInfo": {"name": "aethrolink", "title": "AethroLink", "version": env!("CARGO_PKG_VERSION")},
-            });
-            let result = init_conn.request("initialize", params, timeout + Duration::from_secs(1)).await;
-            let _ = me_init.cast(AcpMsg::Initialized { generation, result });
+            let result = super::http::wait_healthy(&client, &url, deadline).await;
+            let _ = me.cast(AcpMsg::Healthy { generation, result });
         });
-        myself.send_after(timeout, move || AcpMsg::LaunchDeadline { generation });
-        state.child = Some(Child { spawned_at, pid, pgid, conn, stderr: stderr_tail, launch_id });
         state.phase = Phase::Launching;
+    }
+
+    /// The launch in progress became usable: answer the waiters, route the queued dispatches.
+    fn became_ready(
+        myself: &ActorRef<AcpMsg>,
+        state: &mut AcpRuntimeState,
+        ready_ms: Option<f64>,
+        agent: &str,
+    ) -> Result<(), ActorProcessingErr> {
+        state.phase = Phase::Ready;
+        state.last_activity = Instant::now();
+        if let Some(child) = &state.child {
+            state.dir.write_in_background(WriteOp::LaunchEnded {
+                launch_id: child.launch_id.clone(),
+                status: "ready".into(),
+                exit_code: None,
+                error: None,
+                release_lease: false,
+            });
+        }
+        tracing::info!(
+            actor_kind = "runtime", target_id = %state.target.target_id, subcontext = %state.subcontext,
+            pid = state.child.as_ref().map(|c| c.pid), load_session = state.load_session, ready_ms, %agent, "runtime ready"
+        );
+        for (_, reply) in std::mem::take(&mut state.waiters) {
+            let _ = reply.send(Ok(handle_for(myself, state, ready_ms)));
+        }
+        for d in std::mem::take(&mut state.requeued) {
+            Self::route_dispatch(myself, state, d)?;
+        }
+        Self::schedule_idle_check(myself, state);
+        Ok(())
     }
 
     fn fail_waiters(state: &mut AcpRuntimeState, err: RuntimeError) {
@@ -291,7 +440,12 @@ impl AcpRuntime {
             });
         }
         for (_, session) in state.sessions.drain() {
-            let _ = session.cast(AcpSessionMsg::RuntimeExited { reason: reason.to_owned() });
+            session.runtime_exited(reason.to_owned());
+        }
+        if state.child.is_none() && state.http.is_some() && state.command.argv.is_empty() {
+            // An external server keeps its sessions; a restarted managed one does not.
+        } else {
+            state.remote_sessions.clear();
         }
         state.by_session_id.clear();
         state.by_task.clear();
@@ -308,42 +462,74 @@ impl AcpRuntime {
             Self::ensure_launch(myself, state);
             return Ok(());
         }
-        let sticky = state.dialect.sticky_key(
+        let sticky = Self::sticky_of(state, &d);
+        state.by_task.insert(d.task_id.clone(), (sticky.clone(), d.reply_to.clone(), d.generation));
+        state.last_activity = Instant::now();
+        let session = Self::session_for(myself, state, &sticky)?;
+        session.submit(d);
+        Ok(())
+    }
+
+    /// The sticky scope of a task: for HTTP runtimes an explicit `runtime_options.session_id`
+    /// comes first, then as for stdio agents (thread, session key, conversation, task).
+    fn sticky_of(state: &AcpRuntimeState, d: &Dispatch) -> String {
+        if state.http.is_some()
+            && let Some(sid) = super::http::explicit_session(&d.runtime_options)
+        {
+            return format!("session_id:{sid}");
+        }
+        state.dialect.sticky_key(
             &d.runtime_options,
             &StickyInput {
                 thread_id: d.thread_id.as_deref(),
                 conversation_id: Some(&d.conversation_id),
                 task_id: &d.task_id,
             },
-        );
-        state.by_task.insert(d.task_id.clone(), (sticky.clone(), d.reply_to.clone(), d.generation));
-        state.last_activity = Instant::now();
-        let session = match state.sessions.get(&sticky) {
-            Some(s) => s.clone(),
-            None => {
-                let Some(child) = &state.child else { return Ok(()) };
-                let args = AcpSessionArgs {
-                    runtime: myself.clone(),
-                    conn: child.conn.clone(),
-                    pgid: child.pgid,
-                    dialect: state.dialect,
-                    target_id: state.target.target_id.clone(),
-                    subcontext: state.subcontext.clone(),
-                    sticky: sticky.clone(),
-                    load_session: state.load_session,
-                    cwd: state.command.cwd.clone(),
-                    policy: state.target.permissions.unwrap_or_default(),
-                    dir: state.dir.clone(),
-                };
-                let spawned =
-                    ractor::ActorRuntime::<AcpSession>::spawn_linked_instant(None, AcpSession, args, myself.get_cell());
-                let (session, _) = spawned.map_err(|e| format!("session actor: {e}"))?;
-                state.sessions.insert(sticky.clone(), session.clone());
-                session
-            }
+        )
+    }
+
+    /// The session actor of `sticky`, created if needed.
+    fn session_for(
+        myself: &ActorRef<AcpMsg>,
+        state: &mut AcpRuntimeState,
+        sticky: &str,
+    ) -> Result<SessionRef, ActorProcessingErr> {
+        if let Some(s) = state.sessions.get(sticky) {
+            return Ok(s.clone());
+        }
+        let session = if let Some(http) = &state.http {
+            let args = HttpSessionArgs {
+                runtime: myself.clone(),
+                target: http.clone(),
+                sticky: sticky.to_owned(),
+                session_id: state.remote_sessions.get(sticky).cloned(),
+                dir: state.dir.clone(),
+            };
+            let spawned =
+                ractor::ActorRuntime::<HttpSession>::spawn_linked_instant(None, HttpSession, args, myself.get_cell());
+            SessionRef::Http(spawned.map_err(|e| format!("session actor: {e}"))?.0)
+        } else {
+            let child = state.child.as_ref().ok_or("no agent process for a new session")?;
+            let conn = child.conn.clone().ok_or("stdio runtime without a connection")?;
+            let args = AcpSessionArgs {
+                runtime: myself.clone(),
+                conn,
+                pgid: child.pgid,
+                dialect: state.dialect,
+                target_id: state.target.target_id.clone(),
+                subcontext: state.subcontext.clone(),
+                sticky: sticky.to_owned(),
+                load_session: state.load_session,
+                cwd: state.command.cwd.clone(),
+                policy: state.target.permissions.unwrap_or_default(),
+                dir: state.dir.clone(),
+            };
+            let spawned =
+                ractor::ActorRuntime::<AcpSession>::spawn_linked_instant(None, AcpSession, args, myself.get_cell());
+            SessionRef::Stdio(spawned.map_err(|e| format!("session actor: {e}"))?.0)
         };
-        let _ = session.cast(AcpSessionMsg::Submit(Box::new(d)));
-        Ok(())
+        state.sessions.insert(sticky.to_owned(), session.clone());
+        Ok(session)
     }
 
     /// Launches now, after the crash backoff, or not at all (crash loop).
@@ -381,6 +567,7 @@ impl Actor for AcpRuntime {
         Ok(AcpRuntimeState {
             target: args.target,
             dialect: args.dialect,
+            http: args.http,
             subcontext: args.subcontext,
             command: args.command,
             dir: args.dir,
@@ -390,6 +577,7 @@ impl Actor for AcpRuntime {
             load_session: false,
             waiters: Vec::new(),
             sessions: HashMap::new(),
+            remote_sessions: HashMap::new(),
             by_session_id: HashMap::new(),
             by_task: HashMap::new(),
             requeued: Vec::new(),
@@ -411,7 +599,10 @@ impl Actor for AcpRuntime {
                 Phase::Ready => {
                     let _ = reply.send(Ok(handle_for(&myself, state, None)));
                 }
-                _ if state.target.launch.mode == LaunchMode::External && state.phase == Phase::Down => {
+                _ if state.target.launch.mode == LaunchMode::External
+                    && state.phase == Phase::Down
+                    && state.http.is_none() =>
+                {
                     let _ = reply.send(Err(RuntimeError::Unavailable(format!(
                         "target {} is launch.mode external and its runtime is not connected (an ACP agent is reached through a process the node launches)",
                         state.target.target_id
@@ -429,7 +620,10 @@ impl Actor for AcpRuntime {
                     ))));
                 }
                 Phase::Down | Phase::Launching => {
-                    if let Some((task, g)) = &waiter.task {
+                    // Checking an external server's health is not a launch: no launch events.
+                    let spawns = state.http.is_none()
+                        || (state.target.launch.mode != LaunchMode::External && !state.command.argv.is_empty());
+                    if let Some((task, g)) = waiter.task.as_ref().filter(|_| spawns) {
                         let _ = task.cast(TaskMsg::RuntimePhase { generation: *g, phase: LaunchPhase::PendingLaunch });
                         if let (Phase::Launching, Some(child)) = (state.phase, &state.child) {
                             let _ = task.cast(TaskMsg::RuntimePhase {
@@ -445,9 +639,7 @@ impl Actor for AcpRuntime {
             AcpMsg::Session(SessionMsg::Submit(d)) => Self::route_dispatch(&myself, state, *d)?,
             AcpMsg::Session(SessionMsg::Resume { task_id, generation, payload }) => {
                 match state.by_task.get(&task_id).and_then(|(sticky, _, _)| state.sessions.get(sticky)) {
-                    Some(session) => {
-                        let _ = session.cast(AcpSessionMsg::Resume { task_id, generation, payload });
-                    }
+                    Some(session) => session.resume(task_id, generation, payload),
                     None => tracing::debug!(task_id = %task_id, "resume for a task with no session"),
                 }
             }
@@ -463,10 +655,55 @@ impl Actor for AcpRuntime {
                 } else if let Some(session) =
                     state.by_task.get(&task_id).and_then(|(sticky, _, _)| state.sessions.get(sticky))
                 {
-                    let _ = session.cast(AcpSessionMsg::Cancel { task_id, generation });
+                    session.cancel(task_id, generation);
+                }
+            }
+            AcpMsg::Session(SessionMsg::Attach { dispatch, remote, awaiting }) => {
+                if state.phase != Phase::Ready || state.http.is_none() {
+                    let _ = dispatch.reply_to.cast(TaskMsg::Adapter {
+                        generation: dispatch.generation,
+                        events: vec![AdapterEvent::Failed {
+                            reason: "interrupted".into(),
+                            detail: Some("the runtime went down before the task could re-attach".into()),
+                            message: "Task interrupted by node restart".into(),
+                        }],
+                    });
+                    return Ok(());
+                }
+                // Each re-attached run gets a session actor of its own: several interrupted runs
+                // of one conversation are followed at once (they already run on the server).
+                let sticky = format!("reattach:{}", dispatch.task_id);
+                state
+                    .by_task
+                    .insert(dispatch.task_id.clone(), (sticky.clone(), dispatch.reply_to.clone(), dispatch.generation));
+                if let SessionRef::Http(session) = Self::session_for(&myself, state, &sticky)? {
+                    let _ = session.cast(HttpSessionMsg::Attach { dispatch, remote, awaiting });
                 }
             }
             AcpMsg::Session(SessionMsg::Finished { .. }) => {}
+            AcpMsg::Healthy { generation, result }
+                if generation == state.generation && state.phase == Phase::Launching =>
+            {
+                match result {
+                    Ok(took) => {
+                        let ready_ms = Some(took.as_secs_f64() * 1e3);
+                        let url = state.http.as_ref().map(|h| h.healthcheck.clone()).unwrap_or_default();
+                        Self::became_ready(&myself, state, ready_ms, &url)?;
+                    }
+                    Err(e) => {
+                        let tail = state.child.as_ref().map(|c| c.stderr.text()).unwrap_or_default();
+                        let detail = format!(
+                            "runtime not healthy within {} ms: {e}{}",
+                            launch_timeout(&state.target).as_millis(),
+                            if tail.is_empty() { String::new() } else { format!("; output: {tail}") }
+                        );
+                        tracing::error!(actor_kind = "runtime", target_id = %state.target.target_id, error = %detail, "runtime launch failed");
+                        Self::take_down(state, "failed", &detail, None);
+                        Self::fail_waiters(state, RuntimeError::LaunchFailed(detail));
+                    }
+                }
+            }
+            AcpMsg::Healthy { .. } => {}
             AcpMsg::Incoming { generation, msg } if generation == state.generation => on_incoming(state, msg),
             AcpMsg::Incoming { .. } => {}
             AcpMsg::Initialized { generation, result }
@@ -476,29 +713,9 @@ impl Actor for AcpRuntime {
                     Ok(value) => {
                         let caps = serde_json::from_value::<InitializeResponse>(value.clone()).ok();
                         state.load_session = caps.as_ref().is_some_and(|c| c.agent_capabilities.load_session);
-                        state.phase = Phase::Ready;
-                        state.last_activity = Instant::now();
-                        if let Some(child) = &state.child {
-                            state.dir.write_in_background(WriteOp::LaunchEnded {
-                                launch_id: child.launch_id.clone(),
-                                status: "ready".into(),
-                                exit_code: None,
-                                error: None,
-                                release_lease: false,
-                            });
-                            tracing::info!(
-                                actor_kind = "runtime", target_id = %state.target.target_id, subcontext = %state.subcontext, pid = child.pid,
-                                load_session = state.load_session, agent = %value.get("agentInfo").map(|v| v.to_string()).unwrap_or_default(), "runtime ready"
-                            );
-                        }
                         let initialize_ms = state.child.as_ref().map(|c| c.spawned_at.elapsed().as_secs_f64() * 1e3);
-                        for (_, reply) in std::mem::take(&mut state.waiters) {
-                            let _ = reply.send(Ok(handle_for(&myself, state, initialize_ms)));
-                        }
-                        for d in std::mem::take(&mut state.requeued) {
-                            Self::route_dispatch(&myself, state, d)?;
-                        }
-                        Self::schedule_idle_check(&myself, state);
+                        let agent = value.get("agentInfo").map(|v| v.to_string()).unwrap_or_default();
+                        Self::became_ready(&myself, state, initialize_ms, &agent)?;
                     }
                     Err(RpcError::Closed(_)) => {
                         // The process died before answering: ChildExited reports it with its status.
@@ -591,16 +808,28 @@ impl Actor for AcpRuntime {
                 let _ = reply.send((up, up && state.sessions.contains_key(&sticky), state.load_session));
             }
             AcpMsg::ToSession { sticky, msg } => {
-                if let Some(session) = state.sessions.get(&sticky) {
+                if let Some(SessionRef::Stdio(session)) = state.sessions.get(&sticky) {
                     let _ = session.cast(*msg);
                 }
             }
             AcpMsg::SessionBound { sticky, session_id } => {
+                if state.http.is_some() {
+                    state.remote_sessions.insert(sticky.clone(), session_id.clone());
+                }
                 state.by_session_id.insert(session_id, sticky);
             }
             AcpMsg::TurnEnded { task_id } => {
-                state.by_task.remove(&task_id);
+                let sticky = state.by_task.remove(&task_id).map(|(s, _, _)| s);
                 state.last_activity = Instant::now();
+                // An HTTP session holds nothing but the server's session id, which this actor
+                // keeps: retire it once its scope has no task left (none is routed to it then).
+                if let Some(sticky) = sticky
+                    && state.http.is_some()
+                    && !state.by_task.values().any(|(s, _, _)| *s == sticky)
+                    && let Some(SessionRef::Http(session)) = state.sessions.remove(&sticky)
+                {
+                    let _ = session.cast(HttpSessionMsg::Retire);
+                }
             }
             AcpMsg::Requeue(dispatches) => {
                 if dispatches.is_empty() {
@@ -616,6 +845,11 @@ impl Actor for AcpRuntime {
                 }
             }
             AcpMsg::Stop { reason, reply } => {
+                if state.child.is_none() && state.http.is_some() && state.phase != Phase::Down {
+                    // Not our process: forget it; the next task health-checks it again.
+                    Self::take_down(state, "stopped", &format!("runtime stopped: {reason}"), None);
+                    Self::fail_waiters(state, RuntimeError::Unavailable(format!("runtime stopped: {reason}")));
+                }
                 if state.child.is_some() {
                     tracing::info!(actor_kind = "runtime", target_id = %state.target.target_id, subcontext = %state.subcontext, %reason, "runtime stopping");
                     let pgid = state.child.as_ref().map_or(0, |c| c.pgid);
@@ -667,7 +901,7 @@ impl Actor for AcpRuntime {
         // Session actors are temporary: a failed one fails its tasks; it is created again on the
         // next task for its scope.
         if let SupervisionEvent::ActorFailed(cell, err) = evt {
-            let sticky = state.sessions.iter().find(|(_, s)| s.get_id() == cell.get_id()).map(|(k, _)| k.clone());
+            let sticky = state.sessions.iter().find(|(_, s)| s.id() == cell.get_id()).map(|(k, _)| k.clone());
             if let Some(sticky) = sticky {
                 tracing::error!(actor_kind = "acp_session", target_id = %state.target.target_id, %sticky, error = %err, "session actor failed");
                 state.sessions.remove(&sticky);
@@ -708,9 +942,13 @@ impl Actor for AcpRuntime {
 
 fn on_incoming(state: &mut AcpRuntimeState, msg: Incoming) {
     let Some(child) = &state.child else { return };
+    let Some(conn) = &child.conn else { return };
     let session_of = |params: &Value| -> Option<ActorRef<AcpSessionMsg>> {
         let sid = params.get("sessionId").and_then(Value::as_str)?;
-        state.by_session_id.get(sid).and_then(|sticky| state.sessions.get(sticky)).cloned()
+        match state.by_session_id.get(sid).and_then(|sticky| state.sessions.get(sticky)) {
+            Some(SessionRef::Stdio(s)) => Some(s.clone()),
+            _ => None,
+        }
     };
     match msg {
         Incoming::Notification { method, params } if method == "session/update" => match session_of(&params) {
@@ -727,11 +965,11 @@ fn on_incoming(state: &mut AcpRuntimeState, msg: Incoming) {
             Some(session) => {
                 let _ = session.cast(AcpSessionMsg::Permission { id, params });
             }
-            None => child.conn.respond(&id, json!({"outcome": {"outcome": "cancelled"}})),
+            None => conn.respond(&id, json!({"outcome": {"outcome": "cancelled"}})),
         },
         Incoming::Request { id, method, .. } => {
             tracing::info!(actor_kind = "runtime", target_id = %state.target.target_id, %method, "refused an agent request this client does not offer");
-            child.conn.respond_error(&id, -32601, &format!("method not supported by this client: {method}"));
+            conn.respond_error(&id, -32601, &format!("method not supported by this client: {method}"));
         }
         Incoming::Response { .. } => {}
     }

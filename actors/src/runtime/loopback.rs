@@ -271,6 +271,17 @@ impl Actor for LoopbackRuntime {
                     state.executions.remove(&task_id);
                 }
             }
+            // Loopback keeps nothing across restarts; recovery never re-attaches to it.
+            SessionMsg::Attach { dispatch, .. } => {
+                let _ = dispatch.reply_to.cast(TaskMsg::Adapter {
+                    generation: dispatch.generation,
+                    events: vec![AdapterEvent::Failed {
+                        reason: "interrupted".into(),
+                        detail: Some("the loopback runtime cannot re-attach a task".into()),
+                        message: "Task interrupted by node restart".into(),
+                    }],
+                });
+            }
         }
         Ok(())
     }

@@ -5,10 +5,14 @@
 //! back with [`AdapterEvent`]s cast to the task actor, each stamped with the task actor's
 //! generation so a restarted task ignores what was meant for its previous incarnation.
 //!
-//! This release ships the in-process `loopback` runtime (see [`loopback`]).
+//! Runtimes: in-process `loopback` ([`loopback`]); agents over stdio JSON-RPC, `acp` ([`acp`]);
+//! HTTP agent servers, `acp_http` ([`http`], [`acp_http`]), run by the same runtime actor as
+//! stdio agents (one process manager).
 
 pub mod acp;
+pub mod acp_http;
 pub mod dialect;
+pub mod http;
 pub mod jsonrpc;
 pub mod loopback;
 pub mod process;
@@ -27,7 +31,7 @@ use crate::supervision::actor_label;
 use crate::task::TaskMsg;
 
 /// Adapter kinds this build can run.
-pub const KNOWN_ADAPTERS: &[&str] = &["loopback", "acp"];
+pub const KNOWN_ADAPTERS: &[&str] = &["loopback", "acp", "acp_http"];
 
 /// Something a runtime reports about a task.
 #[derive(Clone, Debug, PartialEq)]
@@ -59,6 +63,12 @@ pub struct Dispatch {
     pub intent: String,
     pub payload: Value,
     pub runtime_options: JsonObject,
+    /// Who sent the task, where it goes, how to deliver it and its trace id: the control
+    /// envelope HTTP agents receive.
+    pub sender: String,
+    pub target_id: String,
+    pub delivery: crate::model::DeliveryPolicy,
+    pub trace_id: String,
     /// Sticky-key inputs.
     pub thread_id: Option<String>,
     pub conversation_id: String,
@@ -110,6 +120,9 @@ pub enum SessionMsg {
     Cancel { task_id: String, generation: u64 },
     /// Internal: a scripted execution ended (loopback).
     Finished { task_id: String, generation: u64 },
+    /// Follow a remote run a task started before a node restart (`acp_http`); `awaiting`: the
+    /// task is waiting for input.
+    Attach { dispatch: Box<Dispatch>, remote: crate::model::RemoteRef, awaiting: bool },
 }
 
 /// A runtime ready to take a task.
@@ -234,7 +247,16 @@ impl RuntimeSupervisor {
         options: &JsonObject,
         create: bool,
     ) -> Result<Option<ActorRef<acp::AcpMsg>>, RuntimeError> {
-        let d = dialect::Dialect::of(target).map_err(RuntimeError::LaunchFailed)?;
+        let http = match target.adapter.as_str() {
+            "acp_http" => Some(Arc::new(http::HttpTarget::of(target).map_err(RuntimeError::LaunchFailed)?)),
+            _ => None,
+        };
+        // HTTP targets have one server (subcontext `default`); stdio dialects may have several.
+        let d = if http.is_some() {
+            dialect::Dialect::Acp
+        } else {
+            dialect::Dialect::of(target).map_err(RuntimeError::LaunchFailed)?
+        };
         let subcontext = d.subcontext(options);
         let key = (target.target_id.clone(), subcontext.clone());
         if let Some(a) = state.acp.get(&key) {
@@ -243,13 +265,23 @@ impl RuntimeSupervisor {
         if !create {
             return Ok(None);
         }
-        let argv = d.command(target, options).map_err(RuntimeError::LaunchFailed)?;
+        let argv = if http.is_some() {
+            // No command (or `external`): the server is not ours to start, only health-checked.
+            if target.launch.mode == crate::model::LaunchMode::External {
+                Vec::new()
+            } else {
+                target.launch.command.clone()
+            }
+        } else {
+            d.command(target, options).map_err(RuntimeError::LaunchFailed)?
+        };
         let cwd = options.get("cwd").and_then(Value::as_str).map(str::to_owned).or_else(|| target.launch.cwd.clone());
         let command =
             process::LaunchCommand { argv, env: target.launch.env.clone(), cwd: process::absolute_dir(cwd.as_deref()) };
         let args = acp::AcpRuntimeArgs {
             target: target.clone(),
             dialect: d,
+            http,
             subcontext: subcontext.clone(),
             command,
             dir: state.dir.clone(),
@@ -283,7 +315,10 @@ fn down_health(target: &TargetSpec, options: &JsonObject) -> TargetHealth {
         lease_id: None,
         process_id: None,
         state: "down".into(),
-        subcontext_key: dialect::Dialect::of(target).map(|d| d.subcontext(options)).unwrap_or_default(),
+        subcontext_key: match target.adapter.as_str() {
+            "acp" => dialect::Dialect::of(target).map(|d| d.subcontext(options)).unwrap_or_default(),
+            _ => "default".into(),
+        },
         tasks_in_flight: 0,
     }
 }
@@ -390,7 +425,7 @@ impl Actor for RuntimeSupervisor {
                     }
                     None => state.waiting.push_back(reply),
                 },
-                "acp" => match Self::acp_runtime(&myself, state, &target, &options, true).await {
+                "acp" | "acp_http" => match Self::acp_runtime(&myself, state, &target, &options, true).await {
                     Ok(Some(runtime)) => {
                         if let Err(ractor::MessagingErr::SendErr(acp::AcpMsg::Acquire(_, reply))) =
                             runtime.cast(acp::AcpMsg::Acquire(waiter, reply))

@@ -78,6 +78,19 @@ pub struct Spawned {
     pub stderr_done: tokio::task::JoinHandle<()>,
 }
 
+/// Logs a child's stdout lines (HTTP servers log there) and keeps them in `tail` with stderr,
+/// so a failed launch can say what the server printed.
+pub fn log_stdout(stdout: ChildStdout, tail: StderrTail, target_id: &str, pid: u32) {
+    let target = target_id.to_owned();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stdout).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            tracing::info!(actor_kind = "runtime", target_id = %target, pid, stdout = %line, "agent stdout");
+            tail.push(line);
+        }
+    });
+}
+
 /// Resolves a working directory to an absolute path (relative to the node's own directory).
 pub fn absolute_dir(dir: Option<&str>) -> PathBuf {
     let base = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
