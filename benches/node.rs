@@ -14,6 +14,12 @@
 //!   `initialize_ms`); for reference the same agent is also spawned directly
 //!   (`BENCH_COLD_LAUNCHES`, default 20).
 //!
+//! * HTTP agent (`acp_http`): warm create→complete latency against the echo agent of our acp-sdk
+//!   server (`tests/agents/acp_http_server.py`, launched by the node as a managed target), and the
+//!   same run posted directly to the server in stream mode; the difference is the node's own
+//!   share (`BENCH_HTTP_TASKS`, default 200; needs `ALINK_ACP_HTTP_PYTHON` or
+//!   `target/acp-http-venv`, skipped otherwise).
+//!
 //! Run: `cargo bench --bench node` (the load generator shares the machine's cores).
 
 use std::io::{BufRead, BufReader};
@@ -76,10 +82,21 @@ fn peak_rss_kib(pid: u32) -> u64 {
 async fn main() -> Result {
     let agent = format!("{}/tests/agents/fake_acp_agent.py", env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir()?;
+    let http_python = std::env::var("ALINK_ACP_HTTP_PYTHON").ok().filter(|p| !p.is_empty()).or_else(|| {
+        let venv = format!("{}/target/acp-http-venv/bin/python", env!("CARGO_MANIFEST_DIR"));
+        std::path::Path::new(&venv).exists().then_some(venv)
+    });
+    let http_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let http_target = http_python.as_deref().map_or_else(String::new, |py| {
+        format!(
+            "  http:\n    adapter: acp_http\n    endpoint: http://127.0.0.1:{http_port}\n    defaults: {{agent_name: echo}}\n    capabilities: [chat]\n    launch:\n      command: [{py}, {}/tests/agents/acp_http_server.py, --port, '{http_port}']\n",
+            env!("CARGO_MANIFEST_DIR")
+        )
+    });
     std::fs::write(
         dir.path().join("registry.yaml"),
         format!(
-            "targets:\n  echo:\n    adapter: loopback\n    capabilities: [bench]\n  fake:\n    adapter: acp\n    launch:\n      command: [python3, {agent}]\n    capabilities: [chat]\n"
+            "targets:\n  echo:\n    adapter: loopback\n    capabilities: [bench]\n  fake:\n    adapter: acp\n    launch:\n      command: [python3, {agent}]\n    capabilities: [chat]\n{http_target}"
         ),
     )?;
     let mut child = Command::new(env!("CARGO_BIN_EXE_alink-node"))
@@ -187,6 +204,30 @@ async fn main() -> Result {
         direct.push(direct_initialize(&agent)?);
     }
     direct.sort();
+    // HTTP agent, warm: through the node, then the same run straight to the server.
+    let http_n = env_num("BENCH_HTTP_TASKS", 200) as usize;
+    let mut via_node = Vec::with_capacity(http_n);
+    let mut direct_http = Vec::with_capacity(http_n);
+    if http_python.is_some() {
+        run_task(&http, &base, "http", json!({"text": "warm up"}), None).await?;
+        for _ in 0..http_n {
+            let t = Instant::now();
+            run_task(&http, &base, "http", json!({"text": "ping"}), None).await?;
+            via_node.push(t.elapsed());
+        }
+        let server = format!("http://127.0.0.1:{http_port}/runs");
+        for _ in 0..http_n {
+            let t = Instant::now();
+            let body = json!({"agent_name": "echo", "mode": "stream", "input": [{"role": "user", "parts": [{"content": "ping"}]}]});
+            let text = http.post(&server).json(&body).send().await?.text().await?;
+            if !text.contains("run.completed") {
+                return Err(format!("direct run did not complete: {text}").into());
+            }
+            direct_http.push(t.elapsed());
+        }
+        via_node.sort();
+        direct_http.sort();
+    }
     let rss = peak_rss_kib(pid);
     let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
     let _ = child.wait();
@@ -229,6 +270,24 @@ async fn main() -> Result {
         share_p(0.5),
         share_p(1.0)
     );
+    if !via_node.is_empty() {
+        println!(
+            "| HTTP agent (acp_http, acp-sdk echo) warm create→complete, n={http_n} | p50 {:.2} ms, p99 {:.2} ms |",
+            ms(percentile(&via_node, 0.5)),
+            ms(percentile(&via_node, 0.99))
+        );
+        println!(
+            "| same run posted straight to the server (stream mode) | p50 {:.2} ms, p99 {:.2} ms |",
+            ms(percentile(&direct_http, 0.5)),
+            ms(percentile(&direct_http, 0.99))
+        );
+        println!(
+            "| node's own share of a warm HTTP task (p50 difference) | {:.2} ms |",
+            ms(percentile(&via_node, 0.5)) - ms(percentile(&direct_http, 0.5))
+        );
+    } else {
+        println!("| HTTP agent | skipped: no Python with acp-sdk (set ALINK_ACP_HTTP_PYTHON) |");
+    }
     Ok(())
 }
 
@@ -239,7 +298,18 @@ async fn acp_task(
     payload: Value,
     conversation: Option<&str>,
 ) -> Result<Vec<Value>> {
-    let mut body = json!({"target_agent_id": "fake", "intent": "chat", "payload": payload});
+    run_task(http, base, "fake", payload, conversation).await
+}
+
+/// Runs a task on `target` to the end and returns its events.
+async fn run_task(
+    http: &reqwest::Client,
+    base: &str,
+    target: &str,
+    payload: Value,
+    conversation: Option<&str>,
+) -> Result<Vec<Value>> {
+    let mut body = json!({"target_agent_id": target, "intent": "chat", "payload": payload});
     if let Some(c) = conversation {
         body["conversation_id"] = json!(c);
     }
@@ -249,7 +319,7 @@ async fn acp_task(
     let events: Vec<Value> =
         text.lines().filter_map(|l| l.strip_prefix("data: ")).filter_map(|d| serde_json::from_str(d).ok()).collect();
     if events.last().map(|e| e["state"] != "completed").unwrap_or(true) {
-        return Err(format!("ACP task {id} did not complete: {text}").into());
+        return Err(format!("task {id} on {target} did not complete: {text}").into());
     }
     Ok(events)
 }
