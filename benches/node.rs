@@ -219,9 +219,17 @@ async fn main() -> Result {
         for _ in 0..http_n {
             let t = Instant::now();
             let body = json!({"agent_name": "echo", "mode": "stream", "input": [{"role": "user", "parts": [{"content": "ping"}]}]});
-            let text = http.post(&server).json(&body).send().await?.text().await?;
-            if !text.contains("run.completed") {
-                return Err(format!("direct run did not complete: {text}").into());
+            // Stop at the terminal frame, as the node does (the server closes the stream later).
+            let mut stream = http.post(&server).json(&body).send().await?.bytes_stream();
+            let mut seen = Vec::new();
+            while let Some(chunk) = stream.next().await {
+                seen.extend_from_slice(&chunk?);
+                if seen.windows(13).any(|w| w == b"run.completed") {
+                    break;
+                }
+            }
+            if !seen.windows(13).any(|w| w == b"run.completed") {
+                return Err(format!("direct run did not complete: {}", String::from_utf8_lossy(&seen)).into());
             }
             direct_http.push(t.elapsed());
         }

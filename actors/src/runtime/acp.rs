@@ -1115,10 +1115,28 @@ pub fn map_update(params: &Value) -> UpdateEffect {
     }
 }
 
-fn emit(d: &Dispatch, events: Vec<AdapterEvent>) {
+/// Sends a task its runtime events (nothing if there are none).
+pub(super) fn emit(d: &Dispatch, events: Vec<AdapterEvent>) {
     if !events.is_empty() {
         let _ = d.reply_to.cast(TaskMsg::Adapter { generation: d.generation, events });
     }
+}
+
+/// Queues a dispatch on a session: waiting tasks run in creation order (task ids are
+/// time-ordered), whatever order their dispatches arrived in.
+pub(super) fn enqueue(queue: &mut VecDeque<Dispatch>, d: Dispatch) {
+    let at = queue.partition_point(|q| q.task_id < d.task_id);
+    queue.insert(at, d);
+}
+
+/// Cancels a task still waiting in a session's queue; `false` if it is not there.
+pub(super) fn cancel_queued(queue: &mut VecDeque<Dispatch>, task_id: &str, runtime: &ActorRef<AcpMsg>) -> bool {
+    let Some(d) = queue.iter().position(|d| d.task_id == task_id).and_then(|pos| queue.remove(pos)) else {
+        return false;
+    };
+    emit(&d, vec![AdapterEvent::Cancelled { message: "Cancelled while waiting for its session".into() }]);
+    let _ = runtime.cast(AcpMsg::TurnEnded { task_id: d.task_id });
+    true
 }
 
 fn text_event(text: String) -> AdapterEvent {
@@ -1247,10 +1265,7 @@ impl Actor for AcpSession {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             AcpSessionMsg::Submit(d) => {
-                // Waiting tasks run in creation order (task ids are time-ordered), whatever order
-                // their dispatches arrived in.
-                let at = state.queue.partition_point(|q| q.task_id < d.task_id);
-                state.queue.insert(at, *d);
+                enqueue(&mut state.queue, *d);
                 Self::start_next(&myself, state);
             }
             AcpSessionMsg::SetupDone { turn, result } if state.turn.as_ref().is_some_and(|t| t.id == turn) => {
@@ -1443,14 +1458,7 @@ impl Actor for AcpSession {
                 }
             }
             AcpSessionMsg::Cancel { task_id, generation: _ } => {
-                if let Some(pos) = state.queue.iter().position(|d| d.task_id == task_id) {
-                    if let Some(d) = state.queue.remove(pos) {
-                        emit(
-                            &d,
-                            vec![AdapterEvent::Cancelled { message: "Cancelled while waiting for its session".into() }],
-                        );
-                        let _ = state.args.runtime.cast(AcpMsg::TurnEnded { task_id });
-                    }
+                if cancel_queued(&mut state.queue, &task_id, &state.args.runtime) {
                     return Ok(());
                 }
                 let Some(t) = state.turn.as_mut().filter(|t| t.dispatch.task_id == task_id) else { return Ok(()) };

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::acp::AcpMsg;
+use super::acp::{AcpMsg, cancel_queued, emit, enqueue};
 use super::http::{
     self, BINDING, HttpDialect, HttpTarget, PollTracker, REQUEST_TIMEOUT, RunOutcome, RunTracker, SseParser,
 };
@@ -27,7 +27,6 @@ use crate::clock;
 use crate::model::{JsonObject, RemoteRef};
 use crate::root::Directory;
 use crate::storage::{SessionBindingRecord, WriteOp};
-use crate::task::TaskMsg;
 
 /// At most one streamed text event per this interval (as the stdio adapter).
 const COALESCE: Duration = Duration::from_millis(100);
@@ -149,12 +148,6 @@ pub struct HttpSessionState {
 /// One HTTP session (sticky scope).
 pub struct HttpSession;
 
-fn emit(d: &Dispatch, events: Vec<AdapterEvent>) {
-    if !events.is_empty() {
-        let _ = d.reply_to.cast(TaskMsg::Adapter { generation: d.generation, events });
-    }
-}
-
 /// What a follower needs: where to send, what to send with, whom to tell.
 #[derive(Clone)]
 struct Follow {
@@ -193,9 +186,7 @@ impl Follow {
                     Err(e) => format!("unreadable answer: {}", http::describe_reqwest(&e)),
                 },
                 Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => {
-                    let status = r.status().as_u16();
-                    let body = r.bytes().await.unwrap_or_default();
-                    let (_, message) = http::error_body(status, &body);
+                    let (_, message) = http::error_of(r).await;
                     return Err(Remote::Lost {
                         reason: "remote_run_gone",
                         detail: format!("run {run_id} no longer exists on {} ({message})", self.target.endpoint),
@@ -294,9 +285,7 @@ impl Follow {
             }
         };
         if !response.status().is_success() {
-            let status = response.status().as_u16();
-            let body = response.bytes().await.unwrap_or_default();
-            let (code, message) = http::error_body(status, &body);
+            let (code, message) = http::error_of(response).await;
             self.tell(Remote::Rejected { code, message });
             return;
         }
@@ -325,9 +314,7 @@ impl Follow {
                 self.stream(r, Some(run_id), offset).await;
             }
             Ok(r) => {
-                let status = r.status().as_u16();
-                let body = r.bytes().await.unwrap_or_default();
-                let (code, message) = http::error_body(status, &body);
+                let (code, message) = http::error_of(r).await;
                 self.tell(Remote::ResumeRefused(format!("{code}: {message}")));
             }
             Err(e) => {
@@ -406,9 +393,7 @@ impl Follow {
         {
             Ok(r) if r.status().is_success() => self.tell(Remote::Resumed),
             Ok(r) => {
-                let status = r.status().as_u16();
-                let body = r.bytes().await.unwrap_or_default();
-                let (code, message) = http::error_body(status, &body);
+                let (code, message) = http::error_of(r).await;
                 self.tell(Remote::ResumeRefused(format!("{code}: {message}")));
             }
             Err(e) => {
@@ -757,8 +742,7 @@ impl Actor for HttpSession {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             HttpSessionMsg::Submit(d) => {
-                let at = state.queue.partition_point(|q| q.task_id < d.task_id);
-                state.queue.insert(at, *d);
+                enqueue(&mut state.queue, *d);
                 Self::start_next(&myself, state);
             }
             HttpSessionMsg::Attach { dispatch, remote, awaiting } => {
@@ -925,14 +909,7 @@ impl Actor for HttpSession {
                 }
             }
             HttpSessionMsg::Cancel { task_id, generation: _ } => {
-                if let Some(pos) = state.queue.iter().position(|d| d.task_id == task_id) {
-                    if let Some(d) = state.queue.remove(pos) {
-                        emit(
-                            &d,
-                            vec![AdapterEvent::Cancelled { message: "Cancelled while waiting for its session".into() }],
-                        );
-                        let _ = state.args.runtime.cast(AcpMsg::TurnEnded { task_id });
-                    }
+                if cancel_queued(&mut state.queue, &task_id, &state.args.runtime) {
                     return Ok(());
                 }
                 let Some(t) = state.turn.as_mut().filter(|t| t.dispatch.task_id == task_id) else { return Ok(()) };

@@ -173,6 +173,13 @@ pub fn error_body(status: u16, body: &[u8]) -> (String, String) {
     (code, message)
 }
 
+/// [`error_body`] of a non-2xx response.
+pub async fn error_of(response: reqwest::Response) -> (String, String) {
+    let status = response.status().as_u16();
+    let body = response.bytes().await.unwrap_or_default();
+    error_body(status, &body)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Request bodies
 // ---------------------------------------------------------------------------------------------
