@@ -28,6 +28,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::acp_http::{HttpSession, HttpSessionArgs, HttpSessionMsg};
+use super::coalesce::{Next, TextCoalescer, text_event};
 use super::dialect::{Dialect, StickyInput, choose_option, prompt_text};
 use super::http::HttpTarget;
 use super::jsonrpc::{Incoming, RpcConn, RpcError};
@@ -47,8 +48,6 @@ pub const DEFAULT_LAUNCH_TIMEOUT: Duration = Duration::from_secs(60);
 const SESSION_SETUP_TIMEOUT: Duration = Duration::from_secs(90);
 /// A prompt turn may run for a long time; `delivery.timeout_ms` bounds tasks that need it.
 const PROMPT_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
-/// At most one streamed text event per this interval.
-const COALESCE: Duration = Duration::from_millis(100);
 /// A persisted session binding older than this is not reloaded.
 const BINDING_FRESH: Duration = Duration::from_secs(3600);
 
@@ -1044,9 +1043,7 @@ struct Turn {
     /// All agent message text of the turn (the result).
     text: String,
     /// Text not yet streamed as an event.
-    unsent: String,
-    last_emit: Option<Instant>,
-    flush_scheduled: bool,
+    stream: TextCoalescer,
     /// A permission request waiting for the task's resume: (JSON-RPC id, options).
     pending_permission: Option<(Value, Vec<Value>)>,
     cancel_requested: bool,
@@ -1139,13 +1136,6 @@ pub(super) fn cancel_queued(queue: &mut VecDeque<Dispatch>, task_id: &str, runti
     true
 }
 
-fn text_event(text: String) -> AdapterEvent {
-    AdapterEvent::Running {
-        message: "Agent message".into(),
-        data: [("delta".to_owned(), Value::String(text))].into_iter().collect(),
-    }
-}
-
 impl AcpSession {
     fn start_next(myself: &ActorRef<AcpSessionMsg>, state: &mut AcpSessionState) {
         if state.turn.is_some() {
@@ -1158,9 +1148,7 @@ impl AcpSession {
             id: turn,
             dispatch,
             text: String::new(),
-            unsent: String::new(),
-            last_emit: None,
-            flush_scheduled: false,
+            stream: TextCoalescer::default(),
             pending_permission: None,
             cancel_requested: false,
             prompted: false,
@@ -1208,9 +1196,9 @@ impl AcpSession {
     }
 
     fn flush(state: &mut AcpSessionState) {
-        if let Some(t) = state.turn.as_mut().filter(|t| !t.unsent.is_empty()) {
-            let text = std::mem::take(&mut t.unsent);
-            t.last_emit = Some(Instant::now());
+        if let Some(t) = state.turn.as_mut()
+            && let Some(text) = t.stream.take(Instant::now())
+        {
             emit(&t.dispatch, vec![text_event(text)]);
         }
     }
@@ -1336,15 +1324,13 @@ impl Actor for AcpSession {
                 match map_update(&params) {
                     UpdateEffect::Text(text) => {
                         t.text.push_str(&text);
-                        t.unsent.push_str(&text);
-                        let due = t.last_emit.is_none_or(|at| at.elapsed() >= COALESCE);
-                        if due {
-                            Self::flush(state);
-                        } else if !t.flush_scheduled {
-                            t.flush_scheduled = true;
-                            let turn = t.id;
-                            let wait = COALESCE.saturating_sub(t.last_emit.map_or(Duration::ZERO, |at| at.elapsed()));
-                            myself.send_after(wait, move || AcpSessionMsg::Flush { turn });
+                        match t.stream.push(&text, Instant::now()) {
+                            Next::FlushNow => Self::flush(state),
+                            Next::FlushIn(wait) => {
+                                let turn = t.id;
+                                myself.send_after(wait, move || AcpSessionMsg::Flush { turn });
+                            }
+                            Next::Wait => {}
                         }
                     }
                     UpdateEffect::Event { message, data } => {
@@ -1358,7 +1344,7 @@ impl Actor for AcpSession {
             }
             AcpSessionMsg::Flush { turn } => {
                 if let Some(t) = state.turn.as_mut().filter(|t| t.id == turn) {
-                    t.flush_scheduled = false;
+                    t.stream.timer_fired();
                 }
                 Self::flush(state);
             }

@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::acp::{AcpMsg, cancel_queued, emit, enqueue};
+use super::coalesce::{Next, TextCoalescer, text_event};
 use super::http::{
     self, BINDING, HttpDialect, HttpTarget, PollTracker, REQUEST_TIMEOUT, RunOutcome, RunTracker, SseParser,
 };
@@ -28,8 +29,6 @@ use crate::model::{JsonObject, RemoteRef};
 use crate::root::Directory;
 use crate::storage::{SessionBindingRecord, WriteOp};
 
-/// At most one streamed text event per this interval (as the stdio adapter).
-const COALESCE: Duration = Duration::from_millis(100);
 /// A persisted session binding older than this is not reused (the reference server forgets
 /// sessions after an hour).
 const BINDING_FRESH: Duration = Duration::from_secs(3600);
@@ -119,9 +118,7 @@ struct HttpTurn {
     /// `Submitted` was reported.
     submitted: bool,
     /// Text not yet streamed as an event.
-    unsent: String,
-    last_emit: Option<Instant>,
-    flush_scheduled: bool,
+    stream: TextCoalescer,
     cancel_requested: bool,
     /// The follower doing this turn's IO; aborted when the turn ends.
     follower: Option<JoinHandle<()>>,
@@ -442,9 +439,7 @@ impl HttpSession {
             run: RunTracker::default(),
             poll: PollTracker::default(),
             submitted: false,
-            unsent: String::new(),
-            last_emit: None,
-            flush_scheduled: false,
+            stream: TextCoalescer::default(),
             cancel_requested: false,
             follower: None,
         });
@@ -502,16 +497,10 @@ impl HttpSession {
     }
 
     fn flush(state: &mut HttpSessionState) {
-        if let Some(t) = state.turn.as_mut().filter(|t| !t.unsent.is_empty()) {
-            let text = std::mem::take(&mut t.unsent);
-            t.last_emit = Some(Instant::now());
-            emit(
-                &t.dispatch,
-                vec![AdapterEvent::Running {
-                    message: "Agent message".into(),
-                    data: [("delta".to_owned(), Value::String(text))].into_iter().collect(),
-                }],
-            );
+        if let Some(t) = state.turn.as_mut()
+            && let Some(text) = t.stream.take(Instant::now())
+        {
+            emit(&t.dispatch, vec![text_event(text)]);
         }
     }
 
@@ -583,15 +572,13 @@ impl HttpSession {
                 }
                 RunOutcome::Text(text) => {
                     let Some(t) = state.turn.as_mut() else { return };
-                    t.unsent.push_str(&text);
-                    let due = t.last_emit.is_none_or(|at| at.elapsed() >= COALESCE);
-                    if due {
-                        Self::flush(state);
-                    } else if !t.flush_scheduled {
-                        t.flush_scheduled = true;
-                        let turn = t.id;
-                        let wait = COALESCE.saturating_sub(t.last_emit.map_or(Duration::ZERO, |at| at.elapsed()));
-                        myself.send_after(wait, move || HttpSessionMsg::Flush { turn });
+                    match t.stream.push(&text, Instant::now()) {
+                        Next::FlushNow => Self::flush(state),
+                        Next::FlushIn(wait) => {
+                            let turn = t.id;
+                            myself.send_after(wait, move || HttpSessionMsg::Flush { turn });
+                        }
+                        Next::Wait => {}
                     }
                 }
                 RunOutcome::Progress { message, data } => {
@@ -941,7 +928,7 @@ impl Actor for HttpSession {
             }
             HttpSessionMsg::Flush { turn } => {
                 if let Some(t) = state.turn.as_mut().filter(|t| t.id == turn) {
-                    t.flush_scheduled = false;
+                    t.stream.timer_fired();
                 }
                 Self::flush(state);
             }

@@ -11,6 +11,7 @@
 
 pub mod acp;
 pub mod acp_http;
+pub mod coalesce;
 pub mod dialect;
 pub mod http;
 pub mod jsonrpc;
