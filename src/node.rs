@@ -11,9 +11,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use aethrolink_actors::artifacts::ArtifactStore;
-use aethrolink_actors::root::{CoreSettings, RootArgs, RootSupervisor};
+use aethrolink_actors::root::{CoreSettings, RootArgs, RootMsg, RootSupervisor};
+use aethrolink_actors::service::Services;
 use aethrolink_actors::storage::{DatabaseLocation, Db, StorageMsg, WriteOp};
 use aethrolink_actors::supervision::ASK_TIMEOUT;
+use ractor::ActorRef;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{AppState, router};
@@ -39,14 +41,41 @@ pub enum NodeError {
 /// How long the ordered stop of the supervision tree may take.
 const TREE_STOP_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Runs until a shutdown signal (or `shutdown` is cancelled); returns after a clean stop.
-pub async fn run(args: NodeArgs, shutdown: CancellationToken) -> Result<(), NodeError> {
+/// A running core: the supervision tree (recovered), and the service layer over it.
+pub struct Core {
+    /// The root supervisor; stopping it stops the tree in order.
+    root: ActorRef<RootMsg>,
+    /// Ends when the root stops (normally or because a service failed beyond its limit).
+    root_join: tokio::task::JoinHandle<()>,
+    /// What every binding calls.
+    pub services: Services,
+}
+
+impl Core {
+    /// Stops the supervision tree in order (every queued write commits).
+    pub async fn stop(self) {
+        if let Err(e) = self.root.stop_and_wait(Some("node shutting down".into()), Some(TREE_STOP_TIMEOUT)).await {
+            tracing::warn!(error = %e, "supervision tree did not stop in time");
+        }
+    }
+}
+
+/// The sockets a node serves on, bound before anything is served.
+pub struct Listeners {
+    /// The HTTP API.
+    pub http: tokio::net::TcpListener,
+}
+
+/// Loads configuration, opens storage and starts the supervision tree, which recovers live tasks
+/// before this returns.
+pub async fn start_core(args: &NodeArgs) -> Result<Core, NodeError> {
     let (registry_path, explicit) = match &args.registry {
         Some(p) => (p.clone(), true),
         None => (PathBuf::from(DEFAULT_REGISTRY), false),
     };
     let file_targets = load_registry(&registry_path, explicit)?;
-    let addr = args.bind_addr()?;
+    // A bad address is reported before anything is opened.
+    args.bind_addr()?;
     let location = DatabaseLocation::parse(&args.database);
     let db =
         Db::open(&location).await.map_err(|source| NodeError::Storage { database: args.database.clone(), source })?;
@@ -59,30 +88,48 @@ pub async fn run(args: NodeArgs, shutdown: CancellationToken) -> Result<(), Node
     let (root, dir, root_join) = RootSupervisor::start(RootArgs { db: db.clone(), artifacts, file_targets, settings })
         .await
         .map_err(|e| NodeError::Tree(e.to_string()))?;
-    let node_id = match resolve_node_id(&args, &db, &dir).await {
-        Ok(id) => id,
+    match resolve_node_id(args, &db, &dir).await {
+        Ok(node_id) => Ok(Core { root, root_join, services: Services::new(dir, node_id) }),
         Err(e) => {
             let _ = root.stop_and_wait(None, Some(TREE_STOP_TIMEOUT)).await;
-            return Err(e);
+            Err(e)
         }
-    };
-    let listener = match tokio::net::TcpListener::bind(addr).await {
+    }
+}
+
+/// Runs until a shutdown signal (or `shutdown` is cancelled); returns after a clean stop.
+pub async fn run(args: NodeArgs, shutdown: CancellationToken) -> Result<(), NodeError> {
+    let core = start_core(&args).await?;
+    let addr = args.bind_addr()?;
+    let http = match tokio::net::TcpListener::bind(addr).await {
         Ok(l) => l,
         Err(source) => {
-            let _ = root.stop_and_wait(None, Some(TREE_STOP_TIMEOUT)).await;
+            core.stop().await;
             return Err(NodeError::Listen { addr: addr.to_string(), source });
         }
     };
-    let local = listener.local_addr().map_err(NodeError::Serve)?;
+    let local = http.local_addr().map_err(NodeError::Serve)?;
     // The one line on stdout: scripts and tests started on port 0 read the address here.
     println!("alink-node listening on http://{local}");
-    tracing::info!(node_id = %node_id, addr = %local, "listening");
+    tracing::info!(node_id = %core.services.node_id(), addr = %local, "listening");
+    serve(core, Listeners { http }, shutdown, args.max_body_bytes).await
+}
 
-    let app = router(AppState { dir: dir.clone(), node_id, shutdown: shutdown.clone() }, args.max_body_bytes);
+/// Serves the bindings over a running core until `shutdown` is cancelled (or the tree dies),
+/// then stops the tree in order. The in-process test seam: tests start a core, bind port 0,
+/// and call this.
+pub async fn serve(
+    core: Core,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+    max_body_bytes: usize,
+) -> Result<(), NodeError> {
+    let Core { root, root_join, services } = core;
+    let app = router(AppState { services, shutdown: shutdown.clone() }, max_body_bytes);
     let serve_shutdown = shutdown.clone();
     // SSE frames are small writes: without TCP_NODELAY, Nagle's algorithm meets the client's
     // delayed ACK and each frame can wait ~40 ms.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+    let listener = axum::serve::ListenerExt::tap_io(listeners.http, |tcp| {
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "could not set TCP_NODELAY");
         }

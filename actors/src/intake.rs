@@ -3,7 +3,10 @@
 //! so every task — whoever asks for it — is routed, checked and recorded the same way.
 
 use std::sync::Arc;
+
+use ractor::ActorRef;
 use std::time::Duration;
+use tokio::sync::watch;
 
 use serde_json::{Value, json};
 
@@ -11,15 +14,26 @@ use crate::clock;
 use crate::error::AskError;
 use crate::ids;
 use crate::model::{DeliveryPolicy, JsonObject, TaskRecord, TaskStatus, ThreadRecord, deep_merge};
-use crate::registry::RouteError;
-use crate::root::Directory;
-use crate::storage::NewTurn;
-use crate::supervision::ask;
+use crate::registry::{RouteError, TargetTable};
+use crate::storage::{NewTurn, StoreReader};
+use crate::supervision::{Slot, ask};
 use crate::task::{NewTask, TaskError, TaskMsg};
 use crate::task_supervisor::TaskSupMsg;
 
 /// Budget for the spawn and creation requests.
 const INTAKE_ASK: Duration = Duration::from_secs(10);
+
+/// What task creation needs: threads to check a turn's pair, the routing snapshot, and the task
+/// supervisor that spawns the task's actor. Cheap to clone.
+#[derive(Clone)]
+pub struct Intake {
+    /// Thread lookups for thread-bound tasks.
+    pub reader: StoreReader,
+    /// Latest routing snapshot (no actor hop to route).
+    pub targets: watch::Receiver<Arc<TargetTable>>,
+    /// Spawns the task's actor.
+    pub tasks: Arc<Slot<TaskSupMsg>>,
+}
 
 /// A task request after the edge parsed it.
 #[derive(Clone, Debug, Default)]
@@ -83,7 +97,7 @@ pub fn thread_pair(thread: &ThreadRecord, sender: &str, target: Option<&str>) ->
 
 /// Creates a task: validates, routes, records (with its thread turn), spawns its actor, and
 /// returns the record once `task.created` and `task.routed` are durable.
-pub async fn create_task(dir: &Arc<Directory>, req: TaskRequest) -> Result<TaskRecord, IntakeError> {
+pub async fn create_task(intake: &Intake, req: TaskRequest) -> Result<TaskRecord, IntakeError> {
     let intent = non_empty(req.intent).ok_or_else(|| IntakeError::Invalid("intent is required".into()))?;
     let payload = match req.payload {
         Value::Null => json!({}),
@@ -98,19 +112,18 @@ pub async fn create_task(dir: &Arc<Directory>, req: TaskRequest) -> Result<TaskR
     if req.delivery.timeout_ms == Some(0) {
         return Err(IntakeError::Invalid("delivery.timeout_ms must be greater than 0".into()));
     }
-    let mut sender = non_empty(req.sender).unwrap_or_else(|| "local".to_owned());
+    let sender = non_empty(req.sender).unwrap_or_else(|| "local".to_owned());
     let mut requested = non_empty(req.target_agent_id);
     let thread_id = non_empty(req.thread_id);
     let mut new_turn = None;
     if let Some(tid) = &thread_id {
-        let thread = dir.reader.thread(tid).await?.ok_or_else(|| IntakeError::ThreadNotFound(tid.clone()))?;
+        let thread = intake.reader.thread(tid).await?.ok_or_else(|| IntakeError::ThreadNotFound(tid.clone()))?;
         let target = thread_pair(&thread, &sender, requested.as_deref()).map_err(IntakeError::Participants)?;
-        sender = sender.clone();
         new_turn = Some(NewTurn { sender_agent_id: sender.clone(), target_agent_id: target.clone() });
         requested = Some(target);
     }
     let target = {
-        let table = dir.targets.borrow();
+        let table = intake.targets.borrow();
         table.route(requested.as_deref(), &intent)?.clone()
     };
     let runtime_options = deep_merge(&target.defaults, &req.runtime_options);
@@ -136,7 +149,8 @@ pub async fn create_task(dir: &Arc<Directory>, req: TaskRequest) -> Result<TaskR
         updated_at: now,
     };
     let new = NewTask { record, payload, target, new_turn };
-    let actor = dir.tasks.ask(INTAKE_ASK, |reply| TaskSupMsg::Spawn(Box::new(new), reply)).await??;
+    let actor: ActorRef<TaskMsg> =
+        intake.tasks.ask(INTAKE_ASK, |reply| TaskSupMsg::Spawn(Box::new(new), reply)).await??;
     Ok(ask(&actor, "task", INTAKE_ASK, TaskMsg::Create).await??)
 }
 

@@ -31,6 +31,7 @@ pub mod registry;
 pub mod restart;
 pub mod root;
 pub mod runtime;
+pub mod service;
 pub mod sse;
 pub mod state_machine;
 pub mod storage;

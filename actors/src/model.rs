@@ -152,6 +152,32 @@ impl Default for DeliveryPolicy {
     }
 }
 
+/// `delivery` as a client sends it: each field defaults on its own (the Go node defaulted only a
+/// missing object, so a partial one silently meant `launch_if_down=false`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryRequest {
+    #[serde(default)]
+    pub mode: Option<DeliveryMode>,
+    #[serde(default)]
+    pub launch_if_down: Option<bool>,
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+}
+
+impl DeliveryRequest {
+    /// The effective policy: per-field defaults. An absent request is the default policy.
+    pub fn resolve(request: Option<DeliveryRequest>) -> DeliveryPolicy {
+        let d = request.unwrap_or_default();
+        let defaults = DeliveryPolicy::default();
+        DeliveryPolicy {
+            mode: d.mode.unwrap_or(defaults.mode),
+            launch_if_down: d.launch_if_down.unwrap_or(defaults.launch_if_down),
+            timeout_ms: d.timeout_ms,
+        }
+    }
+}
+
 /// The error recorded on a failed task.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LastError {
@@ -549,4 +575,73 @@ pub struct ThreadTurn {
     pub status: String,
     pub created_at: String,
     pub updated_at: String,
+}
+
+/// Whether a target's runtime can take work now, as `GET /v1/targets` and health report it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuntimeState {
+    /// Running and ready (in-process runtimes always are).
+    Up,
+    /// Not running (it is launched on demand).
+    Down,
+    /// Being started.
+    Launching,
+}
+
+impl RuntimeState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuntimeState::Up => "up",
+            RuntimeState::Down => "down",
+            RuntimeState::Launching => "launching",
+        }
+    }
+
+    /// The state of a runtime reported by its spelling; unknown spellings count as down.
+    pub fn from_report(s: &str) -> Self {
+        match s {
+            "up" => RuntimeState::Up,
+            "launching" => RuntimeState::Launching,
+            _ => RuntimeState::Down,
+        }
+    }
+
+    /// A target's state from its runtimes' (one per subcontext): up if any is up, else launching
+    /// if any is launching, else down.
+    pub fn of_target(in_process: bool, runtimes: impl IntoIterator<Item = RuntimeState>) -> Self {
+        if in_process {
+            return RuntimeState::Up;
+        }
+        runtimes.into_iter().fold(RuntimeState::Down, |acc, s| match (acc, s) {
+            (RuntimeState::Up, _) | (_, RuntimeState::Up) => RuntimeState::Up,
+            (RuntimeState::Launching, _) | (_, RuntimeState::Launching) => RuntimeState::Launching,
+            _ => RuntimeState::Down,
+        })
+    }
+}
+
+impl fmt::Display for RuntimeState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod runtime_state_tests {
+    use super::RuntimeState::{self, Down, Launching, Up};
+
+    #[test]
+    fn a_target_is_as_up_as_its_best_runtime() {
+        let cases: &[(bool, &[RuntimeState], RuntimeState)] = &[
+            (true, &[], Up),
+            (false, &[], Down),
+            (false, &[Down, Launching], Launching),
+            (false, &[Launching, Up, Down], Up),
+            (false, &[Down, Down], Down),
+        ];
+        for (in_process, runtimes, want) in cases {
+            assert_eq!(RuntimeState::of_target(*in_process, runtimes.iter().copied()), *want, "{runtimes:?}");
+        }
+    }
 }

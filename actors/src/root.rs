@@ -16,14 +16,17 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::artifacts::ArtifactStore;
+use crate::intake::Intake;
 use crate::model::TargetSpec;
 use crate::registry::{RegistryActor, RegistryArgs, RegistryMsg, TargetTable};
 use crate::restart::{RestartDecision, RestartPolicy, RestartTracker, jitter};
 use crate::runtime::{RuntimeSupMsg, RuntimeSupervisor};
 use crate::sse::{SseHub, SseHubMsg};
 use crate::storage::{Db, StorageActor, StorageArgs, StorageMsg, StoreReader};
-use crate::supervision::{Slot, actor_label};
+use crate::supervision::{Notify, Slot, actor_label, cast_or_drop};
+use crate::task::TaskDeps;
 use crate::task_supervisor::{TaskSupMsg, TaskSupervisor};
+use crate::threads::{ThreadCoordinator, ThreadDeps, ThreadMsg};
 
 /// Tunables of the core.
 #[derive(Clone, Debug)]
@@ -45,7 +48,7 @@ pub struct Directory {
     pub runtimes: Arc<Slot<RuntimeSupMsg>>,
     pub tasks: Arc<Slot<TaskSupMsg>>,
     pub sse: Arc<Slot<SseHubMsg>>,
-    pub threads: Arc<Slot<crate::threads::ThreadMsg>>,
+    pub threads: Arc<Slot<ThreadMsg>>,
     /// Reads (separate pool).
     pub reader: StoreReader,
     /// Artifact bytes.
@@ -53,21 +56,34 @@ pub struct Directory {
     /// Latest routing snapshot, published by the registry actor.
     pub targets: watch::Receiver<Arc<TargetTable>>,
     pub settings: CoreSettings,
+    /// The one task-creation path (service layer and thread coordinator).
+    pub intake: Intake,
 }
 
 impl Directory {
-    /// Makes `op` durable without waiting for it: bookkeeping (launch history, session bindings,
-    /// thread progress) whose loss is logged but never blocks the actor that produced it.
+    /// Makes `op` durable without waiting for it (see [`crate::storage::write_in_background`]).
     pub fn write_in_background(self: &Arc<Self>, op: crate::storage::WriteOp) {
-        let (dir, what) = (self.clone(), op.name());
-        tokio::spawn(async move {
-            let written = dir.storage.ask(crate::supervision::ASK_TIMEOUT, |r| StorageMsg::Write(op, r)).await;
-            match written {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::warn!(error = %e, what, "background write failed"),
-                Err(e) => tracing::warn!(error = %e, what, "background write failed"),
-            }
-        });
+        crate::storage::write_in_background(&self.storage, op);
+    }
+
+    /// What every task actor gets.
+    fn task_deps(&self) -> TaskDeps {
+        let threads = self.threads.clone();
+        TaskDeps {
+            storage: self.storage.clone(),
+            reader: self.reader.clone(),
+            artifacts: self.artifacts.clone(),
+            sse: self.sse.clone(),
+            runtimes: self.runtimes.clone(),
+            targets: self.targets.clone(),
+            turn_settled: Notify::new(move |s| cast_or_drop(&threads, ThreadMsg::TurnSettled(s))),
+            cancel_grace: self.settings.cancel_grace,
+        }
+    }
+
+    /// What the thread coordinator gets.
+    fn thread_deps(&self) -> ThreadDeps {
+        ThreadDeps { storage: self.storage.clone(), reader: self.reader.clone(), intake: self.intake.clone() }
     }
 }
 
@@ -116,8 +132,14 @@ pub enum RootMsg {
     Restart { service: Service, generation: u64 },
 }
 
+/// Cores started in this process so far: actor names are process-global, so a second core
+/// (in-process tests) prefixes its actors' names.
+static CORES_STARTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// State of the root supervisor.
 pub struct RootState {
+    /// Prefix of this core's actor names (empty for the first core of the process).
+    name_prefix: String,
     dir: Arc<Directory>,
     /// Kept to build the registry again on restart.
     db: Db,
@@ -141,19 +163,26 @@ impl RootSupervisor {
         args: RootArgs,
     ) -> Result<(ActorRef<RootMsg>, Arc<Directory>, tokio::task::JoinHandle<()>), ActorProcessingErr> {
         let (targets_tx, targets_rx) = watch::channel(Arc::new(TargetTable::default()));
+        let tasks = Slot::new("task supervisor");
+        let reader = args.db.reader();
+        let intake = Intake { reader: reader.clone(), targets: targets_rx.clone(), tasks: tasks.clone() };
         let dir = Arc::new(Directory {
             storage: Slot::new("storage"),
             registry: Slot::new("registry"),
             runtimes: Slot::new("runtime supervisor"),
-            tasks: Slot::new("task supervisor"),
+            tasks,
             sse: Slot::new("sse hub"),
             threads: Slot::new("thread coordinator"),
-            reader: args.db.reader(),
+            reader,
             artifacts: args.artifacts,
             targets: targets_rx,
             settings: args.settings,
+            intake,
         });
+        let instance = CORES_STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let name_prefix = if instance == 1 { String::new() } else { format!("core{instance}.") };
         let state = RootState {
+            name_prefix: name_prefix.clone(),
             dir: dir.clone(),
             db: args.db,
             file_targets: args.file_targets,
@@ -162,7 +191,7 @@ impl RootSupervisor {
             restarts: HashMap::new(),
             generations: HashMap::new(),
         };
-        let (root, join) = Actor::spawn(Some("aethrolink.root".into()), RootSupervisor, state).await?;
+        let (root, join) = Actor::spawn(Some(format!("{name_prefix}aethrolink.root")), RootSupervisor, state).await?;
         crate::supervision::ask(&root, "root", Duration::from_secs(300), RootMsg::Ready).await?;
         Ok((root, dir, join))
     }
@@ -174,7 +203,7 @@ async fn start_service(
     service: Service,
 ) -> Result<ActorCell, ActorProcessingErr> {
     let generation = *state.generations.entry(service).and_modify(|g| *g += 1).or_insert(1);
-    let name = Some(format!("{}:{generation}", service.name()));
+    let name = Some(format!("{}{}:{generation}", state.name_prefix, service.name()));
     let sup = myself.get_cell();
     let cell = match service {
         Service::Storage => {
@@ -204,12 +233,12 @@ async fn start_service(
             a.get_cell()
         }
         Service::Threads => {
-            let (a, _) = Actor::spawn_linked(name, crate::threads::ThreadCoordinator, state.dir.clone(), sup).await?;
+            let (a, _) = Actor::spawn_linked(name, ThreadCoordinator, state.dir.thread_deps(), sup).await?;
             state.dir.threads.set(Some(a.clone()));
             a.get_cell()
         }
         Service::Tasks => {
-            let (a, _) = Actor::spawn_linked(name, TaskSupervisor, state.dir.clone(), sup).await?;
+            let (a, _) = Actor::spawn_linked(name, TaskSupervisor, state.dir.task_deps(), sup).await?;
             state.dir.tasks.set(Some(a.clone()));
             a.get_cell()
         }

@@ -89,3 +89,39 @@ impl<M: Message> Slot<M> {
 pub fn actor_label(cell: &ActorCell) -> String {
     cell.get_name().unwrap_or_else(|| format!("{}", cell.get_id()))
 }
+
+/// A one-way port typed by what is said, not by who listens: a lower layer notifies a higher one
+/// (a task actor tells the thread coordinator a turn settled) without importing it. The root,
+/// which knows both, builds it.
+pub struct Notify<T>(Arc<dyn Fn(T) + Send + Sync>);
+
+impl<T> Clone for Notify<T> {
+    fn clone(&self) -> Self {
+        Notify(self.0.clone())
+    }
+}
+
+impl<T> Notify<T> {
+    /// A port that hands each notification to `deliver` (which must not block).
+    pub fn new(deliver: impl Fn(T) + Send + Sync + 'static) -> Self {
+        Notify(Arc::new(deliver))
+    }
+
+    /// A port nobody listens to (tests, tools).
+    pub fn discard() -> Self {
+        Notify(Arc::new(|_| {}))
+    }
+
+    /// Says `what`; delivery is best effort (a listener that is down misses it).
+    pub fn send(&self, what: T) {
+        (self.0)(what)
+    }
+}
+
+/// Casts `msg` to the live incarnation in `slot`, ignoring a slot that is empty right now: for
+/// notifications whose loss the receiver recovers from (it re-reads durable state on start).
+pub fn cast_or_drop<M: Message>(slot: &Slot<M>, msg: M) {
+    if let Err(e) = slot.cast(msg) {
+        tracing::debug!(error = %e, "notification dropped");
+    }
+}

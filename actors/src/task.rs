@@ -13,6 +13,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
+use crate::artifacts::ArtifactStore;
 use crate::artifacts::NewArtifact;
 use crate::clock;
 use crate::error::{AskError, StorageError};
@@ -20,15 +21,15 @@ use crate::ids;
 use crate::model::{
     EventKind, EventSource, JsonObject, LastError, RemoteRef, TargetSpec, TaskEvent, TaskRecord, TaskStatus,
 };
-use crate::root::Directory;
+use crate::registry::TargetTable;
 use crate::runtime::{
     AdapterEvent, Dispatch, LaunchPhase, RuntimeError, RuntimeHandle, RuntimeSupMsg, SessionMsg, SessionPort, Waiter,
 };
 use crate::sse::SseHubMsg;
 use crate::state_machine::{CancelPlan, ResumeRejection, TaskLifecycle};
 use crate::storage::reader::StoredTask;
-use crate::storage::{StorageMsg, WriteOp};
-use crate::supervision::ASK_TIMEOUT;
+use crate::storage::{StorageMsg, StoreReader, WriteOp};
+use crate::supervision::{ASK_TIMEOUT, Notify, Slot};
 
 /// Upper bound on waiting for a runtime; each runtime applies its own (shorter) launch timeout.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(600);
@@ -78,12 +79,44 @@ pub enum TaskInit {
     Reload(String),
 }
 
+/// What a task actor talks to, and nothing else. Built by the root, cloned into every task actor
+/// by the task supervisor.
+#[derive(Clone)]
+pub struct TaskDeps {
+    /// The only writer: every transition goes through it.
+    pub storage: Arc<Slot<StorageMsg>>,
+    /// Reloads after a restart, payload artifacts of recovered tasks.
+    pub reader: StoreReader,
+    /// Prepares payload and result artifacts before the write that records them.
+    pub artifacts: ArtifactStore,
+    /// Durable events are published here for SSE subscribers.
+    pub sse: Arc<Slot<SseHubMsg>>,
+    /// Runtime acquisition.
+    pub runtimes: Arc<Slot<RuntimeSupMsg>>,
+    /// Routing snapshot: a recovered task looks its target up here.
+    pub targets: tokio::sync::watch::Receiver<Arc<TargetTable>>,
+    /// Told when a thread-bound task settles (the thread coordinator listens).
+    pub turn_settled: Notify<TurnSettled>,
+    /// How long a runtime has to confirm a cancel.
+    pub cancel_grace: Duration,
+}
+
+/// A thread-bound task reached `awaiting_input` or a terminal state.
+#[derive(Clone, Debug)]
+pub struct TurnSettled {
+    pub thread_id: String,
+    pub task_id: String,
+    pub status: TaskStatus,
+    /// `last_error.reason` of a failed turn.
+    pub reason: Option<String>,
+}
+
 /// Arguments of a task actor.
 pub struct TaskArgs {
     pub init: TaskInit,
     /// Incarnation number, given by the task supervisor.
     pub generation: u64,
-    pub dir: Arc<Directory>,
+    pub deps: TaskDeps,
 }
 
 /// Which timer fired.
@@ -173,7 +206,7 @@ pub struct TaskState {
     /// Cancel confirmation timer.
     cancel_timer: Option<JoinHandle<Result<(), ractor::MessagingErr<TaskMsg>>>>,
     /// Everything else the actor talks to.
-    dir: Arc<Directory>,
+    deps: TaskDeps,
 }
 
 /// The task actor.
@@ -185,21 +218,21 @@ impl Actor for TaskActor {
     type Arguments = TaskArgs;
 
     async fn pre_start(&self, _myself: ActorRef<TaskMsg>, args: TaskArgs) -> Result<TaskState, ActorProcessingErr> {
-        let TaskArgs { init, generation, dir } = args;
+        let TaskArgs { init, generation, deps } = args;
         let (record, lifecycle, target, payload, new_turn) = match init {
             TaskInit::New(new) => {
                 let NewTask { record, payload, target, new_turn } = *new;
                 (record, TaskLifecycle::new(), Some(target), Some(payload), new_turn)
             }
             TaskInit::Stored(stored) => {
-                let target = lookup_target(&dir, &stored.task);
+                let target = lookup_target(&deps, &stored.task);
                 let lc = TaskLifecycle::restore(stored.task.status, stored.last_seq);
                 (stored.task, lc, target, None, None)
             }
             TaskInit::Reload(task_id) => {
                 let stored =
-                    dir.reader.task(&task_id).await?.ok_or_else(|| format!("task {task_id} not found in storage"))?;
-                let target = lookup_target(&dir, &stored.task);
+                    deps.reader.task(&task_id).await?.ok_or_else(|| format!("task {task_id} not found in storage"))?;
+                let target = lookup_target(&deps, &stored.task);
                 let lc = TaskLifecycle::restore(stored.task.status, stored.last_seq);
                 (stored.task, lc, target, None, None)
             }
@@ -216,7 +249,7 @@ impl Actor for TaskActor {
             new_turn,
             timeout_timer: None,
             cancel_timer: None,
-            dir,
+            deps,
         })
     }
 
@@ -343,9 +376,9 @@ impl Actor for TaskActor {
     }
 }
 
-fn lookup_target(dir: &Directory, task: &TaskRecord) -> Option<TargetSpec> {
+fn lookup_target(deps: &TaskDeps, task: &TaskRecord) -> Option<TargetSpec> {
     let id = task.resolved_agent_id.as_deref()?;
-    dir.targets.borrow().get(id).cloned()
+    deps.targets.borrow().get(id).cloned()
 }
 
 fn abort_timers(state: &mut TaskState) {
@@ -427,7 +460,7 @@ async fn persist(state: &mut TaskState, drafts: Vec<Draft>, mut artifacts: Vec<N
         artifacts,
         new_turn: state.new_turn.take(),
     };
-    let written = state.dir.storage.ask(ASK_TIMEOUT, |reply| StorageMsg::Write(op, reply)).await;
+    let written = state.deps.storage.ask(ASK_TIMEOUT, |reply| StorageMsg::Write(op, reply)).await;
     if let Err(e) = written.map_err(TaskError::from).and_then(|r| r.map_err(TaskError::from)) {
         (state.lifecycle, state.record) = before;
         return Err(e);
@@ -440,12 +473,12 @@ async fn persist(state: &mut TaskState, drafts: Vec<Draft>, mut artifacts: Vec<N
         );
     }
     let settled = events.iter().any(|e| e.state.is_terminal() || e.kind == EventKind::TaskAwaitingInput);
-    let _ = state.dir.sse.cast(SseHubMsg::Publish {
+    let _ = state.deps.sse.cast(SseHubMsg::Publish {
         task_id: state.record.task_id.clone(),
         events: events.into_iter().map(Arc::new).collect(),
     });
     if settled && let Some(thread_id) = &state.record.thread_id {
-        let _ = state.dir.threads.cast(crate::threads::ThreadMsg::TurnSettled {
+        state.deps.turn_settled.send(TurnSettled {
             thread_id: thread_id.clone(),
             task_id: state.record.task_id.clone(),
             status: state.record.status,
@@ -460,8 +493,12 @@ async fn persist(state: &mut TaskState, drafts: Vec<Draft>, mut artifacts: Vec<N
 async fn create(state: &mut TaskState) -> Result<(), TaskError> {
     let payload = state.payload.clone().unwrap_or_else(|| json!({}));
     let bytes = serde_json::to_vec(&payload).unwrap_or_default();
-    let artifact =
-        state.dir.artifacts.prepare(bytes, "application/json").await.map_err(|e| TaskError::Artifact(e.to_string()))?;
+    let artifact = state
+        .deps
+        .artifacts
+        .prepare(bytes, "application/json")
+        .await
+        .map_err(|e| TaskError::Artifact(e.to_string()))?;
     state.record.payload_artifact_id = Some(artifact.meta.artifact_id.clone());
     let routed_data = json!({
         "resolved_agent_id": state.record.resolved_agent_id,
@@ -478,13 +515,12 @@ async fn create(state: &mut TaskState) -> Result<(), TaskError> {
 /// long); the answer comes back as `Acquired` with this generation.
 fn acquire_runtime(myself: &ActorRef<TaskMsg>, state: &TaskState) {
     let Some(target) = state.target.clone() else { return };
-    let (me, generation, dir) = (myself.clone(), state.generation, state.dir.clone());
+    let (me, generation, runtimes) = (myself.clone(), state.generation, state.deps.runtimes.clone());
     let waiter =
         Waiter { task: Some((myself.clone(), generation)), launch_if_down: state.record.delivery.launch_if_down };
     let options = state.record.runtime_options.clone();
     tokio::spawn(async move {
-        let asked = dir
-            .runtimes
+        let asked = runtimes
             .ask(ACQUIRE_TIMEOUT, |reply| RuntimeSupMsg::Acquire { target: Box::new(target), options, waiter, reply })
             .await;
         let result = asked.unwrap_or_else(|e| Err(RuntimeError::Unavailable(e.to_string())));
@@ -658,7 +694,7 @@ async fn adapter_draft(state: &mut TaskState, event: AdapterEvent) -> Result<Opt
         AdapterEvent::Completed { message, result } => {
             let bytes = serde_json::to_vec(&result).unwrap_or_default();
             let artifact = state
-                .dir
+                .deps
                 .artifacts
                 .prepare(bytes, "application/json")
                 .await
@@ -702,7 +738,7 @@ async fn cancel(
                     .send(SessionMsg::Cancel { task_id: state.record.task_id.clone(), generation: state.generation });
             }
             let generation = state.generation;
-            let grace = state.dir.settings.cancel_grace + CANCEL_BACKSTOP;
+            let grace = state.deps.cancel_grace + CANCEL_BACKSTOP;
             state.cancel_timer =
                 Some(myself.send_after(grace, move || TaskMsg::Deadline { generation, which: Deadline::CancelGrace }));
             Ok(state.lifecycle.status())
@@ -736,7 +772,7 @@ async fn on_deadline(myself: &ActorRef<TaskMsg>, state: &mut TaskState, which: D
             stop_runtime(state);
         }
         Deadline::CancelGrace => {
-            let grace = state.dir.settings.cancel_grace + CANCEL_BACKSTOP;
+            let grace = state.deps.cancel_grace + CANCEL_BACKSTOP;
             let d = draft(
                 EventKind::TaskCancelled,
                 EventSource::Core,
@@ -820,12 +856,12 @@ async fn recover(myself: &ActorRef<TaskMsg>, state: &mut TaskState) -> Result<()
 async fn load_payload(state: &TaskState) -> Result<Value, String> {
     let Some(id) = state.record.payload_artifact_id.as_deref() else { return Ok(json!({})) };
     let (_, body) = state
-        .dir
+        .deps
         .reader
         .artifact(id)
         .await
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("payload artifact {id} missing"))?;
-    let bytes = state.dir.artifacts.read(body).await.map_err(|e| e.to_string())?;
+    let bytes = state.deps.artifacts.read(body).await.map_err(|e| e.to_string())?;
     serde_json::from_slice(&bytes).map_err(|e| format!("payload artifact {id}: {e}"))
 }

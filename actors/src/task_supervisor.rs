@@ -8,15 +8,13 @@
 //! * gives up on a task that keeps failing: a last incarnation records it `failed`.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use tokio::time::Instant;
 
 use crate::restart::{RestartDecision, RestartPolicy, RestartTracker, jitter};
-use crate::root::Directory;
 use crate::supervision::ask;
-use crate::task::{NewTask, TaskActor, TaskArgs, TaskError, TaskInit, TaskMsg};
+use crate::task::{NewTask, TaskActor, TaskArgs, TaskDeps, TaskError, TaskInit, TaskMsg};
 
 /// How long restart recovery waits for the recovered tasks' first step.
 const RECOVERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
@@ -49,7 +47,8 @@ pub struct TaskSupState {
     restarts: HashMap<String, RestartTracker>,
     /// Latest generation per task that is waiting for a restart.
     pending_restart: HashMap<String, u64>,
-    dir: Arc<Directory>,
+    /// Handed to every task actor.
+    deps: TaskDeps,
 }
 
 /// The task supervisor.
@@ -62,7 +61,7 @@ async fn spawn_task(
     init: TaskInit,
     generation: u64,
 ) -> Result<ActorRef<TaskMsg>, ActorProcessingErr> {
-    let args = TaskArgs { init, generation, dir: state.dir.clone() };
+    let args = TaskArgs { init, generation, deps: state.deps.clone() };
     let (actor, _) = Actor::spawn_linked(None, TaskActor, args, myself.get_cell()).await?;
     state.by_actor.insert(actor.get_id(), task_id.clone());
     state.children.insert(task_id, Child { actor: actor.clone(), generation });
@@ -72,19 +71,19 @@ async fn spawn_task(
 impl Actor for TaskSupervisor {
     type Msg = TaskSupMsg;
     type State = TaskSupState;
-    type Arguments = Arc<Directory>;
+    type Arguments = TaskDeps;
 
     async fn pre_start(
         &self,
         _myself: ActorRef<TaskSupMsg>,
-        dir: Arc<Directory>,
+        deps: TaskDeps,
     ) -> Result<TaskSupState, ActorProcessingErr> {
         Ok(TaskSupState {
             children: HashMap::new(),
             by_actor: HashMap::new(),
             restarts: HashMap::new(),
             pending_restart: HashMap::new(),
-            dir,
+            deps,
         })
     }
 
@@ -94,7 +93,7 @@ impl Actor for TaskSupervisor {
         state: &mut TaskSupState,
     ) -> Result<(), ActorProcessingErr> {
         let started = Instant::now();
-        let live = state.dir.reader.live_tasks().await?;
+        let live = state.deps.reader.live_tasks().await?;
         let count = live.len();
         let mut recovering = Vec::with_capacity(count);
         for stored in live {

@@ -11,17 +11,16 @@
 //! `interrupted` with the reason; continuing a thread re-activates it.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::intake::{TaskRequest, create_task};
+use crate::intake::{Intake, TaskRequest, create_task};
 use crate::model::{DeliveryPolicy, JsonObject, TaskRecord, TaskStatus};
-use crate::root::Directory;
-use crate::storage::{StorageMsg, WriteOp};
-use crate::supervision::ASK_TIMEOUT;
+use crate::storage::{StorageMsg, StoreReader, WriteOp, write_in_background};
+use crate::supervision::{ASK_TIMEOUT, Slot};
+use crate::task::TurnSettled;
 
 /// A bounded auto-handoff: its plan and progress (persisted as the thread's `handoff`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -103,14 +102,26 @@ pub enum ThreadMsg {
     /// A handoff began with its first turn.
     StartHandoff { thread_id: String, plan: Box<HandoffPlan> },
     /// A thread-bound task reached `awaiting_input` or a terminal state.
-    TurnSettled { thread_id: String, task_id: String, status: TaskStatus, reason: Option<String> },
+    TurnSettled(TurnSettled),
     /// The next turn's task was created (or not).
     NextCreated { thread_id: String, result: Result<Box<TaskRecord>, String> },
 }
 
+/// What the thread coordinator talks to.
+#[derive(Clone)]
+pub struct ThreadDeps {
+    /// Thread state and plan progress.
+    pub storage: std::sync::Arc<Slot<StorageMsg>>,
+    /// Threads and their last tasks, at start and on re-checks.
+    pub reader: StoreReader,
+    /// Creates the next turn's task.
+    pub intake: Intake,
+}
+
 /// State of the thread coordinator.
 pub struct ThreadState {
-    dir: Arc<Directory>,
+    /// Storage, reads and task creation.
+    deps: ThreadDeps,
     /// Running handoffs by thread id.
     runs: HashMap<String, HandoffPlan>,
 }
@@ -118,11 +129,14 @@ pub struct ThreadState {
 /// The thread coordinator.
 pub struct ThreadCoordinator;
 
-fn record_plan(dir: &Arc<Directory>, thread_id: &str, plan: &HandoffPlan) {
-    dir.write_in_background(WriteOp::ThreadHandoff {
-        thread_id: thread_id.to_owned(),
-        handoff: serde_json::to_value(plan).unwrap_or(Value::Null),
-    });
+fn record_plan(deps: &ThreadDeps, thread_id: &str, plan: &HandoffPlan) {
+    write_in_background(
+        &deps.storage,
+        WriteOp::ThreadHandoff {
+            thread_id: thread_id.to_owned(),
+            handoff: serde_json::to_value(plan).unwrap_or(Value::Null),
+        },
+    );
 }
 
 /// Why a restart interrupted a thread, given its last task's status (contract §10.7).
@@ -143,15 +157,15 @@ impl ThreadCoordinator {
         thread_id: String,
         task_id: String,
     ) -> Result<(), ActorProcessingErr> {
-        if let Some(stored) = state.dir.reader.task(&task_id).await?
+        if let Some(stored) = state.deps.reader.task(&task_id).await?
             && (stored.task.status.is_terminal() || stored.task.status == TaskStatus::AwaitingInput)
         {
-            let _ = myself.cast(ThreadMsg::TurnSettled {
+            let _ = myself.cast(ThreadMsg::TurnSettled(TurnSettled {
                 thread_id,
                 task_id,
                 status: stored.task.status,
                 reason: stored.task.last_error.map(|e| e.reason),
-            });
+            }));
         }
         Ok(())
     }
@@ -161,7 +175,7 @@ impl ThreadCoordinator {
             tracing::info!(actor_kind = "threads", thread_id, %reason, turns = plan.turns_done, "auto-handoff stopped");
             plan.active = false;
             plan.stopped_reason = Some(reason);
-            record_plan(&state.dir, thread_id, &plan);
+            record_plan(&state.deps, thread_id, &plan);
         }
     }
 }
@@ -169,20 +183,20 @@ impl ThreadCoordinator {
 impl Actor for ThreadCoordinator {
     type Msg = ThreadMsg;
     type State = ThreadState;
-    type Arguments = Arc<Directory>;
+    type Arguments = ThreadDeps;
 
     async fn pre_start(
         &self,
         _myself: ActorRef<ThreadMsg>,
-        dir: Arc<Directory>,
+        deps: ThreadDeps,
     ) -> Result<ThreadState, ActorProcessingErr> {
         // In pre_start, which the root awaits before it starts the task supervisor: recovery
         // must see each thread's last task as it was before the node stopped (task recovery
         // then fails it as interrupted, and its settle notification finds the plan here).
-        let mut state = ThreadState { dir, runs: HashMap::new() };
+        let mut state = ThreadState { deps, runs: HashMap::new() };
         let mut interrupted = 0;
         for status in ["active", "interrupted"] {
-            for thread in state.dir.reader.threads_with_status(status).await? {
+            for thread in state.deps.reader.threads_with_status(status).await? {
                 if let Some(plan) = thread
                     .handoff
                     .clone()
@@ -192,7 +206,7 @@ impl Actor for ThreadCoordinator {
                     state.runs.insert(thread.thread_id.clone(), plan);
                 }
                 let Some(last) = thread.last_task_id.as_deref() else { continue };
-                let Some(task) = state.dir.reader.task(last).await? else { continue };
+                let Some(task) = state.deps.reader.task(last).await? else { continue };
                 if status == "active" && !task.task.status.is_terminal() {
                     let reason = interruption_reason(task.task.status).to_owned();
                     let op = WriteOp::ThreadState {
@@ -200,7 +214,7 @@ impl Actor for ThreadCoordinator {
                         status: "interrupted".into(),
                         interruption_reason: Some(reason),
                     };
-                    state.dir.storage.ask(ASK_TIMEOUT, |r| StorageMsg::Write(op, r)).await??;
+                    state.deps.storage.ask(ASK_TIMEOUT, |r| StorageMsg::Write(op, r)).await??;
                     interrupted += 1;
                 }
             }
@@ -217,14 +231,14 @@ impl Actor for ThreadCoordinator {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             ThreadMsg::StartHandoff { thread_id, plan } => {
-                record_plan(&state.dir, &thread_id, &plan);
+                record_plan(&state.deps, &thread_id, &plan);
                 let first = plan.last_task_id.clone();
                 state.runs.insert(thread_id.clone(), *plan);
                 // The first turn may have settled before the plan arrived; its settle message
                 // was then ignored. Its stored status is durable, so look it up once.
                 Self::recheck(&myself, state, thread_id, first).await?;
             }
-            ThreadMsg::TurnSettled { thread_id, task_id, status, reason } => {
+            ThreadMsg::TurnSettled(TurnSettled { thread_id, task_id, status, reason }) => {
                 let Some(plan) = state.runs.get(&thread_id).filter(|p| p.last_task_id == task_id) else {
                     return Ok(());
                 };
@@ -253,9 +267,9 @@ impl Actor for ThreadCoordinator {
                             p.last_sender = sender;
                             p.last_target = target;
                         }
-                        let (dir, me, tid) = (state.dir.clone(), myself.clone(), thread_id.clone());
+                        let (intake, me, tid) = (state.deps.intake.clone(), myself.clone(), thread_id.clone());
                         tokio::spawn(async move {
-                            let result = create_task(&dir, req).await.map(Box::new).map_err(|e| e.to_string());
+                            let result = create_task(&intake, req).await.map(Box::new).map_err(|e| e.to_string());
                             let _ = me.cast(ThreadMsg::NextCreated { thread_id: tid, result });
                         });
                     }
@@ -268,7 +282,7 @@ impl Actor for ThreadCoordinator {
                         plan.last_task_id = task.task_id.clone();
                         tracing::info!(actor_kind = "threads", thread_id = %thread_id, task_id = %task.task_id, turn = plan.turns_done, "auto-handoff turn created");
                         let plan = plan.clone();
-                        record_plan(&state.dir, &thread_id, &plan);
+                        record_plan(&state.deps, &thread_id, &plan);
                         // The task may already have settled before the plan pointed at it.
                         Self::recheck(&myself, state, thread_id, task.task_id).await?;
                     }

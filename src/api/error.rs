@@ -1,6 +1,6 @@
 //! API errors: a status and a message naming what was wrong, rendered `{"error": "…"}`.
 
-use aethrolink_actors::error::{AskError, StorageError};
+use aethrolink_actors::service::{ErrorKind, ServiceError};
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -27,34 +27,47 @@ impl ApiError {
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, message)
     }
+}
 
-    pub fn conflict(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::CONFLICT, message)
-    }
-
-    pub fn unavailable(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
-    }
-
-    /// Adds a field beside `error`.
-    pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
-        self.extra.insert(key.to_owned(), value.into());
-        self
+/// The one table from a service error's kind to an HTTP status.
+pub fn status_of(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::Invalid => StatusCode::BAD_REQUEST,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
+        ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
-impl From<StorageError> for ApiError {
-    fn from(e: StorageError) -> Self {
-        // Storage trouble is ours, never the client's: 503 so clients retry.
-        tracing::error!(error = %e, "storage error while serving a request");
-        ApiError::unavailable(e.to_string())
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        ApiError { status: status_of(e.kind), message: e.message, extra: e.fields }
     }
 }
 
-impl From<AskError> for ApiError {
-    fn from(e: AskError) -> Self {
-        tracing::warn!(error = %e, "core did not answer a request");
-        ApiError::unavailable(e.to_string())
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_its_status() {
+        let table = [
+            (ErrorKind::Invalid, 400),
+            (ErrorKind::Unauthenticated, 401),
+            (ErrorKind::Forbidden, 403),
+            (ErrorKind::NotFound, 404),
+            (ErrorKind::Conflict, 409),
+            (ErrorKind::Unprocessable, 422),
+            (ErrorKind::Internal, 500),
+            (ErrorKind::Unavailable, 503),
+        ];
+        for (kind, status) in table {
+            assert_eq!(status_of(kind).as_u16(), status, "{kind:?}");
+        }
     }
 }
 

@@ -5,11 +5,9 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::time::Duration;
 
 use aethrolink_actors::model::TaskEvent;
-use aethrolink_actors::sse::{SINK_CAPACITY, Subscriber, SubscriberArgs, SubscriberMsg};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
@@ -17,21 +15,10 @@ use axum::http::header::ACCEPT;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
-use ractor::{Actor, ActorRef};
 use serde_json::json;
-use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::{ApiError, AppState};
-
-/// Stops the subscriber actor when the HTTP response is dropped (client gone, or shutdown).
-struct SubscriberGuard(ActorRef<SubscriberMsg>);
-
-impl Drop for SubscriberGuard {
-    fn drop(&mut self) {
-        self.0.stop(Some("stream closed".into()));
-    }
-}
+use super::{ApiError, AppState, HttpCaller};
 
 fn parse_after(headers: &HeaderMap, params: &HashMap<String, String>) -> Result<u64, ApiError> {
     if let Some(key) = params.keys().find(|k| k.as_str() != "after") {
@@ -59,42 +46,24 @@ fn frame(event: &TaskEvent) -> Event {
 /// The handler.
 pub async fn stream(
     State(st): State<AppState>,
+    HttpCaller(caller): HttpCaller,
     Path(task_id): Path<String>,
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let after = parse_after(&headers, &params)?;
-    if st.dir.reader.task(&task_id).await?.is_none() {
-        return Err(ApiError::not_found(format!("task not found: {task_id}")));
-    }
     let wants_json = headers
         .get(ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains("application/json") && !a.contains("text/event-stream"));
     if wants_json {
-        let mut events = Vec::new();
-        let mut from = after;
-        loop {
-            let page = st.dir.reader.events(&task_id, from, aethrolink_actors::storage::reader::MAX_PAGE).await?;
-            let done = page.len() < aethrolink_actors::storage::reader::MAX_PAGE as usize;
-            from = page.last().map_or(from, |e| e.seq);
-            events.extend(page);
-            if done {
-                break;
-            }
-        }
+        let events = st.services.task_history(&caller, &task_id, after).await?;
         return Ok(Json(json!({ "events": events })).into_response());
     }
-    let hub = st.dir.sse.get()?;
-    let (sink, rx) = mpsc::channel::<Arc<TaskEvent>>(SINK_CAPACITY);
-    let args =
-        SubscriberArgs { task_id: task_id.clone(), after, sink, reader: st.dir.reader.clone(), hub: hub.clone() };
-    let (subscriber, _) = Actor::spawn_linked(None, Subscriber, args, hub.get_cell())
-        .await
-        .map_err(|e| ApiError::unavailable(format!("could not open the event stream: {e}")))?;
-    let guard = SubscriberGuard(subscriber);
+    let subscription = st.services.subscribe_task_events(&caller, &task_id, after).await?;
+    let guard = subscription.guard;
     let shutdown = st.shutdown.clone();
-    let events = ReceiverStream::new(rx)
+    let events = ReceiverStream::new(subscription.events)
         .map(move |event| {
             let _keep = &guard;
             Ok::<_, Infallible>(frame(&event))

@@ -1,5 +1,7 @@
-//! The HTTP API (AethroLink v1, task part): routing of requests to the core, strict JSON input,
-//! `{"error": …}` output. Handlers translate; they hold no state of their own.
+//! The HTTP binding (AethroLink v1): decodes requests, calls the core's service layer
+//! ([`aethrolink_actors::service::Services`]) with the request's [`Caller`], and encodes the
+//! answer; errors are `{"error": …}` with the status from one table ([`error::status_of`]).
+//! Handlers translate; they hold no domain rules and no state of their own.
 
 mod agents;
 mod artifacts;
@@ -9,10 +11,10 @@ mod json;
 mod tasks;
 mod threads;
 
-use std::sync::Arc;
-
-use aethrolink_actors::root::Directory;
-use axum::extract::{DefaultBodyLimit, State};
+use aethrolink_actors::service::node::{NodeHealth, NodeStats, Readiness};
+use aethrolink_actors::service::{Binding, Caller, Services};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::{Method, Uri};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -24,12 +26,21 @@ pub use error::ApiError;
 /// Shared by every handler.
 #[derive(Clone)]
 pub struct AppState {
-    /// The core.
-    pub dir: Arc<Directory>,
-    /// This node's stable id.
-    pub node_id: String,
+    /// The core, through its service layer.
+    pub services: Services,
     /// Cancelled when the node shuts down: SSE streams end on it.
     pub shutdown: CancellationToken,
+}
+
+/// Who sent an HTTP request. Anonymous for now: authentication plugs in here.
+pub struct HttpCaller(pub Caller);
+
+impl<S: Send + Sync> FromRequestParts<S> for HttpCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(_parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        Ok(HttpCaller(Caller::anonymous(Binding::Http)))
+    }
 }
 
 /// Builds the router.
@@ -88,43 +99,15 @@ async fn healthz() -> Json<Value> {
 }
 
 /// Ready when storage answers and every core service is running.
-async fn readyz(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
-    st.dir.reader.ping().await.map_err(|e| ApiError::unavailable(format!("storage: {e}")))?;
-    let services = [
-        st.dir.storage.get().map(|_| ()),
-        st.dir.registry.get().map(|_| ()),
-        st.dir.runtimes.get().map(|_| ()),
-        st.dir.tasks.get().map(|_| ()),
-        st.dir.sse.get().map(|_| ()),
-    ];
-    for s in services {
-        s.map_err(|e| ApiError::unavailable(e.to_string()))?;
-    }
-    Ok(Json(json!({ "ready": true, "node_id": st.node_id })))
+async fn readyz(State(st): State<AppState>, HttpCaller(caller): HttpCaller) -> Result<Json<Readiness>, ApiError> {
+    Ok(Json(st.services.readiness(&caller).await?))
 }
 
 /// Live actor counts and storage counters: what an operator checks for leaks and batching.
-async fn node_stats(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
-    use aethrolink_actors::sse::SseHubMsg;
-    use aethrolink_actors::storage::StorageMsg;
-    use aethrolink_actors::task_supervisor::TaskSupMsg;
-    let ask = aethrolink_actors::supervision::ASK_TIMEOUT;
-    let tasks = st.dir.tasks.ask(ask, TaskSupMsg::Count).await?;
-    let subscribers = st.dir.sse.ask(ask, SseHubMsg::Count).await?;
-    let storage = st.dir.storage.ask(ask, StorageMsg::Stats).await?;
-    Ok(Json(json!({
-        "node_id": st.node_id,
-        "live_task_actors": tasks,
-        "sse_subscribers": subscribers,
-        "storage": {"commits": storage.commits, "writes": storage.writes, "max_batch": storage.max_batch},
-    })))
+async fn node_stats(State(st): State<AppState>, HttpCaller(caller): HttpCaller) -> Result<Json<NodeStats>, ApiError> {
+    Ok(Json(st.services.node_stats(&caller).await?))
 }
 
-async fn node_health(State(st): State<AppState>) -> Json<Value> {
-    Json(json!({
-        "node_id": st.node_id,
-        "ok": true,
-        "protocol": "aethrolink.node.v1",
-        "checked_at": aethrolink_actors::clock::now_rfc3339(),
-    }))
+async fn node_health(State(st): State<AppState>, HttpCaller(caller): HttpCaller) -> Result<Json<NodeHealth>, ApiError> {
+    Ok(Json(st.services.node_health(&caller)?))
 }

@@ -227,10 +227,11 @@ pub struct RuntimeSupervisor;
 
 async fn spawn_loopback(
     myself: &ActorRef<RuntimeSupMsg>,
-    generation: u64,
+    _generation: u64,
 ) -> Result<ActorRef<SessionMsg>, ActorProcessingErr> {
     let (actor, _) = Actor::spawn_linked(
-        Some(format!("runtime:loopback:{generation}")),
+        // Unnamed: actor names are process-global and several cores may share a process.
+        None,
         loopback::LoopbackRuntime,
         (),
         myself.get_cell(),

@@ -1,0 +1,51 @@
+//! Agent operations: registration (targets added at runtime), presence, listing.
+
+use super::{Caller, Need, ServiceError, Services};
+use crate::clock;
+use crate::model::AgentRecord;
+use crate::registry::{Registration, RegistryMsg};
+use crate::supervision::ASK_TIMEOUT;
+
+impl Services {
+    /// Validates, persists and publishes a registration.
+    pub async fn register_agent(&self, caller: &Caller, reg: Registration) -> Result<AgentRecord, ServiceError> {
+        caller.require(Need::Write)?;
+        Ok(self.dir.registry.ask(ASK_TIMEOUT, |reply| RegistryMsg::Register(Box::new(reg), reply)).await??)
+    }
+
+    /// Renews an agent's presence lease (`ttl` seconds; default 300).
+    pub async fn heartbeat(
+        &self,
+        caller: &Caller,
+        agent_id: String,
+        ttl: Option<i64>,
+    ) -> Result<AgentRecord, ServiceError> {
+        caller.require(Need::Write)?;
+        Ok(self.dir.registry.ask(ASK_TIMEOUT, |reply| RegistryMsg::Heartbeat { agent_id, ttl, reply }).await??)
+    }
+
+    /// Marks an agent offline now (it stays a target).
+    pub async fn unregister(&self, caller: &Caller, agent_id: String) -> Result<AgentRecord, ServiceError> {
+        caller.require(Need::Write)?;
+        Ok(self.dir.registry.ask(ASK_TIMEOUT, |reply| RegistryMsg::Unregister { agent_id, reply }).await??)
+    }
+
+    /// Every registered agent with its presence as of now.
+    pub async fn list_agents(&self, caller: &Caller) -> Result<Vec<AgentRecord>, ServiceError> {
+        caller.require(Need::Read)?;
+        let now = clock::now_rfc3339();
+        Ok(self.dir.reader.agents().await?.into_iter().map(|a| a.with_effective_status(&now)).collect())
+    }
+
+    /// One registered agent.
+    pub async fn get_agent(&self, caller: &Caller, agent_id: &str) -> Result<AgentRecord, ServiceError> {
+        caller.require(Need::Read)?;
+        let agent = self
+            .dir
+            .reader
+            .agent(agent_id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found(format!("agent not found: {agent_id}")))?;
+        Ok(agent.with_effective_status(&clock::now_rfc3339()))
+    }
+}

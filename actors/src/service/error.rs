@@ -1,0 +1,170 @@
+//! The one error type of the service layer: a kind every binding maps to its own status space
+//! (HTTP status, gRPC code, node-protocol error frame) in one table, a message naming what was
+//! wrong, and extra fields a binding may show beside the message.
+
+use serde_json::Value;
+
+use crate::error::{AskError, StorageError};
+use crate::intake::IntakeError;
+use crate::model::JsonObject;
+use crate::registry::{RegistryError, RouteError};
+use crate::runtime::RuntimeError;
+use crate::task::TaskError;
+
+/// What kind of failure, from the caller's point of view: what it can do about it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// The request is malformed or names an impossible value (fix the request).
+    Invalid,
+    /// The thing asked for does not exist.
+    NotFound,
+    /// The request conflicts with the current state (e.g. resume of a task that is not waiting,
+    /// an ambiguous route, shadowing a file target).
+    Conflict,
+    /// Well-formed but cannot be carried out as asked (e.g. a target without the capability).
+    Unprocessable,
+    /// The node cannot serve it now (a core service restarting, storage trouble): retry.
+    Unavailable,
+    /// Who is asking is not known.
+    Unauthenticated,
+    /// Who is asking may not do this.
+    Forbidden,
+    /// A bug or an unexpected state on our side.
+    Internal,
+}
+
+impl ErrorKind {
+    /// Stable lower-case name (logs, error frames of non-HTTP bindings).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Invalid => "invalid",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::Unprocessable => "unprocessable",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Unauthenticated => "unauthenticated",
+            ErrorKind::Forbidden => "forbidden",
+            ErrorKind::Internal => "internal",
+        }
+    }
+}
+
+/// A refused or failed service call.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct ServiceError {
+    pub kind: ErrorKind,
+    /// Names what was wrong; never a server path or an OS error for a client mistake.
+    pub message: String,
+    /// Fields shown beside the message (e.g. the task's current `status` on a conflict).
+    pub fields: JsonObject,
+}
+
+impl ServiceError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        ServiceError { kind, message: message.into(), fields: JsonObject::new() }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Invalid, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NotFound, message)
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Conflict, message)
+    }
+
+    pub fn unprocessable(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unprocessable, message)
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unavailable, message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Internal, message)
+    }
+
+    /// Adds a field beside the message.
+    pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.fields.insert(key.to_owned(), value.into());
+        self
+    }
+}
+
+impl From<StorageError> for ServiceError {
+    fn from(e: StorageError) -> Self {
+        // Storage trouble is ours, never the client's: unavailable, so clients retry.
+        tracing::error!(error = %e, "storage error while serving a request");
+        ServiceError::unavailable(e.to_string())
+    }
+}
+
+impl From<AskError> for ServiceError {
+    fn from(e: AskError) -> Self {
+        tracing::warn!(error = %e, "core did not answer a request");
+        ServiceError::unavailable(e.to_string())
+    }
+}
+
+impl From<RouteError> for ServiceError {
+    fn from(e: RouteError) -> Self {
+        let kind = match e {
+            RouteError::TargetNotFound(_) | RouteError::NoRoute(_) => ErrorKind::NotFound,
+            RouteError::CannotSatisfy { .. } => ErrorKind::Unprocessable,
+            RouteError::Conflict { .. } => ErrorKind::Conflict,
+        };
+        ServiceError::new(kind, e.to_string())
+    }
+}
+
+impl From<TaskError> for ServiceError {
+    fn from(e: TaskError) -> Self {
+        match e {
+            TaskError::NotAwaitable(r) => ServiceError::conflict(r.to_string()),
+            TaskError::Storage(s) => s.into(),
+            TaskError::Ask(a) => a.into(),
+            TaskError::Artifact(m) | TaskError::Spawn(m) => ServiceError::unavailable(m),
+            TaskError::BadResume(m) => ServiceError::invalid(m),
+        }
+    }
+}
+
+impl From<IntakeError> for ServiceError {
+    fn from(e: IntakeError) -> Self {
+        match e {
+            IntakeError::Invalid(m) => ServiceError::invalid(m),
+            IntakeError::Route(r) => r.into(),
+            e @ IntakeError::ThreadNotFound(_) => ServiceError::not_found(e.to_string()),
+            e @ IntakeError::Participants(_) => ServiceError::unprocessable(e.to_string()),
+            IntakeError::Task(t) => t.into(),
+            IntakeError::Ask(a) => a.into(),
+            IntakeError::Storage(s) => s.into(),
+        }
+    }
+}
+
+impl From<RegistryError> for ServiceError {
+    fn from(e: RegistryError) -> Self {
+        match e {
+            RegistryError::Invalid(m) => ServiceError::invalid(m),
+            e @ RegistryError::Conflict(_) => ServiceError::conflict(e.to_string()),
+            e @ RegistryError::NotFound(_) => ServiceError::not_found(e.to_string()),
+            RegistryError::Storage(e) => e.into(),
+            RegistryError::Ask(e) => e.into(),
+        }
+    }
+}
+
+impl From<RuntimeError> for ServiceError {
+    fn from(e: RuntimeError) -> Self {
+        match e {
+            RuntimeError::AdapterMissing(_) => ServiceError::invalid(e.to_string()),
+            RuntimeError::LaunchFailed(_) | RuntimeError::Unavailable(_) => ServiceError::unavailable(e.to_string()),
+        }
+    }
+}

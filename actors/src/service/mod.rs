@@ -1,0 +1,54 @@
+//! The service layer: the only way into the core. Every operation a client can ask for — over
+//! HTTP, the node protocol or the Aether gateway — is one method here taking a [`Caller`] and
+//! returning a typed result or a [`ServiceError`] with one [`ErrorKind`]. Bindings decode their
+//! wire format, call a method, and encode the answer; they hold no domain rules.
+//!
+//! * [`tasks`] — create, get, list, cancel, resume; event history and live subscription;
+//!   artifacts.
+//! * [`agents`] — register, heartbeat, unregister, list, get.
+//! * [`targets`] — targets with their runtime state; health, start, stop, launches.
+//! * [`threads`] — create, get, list, turns, continue (with auto-handoff), inspect.
+//! * [`node`] — health, readiness, stats.
+
+pub mod agents;
+pub mod caller;
+pub mod error;
+pub mod node;
+pub mod targets;
+pub mod tasks;
+pub mod threads;
+
+use std::sync::Arc;
+
+pub use caller::{Binding, Caller, Need, Principal, Rights};
+pub use error::{ErrorKind, ServiceError};
+
+use crate::root::Directory;
+
+/// Budget for a request to a task actor or the task supervisor.
+const TASK_ASK: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The service layer over a running core. Cheap to clone; every binding holds one.
+#[derive(Clone)]
+pub struct Services {
+    /// The core's handles (service slots, reader, routing snapshot, intake).
+    dir: Arc<Directory>,
+    /// This node's stable id (health, readiness, thread participants).
+    node_id: Arc<str>,
+}
+
+impl Services {
+    pub fn new(dir: Arc<Directory>, node_id: impl Into<Arc<str>>) -> Self {
+        Services { dir, node_id: node_id.into() }
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+}
+
+/// Trims and drops empty strings: optional text fields treat `""` as absent.
+pub(crate) fn non_empty(s: Option<String>) -> Option<String> {
+    s.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+}

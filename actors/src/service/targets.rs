@@ -1,0 +1,136 @@
+//! Target operations: the routing table with each target's live runtime state, and runtime
+//! control (health, start, stop, launch history).
+
+use serde::Serialize;
+
+use super::{Caller, Need, ServiceError, Services};
+use crate::model::{JsonObject, RuntimeState, TargetSpec, deep_merge};
+use crate::runtime::acp::RuntimeHealth;
+use crate::runtime::{RuntimeSupMsg, TargetHealth, Waiter};
+use crate::storage::reader::LaunchRow;
+use crate::supervision::ASK_TIMEOUT;
+
+/// How long a start may take (a launch has its own, shorter, timeout).
+const START_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+/// How long a stop may take (SIGTERM, grace, SIGKILL of the process group).
+const STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A target as listed: its definition, its state, and its live runtimes (one per subcontext).
+#[derive(Clone, Debug, Serialize)]
+pub struct TargetView {
+    #[serde(flatten)]
+    pub spec: TargetSpec,
+    pub state: RuntimeState,
+    pub runtimes: Vec<RuntimeHealth>,
+}
+
+/// A started runtime.
+#[derive(Clone, Debug, Serialize)]
+pub struct TargetStarted {
+    pub target_agent_id: String,
+    pub healthy: bool,
+    pub lease_id: Option<String>,
+    pub process_id: Option<u32>,
+    /// The options as the caller sent them (not merged over the target's defaults).
+    pub runtime_options: JsonObject,
+}
+
+/// A stopped runtime.
+#[derive(Clone, Debug, Serialize)]
+pub struct TargetStopped {
+    pub target_agent_id: String,
+    pub healthy: bool,
+    pub runtime_options: JsonObject,
+}
+
+impl Services {
+    fn target(&self, target_id: &str) -> Result<TargetSpec, ServiceError> {
+        self.dir
+            .targets
+            .borrow()
+            .get(target_id)
+            .cloned()
+            .ok_or_else(|| ServiceError::not_found(format!("target agent not found: {target_id}")))
+    }
+
+    /// Every dispatchable target by id, each with its live runtime state.
+    pub async fn list_targets(&self, caller: &Caller) -> Result<Vec<TargetView>, ServiceError> {
+        caller.require(Need::Read)?;
+        let table = self.dir.targets.borrow().clone();
+        let live = self.dir.runtimes.ask(ASK_TIMEOUT, RuntimeSupMsg::States).await?;
+        Ok(table
+            .iter()
+            .map(|t| {
+                let runtimes: Vec<RuntimeHealth> =
+                    live.iter().filter(|h| h.target_id == t.target_id).cloned().collect();
+                let state = RuntimeState::of_target(
+                    t.adapter == "loopback",
+                    runtimes.iter().map(|h| RuntimeState::from_report(h.state)),
+                );
+                TargetView { spec: t.clone(), state, runtimes }
+            })
+            .collect())
+    }
+
+    /// The runtime's view of a target, for the subcontext of its defaults.
+    pub async fn target_health(&self, caller: &Caller, target_id: &str) -> Result<TargetHealth, ServiceError> {
+        caller.require(Need::Read)?;
+        let target = self.target(target_id)?;
+        let options = target.defaults.clone();
+        Ok(self
+            .dir
+            .runtimes
+            .ask(ASK_TIMEOUT, |reply| RuntimeSupMsg::Health { target: Box::new(target), options, reply })
+            .await??)
+    }
+
+    /// Starts a target's runtime (for `runtime_options` merged over its defaults); answers once
+    /// it is ready.
+    pub async fn start_target(
+        &self,
+        caller: &Caller,
+        target_id: &str,
+        runtime_options: JsonObject,
+    ) -> Result<TargetStarted, ServiceError> {
+        caller.require(Need::Admin)?;
+        let target = self.target(target_id)?;
+        let options = deep_merge(&target.defaults, &runtime_options);
+        let waiter = Waiter { task: None, launch_if_down: true };
+        let handle = self
+            .dir
+            .runtimes
+            .ask(START_TIMEOUT, |reply| RuntimeSupMsg::Acquire { target: Box::new(target), options, waiter, reply })
+            .await??;
+        Ok(TargetStarted {
+            target_agent_id: target_id.to_owned(),
+            healthy: true,
+            lease_id: handle.lease_id,
+            process_id: handle.process_id,
+            runtime_options,
+        })
+    }
+
+    /// Stops a target's runtime; answers once its process group is gone (nothing to do if down).
+    pub async fn stop_target(
+        &self,
+        caller: &Caller,
+        target_id: &str,
+        runtime_options: JsonObject,
+    ) -> Result<TargetStopped, ServiceError> {
+        caller.require(Need::Admin)?;
+        let target = self.target(target_id)?;
+        let options = deep_merge(&target.defaults, &runtime_options);
+        self.dir
+            .runtimes
+            .ask(STOP_TIMEOUT, |reply| RuntimeSupMsg::Stop { target: Box::new(target), options, reply })
+            .await??;
+        Ok(TargetStopped { target_agent_id: target_id.to_owned(), healthy: false, runtime_options })
+    }
+
+    /// A target's launch history, newest first.
+    pub async fn target_launches(&self, caller: &Caller, target_id: &str) -> Result<Vec<LaunchRow>, ServiceError> {
+        caller.require(Need::Read)?;
+        self.target(target_id)?;
+        Ok(self.dir.reader.launches(target_id).await?)
+    }
+}
