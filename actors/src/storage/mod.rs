@@ -9,6 +9,7 @@ pub mod reader;
 pub mod writer;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::SqlitePool;
@@ -20,6 +21,20 @@ pub use writer::{
 };
 
 use crate::error::StorageError;
+use crate::supervision::{ASK_TIMEOUT, Slot};
+
+/// Makes `op` durable without waiting for it: bookkeeping (launch history, session bindings,
+/// thread progress) whose loss is logged but never blocks the actor that produced it.
+pub fn write_in_background(storage: &Arc<Slot<StorageMsg>>, op: WriteOp) {
+    let (storage, what) = (storage.clone(), op.name());
+    tokio::spawn(async move {
+        match storage.ask(ASK_TIMEOUT, |r| StorageMsg::Write(op, r)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, what, "background write failed"),
+            Err(e) => tracing::warn!(error = %e, what, "background write failed"),
+        }
+    });
+}
 
 /// Where the database lives, after normalising the `--database` flag (contract §5.1).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -123,6 +138,8 @@ pub fn write_in_background(storage: &std::sync::Arc<crate::supervision::Slot<Sto
 
 #[cfg(test)]
 mod tests {
+    use ractor::Actor;
+
     use super::*;
 
     #[test]
@@ -132,5 +149,25 @@ mod tests {
         assert_eq!(DatabaseLocation::parse("sqlite://./a.db"), DatabaseLocation::File("./a.db".into()));
         assert_eq!(DatabaseLocation::parse("sqlite:///abs/a.db"), DatabaseLocation::File("/abs/a.db".into()));
         assert_eq!(DatabaseLocation::parse("plain.db"), DatabaseLocation::File("plain.db".into()));
+    }
+
+    #[tokio::test]
+    async fn a_background_write_commits_without_its_caller_waiting() -> Result<(), Box<dyn std::error::Error>> {
+        let db = Db::open(&DatabaseLocation::Memory).await?;
+        let (actor, _) = Actor::spawn(None, StorageActor, StorageArgs { db: db.clone() }).await?;
+        let storage = Slot::new("storage");
+        storage.set(Some(actor.clone()));
+        write_in_background(&storage, WriteOp::NodeMeta { key: "k".into(), value: "v".into() });
+        let reader = db.reader();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while reader.node_meta("k").await?.is_none() {
+            assert!(tokio::time::Instant::now() < deadline, "the background write never committed");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // With the actor down the write is dropped with a warning; the caller is not affected.
+        storage.set(None);
+        write_in_background(&storage, WriteOp::NodeMeta { key: "k".into(), value: "w".into() });
+        actor.drain_and_wait(Some(Duration::from_secs(5))).await?;
+        Ok(())
     }
 }

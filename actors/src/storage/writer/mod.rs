@@ -1,0 +1,599 @@
+//! The storage actor: the only writer to SQLite.
+//!
+//! Group commit: a `Write` is queued; the first write into an empty queue casts `Flush` to self,
+//! which lands behind every write already in the mailbox, so one transaction absorbs everything
+//! that arrived while the previous commit was in flight — batches grow with load, no timer.
+//! Each write is acknowledged only after its transaction committed. A batch that fails on a
+//! constraint is retried write by write, so one bad write never fails its neighbours.
+//!
+//! This file holds the actor and the dispatch: `WritePlan` groups a batch by statement and
+//! `write_all` runs it. Each table group's SQL lives in its own submodule (`tasks`, `agents`,
+//! `threads`, `runtime`, `node`); a new table is a new submodule, a [`WriteOp`] variant and its
+//! arm in `WritePlan::new` (and in `write_in_order` when it is written as it arrived).
+
+mod agents;
+mod node;
+mod runtime;
+mod tasks;
+mod threads;
+
+use std::collections::HashMap;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use sqlx::SqliteConnection;
+
+pub use runtime::{LaunchRecord, SessionBindingRecord};
+pub use tasks::NewTurn;
+
+use super::Db;
+use crate::artifacts::NewArtifact;
+use crate::error::StorageError;
+use crate::model::{AgentRecord, TaskEvent, TaskRecord};
+
+/// Rows per multi-row statement, well below SQLite's 32,766 bound-parameter limit.
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// One durable write.
+#[derive(Debug, Clone)]
+pub enum WriteOp {
+    /// Upserts a task row and appends its events (and the artifacts they reference), atomically.
+    /// A thread-bound task's turn mirrors the task's status in the same transaction; `new_turn`
+    /// inserts the turn (index allocated inside the transaction) when the task is created.
+    Task {
+        task: Box<TaskRecord>,
+        /// Seq of the last event (after this write).
+        last_seq: u64,
+        events: Vec<TaskEvent>,
+        artifacts: Vec<NewArtifact>,
+        new_turn: Option<NewTurn>,
+    },
+    /// Inserts a thread.
+    ThreadCreate(Box<crate::model::ThreadRecord>),
+    /// Sets a thread's status and interruption reason.
+    ThreadState { thread_id: String, status: String, interruption_reason: Option<String> },
+    /// Records a thread's auto-handoff plan and progress.
+    ThreadHandoff { thread_id: String, handoff: serde_json::Value },
+    /// Inserts or replaces a registered agent (all but `registered_at` on update).
+    Agent(Box<AgentRecord>),
+    /// Sets a node-level key (node id, …).
+    NodeMeta { key: String, value: String },
+    /// A runtime process was spawned: its launch history row and its lease (pid, process group).
+    LaunchStarted(Box<LaunchRecord>),
+    /// A launch ended (`ready`, `failed`, `exited`, `stopped`); the lease is released on anything
+    /// but `ready`.
+    LaunchEnded {
+        launch_id: String,
+        status: String,
+        exit_code: Option<i32>,
+        error: Option<String>,
+        release_lease: bool,
+    },
+    /// Leases of process groups killed at start-up (left by a previous run).
+    ReleaseLeases(Vec<String>),
+    /// Upserts a session binding (keeps `created_at`).
+    SessionBinding(Box<SessionBindingRecord>),
+}
+
+impl WriteOp {
+    /// What kind of write this is (for logs).
+    pub fn name(&self) -> &'static str {
+        match self {
+            WriteOp::Task { .. } => "task",
+            WriteOp::ThreadCreate(_) => "thread",
+            WriteOp::ThreadState { .. } => "thread state",
+            WriteOp::ThreadHandoff { .. } => "thread handoff",
+            WriteOp::Agent(_) => "agent",
+            WriteOp::NodeMeta { .. } => "node meta",
+            WriteOp::LaunchStarted(_) => "launch started",
+            WriteOp::LaunchEnded { .. } => "launch ended",
+            WriteOp::ReleaseLeases(_) => "lease release",
+            WriteOp::SessionBinding(_) => "session binding",
+        }
+    }
+}
+
+/// Counters for benchmarks and diagnostics.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StorageStats {
+    /// Transactions committed.
+    pub commits: u64,
+    /// Writes acknowledged.
+    pub writes: u64,
+    /// Largest batch committed in one transaction.
+    pub max_batch: usize,
+}
+
+/// Messages of the storage actor.
+pub enum StorageMsg {
+    /// Make `op` durable; the reply comes after COMMIT.
+    Write(WriteOp, RpcReplyPort<Result<(), StorageError>>),
+    /// Commit everything queued (sent to self).
+    Flush,
+    /// Report counters.
+    Stats(RpcReplyPort<StorageStats>),
+}
+
+/// Arguments: the open database.
+pub struct StorageArgs {
+    pub db: Db,
+}
+
+/// State of the storage actor.
+pub struct StorageState {
+    /// The database; the actor uses only its writer pool (one connection).
+    db: Db,
+    /// Writes waiting for the next commit, in arrival order.
+    pending: Vec<(WriteOp, RpcReplyPort<Result<(), StorageError>>)>,
+    /// A `Flush` is already in the mailbox; don't queue another.
+    flush_scheduled: bool,
+    /// Counters.
+    stats: StorageStats,
+}
+
+/// The storage actor.
+pub struct StorageActor;
+
+impl Actor for StorageActor {
+    type Msg = StorageMsg;
+    type State = StorageState;
+    type Arguments = StorageArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<StorageMsg>,
+        args: StorageArgs,
+    ) -> Result<StorageState, ActorProcessingErr> {
+        Ok(StorageState { db: args.db, pending: Vec::new(), flush_scheduled: false, stats: StorageStats::default() })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<StorageMsg>,
+        msg: StorageMsg,
+        state: &mut StorageState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            StorageMsg::Write(op, reply) => {
+                state.pending.push((op, reply));
+                if !state.flush_scheduled {
+                    state.flush_scheduled = true;
+                    myself.cast(StorageMsg::Flush)?;
+                }
+            }
+            StorageMsg::Flush => {
+                state.flush_scheduled = false;
+                let batch = std::mem::take(&mut state.pending);
+                if batch.is_empty() {
+                    return Ok(());
+                }
+                flush(state, batch).await?;
+            }
+            StorageMsg::Stats(reply) => {
+                let _ = reply.send(state.stats);
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<StorageMsg>,
+        state: &mut StorageState,
+    ) -> Result<(), ActorProcessingErr> {
+        // A graceful stop (drain) processed every queued message already; anything still pending
+        // is committed here so no acknowledged-later write is lost.
+        let batch = std::mem::take(&mut state.pending);
+        if !batch.is_empty() {
+            flush(state, batch).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Commits a batch; on failure retries each write alone. Returns `Err` (failing the actor, so its
+/// supervisor restarts it) only when the database itself is unavailable.
+async fn flush(
+    state: &mut StorageState,
+    batch: Vec<(WriteOp, RpcReplyPort<Result<(), StorageError>>)>,
+) -> Result<(), ActorProcessingErr> {
+    let (ops, replies): (Vec<WriteOp>, Vec<_>) = batch.into_iter().unzip();
+    match commit(&state.db, &ops).await {
+        Ok(()) => {
+            state.stats.commits += 1;
+            state.stats.writes += ops.len() as u64;
+            state.stats.max_batch = state.stats.max_batch.max(ops.len());
+            for reply in replies {
+                let _ = reply.send(Ok(()));
+            }
+            Ok(())
+        }
+        Err(err) if ops.len() == 1 => {
+            for reply in replies {
+                let _ = reply.send(Err(err.clone()));
+            }
+            escalate_if_unavailable(err)
+        }
+        Err(batch_err) => {
+            tracing::warn!(actor_kind = "storage", error = %batch_err, writes = ops.len(), "batch commit failed; retrying writes one by one");
+            let mut unavailable = None;
+            for (op, reply) in ops.into_iter().zip(replies) {
+                let result = commit(&state.db, std::slice::from_ref(&op)).await;
+                if result.is_ok() {
+                    state.stats.commits += 1;
+                    state.stats.writes += 1;
+                }
+                if let Err(StorageError::Unavailable(_)) = &result {
+                    unavailable = result.clone().err();
+                }
+                let _ = reply.send(result);
+            }
+            unavailable.map_or(Ok(()), escalate_if_unavailable)
+        }
+    }
+}
+
+fn escalate_if_unavailable(err: StorageError) -> Result<(), ActorProcessingErr> {
+    match err {
+        StorageError::Unavailable(_) => Err(Box::new(err)),
+        _ => Ok(()),
+    }
+}
+
+/// Writes `ops` in one `BEGIN IMMEDIATE … COMMIT`.
+async fn commit(db: &Db, ops: &[WriteOp]) -> Result<(), StorageError> {
+    let mut conn = db.writer.acquire().await?;
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+    match write_all(&mut conn, ops).await {
+        Ok(()) => {
+            sqlx::query("COMMIT").execute(&mut *conn).await?;
+            Ok(())
+        }
+        Err(e) => {
+            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            Err(e)
+        }
+    }
+}
+
+/// One transaction's writes grouped by statement, in the order [`write_all`] executes them.
+///
+/// Pure: built from the batch without IO, so the grouping is unit-tested on its own.
+#[derive(Debug, Default)]
+struct WritePlan<'a> {
+    /// Thread and runtime writes, as they arrived, first: a turn written later in this
+    /// transaction may belong to a thread created in it, and these writes depend on each other's
+    /// order (a launch ends after it started).
+    in_order: Vec<&'a WriteOp>,
+    /// Artifacts of every task write, before the task rows and events that reference them.
+    artifacts: Vec<&'a NewArtifact>,
+    /// One row per task, the last write's, at the first write's position: every task write
+    /// carries the whole row, so the last one wins.
+    tasks: Vec<(&'a TaskRecord, u64)>,
+    /// Events of every task write, as they arrived (a task's seqs ascend).
+    events: Vec<&'a TaskEvent>,
+    /// Every write of a thread-bound task, as it arrived: each opens or mirrors its turn with its
+    /// own row, so none is deduplicated.
+    turns: Vec<TurnWrite<'a>>,
+    /// Agent upserts, as they arrived.
+    agents: Vec<&'a AgentRecord>,
+    /// Node-level keys, as they arrived (a later value for a key overwrites an earlier one).
+    node_meta: Vec<(&'a str, &'a str)>,
+}
+
+/// A thread-bound task write: the turn it opens (`new_turn`) or mirrors.
+#[derive(Debug)]
+struct TurnWrite<'a> {
+    task: &'a TaskRecord,
+    thread_id: &'a str,
+    new_turn: Option<&'a NewTurn>,
+}
+
+impl<'a> WritePlan<'a> {
+    fn new(ops: &'a [WriteOp]) -> Self {
+        let mut plan = WritePlan::default();
+        let mut task_index: HashMap<&str, usize> = HashMap::new();
+        for op in ops {
+            match op {
+                WriteOp::Task { task, last_seq, events, artifacts, new_turn } => {
+                    match task_index.get(task.task_id.as_str()) {
+                        Some(&i) => plan.tasks[i] = (task, *last_seq),
+                        None => {
+                            task_index.insert(task.task_id.as_str(), plan.tasks.len());
+                            plan.tasks.push((task, *last_seq));
+                        }
+                    }
+                    plan.events.extend(events.iter());
+                    plan.artifacts.extend(artifacts.iter());
+                    if let Some(thread_id) = &task.thread_id {
+                        plan.turns.push(TurnWrite { task, thread_id, new_turn: new_turn.as_ref() });
+                    }
+                }
+                WriteOp::Agent(agent) => plan.agents.push(agent),
+                WriteOp::NodeMeta { key, value } => plan.node_meta.push((key, value)),
+                WriteOp::ThreadCreate(_)
+                | WriteOp::ThreadState { .. }
+                | WriteOp::ThreadHandoff { .. }
+                | WriteOp::LaunchStarted(_)
+                | WriteOp::LaunchEnded { .. }
+                | WriteOp::ReleaseLeases(_)
+                | WriteOp::SessionBinding(_) => plan.in_order.push(op),
+            }
+        }
+        plan
+    }
+}
+
+/// Writes `ops` on `conn` (inside the caller's transaction).
+async fn write_all(conn: &mut SqliteConnection, ops: &[WriteOp]) -> Result<(), StorageError> {
+    let plan = WritePlan::new(ops);
+    for op in plan.in_order {
+        write_in_order(conn, op).await?;
+    }
+    for chunk in plan.artifacts.chunks(ROWS_PER_STATEMENT) {
+        tasks::insert_artifacts(conn, chunk).await?;
+    }
+    for chunk in plan.tasks.chunks(ROWS_PER_STATEMENT) {
+        tasks::upsert_tasks(conn, chunk).await?;
+    }
+    for chunk in plan.events.chunks(ROWS_PER_STATEMENT) {
+        tasks::insert_events(conn, chunk).await?;
+    }
+    for turn in plan.turns {
+        tasks::write_turn(conn, turn.task, turn.thread_id, turn.new_turn).await?;
+    }
+    for agent in plan.agents {
+        agents::upsert(conn, agent).await?;
+    }
+    for (key, value) in plan.node_meta {
+        node::set_meta(conn, key, value).await?;
+    }
+    Ok(())
+}
+
+/// One write of [`WritePlan::in_order`].
+async fn write_in_order(conn: &mut SqliteConnection, op: &WriteOp) -> Result<(), StorageError> {
+    match op {
+        WriteOp::ThreadCreate(t) => threads::insert(conn, t).await,
+        WriteOp::ThreadState { thread_id, status, interruption_reason } => {
+            threads::set_state(conn, thread_id, status, interruption_reason.as_deref()).await
+        }
+        WriteOp::ThreadHandoff { thread_id, handoff } => threads::set_handoff(conn, thread_id, handoff).await,
+        WriteOp::LaunchStarted(l) => runtime::launch_started(conn, l).await,
+        WriteOp::LaunchEnded { launch_id, status, exit_code, error, release_lease } => {
+            runtime::launch_ended(conn, launch_id, status, *exit_code, error.as_deref(), *release_lease).await
+        }
+        WriteOp::ReleaseLeases(ids) => runtime::release_leases(conn, ids).await,
+        WriteOp::SessionBinding(b) => runtime::upsert_session_binding(conn, b).await,
+        // Grouped into multi-row statements by the plan, never written one by one here.
+        WriteOp::Task { .. } | WriteOp::Agent(_) | WriteOp::NodeMeta { .. } => Ok(()),
+    }
+}
+
+/// A value as JSON text for a `*_json` column.
+fn json_text(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "{}".to_owned())
+}
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use ractor::Actor;
+
+    use super::*;
+    use crate::model::{DeliveryPolicy, EventKind, EventSource, JsonObject, TaskStatus};
+    use crate::storage::DatabaseLocation;
+    use crate::supervision::ask;
+
+    fn task(id: &str) -> TaskRecord {
+        TaskRecord {
+            task_id: id.into(),
+            thread_id: None,
+            conversation_id: "c".into(),
+            sender: "s".into(),
+            intent: "i".into(),
+            requested_agent_id: None,
+            resolved_agent_id: Some("t".into()),
+            runtime_options: JsonObject::new(),
+            payload_artifact_id: None,
+            status: TaskStatus::Created,
+            remote: None,
+            last_error: None,
+            result_artifact_id: None,
+            delivery: DeliveryPolicy::default(),
+            metadata: JsonObject::new(),
+            created_at: "2026-01-01T00:00:00.000000000Z".into(),
+            updated_at: "2026-01-01T00:00:00.000000000Z".into(),
+        }
+    }
+
+    fn event(task_id: &str, seq: u64) -> TaskEvent {
+        TaskEvent {
+            event_id: crate::ids::new_id(),
+            task_id: task_id.into(),
+            seq,
+            kind: EventKind::TaskCreated,
+            state: TaskStatus::Created,
+            source: EventSource::Core,
+            message: None,
+            data: JsonObject::new(),
+            created_at: "2026-01-01T00:00:00.000000000Z".into(),
+        }
+    }
+
+    fn task_write(id: &str, last_seq: u64, thread: Option<&str>, opens_turn: bool) -> WriteOp {
+        let mut row = task(id);
+        row.thread_id = thread.map(str::to_owned);
+        WriteOp::Task {
+            task: Box::new(row),
+            last_seq,
+            events: vec![event(id, last_seq)],
+            artifacts: vec![],
+            new_turn: opens_turn.then(|| NewTurn { sender_agent_id: "a".into(), target_agent_id: "b".into() }),
+        }
+    }
+
+    fn artifact(id: &str) -> NewArtifact {
+        NewArtifact {
+            meta: crate::model::ArtifactMeta {
+                artifact_id: id.into(),
+                media_type: "text/plain".into(),
+                size_bytes: 1,
+                sha256: "00".into(),
+                created_at: "2026-01-01T00:00:00.000000000Z".into(),
+            },
+            body: crate::artifacts::ArtifactBody::Inline(b"x".to_vec()),
+        }
+    }
+
+    /// What a plan holds, by id, for comparison.
+    #[derive(Debug, Default, PartialEq)]
+    struct Planned {
+        in_order: Vec<&'static str>,
+        artifacts: Vec<String>,
+        tasks: Vec<(String, u64)>,
+        events: Vec<(String, u64)>,
+        turns: Vec<(String, bool)>,
+        node_meta: Vec<(String, String)>,
+    }
+
+    fn planned(ops: &[WriteOp]) -> Planned {
+        let plan = WritePlan::new(ops);
+        assert!(plan.agents.is_empty());
+        Planned {
+            in_order: plan.in_order.iter().map(|op| op.name()).collect(),
+            artifacts: plan.artifacts.iter().map(|a| a.meta.artifact_id.clone()).collect(),
+            tasks: plan.tasks.iter().map(|(t, seq)| (t.task_id.clone(), *seq)).collect(),
+            events: plan.events.iter().map(|e| (e.task_id.clone(), e.seq)).collect(),
+            turns: plan.turns.iter().map(|t| (t.task.task_id.clone(), t.new_turn.is_some())).collect(),
+            node_meta: plan.node_meta.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+        }
+    }
+
+    fn owned<const N: usize>(pairs: [(&str, u64); N]) -> Vec<(String, u64)> {
+        pairs.iter().map(|(id, seq)| ((*id).to_owned(), *seq)).collect()
+    }
+
+    #[test]
+    fn a_batch_is_grouped_by_statement() {
+        let mut with_artifacts = task_write("c", 1, None, false);
+        if let WriteOp::Task { artifacts, .. } = &mut with_artifacts {
+            *artifacts = vec![artifact("x"), artifact("y")];
+        }
+        let cases: Vec<(&str, Vec<WriteOp>, Planned)> = vec![
+            ("empty batch", vec![], Planned::default()),
+            (
+                "a task written twice keeps one row, the last, where it first appeared; events and turns of both",
+                vec![
+                    task_write("a", 1, Some("t"), true),
+                    task_write("b", 1, None, false),
+                    task_write("a", 2, Some("t"), false),
+                ],
+                Planned {
+                    tasks: owned([("a", 2), ("b", 1)]),
+                    events: owned([("a", 1), ("b", 1), ("a", 2)]),
+                    turns: vec![("a".into(), true), ("a".into(), false)],
+                    ..Planned::default()
+                },
+            ),
+            (
+                "thread and runtime writes keep arrival order; node keys keep every value",
+                vec![
+                    WriteOp::LaunchEnded {
+                        launch_id: "l".into(),
+                        status: "exited".into(),
+                        exit_code: Some(0),
+                        error: None,
+                        release_lease: true,
+                    },
+                    WriteOp::NodeMeta { key: "k".into(), value: "1".into() },
+                    WriteOp::ThreadState { thread_id: "t".into(), status: "active".into(), interruption_reason: None },
+                    with_artifacts,
+                    WriteOp::ReleaseLeases(vec!["l".into()]),
+                    WriteOp::NodeMeta { key: "k".into(), value: "2".into() },
+                ],
+                Planned {
+                    in_order: vec!["launch ended", "thread state", "lease release"],
+                    artifacts: vec!["x".into(), "y".into()],
+                    tasks: owned([("c", 1)]),
+                    events: owned([("c", 1)]),
+                    node_meta: vec![("k".into(), "1".into()), ("k".into(), "2".into())],
+                    ..Planned::default()
+                },
+            ),
+        ];
+        for (name, ops, expected) in cases {
+            assert_eq!(planned(&ops), expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn multi_row_statements_bind_every_column_of_every_row_within_sqlites_limit() {
+        const SQLITE_MAX_VARIABLES: usize = 32_766;
+        let (t, e, a) = (task("a"), event("a", 1), artifact("x"));
+        let statements = [
+            ("artifacts", tasks::insert_artifacts_statement(&[&a, &a, &a]).sql()),
+            ("tasks", tasks::upsert_tasks_statement(&[(&t, 1), (&t, 2), (&t, 3)]).sql()),
+            ("events", tasks::insert_events_statement(&[&e, &e, &e]).sql()),
+        ];
+        for (name, sql) in statements {
+            let sql = sql.as_str();
+            let columns = sql.split_once('(').and_then(|(_, rest)| rest.split_once(')')).map(|(list, _)| list);
+            let columns = columns.map_or(0, |list| list.split(',').count());
+            assert!(columns > 0, "{name}: {sql}");
+            assert_eq!(sql.matches("(?").count(), 3, "{name}: one tuple per row: {sql}");
+            assert_eq!(sql.matches('?').count(), 3 * columns, "{name}: one bind per column: {sql}");
+            assert!(ROWS_PER_STATEMENT * columns <= SQLITE_MAX_VARIABLES, "{name}: a full chunk fits");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writes_are_group_committed_and_a_bad_one_fails_alone() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let dir = tempfile::tempdir()?;
+        let db = Db::open(&DatabaseLocation::File(dir.path().join("t.db").display().to_string())).await?;
+        let (storage, _) = Actor::spawn(None, StorageActor, StorageArgs { db: db.clone() }).await?;
+        let mut writes = Vec::new();
+        for i in 0..200 {
+            let storage = storage.clone();
+            writes.push(tokio::spawn(async move {
+                let id = format!("task-{i}");
+                let op = WriteOp::Task {
+                    task: Box::new(task(&id)),
+                    last_seq: 1,
+                    events: vec![event(&id, 1)],
+                    artifacts: vec![],
+                    new_turn: None,
+                };
+                ask(&storage, "storage", Duration::from_secs(10), |r| StorageMsg::Write(op, r)).await
+            }));
+        }
+        for w in writes {
+            w.await??.map_err(|e| e.to_string())?;
+        }
+        // A duplicate (task_id, seq) is a constraint violation: it fails alone, its neighbour in
+        // the same batch still commits.
+        let dup = WriteOp::Task {
+            task: Box::new(task("task-0")),
+            last_seq: 1,
+            events: vec![event("task-0", 1)],
+            artifacts: vec![],
+            new_turn: None,
+        };
+        let ok_neighbour = WriteOp::NodeMeta { key: "k".into(), value: "v".into() };
+        let (r1, r2) = tokio::join!(
+            ask(&storage, "storage", Duration::from_secs(10), |r| StorageMsg::Write(dup, r)),
+            ask(&storage, "storage", Duration::from_secs(10), |r| StorageMsg::Write(ok_neighbour, r)),
+        );
+        assert!(matches!(r1?, Err(StorageError::Rejected(_))));
+        r2?.map_err(|e| e.to_string())?;
+        let stats = ask(&storage, "storage", Duration::from_secs(10), StorageMsg::Stats).await?;
+        assert!(stats.max_batch > 1, "concurrent writes share commits: {stats:?}");
+        assert!(stats.commits < 202, "fewer commits than writes: {stats:?}");
+        let reader = db.reader();
+        assert_eq!(reader.events("task-199", 0, 10).await?.len(), 1);
+        assert_eq!(reader.node_meta("k").await?.as_deref(), Some("v"));
+        assert_eq!(reader.task("task-7").await?.map(|t| t.last_seq), Some(1));
+        storage.drain_and_wait(Some(Duration::from_secs(5))).await?;
+        Ok(())
+    }
+}

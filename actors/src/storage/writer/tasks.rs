@@ -1,0 +1,162 @@
+//! Task rows, their events, the artifacts they reference, and the thread turn a thread-bound task
+//! mirrors — everything a `WriteOp::Task` writes, in its transaction.
+
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+
+use super::json_text;
+use crate::artifacts::{ArtifactBody, NewArtifact};
+use crate::error::StorageError;
+use crate::model::{TaskEvent, TaskRecord};
+
+/// The turn a new thread-bound task opens.
+#[derive(Debug, Clone)]
+pub struct NewTurn {
+    pub sender_agent_id: String,
+    pub target_agent_id: String,
+}
+
+/// One multi-row `INSERT` of artifacts.
+pub(super) fn insert_artifacts_statement(rows: &[&NewArtifact]) -> QueryBuilder<Sqlite> {
+    let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+        "INSERT INTO artifacts (artifact_id, media_type, relative_path, content, size_bytes, sha256, created_at) ",
+    );
+    qb.push_values(rows, |mut b, a| {
+        let (path, content) = match &a.body {
+            ArtifactBody::Inline(bytes) => (None, Some(bytes.clone())),
+            ArtifactBody::File(p) => (Some(p.clone()), None),
+        };
+        b.push_bind(a.meta.artifact_id.clone())
+            .push_bind(a.meta.media_type.clone())
+            .push_bind(path)
+            .push_bind(content)
+            .push_bind(i64::try_from(a.meta.size_bytes).unwrap_or(i64::MAX))
+            .push_bind(a.meta.sha256.clone())
+            .push_bind(a.meta.created_at.clone());
+    });
+    qb
+}
+
+/// One multi-row upsert of task rows with the seq of their last event.
+pub(super) fn upsert_tasks_statement(rows: &[(&TaskRecord, u64)]) -> QueryBuilder<Sqlite> {
+    let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+        "INSERT INTO tasks (task_id, thread_id, conversation_id, sender, intent, requested_agent_id, \
+         resolved_agent_id, runtime_options_json, payload_artifact_id, status, remote_binding, \
+         remote_execution_id, remote_session_id, last_error_json, result_artifact_id, delivery_json, \
+         metadata_json, last_seq, created_at, updated_at) ",
+    );
+    qb.push_values(rows, |mut b, (t, last_seq)| {
+        let remote = t.remote.clone().unwrap_or_default();
+        b.push_bind(t.task_id.clone())
+            .push_bind(t.thread_id.clone())
+            .push_bind(t.conversation_id.clone())
+            .push_bind(t.sender.clone())
+            .push_bind(t.intent.clone())
+            .push_bind(t.requested_agent_id.clone())
+            .push_bind(t.resolved_agent_id.clone())
+            .push_bind(json_text(&t.runtime_options))
+            .push_bind(t.payload_artifact_id.clone())
+            .push_bind(t.status.as_str())
+            .push_bind(t.remote.as_ref().map(|_| remote.binding.clone()))
+            .push_bind(remote.remote_execution_id.clone())
+            .push_bind(remote.remote_session_id.clone())
+            .push_bind(t.last_error.as_ref().map(json_text))
+            .push_bind(t.result_artifact_id.clone())
+            .push_bind(json_text(&t.delivery))
+            .push_bind(json_text(&t.metadata))
+            .push_bind(i64::try_from(*last_seq).unwrap_or(i64::MAX))
+            .push_bind(t.created_at.clone())
+            .push_bind(t.updated_at.clone());
+    });
+    qb.push(
+        " ON CONFLICT(task_id) DO UPDATE SET status = excluded.status, remote_binding = excluded.remote_binding, \
+         remote_execution_id = excluded.remote_execution_id, remote_session_id = excluded.remote_session_id, \
+         last_error_json = excluded.last_error_json, result_artifact_id = excluded.result_artifact_id, \
+         last_seq = excluded.last_seq, updated_at = excluded.updated_at",
+    );
+    qb
+}
+
+/// One multi-row `INSERT` of task events.
+pub(super) fn insert_events_statement(rows: &[&TaskEvent]) -> QueryBuilder<Sqlite> {
+    let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+        "INSERT INTO task_events (event_id, task_id, seq, kind, state, source, message, data_json, created_at) ",
+    );
+    qb.push_values(rows, |mut b, e| {
+        b.push_bind(e.event_id.clone())
+            .push_bind(e.task_id.clone())
+            .push_bind(i64::try_from(e.seq).unwrap_or(i64::MAX))
+            .push_bind(e.kind.as_str())
+            .push_bind(e.state.as_str())
+            .push_bind(e.source.as_str())
+            .push_bind(e.message.clone())
+            .push_bind(json_text(&e.data))
+            .push_bind(e.created_at.clone());
+    });
+    qb
+}
+
+pub(super) async fn insert_artifacts(conn: &mut SqliteConnection, rows: &[&NewArtifact]) -> Result<(), StorageError> {
+    insert_artifacts_statement(rows).build().execute(&mut *conn).await?;
+    Ok(())
+}
+
+pub(super) async fn upsert_tasks(conn: &mut SqliteConnection, rows: &[(&TaskRecord, u64)]) -> Result<(), StorageError> {
+    upsert_tasks_statement(rows).build().execute(&mut *conn).await?;
+    Ok(())
+}
+
+pub(super) async fn insert_events(conn: &mut SqliteConnection, rows: &[&TaskEvent]) -> Result<(), StorageError> {
+    insert_events_statement(rows).build().execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// Opens a thread turn (index = max + 1, inside this transaction, so concurrent turns never
+/// collide) or mirrors the task's status and remote ids onto its turn.
+pub(super) async fn write_turn(
+    conn: &mut SqliteConnection,
+    task: &TaskRecord,
+    thread_id: &str,
+    new_turn: Option<&NewTurn>,
+) -> Result<(), StorageError> {
+    let remote = task.remote.clone().unwrap_or_default();
+    if let Some(turn) = new_turn {
+        sqlx::query(
+            "UPDATE threads SET last_task_id = ?, last_actor_agent_id = ?, last_target_agent_id = ?, status = 'active', \
+             interruption_reason = NULL, updated_at = ? WHERE thread_id = ?",
+        )
+        .bind(task.task_id.clone())
+        .bind(turn.sender_agent_id.clone())
+        .bind(turn.target_agent_id.clone())
+        .bind(task.updated_at.clone())
+        .bind(thread_id.to_owned())
+        .execute(&mut *conn)
+        .await?;
+        sqlx::query(
+            "INSERT INTO thread_turns (thread_id, turn_index, task_id, sender_agent_id, target_agent_id, status, created_at, updated_at) \
+             SELECT ?, COALESCE(MAX(turn_index), 0) + 1, ?, ?, ?, ?, ?, ? FROM thread_turns WHERE thread_id = ?",
+        )
+        .bind(thread_id.to_owned())
+        .bind(task.task_id.clone())
+        .bind(turn.sender_agent_id.clone())
+        .bind(turn.target_agent_id.clone())
+        .bind(task.status.as_str())
+        .bind(task.created_at.clone())
+        .bind(task.updated_at.clone())
+        .bind(thread_id.to_owned())
+        .execute(&mut *conn)
+        .await?;
+    } else {
+        sqlx::query(
+            "UPDATE thread_turns SET status = ?, remote_session_id = COALESCE(?, remote_session_id), \
+             remote_execution_id = COALESCE(?, remote_execution_id), updated_at = ? WHERE task_id = ?",
+        )
+        .bind(task.status.as_str())
+        .bind(remote.remote_session_id.clone())
+        .bind(remote.remote_execution_id.clone())
+        .bind(task.updated_at.clone())
+        .bind(task.task_id.clone())
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
