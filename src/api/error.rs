@@ -49,6 +49,14 @@ impl From<ServiceError> for ApiError {
     }
 }
 
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = self.extra;
+        body.insert("error".to_owned(), Value::String(self.message));
+        (self.status, Json(Value::Object(body))).into_response()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,13 +76,5 @@ mod tests {
         for (kind, status) in table {
             assert_eq!(status_of(kind).as_u16(), status, "{kind:?}");
         }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut body = self.extra;
-        body.insert("error".to_owned(), Value::String(self.message));
-        (self.status, Json(Value::Object(body))).into_response()
     }
 }

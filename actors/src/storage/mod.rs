@@ -122,20 +122,6 @@ impl Db {
     }
 }
 
-/// Makes `op` durable without waiting for it: bookkeeping (launch history, session bindings,
-/// thread progress) whose loss is logged but never blocks the actor that produced it.
-pub fn write_in_background(storage: &std::sync::Arc<crate::supervision::Slot<StorageMsg>>, op: WriteOp) {
-    let (storage, what) = (storage.clone(), op.name());
-    tokio::spawn(async move {
-        let written = storage.ask(crate::supervision::ASK_TIMEOUT, |r| StorageMsg::Write(op, r)).await;
-        match written {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, what, "background write failed"),
-            Err(e) => tracing::warn!(error = %e, what, "background write failed"),
-        }
-    });
-}
-
 #[cfg(test)]
 mod tests {
     use ractor::Actor;
