@@ -56,6 +56,15 @@ pub struct UnknownValue {
 }
 
 string_enum!(
+    /// A thread's state (contract §10): `interrupted` when a restart caught its last turn in
+    /// flight; continuing it makes it `active` again.
+    ThreadStatus {
+        Active => "active",
+        Interrupted => "interrupted",
+    }
+);
+
+string_enum!(
     /// Task lifecycle state (contract §2.1). The last three are terminal.
     TaskStatus {
         Created => "created",
@@ -509,8 +518,7 @@ pub struct ThreadRecord {
     pub thread_id: String,
     pub agent_a_id: String,
     pub agent_b_id: String,
-    /// `active` or `interrupted`.
-    pub status: String,
+    pub status: ThreadStatus,
     pub continuity_key: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_task_id: Option<String>,
@@ -544,7 +552,7 @@ impl ThreadRecord {
             thread_id,
             agent_a_id,
             agent_b_id,
-            status: "active".into(),
+            status: ThreadStatus::Active,
             continuity_key,
             last_task_id: None,
             last_actor_agent_id: None,

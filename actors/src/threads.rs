@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::intake::{Intake, TaskRequest, create_task};
-use crate::model::{DeliveryPolicy, JsonObject, TaskRecord, TaskStatus};
+use crate::model::{DeliveryPolicy, JsonObject, TaskRecord, TaskStatus, ThreadStatus};
 use crate::storage::{StorageMsg, StoreReader, WriteOp, write_in_background};
 use crate::supervision::{ASK_TIMEOUT, Slot};
 use crate::task::TurnSettled;
@@ -195,7 +195,7 @@ impl Actor for ThreadCoordinator {
         // then fails it as interrupted, and its settle notification finds the plan here).
         let mut state = ThreadState { deps, runs: HashMap::new() };
         let mut interrupted = 0;
-        for status in ["active", "interrupted"] {
+        for status in [ThreadStatus::Active, ThreadStatus::Interrupted] {
             for thread in state.deps.reader.threads_with_status(status).await? {
                 if let Some(plan) = thread
                     .handoff
@@ -207,11 +207,11 @@ impl Actor for ThreadCoordinator {
                 }
                 let Some(last) = thread.last_task_id.as_deref() else { continue };
                 let Some(task) = state.deps.reader.task(last).await? else { continue };
-                if status == "active" && !task.task.status.is_terminal() {
+                if status == ThreadStatus::Active && !task.task.status.is_terminal() {
                     let reason = interruption_reason(task.task.status).to_owned();
                     let op = WriteOp::ThreadState {
                         thread_id: thread.thread_id.clone(),
-                        status: "interrupted".into(),
+                        status: ThreadStatus::Interrupted,
                         interruption_reason: Some(reason),
                     };
                     state.deps.storage.ask(ASK_TIMEOUT, |r| StorageMsg::Write(op, r)).await??;

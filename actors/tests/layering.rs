@@ -7,8 +7,10 @@ use std::path::{Path, PathBuf};
 
 /// Layers, lowest first. A module may use modules of strictly lower layers only.
 const LAYERS: &[&[&str]] = &[
-    // Plain types and pure helpers.
-    &["clock", "ids", "error", "model", "restart", "state_machine", "supervision", "adapters"],
+    // Plain types.
+    &["clock", "ids", "error", "model", "restart"],
+    // Pure logic over them, and the actor helpers.
+    &["state_machine", "supervision", "adapters"],
     // Artifact bytes.
     &["artifacts"],
     // The only writer, and reads.

@@ -10,7 +10,7 @@ use super::{Caller, Need, ServiceError, Services, non_empty};
 use crate::clock;
 use crate::ids;
 use crate::intake::{TaskRequest, create_task, thread_pair};
-use crate::model::{DeliveryRequest, JsonObject, TaskRecord, TaskStatus, ThreadRecord, ThreadTurn};
+use crate::model::{DeliveryRequest, JsonObject, TaskRecord, TaskStatus, ThreadRecord, ThreadStatus, ThreadTurn};
 use crate::runtime::RuntimeSupMsg;
 use crate::runtime::dialect::{Dialect, StickyInput};
 use crate::storage::{StorageMsg, WriteOp};
@@ -134,7 +134,7 @@ pub fn derive_pair(
 
 /// Why a thread cannot simply continue: its interruption, or its last turn's failure. Pure.
 pub fn interruption_reason(thread: &ThreadRecord, last_task: Option<&TaskRecord>) -> Option<String> {
-    if thread.status == "interrupted" {
+    if thread.status == ThreadStatus::Interrupted {
         return thread
             .interruption_reason
             .clone()
@@ -195,6 +195,13 @@ impl Services {
         limit: Option<&str>,
     ) -> Result<Vec<ThreadRecord>, ServiceError> {
         caller.require(Need::Read)?;
+        let status = status
+            .map(|s| {
+                s.parse::<ThreadStatus>().map_err(|_| {
+                    ServiceError::invalid(format!("status '{s}' is not a thread status; expected active, interrupted"))
+                })
+            })
+            .transpose()?;
         let limit = match limit {
             Some(l) => l.parse::<u32>().ok().filter(|n| (1..=MAX_THREAD_PAGE).contains(n)).ok_or_else(|| {
                 ServiceError::invalid(format!("limit '{l}' must be an integer from 1 to {MAX_THREAD_PAGE}"))
@@ -375,7 +382,7 @@ mod tests {
             updated_at: String::new(),
         };
         assert_eq!(interruption_reason(&t, Some(&failed)).as_deref(), Some("last task failed: timeout"));
-        t.status = "interrupted".into();
+        t.status = ThreadStatus::Interrupted;
         assert!(interruption_reason(&t, Some(&failed)).is_some_and(|r| r.starts_with("thread was interrupted")));
         t.interruption_reason = Some("restart".into());
         assert_eq!(interruption_reason(&t, None).as_deref(), Some("restart"));

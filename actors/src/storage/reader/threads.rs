@@ -3,9 +3,9 @@
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite};
 
-use super::{MAX_PAGE, StoreReader, json_col, opt_json_col};
+use super::{MAX_PAGE, StoreReader, json_col, opt_json_col, parse_col};
 use crate::error::StorageError;
-use crate::model::{ThreadRecord, ThreadTurn};
+use crate::model::{ThreadRecord, ThreadStatus, ThreadTurn};
 
 impl StoreReader {
     /// One thread.
@@ -19,7 +19,7 @@ impl StoreReader {
     pub async fn threads(
         &self,
         agent: Option<&str>,
-        status: Option<&str>,
+        status: Option<ThreadStatus>,
         limit: u32,
     ) -> Result<Vec<ThreadRecord>, StorageError> {
         let mut qb: QueryBuilder<Sqlite> =
@@ -32,7 +32,7 @@ impl StoreReader {
                 .push(")");
         }
         if let Some(s) = status {
-            qb.push(" AND status = ").push_bind(s.to_owned());
+            qb.push(" AND status = ").push_bind(s.as_str());
         }
         qb.push(" ORDER BY thread_id DESC LIMIT ").push_bind(i64::from(limit.clamp(1, MAX_PAGE)));
         let rows = qb.build().fetch_all(&self.pool).await?;
@@ -40,9 +40,9 @@ impl StoreReader {
     }
 
     /// Every thread with `status` (restart handling; no page limit).
-    pub async fn threads_with_status(&self, status: &str) -> Result<Vec<ThreadRecord>, StorageError> {
+    pub async fn threads_with_status(&self, status: ThreadStatus) -> Result<Vec<ThreadRecord>, StorageError> {
         let sql = format!("SELECT {THREAD_COLUMNS} FROM threads WHERE status = ? ORDER BY thread_id");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(status.to_owned()).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(status.as_str()).fetch_all(&self.pool).await?;
         rows.iter().map(thread_from_row).collect()
     }
 
@@ -82,7 +82,7 @@ fn thread_from_row(r: &SqliteRow) -> Result<ThreadRecord, StorageError> {
         thread_id: r.try_get("thread_id")?,
         agent_a_id: r.try_get("agent_a_id")?,
         agent_b_id: r.try_get("agent_b_id")?,
-        status: r.try_get("status")?,
+        status: parse_col(r, "status")?,
         continuity_key: r.try_get("continuity_key")?,
         last_task_id: r.try_get("last_task_id")?,
         last_actor_agent_id: r.try_get("last_actor_agent_id")?,

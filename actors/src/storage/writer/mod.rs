@@ -50,7 +50,7 @@ pub enum WriteOp {
     /// Inserts a thread.
     ThreadCreate(Box<crate::model::ThreadRecord>),
     /// Sets a thread's status and interruption reason.
-    ThreadState { thread_id: String, status: String, interruption_reason: Option<String> },
+    ThreadState { thread_id: String, status: crate::model::ThreadStatus, interruption_reason: Option<String> },
     /// Records a thread's auto-handoff plan and progress.
     ThreadHandoff { thread_id: String, handoff: serde_json::Value },
     /// Inserts or replaces a registered agent (all but `registered_at` on update).
@@ -355,7 +355,7 @@ async fn write_in_order(conn: &mut SqliteConnection, op: &WriteOp) -> Result<(),
     match op {
         WriteOp::ThreadCreate(t) => threads::insert(conn, t).await,
         WriteOp::ThreadState { thread_id, status, interruption_reason } => {
-            threads::set_state(conn, thread_id, status, interruption_reason.as_deref()).await
+            threads::set_state(conn, thread_id, *status, interruption_reason.as_deref()).await
         }
         WriteOp::ThreadHandoff { thread_id, handoff } => threads::set_handoff(conn, thread_id, handoff).await,
         WriteOp::LaunchStarted(l) => runtime::launch_started(conn, l).await,
@@ -506,7 +506,11 @@ mod tests {
                         release_lease: true,
                     },
                     WriteOp::NodeMeta { key: "k".into(), value: "1".into() },
-                    WriteOp::ThreadState { thread_id: "t".into(), status: "active".into(), interruption_reason: None },
+                    WriteOp::ThreadState {
+                        thread_id: "t".into(),
+                        status: crate::model::ThreadStatus::Active,
+                        interruption_reason: None,
+                    },
                     with_artifacts,
                     WriteOp::ReleaseLeases(vec!["l".into()]),
                     WriteOp::NodeMeta { key: "k".into(), value: "2".into() },

@@ -4,7 +4,7 @@ use sqlx::SqliteConnection;
 
 use super::json_text;
 use crate::error::StorageError;
-use crate::model::ThreadRecord;
+use crate::model::{ThreadRecord, ThreadStatus};
 
 /// Inserts a thread.
 pub(super) async fn insert(conn: &mut SqliteConnection, t: &ThreadRecord) -> Result<(), StorageError> {
@@ -15,7 +15,7 @@ pub(super) async fn insert(conn: &mut SqliteConnection, t: &ThreadRecord) -> Res
     .bind(t.thread_id.clone())
     .bind(t.agent_a_id.clone())
     .bind(t.agent_b_id.clone())
-    .bind(t.status.clone())
+    .bind(t.status.as_str())
     .bind(t.continuity_key.clone())
     .bind(json_text(&t.metadata))
     .bind(t.created_at.clone())
@@ -29,11 +29,11 @@ pub(super) async fn insert(conn: &mut SqliteConnection, t: &ThreadRecord) -> Res
 pub(super) async fn set_state(
     conn: &mut SqliteConnection,
     thread_id: &str,
-    status: &str,
+    status: ThreadStatus,
     interruption_reason: Option<&str>,
 ) -> Result<(), StorageError> {
     sqlx::query("UPDATE threads SET status = ?, interruption_reason = ?, updated_at = ? WHERE thread_id = ?")
-        .bind(status.to_owned())
+        .bind(status.as_str())
         .bind(interruption_reason.map(str::to_owned))
         .bind(crate::clock::now_rfc3339())
         .bind(thread_id.to_owned())
