@@ -10,6 +10,8 @@
 //! * [`task`] / [`task_supervisor`] — one actor per live task; the supervisor spawns, restarts and
 //!   recovers them.
 //! * [`state_machine`] — the pure transition table every task actor enforces.
+//! * [`port`] — what tasks and runtimes exchange (dispatches, reports, session messages); it
+//!   imports neither side.
 //! * [`runtime`] — the runtime supervisor and the runtimes it owns: the in-process `loopback`
 //!   runtime and the ACP adapter (a runtime actor per agent process, a session actor per sticky
 //!   scope).
@@ -27,6 +29,7 @@ pub mod error;
 pub mod ids;
 pub mod intake;
 pub mod model;
+pub mod port;
 pub mod registry;
 pub mod restart;
 pub mod root;

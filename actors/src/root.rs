@@ -194,7 +194,12 @@ async fn start_service(
             a.get_cell()
         }
         Service::Runtimes => {
-            let (a, _) = Actor::spawn_linked(name, RuntimeSupervisor, state.dir.clone(), sup).await?;
+            let deps = Arc::new(crate::runtime::RuntimeDeps {
+                storage: state.dir.storage.clone(),
+                reader: state.dir.reader.clone(),
+                cancel_grace: state.dir.settings.cancel_grace,
+            });
+            let (a, _) = Actor::spawn_linked(name, RuntimeSupervisor, deps, sup).await?;
             state.dir.runtimes.set(Some(a.clone()));
             a.get_cell()
         }

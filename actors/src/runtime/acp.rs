@@ -33,14 +33,16 @@ use super::dialect::{Dialect, StickyInput, choose_option, prompt_text};
 use super::http::HttpTarget;
 use super::jsonrpc::{Incoming, RpcConn, RpcError};
 use super::process::{self, LaunchCommand, StderrTail};
-use super::{AdapterEvent, Dispatch, LaunchPhase, RuntimeError, RuntimeHandle, SessionMsg, SessionPort, Waiter};
+use super::{
+    AdapterEvent, Dispatch, LaunchPhase, RuntimeDeps, RuntimeError, RuntimeHandle, SessionMsg, SessionPort,
+    TaskReplyTo, Waiter,
+};
 use crate::clock;
 use crate::ids;
 use crate::model::{JsonObject, LaunchMode, PermissionPolicy, TargetSpec};
+use crate::port::report;
 use crate::restart::{RestartDecision, RestartPolicy, RestartTracker, jitter};
-use crate::root::Directory;
 use crate::storage::{LaunchRecord, SessionBindingRecord, WriteOp};
-use crate::task::TaskMsg;
 
 /// Default bound on a launch (spawn → `initialize` answered); slow agents (OpenClaw) need ~40 s.
 pub const DEFAULT_LAUNCH_TIMEOUT: Duration = Duration::from_secs(60);
@@ -115,7 +117,7 @@ pub struct AcpRuntimeArgs {
     pub http: Option<Arc<HttpTarget>>,
     pub subcontext: String,
     pub command: LaunchCommand,
-    pub dir: Arc<Directory>,
+    pub deps: Arc<RuntimeDeps>,
 }
 
 /// The live agent process.
@@ -192,7 +194,7 @@ pub struct AcpRuntimeState {
     http: Option<Arc<HttpTarget>>,
     subcontext: String,
     command: LaunchCommand,
-    dir: Arc<Directory>,
+    deps: Arc<RuntimeDeps>,
     phase: Phase,
     /// The agent process, while it runs.
     child: Option<Child>,
@@ -210,7 +212,7 @@ pub struct AcpRuntimeState {
     /// Sticky key of each bound remote session id (notification routing).
     by_session_id: HashMap<String, String>,
     /// Sticky key of each task submitted here, with its task actor (for failure fan-out).
-    by_task: HashMap<String, (String, ActorRef<TaskMsg>, u64)>,
+    by_task: HashMap<String, (String, TaskReplyTo, u64)>,
     /// Dispatches waiting for the runtime to come back (re-queued after a crash).
     requeued: Vec<Dispatch>,
     /// Crash history of the process.
@@ -229,7 +231,7 @@ pub struct AcpRuntime;
 fn handle_for(myself: &ActorRef<AcpMsg>, state: &AcpRuntimeState, initialize_ms: Option<f64>) -> RuntimeHandle {
     RuntimeHandle {
         lease_id: state.child.as_ref().map(|c| c.launch_id.clone()),
-        session: SessionPort::Acp(myself.clone()),
+        session: SessionPort::new(myself.get_derived()),
         process_id: state.child.as_ref().map(|c| c.pid),
         initialize_ms,
     }
@@ -297,7 +299,7 @@ impl AcpRuntime {
     fn record_spawn(state: &AcpRuntimeState, spawned: &process::Spawned, generation: u64) -> String {
         let launch_id = ids::new_id();
         let target_id = &state.target.target_id;
-        state.dir.write_in_background(WriteOp::LaunchStarted(Box::new(LaunchRecord {
+        state.deps.write_in_background(WriteOp::LaunchStarted(Box::new(LaunchRecord {
             launch_id: launch_id.clone(),
             target_id: target_id.clone(),
             subcontext_key: state.subcontext.clone(),
@@ -311,10 +313,7 @@ impl AcpRuntime {
             generation, command = ?state.command.argv, "runtime launching"
         );
         for (w, _) in &state.waiters {
-            if let Some((task, g)) = &w.task {
-                let _ = task
-                    .cast(TaskMsg::RuntimePhase { generation: *g, phase: LaunchPhase::Launching { pid: spawned.pid } });
-            }
+            w.phase(LaunchPhase::Launching { pid: spawned.pid });
         }
         launch_id
     }
@@ -383,7 +382,7 @@ impl AcpRuntime {
         state.phase = Phase::Ready;
         state.last_activity = Instant::now();
         if let Some(child) = &state.child {
-            state.dir.write_in_background(WriteOp::LaunchEnded {
+            state.deps.write_in_background(WriteOp::LaunchEnded {
                 launch_id: child.launch_id.clone(),
                 status: "ready".into(),
                 exit_code: None,
@@ -410,14 +409,11 @@ impl AcpRuntime {
             let _ = reply.send(Err(err.clone()));
         }
         for d in state.requeued.drain(..) {
-            let _ = d.reply_to.cast(TaskMsg::Adapter {
-                generation: d.generation,
-                events: vec![AdapterEvent::Failed {
-                    reason: err.reason().to_owned(),
-                    detail: Some(err.to_string()),
-                    message: "Runtime could not be started".into(),
-                }],
-            });
+            d.report(vec![AdapterEvent::Failed {
+                reason: err.reason().to_owned(),
+                detail: Some(err.to_string()),
+                message: "Runtime could not be started".into(),
+            }]);
         }
     }
 
@@ -428,7 +424,7 @@ impl AcpRuntime {
             let pgid = child.pgid;
             tokio::spawn(async move { process::kill_group(pgid, process::KILL_GRACE).await });
             let tail = child.stderr.text();
-            state.dir.write_in_background(WriteOp::LaunchEnded {
+            state.deps.write_in_background(WriteOp::LaunchEnded {
                 launch_id: child.launch_id,
                 status: status.to_owned(),
                 exit_code,
@@ -502,7 +498,7 @@ impl AcpRuntime {
                 target: http.clone(),
                 sticky: sticky.to_owned(),
                 session_id: state.remote_sessions.get(sticky).cloned(),
-                dir: state.dir.clone(),
+                deps: state.deps.clone(),
             };
             let spawned =
                 ractor::ActorRuntime::<HttpSession>::spawn_linked_instant(None, HttpSession, args, myself.get_cell());
@@ -521,7 +517,7 @@ impl AcpRuntime {
                 load_session: state.load_session,
                 cwd: state.command.cwd.clone(),
                 policy: state.target.permissions.unwrap_or_default(),
-                dir: state.dir.clone(),
+                deps: state.deps.clone(),
             };
             let spawned =
                 ractor::ActorRuntime::<AcpSession>::spawn_linked_instant(None, AcpSession, args, myself.get_cell());
@@ -569,7 +565,7 @@ impl Actor for AcpRuntime {
             http: args.http,
             subcontext: args.subcontext,
             command: args.command,
-            dir: args.dir,
+            deps: args.deps,
             phase: Phase::Down,
             child: None,
             generation: 0,
@@ -622,13 +618,10 @@ impl Actor for AcpRuntime {
                     // Checking an external server's health is not a launch: no launch events.
                     let spawns = state.http.is_none()
                         || (state.target.launch.mode != LaunchMode::External && !state.command.argv.is_empty());
-                    if let Some((task, g)) = waiter.task.as_ref().filter(|_| spawns) {
-                        let _ = task.cast(TaskMsg::RuntimePhase { generation: *g, phase: LaunchPhase::PendingLaunch });
+                    if spawns {
+                        waiter.phase(LaunchPhase::PendingLaunch);
                         if let (Phase::Launching, Some(child)) = (state.phase, &state.child) {
-                            let _ = task.cast(TaskMsg::RuntimePhase {
-                                generation: *g,
-                                phase: LaunchPhase::Launching { pid: child.pid },
-                            });
+                            waiter.phase(LaunchPhase::Launching { pid: child.pid });
                         }
                     }
                     state.waiters.push((waiter, reply));
@@ -645,12 +638,11 @@ impl Actor for AcpRuntime {
             AcpMsg::Session(SessionMsg::Cancel { task_id, generation }) => {
                 if let Some(pos) = state.requeued.iter().position(|d| d.task_id == task_id) {
                     let d = state.requeued.remove(pos);
-                    let _ = d.reply_to.cast(TaskMsg::Adapter {
+                    report(
+                        &d.reply_to,
                         generation,
-                        events: vec![AdapterEvent::Cancelled {
-                            message: "Cancelled before the agent started it".into(),
-                        }],
-                    });
+                        vec![AdapterEvent::Cancelled { message: "Cancelled before the agent started it".into() }],
+                    );
                 } else if let Some(session) =
                     state.by_task.get(&task_id).and_then(|(sticky, _, _)| state.sessions.get(sticky))
                 {
@@ -659,14 +651,11 @@ impl Actor for AcpRuntime {
             }
             AcpMsg::Session(SessionMsg::Attach { dispatch, remote, awaiting }) => {
                 if state.phase != Phase::Ready || state.http.is_none() {
-                    let _ = dispatch.reply_to.cast(TaskMsg::Adapter {
-                        generation: dispatch.generation,
-                        events: vec![AdapterEvent::Failed {
-                            reason: "interrupted".into(),
-                            detail: Some("the runtime went down before the task could re-attach".into()),
-                            message: "Task interrupted by node restart".into(),
-                        }],
-                    });
+                    dispatch.report(vec![AdapterEvent::Failed {
+                        reason: "interrupted".into(),
+                        detail: Some("the runtime went down before the task could re-attach".into()),
+                        message: "Task interrupted by node restart".into(),
+                    }]);
                     return Ok(());
                 }
                 // Each re-attached run gets a session actor of its own: several interrupted runs
@@ -909,14 +898,15 @@ impl Actor for AcpRuntime {
                     state.by_task.iter().filter(|(_, (s, _, _))| *s == sticky).map(|(t, _)| t.clone()).collect();
                 for task_id in failed {
                     if let Some((_, task, generation)) = state.by_task.remove(&task_id) {
-                        let _ = task.cast(TaskMsg::Adapter {
+                        report(
+                            &task,
                             generation,
-                            events: vec![AdapterEvent::Failed {
+                            vec![AdapterEvent::Failed {
                                 reason: "session_failed".into(),
                                 detail: Some(err.to_string()),
                                 message: "Session failed".into(),
                             }],
-                        });
+                        );
                     }
                 }
             }
@@ -1033,7 +1023,7 @@ pub struct AcpSessionArgs {
     pub load_session: bool,
     pub cwd: PathBuf,
     pub policy: PermissionPolicy,
-    pub dir: Arc<Directory>,
+    pub deps: Arc<RuntimeDeps>,
 }
 
 /// The turn being run.
@@ -1114,9 +1104,7 @@ pub fn map_update(params: &Value) -> UpdateEffect {
 
 /// Sends a task its runtime events (nothing if there are none).
 pub(super) fn emit(d: &Dispatch, events: Vec<AdapterEvent>) {
-    if !events.is_empty() {
-        let _ = d.reply_to.cast(TaskMsg::Adapter { generation: d.generation, events });
-    }
+    d.report(events);
 }
 
 /// Queues a dispatch on a session: waiting tasks run in creation order (task ids are
@@ -1158,12 +1146,18 @@ impl AcpSession {
             return;
         }
         let (conn, me, a) = (state.args.conn.clone(), myself.clone(), &state.args);
-        let (dir, target, sub, sticky, cwd, load) =
-            (a.dir.clone(), a.target_id.clone(), a.subcontext.clone(), a.sticky.clone(), a.cwd.clone(), a.load_session);
+        let (deps, target, sub, sticky, cwd, load) = (
+            a.deps.clone(),
+            a.target_id.clone(),
+            a.subcontext.clone(),
+            a.sticky.clone(),
+            a.cwd.clone(),
+            a.load_session,
+        );
         let meta = state.turn.as_ref().and_then(|t| a.dialect.new_session_meta(&t.dispatch.runtime_options, &sticky));
         tokio::spawn(async move {
             let cwd = cwd.display().to_string();
-            if load && let Ok(Some((sid, last))) = dir.reader.session_binding(&target, &sub, &sticky).await {
+            if load && let Ok(Some((sid, last))) = deps.reader.session_binding(&target, &sub, &sticky).await {
                 let fresh = time::OffsetDateTime::parse(&last, &time::format_description::well_known::Rfc3339)
                     .map(|t| (time::OffsetDateTime::now_utc() - t).whole_seconds() < BINDING_FRESH.as_secs() as i64)
                     .unwrap_or(false);
@@ -1209,7 +1203,7 @@ impl AcpSession {
             emit(&t.dispatch, events);
             let _ = state.args.runtime.cast(AcpMsg::TurnEnded { task_id: t.dispatch.task_id.clone() });
             if let Some(sid) = &state.session_id {
-                state.args.dir.write_in_background(WriteOp::SessionBinding(Box::new(SessionBindingRecord {
+                state.args.deps.write_in_background(WriteOp::SessionBinding(Box::new(SessionBindingRecord {
                     target_id: state.args.target_id.clone(),
                     subcontext_key: state.args.subcontext.clone(),
                     sticky_key: state.args.sticky.clone(),
@@ -1460,7 +1454,7 @@ impl Actor for AcpSession {
                 if prompted && let Some(sid) = &state.session_id {
                     state.args.conn.notify("session/cancel", json!({"sessionId": sid}));
                 }
-                let grace = state.args.dir.settings.cancel_grace;
+                let grace = state.args.deps.cancel_grace;
                 myself.send_after(grace, move || AcpSessionMsg::CancelDeadline { turn });
             }
             AcpSessionMsg::CancelDeadline { turn } => {
@@ -1549,6 +1543,23 @@ impl Actor for AcpSession {
             }
         }
         Ok(())
+    }
+}
+
+impl From<SessionMsg> for AcpMsg {
+    fn from(msg: SessionMsg) -> Self {
+        AcpMsg::Session(msg)
+    }
+}
+
+impl TryFrom<AcpMsg> for SessionMsg {
+    type Error = AcpMsg;
+
+    fn try_from(msg: AcpMsg) -> Result<Self, AcpMsg> {
+        match msg {
+            AcpMsg::Session(m) => Ok(m),
+            other => Err(other),
+        }
     }
 }
 

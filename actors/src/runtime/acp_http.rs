@@ -23,10 +23,9 @@ use super::coalesce::{Next, TextCoalescer, text_event};
 use super::http::{
     self, BINDING, HttpDialect, HttpTarget, PollTracker, REQUEST_TIMEOUT, RunOutcome, RunTracker, SseParser,
 };
-use super::{AdapterEvent, Dispatch};
+use super::{AdapterEvent, Dispatch, RuntimeDeps};
 use crate::clock;
 use crate::model::{JsonObject, RemoteRef};
-use crate::root::Directory;
 use crate::storage::{SessionBindingRecord, WriteOp};
 
 /// A persisted session binding older than this is not reused (the reference server forgets
@@ -102,7 +101,7 @@ pub struct HttpSessionArgs {
     pub sticky: String,
     /// The server's session for this scope, if one is known.
     pub session_id: Option<String>,
-    pub dir: Arc<Directory>,
+    pub deps: Arc<RuntimeDeps>,
 }
 
 /// The task being run.
@@ -526,7 +525,7 @@ impl HttpSession {
             .args
             .runtime
             .cast(AcpMsg::SessionBound { sticky: state.args.sticky.clone(), session_id: session_id.to_owned() });
-        state.args.dir.write_in_background(WriteOp::SessionBinding(Box::new(SessionBindingRecord {
+        state.args.deps.write_in_background(WriteOp::SessionBinding(Box::new(SessionBindingRecord {
             target_id: state.args.target.target_id.clone(),
             subcontext_key: "default".into(),
             sticky_key: state.args.sticky.clone(),
@@ -696,7 +695,8 @@ impl Actor for HttpSession {
         // (external servers keep theirs); read once, before the first task runs.
         if state.session_id.is_none() {
             let a = &state.args;
-            if let Ok(Some((sid, last))) = a.dir.reader.session_binding(&a.target.target_id, "default", &a.sticky).await
+            if let Ok(Some((sid, last))) =
+                a.deps.reader.session_binding(&a.target.target_id, "default", &a.sticky).await
             {
                 let fresh = time::OffsetDateTime::parse(&last, &time::format_description::well_known::Rfc3339)
                     .map(|t| (time::OffsetDateTime::now_utc() - t).whole_seconds() < BINDING_FRESH.as_secs() as i64)
@@ -907,13 +907,13 @@ impl Actor for HttpSession {
                 let turn = t.id;
                 // Without a run id yet, the cancel is sent as soon as the run is bound.
                 Self::send_cancel(&myself, state);
-                let grace = state.args.dir.settings.cancel_grace;
+                let grace = state.args.deps.cancel_grace;
                 myself.send_after(grace, move || HttpSessionMsg::CancelDeadline { turn });
             }
             HttpSessionMsg::CancelDeadline { turn } => {
                 if state.turn.as_ref().is_some_and(|t| t.id == turn) {
                     tracing::warn!(target_id = %state.args.target.target_id, sticky = %state.args.sticky, "the server did not confirm a cancel in time");
-                    let grace = state.args.dir.settings.cancel_grace;
+                    let grace = state.args.deps.cancel_grace;
                     Self::end_turn(
                         &myself,
                         state,

@@ -12,6 +12,7 @@
 pub mod acp;
 pub mod acp_http;
 pub mod coalesce;
+pub mod deps;
 pub mod dialect;
 pub mod http;
 pub mod jsonrpc;
@@ -25,145 +26,18 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent
 use serde_json::Value;
 use tokio::time::Instant;
 
+pub use crate::port::{
+    AdapterEvent, Dispatch, LaunchPhase, RuntimeError, RuntimeHandle, SessionMsg, SessionPort, TaskReplyTo, TaskReport,
+    Waiter,
+};
+pub use deps::RuntimeDeps;
+
 use crate::model::{JsonObject, TargetSpec};
 use crate::restart::{RestartDecision, RestartPolicy, RestartTracker, jitter};
-use crate::root::Directory;
 use crate::supervision::actor_label;
-use crate::task::TaskMsg;
 
 /// Adapter kinds this build can run.
 pub const KNOWN_ADAPTERS: &[&str] = &["loopback", "acp", "acp_http"];
-
-/// Something a runtime reports about a task.
-#[derive(Clone, Debug, PartialEq)]
-pub enum AdapterEvent {
-    /// The runtime took the task.
-    Submitted { binding: String, remote_execution_id: Option<String>, remote_session_id: Option<String> },
-    /// Progress.
-    Running { message: String, data: JsonObject },
-    /// The runtime needs input; `POST /v1/tasks/{id}/resume` answers.
-    AwaitingInput { message: String, data: JsonObject },
-    /// The runtime accepted a resume and continues.
-    Resumed { message: String },
-    /// The runtime refused a resume (nothing pending); the task stays awaiting.
-    ResumeRefused { reason: String },
-    /// Finished; `result` becomes the result artifact.
-    Completed { message: String, result: Value },
-    /// Failed with a machine-readable reason.
-    Failed { reason: String, detail: Option<String>, message: String },
-    /// Cancellation confirmed.
-    Cancelled { message: String },
-}
-
-/// A task handed to a runtime session.
-#[derive(Clone, Debug)]
-pub struct Dispatch {
-    pub task_id: String,
-    /// The task actor's generation; echoed on every event.
-    pub generation: u64,
-    pub intent: String,
-    pub payload: Value,
-    pub runtime_options: JsonObject,
-    /// Who sent the task, where it goes, how to deliver it and its trace id: the control
-    /// envelope HTTP agents receive.
-    pub sender: String,
-    pub target_id: String,
-    pub delivery: crate::model::DeliveryPolicy,
-    pub trace_id: String,
-    /// Sticky-key inputs.
-    pub thread_id: Option<String>,
-    pub conversation_id: String,
-    /// Where events go.
-    pub reply_to: ActorRef<TaskMsg>,
-}
-
-/// Where a task's session messages go: the runtime that holds it.
-#[derive(Clone, Debug)]
-pub enum SessionPort {
-    Loopback(ActorRef<SessionMsg>),
-    Acp(ActorRef<acp::AcpMsg>),
-}
-
-impl SessionPort {
-    /// Sends a message; `false` if the runtime is gone.
-    pub fn send(&self, msg: SessionMsg) -> bool {
-        match self {
-            SessionPort::Loopback(a) => a.cast(msg).is_ok(),
-            SessionPort::Acp(a) => a.cast(acp::AcpMsg::Session(msg)).is_ok(),
-        }
-    }
-}
-
-/// Launch progress a runtime reports to a task waiting for it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LaunchPhase {
-    /// The runtime is down and will be launched for this task.
-    PendingLaunch,
-    /// The process was spawned (pid).
-    Launching { pid: u32 },
-}
-
-/// A task waiting for a runtime.
-#[derive(Clone, Debug)]
-pub struct Waiter {
-    /// The task actor and its generation, to report launch phases.
-    pub task: Option<(ActorRef<TaskMsg>, u64)>,
-    pub launch_if_down: bool,
-}
-
-/// Messages every runtime session understands.
-pub enum SessionMsg {
-    /// Run a task.
-    Submit(Box<Dispatch>),
-    /// Answer the task's pending input request with `payload`.
-    Resume { task_id: String, generation: u64, payload: JsonObject },
-    /// Stop the task; the session confirms with [`AdapterEvent::Cancelled`].
-    Cancel { task_id: String, generation: u64 },
-    /// Internal: a scripted execution ended (loopback).
-    Finished { task_id: String, generation: u64 },
-    /// Follow a remote run a task started before a node restart (`acp_http`); `awaiting`: the
-    /// task is waiting for input.
-    Attach { dispatch: Box<Dispatch>, remote: crate::model::RemoteRef, awaiting: bool },
-}
-
-/// A runtime ready to take a task.
-#[derive(Clone, Debug)]
-pub struct RuntimeHandle {
-    /// Lease under which the runtime runs, if it has one.
-    pub lease_id: Option<String>,
-    /// Where the task's session messages go.
-    pub session: SessionPort,
-    /// The runtime's process, if it has one.
-    pub process_id: Option<u32>,
-    /// For a launch: spawn → `initialize` answered, as the runtime saw it (the agent's own
-    /// start-up time; the rest of a cold launch is the node's).
-    pub initialize_ms: Option<f64>,
-}
-
-/// Why no runtime could be had.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum RuntimeError {
-    /// No implementation for the target's adapter kind.
-    #[error("adapter missing: {0}")]
-    AdapterMissing(String),
-    /// The runtime is down and may not be launched (or is restarting).
-    #[error("runtime unavailable: {0}")]
-    Unavailable(String),
-    /// The runtime could not be started or did not become ready.
-    #[error("launch failed: {0}")]
-    LaunchFailed(String),
-}
-
-impl RuntimeError {
-    /// `last_error.reason` for a task failed by this error.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            RuntimeError::AdapterMissing(_) => "adapter missing",
-            RuntimeError::Unavailable(_) => "runtime unavailable",
-            RuntimeError::LaunchFailed(_) => "launch_failed",
-        }
-    }
-}
 
 /// Messages of the runtime supervisor.
 pub enum RuntimeSupMsg {
@@ -219,7 +93,8 @@ pub struct RuntimeSupState {
     /// ACP runtime actors by (target, subcontext). Created on first use; a failed one is
     /// created again by the next task (its process crashes are handled inside it).
     acp: HashMap<(String, String), ActorRef<acp::AcpMsg>>,
-    dir: Arc<Directory>,
+    /// Storage, reads and settings, handed to every runtime actor.
+    deps: Arc<RuntimeDeps>,
 }
 
 /// The runtime supervisor.
@@ -285,7 +160,7 @@ impl RuntimeSupervisor {
             http,
             subcontext: subcontext.clone(),
             command,
-            dir: state.dir.clone(),
+            deps: state.deps.clone(),
         };
         let (actor, _) = Actor::spawn_linked(None, acp::AcpRuntime, args, myself.get_cell())
             .await
@@ -327,7 +202,7 @@ fn down_health(target: &TargetSpec, options: &JsonObject) -> TargetHealth {
 fn loopback_handle(session: &ActorRef<SessionMsg>) -> RuntimeHandle {
     RuntimeHandle {
         lease_id: None,
-        session: SessionPort::Loopback(session.clone()),
+        session: SessionPort::new(session.get_derived()),
         process_id: None,
         initialize_ms: None,
     }
@@ -348,8 +223,8 @@ fn from_acp(h: acp::RuntimeHealth) -> TargetHealth {
 /// Kills process groups a previous run recorded and never released (a node killed with SIGKILL
 /// leaves its agents running). A group is only killed when its leader is gone or still runs the
 /// recorded program, so a recycled pid is never hit.
-async fn reap_leftovers(dir: &Directory) -> Result<(), ActorProcessingErr> {
-    let leases = dir.reader.open_leases().await?;
+async fn reap_leftovers(deps: &RuntimeDeps) -> Result<(), ActorProcessingErr> {
+    let leases = deps.reader.open_leases().await?;
     if leases.is_empty() {
         return Ok(());
     }
@@ -362,7 +237,7 @@ async fn reap_leftovers(dir: &Directory) -> Result<(), ActorProcessingErr> {
         }
         released.push(lease.lease_id);
     }
-    dir.storage
+    deps.storage
         .ask(crate::supervision::ASK_TIMEOUT, |r| {
             crate::storage::StorageMsg::Write(crate::storage::WriteOp::ReleaseLeases(released), r)
         })
@@ -384,12 +259,12 @@ fn leader_matches(pgid: i32, command: &[String]) -> bool {
 impl Actor for RuntimeSupervisor {
     type Msg = RuntimeSupMsg;
     type State = RuntimeSupState;
-    type Arguments = Arc<Directory>;
+    type Arguments = Arc<RuntimeDeps>;
 
     async fn pre_start(
         &self,
         myself: ActorRef<RuntimeSupMsg>,
-        dir: Arc<Directory>,
+        deps: Arc<RuntimeDeps>,
     ) -> Result<RuntimeSupState, ActorProcessingErr> {
         let loopback = spawn_loopback(&myself, 1).await?;
         Ok(RuntimeSupState {
@@ -398,7 +273,7 @@ impl Actor for RuntimeSupervisor {
             loopback_restarts: RestartTracker::new(RestartPolicy::WORKER),
             waiting: VecDeque::new(),
             acp: HashMap::new(),
-            dir,
+            deps,
         })
     }
 
@@ -407,7 +282,7 @@ impl Actor for RuntimeSupervisor {
         _myself: ActorRef<RuntimeSupMsg>,
         state: &mut RuntimeSupState,
     ) -> Result<(), ActorProcessingErr> {
-        reap_leftovers(&state.dir).await
+        reap_leftovers(&state.deps).await
     }
 
     async fn handle(
