@@ -10,6 +10,8 @@
 //! * [`task`] / [`task_supervisor`] — one actor per live task; the supervisor spawns, restarts and
 //!   recovers them.
 //! * [`state_machine`] — the pure transition table every task actor enforces.
+//! * [`adapters`] — adapter kinds and the catalog of kinds this build runs (filled in by
+//!   `runtime::adapter_catalog()`), each with its target check.
 //! * [`port`] — what tasks and runtimes exchange (dispatches, reports, session messages); it
 //!   imports neither side.
 //! * [`runtime`] — the runtime supervisor and the runtimes it owns: the in-process `loopback`
@@ -23,6 +25,7 @@
 //! The HTTP edge (in the `aethrolink` crate) talks to this crate only through [`root::Directory`],
 //! [`storage::StoreReader`] and the message types re-exported by each module.
 
+pub mod adapters;
 pub mod artifacts;
 pub mod clock;
 pub mod error;

@@ -32,12 +32,47 @@ pub use crate::port::{
 };
 pub use deps::RuntimeDeps;
 
+use crate::adapters::{AdapterCatalog, AdapterEntry, AdapterKind};
 use crate::model::{JsonObject, TargetSpec};
 use crate::restart::{RestartDecision, RestartPolicy, RestartTracker, jitter};
 use crate::supervision::actor_label;
 
-/// Adapter kinds this build can run.
+/// Adapter kinds this build can run. Superseded by [`adapter_catalog`] (kept until discovery
+/// asks the catalog instead).
 pub const KNOWN_ADAPTERS: &[&str] = &["loopback", "acp", "acp_http"];
+
+/// Checks of each kind this build runs; the message names the field at fault.
+static ADAPTERS: [AdapterEntry; 3] = [
+    AdapterEntry { kind: AdapterKind::Loopback, validate: validate_loopback },
+    AdapterEntry { kind: AdapterKind::Acp, validate: validate_acp },
+    AdapterEntry { kind: AdapterKind::AcpHttp, validate: validate_acp_http },
+];
+
+/// The adapter kinds this build runs, each with what a target of that kind needs. Discovery
+/// validates targets with [`AdapterCatalog::validate`].
+pub fn adapter_catalog() -> AdapterCatalog {
+    AdapterCatalog::new(&ADAPTERS)
+}
+
+/// Loopback scripts come with each task: nothing to check on the target.
+fn validate_loopback(_: &TargetSpec) -> Result<(), String> {
+    Ok(())
+}
+
+/// A stdio agent is a process the node starts: it needs something to start.
+fn validate_acp(spec: &TargetSpec) -> Result<(), String> {
+    let spawns = spec.launch.mode != crate::model::LaunchMode::External;
+    let has_command = spec.launch.command.iter().any(|a| !a.trim().is_empty()) || !spec.launch.commands.is_empty();
+    if spawns && !has_command {
+        return Err(format!("launch.command is required for adapter '{}' (it starts the agent process)", spec.adapter));
+    }
+    Ok(())
+}
+
+/// An HTTP agent needs a reachable endpoint (its server may be started by the node or not).
+fn validate_acp_http(spec: &TargetSpec) -> Result<(), String> {
+    http::HttpTarget::of(spec).map(|_| ())
+}
 
 /// Messages of the runtime supervisor.
 pub enum RuntimeSupMsg {
@@ -123,8 +158,10 @@ impl RuntimeSupervisor {
         options: &JsonObject,
         create: bool,
     ) -> Result<Option<ActorRef<acp::AcpMsg>>, RuntimeError> {
-        let http = match target.adapter.as_str() {
-            "acp_http" => Some(Arc::new(http::HttpTarget::of(target).map_err(RuntimeError::LaunchFailed)?)),
+        let http = match target.adapter.parse::<AdapterKind>() {
+            Ok(AdapterKind::AcpHttp) => {
+                Some(Arc::new(http::HttpTarget::of(target).map_err(RuntimeError::LaunchFailed)?))
+            }
             _ => None,
         };
         // HTTP targets have one server (subcontext `default`); stdio dialects may have several.
@@ -191,8 +228,8 @@ fn down_health(target: &TargetSpec, options: &JsonObject) -> TargetHealth {
         lease_id: None,
         process_id: None,
         state: "down".into(),
-        subcontext_key: match target.adapter.as_str() {
-            "acp" => dialect::Dialect::of(target).map(|d| d.subcontext(options)).unwrap_or_default(),
+        subcontext_key: match target.adapter.parse::<AdapterKind>() {
+            Ok(AdapterKind::Acp) => dialect::Dialect::of(target).map(|d| d.subcontext(options)).unwrap_or_default(),
             _ => "default".into(),
         },
         tasks_in_flight: 0,
@@ -292,34 +329,36 @@ impl Actor for RuntimeSupervisor {
         state: &mut RuntimeSupState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            RuntimeSupMsg::Acquire { target, options, waiter, reply } => match target.adapter.as_str() {
+            RuntimeSupMsg::Acquire { target, options, waiter, reply } => match target.adapter.parse::<AdapterKind>() {
                 // The loopback runtime lives in-process and is always up; while it restarts,
                 // callers wait for it rather than fail.
-                "loopback" => match &state.loopback {
+                Ok(AdapterKind::Loopback) => match &state.loopback {
                     Some(session) => {
                         let _ = reply.send(Ok(loopback_handle(session)));
                     }
                     None => state.waiting.push_back(reply),
                 },
-                "acp" | "acp_http" => match Self::acp_runtime(&myself, state, &target, &options, true).await {
-                    Ok(Some(runtime)) => {
-                        if let Err(ractor::MessagingErr::SendErr(acp::AcpMsg::Acquire(_, reply))) =
-                            runtime.cast(acp::AcpMsg::Acquire(waiter, reply))
-                        {
-                            let _ = reply.send(Err(RuntimeError::Unavailable("runtime actor stopped".into())));
+                Ok(AdapterKind::Acp | AdapterKind::AcpHttp) => {
+                    match Self::acp_runtime(&myself, state, &target, &options, true).await {
+                        Ok(Some(runtime)) => {
+                            if let Err(ractor::MessagingErr::SendErr(acp::AcpMsg::Acquire(_, reply))) =
+                                runtime.cast(acp::AcpMsg::Acquire(waiter, reply))
+                            {
+                                let _ = reply.send(Err(RuntimeError::Unavailable("runtime actor stopped".into())));
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            let _ = reply.send(Err(e));
                         }
                     }
-                    Ok(None) => {}
-                    Err(e) => {
-                        let _ = reply.send(Err(e));
-                    }
-                },
-                other => {
-                    let _ = reply.send(Err(RuntimeError::AdapterMissing(other.to_owned())));
+                }
+                Err(unknown) => {
+                    let _ = reply.send(Err(RuntimeError::AdapterMissing(unknown.0)));
                 }
             },
             RuntimeSupMsg::Health { target, options: _, reply } | RuntimeSupMsg::Stop { target, options: _, reply }
-                if target.adapter == "loopback" =>
+                if target.adapter.parse::<AdapterKind>() == Ok(AdapterKind::Loopback) =>
             {
                 let _ = reply.send(Ok(Self::loopback_health(&target)));
             }
@@ -464,5 +503,60 @@ impl Actor for RuntimeSupervisor {
             .await;
         tracing::info!(actor_kind = "runtime_supervisor", runtimes = count, "runtimes stopped");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(adapter: &str) -> TargetSpec {
+        TargetSpec {
+            target_id: "t".into(),
+            adapter: adapter.into(),
+            dialect: None,
+            endpoint: None,
+            healthcheck: None,
+            launch: Default::default(),
+            defaults: Default::default(),
+            capabilities: vec![],
+            owner: "local".into(),
+            source: crate::model::TargetSource::File,
+            permissions: None,
+        }
+    }
+
+    #[test]
+    fn catalog_checks_what_each_kind_needs() {
+        let catalog = adapter_catalog();
+        let kinds: Vec<&str> = catalog.entries().iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(kinds, KNOWN_ADAPTERS);
+        let acp_external = {
+            let mut s = spec("acp");
+            s.launch.mode = crate::model::LaunchMode::External;
+            s
+        };
+        let acp_command = {
+            let mut s = spec("acp");
+            s.launch.command = vec!["agent".into()];
+            s
+        };
+        let http = {
+            let mut s = spec("acp_http");
+            s.endpoint = Some("http://127.0.0.1:9".into());
+            s
+        };
+        let cases: [(TargetSpec, Result<(), &str>); 7] = [
+            (spec("loopback"), Ok(())),
+            (spec("acp"), Err("launch.command is required for adapter 'acp' (it starts the agent process)")),
+            (acp_external, Ok(())),
+            (acp_command, Ok(())),
+            (spec("acp_http"), Err("endpoint is required for adapter 'acp_http' (target t)")),
+            (http, Ok(())),
+            (spec("a2a"), Err("adapter 'a2a' is not known; known adapters: loopback, acp, acp_http")),
+        ];
+        for (s, want) in cases {
+            assert_eq!(catalog.validate(&s), want.map_err(str::to_owned), "{}", s.adapter);
+        }
     }
 }
