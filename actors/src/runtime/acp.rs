@@ -14,7 +14,7 @@
 //! 100 ms), permission requests → `awaiting_input` (or answered by the target's policy), cancel →
 //! `session/cancel` then a bounded wait, after which the process group is killed.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +33,7 @@ use super::dialect::{Dialect, StickyInput, choose_option, prompt_text};
 use super::http::HttpTarget;
 use super::jsonrpc::{Incoming, RpcConn, RpcError};
 use super::process::{self, LaunchCommand, StderrTail};
+use super::queue::{SessionQueue, Turn as QueueTurn};
 use super::{
     AdapterEvent, Dispatch, LaunchPhase, RuntimeDeps, RuntimeError, RuntimeHandle, SessionMsg, SessionPort,
     TaskReplyTo, Waiter,
@@ -1046,10 +1047,8 @@ pub struct AcpSessionState {
     args: AcpSessionArgs,
     /// The agent's session id once created or loaded.
     session_id: Option<String>,
-    queue: VecDeque<Dispatch>,
-    turn: Option<Turn>,
-    /// Turn counter; results for other turns are dropped.
-    turn_seq: u64,
+    /// Prompts waiting their turn (creation order) and the turn being run.
+    work: SessionQueue<Turn>,
 }
 
 /// One ACP session (sticky scope).
@@ -1107,33 +1106,31 @@ pub(super) fn emit(d: &Dispatch, events: Vec<AdapterEvent>) {
     d.report(events);
 }
 
-/// Queues a dispatch on a session: waiting tasks run in creation order (task ids are
-/// time-ordered), whatever order their dispatches arrived in.
-pub(super) fn enqueue(queue: &mut VecDeque<Dispatch>, d: Dispatch) {
-    let at = queue.partition_point(|q| q.task_id < d.task_id);
-    queue.insert(at, d);
-}
-
-/// Cancels a task still waiting in a session's queue; `false` if it is not there.
-pub(super) fn cancel_queued(queue: &mut VecDeque<Dispatch>, task_id: &str, runtime: &ActorRef<AcpMsg>) -> bool {
-    let Some(d) = queue.iter().position(|d| d.task_id == task_id).and_then(|pos| queue.remove(pos)) else {
-        return false;
-    };
-    emit(&d, vec![AdapterEvent::Cancelled { message: "Cancelled while waiting for its session".into() }]);
+/// Cancels a task still waiting in a session's queue (its turn ends there); `false` if it is not
+/// there.
+pub(super) fn cancel_queued<T: QueueTurn<Work = Dispatch>>(
+    work: &mut SessionQueue<T>,
+    task_id: &str,
+    runtime: &ActorRef<AcpMsg>,
+) -> bool {
+    let Some((d, event)) = work.cancel_waiting(task_id) else { return false };
+    emit(&d, vec![event]);
     let _ = runtime.cast(AcpMsg::TurnEnded { task_id: d.task_id });
     true
 }
 
+impl QueueTurn for Turn {
+    type Work = Dispatch;
+    fn work(&self) -> &Dispatch {
+        &self.dispatch
+    }
+}
+
 impl AcpSession {
     fn start_next(myself: &ActorRef<AcpSessionMsg>, state: &mut AcpSessionState) {
-        if state.turn.is_some() {
-            return;
-        }
-        let Some(dispatch) = state.queue.pop_front() else { return };
-        state.turn_seq += 1;
-        let turn = state.turn_seq;
-        state.turn = Some(Turn {
-            id: turn,
+        let Some(dispatch) = state.work.next_to_start() else { return };
+        let turn = state.work.begin(|id| Turn {
+            id,
             dispatch,
             text: String::new(),
             stream: TextCoalescer::default(),
@@ -1154,7 +1151,7 @@ impl AcpSession {
             a.cwd.clone(),
             a.load_session,
         );
-        let meta = state.turn.as_ref().and_then(|t| a.dialect.new_session_meta(&t.dispatch.runtime_options, &sticky));
+        let meta = state.work.current().and_then(|t| a.dialect.new_session_meta(&t.dispatch.runtime_options, &sticky));
         tokio::spawn(async move {
             let cwd = cwd.display().to_string();
             if load && let Ok(Some((sid, last))) = deps.reader.session_binding(&target, &sub, &sticky).await {
@@ -1190,7 +1187,7 @@ impl AcpSession {
     }
 
     fn flush(state: &mut AcpSessionState) {
-        if let Some(t) = state.turn.as_mut()
+        if let Some(t) = state.work.current_mut()
             && let Some(text) = t.stream.take(Instant::now())
         {
             emit(&t.dispatch, vec![text_event(text)]);
@@ -1199,7 +1196,7 @@ impl AcpSession {
 
     fn end_turn(myself: &ActorRef<AcpSessionMsg>, state: &mut AcpSessionState, events: Vec<AdapterEvent>) {
         Self::flush(state);
-        if let Some(t) = state.turn.take() {
+        if let Some(t) = state.work.finish() {
             emit(&t.dispatch, events);
             let _ = state.args.runtime.cast(AcpMsg::TurnEnded { task_id: t.dispatch.task_id.clone() });
             if let Some(sid) = &state.session_id {
@@ -1236,7 +1233,7 @@ impl Actor for AcpSession {
         _myself: ActorRef<AcpSessionMsg>,
         args: AcpSessionArgs,
     ) -> Result<AcpSessionState, ActorProcessingErr> {
-        Ok(AcpSessionState { args, session_id: None, queue: VecDeque::new(), turn: None, turn_seq: 0 })
+        Ok(AcpSessionState { args, session_id: None, work: SessionQueue::default() })
     }
 
     async fn handle(
@@ -1247,10 +1244,10 @@ impl Actor for AcpSession {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             AcpSessionMsg::Submit(d) => {
-                enqueue(&mut state.queue, *d);
+                state.work.push(*d);
                 Self::start_next(&myself, state);
             }
-            AcpSessionMsg::SetupDone { turn, result } if state.turn.as_ref().is_some_and(|t| t.id == turn) => {
+            AcpSessionMsg::SetupDone { turn, result } if state.work.current().is_some_and(|t| t.id == turn) => {
                 match result {
                     Err(detail) => Self::end_turn(
                         &myself,
@@ -1269,7 +1266,7 @@ impl Actor for AcpSession {
                                 session_id: sid.clone(),
                             });
                         }
-                        let cancelled = state.turn.as_ref().is_some_and(|t| t.cancel_requested);
+                        let cancelled = state.work.current().is_some_and(|t| t.cancel_requested);
                         if cancelled {
                             Self::end_turn(
                                 &myself,
@@ -1282,7 +1279,7 @@ impl Actor for AcpSession {
                         }
                         let (dialect, sticky) = (state.args.dialect, state.args.sticky.clone());
                         let conn = state.args.conn.clone();
-                        let Some(t) = state.turn.as_mut() else { return Ok(()) };
+                        let Some(t) = state.work.current_mut() else { return Ok(()) };
                         t.prompted = true;
                         let accepted = dialect.accepted_data(&t.dispatch.runtime_options, &sticky, &sid);
                         emit(
@@ -1314,7 +1311,7 @@ impl Actor for AcpSession {
             }
             AcpSessionMsg::SetupDone { .. } => {}
             AcpSessionMsg::Update(params) => {
-                let Some(t) = state.turn.as_mut().filter(|t| t.prompted) else { return Ok(()) };
+                let Some(t) = state.work.current_mut().filter(|t| t.prompted) else { return Ok(()) };
                 match map_update(&params) {
                     UpdateEffect::Text(text) => {
                         t.text.push_str(&text);
@@ -1329,7 +1326,7 @@ impl Actor for AcpSession {
                     }
                     UpdateEffect::Event { message, data } => {
                         Self::flush(state);
-                        if let Some(t) = &state.turn {
+                        if let Some(t) = state.work.current() {
                             emit(&t.dispatch, vec![AdapterEvent::Running { message, data }]);
                         }
                     }
@@ -1337,13 +1334,13 @@ impl Actor for AcpSession {
                 }
             }
             AcpSessionMsg::Flush { turn } => {
-                if let Some(t) = state.turn.as_mut().filter(|t| t.id == turn) {
+                if let Some(t) = state.work.current_mut().filter(|t| t.id == turn) {
                     t.stream.timer_fired();
                 }
                 Self::flush(state);
             }
             AcpSessionMsg::Permission { id, params } => {
-                if state.turn.as_ref().is_none_or(|t| t.cancel_requested) {
+                if state.work.current().is_none_or(|t| t.cancel_requested) {
                     Self::answer_permission(state, &id, None);
                     return Ok(());
                 }
@@ -1366,7 +1363,7 @@ impl Actor for AcpSession {
                         choose_option(&options, &[("decision".to_owned(), json!(decision))].into_iter().collect()).ok();
                     Self::answer_permission(state, &id, choice.as_deref());
                     Self::flush(state);
-                    if let Some(t) = &state.turn {
+                    if let Some(t) = state.work.current() {
                         emit(
                             &t.dispatch,
                             vec![AdapterEvent::Running {
@@ -1380,7 +1377,7 @@ impl Actor for AcpSession {
                     return Ok(());
                 }
                 Self::flush(state);
-                if let Some(t) = state.turn.as_mut() {
+                if let Some(t) = state.work.current_mut() {
                     t.pending_permission = Some((id, options.clone()));
                     emit(
                         &t.dispatch,
@@ -1399,8 +1396,8 @@ impl Actor for AcpSession {
             }
             AcpSessionMsg::Resume { task_id, generation, payload } => {
                 let pending = state
-                    .turn
-                    .as_mut()
+                    .work
+                    .current_mut()
                     .filter(|t| t.dispatch.task_id == task_id && t.dispatch.generation == generation)
                     .and_then(|t| t.pending_permission.take());
                 match pending {
@@ -1413,7 +1410,7 @@ impl Actor for AcpSession {
                                 .and_then(|o| o.get("name").and_then(Value::as_str))
                                 .unwrap_or(&option_id)
                                 .to_owned();
-                            if let Some(t) = &state.turn {
+                            if let Some(t) = state.work.current() {
                                 emit(
                                     &t.dispatch,
                                     vec![AdapterEvent::Resumed { message: format!("Permission answered: {name}") }],
@@ -1421,14 +1418,14 @@ impl Actor for AcpSession {
                             }
                         }
                         Err(reason) => {
-                            if let Some(t) = state.turn.as_mut() {
+                            if let Some(t) = state.work.current_mut() {
                                 t.pending_permission = Some((id, options));
                                 emit(&t.dispatch, vec![AdapterEvent::ResumeRefused { reason }]);
                             }
                         }
                     },
                     None => {
-                        if let Some(t) = state.turn.as_ref().filter(|t| t.dispatch.task_id == task_id) {
+                        if let Some(t) = state.work.current().filter(|t| t.dispatch.task_id == task_id) {
                             emit(
                                 &t.dispatch,
                                 vec![AdapterEvent::ResumeRefused { reason: "the agent has no pending request".into() }],
@@ -1438,10 +1435,10 @@ impl Actor for AcpSession {
                 }
             }
             AcpSessionMsg::Cancel { task_id, generation: _ } => {
-                if cancel_queued(&mut state.queue, &task_id, &state.args.runtime) {
+                if cancel_queued(&mut state.work, &task_id, &state.args.runtime) {
                     return Ok(());
                 }
-                let Some(t) = state.turn.as_mut().filter(|t| t.dispatch.task_id == task_id) else { return Ok(()) };
+                let Some(t) = state.work.current_mut().filter(|t| t.dispatch.task_id == task_id) else { return Ok(()) };
                 if t.cancel_requested {
                     return Ok(());
                 }
@@ -1458,7 +1455,7 @@ impl Actor for AcpSession {
                 myself.send_after(grace, move || AcpSessionMsg::CancelDeadline { turn });
             }
             AcpSessionMsg::CancelDeadline { turn } => {
-                if state.turn.as_ref().is_some_and(|t| t.id == turn && t.prompted) {
+                if state.work.current().is_some_and(|t| t.id == turn && t.prompted) {
                     tracing::warn!(
                         actor_kind = "acp_session", target_id = %state.args.target_id, sticky = %state.args.sticky,
                         "agent did not end the turn after session/cancel; killing its process group"
@@ -1474,8 +1471,8 @@ impl Actor for AcpSession {
                     );
                 }
             }
-            AcpSessionMsg::PromptDone { turn, result } if state.turn.as_ref().is_some_and(|t| t.id == turn) => {
-                let (cancel_requested, text, display) = match &state.turn {
+            AcpSessionMsg::PromptDone { turn, result } if state.work.current().is_some_and(|t| t.id == turn) => {
+                let (cancel_requested, text, display) = match state.work.current() {
                     Some(t) => (t.cancel_requested, t.text.trim().to_owned(), state.args.dialect.display()),
                     None => return Ok(()),
                 };
@@ -1525,7 +1522,7 @@ impl Actor for AcpSession {
             AcpSessionMsg::PromptDone { .. } => {}
             AcpSessionMsg::RuntimeExited { reason } => {
                 Self::flush(state);
-                if let Some(t) = state.turn.take() {
+                if let Some(t) = state.work.finish() {
                     let event = if t.cancel_requested {
                         AdapterEvent::Cancelled { message: "Cancelled; the runtime stopped".into() }
                     } else {
@@ -1537,7 +1534,7 @@ impl Actor for AcpSession {
                     };
                     emit(&t.dispatch, vec![event]);
                 }
-                let waiting: Vec<Dispatch> = state.queue.drain(..).collect();
+                let waiting = state.work.drain_waiting();
                 let _ = state.args.runtime.cast(AcpMsg::Requeue(waiting));
                 myself.stop(Some(reason));
             }

@@ -18,6 +18,7 @@ pub mod http;
 pub mod jsonrpc;
 pub mod loopback;
 pub mod process;
+pub mod queue;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
