@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use aethrolink_actors::model::{JsonObject, LaunchSpec, TargetSource, TargetSpec};
 use aethrolink_actors::registry::validate_target;
+use aethrolink_actors::runtime::adapter_catalog;
 use clap::{Parser, ValueEnum};
 use serde::Deserialize;
 
@@ -148,7 +149,7 @@ pub fn parse_registry(text: &str) -> Result<Vec<TargetSpec>, String> {
             source: TargetSource::File,
             permissions: entry.permissions,
         };
-        validate_target(&spec).map_err(|m| format!("targets.{id}: {m}"))?;
+        validate_target(&spec, &adapter_catalog()).map_err(|m| format!("targets.{id}: {m}"))?;
         targets.push(spec);
     }
     Ok(targets)

@@ -10,6 +10,10 @@
 //! * [`task`] / [`task_supervisor`] — one actor per live task; the supervisor spawns, restarts and
 //!   recovers them.
 //! * [`state_machine`] — the pure transition table every task actor enforces.
+//! * [`adapters`] — adapter kinds and the catalog of kinds this build runs (filled in by
+//!   `runtime::adapter_catalog()`), each with its target check.
+//! * [`port`] — what tasks and runtimes exchange (dispatches, reports, session messages); it
+//!   imports neither side.
 //! * [`runtime`] — the runtime supervisor and the runtimes it owns: the in-process `loopback`
 //!   runtime and the ACP adapter (a runtime actor per agent process, a session actor per sticky
 //!   scope).
@@ -21,12 +25,14 @@
 //! The HTTP edge (in the `aethrolink` crate) talks to this crate only through [`root::Directory`],
 //! [`storage::StoreReader`] and the message types re-exported by each module.
 
+pub mod adapters;
 pub mod artifacts;
 pub mod clock;
 pub mod error;
 pub mod ids;
 pub mod intake;
 pub mod model;
+pub mod port;
 pub mod registry;
 pub mod restart;
 pub mod root;

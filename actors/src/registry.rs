@@ -8,10 +8,10 @@ use std::sync::Arc;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::watch;
 
+use crate::adapters::AdapterCatalog;
 use crate::clock;
 use crate::error::StorageError;
 use crate::model::{AgentRecord, JsonObject, LaunchSpec, TargetSpec};
-use crate::runtime::KNOWN_ADAPTERS;
 use crate::storage::{StorageMsg, StoreReader, WriteOp};
 use crate::supervision::{ASK_TIMEOUT, Slot};
 
@@ -77,31 +77,21 @@ impl TargetTable {
     }
 }
 
-/// Checks a target definition; the message names the field at fault.
-pub fn validate_target(spec: &TargetSpec) -> Result<(), String> {
+/// Checks a target definition against the adapter kinds this build runs; the message names the
+/// field at fault.
+pub fn validate_target(spec: &TargetSpec, adapters: &AdapterCatalog) -> Result<(), String> {
     if spec.target_id.trim().is_empty() {
         return Err("target id must not be empty".to_owned());
     }
     if !crate::ids::is_valid_id(&spec.target_id) {
         return Err(format!("target id '{}' may only contain letters, digits, '-', '_', '.', ':'", spec.target_id));
     }
-    if !KNOWN_ADAPTERS.contains(&spec.adapter.as_str()) {
-        return Err(format!("adapter '{}' is not known; known adapters: {}", spec.adapter, KNOWN_ADAPTERS.join(", ")));
-    }
+    adapters.kind(&spec.adapter)?;
     if spec.capabilities.iter().any(|c| c.trim().is_empty()) {
         return Err("capabilities must not contain empty strings".to_owned());
     }
-    // HTTP agents need a reachable endpoint (their server may be started by the node or not).
-    if spec.adapter == "acp_http" {
-        crate::runtime::http::HttpTarget::of(spec)?;
-    }
-    // Adapters that spawn their runtime need something to spawn.
-    let spawns = spec.adapter == "acp" && spec.launch.mode != crate::model::LaunchMode::External;
-    let has_command = spec.launch.command.iter().any(|a| !a.trim().is_empty()) || !spec.launch.commands.is_empty();
-    if spawns && !has_command {
-        return Err(format!("launch.command is required for adapter '{}' (it starts the agent process)", spec.adapter));
-    }
-    Ok(())
+    // What the kind itself needs (a command to start, an endpoint to reach) is the runtime's call.
+    adapters.validate(spec)
 }
 
 /// A registration as the API received it (contract §2.8, plus `replace`).
@@ -179,6 +169,9 @@ pub struct RegistryArgs {
     pub storage: Arc<Slot<StorageMsg>>,
     /// Where the snapshot is published.
     pub publish: watch::Sender<Arc<TargetTable>>,
+    /// The adapter kinds this build runs, to validate registrations (given by the root: the
+    /// registry does not know the runtimes).
+    pub adapters: AdapterCatalog,
 }
 
 /// State of the registry actor.
@@ -195,6 +188,8 @@ pub struct RegistryState {
     storage: Arc<Slot<StorageMsg>>,
     /// Publish snapshots here.
     publish: watch::Sender<Arc<TargetTable>>,
+    /// Validates registrations.
+    adapters: AdapterCatalog,
 }
 
 impl RegistryState {
@@ -206,7 +201,12 @@ impl RegistryState {
 }
 
 /// Builds the agent record for a registration, validating it. Pure.
-pub fn build_agent(reg: Registration, existing: Option<&AgentRecord>, now: &str) -> Result<AgentRecord, RegistryError> {
+pub fn build_agent(
+    reg: Registration,
+    existing: Option<&AgentRecord>,
+    now: &str,
+    adapters: &AdapterCatalog,
+) -> Result<AgentRecord, RegistryError> {
     let invalid = |m: String| Err(RegistryError::Invalid(m));
     if reg.display_name.trim().is_empty() {
         return invalid("display_name is required".into());
@@ -247,7 +247,7 @@ pub fn build_agent(reg: Registration, existing: Option<&AgentRecord>, now: &str)
         lease_expires_at: clock::rfc3339_after(ttl),
     };
     if let Some(target) = record.to_target() {
-        validate_target(&target).map_err(RegistryError::Invalid)?;
+        validate_target(&target, adapters).map_err(RegistryError::Invalid)?;
     }
     Ok(record)
 }
@@ -273,6 +273,7 @@ impl Actor for RegistryActor {
             agents: agents.into_iter().map(|a| (a.agent_id.clone(), a)).collect(),
             storage: args.storage,
             publish: args.publish,
+            adapters: args.adapters,
         };
         state.republish();
         tracing::info!(
@@ -372,7 +373,7 @@ async fn register(state: &mut RegistryState, reg: Registration) -> Result<AgentR
         return Err(RegistryError::Conflict(requested));
     }
     let existing = state.agents.get(&requested).cloned();
-    let record = build_agent(reg, existing.as_ref(), &clock::now_rfc3339())?;
+    let record = build_agent(reg, existing.as_ref(), &clock::now_rfc3339(), &state.adapters)?;
     let op = WriteOp::Agent(Box::new(record.clone()));
     state.storage.ask(ASK_TIMEOUT, |reply| StorageMsg::Write(op, reply)).await??;
     match record.to_target() {
@@ -426,21 +427,23 @@ mod tests {
     #[test]
     fn registration_validation_names_the_field() {
         let now = clock::now_rfc3339();
+        let adapters = crate::runtime::adapter_catalog();
         let base =
             Registration { display_name: "d".into(), transport_kind: "local_managed".into(), ..Default::default() };
         assert!(
-            matches!(build_agent(Registration { display_name: "".into(), ..base.clone() }, None, &now), Err(RegistryError::Invalid(m)) if m.contains("display_name"))
+            matches!(build_agent(Registration { display_name: "".into(), ..base.clone() }, None, &now, &adapters), Err(RegistryError::Invalid(m)) if m.contains("display_name"))
         );
         assert!(
-            matches!(build_agent(Registration { transport_kind: "".into(), ..base.clone() }, None, &now), Err(RegistryError::Invalid(m)) if m.contains("transport_kind"))
+            matches!(build_agent(Registration { transport_kind: "".into(), ..base.clone() }, None, &now, &adapters), Err(RegistryError::Invalid(m)) if m.contains("transport_kind"))
         );
         assert!(
-            matches!(build_agent(Registration { adapter: Some("warp".into()), ..base.clone() }, None, &now), Err(RegistryError::Invalid(m)) if m.contains("adapter 'warp'"))
+            matches!(build_agent(Registration { adapter: Some("warp".into()), ..base.clone() }, None, &now, &adapters), Err(RegistryError::Invalid(m)) if m.contains("adapter 'warp'"))
         );
         let ok = build_agent(
             Registration { adapter: Some("loopback".into()), capabilities: vec![" x ".into(), "".into()], ..base },
             None,
             &now,
+            &adapters,
         );
         let Ok(agent) = ok else { panic!("valid registration refused") };
         assert_eq!(agent.capabilities, vec!["x".to_string()]);

@@ -61,11 +61,6 @@ pub struct Directory {
 }
 
 impl Directory {
-    /// Makes `op` durable without waiting for it (see [`crate::storage::write_in_background`]).
-    pub fn write_in_background(self: &Arc<Self>, op: crate::storage::WriteOp) {
-        crate::storage::write_in_background(&self.storage, op);
-    }
-
     /// What every task actor gets.
     fn task_deps(&self) -> TaskDeps {
         let threads = self.threads.clone();
@@ -217,13 +212,19 @@ async fn start_service(
                 reader: state.dir.reader.clone(),
                 storage: state.dir.storage.clone(),
                 publish: state.targets_tx.clone(),
+                adapters: crate::runtime::adapter_catalog(),
             };
             let (a, _) = Actor::spawn_linked(name, RegistryActor, args, sup).await?;
             state.dir.registry.set(Some(a.clone()));
             a.get_cell()
         }
         Service::Runtimes => {
-            let (a, _) = Actor::spawn_linked(name, RuntimeSupervisor, state.dir.clone(), sup).await?;
+            let deps = Arc::new(crate::runtime::RuntimeDeps {
+                storage: state.dir.storage.clone(),
+                reader: state.dir.reader.clone(),
+                cancel_grace: state.dir.settings.cancel_grace,
+            });
+            let (a, _) = Actor::spawn_linked(name, RuntimeSupervisor, deps, sup).await?;
             state.dir.runtimes.set(Some(a.clone()));
             a.get_cell()
         }

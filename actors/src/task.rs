@@ -21,10 +21,11 @@ use crate::ids;
 use crate::model::{
     EventKind, EventSource, JsonObject, LastError, RemoteRef, TargetSpec, TaskEvent, TaskRecord, TaskStatus,
 };
-use crate::registry::TargetTable;
-use crate::runtime::{
-    AdapterEvent, Dispatch, LaunchPhase, RuntimeError, RuntimeHandle, RuntimeSupMsg, SessionMsg, SessionPort, Waiter,
+use crate::port::{
+    AdapterEvent, Dispatch, LaunchPhase, RuntimeError, RuntimeHandle, SessionMsg, SessionPort, TaskReport, Waiter,
 };
+use crate::registry::TargetTable;
+use crate::runtime::RuntimeSupMsg;
 use crate::sse::SseHubMsg;
 use crate::state_machine::{CancelPlan, ResumeRejection, TaskLifecycle};
 use crate::storage::reader::StoredTask;
@@ -137,11 +138,9 @@ pub enum TaskMsg {
     Recover(Option<RpcReplyPort<()>>),
     /// Result of runtime acquisition.
     Acquired { generation: u64, result: Result<RuntimeHandle, RuntimeError> },
-    /// The runtime is being launched for this task.
-    RuntimePhase { generation: u64, phase: LaunchPhase },
-    /// What the runtime reported; events that happened together arrive together and are made
-    /// durable in one transaction.
-    Adapter { generation: u64, events: Vec<AdapterEvent> },
+    /// What the runtime reported (launch phases, adapter events), each stamped with the
+    /// generation it is meant for.
+    Report(TaskReport),
     /// `POST /v1/tasks/{id}/cancel`. Replies with the status after the request was recorded.
     Cancel { reason: Option<String>, reply: RpcReplyPort<Result<TaskStatus, TaskError>> },
     /// `POST /v1/tasks/{id}/resume`.
@@ -150,6 +149,23 @@ pub enum TaskMsg {
     Deadline { generation: u64, which: Deadline },
     /// Its actor kept failing: record the task failed with this detail.
     Abandon(String),
+}
+
+impl From<TaskReport> for TaskMsg {
+    fn from(report: TaskReport) -> Self {
+        TaskMsg::Report(report)
+    }
+}
+
+impl TryFrom<TaskMsg> for TaskReport {
+    type Error = TaskMsg;
+
+    fn try_from(msg: TaskMsg) -> Result<Self, TaskMsg> {
+        match msg {
+            TaskMsg::Report(report) => Ok(report),
+            other => Err(other),
+        }
+    }
 }
 
 /// One event to append, before it has a seq.
@@ -283,7 +299,7 @@ impl Actor for TaskActor {
             TaskMsg::Acquired { generation, result } if generation == state.generation => {
                 on_acquired(&myself, state, result).await?;
             }
-            TaskMsg::Adapter { generation, events } if generation == state.generation => {
+            TaskMsg::Report(TaskReport::Adapter { generation, events }) if generation == state.generation => {
                 on_adapter_events(&myself, state, events).await?;
             }
             TaskMsg::Cancel { reason, reply } => {
@@ -334,7 +350,7 @@ impl Actor for TaskActor {
                     append(&myself, state, vec![fail]).await?;
                 }
             }
-            TaskMsg::RuntimePhase { generation, phase } if generation == state.generation => {
+            TaskMsg::Report(TaskReport::Phase { generation, phase }) if generation == state.generation => {
                 let d = match phase {
                     LaunchPhase::PendingLaunch => {
                         draft(EventKind::RuntimePendingLaunch, EventSource::Core, "Runtime launch required")
@@ -360,10 +376,7 @@ impl Actor for TaskActor {
                 }
                 myself.stop(Some("abandoned".into()));
             }
-            TaskMsg::Acquired { .. }
-            | TaskMsg::Adapter { .. }
-            | TaskMsg::Deadline { .. }
-            | TaskMsg::RuntimePhase { .. } => {
+            TaskMsg::Acquired { .. } | TaskMsg::Report(_) | TaskMsg::Deadline { .. } => {
                 tracing::debug!(task_id = %state.record.task_id, generation = state.generation, "dropped a message for an older incarnation");
             }
         }
@@ -517,7 +530,7 @@ fn acquire_runtime(myself: &ActorRef<TaskMsg>, state: &TaskState) {
     let Some(target) = state.target.clone() else { return };
     let (me, generation, runtimes) = (myself.clone(), state.generation, state.deps.runtimes.clone());
     let waiter =
-        Waiter { task: Some((myself.clone(), generation)), launch_if_down: state.record.delivery.launch_if_down };
+        Waiter { task: Some((myself.get_derived(), generation)), launch_if_down: state.record.delivery.launch_if_down };
     let options = state.record.runtime_options.clone();
     tokio::spawn(async move {
         let asked = runtimes
@@ -608,7 +621,7 @@ fn dispatch_of(myself: &ActorRef<TaskMsg>, state: &TaskState) -> Dispatch {
         target_id: r.resolved_agent_id.clone().unwrap_or_default(),
         delivery: r.delivery.clone(),
         trace_id: r.metadata.get("trace_id").and_then(Value::as_str).map_or_else(crate::ids::new_id, str::to_owned),
-        reply_to: myself.clone(),
+        reply_to: myself.get_derived(),
     }
 }
 

@@ -14,7 +14,7 @@
 //! 100 ms), permission requests → `awaiting_input` (or answered by the target's policy), cancel →
 //! `session/cancel` then a bounded wait, after which the process group is killed.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,14 +33,17 @@ use super::dialect::{Dialect, StickyInput, choose_option, prompt_text};
 use super::http::HttpTarget;
 use super::jsonrpc::{Incoming, RpcConn, RpcError};
 use super::process::{self, LaunchCommand, StderrTail};
-use super::{AdapterEvent, Dispatch, LaunchPhase, RuntimeError, RuntimeHandle, SessionMsg, SessionPort, Waiter};
+use super::queue::{SessionQueue, Turn as QueueTurn};
+use super::{
+    AdapterEvent, Dispatch, LaunchPhase, RuntimeDeps, RuntimeError, RuntimeHandle, SessionMsg, SessionPort,
+    TaskReplyTo, Waiter,
+};
 use crate::clock;
 use crate::ids;
 use crate::model::{JsonObject, LaunchMode, PermissionPolicy, TargetSpec};
+use crate::port::report;
 use crate::restart::{RestartDecision, RestartPolicy, RestartTracker, jitter};
-use crate::root::Directory;
 use crate::storage::{LaunchRecord, SessionBindingRecord, WriteOp};
-use crate::task::TaskMsg;
 
 /// Default bound on a launch (spawn → `initialize` answered); slow agents (OpenClaw) need ~40 s.
 pub const DEFAULT_LAUNCH_TIMEOUT: Duration = Duration::from_secs(60);
@@ -115,7 +118,7 @@ pub struct AcpRuntimeArgs {
     pub http: Option<Arc<HttpTarget>>,
     pub subcontext: String,
     pub command: LaunchCommand,
-    pub dir: Arc<Directory>,
+    pub deps: Arc<RuntimeDeps>,
 }
 
 /// The live agent process.
@@ -192,7 +195,7 @@ pub struct AcpRuntimeState {
     http: Option<Arc<HttpTarget>>,
     subcontext: String,
     command: LaunchCommand,
-    dir: Arc<Directory>,
+    deps: Arc<RuntimeDeps>,
     phase: Phase,
     /// The agent process, while it runs.
     child: Option<Child>,
@@ -210,7 +213,7 @@ pub struct AcpRuntimeState {
     /// Sticky key of each bound remote session id (notification routing).
     by_session_id: HashMap<String, String>,
     /// Sticky key of each task submitted here, with its task actor (for failure fan-out).
-    by_task: HashMap<String, (String, ActorRef<TaskMsg>, u64)>,
+    by_task: HashMap<String, (String, TaskReplyTo, u64)>,
     /// Dispatches waiting for the runtime to come back (re-queued after a crash).
     requeued: Vec<Dispatch>,
     /// Crash history of the process.
@@ -229,7 +232,7 @@ pub struct AcpRuntime;
 fn handle_for(myself: &ActorRef<AcpMsg>, state: &AcpRuntimeState, initialize_ms: Option<f64>) -> RuntimeHandle {
     RuntimeHandle {
         lease_id: state.child.as_ref().map(|c| c.launch_id.clone()),
-        session: SessionPort::Acp(myself.clone()),
+        session: SessionPort::new(myself.get_derived()),
         process_id: state.child.as_ref().map(|c| c.pid),
         initialize_ms,
     }
@@ -297,7 +300,7 @@ impl AcpRuntime {
     fn record_spawn(state: &AcpRuntimeState, spawned: &process::Spawned, generation: u64) -> String {
         let launch_id = ids::new_id();
         let target_id = &state.target.target_id;
-        state.dir.write_in_background(WriteOp::LaunchStarted(Box::new(LaunchRecord {
+        state.deps.write_in_background(WriteOp::LaunchStarted(Box::new(LaunchRecord {
             launch_id: launch_id.clone(),
             target_id: target_id.clone(),
             subcontext_key: state.subcontext.clone(),
@@ -311,10 +314,7 @@ impl AcpRuntime {
             generation, command = ?state.command.argv, "runtime launching"
         );
         for (w, _) in &state.waiters {
-            if let Some((task, g)) = &w.task {
-                let _ = task
-                    .cast(TaskMsg::RuntimePhase { generation: *g, phase: LaunchPhase::Launching { pid: spawned.pid } });
-            }
+            w.phase(LaunchPhase::Launching { pid: spawned.pid });
         }
         launch_id
     }
@@ -383,7 +383,7 @@ impl AcpRuntime {
         state.phase = Phase::Ready;
         state.last_activity = Instant::now();
         if let Some(child) = &state.child {
-            state.dir.write_in_background(WriteOp::LaunchEnded {
+            state.deps.write_in_background(WriteOp::LaunchEnded {
                 launch_id: child.launch_id.clone(),
                 status: "ready".into(),
                 exit_code: None,
@@ -410,14 +410,11 @@ impl AcpRuntime {
             let _ = reply.send(Err(err.clone()));
         }
         for d in state.requeued.drain(..) {
-            let _ = d.reply_to.cast(TaskMsg::Adapter {
-                generation: d.generation,
-                events: vec![AdapterEvent::Failed {
-                    reason: err.reason().to_owned(),
-                    detail: Some(err.to_string()),
-                    message: "Runtime could not be started".into(),
-                }],
-            });
+            d.report(vec![AdapterEvent::Failed {
+                reason: err.reason().to_owned(),
+                detail: Some(err.to_string()),
+                message: "Runtime could not be started".into(),
+            }]);
         }
     }
 
@@ -428,7 +425,7 @@ impl AcpRuntime {
             let pgid = child.pgid;
             tokio::spawn(async move { process::kill_group(pgid, process::KILL_GRACE).await });
             let tail = child.stderr.text();
-            state.dir.write_in_background(WriteOp::LaunchEnded {
+            state.deps.write_in_background(WriteOp::LaunchEnded {
                 launch_id: child.launch_id,
                 status: status.to_owned(),
                 exit_code,
@@ -502,7 +499,7 @@ impl AcpRuntime {
                 target: http.clone(),
                 sticky: sticky.to_owned(),
                 session_id: state.remote_sessions.get(sticky).cloned(),
-                dir: state.dir.clone(),
+                deps: state.deps.clone(),
             };
             let spawned =
                 ractor::ActorRuntime::<HttpSession>::spawn_linked_instant(None, HttpSession, args, myself.get_cell());
@@ -521,7 +518,7 @@ impl AcpRuntime {
                 load_session: state.load_session,
                 cwd: state.command.cwd.clone(),
                 policy: state.target.permissions.unwrap_or_default(),
-                dir: state.dir.clone(),
+                deps: state.deps.clone(),
             };
             let spawned =
                 ractor::ActorRuntime::<AcpSession>::spawn_linked_instant(None, AcpSession, args, myself.get_cell());
@@ -569,7 +566,7 @@ impl Actor for AcpRuntime {
             http: args.http,
             subcontext: args.subcontext,
             command: args.command,
-            dir: args.dir,
+            deps: args.deps,
             phase: Phase::Down,
             child: None,
             generation: 0,
@@ -622,13 +619,10 @@ impl Actor for AcpRuntime {
                     // Checking an external server's health is not a launch: no launch events.
                     let spawns = state.http.is_none()
                         || (state.target.launch.mode != LaunchMode::External && !state.command.argv.is_empty());
-                    if let Some((task, g)) = waiter.task.as_ref().filter(|_| spawns) {
-                        let _ = task.cast(TaskMsg::RuntimePhase { generation: *g, phase: LaunchPhase::PendingLaunch });
+                    if spawns {
+                        waiter.phase(LaunchPhase::PendingLaunch);
                         if let (Phase::Launching, Some(child)) = (state.phase, &state.child) {
-                            let _ = task.cast(TaskMsg::RuntimePhase {
-                                generation: *g,
-                                phase: LaunchPhase::Launching { pid: child.pid },
-                            });
+                            waiter.phase(LaunchPhase::Launching { pid: child.pid });
                         }
                     }
                     state.waiters.push((waiter, reply));
@@ -645,12 +639,11 @@ impl Actor for AcpRuntime {
             AcpMsg::Session(SessionMsg::Cancel { task_id, generation }) => {
                 if let Some(pos) = state.requeued.iter().position(|d| d.task_id == task_id) {
                     let d = state.requeued.remove(pos);
-                    let _ = d.reply_to.cast(TaskMsg::Adapter {
+                    report(
+                        &d.reply_to,
                         generation,
-                        events: vec![AdapterEvent::Cancelled {
-                            message: "Cancelled before the agent started it".into(),
-                        }],
-                    });
+                        vec![AdapterEvent::Cancelled { message: "Cancelled before the agent started it".into() }],
+                    );
                 } else if let Some(session) =
                     state.by_task.get(&task_id).and_then(|(sticky, _, _)| state.sessions.get(sticky))
                 {
@@ -659,14 +652,11 @@ impl Actor for AcpRuntime {
             }
             AcpMsg::Session(SessionMsg::Attach { dispatch, remote, awaiting }) => {
                 if state.phase != Phase::Ready || state.http.is_none() {
-                    let _ = dispatch.reply_to.cast(TaskMsg::Adapter {
-                        generation: dispatch.generation,
-                        events: vec![AdapterEvent::Failed {
-                            reason: "interrupted".into(),
-                            detail: Some("the runtime went down before the task could re-attach".into()),
-                            message: "Task interrupted by node restart".into(),
-                        }],
-                    });
+                    dispatch.report(vec![AdapterEvent::Failed {
+                        reason: "interrupted".into(),
+                        detail: Some("the runtime went down before the task could re-attach".into()),
+                        message: "Task interrupted by node restart".into(),
+                    }]);
                     return Ok(());
                 }
                 // Each re-attached run gets a session actor of its own: several interrupted runs
@@ -909,14 +899,15 @@ impl Actor for AcpRuntime {
                     state.by_task.iter().filter(|(_, (s, _, _))| *s == sticky).map(|(t, _)| t.clone()).collect();
                 for task_id in failed {
                     if let Some((_, task, generation)) = state.by_task.remove(&task_id) {
-                        let _ = task.cast(TaskMsg::Adapter {
+                        report(
+                            &task,
                             generation,
-                            events: vec![AdapterEvent::Failed {
+                            vec![AdapterEvent::Failed {
                                 reason: "session_failed".into(),
                                 detail: Some(err.to_string()),
                                 message: "Session failed".into(),
                             }],
-                        });
+                        );
                     }
                 }
             }
@@ -1033,7 +1024,7 @@ pub struct AcpSessionArgs {
     pub load_session: bool,
     pub cwd: PathBuf,
     pub policy: PermissionPolicy,
-    pub dir: Arc<Directory>,
+    pub deps: Arc<RuntimeDeps>,
 }
 
 /// The turn being run.
@@ -1056,10 +1047,8 @@ pub struct AcpSessionState {
     args: AcpSessionArgs,
     /// The agent's session id once created or loaded.
     session_id: Option<String>,
-    queue: VecDeque<Dispatch>,
-    turn: Option<Turn>,
-    /// Turn counter; results for other turns are dropped.
-    turn_seq: u64,
+    /// Prompts waiting their turn (creation order) and the turn being run.
+    work: SessionQueue<Turn>,
 }
 
 /// One ACP session (sticky scope).
@@ -1114,38 +1103,34 @@ pub fn map_update(params: &Value) -> UpdateEffect {
 
 /// Sends a task its runtime events (nothing if there are none).
 pub(super) fn emit(d: &Dispatch, events: Vec<AdapterEvent>) {
-    if !events.is_empty() {
-        let _ = d.reply_to.cast(TaskMsg::Adapter { generation: d.generation, events });
-    }
+    d.report(events);
 }
 
-/// Queues a dispatch on a session: waiting tasks run in creation order (task ids are
-/// time-ordered), whatever order their dispatches arrived in.
-pub(super) fn enqueue(queue: &mut VecDeque<Dispatch>, d: Dispatch) {
-    let at = queue.partition_point(|q| q.task_id < d.task_id);
-    queue.insert(at, d);
-}
-
-/// Cancels a task still waiting in a session's queue; `false` if it is not there.
-pub(super) fn cancel_queued(queue: &mut VecDeque<Dispatch>, task_id: &str, runtime: &ActorRef<AcpMsg>) -> bool {
-    let Some(d) = queue.iter().position(|d| d.task_id == task_id).and_then(|pos| queue.remove(pos)) else {
-        return false;
-    };
-    emit(&d, vec![AdapterEvent::Cancelled { message: "Cancelled while waiting for its session".into() }]);
+/// Cancels a task still waiting in a session's queue (its turn ends there); `false` if it is not
+/// there.
+pub(super) fn cancel_queued<T: QueueTurn<Work = Dispatch>>(
+    work: &mut SessionQueue<T>,
+    task_id: &str,
+    runtime: &ActorRef<AcpMsg>,
+) -> bool {
+    let Some((d, event)) = work.cancel_waiting(task_id) else { return false };
+    emit(&d, vec![event]);
     let _ = runtime.cast(AcpMsg::TurnEnded { task_id: d.task_id });
     true
 }
 
+impl QueueTurn for Turn {
+    type Work = Dispatch;
+    fn work(&self) -> &Dispatch {
+        &self.dispatch
+    }
+}
+
 impl AcpSession {
     fn start_next(myself: &ActorRef<AcpSessionMsg>, state: &mut AcpSessionState) {
-        if state.turn.is_some() {
-            return;
-        }
-        let Some(dispatch) = state.queue.pop_front() else { return };
-        state.turn_seq += 1;
-        let turn = state.turn_seq;
-        state.turn = Some(Turn {
-            id: turn,
+        let Some(dispatch) = state.work.next_to_start() else { return };
+        let turn = state.work.begin(|id| Turn {
+            id,
             dispatch,
             text: String::new(),
             stream: TextCoalescer::default(),
@@ -1158,12 +1143,18 @@ impl AcpSession {
             return;
         }
         let (conn, me, a) = (state.args.conn.clone(), myself.clone(), &state.args);
-        let (dir, target, sub, sticky, cwd, load) =
-            (a.dir.clone(), a.target_id.clone(), a.subcontext.clone(), a.sticky.clone(), a.cwd.clone(), a.load_session);
-        let meta = state.turn.as_ref().and_then(|t| a.dialect.new_session_meta(&t.dispatch.runtime_options, &sticky));
+        let (deps, target, sub, sticky, cwd, load) = (
+            a.deps.clone(),
+            a.target_id.clone(),
+            a.subcontext.clone(),
+            a.sticky.clone(),
+            a.cwd.clone(),
+            a.load_session,
+        );
+        let meta = state.work.current().and_then(|t| a.dialect.new_session_meta(&t.dispatch.runtime_options, &sticky));
         tokio::spawn(async move {
             let cwd = cwd.display().to_string();
-            if load && let Ok(Some((sid, last))) = dir.reader.session_binding(&target, &sub, &sticky).await {
+            if load && let Ok(Some((sid, last))) = deps.reader.session_binding(&target, &sub, &sticky).await {
                 let fresh = time::OffsetDateTime::parse(&last, &time::format_description::well_known::Rfc3339)
                     .map(|t| (time::OffsetDateTime::now_utc() - t).whole_seconds() < BINDING_FRESH.as_secs() as i64)
                     .unwrap_or(false);
@@ -1196,7 +1187,7 @@ impl AcpSession {
     }
 
     fn flush(state: &mut AcpSessionState) {
-        if let Some(t) = state.turn.as_mut()
+        if let Some(t) = state.work.current_mut()
             && let Some(text) = t.stream.take(Instant::now())
         {
             emit(&t.dispatch, vec![text_event(text)]);
@@ -1205,11 +1196,11 @@ impl AcpSession {
 
     fn end_turn(myself: &ActorRef<AcpSessionMsg>, state: &mut AcpSessionState, events: Vec<AdapterEvent>) {
         Self::flush(state);
-        if let Some(t) = state.turn.take() {
+        if let Some(t) = state.work.finish() {
             emit(&t.dispatch, events);
             let _ = state.args.runtime.cast(AcpMsg::TurnEnded { task_id: t.dispatch.task_id.clone() });
             if let Some(sid) = &state.session_id {
-                state.args.dir.write_in_background(WriteOp::SessionBinding(Box::new(SessionBindingRecord {
+                state.args.deps.write_in_background(WriteOp::SessionBinding(Box::new(SessionBindingRecord {
                     target_id: state.args.target_id.clone(),
                     subcontext_key: state.args.subcontext.clone(),
                     sticky_key: state.args.sticky.clone(),
@@ -1242,7 +1233,7 @@ impl Actor for AcpSession {
         _myself: ActorRef<AcpSessionMsg>,
         args: AcpSessionArgs,
     ) -> Result<AcpSessionState, ActorProcessingErr> {
-        Ok(AcpSessionState { args, session_id: None, queue: VecDeque::new(), turn: None, turn_seq: 0 })
+        Ok(AcpSessionState { args, session_id: None, work: SessionQueue::default() })
     }
 
     async fn handle(
@@ -1253,10 +1244,10 @@ impl Actor for AcpSession {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             AcpSessionMsg::Submit(d) => {
-                enqueue(&mut state.queue, *d);
+                state.work.push(*d);
                 Self::start_next(&myself, state);
             }
-            AcpSessionMsg::SetupDone { turn, result } if state.turn.as_ref().is_some_and(|t| t.id == turn) => {
+            AcpSessionMsg::SetupDone { turn, result } if state.work.current().is_some_and(|t| t.id == turn) => {
                 match result {
                     Err(detail) => Self::end_turn(
                         &myself,
@@ -1275,7 +1266,7 @@ impl Actor for AcpSession {
                                 session_id: sid.clone(),
                             });
                         }
-                        let cancelled = state.turn.as_ref().is_some_and(|t| t.cancel_requested);
+                        let cancelled = state.work.current().is_some_and(|t| t.cancel_requested);
                         if cancelled {
                             Self::end_turn(
                                 &myself,
@@ -1288,7 +1279,7 @@ impl Actor for AcpSession {
                         }
                         let (dialect, sticky) = (state.args.dialect, state.args.sticky.clone());
                         let conn = state.args.conn.clone();
-                        let Some(t) = state.turn.as_mut() else { return Ok(()) };
+                        let Some(t) = state.work.current_mut() else { return Ok(()) };
                         t.prompted = true;
                         let accepted = dialect.accepted_data(&t.dispatch.runtime_options, &sticky, &sid);
                         emit(
@@ -1320,7 +1311,7 @@ impl Actor for AcpSession {
             }
             AcpSessionMsg::SetupDone { .. } => {}
             AcpSessionMsg::Update(params) => {
-                let Some(t) = state.turn.as_mut().filter(|t| t.prompted) else { return Ok(()) };
+                let Some(t) = state.work.current_mut().filter(|t| t.prompted) else { return Ok(()) };
                 match map_update(&params) {
                     UpdateEffect::Text(text) => {
                         t.text.push_str(&text);
@@ -1335,7 +1326,7 @@ impl Actor for AcpSession {
                     }
                     UpdateEffect::Event { message, data } => {
                         Self::flush(state);
-                        if let Some(t) = &state.turn {
+                        if let Some(t) = state.work.current() {
                             emit(&t.dispatch, vec![AdapterEvent::Running { message, data }]);
                         }
                     }
@@ -1343,13 +1334,13 @@ impl Actor for AcpSession {
                 }
             }
             AcpSessionMsg::Flush { turn } => {
-                if let Some(t) = state.turn.as_mut().filter(|t| t.id == turn) {
+                if let Some(t) = state.work.current_mut().filter(|t| t.id == turn) {
                     t.stream.timer_fired();
                 }
                 Self::flush(state);
             }
             AcpSessionMsg::Permission { id, params } => {
-                if state.turn.as_ref().is_none_or(|t| t.cancel_requested) {
+                if state.work.current().is_none_or(|t| t.cancel_requested) {
                     Self::answer_permission(state, &id, None);
                     return Ok(());
                 }
@@ -1372,7 +1363,7 @@ impl Actor for AcpSession {
                         choose_option(&options, &[("decision".to_owned(), json!(decision))].into_iter().collect()).ok();
                     Self::answer_permission(state, &id, choice.as_deref());
                     Self::flush(state);
-                    if let Some(t) = &state.turn {
+                    if let Some(t) = state.work.current() {
                         emit(
                             &t.dispatch,
                             vec![AdapterEvent::Running {
@@ -1386,7 +1377,7 @@ impl Actor for AcpSession {
                     return Ok(());
                 }
                 Self::flush(state);
-                if let Some(t) = state.turn.as_mut() {
+                if let Some(t) = state.work.current_mut() {
                     t.pending_permission = Some((id, options.clone()));
                     emit(
                         &t.dispatch,
@@ -1405,8 +1396,8 @@ impl Actor for AcpSession {
             }
             AcpSessionMsg::Resume { task_id, generation, payload } => {
                 let pending = state
-                    .turn
-                    .as_mut()
+                    .work
+                    .current_mut()
                     .filter(|t| t.dispatch.task_id == task_id && t.dispatch.generation == generation)
                     .and_then(|t| t.pending_permission.take());
                 match pending {
@@ -1419,7 +1410,7 @@ impl Actor for AcpSession {
                                 .and_then(|o| o.get("name").and_then(Value::as_str))
                                 .unwrap_or(&option_id)
                                 .to_owned();
-                            if let Some(t) = &state.turn {
+                            if let Some(t) = state.work.current() {
                                 emit(
                                     &t.dispatch,
                                     vec![AdapterEvent::Resumed { message: format!("Permission answered: {name}") }],
@@ -1427,14 +1418,14 @@ impl Actor for AcpSession {
                             }
                         }
                         Err(reason) => {
-                            if let Some(t) = state.turn.as_mut() {
+                            if let Some(t) = state.work.current_mut() {
                                 t.pending_permission = Some((id, options));
                                 emit(&t.dispatch, vec![AdapterEvent::ResumeRefused { reason }]);
                             }
                         }
                     },
                     None => {
-                        if let Some(t) = state.turn.as_ref().filter(|t| t.dispatch.task_id == task_id) {
+                        if let Some(t) = state.work.current().filter(|t| t.dispatch.task_id == task_id) {
                             emit(
                                 &t.dispatch,
                                 vec![AdapterEvent::ResumeRefused { reason: "the agent has no pending request".into() }],
@@ -1444,10 +1435,10 @@ impl Actor for AcpSession {
                 }
             }
             AcpSessionMsg::Cancel { task_id, generation: _ } => {
-                if cancel_queued(&mut state.queue, &task_id, &state.args.runtime) {
+                if cancel_queued(&mut state.work, &task_id, &state.args.runtime) {
                     return Ok(());
                 }
-                let Some(t) = state.turn.as_mut().filter(|t| t.dispatch.task_id == task_id) else { return Ok(()) };
+                let Some(t) = state.work.current_mut().filter(|t| t.dispatch.task_id == task_id) else { return Ok(()) };
                 if t.cancel_requested {
                     return Ok(());
                 }
@@ -1460,11 +1451,11 @@ impl Actor for AcpSession {
                 if prompted && let Some(sid) = &state.session_id {
                     state.args.conn.notify("session/cancel", json!({"sessionId": sid}));
                 }
-                let grace = state.args.dir.settings.cancel_grace;
+                let grace = state.args.deps.cancel_grace;
                 myself.send_after(grace, move || AcpSessionMsg::CancelDeadline { turn });
             }
             AcpSessionMsg::CancelDeadline { turn } => {
-                if state.turn.as_ref().is_some_and(|t| t.id == turn && t.prompted) {
+                if state.work.current().is_some_and(|t| t.id == turn && t.prompted) {
                     tracing::warn!(
                         actor_kind = "acp_session", target_id = %state.args.target_id, sticky = %state.args.sticky,
                         "agent did not end the turn after session/cancel; killing its process group"
@@ -1480,8 +1471,8 @@ impl Actor for AcpSession {
                     );
                 }
             }
-            AcpSessionMsg::PromptDone { turn, result } if state.turn.as_ref().is_some_and(|t| t.id == turn) => {
-                let (cancel_requested, text, display) = match &state.turn {
+            AcpSessionMsg::PromptDone { turn, result } if state.work.current().is_some_and(|t| t.id == turn) => {
+                let (cancel_requested, text, display) = match state.work.current() {
                     Some(t) => (t.cancel_requested, t.text.trim().to_owned(), state.args.dialect.display()),
                     None => return Ok(()),
                 };
@@ -1531,7 +1522,7 @@ impl Actor for AcpSession {
             AcpSessionMsg::PromptDone { .. } => {}
             AcpSessionMsg::RuntimeExited { reason } => {
                 Self::flush(state);
-                if let Some(t) = state.turn.take() {
+                if let Some(t) = state.work.finish() {
                     let event = if t.cancel_requested {
                         AdapterEvent::Cancelled { message: "Cancelled; the runtime stopped".into() }
                     } else {
@@ -1543,12 +1534,29 @@ impl Actor for AcpSession {
                     };
                     emit(&t.dispatch, vec![event]);
                 }
-                let waiting: Vec<Dispatch> = state.queue.drain(..).collect();
+                let waiting = state.work.drain_waiting();
                 let _ = state.args.runtime.cast(AcpMsg::Requeue(waiting));
                 myself.stop(Some(reason));
             }
         }
         Ok(())
+    }
+}
+
+impl From<SessionMsg> for AcpMsg {
+    fn from(msg: SessionMsg) -> Self {
+        AcpMsg::Session(msg)
+    }
+}
+
+impl TryFrom<AcpMsg> for SessionMsg {
+    type Error = AcpMsg;
+
+    fn try_from(msg: AcpMsg) -> Result<Self, AcpMsg> {
+        match msg {
+            AcpMsg::Session(m) => Ok(m),
+            other => Err(other),
+        }
     }
 }
 

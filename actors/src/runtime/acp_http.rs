@@ -18,15 +18,15 @@ use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::acp::{AcpMsg, cancel_queued, emit, enqueue};
+use super::acp::{AcpMsg, cancel_queued, emit};
 use super::coalesce::{Next, TextCoalescer, text_event};
 use super::http::{
     self, BINDING, HttpDialect, HttpTarget, PollTracker, REQUEST_TIMEOUT, RunOutcome, RunTracker, SseParser,
 };
-use super::{AdapterEvent, Dispatch};
+use super::queue::{SessionQueue, Turn as QueueTurn};
+use super::{AdapterEvent, Dispatch, RuntimeDeps};
 use crate::clock;
 use crate::model::{JsonObject, RemoteRef};
-use crate::root::Directory;
 use crate::storage::{SessionBindingRecord, WriteOp};
 
 /// A persisted session binding older than this is not reused (the reference server forgets
@@ -102,7 +102,7 @@ pub struct HttpSessionArgs {
     pub sticky: String,
     /// The server's session for this scope, if one is known.
     pub session_id: Option<String>,
-    pub dir: Arc<Directory>,
+    pub deps: Arc<RuntimeDeps>,
 }
 
 /// The task being run.
@@ -130,16 +130,21 @@ impl HttpTurn {
     }
 }
 
+impl QueueTurn for HttpTurn {
+    type Work = Dispatch;
+    fn work(&self) -> &Dispatch {
+        &self.dispatch
+    }
+}
+
 /// State of an HTTP session actor.
 pub struct HttpSessionState {
     args: HttpSessionArgs,
     /// The server's session id for this scope (reused by every task of it).
     session_id: Option<String>,
-    /// Tasks waiting for the current one, in creation order.
-    queue: std::collections::VecDeque<Dispatch>,
-    turn: Option<HttpTurn>,
-    /// Turn counter; follower messages of other turns are dropped.
-    turn_seq: u64,
+    /// Tasks waiting for the current one (creation order) and the task being run; follower
+    /// messages of other turns are dropped.
+    work: SessionQueue<HttpTurn>,
 }
 
 /// One HTTP session (sticky scope).
@@ -415,7 +420,7 @@ impl Follow {
 
 impl HttpSession {
     fn follow(state: &HttpSessionState, myself: &ActorRef<HttpSessionMsg>) -> Option<Follow> {
-        let t = state.turn.as_ref()?;
+        let t = state.work.current()?;
         Some(Follow {
             target: state.args.target.clone(),
             headers: t.headers.clone(),
@@ -431,9 +436,8 @@ impl HttpSession {
     }
 
     fn new_turn(state: &mut HttpSessionState, dispatch: Dispatch, headers: HeaderMap) -> u64 {
-        state.turn_seq += 1;
-        state.turn = Some(HttpTurn {
-            id: state.turn_seq,
+        state.work.begin(|id| HttpTurn {
+            id,
             dispatch,
             headers,
             run: RunTracker::default(),
@@ -442,13 +446,11 @@ impl HttpSession {
             stream: TextCoalescer::default(),
             cancel_requested: false,
             follower: None,
-        });
-        state.turn_seq
+        })
     }
 
     fn start_next(myself: &ActorRef<HttpSessionMsg>, state: &mut HttpSessionState) {
-        while state.turn.is_none() {
-            let Some(dispatch) = state.queue.pop_front() else { return };
+        while let Some(dispatch) = state.work.next_to_start() {
             let explicit = http::explicit_session(&dispatch.runtime_options);
             if explicit.is_some() {
                 state.session_id = explicit;
@@ -477,7 +479,7 @@ impl HttpSession {
                 HttpDialect::Acp => tokio::spawn(f.acp_submit(body)),
                 HttpDialect::Polling => tokio::spawn(f.polling_submit(body)),
             };
-            if let Some(t) = state.turn.as_mut() {
+            if let Some(t) = state.work.current_mut() {
                 t.follower = Some(task);
             }
         }
@@ -497,7 +499,7 @@ impl HttpSession {
     }
 
     fn flush(state: &mut HttpSessionState) {
-        if let Some(t) = state.turn.as_mut()
+        if let Some(t) = state.work.current_mut()
             && let Some(text) = t.stream.take(Instant::now())
         {
             emit(&t.dispatch, vec![text_event(text)]);
@@ -506,7 +508,7 @@ impl HttpSession {
 
     fn end_turn(myself: &ActorRef<HttpSessionMsg>, state: &mut HttpSessionState, events: Vec<AdapterEvent>) {
         Self::flush(state);
-        if let Some(t) = state.turn.take() {
+        if let Some(t) = state.work.finish() {
             if let Some(f) = t.follower {
                 f.abort();
             }
@@ -526,7 +528,7 @@ impl HttpSession {
             .args
             .runtime
             .cast(AcpMsg::SessionBound { sticky: state.args.sticky.clone(), session_id: session_id.to_owned() });
-        state.args.dir.write_in_background(WriteOp::SessionBinding(Box::new(SessionBindingRecord {
+        state.args.deps.write_in_background(WriteOp::SessionBinding(Box::new(SessionBindingRecord {
             target_id: state.args.target.target_id.clone(),
             subcontext_key: "default".into(),
             sticky_key: state.args.sticky.clone(),
@@ -545,7 +547,7 @@ impl HttpSession {
                     if let Some(sid) = &session_id {
                         Self::bind_session(state, sid);
                     }
-                    let Some(t) = state.turn.as_mut() else { return };
+                    let Some(t) = state.work.current_mut() else { return };
                     if !t.submitted {
                         t.submitted = true;
                         emit(
@@ -571,7 +573,7 @@ impl HttpSession {
                     }
                 }
                 RunOutcome::Text(text) => {
-                    let Some(t) = state.turn.as_mut() else { return };
+                    let Some(t) = state.work.current_mut() else { return };
                     match t.stream.push(&text, Instant::now()) {
                         Next::FlushNow => Self::flush(state),
                         Next::FlushIn(wait) => {
@@ -583,13 +585,13 @@ impl HttpSession {
                 }
                 RunOutcome::Progress { message, data } => {
                     Self::flush(state);
-                    if let Some(t) = &state.turn {
+                    if let Some(t) = state.work.current() {
                         emit(&t.dispatch, vec![AdapterEvent::Running { message, data }]);
                     }
                 }
                 RunOutcome::Awaiting { message, data } => {
                     Self::flush(state);
-                    if let Some(t) = &state.turn {
+                    if let Some(t) = state.work.current() {
                         emit(&t.dispatch, vec![AdapterEvent::AwaitingInput { message, data }]);
                     }
                 }
@@ -624,7 +626,7 @@ impl HttpSession {
 
     /// Re-attach: the run's history rebuilds the tracker; only where it stands now is reported.
     fn replay(myself: &ActorRef<HttpSessionMsg>, state: &mut HttpSessionState, events: Vec<Value>, was_awaiting: bool) {
-        let Some(t) = state.turn.as_mut() else { return };
+        let Some(t) = state.work.current_mut() else { return };
         let mut last_state = None;
         for event in &events {
             for outcome in t.run.apply(event) {
@@ -662,7 +664,7 @@ impl HttpSession {
 
     fn send_cancel(myself: &ActorRef<HttpSessionMsg>, state: &mut HttpSessionState) {
         let Some(f) = Self::follow(state, myself) else { return };
-        let Some(t) = state.turn.as_mut() else { return };
+        let Some(t) = state.work.current_mut() else { return };
         let Some(run_id) = t.run_id() else { return };
         tokio::spawn(f.clone().cancel(run_id.clone()));
         // A paused run has no follower; watch it for its cancellation.
@@ -684,7 +686,7 @@ impl Actor for HttpSession {
         args: HttpSessionArgs,
     ) -> Result<HttpSessionState, ActorProcessingErr> {
         let session_id = args.session_id.clone();
-        Ok(HttpSessionState { args, session_id, queue: Default::default(), turn: None, turn_seq: 0 })
+        Ok(HttpSessionState { args, session_id, work: SessionQueue::default() })
     }
 
     async fn post_start(
@@ -696,7 +698,8 @@ impl Actor for HttpSession {
         // (external servers keep theirs); read once, before the first task runs.
         if state.session_id.is_none() {
             let a = &state.args;
-            if let Ok(Some((sid, last))) = a.dir.reader.session_binding(&a.target.target_id, "default", &a.sticky).await
+            if let Ok(Some((sid, last))) =
+                a.deps.reader.session_binding(&a.target.target_id, "default", &a.sticky).await
             {
                 let fresh = time::OffsetDateTime::parse(&last, &time::format_description::well_known::Rfc3339)
                     .map(|t| (time::OffsetDateTime::now_utc() - t).whole_seconds() < BINDING_FRESH.as_secs() as i64)
@@ -715,7 +718,7 @@ impl Actor for HttpSession {
         _myself: ActorRef<HttpSessionMsg>,
         state: &mut HttpSessionState,
     ) -> Result<(), ActorProcessingErr> {
-        if let Some(f) = state.turn.as_mut().and_then(|t| t.follower.take()) {
+        if let Some(f) = state.work.current_mut().and_then(|t| t.follower.take()) {
             f.abort();
         }
         Ok(())
@@ -729,7 +732,7 @@ impl Actor for HttpSession {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             HttpSessionMsg::Submit(d) => {
-                enqueue(&mut state.queue, *d);
+                state.work.push(*d);
                 Self::start_next(&myself, state);
             }
             HttpSessionMsg::Attach { dispatch, remote, awaiting } => {
@@ -746,7 +749,7 @@ impl Actor for HttpSession {
                     }
                 };
                 let Some(f) = Self::follow(state, &myself) else { return Ok(()) };
-                let Some(t) = state.turn.as_mut() else { return Ok(()) };
+                let Some(t) = state.work.current_mut() else { return Ok(()) };
                 t.submitted = true;
                 t.run.run_id = Some(run_id.clone());
                 t.run.session_id = remote.remote_session_id.clone();
@@ -768,15 +771,15 @@ impl Actor for HttpSession {
                 });
                 if awaiting {
                     // Remembered for the replay: a paused task is not re-announced.
-                    if let Some(t) = state.turn.as_mut() {
+                    if let Some(t) = state.work.current_mut() {
                         t.run.status = Some("awaiting".into());
                     }
                 }
             }
-            HttpSessionMsg::Remote { turn, item } if state.turn.as_ref().is_some_and(|t| t.id == turn) => match item {
+            HttpSessionMsg::Remote { turn, item } if state.work.current().is_some_and(|t| t.id == turn) => match item {
                 Remote::Accepted { run_id, session_id } => {
                     let dialect = state.args.target.dialect;
-                    let Some(t) = state.turn.as_mut() else { return Ok(()) };
+                    let Some(t) = state.work.current_mut() else { return Ok(()) };
                     if t.run.run_id.is_none() {
                         t.run.run_id = run_id.clone();
                     }
@@ -785,7 +788,7 @@ impl Actor for HttpSession {
                     {
                         Self::apply(&myself, state, vec![RunOutcome::Bound { run_id, session_id }]);
                     }
-                    if state.turn.as_ref().is_some_and(|t| t.cancel_requested) {
+                    if state.work.current().is_some_and(|t| t.cancel_requested) {
                         Self::send_cancel(&myself, state);
                     }
                 }
@@ -801,7 +804,7 @@ impl Actor for HttpSession {
                     );
                 }
                 Remote::Event(event) => {
-                    let Some(t) = state.turn.as_mut() else { return Ok(()) };
+                    let Some(t) = state.work.current_mut() else { return Ok(()) };
                     let was_bound = t.run.run_id.is_some();
                     let outcomes = t.run.apply(&event);
                     let cancel_now = !was_bound && t.run.run_id.is_some() && t.cancel_requested;
@@ -811,31 +814,31 @@ impl Actor for HttpSession {
                     }
                 }
                 Remote::Replay(events) => {
-                    let was_awaiting = state.turn.as_ref().is_some_and(|t| t.run.awaiting());
-                    if let Some(t) = state.turn.as_mut() {
+                    let was_awaiting = state.work.current().is_some_and(|t| t.run.awaiting());
+                    if let Some(t) = state.work.current_mut() {
                         t.run.status = None;
                     }
                     Self::replay(&myself, state, events, was_awaiting);
                 }
                 Remote::Snapshot(run) => {
-                    let Some(t) = state.turn.as_mut() else { return Ok(()) };
+                    let Some(t) = state.work.current_mut() else { return Ok(()) };
                     let outcomes = t.poll.apply(&run);
                     Self::apply(&myself, state, outcomes);
                 }
                 Remote::Resumed => {
-                    if let Some(t) = &state.turn {
+                    if let Some(t) = state.work.current() {
                         emit(&t.dispatch, vec![AdapterEvent::Resumed { message: "Run resumed".into() }]);
                     }
                 }
                 Remote::ResumeRefused(reason) => {
-                    if let Some(t) = &state.turn {
+                    if let Some(t) = state.work.current() {
                         emit(&t.dispatch, vec![AdapterEvent::ResumeRefused { reason }]);
                     }
                 }
                 Remote::StreamDropped(detail) => {
                     tracing::warn!(target_id = %state.args.target.target_id, sticky = %state.args.sticky, %detail, "run stream dropped; re-syncing from the run's events");
                     Self::flush(state);
-                    if let Some(t) = &state.turn {
+                    if let Some(t) = state.work.current() {
                         emit(
                             &t.dispatch,
                             vec![AdapterEvent::Running {
@@ -848,7 +851,7 @@ impl Actor for HttpSession {
                     }
                 }
                 Remote::Lost { reason, detail } => {
-                    let cancelled = state.turn.as_ref().is_some_and(|t| t.cancel_requested);
+                    let cancelled = state.work.current().is_some_and(|t| t.cancel_requested);
                     let event = if cancelled {
                         AdapterEvent::Cancelled {
                             message: format!("Cancelled; the remote run is unavailable ({detail})"),
@@ -868,8 +871,8 @@ impl Actor for HttpSession {
                 let dialect = state.args.target.dialect;
                 let follow = Self::follow(state, &myself);
                 let Some(t) = state
-                    .turn
-                    .as_mut()
+                    .work
+                    .current_mut()
                     .filter(|t| t.dispatch.task_id == task_id && t.dispatch.generation == generation)
                 else {
                     tracing::debug!(%task_id, "resume for a task this session does not run");
@@ -896,10 +899,10 @@ impl Actor for HttpSession {
                 }
             }
             HttpSessionMsg::Cancel { task_id, generation: _ } => {
-                if cancel_queued(&mut state.queue, &task_id, &state.args.runtime) {
+                if cancel_queued(&mut state.work, &task_id, &state.args.runtime) {
                     return Ok(());
                 }
-                let Some(t) = state.turn.as_mut().filter(|t| t.dispatch.task_id == task_id) else { return Ok(()) };
+                let Some(t) = state.work.current_mut().filter(|t| t.dispatch.task_id == task_id) else { return Ok(()) };
                 if t.cancel_requested {
                     return Ok(());
                 }
@@ -907,13 +910,13 @@ impl Actor for HttpSession {
                 let turn = t.id;
                 // Without a run id yet, the cancel is sent as soon as the run is bound.
                 Self::send_cancel(&myself, state);
-                let grace = state.args.dir.settings.cancel_grace;
+                let grace = state.args.deps.cancel_grace;
                 myself.send_after(grace, move || HttpSessionMsg::CancelDeadline { turn });
             }
             HttpSessionMsg::CancelDeadline { turn } => {
-                if state.turn.as_ref().is_some_and(|t| t.id == turn) {
+                if state.work.current().is_some_and(|t| t.id == turn) {
                     tracing::warn!(target_id = %state.args.target.target_id, sticky = %state.args.sticky, "the server did not confirm a cancel in time");
-                    let grace = state.args.dir.settings.cancel_grace;
+                    let grace = state.args.deps.cancel_grace;
                     Self::end_turn(
                         &myself,
                         state,
@@ -927,14 +930,14 @@ impl Actor for HttpSession {
                 }
             }
             HttpSessionMsg::Flush { turn } => {
-                if let Some(t) = state.turn.as_mut().filter(|t| t.id == turn) {
+                if let Some(t) = state.work.current_mut().filter(|t| t.id == turn) {
                     t.stream.timer_fired();
                 }
                 Self::flush(state);
             }
             HttpSessionMsg::RuntimeExited { reason } => {
                 Self::flush(state);
-                if let Some(mut t) = state.turn.take() {
+                if let Some(mut t) = state.work.finish() {
                     if let Some(f) = t.follower.take() {
                         f.abort();
                     }
@@ -949,12 +952,12 @@ impl Actor for HttpSession {
                     };
                     emit(&t.dispatch, vec![event]);
                 }
-                let waiting: Vec<Dispatch> = state.queue.drain(..).collect();
+                let waiting = state.work.drain_waiting();
                 let _ = state.args.runtime.cast(AcpMsg::Requeue(waiting));
                 myself.stop(Some(reason));
             }
             HttpSessionMsg::Retire => {
-                if state.turn.is_none() && state.queue.is_empty() {
+                if state.work.is_idle() {
                     myself.stop(Some("idle".into()));
                 }
             }

@@ -22,9 +22,9 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::{AdapterEvent, Dispatch, SessionMsg};
+use super::{AdapterEvent, Dispatch, SessionMsg, TaskReplyTo};
 use crate::model::JsonObject;
-use crate::task::TaskMsg;
+use crate::port::report;
 
 /// Largest number of progress steps a script may ask for.
 pub const MAX_STEPS: u64 = 100_000;
@@ -106,7 +106,7 @@ struct Execution {
     /// The script is waiting for input right now.
     awaiting: bool,
     /// Where its events go (to confirm a cancel).
-    reply_to: ActorRef<TaskMsg>,
+    reply_to: TaskReplyTo,
 }
 
 /// State of the loopback runtime.
@@ -120,8 +120,8 @@ pub struct LoopbackRuntime;
 
 /// Sends events that happen together in one message, so the task actor makes them durable in
 /// one transaction.
-fn emit(to: &ActorRef<TaskMsg>, generation: u64, events: Vec<AdapterEvent>) -> bool {
-    to.cast(TaskMsg::Adapter { generation, events }).is_ok()
+fn emit(to: &TaskReplyTo, generation: u64, events: Vec<AdapterEvent>) -> bool {
+    report(to, generation, events)
 }
 
 async fn run_script(script: Script, d: Dispatch, mut control: mpsc::Receiver<Control>, runtime: ActorRef<SessionMsg>) {
@@ -273,14 +273,11 @@ impl Actor for LoopbackRuntime {
             }
             // Loopback keeps nothing across restarts; recovery never re-attaches to it.
             SessionMsg::Attach { dispatch, .. } => {
-                let _ = dispatch.reply_to.cast(TaskMsg::Adapter {
-                    generation: dispatch.generation,
-                    events: vec![AdapterEvent::Failed {
-                        reason: "interrupted".into(),
-                        detail: Some("the loopback runtime cannot re-attach a task".into()),
-                        message: "Task interrupted by node restart".into(),
-                    }],
-                });
+                dispatch.report(vec![AdapterEvent::Failed {
+                    reason: "interrupted".into(),
+                    detail: Some("the loopback runtime cannot re-attach a task".into()),
+                    message: "Task interrupted by node restart".into(),
+                }]);
             }
         }
         Ok(())

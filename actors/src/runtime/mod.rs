@@ -12,11 +12,13 @@
 pub mod acp;
 pub mod acp_http;
 pub mod coalesce;
+pub mod deps;
 pub mod dialect;
 pub mod http;
 pub mod jsonrpc;
 pub mod loopback;
 pub mod process;
+pub mod queue;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -25,144 +27,48 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent
 use serde_json::Value;
 use tokio::time::Instant;
 
+pub use crate::port::{
+    AdapterEvent, Dispatch, LaunchPhase, RuntimeError, RuntimeHandle, SessionMsg, SessionPort, TaskReplyTo, TaskReport,
+    Waiter,
+};
+pub use deps::RuntimeDeps;
+
+use crate::adapters::{AdapterCatalog, AdapterEntry, AdapterKind};
 use crate::model::{JsonObject, TargetSpec};
 use crate::restart::{RestartDecision, RestartPolicy, RestartTracker, jitter};
-use crate::root::Directory;
 use crate::supervision::actor_label;
-use crate::task::TaskMsg;
 
-/// Adapter kinds this build can run.
-pub const KNOWN_ADAPTERS: &[&str] = &["loopback", "acp", "acp_http"];
+/// Checks of each kind this build runs; the message names the field at fault.
+static ADAPTERS: [AdapterEntry; 3] = [
+    AdapterEntry { kind: AdapterKind::Loopback, validate: validate_loopback },
+    AdapterEntry { kind: AdapterKind::Acp, validate: validate_acp },
+    AdapterEntry { kind: AdapterKind::AcpHttp, validate: validate_acp_http },
+];
 
-/// Something a runtime reports about a task.
-#[derive(Clone, Debug, PartialEq)]
-pub enum AdapterEvent {
-    /// The runtime took the task.
-    Submitted { binding: String, remote_execution_id: Option<String>, remote_session_id: Option<String> },
-    /// Progress.
-    Running { message: String, data: JsonObject },
-    /// The runtime needs input; `POST /v1/tasks/{id}/resume` answers.
-    AwaitingInput { message: String, data: JsonObject },
-    /// The runtime accepted a resume and continues.
-    Resumed { message: String },
-    /// The runtime refused a resume (nothing pending); the task stays awaiting.
-    ResumeRefused { reason: String },
-    /// Finished; `result` becomes the result artifact.
-    Completed { message: String, result: Value },
-    /// Failed with a machine-readable reason.
-    Failed { reason: String, detail: Option<String>, message: String },
-    /// Cancellation confirmed.
-    Cancelled { message: String },
+/// The adapter kinds this build runs, each with what a target of that kind needs. Discovery
+/// validates targets with [`AdapterCatalog::validate`].
+pub fn adapter_catalog() -> AdapterCatalog {
+    AdapterCatalog::new(&ADAPTERS)
 }
 
-/// A task handed to a runtime session.
-#[derive(Clone, Debug)]
-pub struct Dispatch {
-    pub task_id: String,
-    /// The task actor's generation; echoed on every event.
-    pub generation: u64,
-    pub intent: String,
-    pub payload: Value,
-    pub runtime_options: JsonObject,
-    /// Who sent the task, where it goes, how to deliver it and its trace id: the control
-    /// envelope HTTP agents receive.
-    pub sender: String,
-    pub target_id: String,
-    pub delivery: crate::model::DeliveryPolicy,
-    pub trace_id: String,
-    /// Sticky-key inputs.
-    pub thread_id: Option<String>,
-    pub conversation_id: String,
-    /// Where events go.
-    pub reply_to: ActorRef<TaskMsg>,
+/// Loopback scripts come with each task: nothing to check on the target.
+fn validate_loopback(_: &TargetSpec) -> Result<(), String> {
+    Ok(())
 }
 
-/// Where a task's session messages go: the runtime that holds it.
-#[derive(Clone, Debug)]
-pub enum SessionPort {
-    Loopback(ActorRef<SessionMsg>),
-    Acp(ActorRef<acp::AcpMsg>),
-}
-
-impl SessionPort {
-    /// Sends a message; `false` if the runtime is gone.
-    pub fn send(&self, msg: SessionMsg) -> bool {
-        match self {
-            SessionPort::Loopback(a) => a.cast(msg).is_ok(),
-            SessionPort::Acp(a) => a.cast(acp::AcpMsg::Session(msg)).is_ok(),
-        }
+/// A stdio agent is a process the node starts: it needs something to start.
+fn validate_acp(spec: &TargetSpec) -> Result<(), String> {
+    let spawns = spec.launch.mode != crate::model::LaunchMode::External;
+    let has_command = spec.launch.command.iter().any(|a| !a.trim().is_empty()) || !spec.launch.commands.is_empty();
+    if spawns && !has_command {
+        return Err(format!("launch.command is required for adapter '{}' (it starts the agent process)", spec.adapter));
     }
+    Ok(())
 }
 
-/// Launch progress a runtime reports to a task waiting for it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LaunchPhase {
-    /// The runtime is down and will be launched for this task.
-    PendingLaunch,
-    /// The process was spawned (pid).
-    Launching { pid: u32 },
-}
-
-/// A task waiting for a runtime.
-#[derive(Clone, Debug)]
-pub struct Waiter {
-    /// The task actor and its generation, to report launch phases.
-    pub task: Option<(ActorRef<TaskMsg>, u64)>,
-    pub launch_if_down: bool,
-}
-
-/// Messages every runtime session understands.
-pub enum SessionMsg {
-    /// Run a task.
-    Submit(Box<Dispatch>),
-    /// Answer the task's pending input request with `payload`.
-    Resume { task_id: String, generation: u64, payload: JsonObject },
-    /// Stop the task; the session confirms with [`AdapterEvent::Cancelled`].
-    Cancel { task_id: String, generation: u64 },
-    /// Internal: a scripted execution ended (loopback).
-    Finished { task_id: String, generation: u64 },
-    /// Follow a remote run a task started before a node restart (`acp_http`); `awaiting`: the
-    /// task is waiting for input.
-    Attach { dispatch: Box<Dispatch>, remote: crate::model::RemoteRef, awaiting: bool },
-}
-
-/// A runtime ready to take a task.
-#[derive(Clone, Debug)]
-pub struct RuntimeHandle {
-    /// Lease under which the runtime runs, if it has one.
-    pub lease_id: Option<String>,
-    /// Where the task's session messages go.
-    pub session: SessionPort,
-    /// The runtime's process, if it has one.
-    pub process_id: Option<u32>,
-    /// For a launch: spawn → `initialize` answered, as the runtime saw it (the agent's own
-    /// start-up time; the rest of a cold launch is the node's).
-    pub initialize_ms: Option<f64>,
-}
-
-/// Why no runtime could be had.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum RuntimeError {
-    /// No implementation for the target's adapter kind.
-    #[error("adapter missing: {0}")]
-    AdapterMissing(String),
-    /// The runtime is down and may not be launched (or is restarting).
-    #[error("runtime unavailable: {0}")]
-    Unavailable(String),
-    /// The runtime could not be started or did not become ready.
-    #[error("launch failed: {0}")]
-    LaunchFailed(String),
-}
-
-impl RuntimeError {
-    /// `last_error.reason` for a task failed by this error.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            RuntimeError::AdapterMissing(_) => "adapter missing",
-            RuntimeError::Unavailable(_) => "runtime unavailable",
-            RuntimeError::LaunchFailed(_) => "launch_failed",
-        }
-    }
+/// An HTTP agent needs a reachable endpoint (its server may be started by the node or not).
+fn validate_acp_http(spec: &TargetSpec) -> Result<(), String> {
+    http::HttpTarget::of(spec).map(|_| ())
 }
 
 /// Messages of the runtime supervisor.
@@ -219,7 +125,8 @@ pub struct RuntimeSupState {
     /// ACP runtime actors by (target, subcontext). Created on first use; a failed one is
     /// created again by the next task (its process crashes are handled inside it).
     acp: HashMap<(String, String), ActorRef<acp::AcpMsg>>,
-    dir: Arc<Directory>,
+    /// Storage, reads and settings, handed to every runtime actor.
+    deps: Arc<RuntimeDeps>,
 }
 
 /// The runtime supervisor.
@@ -249,8 +156,10 @@ impl RuntimeSupervisor {
         options: &JsonObject,
         create: bool,
     ) -> Result<Option<ActorRef<acp::AcpMsg>>, RuntimeError> {
-        let http = match target.adapter.as_str() {
-            "acp_http" => Some(Arc::new(http::HttpTarget::of(target).map_err(RuntimeError::LaunchFailed)?)),
+        let http = match target.adapter.parse::<AdapterKind>() {
+            Ok(AdapterKind::AcpHttp) => {
+                Some(Arc::new(http::HttpTarget::of(target).map_err(RuntimeError::LaunchFailed)?))
+            }
             _ => None,
         };
         // HTTP targets have one server (subcontext `default`); stdio dialects may have several.
@@ -286,7 +195,7 @@ impl RuntimeSupervisor {
             http,
             subcontext: subcontext.clone(),
             command,
-            dir: state.dir.clone(),
+            deps: state.deps.clone(),
         };
         let (actor, _) = Actor::spawn_linked(None, acp::AcpRuntime, args, myself.get_cell())
             .await
@@ -317,8 +226,8 @@ fn down_health(target: &TargetSpec, options: &JsonObject) -> TargetHealth {
         lease_id: None,
         process_id: None,
         state: "down".into(),
-        subcontext_key: match target.adapter.as_str() {
-            "acp" => dialect::Dialect::of(target).map(|d| d.subcontext(options)).unwrap_or_default(),
+        subcontext_key: match target.adapter.parse::<AdapterKind>() {
+            Ok(AdapterKind::Acp) => dialect::Dialect::of(target).map(|d| d.subcontext(options)).unwrap_or_default(),
             _ => "default".into(),
         },
         tasks_in_flight: 0,
@@ -328,7 +237,7 @@ fn down_health(target: &TargetSpec, options: &JsonObject) -> TargetHealth {
 fn loopback_handle(session: &ActorRef<SessionMsg>) -> RuntimeHandle {
     RuntimeHandle {
         lease_id: None,
-        session: SessionPort::Loopback(session.clone()),
+        session: SessionPort::new(session.get_derived()),
         process_id: None,
         initialize_ms: None,
     }
@@ -349,8 +258,8 @@ fn from_acp(h: acp::RuntimeHealth) -> TargetHealth {
 /// Kills process groups a previous run recorded and never released (a node killed with SIGKILL
 /// leaves its agents running). A group is only killed when its leader is gone or still runs the
 /// recorded program, so a recycled pid is never hit.
-async fn reap_leftovers(dir: &Directory) -> Result<(), ActorProcessingErr> {
-    let leases = dir.reader.open_leases().await?;
+async fn reap_leftovers(deps: &RuntimeDeps) -> Result<(), ActorProcessingErr> {
+    let leases = deps.reader.open_leases().await?;
     if leases.is_empty() {
         return Ok(());
     }
@@ -363,7 +272,7 @@ async fn reap_leftovers(dir: &Directory) -> Result<(), ActorProcessingErr> {
         }
         released.push(lease.lease_id);
     }
-    dir.storage
+    deps.storage
         .ask(crate::supervision::ASK_TIMEOUT, |r| {
             crate::storage::StorageMsg::Write(crate::storage::WriteOp::ReleaseLeases(released), r)
         })
@@ -385,12 +294,12 @@ fn leader_matches(pgid: i32, command: &[String]) -> bool {
 impl Actor for RuntimeSupervisor {
     type Msg = RuntimeSupMsg;
     type State = RuntimeSupState;
-    type Arguments = Arc<Directory>;
+    type Arguments = Arc<RuntimeDeps>;
 
     async fn pre_start(
         &self,
         myself: ActorRef<RuntimeSupMsg>,
-        dir: Arc<Directory>,
+        deps: Arc<RuntimeDeps>,
     ) -> Result<RuntimeSupState, ActorProcessingErr> {
         let loopback = spawn_loopback(&myself, 1).await?;
         Ok(RuntimeSupState {
@@ -399,7 +308,7 @@ impl Actor for RuntimeSupervisor {
             loopback_restarts: RestartTracker::new(RestartPolicy::WORKER),
             waiting: VecDeque::new(),
             acp: HashMap::new(),
-            dir,
+            deps,
         })
     }
 
@@ -408,7 +317,7 @@ impl Actor for RuntimeSupervisor {
         _myself: ActorRef<RuntimeSupMsg>,
         state: &mut RuntimeSupState,
     ) -> Result<(), ActorProcessingErr> {
-        reap_leftovers(&state.dir).await
+        reap_leftovers(&state.deps).await
     }
 
     async fn handle(
@@ -418,34 +327,36 @@ impl Actor for RuntimeSupervisor {
         state: &mut RuntimeSupState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            RuntimeSupMsg::Acquire { target, options, waiter, reply } => match target.adapter.as_str() {
+            RuntimeSupMsg::Acquire { target, options, waiter, reply } => match target.adapter.parse::<AdapterKind>() {
                 // The loopback runtime lives in-process and is always up; while it restarts,
                 // callers wait for it rather than fail.
-                "loopback" => match &state.loopback {
+                Ok(AdapterKind::Loopback) => match &state.loopback {
                     Some(session) => {
                         let _ = reply.send(Ok(loopback_handle(session)));
                     }
                     None => state.waiting.push_back(reply),
                 },
-                "acp" | "acp_http" => match Self::acp_runtime(&myself, state, &target, &options, true).await {
-                    Ok(Some(runtime)) => {
-                        if let Err(ractor::MessagingErr::SendErr(acp::AcpMsg::Acquire(_, reply))) =
-                            runtime.cast(acp::AcpMsg::Acquire(waiter, reply))
-                        {
-                            let _ = reply.send(Err(RuntimeError::Unavailable("runtime actor stopped".into())));
+                Ok(AdapterKind::Acp | AdapterKind::AcpHttp) => {
+                    match Self::acp_runtime(&myself, state, &target, &options, true).await {
+                        Ok(Some(runtime)) => {
+                            if let Err(ractor::MessagingErr::SendErr(acp::AcpMsg::Acquire(_, reply))) =
+                                runtime.cast(acp::AcpMsg::Acquire(waiter, reply))
+                            {
+                                let _ = reply.send(Err(RuntimeError::Unavailable("runtime actor stopped".into())));
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            let _ = reply.send(Err(e));
                         }
                     }
-                    Ok(None) => {}
-                    Err(e) => {
-                        let _ = reply.send(Err(e));
-                    }
-                },
-                other => {
-                    let _ = reply.send(Err(RuntimeError::AdapterMissing(other.to_owned())));
+                }
+                Err(unknown) => {
+                    let _ = reply.send(Err(RuntimeError::AdapterMissing(unknown.0)));
                 }
             },
             RuntimeSupMsg::Health { target, options: _, reply } | RuntimeSupMsg::Stop { target, options: _, reply }
-                if target.adapter == "loopback" =>
+                if target.adapter.parse::<AdapterKind>() == Ok(AdapterKind::Loopback) =>
             {
                 let _ = reply.send(Ok(Self::loopback_health(&target)));
             }
@@ -590,5 +501,60 @@ impl Actor for RuntimeSupervisor {
             .await;
         tracing::info!(actor_kind = "runtime_supervisor", runtimes = count, "runtimes stopped");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(adapter: &str) -> TargetSpec {
+        TargetSpec {
+            target_id: "t".into(),
+            adapter: adapter.into(),
+            dialect: None,
+            endpoint: None,
+            healthcheck: None,
+            launch: Default::default(),
+            defaults: Default::default(),
+            capabilities: vec![],
+            owner: "local".into(),
+            source: crate::model::TargetSource::File,
+            permissions: None,
+        }
+    }
+
+    #[test]
+    fn catalog_checks_what_each_kind_needs() {
+        let catalog = adapter_catalog();
+        let kinds: Vec<&str> = catalog.entries().iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(kinds, ["loopback", "acp", "acp_http"]);
+        let acp_external = {
+            let mut s = spec("acp");
+            s.launch.mode = crate::model::LaunchMode::External;
+            s
+        };
+        let acp_command = {
+            let mut s = spec("acp");
+            s.launch.command = vec!["agent".into()];
+            s
+        };
+        let http = {
+            let mut s = spec("acp_http");
+            s.endpoint = Some("http://127.0.0.1:9".into());
+            s
+        };
+        let cases: [(TargetSpec, Result<(), &str>); 7] = [
+            (spec("loopback"), Ok(())),
+            (spec("acp"), Err("launch.command is required for adapter 'acp' (it starts the agent process)")),
+            (acp_external, Ok(())),
+            (acp_command, Ok(())),
+            (spec("acp_http"), Err("endpoint is required for adapter 'acp_http' (target t)")),
+            (http, Ok(())),
+            (spec("a2a"), Err("adapter 'a2a' is not known; known adapters: loopback, acp, acp_http")),
+        ];
+        for (s, want) in cases {
+            assert_eq!(catalog.validate(&s), want.map_err(str::to_owned), "{}", s.adapter);
+        }
     }
 }
