@@ -167,7 +167,7 @@ pub async fn serve(
 async fn resolve_node_id(
     args: &NodeArgs,
     db: &Db,
-    dir: &aethrolink_actors::root::Directory,
+    dir: &aethrolink_actors::root::CoreHandles,
 ) -> Result<String, NodeError> {
     let storage_err = |source| NodeError::Storage { database: args.database.clone(), source };
     if let Some(id) = args.node_id.clone().filter(|s| !s.trim().is_empty()) {

@@ -3,7 +3,9 @@
 //! Everything that moves a task through its life lives here, as `ractor` actors under one
 //! supervision tree (see `docs/architecture.md`):
 //!
-//! * [`root`] — the root supervisor and the [`root::Directory`] through which actors find each other.
+//! * [`service`] — the service layer: every operation a client can ask for, one function taking a
+//!   `Caller`; the only way in for bindings.
+//! * [`root`] — the root supervisor; it builds each actor's typed handles from [`root::CoreHandles`].
 //! * [`storage`] — the storage actor (the only writer to SQLite, group commit) and the read side.
 //! * [`registry`] — the registry actor: targets from the YAML file and from HTTP registrations,
 //!   agent presence leases.
@@ -22,8 +24,9 @@
 //! * [`sse`] — the SSE hub and one subscriber actor per connection.
 //! * [`restart`] — the one restart policy every supervisor uses.
 //!
-//! The HTTP edge (in the `aethrolink` crate) talks to this crate only through [`root::Directory`],
-//! [`storage::StoreReader`] and the message types re-exported by each module.
+//! Bindings (the HTTP API in the `aethrolink` crate; later the node protocol and the Aether
+//! gateway) call [`service::Services`] and use the model types; module layers are checked by
+//! `tests/layering.rs`.
 
 pub mod adapters;
 pub mod artifacts;

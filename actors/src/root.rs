@@ -1,9 +1,12 @@
-//! The root supervisor and the [`Directory`] through which actors and the HTTP edge reach each
-//! other.
+//! The root supervisor. It alone knows every service: it builds each child's typed handles (task
+//! actors get [`TaskDeps`], the thread coordinator [`ThreadDeps`], runtimes
+//! [`crate::runtime::RuntimeDeps`], the registry its adapter catalog) from [`CoreHandles`], which
+//! only the root and the service layer see.
 //!
-//! Start order: storage → registry → runtime supervisor → SSE hub → task supervisor (whose
-//! recovery needs all the others). Stop order is the reverse of what depends on what: SSE hub
-//! (ends streams) → task supervisor → runtime supervisor → registry → storage, drained last so
+//! Start order: storage → registry → runtime supervisor → SSE hub → thread coordinator (its
+//! thread recovery runs in `pre_start`) → task supervisor (whose recovery needs all the others).
+//! Stop order is the reverse of what depends on what: SSE hub (ends streams) → task supervisor →
+//! thread coordinator → runtime supervisor → registry → storage, drained last so
 //! every queued write commits. A child that fails is restarted under [`RestartPolicy::SERVICE`];
 //! past its intensity limit the root fails, which ends the node with an error.
 
@@ -41,8 +44,9 @@ impl Default for CoreSettings {
     }
 }
 
-/// Where everything is. Shared (`Arc`) by every actor and by the HTTP edge.
-pub struct Directory {
+/// The slot of every service and the shared read-side handles: what the root builds children's
+/// handles from, and what the service layer calls. No actor below the root holds it.
+pub struct CoreHandles {
     pub storage: Arc<Slot<StorageMsg>>,
     pub registry: Arc<Slot<RegistryMsg>>,
     pub runtimes: Arc<Slot<RuntimeSupMsg>>,
@@ -60,7 +64,7 @@ pub struct Directory {
     pub intake: Intake,
 }
 
-impl Directory {
+impl CoreHandles {
     /// What every task actor gets.
     fn task_deps(&self) -> TaskDeps {
         let threads = self.threads.clone();
@@ -135,7 +139,7 @@ static CORES_STARTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU6
 pub struct RootState {
     /// Prefix of this core's actor names (empty for the first core of the process).
     name_prefix: String,
-    dir: Arc<Directory>,
+    dir: Arc<CoreHandles>,
     /// Kept to build the registry again on restart.
     db: Db,
     file_targets: Vec<TargetSpec>,
@@ -156,12 +160,12 @@ impl RootSupervisor {
     /// Starts the tree and returns the root and the directory once recovery is done.
     pub async fn start(
         args: RootArgs,
-    ) -> Result<(ActorRef<RootMsg>, Arc<Directory>, tokio::task::JoinHandle<()>), ActorProcessingErr> {
+    ) -> Result<(ActorRef<RootMsg>, Arc<CoreHandles>, tokio::task::JoinHandle<()>), ActorProcessingErr> {
         let (targets_tx, targets_rx) = watch::channel(Arc::new(TargetTable::default()));
         let tasks = Slot::new("task supervisor");
         let reader = args.db.reader();
         let intake = Intake { reader: reader.clone(), targets: targets_rx.clone(), tasks: tasks.clone() };
-        let dir = Arc::new(Directory {
+        let dir = Arc::new(CoreHandles {
             storage: Slot::new("storage"),
             registry: Slot::new("registry"),
             runtimes: Slot::new("runtime supervisor"),
@@ -249,7 +253,7 @@ async fn start_service(
     Ok(cell)
 }
 
-fn clear_slot(dir: &Directory, service: Service) {
+fn clear_slot(dir: &CoreHandles, service: Service) {
     match service {
         Service::Storage => dir.storage.set(None),
         Service::Registry => dir.registry.set(None),
@@ -260,7 +264,7 @@ fn clear_slot(dir: &Directory, service: Service) {
     }
 }
 
-fn slot_cell(dir: &Directory, service: Service) -> Option<ActorCell> {
+fn slot_cell(dir: &CoreHandles, service: Service) -> Option<ActorCell> {
     match service {
         Service::Storage => dir.storage.get().ok().map(|a| a.get_cell()),
         Service::Registry => dir.registry.get().ok().map(|a| a.get_cell()),

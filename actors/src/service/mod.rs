@@ -23,7 +23,7 @@ use std::sync::Arc;
 pub use caller::{Binding, Caller, Need, Principal, Rights};
 pub use error::{ErrorKind, ServiceError};
 
-use crate::root::Directory;
+use crate::root::CoreHandles;
 
 /// Budget for a request to a task actor or the task supervisor.
 const TASK_ASK: std::time::Duration = std::time::Duration::from_secs(10);
@@ -32,13 +32,13 @@ const TASK_ASK: std::time::Duration = std::time::Duration::from_secs(10);
 #[derive(Clone)]
 pub struct Services {
     /// The core's handles (service slots, reader, routing snapshot, intake).
-    dir: Arc<Directory>,
+    dir: Arc<CoreHandles>,
     /// This node's stable id (health, readiness, thread participants).
     node_id: Arc<str>,
 }
 
 impl Services {
-    pub fn new(dir: Arc<Directory>, node_id: impl Into<Arc<str>>) -> Self {
+    pub fn new(dir: Arc<CoreHandles>, node_id: impl Into<Arc<str>>) -> Self {
         Services { dir, node_id: node_id.into() }
     }
 
