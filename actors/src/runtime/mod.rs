@@ -16,6 +16,7 @@ pub mod deps;
 pub mod dialect;
 pub mod http;
 pub mod jsonrpc;
+pub mod lifecycle;
 pub mod loopback;
 pub mod process;
 pub mod queue;
