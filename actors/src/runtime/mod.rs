@@ -20,6 +20,7 @@ pub mod lifecycle;
 pub mod loopback;
 pub mod process;
 pub mod queue;
+pub mod sessions;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;

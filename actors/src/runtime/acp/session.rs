@@ -15,7 +15,6 @@ use tokio::time::Instant;
 
 use super::runtime::AcpMsg;
 use super::updates::{UpdateEffect, map_update, prompt_outcome};
-use super::{cancel_queued, emit};
 use crate::clock;
 use crate::model::{JsonObject, PermissionPolicy};
 use crate::port::{AdapterEvent, Dispatch};
@@ -25,15 +24,13 @@ use crate::runtime::dialect::{Dialect, choose_option, prompt_text};
 use crate::runtime::jsonrpc::{RpcConn, RpcError};
 use crate::runtime::process;
 use crate::runtime::queue::{SessionQueue, Turn as QueueTurn};
+use crate::runtime::sessions::{binding_is_fresh, cancel_queued, emit, runtime_gone};
 use crate::storage::{SessionBindingRecord, WriteOp};
 
 /// Bound on `session/new` / `session/load`.
 const SESSION_SETUP_TIMEOUT: Duration = Duration::from_secs(90);
 /// A prompt turn may run for a long time; `delivery.timeout_ms` bounds tasks that need it.
 const PROMPT_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
-/// A persisted session binding older than this is not reloaded.
-const BINDING_FRESH: Duration = Duration::from_secs(3600);
-
 /// Messages of a session actor.
 pub enum AcpSessionMsg {
     Submit(Box<Dispatch>),
@@ -154,23 +151,20 @@ impl AcpSession {
         let meta = state.work.current().and_then(|t| a.dialect.new_session_meta(&t.dispatch.runtime_options, &sticky));
         tokio::spawn(async move {
             let cwd = cwd.display().to_string();
-            if load && let Ok(Some((sid, last))) = deps.reader.session_binding(&target, &sub, &sticky).await {
-                let fresh = time::OffsetDateTime::parse(&last, &time::format_description::well_known::Rfc3339)
-                    .map(|t| (time::OffsetDateTime::now_utc() - t).whole_seconds() < BINDING_FRESH.as_secs() as i64)
-                    .unwrap_or(false);
-                if fresh
-                    && conn
-                        .request(
-                            "session/load",
-                            json!({"sessionId": sid, "cwd": cwd, "mcpServers": []}),
-                            SESSION_SETUP_TIMEOUT,
-                        )
-                        .await
-                        .is_ok()
-                {
-                    let _ = me.cast(AcpSessionMsg::SetupDone { turn, result: Ok(sid) });
-                    return;
-                }
+            if load
+                && let Ok(Some((sid, last))) = deps.reader.session_binding(&target, &sub, &sticky).await
+                && binding_is_fresh(&last, time::OffsetDateTime::now_utc())
+                && conn
+                    .request(
+                        "session/load",
+                        json!({"sessionId": sid, "cwd": cwd, "mcpServers": []}),
+                        SESSION_SETUP_TIMEOUT,
+                    )
+                    .await
+                    .is_ok()
+            {
+                let _ = me.cast(AcpSessionMsg::SetupDone { turn, result: Ok(sid) });
+                return;
             }
             let mut params = json!({"cwd": cwd, "mcpServers": []});
             if let Some(meta) = meta {
@@ -482,16 +476,7 @@ impl Actor for AcpSession {
             AcpSessionMsg::RuntimeExited { reason } => {
                 Self::flush(state);
                 if let Some(t) = state.work.finish() {
-                    let event = if t.cancel_requested {
-                        AdapterEvent::Cancelled { message: "Cancelled; the runtime stopped".into() }
-                    } else {
-                        AdapterEvent::Failed {
-                            reason: "runtime_exited".into(),
-                            detail: Some(reason.clone()),
-                            message: "Runtime exited during the task".into(),
-                        }
-                    };
-                    emit(&t.dispatch, vec![event]);
+                    emit(&t.dispatch, vec![runtime_gone(t.cancel_requested, &reason)]);
                 }
                 let waiting = state.work.drain_waiting();
                 let _ = state.args.runtime.cast(AcpMsg::Requeue(waiting));

@@ -10,7 +10,6 @@
 //! following, failing the task only if the run is gone or stays unreachable past the bound.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use reqwest::header::HeaderMap;
@@ -24,15 +23,12 @@ use crate::clock;
 use crate::model::{JsonObject, RemoteRef};
 use crate::port::{AdapterEvent, Dispatch};
 use crate::runtime::RuntimeDeps;
-use crate::runtime::acp::{AcpMsg, cancel_queued, emit};
+use crate::runtime::acp::AcpMsg;
 use crate::runtime::coalesce::{Next, TextCoalescer, text_event};
 use crate::runtime::http::{self, BINDING, HttpDialect, HttpTarget, PollTracker, RunOutcome, RunTracker};
 use crate::runtime::queue::{SessionQueue, Turn as QueueTurn};
+use crate::runtime::sessions::{binding_is_fresh, cancel_queued, emit, runtime_gone};
 use crate::storage::{SessionBindingRecord, WriteOp};
-
-/// A persisted session binding older than this is not reused (the reference server forgets
-/// sessions after an hour).
-const BINDING_FRESH: Duration = Duration::from_secs(3600);
 
 /// Messages of an HTTP session actor.
 pub enum HttpSessionMsg {
@@ -393,13 +389,9 @@ impl Actor for HttpSession {
             let a = &state.args;
             if let Ok(Some((sid, last))) =
                 a.deps.reader.session_binding(&a.target.target_id, "default", &a.sticky).await
+                && binding_is_fresh(&last, time::OffsetDateTime::now_utc())
             {
-                let fresh = time::OffsetDateTime::parse(&last, &time::format_description::well_known::Rfc3339)
-                    .map(|t| (time::OffsetDateTime::now_utc() - t).whole_seconds() < BINDING_FRESH.as_secs() as i64)
-                    .unwrap_or(false);
-                if fresh {
-                    state.session_id = Some(sid);
-                }
+                state.session_id = Some(sid);
             }
         }
         Self::start_next(&myself, state);
@@ -628,16 +620,7 @@ impl Actor for HttpSession {
                     if let Some(f) = t.follower.take() {
                         f.abort();
                     }
-                    let event = if t.cancel_requested {
-                        AdapterEvent::Cancelled { message: "Cancelled; the runtime stopped".into() }
-                    } else {
-                        AdapterEvent::Failed {
-                            reason: "runtime_exited".into(),
-                            detail: Some(reason.clone()),
-                            message: "Runtime exited during the task".into(),
-                        }
-                    };
-                    emit(&t.dispatch, vec![event]);
+                    emit(&t.dispatch, vec![runtime_gone(t.cancel_requested, &reason)]);
                 }
                 let waiting = state.work.drain_waiting();
                 let _ = state.args.runtime.cast(AcpMsg::Requeue(waiting));
