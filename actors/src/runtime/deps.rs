@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::storage::{StorageMsg, StoreReader, WriteOp};
-use crate::supervision::{ASK_TIMEOUT, Slot};
+use crate::supervision::Slot;
 
 /// The runtime supervisor's arguments, shared (`Arc`) by every runtime actor it spawns.
 pub struct RuntimeDeps {
@@ -23,13 +23,6 @@ impl RuntimeDeps {
     /// Makes `op` durable without waiting for it: bookkeeping (launch history, session bindings)
     /// whose loss is logged but never blocks the actor that produced it.
     pub fn write_in_background(&self, op: WriteOp) {
-        let (storage, what) = (self.storage.clone(), op.name());
-        tokio::spawn(async move {
-            match storage.ask(ASK_TIMEOUT, |r| StorageMsg::Write(op, r)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::warn!(error = %e, what, "background write failed"),
-                Err(e) => tracing::warn!(error = %e, what, "background write failed"),
-            }
-        });
+        crate::storage::write_in_background(&self.storage, op);
     }
 }

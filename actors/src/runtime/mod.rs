@@ -16,9 +16,11 @@ pub mod deps;
 pub mod dialect;
 pub mod http;
 pub mod jsonrpc;
+pub mod lifecycle;
 pub mod loopback;
 pub mod process;
 pub mod queue;
+pub mod sessions;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;

@@ -1,16 +1,15 @@
 //! The HTTP session actor of adapter `acp_http`: one per sticky scope (conversation, thread or
 //! explicit `session_id`) of an HTTP runtime, so tasks of one conversation run in order and reuse
-//! the server's session. The runtime actor in [`super::acp`] owns the process (or, for
+//! the server's session. The runtime actor in [`crate::runtime::acp`] owns the process (or, for
 //! `launch.mode: external`, only the health check) and creates these.
 //!
-//! All IO runs in a spawned *follower* task per remote request (submit + stream, resume +
-//! stream, re-sync, polling) that casts what it reads back stamped with the turn it belongs to;
-//! a message for another turn is dropped. A stream that ends without the run ending is not a
+//! All IO runs in a spawned *follower* task per remote request ([`super::follow`]) that casts
+//! what it reads back stamped with the turn it belongs to; a message for another turn is
+//! dropped. What the session keeps of its work is the shared [`SessionQueue`]. A stream that ends without the run ending is not a
 //! failure: the follower re-syncs from `GET /runs/{id}` and `GET /runs/{id}/events` and keeps
 //! following, failing the task only if the run is gone or stays unreachable past the bound.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use reqwest::header::HeaderMap;
@@ -18,43 +17,18 @@ use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::acp::{AcpMsg, cancel_queued, emit};
-use super::coalesce::{Next, TextCoalescer, text_event};
-use super::http::{
-    self, BINDING, HttpDialect, HttpTarget, PollTracker, REQUEST_TIMEOUT, RunOutcome, RunTracker, SseParser,
-};
-use super::queue::{SessionQueue, Turn as QueueTurn};
-use super::{AdapterEvent, Dispatch, RuntimeDeps};
+use super::follow::{Follow, Remote};
+use super::replay::{Replayed, replay};
 use crate::clock;
 use crate::model::{JsonObject, RemoteRef};
+use crate::port::{AdapterEvent, Dispatch};
+use crate::runtime::RuntimeDeps;
+use crate::runtime::acp::AcpMsg;
+use crate::runtime::coalesce::{Next, TextCoalescer, text_event};
+use crate::runtime::http::{self, BINDING, HttpDialect, HttpTarget, PollTracker, RunOutcome, RunTracker};
+use crate::runtime::queue::{SessionQueue, Turn as QueueTurn};
+use crate::runtime::sessions::{binding_is_fresh, cancel_queued, emit, runtime_gone};
 use crate::storage::{SessionBindingRecord, WriteOp};
-
-/// A persisted session binding older than this is not reused (the reference server forgets
-/// sessions after an hour).
-const BINDING_FRESH: Duration = Duration::from_secs(3600);
-
-/// What a follower read from the server for a turn.
-#[derive(Debug)]
-pub enum Remote {
-    /// `POST /runs` answered 2xx: the run's id (header or body) and, for `polling`, its session.
-    Accepted { run_id: Option<String>, session_id: Option<String> },
-    /// `POST /runs` failed: the task fails with this code and message.
-    Rejected { code: String, message: String },
-    /// One run event (`acp` dialect), live or re-synced, in server order.
-    Event(Value),
-    /// Re-attach after a node restart: the run's whole event history.
-    Replay(Vec<Value>),
-    /// One `GET /runs/{id}` snapshot (`polling` dialect).
-    Snapshot(Value),
-    /// A resume was accepted by the server.
-    Resumed,
-    /// A resume was refused; the task stays awaiting.
-    ResumeRefused(String),
-    /// The stream ended before the run did; re-syncing.
-    StreamDropped(String),
-    /// The run is gone or unreachable past the bound: the task fails with this reason.
-    Lost { reason: &'static str, detail: String },
-}
 
 /// Messages of an HTTP session actor.
 pub enum HttpSessionMsg {
@@ -149,274 +123,6 @@ pub struct HttpSessionState {
 
 /// One HTTP session (sticky scope).
 pub struct HttpSession;
-
-/// What a follower needs: where to send, what to send with, whom to tell.
-#[derive(Clone)]
-struct Follow {
-    target: Arc<HttpTarget>,
-    headers: HeaderMap,
-    me: ActorRef<HttpSessionMsg>,
-    turn: u64,
-    /// How long the run may stay unreachable.
-    bound: Duration,
-}
-
-impl Follow {
-    fn tell(&self, item: Remote) {
-        let _ = self.me.cast(HttpSessionMsg::Remote { turn: self.turn, item });
-    }
-
-    fn post(&self, path: &str, body: &Value) -> reqwest::RequestBuilder {
-        self.target.client.post(self.target.url(path)).headers(self.headers.clone()).json(body)
-    }
-
-    fn get(&self, path: &str) -> reqwest::RequestBuilder {
-        self.target.client.get(self.target.url(path)).headers(self.headers.clone()).timeout(REQUEST_TIMEOUT)
-    }
-
-    /// GET `path` as JSON, retrying transient failures until the bound: `Err(Lost)` if the run
-    /// is gone (404) or unreachable too long.
-    async fn get_json(&self, path: &str, run_id: &str, since: &mut Option<Instant>) -> Result<Value, Remote> {
-        let mut backoff = http::POLL_INTERVAL;
-        loop {
-            let last = match self.get(path).send().await {
-                Ok(r) if r.status().is_success() => match r.json::<Value>().await {
-                    Ok(v) => {
-                        *since = None;
-                        return Ok(v);
-                    }
-                    Err(e) => format!("unreadable answer: {}", http::describe_reqwest(&e)),
-                },
-                Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => {
-                    let (_, message) = http::error_of(r).await;
-                    return Err(Remote::Lost {
-                        reason: "remote_run_gone",
-                        detail: format!("run {run_id} no longer exists on {} ({message})", self.target.endpoint),
-                    });
-                }
-                Ok(r) => format!("HTTP {}", r.status()),
-                Err(e) => http::describe_reqwest(&e),
-            };
-            let first = *since.get_or_insert_with(Instant::now);
-            if first.elapsed() >= self.bound {
-                return Err(Remote::Lost {
-                    reason: "remote_unreachable",
-                    detail: format!(
-                        "run {run_id}: {} unreachable for {} ms (last: {last})",
-                        self.target.endpoint,
-                        first.elapsed().as_millis()
-                    ),
-                });
-            }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(1));
-        }
-    }
-
-    /// Reads an SSE run stream to its end; re-syncs if it ends before the run pauses or ends.
-    async fn stream(&self, mut response: reqwest::Response, mut run_id: Option<String>, mut offset: usize) {
-        let mut parser = SseParser::default();
-        let dropped = loop {
-            match response.chunk().await {
-                Ok(Some(bytes)) => {
-                    for frame in parser.push(&bytes) {
-                        let Ok(event) = serde_json::from_str::<Value>(&frame) else {
-                            tracing::warn!(target_id = %self.target.target_id, frame = %frame.chars().take(200).collect::<String>(), "unreadable SSE frame skipped");
-                            continue;
-                        };
-                        if run_id.is_none() {
-                            run_id = event.pointer("/run/run_id").and_then(Value::as_str).map(str::to_owned);
-                        }
-                        let ends = http::ends_stream(&event);
-                        offset += 1;
-                        self.tell(Remote::Event(event));
-                        if ends {
-                            return;
-                        }
-                    }
-                }
-                Ok(None) => break "the server closed the stream before the run ended".to_owned(),
-                Err(e) => break format!("stream broken: {}", http::describe_reqwest(&e)),
-            }
-        };
-        let Some(run_id) = run_id else {
-            self.tell(Remote::Lost { reason: "stream_failed", detail: format!("{dropped}; no run id was received") });
-            return;
-        };
-        self.tell(Remote::StreamDropped(dropped));
-        self.resync(&run_id, offset).await;
-    }
-
-    /// Follows a run by reading its state and event history until it pauses or ends.
-    async fn resync(&self, run_id: &str, mut offset: usize) {
-        let mut since = None;
-        if let Err(lost) = self.get_json(&format!("/runs/{run_id}"), run_id, &mut since).await {
-            self.tell(lost);
-            return;
-        }
-        loop {
-            let body = match self.get_json(&format!("/runs/{run_id}/events"), run_id, &mut since).await {
-                Ok(b) => b,
-                Err(lost) => {
-                    self.tell(lost);
-                    return;
-                }
-            };
-            let events = body.get("events").and_then(Value::as_array).cloned().unwrap_or_default();
-            let mut ended = false;
-            for event in events.into_iter().skip(offset) {
-                offset += 1;
-                ended |= http::ends_stream(&event);
-                self.tell(Remote::Event(event));
-            }
-            if ended {
-                return;
-            }
-            tokio::time::sleep(http::POLL_INTERVAL).await;
-        }
-    }
-
-    /// `acp`: `POST /runs` in stream mode, then follow.
-    async fn acp_submit(self, body: Value) {
-        let response = match self.post("/runs", &body).send().await {
-            Ok(r) => r,
-            Err(e) => {
-                let message = format!("POST {}/runs failed: {}", self.target.endpoint, http::describe_reqwest(&e));
-                self.tell(Remote::Rejected { code: "submit_failed".into(), message });
-                return;
-            }
-        };
-        if !response.status().is_success() {
-            let (code, message) = http::error_of(response).await;
-            self.tell(Remote::Rejected { code, message });
-            return;
-        }
-        let run_id = response.headers().get("run-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
-        self.tell(Remote::Accepted { run_id: run_id.clone(), session_id: None });
-        self.stream(response, run_id, 0).await;
-    }
-
-    /// `acp`: resume a run (only if the server still has it awaiting), then follow.
-    async fn acp_resume(self, run_id: String, message: Value, offset: usize) {
-        let mut since = None;
-        let run = match self.get_json(&format!("/runs/{run_id}"), &run_id, &mut since).await {
-            Ok(r) => r,
-            Err(lost) => return self.tell(lost),
-        };
-        let status = run.get("status").and_then(Value::as_str).unwrap_or("unknown").to_owned();
-        if status != "awaiting" {
-            // The reference server corrupts a run resumed in any other state.
-            self.tell(Remote::ResumeRefused(format!("the remote run is {status}, not awaiting")));
-            return self.resync(&run_id, offset).await;
-        }
-        let body = json!({"await_resume": {"type": "message", "message": message}, "mode": "stream"});
-        match self.post(&format!("/runs/{run_id}"), &body).send().await {
-            Ok(r) if r.status().is_success() => {
-                self.tell(Remote::Resumed);
-                self.stream(r, Some(run_id), offset).await;
-            }
-            Ok(r) => {
-                let (code, message) = http::error_of(r).await;
-                self.tell(Remote::ResumeRefused(format!("{code}: {message}")));
-            }
-            Err(e) => {
-                self.tell(Remote::ResumeRefused(format!("resume request failed: {}", http::describe_reqwest(&e))))
-            }
-        }
-    }
-
-    /// `acp`: re-attach after a node restart: replay the history, then follow.
-    async fn acp_reattach(self, run_id: String) {
-        let mut since = None;
-        let body = match self.get_json(&format!("/runs/{run_id}/events"), &run_id, &mut since).await {
-            Ok(b) => b,
-            Err(lost) => return self.tell(lost),
-        };
-        let events = body.get("events").and_then(Value::as_array).cloned().unwrap_or_default();
-        let count = events.len();
-        let paused_or_ended = events.last().is_some_and(http::ends_stream);
-        self.tell(Remote::Replay(events));
-        if !paused_or_ended {
-            self.resync(&run_id, count).await;
-        }
-    }
-
-    /// `polling`: `POST /runs`, then poll.
-    async fn polling_submit(self, body: Value) {
-        let response = match self.post("/runs", &body).timeout(REQUEST_TIMEOUT).send().await {
-            Ok(r) => r,
-            Err(e) => {
-                let message = format!("POST {}/runs failed: {}", self.target.endpoint, http::describe_reqwest(&e));
-                return self.tell(Remote::Rejected { code: "submit_failed".into(), message });
-            }
-        };
-        let status = response.status().as_u16();
-        let bytes = response.bytes().await.unwrap_or_default();
-        if !(200..300).contains(&status) {
-            let (code, message) = http::error_body(status, &bytes);
-            return self.tell(Remote::Rejected { code, message });
-        }
-        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        let Some(run_id) = body.get("run_id").and_then(Value::as_str).map(str::to_owned) else {
-            let message = format!("POST /runs answer has no run_id: {}", String::from_utf8_lossy(&bytes));
-            return self.tell(Remote::Rejected { code: "submit_failed".into(), message });
-        };
-        let session_id = body.get("session_id").and_then(Value::as_str).map(str::to_owned);
-        self.tell(Remote::Accepted { run_id: Some(run_id.clone()), session_id });
-        self.poll(&run_id).await;
-    }
-
-    /// `polling`: read `GET /runs/{id}` until the run ends.
-    async fn poll(&self, run_id: &str) {
-        let mut since = None;
-        loop {
-            match self.get_json(&format!("/runs/{run_id}"), run_id, &mut since).await {
-                Ok(run) => {
-                    let ended =
-                        matches!(run.get("status").and_then(Value::as_str), Some("completed" | "failed" | "cancelled"));
-                    self.tell(Remote::Snapshot(run));
-                    if ended {
-                        return;
-                    }
-                }
-                Err(lost) => return self.tell(lost),
-            }
-            tokio::time::sleep(http::POLL_INTERVAL).await;
-        }
-    }
-
-    /// `polling`: `POST /runs/{id}/resume` with the payload.
-    async fn polling_resume(self, run_id: String, payload: JsonObject) {
-        match self
-            .post(&format!("/runs/{run_id}/resume"), &Value::Object(payload))
-            .timeout(REQUEST_TIMEOUT)
-            .send()
-            .await
-        {
-            Ok(r) if r.status().is_success() => self.tell(Remote::Resumed),
-            Ok(r) => {
-                let (code, message) = http::error_of(r).await;
-                self.tell(Remote::ResumeRefused(format!("{code}: {message}")));
-            }
-            Err(e) => {
-                self.tell(Remote::ResumeRefused(format!("resume request failed: {}", http::describe_reqwest(&e))))
-            }
-        }
-    }
-
-    /// `POST /runs/{id}/cancel`; the run's own events confirm it.
-    async fn cancel(self, run_id: String) {
-        match self.post(&format!("/runs/{run_id}/cancel"), &json!({})).timeout(REQUEST_TIMEOUT).send().await {
-            Ok(r) if r.status().is_success() => {}
-            Ok(r) => {
-                tracing::info!(target_id = %self.target.target_id, %run_id, status = %r.status(), "cancel refused (run already ended?)")
-            }
-            Err(e) => {
-                tracing::warn!(target_id = %self.target.target_id, %run_id, error = %http::describe_reqwest(&e), "cancel request failed")
-            }
-        }
-    }
-}
 
 impl HttpSession {
     fn follow(state: &HttpSessionState, myself: &ActorRef<HttpSessionMsg>) -> Option<Follow> {
@@ -625,34 +331,17 @@ impl HttpSession {
     }
 
     /// Re-attach: the run's history rebuilds the tracker; only where it stands now is reported.
-    fn replay(myself: &ActorRef<HttpSessionMsg>, state: &mut HttpSessionState, events: Vec<Value>, was_awaiting: bool) {
+    fn replay(myself: &ActorRef<HttpSessionMsg>, state: &mut HttpSessionState, events: Vec<Value>) {
         let Some(t) = state.work.current_mut() else { return };
-        let mut last_state = None;
-        for event in &events {
-            for outcome in t.run.apply(event) {
-                match outcome {
-                    RunOutcome::Awaiting { .. }
-                    | RunOutcome::Completed { .. }
-                    | RunOutcome::Failed { .. }
-                    | RunOutcome::Cancelled => last_state = Some(outcome),
-                    // `run.in-progress` after a pause: the run was resumed.
-                    RunOutcome::Progress { .. } if !t.run.awaiting() => last_state = None,
-                    _ => {}
-                }
-            }
-        }
-        let data: JsonObject = [("run_id".to_owned(), json!(t.run_id())), ("events".to_owned(), json!(events.len()))]
-            .into_iter()
-            .collect();
         let dispatch = t.dispatch.clone();
-        match last_state {
-            Some(RunOutcome::Awaiting { .. }) if was_awaiting => {}
-            Some(now) => Self::apply(myself, state, vec![now]),
-            None if was_awaiting => emit(
+        match replay(&mut t.run, &events) {
+            Replayed::StillAwaiting => {}
+            Replayed::Now(outcome) => Self::apply(myself, state, vec![outcome]),
+            Replayed::ResumedMeanwhile => emit(
                 &dispatch,
                 vec![AdapterEvent::Resumed { message: "The remote run was resumed before the node restarted".into() }],
             ),
-            None => emit(
+            Replayed::Running { data } => emit(
                 &dispatch,
                 vec![AdapterEvent::Running {
                     message: "Re-attached to the remote run after a node restart".into(),
@@ -700,13 +389,9 @@ impl Actor for HttpSession {
             let a = &state.args;
             if let Ok(Some((sid, last))) =
                 a.deps.reader.session_binding(&a.target.target_id, "default", &a.sticky).await
+                && binding_is_fresh(&last, time::OffsetDateTime::now_utc())
             {
-                let fresh = time::OffsetDateTime::parse(&last, &time::format_description::well_known::Rfc3339)
-                    .map(|t| (time::OffsetDateTime::now_utc() - t).whole_seconds() < BINDING_FRESH.as_secs() as i64)
-                    .unwrap_or(false);
-                if fresh {
-                    state.session_id = Some(sid);
-                }
+                state.session_id = Some(sid);
             }
         }
         Self::start_next(&myself, state);
@@ -813,13 +498,7 @@ impl Actor for HttpSession {
                         Self::send_cancel(&myself, state);
                     }
                 }
-                Remote::Replay(events) => {
-                    let was_awaiting = state.work.current().is_some_and(|t| t.run.awaiting());
-                    if let Some(t) = state.work.current_mut() {
-                        t.run.status = None;
-                    }
-                    Self::replay(&myself, state, events, was_awaiting);
-                }
+                Remote::Replay(events) => Self::replay(&myself, state, events),
                 Remote::Snapshot(run) => {
                     let Some(t) = state.work.current_mut() else { return Ok(()) };
                     let outcomes = t.poll.apply(&run);
@@ -941,16 +620,7 @@ impl Actor for HttpSession {
                     if let Some(f) = t.follower.take() {
                         f.abort();
                     }
-                    let event = if t.cancel_requested {
-                        AdapterEvent::Cancelled { message: "Cancelled; the runtime stopped".into() }
-                    } else {
-                        AdapterEvent::Failed {
-                            reason: "runtime_exited".into(),
-                            detail: Some(reason.clone()),
-                            message: "Runtime exited during the task".into(),
-                        }
-                    };
-                    emit(&t.dispatch, vec![event]);
+                    emit(&t.dispatch, vec![runtime_gone(t.cancel_requested, &reason)]);
                 }
                 let waiting = state.work.drain_waiting();
                 let _ = state.args.runtime.cast(AcpMsg::Requeue(waiting));

@@ -1,0 +1,488 @@
+//! The stdio ACP session actor: one per sticky key of a runtime. One prompt at a time (FIFO,
+//! creation order), `session/new` or `session/load` of a persisted binding, `session/update` →
+//! task events (message chunks coalesced to at most one event per 100 ms), permission requests
+//! → `awaiting_input` (or answered by the target's policy), cancel → `session/cancel` then a
+//! bounded wait, after which the process group is killed.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agent_client_protocol_schema::v1::{NewSessionResponse, RequestPermissionRequest};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use super::runtime::AcpMsg;
+use super::updates::{UpdateEffect, map_update, prompt_outcome};
+use crate::clock;
+use crate::model::{JsonObject, PermissionPolicy};
+use crate::port::{AdapterEvent, Dispatch};
+use crate::runtime::RuntimeDeps;
+use crate::runtime::coalesce::{Next, TextCoalescer, text_event};
+use crate::runtime::dialect::{Dialect, choose_option, prompt_text};
+use crate::runtime::jsonrpc::{RpcConn, RpcError};
+use crate::runtime::process;
+use crate::runtime::queue::{SessionQueue, Turn as QueueTurn};
+use crate::runtime::sessions::{binding_is_fresh, cancel_queued, emit, runtime_gone};
+use crate::storage::{SessionBindingRecord, WriteOp};
+
+/// Bound on `session/new` / `session/load`.
+const SESSION_SETUP_TIMEOUT: Duration = Duration::from_secs(90);
+/// A prompt turn may run for a long time; `delivery.timeout_ms` bounds tasks that need it.
+const PROMPT_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+/// Messages of a session actor.
+pub enum AcpSessionMsg {
+    Submit(Box<Dispatch>),
+    Resume {
+        task_id: String,
+        generation: u64,
+        payload: JsonObject,
+    },
+    Cancel {
+        task_id: String,
+        generation: u64,
+    },
+    /// `session/update` params for this session.
+    Update(Value),
+    /// `session/request_permission` for this session.
+    Permission {
+        id: Value,
+        params: Value,
+    },
+    /// `session/new` / `session/load` finished for `turn`.
+    SetupDone {
+        turn: u64,
+        result: Result<String, String>,
+    },
+    /// `session/prompt` answered for `turn`.
+    PromptDone {
+        turn: u64,
+        result: Result<Value, RpcError>,
+    },
+    /// Emit coalesced text for `turn`.
+    Flush {
+        turn: u64,
+    },
+    /// The cancel bound for `turn` elapsed.
+    CancelDeadline {
+        turn: u64,
+    },
+    /// The agent process is gone.
+    RuntimeExited {
+        reason: String,
+    },
+}
+
+/// Arguments of a session actor.
+pub struct AcpSessionArgs {
+    pub runtime: ActorRef<AcpMsg>,
+    pub conn: RpcConn,
+    pub pgid: i32,
+    pub dialect: Dialect,
+    pub target_id: String,
+    pub subcontext: String,
+    pub sticky: String,
+    pub load_session: bool,
+    pub cwd: PathBuf,
+    pub policy: PermissionPolicy,
+    pub deps: Arc<RuntimeDeps>,
+}
+
+/// The turn being run.
+struct Turn {
+    id: u64,
+    dispatch: Dispatch,
+    /// All agent message text of the turn (the result).
+    text: String,
+    /// Text not yet streamed as an event.
+    stream: TextCoalescer,
+    /// A permission request waiting for the task's resume: (JSON-RPC id, options).
+    pending_permission: Option<(Value, Vec<Value>)>,
+    cancel_requested: bool,
+    /// The prompt was sent.
+    prompted: bool,
+}
+
+/// State of a session actor.
+pub struct AcpSessionState {
+    args: AcpSessionArgs,
+    /// The agent's session id once created or loaded.
+    session_id: Option<String>,
+    /// Prompts waiting their turn (creation order) and the turn being run.
+    work: SessionQueue<Turn>,
+}
+
+/// One ACP session (sticky scope).
+pub struct AcpSession;
+
+impl QueueTurn for Turn {
+    type Work = Dispatch;
+    fn work(&self) -> &Dispatch {
+        &self.dispatch
+    }
+}
+
+impl AcpSession {
+    fn start_next(myself: &ActorRef<AcpSessionMsg>, state: &mut AcpSessionState) {
+        let Some(dispatch) = state.work.next_to_start() else { return };
+        let turn = state.work.begin(|id| Turn {
+            id,
+            dispatch,
+            text: String::new(),
+            stream: TextCoalescer::default(),
+            pending_permission: None,
+            cancel_requested: false,
+            prompted: false,
+        });
+        if let Some(sid) = state.session_id.clone() {
+            let _ = myself.cast(AcpSessionMsg::SetupDone { turn, result: Ok(sid) });
+            return;
+        }
+        let (conn, me, a) = (state.args.conn.clone(), myself.clone(), &state.args);
+        let (deps, target, sub, sticky, cwd, load) = (
+            a.deps.clone(),
+            a.target_id.clone(),
+            a.subcontext.clone(),
+            a.sticky.clone(),
+            a.cwd.clone(),
+            a.load_session,
+        );
+        let meta = state.work.current().and_then(|t| a.dialect.new_session_meta(&t.dispatch.runtime_options, &sticky));
+        tokio::spawn(async move {
+            let cwd = cwd.display().to_string();
+            if load
+                && let Ok(Some((sid, last))) = deps.reader.session_binding(&target, &sub, &sticky).await
+                && binding_is_fresh(&last, time::OffsetDateTime::now_utc())
+                && conn
+                    .request(
+                        "session/load",
+                        json!({"sessionId": sid, "cwd": cwd, "mcpServers": []}),
+                        SESSION_SETUP_TIMEOUT,
+                    )
+                    .await
+                    .is_ok()
+            {
+                let _ = me.cast(AcpSessionMsg::SetupDone { turn, result: Ok(sid) });
+                return;
+            }
+            let mut params = json!({"cwd": cwd, "mcpServers": []});
+            if let Some(meta) = meta {
+                params["_meta"] = meta;
+            }
+            let result = match conn.request("session/new", params, SESSION_SETUP_TIMEOUT).await {
+                Ok(v) => serde_json::from_value::<NewSessionResponse>(v.clone())
+                    .map(|r| r.session_id.0.to_string())
+                    .map_err(|e| format!("session/new answer without a sessionId ({e}): {v}")),
+                Err(e) => Err(format!("session/new failed: {e}")),
+            };
+            let _ = me.cast(AcpSessionMsg::SetupDone { turn, result });
+        });
+    }
+
+    fn flush(state: &mut AcpSessionState) {
+        if let Some(t) = state.work.current_mut()
+            && let Some(text) = t.stream.take(Instant::now())
+        {
+            emit(&t.dispatch, vec![text_event(text)]);
+        }
+    }
+
+    fn end_turn(myself: &ActorRef<AcpSessionMsg>, state: &mut AcpSessionState, events: Vec<AdapterEvent>) {
+        Self::flush(state);
+        if let Some(t) = state.work.finish() {
+            emit(&t.dispatch, events);
+            let _ = state.args.runtime.cast(AcpMsg::TurnEnded { task_id: t.dispatch.task_id.clone() });
+            if let Some(sid) = &state.session_id {
+                state.args.deps.write_in_background(WriteOp::SessionBinding(Box::new(SessionBindingRecord {
+                    target_id: state.args.target_id.clone(),
+                    subcontext_key: state.args.subcontext.clone(),
+                    sticky_key: state.args.sticky.clone(),
+                    adapter: state.args.dialect.binding().to_owned(),
+                    remote_session_id: sid.clone(),
+                    metadata_json: json!({ "cwd": state.args.cwd.display().to_string() }).to_string(),
+                    at: clock::now_rfc3339(),
+                })));
+            }
+        }
+        Self::start_next(myself, state);
+    }
+
+    fn answer_permission(state: &AcpSessionState, id: &Value, option_id: Option<&str>) {
+        let outcome = match option_id {
+            Some(o) => json!({"outcome": {"outcome": "selected", "optionId": o}}),
+            None => json!({"outcome": {"outcome": "cancelled"}}),
+        };
+        state.args.conn.respond(id, outcome);
+    }
+}
+
+impl Actor for AcpSession {
+    type Msg = AcpSessionMsg;
+    type State = AcpSessionState;
+    type Arguments = AcpSessionArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<AcpSessionMsg>,
+        args: AcpSessionArgs,
+    ) -> Result<AcpSessionState, ActorProcessingErr> {
+        Ok(AcpSessionState { args, session_id: None, work: SessionQueue::default() })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<AcpSessionMsg>,
+        msg: AcpSessionMsg,
+        state: &mut AcpSessionState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            AcpSessionMsg::Submit(d) => {
+                state.work.push(*d);
+                Self::start_next(&myself, state);
+            }
+            AcpSessionMsg::SetupDone { turn, result } if state.work.current().is_some_and(|t| t.id == turn) => {
+                match result {
+                    Err(detail) => Self::end_turn(
+                        &myself,
+                        state,
+                        vec![AdapterEvent::Failed {
+                            reason: "submit_failed".into(),
+                            detail: Some(detail.clone()),
+                            message: detail,
+                        }],
+                    ),
+                    Ok(sid) => {
+                        if state.session_id.as_deref() != Some(&sid) {
+                            state.session_id = Some(sid.clone());
+                            let _ = state.args.runtime.cast(AcpMsg::SessionBound {
+                                sticky: state.args.sticky.clone(),
+                                session_id: sid.clone(),
+                            });
+                        }
+                        let cancelled = state.work.current().is_some_and(|t| t.cancel_requested);
+                        if cancelled {
+                            Self::end_turn(
+                                &myself,
+                                state,
+                                vec![AdapterEvent::Cancelled {
+                                    message: "Cancelled before the prompt was sent".into(),
+                                }],
+                            );
+                            return Ok(());
+                        }
+                        let (dialect, sticky) = (state.args.dialect, state.args.sticky.clone());
+                        let conn = state.args.conn.clone();
+                        let Some(t) = state.work.current_mut() else { return Ok(()) };
+                        t.prompted = true;
+                        let accepted = dialect.accepted_data(&t.dispatch.runtime_options, &sticky, &sid);
+                        emit(
+                            &t.dispatch,
+                            vec![
+                                AdapterEvent::Submitted {
+                                    binding: dialect.binding().into(),
+                                    remote_execution_id: Some(sid.clone()),
+                                    remote_session_id: Some(sid.clone()),
+                                },
+                                AdapterEvent::Running {
+                                    message: format!("{} accepted the task", dialect.display()),
+                                    data: accepted.as_object().cloned().unwrap_or_default(),
+                                },
+                            ],
+                        );
+                        let text = prompt_text(&t.dispatch.payload);
+                        let runtime = state.args.runtime.clone();
+                        tokio::spawn(async move {
+                            let params = json!({"sessionId": sid, "prompt": [{"type": "text", "text": text}]});
+                            let result = conn.request("session/prompt", params, PROMPT_TIMEOUT).await;
+                            let _ = runtime.cast(AcpMsg::ToSession {
+                                sticky,
+                                msg: Box::new(AcpSessionMsg::PromptDone { turn, result }),
+                            });
+                        });
+                    }
+                }
+            }
+            AcpSessionMsg::SetupDone { .. } => {}
+            AcpSessionMsg::Update(params) => {
+                let Some(t) = state.work.current_mut().filter(|t| t.prompted) else { return Ok(()) };
+                match map_update(&params) {
+                    UpdateEffect::Text(text) => {
+                        t.text.push_str(&text);
+                        match t.stream.push(&text, Instant::now()) {
+                            Next::FlushNow => Self::flush(state),
+                            Next::FlushIn(wait) => {
+                                let turn = t.id;
+                                myself.send_after(wait, move || AcpSessionMsg::Flush { turn });
+                            }
+                            Next::Wait => {}
+                        }
+                    }
+                    UpdateEffect::Event { message, data } => {
+                        Self::flush(state);
+                        if let Some(t) = state.work.current() {
+                            emit(&t.dispatch, vec![AdapterEvent::Running { message, data }]);
+                        }
+                    }
+                    UpdateEffect::Ignore => {}
+                }
+            }
+            AcpSessionMsg::Flush { turn } => {
+                if let Some(t) = state.work.current_mut().filter(|t| t.id == turn) {
+                    t.stream.timer_fired();
+                }
+                Self::flush(state);
+            }
+            AcpSessionMsg::Permission { id, params } => {
+                if state.work.current().is_none_or(|t| t.cancel_requested) {
+                    Self::answer_permission(state, &id, None);
+                    return Ok(());
+                }
+                let request = serde_json::from_value::<RequestPermissionRequest>(params.clone());
+                let options: Vec<Value> = params.get("options").and_then(Value::as_array).cloned().unwrap_or_default();
+                let tool_call = params.get("toolCall").cloned().unwrap_or(Value::Null);
+                if request.is_err() || options.is_empty() {
+                    tracing::warn!(target_id = %state.args.target_id, "malformed permission request; answered cancelled");
+                    Self::answer_permission(state, &id, None);
+                    return Ok(());
+                }
+                let title = tool_call.get("title").and_then(Value::as_str).unwrap_or("a tool call").to_owned();
+                let auto = match state.args.policy {
+                    PermissionPolicy::Ask => None,
+                    PermissionPolicy::Allow => Some("allow"),
+                    PermissionPolicy::Reject => Some("reject"),
+                };
+                if let Some(decision) = auto {
+                    let choice =
+                        choose_option(&options, &[("decision".to_owned(), json!(decision))].into_iter().collect()).ok();
+                    Self::answer_permission(state, &id, choice.as_deref());
+                    Self::flush(state);
+                    if let Some(t) = state.work.current() {
+                        emit(
+                            &t.dispatch,
+                            vec![AdapterEvent::Running {
+                                message: format!("Permission for {title} answered by policy: {decision}"),
+                                data: [("tool_call".to_owned(), tool_call), ("option_id".to_owned(), json!(choice))]
+                                    .into_iter()
+                                    .collect(),
+                            }],
+                        );
+                    }
+                    return Ok(());
+                }
+                Self::flush(state);
+                if let Some(t) = state.work.current_mut() {
+                    t.pending_permission = Some((id, options.clone()));
+                    emit(
+                        &t.dispatch,
+                        vec![AdapterEvent::AwaitingInput {
+                            message: format!("Permission requested: {title}"),
+                            data: [
+                                ("request".to_owned(), json!("permission")),
+                                ("tool_call".to_owned(), tool_call),
+                                ("options".to_owned(), Value::Array(options)),
+                            ]
+                            .into_iter()
+                            .collect(),
+                        }],
+                    );
+                }
+            }
+            AcpSessionMsg::Resume { task_id, generation, payload } => {
+                let pending = state
+                    .work
+                    .current_mut()
+                    .filter(|t| t.dispatch.task_id == task_id && t.dispatch.generation == generation)
+                    .and_then(|t| t.pending_permission.take());
+                match pending {
+                    Some((id, options)) => match choose_option(&options, &payload) {
+                        Ok(option_id) => {
+                            Self::answer_permission(state, &id, Some(&option_id));
+                            let name = options
+                                .iter()
+                                .find(|o| o.get("optionId").and_then(Value::as_str) == Some(&option_id))
+                                .and_then(|o| o.get("name").and_then(Value::as_str))
+                                .unwrap_or(&option_id)
+                                .to_owned();
+                            if let Some(t) = state.work.current() {
+                                emit(
+                                    &t.dispatch,
+                                    vec![AdapterEvent::Resumed { message: format!("Permission answered: {name}") }],
+                                );
+                            }
+                        }
+                        Err(reason) => {
+                            if let Some(t) = state.work.current_mut() {
+                                t.pending_permission = Some((id, options));
+                                emit(&t.dispatch, vec![AdapterEvent::ResumeRefused { reason }]);
+                            }
+                        }
+                    },
+                    None => {
+                        if let Some(t) = state.work.current().filter(|t| t.dispatch.task_id == task_id) {
+                            emit(
+                                &t.dispatch,
+                                vec![AdapterEvent::ResumeRefused { reason: "the agent has no pending request".into() }],
+                            );
+                        }
+                    }
+                }
+            }
+            AcpSessionMsg::Cancel { task_id, generation: _ } => {
+                if cancel_queued(&mut state.work, &task_id, &state.args.runtime) {
+                    return Ok(());
+                }
+                let Some(t) = state.work.current_mut().filter(|t| t.dispatch.task_id == task_id) else { return Ok(()) };
+                if t.cancel_requested {
+                    return Ok(());
+                }
+                t.cancel_requested = true;
+                let (turn, prompted) = (t.id, t.prompted);
+                let pending = t.pending_permission.take();
+                if let Some((id, _)) = pending {
+                    Self::answer_permission(state, &id, None);
+                }
+                if prompted && let Some(sid) = &state.session_id {
+                    state.args.conn.notify("session/cancel", json!({"sessionId": sid}));
+                }
+                let grace = state.args.deps.cancel_grace;
+                myself.send_after(grace, move || AcpSessionMsg::CancelDeadline { turn });
+            }
+            AcpSessionMsg::CancelDeadline { turn } => {
+                if state.work.current().is_some_and(|t| t.id == turn && t.prompted) {
+                    tracing::warn!(
+                        actor_kind = "acp_session", target_id = %state.args.target_id, sticky = %state.args.sticky,
+                        "agent did not end the turn after session/cancel; killing its process group"
+                    );
+                    let pgid = state.args.pgid;
+                    tokio::spawn(async move { process::kill_group(pgid, process::KILL_GRACE).await });
+                    Self::end_turn(
+                        &myself,
+                        state,
+                        vec![AdapterEvent::Cancelled {
+                            message: "Cancelled; the agent did not stop in time and its process was killed".into(),
+                        }],
+                    );
+                }
+            }
+            AcpSessionMsg::PromptDone { turn, result } if state.work.current().is_some_and(|t| t.id == turn) => {
+                let events = match state.work.current() {
+                    Some(t) => prompt_outcome(state.args.dialect.display(), t.cancel_requested, t.text.trim(), result),
+                    None => return Ok(()),
+                };
+                Self::end_turn(&myself, state, events);
+            }
+            AcpSessionMsg::PromptDone { .. } => {}
+            AcpSessionMsg::RuntimeExited { reason } => {
+                Self::flush(state);
+                if let Some(t) = state.work.finish() {
+                    emit(&t.dispatch, vec![runtime_gone(t.cancel_requested, &reason)]);
+                }
+                let waiting = state.work.drain_waiting();
+                let _ = state.args.runtime.cast(AcpMsg::Requeue(waiting));
+                myself.stop(Some(reason));
+            }
+        }
+        Ok(())
+    }
+}
