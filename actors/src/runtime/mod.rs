@@ -86,7 +86,10 @@ pub enum RuntimeSupMsg {
     Health { target: Box<TargetSpec>, options: JsonObject, reply: RpcReplyPort<Result<TargetHealth, RuntimeError>> },
     /// `POST /v1/targets/{id}/stop`.
     Stop { target: Box<TargetSpec>, options: JsonObject, reply: RpcReplyPort<Result<TargetHealth, RuntimeError>> },
-    /// Session reuse prediction for thread inspection: `(runtime up, live session, loadSession)`.
+    /// Session reuse prediction for thread inspection: `(runtime up, live session, a persisted
+    /// binding would be continued)`. Stdio: a live session actor for `sticky`, and the agent's
+    /// `loadSession`. `acp_http`: a live session actor or a server session id the runtime
+    /// remembers for `sticky`; a persisted binding (< 1 h) is always continued.
     SessionProbe {
         target: Box<TargetSpec>,
         options: JsonObject,

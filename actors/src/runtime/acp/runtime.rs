@@ -96,14 +96,19 @@ pub enum AcpMsg {
 
 /// Arguments of the runtime actor.
 pub struct AcpRuntimeArgs {
+    /// The target (launch spec, permissions, idle timeout).
     pub target: TargetSpec,
+    /// Stdio family (HTTP targets: `Acp`).
     pub dialect: Dialect,
     /// Set for `acp_http` targets: the runtime is an HTTP server, ready when its health check
     /// answers, and its sessions are [`HttpSession`]s. An empty `command` argv means the server
     /// is not ours to start (`launch.mode: external`, or no command): only health-checked.
     pub http: Option<Arc<HttpTarget>>,
+    /// Which of the target's processes this is.
     pub subcontext: String,
+    /// What to run, with env and absolute cwd.
     pub command: LaunchCommand,
+    /// Storage, reads and the cancel grace.
     pub deps: Arc<RuntimeDeps>,
 }
 
@@ -111,13 +116,17 @@ pub struct AcpRuntimeArgs {
 struct Child {
     /// When the process was spawned (for `initialize_ms`).
     spawned_at: Instant,
+    /// Reported to tasks and health.
     pid: u32,
+    /// Signalled on stop (the whole group, so helpers go too).
     pgid: i32,
     /// The JSON-RPC connection (stdio agents only).
     conn: Option<RpcConn>,
     /// Held open for HTTP servers, which do not read it: some exit when stdin closes.
     _stdin: Option<tokio::process::ChildStdin>,
+    /// Last stderr lines, for launch errors and exit reports.
     stderr: StderrTail,
+    /// Launch history row and lease id.
     launch_id: String,
 }
 

@@ -76,16 +76,25 @@ pub enum AcpSessionMsg {
 
 /// Arguments of a session actor.
 pub struct AcpSessionArgs {
+    /// The runtime actor: turn ends, bound session ids and re-queued work go back to it.
     pub runtime: ActorRef<AcpMsg>,
+    /// The agent's JSON-RPC connection (requests and notifications of this session).
     pub conn: RpcConn,
+    /// The agent's process group, killed when a cancel is not honoured in time.
     pub pgid: i32,
+    /// Accepted-event wording, binding name and `session/new` extras.
     pub dialect: Dialect,
+    /// Target, subcontext and sticky key: the persisted binding's key (and log fields).
     pub target_id: String,
     pub subcontext: String,
     pub sticky: String,
+    /// The agent advertised `loadSession`: a fresh persisted binding is loaded, not replaced.
     pub load_session: bool,
+    /// The agent's working directory (`session/new`, `session/load`).
     pub cwd: PathBuf,
+    /// How permission requests are answered (`ask` puts the task in `awaiting_input`).
     pub policy: PermissionPolicy,
+    /// Storage (bindings), reads (bindings), the cancel grace.
     pub deps: Arc<RuntimeDeps>,
 }
 
@@ -106,6 +115,7 @@ struct Turn {
 
 /// State of a session actor.
 pub struct AcpSessionState {
+    /// What the session was created with (fixed for its life).
     args: AcpSessionArgs,
     /// The agent's session id once created or loaded.
     session_id: Option<String>,

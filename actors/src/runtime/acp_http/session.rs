@@ -71,11 +71,15 @@ pub enum HttpSessionMsg {
 
 /// Arguments of an HTTP session actor.
 pub struct HttpSessionArgs {
+    /// The runtime actor: turn ends, bound session ids and re-queued work go back to it.
     pub runtime: ActorRef<AcpMsg>,
+    /// Where the server is and how to reach it (client, dialect).
     pub target: Arc<HttpTarget>,
+    /// The scope this session serves (the persisted binding's key).
     pub sticky: String,
     /// The server's session for this scope, if one is known.
     pub session_id: Option<String>,
+    /// Storage (bindings), reads (bindings), the cancel grace.
     pub deps: Arc<RuntimeDeps>,
 }
 
@@ -113,6 +117,7 @@ impl QueueTurn for HttpTurn {
 
 /// State of an HTTP session actor.
 pub struct HttpSessionState {
+    /// What the session was created with (fixed for its life).
     args: HttpSessionArgs,
     /// The server's session id for this scope (reused by every task of it).
     session_id: Option<String>,
