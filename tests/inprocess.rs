@@ -9,7 +9,7 @@ use std::time::Duration;
 use aethrolink::config::NodeArgs;
 use aethrolink::node::{Listeners, serve, start_core};
 use aethrolink_actors::intake::TaskRequest;
-use aethrolink_actors::model::{DeliveryPolicy, TaskStatus};
+use aethrolink_actors::model::{DeliveryPolicy, FailureReason, TaskStatus};
 use aethrolink_actors::service::{Binding, Caller, Services};
 use clap::Parser;
 use serde_json::json;
@@ -132,7 +132,7 @@ async fn a_one_hour_delivery_timeout_fires_on_the_advanced_clock() -> Result {
     jump(Duration::from_secs(3_601)).await;
     assert_eq!(node.wait_for(&task.task_id, TaskStatus::is_terminal).await?, TaskStatus::Failed);
     let failed = node.services.get_task(&caller, &task.task_id).await?;
-    assert_eq!(failed.last_error.map(|e| e.reason).as_deref(), Some("timeout"));
+    assert_eq!(failed.last_error.map(|e| e.reason), Some(FailureReason::Timeout));
     let events = node.services.task_history(&caller, &task.task_id, 0).await?;
     assert!(events.iter().any(|e| e.message.as_deref() == Some("Task timed out after 3600000 ms")));
     node.stop().await

@@ -187,11 +187,141 @@ impl DeliveryRequest {
     }
 }
 
+/// Why a task failed (`last_error.reason`): one spelling per reason, the contract's vocabulary.
+/// A reason an agent or a loopback script names itself (an HTTP agent's error code, `boom`) is
+/// kept as [`FailureReason::Other`]; parsing a known spelling always gives its variant.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum FailureReason {
+    /// `delivery.timeout_ms` elapsed.
+    Timeout,
+    /// A node restart (or a runtime restart) caught the task in flight.
+    Interrupted,
+    /// The task's actor kept failing.
+    Crashed,
+    /// The runtime could not take the task.
+    SubmitFailed,
+    /// A resume could not be delivered.
+    ResumeFailed,
+    /// The runtime could not be started or did not become ready.
+    LaunchFailed,
+    /// The runtime is down and may not be launched.
+    RuntimeUnavailable,
+    /// No runtime of the target's adapter kind in this build.
+    AdapterMissing,
+    /// The agent process exited (or its stdio closed) mid-task.
+    RuntimeExited,
+    /// The agent refused or failed to open a session.
+    SessionFailed,
+    /// The agent answered the prompt with an error.
+    PromptFailed,
+    /// The agent reported a failure without a code of its own.
+    RemoteFailed,
+    /// The remote run is no longer known to the HTTP agent.
+    RemoteRunGone,
+    /// The HTTP agent stayed unreachable past the re-sync bound.
+    RemoteUnreachable,
+    /// The HTTP agent's event stream failed before a run id arrived.
+    StreamFailed,
+    /// A reason the agent (or a script) named itself.
+    Other(String),
+}
+
+impl FailureReason {
+    const KNOWN: [(FailureReason, &'static str); 15] = [
+        (FailureReason::Timeout, "timeout"),
+        (FailureReason::Interrupted, "interrupted"),
+        (FailureReason::Crashed, "crashed"),
+        (FailureReason::SubmitFailed, "submit_failed"),
+        (FailureReason::ResumeFailed, "resume_failed"),
+        (FailureReason::LaunchFailed, "launch_failed"),
+        (FailureReason::RuntimeUnavailable, "runtime unavailable"),
+        (FailureReason::AdapterMissing, "adapter missing"),
+        (FailureReason::RuntimeExited, "runtime_exited"),
+        (FailureReason::SessionFailed, "session_failed"),
+        (FailureReason::PromptFailed, "prompt_failed"),
+        (FailureReason::RemoteFailed, "remote_failed"),
+        (FailureReason::RemoteRunGone, "remote_run_gone"),
+        (FailureReason::RemoteUnreachable, "remote_unreachable"),
+        (FailureReason::StreamFailed, "stream_failed"),
+    ];
+
+    /// The wire spelling.
+    pub fn as_str(&self) -> &str {
+        match self {
+            FailureReason::Other(s) => s,
+            known => Self::KNOWN.iter().find(|(k, _)| k == known).map_or("", |(_, s)| s),
+        }
+    }
+}
+
+impl From<&str> for FailureReason {
+    fn from(s: &str) -> Self {
+        Self::KNOWN
+            .iter()
+            .find(|(_, text)| *text == s)
+            .map_or_else(|| FailureReason::Other(s.to_owned()), |(k, _)| k.clone())
+    }
+}
+
+impl From<String> for FailureReason {
+    fn from(s: String) -> Self {
+        FailureReason::from(s.as_str())
+    }
+}
+
+impl PartialEq<str> for FailureReason {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for FailureReason {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl fmt::Display for FailureReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for FailureReason {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for FailureReason {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(FailureReason::from(String::deserialize(deserializer)?))
+    }
+}
+
+#[cfg(test)]
+mod failure_reason_tests {
+    use super::FailureReason;
+
+    #[test]
+    fn every_known_spelling_round_trips_and_others_are_kept() {
+        for (reason, text) in FailureReason::KNOWN {
+            assert_eq!(reason.as_str(), text);
+            assert_eq!(FailureReason::from(text), reason);
+            assert_eq!(serde_json::to_value(&reason).ok(), Some(serde_json::json!(text)));
+        }
+        assert_eq!(FailureReason::from("boom"), FailureReason::Other("boom".into()));
+        assert_eq!(FailureReason::from("boom").as_str(), "boom");
+        let parsed: Result<FailureReason, _> = serde_json::from_str("\"runtime_exited\"");
+        assert_eq!(parsed.ok(), Some(FailureReason::RuntimeExited));
+    }
+}
+
 /// The error recorded on a failed task.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LastError {
     /// Machine-readable reason (`timeout`, `interrupted`, `remote_failed`, …).
-    pub reason: String,
+    pub reason: FailureReason,
     /// Human detail.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,

@@ -9,7 +9,7 @@
 use ractor::DerivedActorRef;
 use serde_json::Value;
 
-use crate::model::{DeliveryPolicy, JsonObject, RemoteRef};
+use crate::model::{DeliveryPolicy, FailureReason, JsonObject, RemoteRef};
 
 /// Something a runtime reports about a task.
 #[derive(Clone, Debug, PartialEq)]
@@ -18,8 +18,9 @@ pub enum AdapterEvent {
     Submitted { binding: String, remote_execution_id: Option<String>, remote_session_id: Option<String> },
     /// Progress.
     Running { message: String, data: JsonObject },
-    /// The runtime needs input; `POST /v1/tasks/{id}/resume` answers.
-    AwaitingInput { message: String, data: JsonObject },
+    /// The runtime needs input; `POST /v1/tasks/{id}/resume` answers. `pending` says what kind
+    /// of answer it takes (the task checks a resume against it before anything is appended).
+    AwaitingInput { message: String, data: JsonObject, pending: PendingInput },
     /// The runtime accepted a resume and continues.
     Resumed { message: String },
     /// The runtime refused a resume (nothing pending); the task stays awaiting.
@@ -27,9 +28,25 @@ pub enum AdapterEvent {
     /// Finished; `result` becomes the result artifact.
     Completed { message: String, result: Value },
     /// Failed with a machine-readable reason.
-    Failed { reason: String, detail: Option<String>, message: String },
+    Failed { reason: FailureReason, detail: Option<String>, message: String },
     /// Cancellation confirmed.
     Cancelled { message: String },
+}
+
+/// What a task awaiting input waits for: the adapter that asked says so, so a resume is checked
+/// against the request's kind, never by looking for keys in its data.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PendingInput {
+    /// An ACP permission request: the answer names one of these options (by id or by kind).
+    Permission { options: Vec<Value> },
+    /// An HTTP agent's await request (Agent Communication Protocol): the answer carries a
+    /// message (`text` or `message`).
+    AwaitRequest,
+    /// A structured `task.awaiting_input` event of an agent whose protocol has no way to answer
+    /// it (OpenClaw over ACP): a resume is refused; cancel ends the task.
+    Structured,
+    /// Any JSON object answers (loopback scripts, the polling dialect).
+    Free,
 }
 
 /// Launch progress a runtime reports to a task waiting for it.
@@ -170,11 +187,11 @@ pub enum RuntimeError {
 
 impl RuntimeError {
     /// `last_error.reason` for a task failed by this error.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> FailureReason {
         match self {
-            RuntimeError::AdapterMissing(_) => "adapter missing",
-            RuntimeError::Unavailable(_) => "runtime unavailable",
-            RuntimeError::LaunchFailed(_) => "launch_failed",
+            RuntimeError::AdapterMissing(_) => FailureReason::AdapterMissing,
+            RuntimeError::Unavailable(_) => FailureReason::RuntimeUnavailable,
+            RuntimeError::LaunchFailed(_) => FailureReason::LaunchFailed,
         }
     }
 }

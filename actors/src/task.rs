@@ -19,10 +19,12 @@ use crate::clock;
 use crate::error::{AskError, StorageError};
 use crate::ids;
 use crate::model::{
-    EventKind, EventSource, JsonObject, LastError, RemoteRef, TargetSpec, TaskEvent, TaskRecord, TaskStatus,
+    EventKind, EventSource, FailureReason, JsonObject, LastError, RemoteRef, TargetSpec, TaskEvent, TaskRecord,
+    TaskStatus,
 };
 use crate::port::{
-    AdapterEvent, Dispatch, LaunchPhase, RuntimeError, RuntimeHandle, SessionMsg, SessionPort, TaskReport, Waiter,
+    AdapterEvent, Dispatch, LaunchPhase, PendingInput, RuntimeError, RuntimeHandle, SessionMsg, SessionPort,
+    TaskReport, Waiter,
 };
 use crate::registry::TargetTable;
 use crate::runtime::RuntimeSupMsg;
@@ -109,7 +111,7 @@ pub struct TurnSettled {
     pub task_id: String,
     pub status: TaskStatus,
     /// `last_error.reason` of a failed turn.
-    pub reason: Option<String>,
+    pub reason: Option<FailureReason>,
 }
 
 /// Arguments of a task actor.
@@ -211,7 +213,7 @@ pub struct TaskState {
     /// The runtime session holding the task once dispatched.
     session: Option<SessionPort>,
     /// Data of the pending input request (its `options`, for permission requests).
-    awaiting: Option<JsonObject>,
+    awaiting: Option<PendingInput>,
     /// Set by restart recovery for a task whose remote run can be followed again (`acp_http`):
     /// the runtime acquired next re-attaches it instead of dispatching it anew.
     reattach: Option<RemoteRef>,
@@ -315,29 +317,14 @@ impl Actor for TaskActor {
                     let _ = reply.send(Err(rejected.into()));
                     return Ok(());
                 }
-                // A permission request is answered with one of the options the agent offered:
-                // refuse a payload that names none before anything is appended.
-                let mut payload = payload;
-                // An HTTP agent's await request is answered with a message: refuse a payload
-                // that carries none before anything is appended.
-                if state.awaiting.as_ref().is_some_and(|a| a.contains_key("await_request"))
-                    && let Err(reason) = crate::runtime::http::resume_message(&payload)
-                {
-                    let _ = reply.send(Err(TaskError::BadResume(reason)));
-                    return Ok(());
-                }
-                let options = state.awaiting.as_ref().and_then(|a| a.get("options")).and_then(Value::as_array).cloned();
-                if let Some(options) = options {
-                    match crate::runtime::dialect::choose_option(&options, &payload) {
-                        Ok(option_id) => {
-                            payload.insert("option_id".into(), Value::String(option_id));
-                        }
-                        Err(reason) => {
-                            let _ = reply.send(Err(TaskError::BadResume(reason)));
-                            return Ok(());
-                        }
+                // Checked against what is pending before anything is appended.
+                let payload = match checked_resume(state.awaiting.as_ref(), payload) {
+                    Ok(p) => p,
+                    Err(reason) => {
+                        let _ = reply.send(Err(TaskError::BadResume(reason)));
+                        return Ok(());
                     }
-                }
+                };
                 let event = draft(EventKind::TaskResumeRequested, EventSource::Api, "Resume requested")
                     .data(Value::Object(payload.clone()));
                 append(&myself, state, vec![event]).await?;
@@ -346,7 +333,11 @@ impl Actor for TaskActor {
                 let message =
                     SessionMsg::Resume { task_id: state.record.task_id.clone(), generation: state.generation, payload };
                 if !state.session.as_ref().is_some_and(|s| s.send(message)) {
-                    let fail = failed("resume_failed", "no runtime session holds this task", "Runtime session lost");
+                    let fail = failed(
+                        FailureReason::ResumeFailed,
+                        "no runtime session holds this task",
+                        "Runtime session lost",
+                    );
                     append(&myself, state, vec![fail]).await?;
                 }
             }
@@ -370,7 +361,7 @@ impl Actor for TaskActor {
                     append(
                         &myself,
                         state,
-                        vec![failed("crashed", detail, "Task abandoned after repeated internal failures")],
+                        vec![failed(FailureReason::Crashed, detail, "Task abandoned after repeated internal failures")],
                     )
                     .await?;
                 }
@@ -403,12 +394,34 @@ fn abort_timers(state: &mut TaskState) {
     }
 }
 
-fn failed(reason: &str, detail: impl Into<String>, message: impl Into<String>) -> Draft {
+fn failed(reason: FailureReason, detail: impl Into<String>, message: impl Into<String>) -> Draft {
     let detail = detail.into();
     let mut d =
         draft(EventKind::TaskFailed, EventSource::Core, message).data(json!({ "reason": reason, "detail": detail }));
-    d.error = Some(LastError { reason: reason.to_owned(), detail: Some(detail) });
+    d.error = Some(LastError { reason, detail: Some(detail) });
     d
+}
+
+/// The payload a resume sends once checked against what the task waits for: a permission request
+/// takes one of the options the agent offered (its id is added), an HTTP await request takes a
+/// message, a structured request cannot be answered at all. The error names what was wrong. Pure.
+pub fn checked_resume(pending: Option<&PendingInput>, mut payload: JsonObject) -> Result<JsonObject, String> {
+    match pending {
+        Some(PendingInput::Permission { options }) => {
+            let option_id = crate::runtime::dialect::choose_option(options, &payload)?;
+            payload.insert("option_id".into(), Value::String(option_id));
+        }
+        Some(PendingInput::AwaitRequest) => {
+            crate::runtime::http::resume_message(&payload)?;
+        }
+        Some(PendingInput::Structured) => {
+            return Err("this agent asked for input with a structured event, which its protocol cannot answer; \
+                        cancel the task instead"
+                .into());
+        }
+        Some(PendingInput::Free) | None => {}
+    }
+    Ok(payload)
 }
 
 /// Appends events and stops the actor once the task is terminal. A storage failure fails the
@@ -555,9 +568,9 @@ async fn on_acquired(
     let handle = match result {
         Ok(h) => h,
         Err(e) => {
-            let mut d =
-                draft(EventKind::TaskFailed, EventSource::Runtime, e.reason()).data(json!({ "detail": e.to_string() }));
-            d.error = Some(LastError { reason: e.reason().to_owned(), detail: Some(e.to_string()) });
+            let mut d = draft(EventKind::TaskFailed, EventSource::Runtime, e.reason().as_str())
+                .data(json!({ "detail": e.to_string() }));
+            d.error = Some(LastError { reason: e.reason(), detail: Some(e.to_string()) });
             return append(myself, state, vec![d]).await;
         }
     };
@@ -598,7 +611,11 @@ async fn on_acquired(
         return append(
             myself,
             state,
-            vec![failed("submit_failed", "the runtime session stopped before the task was submitted", "submit_failed")],
+            vec![failed(
+                FailureReason::SubmitFailed,
+                "the runtime session stopped before the task was submitted",
+                "submit_failed",
+            )],
         )
         .await;
     }
@@ -639,7 +656,7 @@ async fn reattach(
         Ok(h) => h,
         Err(e) => {
             let d = failed(
-                "interrupted",
+                FailureReason::Interrupted,
                 format!("cannot re-attach after a node restart: {e}"),
                 "Task interrupted by node restart",
             );
@@ -649,13 +666,13 @@ async fn reattach(
     let awaiting = state.lifecycle.status() == TaskStatus::AwaitingInput;
     if awaiting {
         // Resume validation needs to know the pause is an HTTP await request.
-        state.awaiting = Some([("await_request".to_owned(), Value::Null)].into_iter().collect());
+        state.awaiting = Some(PendingInput::AwaitRequest);
     }
     tracing::info!(actor_kind = "task", task_id = %state.record.task_id, run_id = ?remote.remote_execution_id, "re-attaching to the remote run after a node restart");
     let dispatch = dispatch_of(myself, state);
     if !handle.session.send(SessionMsg::Attach { dispatch: Box::new(dispatch), remote, awaiting }) {
         let d = failed(
-            "interrupted",
+            FailureReason::Interrupted,
             "the runtime stopped before the task could re-attach",
             "Task interrupted by node restart",
         );
@@ -691,8 +708,8 @@ async fn adapter_draft(state: &mut TaskState, event: AdapterEvent) -> Result<Opt
         AdapterEvent::Running { message, data } => {
             draft(EventKind::TaskRunning, EventSource::Adapter, message).data(Value::Object(data))
         }
-        AdapterEvent::AwaitingInput { message, data } => {
-            state.awaiting = Some(data.clone());
+        AdapterEvent::AwaitingInput { message, data, pending } => {
+            state.awaiting = Some(pending);
             draft(EventKind::TaskAwaitingInput, EventSource::Adapter, message).data(Value::Object(data))
         }
         AdapterEvent::Resumed { message } => {
@@ -776,7 +793,7 @@ async fn on_deadline(myself: &ActorRef<TaskMsg>, state: &mut TaskState, which: D
                 myself,
                 state,
                 vec![failed(
-                    "timeout",
+                    FailureReason::Timeout,
                     format!("no result within delivery.timeout_ms = {ms}"),
                     format!("Task timed out after {ms} ms"),
                 )],
@@ -811,7 +828,7 @@ async fn recover(myself: &ActorRef<TaskMsg>, state: &mut TaskState) -> Result<()
     let Some(target) = state.target.clone() else {
         let target = state.record.resolved_agent_id.clone().unwrap_or_default();
         let d = failed(
-            "interrupted",
+            FailureReason::Interrupted,
             format!("target '{target}' is no longer registered"),
             "Task interrupted by node restart: its target is gone",
         );
@@ -826,7 +843,8 @@ async fn recover(myself: &ActorRef<TaskMsg>, state: &mut TaskState) -> Result<()
         match load_payload(state).await {
             Ok(p) => state.payload = Some(p),
             Err(detail) => {
-                let d = failed("interrupted", detail, "Task interrupted by node restart: payload unreadable");
+                let d =
+                    failed(FailureReason::Interrupted, detail, "Task interrupted by node restart: payload unreadable");
                 return append(myself, state, vec![d]).await;
             }
         }
@@ -837,7 +855,7 @@ async fn recover(myself: &ActorRef<TaskMsg>, state: &mut TaskState) -> Result<()
     }
     if status.is_dispatched() {
         let d = failed(
-            "interrupted",
+            FailureReason::Interrupted,
             format!("the {} runtime cannot resume a task after a node restart (was {status})", target.adapter),
             "Task interrupted by node restart",
         );
@@ -855,7 +873,11 @@ async fn recover(myself: &ActorRef<TaskMsg>, state: &mut TaskState) -> Result<()
             return append(
                 myself,
                 state,
-                vec![failed("interrupted", detail, "Task interrupted by node restart: payload unreadable")],
+                vec![failed(
+                    FailureReason::Interrupted,
+                    detail,
+                    "Task interrupted by node restart: payload unreadable",
+                )],
             )
             .await;
         }
@@ -877,4 +899,43 @@ async fn load_payload(state: &TaskState) -> Result<Value, String> {
         .ok_or_else(|| format!("payload artifact {id} missing"))?;
     let bytes = state.deps.artifacts.read(body).await.map_err(|e| e.to_string())?;
     serde_json::from_slice(&bytes).map_err(|e| format!("payload artifact {id}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(v: Value) -> JsonObject {
+        match v {
+            Value::Object(o) => o,
+            _ => JsonObject::new(),
+        }
+    }
+
+    #[test]
+    fn a_resume_is_checked_against_what_is_pending() {
+        let options =
+            vec![json!({"optionId": "yes", "kind": "allow_once"}), json!({"optionId": "no", "kind": "reject_once"})];
+        let permission = PendingInput::Permission { options };
+        let cases: Vec<(Option<&PendingInput>, Value, Result<Value, &str>)> = vec![
+            (Some(&permission), json!({"decision": "allow"}), Ok(json!({"decision": "allow", "option_id": "yes"}))),
+            (Some(&permission), json!({"option_id": "no"}), Ok(json!({"option_id": "no"}))),
+            (Some(&permission), json!({"option_id": "maybe"}), Err("option_id 'maybe' is not offered")),
+            (Some(&permission), json!({"text": "sure"}), Err("resume needs \"option_id\"")),
+            (Some(&PendingInput::AwaitRequest), json!({"text": "yes"}), Ok(json!({"text": "yes"}))),
+            (Some(&PendingInput::AwaitRequest), json!({"other": 1}), Err("")),
+            (Some(&PendingInput::Structured), json!({"text": "yes"}), Err("structured event")),
+            (Some(&PendingInput::Free), json!({"anything": [1]}), Ok(json!({"anything": [1]}))),
+            (None, json!({}), Ok(json!({}))),
+        ];
+        for (pending, payload, want) in cases {
+            let got = checked_resume(pending, obj(payload.clone())).map(Value::Object);
+            match want {
+                Ok(v) => assert_eq!(got, Ok(v), "{pending:?} {payload}"),
+                Err(part) => {
+                    assert!(matches!(&got, Err(m) if m.contains(part)), "{pending:?} {payload}: {got:?}")
+                }
+            }
+        }
+    }
 }

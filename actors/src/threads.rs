@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::intake::{Intake, TaskRequest, create_task};
-use crate::model::{DeliveryPolicy, JsonObject, TaskRecord, TaskStatus, ThreadStatus};
+use crate::model::{DeliveryPolicy, FailureReason, JsonObject, TaskRecord, TaskStatus, ThreadStatus};
 use crate::storage::{StorageMsg, StoreReader, WriteOp, write_in_background};
 use crate::supervision::{ASK_TIMEOUT, Slot};
 use crate::task::TurnSettled;
@@ -242,7 +242,7 @@ impl Actor for ThreadCoordinator {
                 let Some(plan) = state.runs.get(&thread_id).filter(|p| p.last_task_id == task_id) else {
                     return Ok(());
                 };
-                match plan.step(status, reason.as_deref()) {
+                match plan.step(status, reason.as_ref().map(FailureReason::as_str)) {
                     HandoffStep::Wait => {}
                     HandoffStep::Stop(reason) => Self::stop(state, &thread_id, reason),
                     HandoffStep::Next { sender, target } => {

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use super::Dispatch;
 use crate::model::{JsonObject, TargetSpec};
+use crate::port::PendingInput;
 
 /// `remote.binding` of tasks run by this adapter (and `session_bindings.adapter`).
 pub const BINDING: &str = "acp_comm_http";
@@ -342,7 +343,7 @@ pub enum RunOutcome {
     /// A running event.
     Progress { message: String, data: JsonObject },
     /// The run waits for input.
-    Awaiting { message: String, data: JsonObject },
+    Awaiting { message: String, data: JsonObject, pending: PendingInput },
     /// Finished; the task result.
     Completed { result: Value },
     /// Failed with the server's code and message.
@@ -475,6 +476,7 @@ impl RunTracker {
                         ("run_id", run_id),
                         ("resume", json!("POST /v1/tasks/{id}/resume with {\"text\": ...} or {\"message\": {...}}")),
                     ]),
+                    pending: PendingInput::AwaitRequest,
                 });
             }
             "run.completed" => out.push(RunOutcome::Completed { result: self.result(&run) }),
@@ -538,7 +540,12 @@ impl PollTracker {
         }
         let outcome = match status.as_str() {
             "awaiting_input" | "awaiting" => {
-                RunOutcome::Awaiting { message: "Runtime requires additional input".into(), data }
+                RunOutcome::Awaiting {
+                    message: "Runtime requires additional input".into(),
+                    data,
+                    // The polling API forwards any resume payload as it is.
+                    pending: PendingInput::Free,
+                }
             }
             "completed" => RunOutcome::Completed { result: run.get("result").cloned().unwrap_or_else(|| json!({})) },
             "failed" => {
@@ -609,7 +616,8 @@ mod tests {
             "await_request": {"type": "message", "message": {"role": "agent", "parts": [{"content": "Approve? (yes/no)"}]}}});
         let out = t.apply(&ev("run.awaiting", awaiting));
         assert!(matches!(&out[0], RunOutcome::Bound { .. }));
-        let RunOutcome::Awaiting { message, data } = &out[1] else { panic!("{out:?}") };
+        let RunOutcome::Awaiting { message, data, pending } = &out[1] else { panic!("{out:?}") };
+        assert_eq!(*pending, PendingInput::AwaitRequest);
         assert!(message.contains("Approve? (yes/no)"));
         assert_eq!(data["await_request"]["type"], "message");
         assert!(t.awaiting());

@@ -23,8 +23,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::{AdapterEvent, Dispatch, SessionMsg, TaskReplyTo};
-use crate::model::JsonObject;
-use crate::port::report;
+use crate::model::{FailureReason, JsonObject};
+use crate::port::{PendingInput, report};
 
 /// Largest number of progress steps a script may ask for.
 pub const MAX_STEPS: u64 = 100_000;
@@ -164,7 +164,11 @@ async fn run_script(script: Script, d: Dispatch, mut control: mpsc::Receiver<Con
         Script::AwaitInput { prompt } => {
             let mut data = JsonObject::new();
             data.insert("prompt".into(), json!(prompt.unwrap_or_else(|| "Loopback is waiting for input".into())));
-            accepted.push(AdapterEvent::AwaitingInput { message: "Waiting for input".into(), data });
+            accepted.push(AdapterEvent::AwaitingInput {
+                message: "Waiting for input".into(),
+                data,
+                pending: PendingInput::Free,
+            });
             emit(to, generation, accepted);
             let Some(Control::Resume(input)) = control.recv().await else { return };
             let text = input.get("text").cloned().unwrap_or(Value::Null);
@@ -179,7 +183,7 @@ async fn run_script(script: Script, d: Dispatch, mut control: mpsc::Receiver<Con
         }
         Script::Fail { reason } => {
             let message = format!("Loopback failed: {reason}");
-            accepted.push(AdapterEvent::Failed { reason, detail: None, message });
+            accepted.push(AdapterEvent::Failed { reason: reason.into(), detail: None, message });
             emit(to, generation, accepted);
         }
         Script::Sleep { ms } => {
@@ -220,7 +224,7 @@ impl Actor for LoopbackRuntime {
                             &d.reply_to,
                             d.generation,
                             vec![AdapterEvent::Failed {
-                                reason: "submit_failed".into(),
+                                reason: FailureReason::SubmitFailed,
                                 detail: Some(detail.clone()),
                                 message: detail,
                             }],
@@ -274,7 +278,7 @@ impl Actor for LoopbackRuntime {
             // Loopback keeps nothing across restarts; recovery never re-attaches to it.
             SessionMsg::Attach { dispatch, .. } => {
                 dispatch.report(vec![AdapterEvent::Failed {
-                    reason: "interrupted".into(),
+                    reason: FailureReason::Interrupted,
                     detail: Some("the loopback runtime cannot re-attach a task".into()),
                     message: "Task interrupted by node restart".into(),
                 }]);

@@ -10,6 +10,7 @@ use time::format_description::well_known::Rfc3339;
 
 use super::acp::AcpMsg;
 use super::queue::{SessionQueue, Turn};
+use crate::model::FailureReason;
 use crate::port::{AdapterEvent, Dispatch};
 
 /// A persisted session binding older than this is not reused (agents and the reference HTTP
@@ -48,7 +49,7 @@ pub fn runtime_gone(cancel_requested: bool, reason: &str) -> AdapterEvent {
         AdapterEvent::Cancelled { message: "Cancelled; the runtime stopped".into() }
     } else {
         AdapterEvent::Failed {
-            reason: "runtime_exited".into(),
+            reason: FailureReason::RuntimeExited,
             detail: Some(reason.to_owned()),
             message: "Runtime exited during the task".into(),
         }

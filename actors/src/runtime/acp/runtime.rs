@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use super::session::{AcpSession, AcpSessionArgs, AcpSessionMsg};
 use crate::clock;
 use crate::ids;
-use crate::model::{JsonObject, LaunchMode, TargetSpec};
+use crate::model::{FailureReason, JsonObject, LaunchMode, TargetSpec};
 use crate::port::{
     AdapterEvent, Dispatch, RuntimeError, RuntimeHandle, SessionMsg, SessionPort, TaskReplyTo, Waiter, report,
 };
@@ -653,7 +653,7 @@ impl Actor for AcpRuntime {
             AcpMsg::Session(SessionMsg::Attach { dispatch, remote, awaiting }) => {
                 if !state.life.is_ready() || state.http.is_none() {
                     dispatch.report(vec![AdapterEvent::Failed {
-                        reason: "interrupted".into(),
+                        reason: FailureReason::Interrupted,
                         detail: Some("the runtime went down before the task could re-attach".into()),
                         message: "Task interrupted by node restart".into(),
                     }]);
@@ -804,7 +804,7 @@ impl Actor for AcpRuntime {
                             &task,
                             generation,
                             vec![AdapterEvent::Failed {
-                                reason: "session_failed".into(),
+                                reason: FailureReason::SessionFailed,
                                 detail: Some(err.to_string()),
                                 message: "Session failed".into(),
                             }],

@@ -16,8 +16,8 @@ use tokio::time::Instant;
 use super::runtime::AcpMsg;
 use super::updates::{UpdateEffect, map_update, prompt_outcome};
 use crate::clock;
-use crate::model::{JsonObject, PermissionPolicy};
-use crate::port::{AdapterEvent, Dispatch};
+use crate::model::{FailureReason, JsonObject, PermissionPolicy};
+use crate::port::{AdapterEvent, Dispatch, PendingInput};
 use crate::runtime::RuntimeDeps;
 use crate::runtime::coalesce::{Next, TextCoalescer, text_event};
 use crate::runtime::dialect::{Dialect, choose_option, prompt_text};
@@ -257,7 +257,7 @@ impl Actor for AcpSession {
                         &myself,
                         state,
                         vec![AdapterEvent::Failed {
-                            reason: "submit_failed".into(),
+                            reason: FailureReason::SubmitFailed,
                             detail: Some(detail.clone()),
                             message: detail,
                         }],
@@ -390,10 +390,11 @@ impl Actor for AcpSession {
                             data: [
                                 ("request".to_owned(), json!("permission")),
                                 ("tool_call".to_owned(), tool_call),
-                                ("options".to_owned(), Value::Array(options)),
+                                ("options".to_owned(), Value::Array(options.clone())),
                             ]
                             .into_iter()
                             .collect(),
+                            pending: PendingInput::Permission { options },
                         }],
                     );
                 }

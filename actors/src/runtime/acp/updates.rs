@@ -4,7 +4,7 @@
 use agent_client_protocol_schema::v1::{ContentBlock, PromptResponse, SessionNotification, SessionUpdate, StopReason};
 use serde_json::{Value, json};
 
-use crate::model::JsonObject;
+use crate::model::{FailureReason, JsonObject};
 use crate::port::AdapterEvent;
 use crate::runtime::jsonrpc::RpcError;
 
@@ -81,12 +81,12 @@ pub fn prompt_outcome(
                     vec![AdapterEvent::Cancelled { message: format!("{display} cancelled the task") }]
                 }
                 Ok(_) => vec![AdapterEvent::Failed {
-                    reason: stop_name.clone(),
+                    reason: FailureReason::from(stop_name.as_str()),
                     detail: Some(format!("the agent ended the turn with stopReason {stop_name}")),
                     message: format!("{display} stopped: {stop_name}"),
                 }],
                 Err(e) => vec![AdapterEvent::Failed {
-                    reason: "prompt_failed".into(),
+                    reason: FailureReason::PromptFailed,
                     detail: Some(format!("unreadable prompt answer ({e}): {v}")),
                     message: "Unreadable prompt answer".into(),
                 }],
@@ -96,12 +96,12 @@ pub fn prompt_outcome(
             vec![AdapterEvent::Cancelled { message: format!("{display} cancelled the task") }]
         }
         Err(RpcError::Closed(detail)) => vec![AdapterEvent::Failed {
-            reason: "runtime_exited".into(),
+            reason: FailureReason::RuntimeExited,
             detail: Some(detail),
             message: "Runtime exited during the turn".into(),
         }],
         Err(e) => vec![AdapterEvent::Failed {
-            reason: "prompt_failed".into(),
+            reason: FailureReason::PromptFailed,
             detail: Some(e.to_string()),
             message: format!("{display} failed the prompt"),
         }],
@@ -194,6 +194,6 @@ mod tests {
             assert_eq!(prompt_outcome("Goose", cancel, "hi", result), vec![want], "{name}");
         }
         let unreadable = prompt_outcome("Goose", false, "", Ok(json!({"stopReason": 3})));
-        assert!(matches!(&unreadable[..], [AdapterEvent::Failed { reason, .. }] if reason == "prompt_failed"));
+        assert!(matches!(&unreadable[..], [AdapterEvent::Failed { reason, .. }] if *reason == "prompt_failed"));
     }
 }

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::session::HttpSessionMsg;
-use crate::model::JsonObject;
+use crate::model::{FailureReason, JsonObject};
 use crate::runtime::http::{self, HttpTarget, REQUEST_TIMEOUT, SseParser};
 
 /// What a follower read from the server for a turn.
@@ -34,7 +34,7 @@ pub enum Remote {
     /// The stream ended before the run did; re-syncing.
     StreamDropped(String),
     /// The run is gone or unreachable past the bound: the task fails with this reason.
-    Lost { reason: &'static str, detail: String },
+    Lost { reason: FailureReason, detail: String },
 }
 
 /// What a follower needs: where to send, what to send with, whom to tell.
@@ -77,7 +77,7 @@ impl Follow {
                 Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => {
                     let (_, message) = http::error_of(r).await;
                     return Err(Remote::Lost {
-                        reason: "remote_run_gone",
+                        reason: FailureReason::RemoteRunGone,
                         detail: format!("run {run_id} no longer exists on {} ({message})", self.target.endpoint),
                     });
                 }
@@ -87,7 +87,7 @@ impl Follow {
             let first = *since.get_or_insert_with(Instant::now);
             if first.elapsed() >= self.bound {
                 return Err(Remote::Lost {
-                    reason: "remote_unreachable",
+                    reason: FailureReason::RemoteUnreachable,
                     detail: format!(
                         "run {run_id}: {} unreachable for {} ms (last: {last})",
                         self.target.endpoint,
@@ -127,7 +127,10 @@ impl Follow {
             }
         };
         let Some(run_id) = run_id else {
-            self.tell(Remote::Lost { reason: "stream_failed", detail: format!("{dropped}; no run id was received") });
+            self.tell(Remote::Lost {
+                reason: FailureReason::StreamFailed,
+                detail: format!("{dropped}; no run id was received"),
+            });
             return;
         };
         self.tell(Remote::StreamDropped(dropped));

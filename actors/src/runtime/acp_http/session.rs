@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use super::follow::{Follow, Remote};
 use super::replay::{Replayed, replay};
 use crate::clock;
-use crate::model::{JsonObject, RemoteRef};
+use crate::model::{FailureReason, JsonObject, RemoteRef};
 use crate::port::{AdapterEvent, Dispatch};
 use crate::runtime::RuntimeDeps;
 use crate::runtime::acp::AcpMsg;
@@ -174,14 +174,14 @@ impl HttpSession {
             let body = match body {
                 Ok(b) => b,
                 Err(detail) => {
-                    Self::refuse(state, dispatch, "submit_failed", detail);
+                    Self::refuse(state, dispatch, FailureReason::SubmitFailed, detail);
                     continue;
                 }
             };
             match Self::headers_of(&dispatch) {
                 Ok(headers) => Self::new_turn(state, dispatch, headers),
                 Err(detail) => {
-                    Self::refuse(state, dispatch, "submit_failed", detail);
+                    Self::refuse(state, dispatch, FailureReason::SubmitFailed, detail);
                     continue;
                 }
             };
@@ -197,11 +197,11 @@ impl HttpSession {
     }
 
     /// Fails a task that could not be submitted.
-    fn refuse(state: &HttpSessionState, d: Dispatch, reason: &str, detail: String) {
+    fn refuse(state: &HttpSessionState, d: Dispatch, reason: FailureReason, detail: String) {
         emit(
             &d,
             vec![AdapterEvent::Failed {
-                reason: reason.into(),
+                reason,
                 detail: Some(detail.clone()),
                 message: format!("Submit failed: {detail}"),
             }],
@@ -300,10 +300,10 @@ impl HttpSession {
                         emit(&t.dispatch, vec![AdapterEvent::Running { message, data }]);
                     }
                 }
-                RunOutcome::Awaiting { message, data } => {
+                RunOutcome::Awaiting { message, data, pending } => {
                     Self::flush(state);
                     if let Some(t) = state.work.current() {
-                        emit(&t.dispatch, vec![AdapterEvent::AwaitingInput { message, data }]);
+                        emit(&t.dispatch, vec![AdapterEvent::AwaitingInput { message, data, pending }]);
                     }
                 }
                 RunOutcome::Completed { result } => {
@@ -318,7 +318,7 @@ impl HttpSession {
                         myself,
                         state,
                         vec![AdapterEvent::Failed {
-                            reason: code,
+                            reason: code.into(),
                             detail: Some(message.clone()),
                             message: format!("HTTP agent failed the task: {message}"),
                         }],
@@ -434,7 +434,7 @@ impl Actor for HttpSession {
                 match Self::headers_of(&dispatch) {
                     Ok(headers) => Self::new_turn(state, dispatch, headers),
                     Err(detail) => {
-                        Self::refuse(state, dispatch, "interrupted", detail);
+                        Self::refuse(state, dispatch, FailureReason::Interrupted, detail);
                         return Ok(());
                     }
                 };
@@ -487,7 +487,7 @@ impl Actor for HttpSession {
                         &myself,
                         state,
                         vec![AdapterEvent::Failed {
-                            reason: code,
+                            reason: code.into(),
                             detail: Some(message.clone()),
                             message: format!("Submit failed: {message}"),
                         }],
@@ -542,7 +542,7 @@ impl Actor for HttpSession {
                         }
                     } else {
                         AdapterEvent::Failed {
-                            reason: reason.into(),
+                            reason,
                             detail: Some(detail.clone()),
                             message: format!("Lost the remote run: {detail}"),
                         }
