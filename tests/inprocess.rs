@@ -171,8 +171,44 @@ async fn an_idle_runtime_stops_after_its_idle_timeout() -> Result {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     assert!(!healthy, "runtime still up after its idle timeout");
-    let launches = node.services.target_launches(&caller, "fake").await?;
+    // The launch is recorded as ended once its process group is gone (written in the background).
+    let mut launches = Vec::new();
+    for _ in 0..200 {
+        launches = node.services.target_launches(&caller, "fake").await?;
+        if launches.first().is_some_and(|l| l.ended_at.is_some()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
     assert_eq!(launches.len(), 1);
     assert!(launches[0].ended_at.is_some(), "launch not recorded as ended: {:?}", launches[0]);
+    node.stop().await
+}
+
+#[tokio::test]
+async fn a_presence_lease_lapses_and_a_heartbeat_renews_it() -> Result {
+    // Presence is wall-clock (leases are persisted as timestamps), so this one waits for real:
+    // a one-second lease.
+    let node = InProcess::start().await?;
+    let caller = Caller::anonymous(Binding::Internal);
+    let reg = aethrolink_actors::registry::Registration {
+        agent_id: Some("helper".into()),
+        display_name: "helper".into(),
+        transport_kind: "local_managed".into(),
+        adapter: Some("loopback".into()),
+        capabilities: vec!["help.me".into()],
+        lease_ttl_seconds: Some(1),
+        ..Default::default()
+    };
+    node.services.register_agent(&caller, reg).await?;
+    let status = |a: aethrolink_actors::model::AgentRecord| serde_json::to_value(a.status).unwrap_or_default();
+    assert_eq!(status(node.services.get_agent(&caller, "helper").await?), json!("online"));
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    assert_eq!(status(node.services.get_agent(&caller, "helper").await?), json!("offline"));
+    // Offline agents stay targets: presence never blocks on-demand launch.
+    let task = node.services.create_task(&caller, request("helper", "help.me", json!({"text": "hi"}))).await?;
+    assert_eq!(node.wait_for(&task.task_id, TaskStatus::is_terminal).await?, TaskStatus::Completed);
+    node.services.heartbeat(&caller, "helper".into(), Some(60)).await?;
+    assert_eq!(status(node.services.get_agent(&caller, "helper").await?), json!("online"));
     node.stop().await
 }

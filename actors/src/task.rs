@@ -13,6 +13,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
+use crate::adapters::AdapterKind;
 use crate::artifacts::ArtifactStore;
 use crate::artifacts::NewArtifact;
 use crate::clock;
@@ -819,73 +820,114 @@ async fn on_deadline(myself: &ActorRef<TaskMsg>, state: &mut TaskState, which: D
 /// tasks an HTTP agent holds (`acp_http` with a known remote run) are re-attached to that run;
 /// other tasks a runtime held cannot be resumed (loopback keeps nothing, a stdio prompt turn
 /// dies with its connection), so they fail with `interrupted`.
+/// What restart recovery does with a stored task. Decided by [`Recovery::of`], pure.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Recovery {
+    /// Already terminal: the actor just stops.
+    Settled,
+    /// Its target is no longer registered: fail `interrupted`.
+    TargetGone,
+    /// An HTTP agent holds its run (`acp_http` with a recorded run id): follow that run again.
+    Reattach(RemoteRef),
+    /// A runtime held it and cannot resume it (loopback keeps nothing, a stdio prompt turn dies
+    /// with its connection): fail `interrupted`.
+    Interrupted,
+    /// Never handed to a runtime: dispatch it again, first recording the route when creation
+    /// did not get that far.
+    Redispatch { record_route: bool },
+}
+
+impl Recovery {
+    /// The decision for a task in `status` whose last event is `last_seq`, on a target of
+    /// `adapter` (`None`: the target is gone), with the remote run it recorded. Pure.
+    pub fn of(status: TaskStatus, last_seq: u64, adapter: Option<&str>, remote: Option<&RemoteRef>) -> Recovery {
+        if status.is_terminal() {
+            return Recovery::Settled;
+        }
+        let Some(adapter) = adapter else { return Recovery::TargetGone };
+        if status.is_dispatched() {
+            let http_run = remote
+                .filter(|r| r.binding == crate::runtime::http::BINDING && r.remote_execution_id.is_some())
+                .filter(|_| adapter.parse::<AdapterKind>() == Ok(AdapterKind::AcpHttp));
+            return match http_run {
+                Some(run) => Recovery::Reattach(run.clone()),
+                None => Recovery::Interrupted,
+            };
+        }
+        // `task.created` and `task.routed` are written together; a task with fewer events
+        // never finished creation.
+        Recovery::Redispatch { record_route: last_seq < 2 }
+    }
+}
+
+/// Continues a task loaded from storage as [`Recovery::of`] decides.
 async fn recover(myself: &ActorRef<TaskMsg>, state: &mut TaskState) -> Result<(), TaskError> {
     let status = state.lifecycle.status();
-    if status.is_terminal() {
-        myself.stop(Some("already terminal".into()));
-        return Ok(());
-    }
-    let Some(target) = state.target.clone() else {
-        let target = state.record.resolved_agent_id.clone().unwrap_or_default();
-        let d = failed(
-            FailureReason::Interrupted,
-            format!("target '{target}' is no longer registered"),
-            "Task interrupted by node restart: its target is gone",
-        );
-        return append(myself, state, vec![d]).await;
-    };
-    let remote_run = state
-        .record
-        .remote
-        .clone()
-        .filter(|r| r.binding == crate::runtime::http::BINDING && r.remote_execution_id.is_some());
-    if status.is_dispatched() && target.adapter == "acp_http" && remote_run.is_some() {
-        match load_payload(state).await {
-            Ok(p) => state.payload = Some(p),
-            Err(detail) => {
-                let d =
-                    failed(FailureReason::Interrupted, detail, "Task interrupted by node restart: payload unreadable");
-                return append(myself, state, vec![d]).await;
+    let adapter = state.target.as_ref().map(|t| t.adapter.clone());
+    match Recovery::of(status, state.lifecycle.last_seq(), adapter.as_deref(), state.record.remote.as_ref()) {
+        Recovery::Settled => {
+            myself.stop(Some("already terminal".into()));
+            Ok(())
+        }
+        Recovery::TargetGone => {
+            let target = state.record.resolved_agent_id.clone().unwrap_or_default();
+            let d = failed(
+                FailureReason::Interrupted,
+                format!("target '{target}' is no longer registered"),
+                "Task interrupted by node restart: its target is gone",
+            );
+            append(myself, state, vec![d]).await
+        }
+        Recovery::Interrupted => {
+            let d = failed(
+                FailureReason::Interrupted,
+                format!(
+                    "the {} runtime cannot resume a task after a node restart (was {status})",
+                    adapter.unwrap_or_default()
+                ),
+                "Task interrupted by node restart",
+            );
+            append(myself, state, vec![d]).await
+        }
+        Recovery::Reattach(run) => {
+            if !load_payload_or_fail(myself, state).await? {
+                return Ok(());
             }
+            state.reattach = Some(run);
+            tracing::info!(actor_kind = "task", task_id = %state.record.task_id, status = %status, "recovered task re-attaches to its remote run");
+            acquire_runtime(myself, state);
+            Ok(())
         }
-        state.reattach = remote_run;
-        tracing::info!(actor_kind = "task", task_id = %state.record.task_id, status = %status, "recovered task re-attaches to its remote run");
-        acquire_runtime(myself, state);
-        return Ok(());
+        Recovery::Redispatch { record_route } => {
+            if record_route {
+                let data = json!({ "resolved_agent_id": state.record.resolved_agent_id, "runtime_options": state.record.runtime_options });
+                let routed = draft(EventKind::TaskRouted, EventSource::Core, "Route resolved").data(data);
+                append(myself, state, vec![routed]).await?;
+            }
+            if !load_payload_or_fail(myself, state).await? {
+                return Ok(());
+            }
+            tracing::info!(actor_kind = "task", task_id = %state.record.task_id, status = %status, "recovered task resumes dispatch");
+            acquire_runtime(myself, state);
+            Ok(())
+        }
     }
-    if status.is_dispatched() {
-        let d = failed(
-            FailureReason::Interrupted,
-            format!("the {} runtime cannot resume a task after a node restart (was {status})", target.adapter),
-            "Task interrupted by node restart",
-        );
-        return append(myself, state, vec![d]).await;
-    }
-    if state.lifecycle.last_seq() < 2 {
-        // Creation never completed its second event: record the route now.
-        let data = json!({ "resolved_agent_id": state.record.resolved_agent_id, "runtime_options": state.record.runtime_options });
-        append(myself, state, vec![draft(EventKind::TaskRouted, EventSource::Core, "Route resolved").data(data)])
-            .await?;
-    }
-    let payload = match load_payload(state).await {
-        Ok(p) => p,
+}
+
+/// Loads the payload for a recovered task; an unreadable one fails the task `interrupted`
+/// (`false`: the task is failed, nothing more to do).
+async fn load_payload_or_fail(myself: &ActorRef<TaskMsg>, state: &mut TaskState) -> Result<bool, TaskError> {
+    match load_payload(state).await {
+        Ok(p) => {
+            state.payload = Some(p);
+            Ok(true)
+        }
         Err(detail) => {
-            return append(
-                myself,
-                state,
-                vec![failed(
-                    FailureReason::Interrupted,
-                    detail,
-                    "Task interrupted by node restart: payload unreadable",
-                )],
-            )
-            .await;
+            let d = failed(FailureReason::Interrupted, detail, "Task interrupted by node restart: payload unreadable");
+            append(myself, state, vec![d]).await?;
+            Ok(false)
         }
-    };
-    state.payload = Some(payload);
-    tracing::info!(actor_kind = "task", task_id = %state.record.task_id, status = %status, "recovered task resumes dispatch");
-    acquire_runtime(myself, state);
-    Ok(())
+    }
 }
 
 async fn load_payload(state: &TaskState) -> Result<Value, String> {
@@ -909,6 +951,36 @@ mod tests {
         match v {
             Value::Object(o) => o,
             _ => JsonObject::new(),
+        }
+    }
+
+    #[test]
+    fn recovery_decisions() {
+        use TaskStatus::*;
+        let run = RemoteRef {
+            binding: crate::runtime::http::BINDING.into(),
+            remote_execution_id: Some("run-1".into()),
+            remote_session_id: None,
+        };
+        let no_run_id = RemoteRef { remote_execution_id: None, ..run.clone() };
+        let stdio = RemoteRef { binding: "acp".into(), ..run.clone() };
+        let cases: Vec<(TaskStatus, u64, Option<&str>, Option<&RemoteRef>, Recovery)> = vec![
+            (Completed, 9, Some("loopback"), None, Recovery::Settled),
+            (Cancelled, 3, None, None, Recovery::Settled),
+            (Running, 5, None, None, Recovery::TargetGone),
+            (Created, 1, Some("loopback"), None, Recovery::Redispatch { record_route: true }),
+            (Created, 2, Some("acp"), None, Recovery::Redispatch { record_route: false }),
+            (PendingLaunch, 3, Some("acp"), None, Recovery::Redispatch { record_route: false }),
+            (Ready, 5, Some("acp_http"), None, Recovery::Redispatch { record_route: false }),
+            (Dispatching, 6, Some("loopback"), None, Recovery::Interrupted),
+            (Running, 7, Some("acp"), Some(&stdio), Recovery::Interrupted),
+            (Running, 7, Some("acp_http"), Some(&run), Recovery::Reattach(run.clone())),
+            (AwaitingInput, 8, Some("acp_http"), Some(&run), Recovery::Reattach(run.clone())),
+            (Running, 7, Some("acp_http"), Some(&no_run_id), Recovery::Interrupted),
+            (Running, 7, Some("acp"), Some(&run), Recovery::Interrupted),
+        ];
+        for (status, last_seq, adapter, remote, want) in cases {
+            assert_eq!(Recovery::of(status, last_seq, adapter, remote), want, "{status} {adapter:?} {remote:?}");
         }
     }
 
