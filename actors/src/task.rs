@@ -964,7 +964,8 @@ mod tests {
         };
         let no_run_id = RemoteRef { remote_execution_id: None, ..run.clone() };
         let stdio = RemoteRef { binding: "acp".into(), ..run.clone() };
-        let cases: Vec<(TaskStatus, u64, Option<&str>, Option<&RemoteRef>, Recovery)> = vec![
+        type Case<'a> = (TaskStatus, u64, Option<&'a str>, Option<&'a RemoteRef>, Recovery);
+        let cases: Vec<Case<'_>> = vec![
             (Completed, 9, Some("loopback"), None, Recovery::Settled),
             (Cancelled, 3, None, None, Recovery::Settled),
             (Running, 5, None, None, Recovery::TargetGone),
@@ -989,7 +990,8 @@ mod tests {
         let options =
             vec![json!({"optionId": "yes", "kind": "allow_once"}), json!({"optionId": "no", "kind": "reject_once"})];
         let permission = PendingInput::Permission { options };
-        let cases: Vec<(Option<&PendingInput>, Value, Result<Value, &str>)> = vec![
+        type Case<'a> = (Option<&'a PendingInput>, Value, Result<Value, &'a str>);
+        let cases: Vec<Case<'_>> = vec![
             (Some(&permission), json!({"decision": "allow"}), Ok(json!({"decision": "allow", "option_id": "yes"}))),
             (Some(&permission), json!({"option_id": "no"}), Ok(json!({"option_id": "no"}))),
             (Some(&permission), json!({"option_id": "maybe"}), Err("option_id 'maybe' is not offered")),
