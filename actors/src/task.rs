@@ -515,17 +515,17 @@ async fn persist(state: &mut TaskState, drafts: Vec<Draft>, mut artifacts: Vec<N
     Ok(())
 }
 
+/// A JSON artifact (payload or result), prepared before the write that records it.
+async fn json_artifact(deps: &TaskDeps, value: &Value) -> Result<NewArtifact, TaskError> {
+    let bytes = serde_json::to_vec(value).unwrap_or_default();
+    deps.artifacts.prepare(bytes, "application/json").await.map_err(|e| TaskError::Artifact(e.to_string()))
+}
+
 /// Persists a new task: the row, `task.created`, `task.routed` and the payload artifact, in one
 /// transaction.
 async fn create(state: &mut TaskState) -> Result<(), TaskError> {
     let payload = state.payload.clone().unwrap_or_else(|| json!({}));
-    let bytes = serde_json::to_vec(&payload).unwrap_or_default();
-    let artifact = state
-        .deps
-        .artifacts
-        .prepare(bytes, "application/json")
-        .await
-        .map_err(|e| TaskError::Artifact(e.to_string()))?;
+    let artifact = json_artifact(&state.deps, &payload).await?;
     state.record.payload_artifact_id = Some(artifact.meta.artifact_id.clone());
     let routed_data = json!({
         "resolved_agent_id": state.record.resolved_agent_id,
@@ -723,13 +723,7 @@ async fn adapter_draft(state: &mut TaskState, event: AdapterEvent) -> Result<Opt
             return Ok(None);
         }
         AdapterEvent::Completed { message, result } => {
-            let bytes = serde_json::to_vec(&result).unwrap_or_default();
-            let artifact = state
-                .deps
-                .artifacts
-                .prepare(bytes, "application/json")
-                .await
-                .map_err(|e| TaskError::Artifact(e.to_string()))?;
+            let artifact = json_artifact(&state.deps, &result).await?;
             let mut d =
                 draft(EventKind::TaskCompleted, EventSource::Adapter, message).data(json!({ "result": result }));
             d.result = Some(artifact);
