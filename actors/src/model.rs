@@ -736,15 +736,6 @@ impl RuntimeState {
         }
     }
 
-    /// The state of a runtime reported by its spelling; unknown spellings count as down.
-    pub fn from_report(s: &str) -> Self {
-        match s {
-            "up" => RuntimeState::Up,
-            "launching" => RuntimeState::Launching,
-            _ => RuntimeState::Down,
-        }
-    }
-
     /// A target's state from its runtimes' (one per subcontext): up if any is up, else launching
     /// if any is launching, else down.
     pub fn of_target(in_process: bool, runtimes: impl IntoIterator<Item = RuntimeState>) -> Self {

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use super::queue::Queued;
 use super::{LaunchPhase, RuntimeError};
+use crate::model::RuntimeState;
 use crate::restart::{RestartDecision, RestartPolicy, RestartTracker};
 
 /// An acquisition waiting for the runtime (the actor maps it to its reply port).
@@ -35,11 +36,11 @@ pub enum Phase {
 
 impl Phase {
     /// `state` of the runtime's health (`GET /v1/targets`).
-    pub fn health_state(self) -> &'static str {
+    pub fn health_state(self) -> RuntimeState {
         match self {
-            Phase::Down | Phase::Stopping => "down",
-            Phase::Launching { .. } => "launching",
-            Phase::Ready => "up",
+            Phase::Down | Phase::Stopping => RuntimeState::Down,
+            Phase::Launching { .. } => RuntimeState::Launching,
+            Phase::Ready => RuntimeState::Up,
         }
     }
 }

@@ -36,7 +36,7 @@ pub use crate::port::{
 pub use deps::RuntimeDeps;
 
 use crate::adapters::{AdapterCatalog, AdapterEntry, AdapterKind};
-use crate::model::{JsonObject, TargetSpec};
+use crate::model::{JsonObject, RuntimeState, TargetSpec};
 use crate::restart::{RestartDecision, RestartPolicy, RestartTracker, jitter};
 use crate::supervision::actor_label;
 
@@ -111,8 +111,8 @@ pub struct TargetHealth {
     pub lease_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub process_id: Option<u32>,
-    /// `up`, `down` or `launching` (in-process runtimes are always `up`).
-    pub state: String,
+    /// In-process runtimes are always up.
+    pub state: RuntimeState,
     pub subcontext_key: String,
     pub tasks_in_flight: usize,
 }
@@ -216,7 +216,7 @@ impl RuntimeSupervisor {
             healthy: true,
             lease_id: None,
             process_id: None,
-            state: "up".into(),
+            state: RuntimeState::Up,
             subcontext_key: "default".into(),
             tasks_in_flight: 0,
         }
@@ -230,7 +230,7 @@ fn down_health(target: &TargetSpec, options: &JsonObject) -> TargetHealth {
         healthy: false,
         lease_id: None,
         process_id: None,
-        state: "down".into(),
+        state: RuntimeState::Down,
         subcontext_key: match target.adapter.parse::<AdapterKind>() {
             Ok(AdapterKind::Acp) => dialect::Dialect::of(target).map(|d| d.subcontext(options)).unwrap_or_default(),
             _ => "default".into(),
@@ -254,7 +254,7 @@ fn from_acp(h: acp::RuntimeHealth) -> TargetHealth {
         healthy: h.healthy,
         lease_id: h.lease_id,
         process_id: h.process_id,
-        state: h.state.to_owned(),
+        state: h.state,
         subcontext_key: h.subcontext_key,
         tasks_in_flight: h.tasks_in_flight,
     }

@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use super::{Caller, Need, ServiceError, Services};
+use crate::adapters::AdapterKind;
 use crate::model::{JsonObject, RuntimeState, TargetSpec, deep_merge};
 use crate::runtime::acp::RuntimeHealth;
 use crate::runtime::{RuntimeSupMsg, TargetHealth, Waiter};
@@ -63,10 +64,8 @@ impl Services {
             .map(|t| {
                 let runtimes: Vec<RuntimeHealth> =
                     live.iter().filter(|h| h.target_id == t.target_id).cloned().collect();
-                let state = RuntimeState::of_target(
-                    t.adapter == "loopback",
-                    runtimes.iter().map(|h| RuntimeState::from_report(h.state)),
-                );
+                let in_process = t.adapter.parse::<AdapterKind>() == Ok(AdapterKind::Loopback);
+                let state = RuntimeState::of_target(in_process, runtimes.iter().map(|h| h.state));
                 TargetView { spec: t.clone(), state, runtimes }
             })
             .collect())

@@ -7,10 +7,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Caller, Need, ServiceError, Services, non_empty};
+use crate::adapters::AdapterKind;
 use crate::clock;
 use crate::ids;
 use crate::intake::{TaskRequest, create_task, thread_pair};
-use crate::model::{DeliveryRequest, JsonObject, TaskRecord, TaskStatus, ThreadRecord, ThreadStatus, ThreadTurn};
+use crate::model::{
+    DeliveryRequest, JsonObject, TargetSpec, TaskRecord, TaskStatus, ThreadRecord, ThreadStatus, ThreadTurn,
+};
 use crate::runtime::RuntimeSupMsg;
 use crate::runtime::dialect::{Dialect, StickyInput};
 use crate::storage::{StorageMsg, WriteOp};
@@ -22,7 +25,7 @@ pub const MAX_THREAD_PAGE: u32 = 500;
 /// Default page of a thread listing.
 pub const DEFAULT_THREAD_PAGE: u32 = 50;
 /// Adapters whose sessions persist across turns (the reuse prediction covers exactly these).
-const SESSION_REUSING_ADAPTERS: [&str; 2] = ["acp", "acp_http"];
+const SESSION_REUSING_ADAPTERS: [AdapterKind; 2] = [AdapterKind::Acp, AdapterKind::AcpHttp];
 
 /// A new thread between two participants.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -297,7 +300,8 @@ impl Services {
         }
         let (next_sender, next_target) = derive_pair(&thread, None, None).unwrap_or_default();
         let target = self.dir.targets.borrow().get(&next_target).cloned();
-        let will_reuse = match target.filter(|t| SESSION_REUSING_ADAPTERS.contains(&t.adapter.as_str())) {
+        let reuses_sessions = |t: &TargetSpec| t.adapter.parse().is_ok_and(|k| SESSION_REUSING_ADAPTERS.contains(&k));
+        let will_reuse = match target.filter(reuses_sessions) {
             Some(t) => {
                 let options = t.defaults.clone();
                 let bindings = self.dir.reader.session_bindings_for(&t.target_id, &sticky).await?;

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use super::session::{AcpSession, AcpSessionArgs, AcpSessionMsg};
 use crate::clock;
 use crate::ids;
-use crate::model::{FailureReason, JsonObject, LaunchMode, TargetSpec};
+use crate::model::{FailureReason, JsonObject, LaunchMode, RuntimeState, TargetSpec};
 use crate::port::{
     AdapterEvent, Dispatch, RuntimeError, RuntimeHandle, SessionMsg, SessionPort, TaskReplyTo, Waiter, report,
 };
@@ -47,7 +47,7 @@ pub struct RuntimeHealth {
     pub lease_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub process_id: Option<u32>,
-    pub state: &'static str,
+    pub state: RuntimeState,
     pub tasks_in_flight: usize,
 }
 
