@@ -513,3 +513,30 @@ async fn http_targets_are_validated_at_registration() -> Result {
     assert!(v.to_string().contains("endpoint"), "{v}");
     Ok(())
 }
+
+#[tokio::test]
+async fn thread_inspection_predicts_reuse_of_an_http_session() -> Result {
+    let Some(py) = sdk_python() else { return Ok(()) };
+    let port = free_port()?;
+    let registry = format!(
+        "targets:\n{}\n  echo:\n    adapter: loopback\n    capabilities: [chat]\n",
+        target("acp", port, "chat", &managed_launch(&py, port), "{agent_name: history}")
+    );
+    let node = Node::start_with(NodeOpts { registry: Some(registry), extra_args: vec![] })?;
+    let (status, created) = node.post("/v1/threads", json!({"agent_a_id": "echo", "agent_b_id": "acp"})).await?;
+    assert_eq!(status, 201, "{created}");
+    let thread = created["thread"]["thread_id"].as_str().ok_or("thread id")?.to_owned();
+    let continue_turn = |sender: &'static str| json!({"sender": sender, "intent": "chat", "payload": {"text": format!("from {sender}")}});
+    // echo → acp, then acp → echo: the next turn goes to the HTTP agent again.
+    for sender in ["echo", "acp"] {
+        let (status, body) = node.post(&format!("/v1/threads/{thread}/continue"), continue_turn(sender)).await?;
+        assert_eq!(status, 202, "{body}");
+        let task = body["task"]["task_id"].as_str().ok_or("task id")?.to_owned();
+        let events = done(&node, &task).await?;
+        assert_eq!(events.last().map(|e| e["state"].clone()), Some(json!("completed")), "{events:?}");
+    }
+    let (_, inspection) = node.get(&format!("/v1/threads/{thread}/inspect")).await?;
+    assert_eq!(inspection["next_continue"]["target_agent_id"], "acp", "{inspection}");
+    assert_eq!(inspection["next_continue"]["will_reuse_remote_session"], true, "{inspection}");
+    Ok(())
+}
