@@ -8,6 +8,11 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub mod clock;
+pub mod ids;
+
+use clock::Timestamp;
+
 /// A JSON object, the shape of payloads, runtime options, metadata and event data.
 pub type JsonObject = Map<String, Value>;
 
@@ -61,6 +66,15 @@ string_enum!(
     ThreadStatus {
         Active => "active",
         Interrupted => "interrupted",
+    }
+);
+
+string_enum!(
+    /// A registered agent's presence (contract §2.8): `offline` once its lease has lapsed or it
+    /// unregistered.
+    Presence {
+        Online => "online",
+        Offline => "offline",
     }
 );
 
@@ -509,11 +523,11 @@ pub struct AgentRecord {
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub metadata: JsonObject,
     /// Effective presence: `offline` once `lease_expires_at` has passed.
-    pub status: String,
-    pub registered_at: String,
-    pub updated_at: String,
-    pub last_seen_at: String,
-    pub lease_expires_at: String,
+    pub status: Presence,
+    pub registered_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub last_seen_at: Timestamp,
+    pub lease_expires_at: Timestamp,
 }
 
 impl AgentRecord {
@@ -536,9 +550,14 @@ impl AgentRecord {
         })
     }
 
-    /// Recomputes `status` from the lease against `now` (same timestamp convention).
-    pub fn with_effective_status(mut self, now: &str) -> Self {
-        self.status = if now > self.lease_expires_at.as_str() { "offline".to_owned() } else { "online".to_owned() };
+    /// Whether the presence lease still holds at `now` (it holds through its last instant).
+    pub fn lease_holds_at(&self, now: &Timestamp) -> bool {
+        *now <= self.lease_expires_at
+    }
+
+    /// Recomputes `status` from the lease against `now`.
+    pub fn with_effective_status(mut self, now: &Timestamp) -> Self {
+        self.status = if self.lease_holds_at(now) { Presence::Online } else { Presence::Offline };
         self
     }
 }
@@ -631,14 +650,40 @@ mod tests {
             capabilities: vec![],
             sticky_mode: None,
             metadata: JsonObject::new(),
-            status: "online".into(),
-            registered_at: "2026-01-01T00:00:00.000000000Z".into(),
-            updated_at: "2026-01-01T00:00:00.000000000Z".into(),
-            last_seen_at: "2026-01-01T00:00:00.000000000Z".into(),
-            lease_expires_at: "2026-01-01T00:05:00.000000000Z".into(),
+            status: Presence::Online,
+            registered_at: at("2026-01-01T00:00:00.000000000Z"),
+            updated_at: at("2026-01-01T00:00:00.000000000Z"),
+            last_seen_at: at("2026-01-01T00:00:00.000000000Z"),
+            lease_expires_at: at("2026-01-01T00:05:00.000000000Z"),
         };
-        assert_eq!(agent.clone().with_effective_status("2026-01-01T00:04:00.000000000Z").status, "online");
-        assert_eq!(agent.with_effective_status("2026-01-01T00:06:00.000000000Z").status, "offline");
+        let cases = [
+            ("2026-01-01T00:04:00.000000000Z", Presence::Online),
+            ("2026-01-01T00:05:00.000000000Z", Presence::Online),
+            ("2026-01-01T00:05:00.000000001Z", Presence::Offline),
+            ("2026-01-01T00:06:00.000000000Z", Presence::Offline),
+        ];
+        for (now, want) in cases {
+            assert_eq!(agent.clone().with_effective_status(&at(now)).status, want, "{now}");
+        }
+        let offline = agent.with_effective_status(&at("2027-01-01T00:00:00Z"));
+        let json = serde_json::to_value(&offline).unwrap_or_default();
+        assert_eq!(json["status"], json!("offline"));
+        assert_eq!(json["lease_expires_at"], json!("2026-01-01T00:05:00.000000000Z"));
+        let back: Option<AgentRecord> = serde_json::from_value(json).ok();
+        assert_eq!(back, Some(offline));
+    }
+
+    #[test]
+    fn presence_spells_as_before() {
+        for (presence, text) in [(Presence::Online, "online"), (Presence::Offline, "offline")] {
+            assert_eq!(serde_json::to_value(presence).ok(), Some(json!(text)));
+            assert_eq!(text.parse::<Presence>().ok(), Some(presence));
+        }
+        assert!("away".parse::<Presence>().is_err());
+    }
+
+    fn at(text: &str) -> Timestamp {
+        Timestamp::parse(text).unwrap_or_else(|e| panic!("{e}"))
     }
 }
 

@@ -9,9 +9,9 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::watch;
 
 use crate::adapters::AdapterCatalog;
-use crate::clock;
+use crate::clock::Timestamp;
 use crate::error::StorageError;
-use crate::model::{AgentRecord, JsonObject, LaunchSpec, TargetSpec};
+use crate::model::{AgentRecord, JsonObject, LaunchSpec, Presence, TargetSpec};
 use crate::storage::{StorageMsg, StoreReader, WriteOp};
 use crate::supervision::{ASK_TIMEOUT, Slot};
 
@@ -204,7 +204,7 @@ impl RegistryState {
 pub fn build_agent(
     reg: Registration,
     existing: Option<&AgentRecord>,
-    now: &str,
+    now: &Timestamp,
     adapters: &AdapterCatalog,
 ) -> Result<AgentRecord, RegistryError> {
     let invalid = |m: String| Err(RegistryError::Invalid(m));
@@ -240,11 +240,11 @@ pub fn build_agent(
         capabilities: reg.capabilities.into_iter().map(|c| c.trim().to_owned()).filter(|c| !c.is_empty()).collect(),
         sticky_mode: reg.sticky_mode.filter(|s| !s.is_empty()),
         metadata: reg.metadata,
-        status: "online".into(),
-        registered_at: existing.map_or_else(|| now.to_owned(), |e| e.registered_at.clone()),
-        updated_at: now.to_owned(),
-        last_seen_at: now.to_owned(),
-        lease_expires_at: clock::rfc3339_after(ttl),
+        status: Presence::Online,
+        registered_at: existing.map_or_else(|| now.clone(), |e| e.registered_at.clone()),
+        updated_at: now.clone(),
+        last_seen_at: now.clone(),
+        lease_expires_at: Timestamp::after(ttl),
     };
     if let Some(target) = record.to_target() {
         validate_target(&target, adapters).map_err(RegistryError::Invalid)?;
@@ -266,10 +266,11 @@ impl Actor for RegistryActor {
         args: RegistryArgs,
     ) -> Result<RegistryState, ActorProcessingErr> {
         let agents = args.reader.agents().await?;
+        let now = Timestamp::now();
         let state = RegistryState {
             file_targets: args.file_targets.into_iter().map(|t| (t.target_id.clone(), t)).collect(),
             registered: agents.iter().filter_map(AgentRecord::to_target).map(|t| (t.target_id.clone(), t)).collect(),
-            online: agents.iter().map(|a| (a.agent_id.clone(), clock::now_rfc3339() <= a.lease_expires_at)).collect(),
+            online: agents.iter().map(|a| (a.agent_id.clone(), a.lease_holds_at(&now))).collect(),
             agents: agents.into_iter().map(|a| (a.agent_id.clone(), a)).collect(),
             storage: args.storage,
             publish: args.publish,
@@ -302,20 +303,20 @@ impl Actor for RegistryActor {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             RegistryMsg::Heartbeat { agent_id, ttl, reply } => {
-                let result = touch(state, &agent_id, Presence::Renew(ttl)).await;
+                let result = touch(state, &agent_id, LeaseChange::Renew(ttl)).await;
                 let _ = reply.send(result);
             }
             RegistryMsg::Unregister { agent_id, reply } => {
-                let result = touch(state, &agent_id, Presence::Offline).await;
+                let result = touch(state, &agent_id, LeaseChange::End).await;
                 if result.is_ok() {
                     tracing::info!(actor_kind = "registry", agent_id = %agent_id, "agent unregistered (offline; still launchable)");
                 }
                 let _ = reply.send(result);
             }
             RegistryMsg::PresenceTick => {
-                let now = clock::now_rfc3339();
+                let now = Timestamp::now();
                 for (id, agent) in &state.agents {
-                    let online = now <= agent.lease_expires_at;
+                    let online = agent.lease_holds_at(&now);
                     let was = state.online.insert(id.clone(), online);
                     if was == Some(true) && !online {
                         tracing::warn!(actor_kind = "registry", event = "agent.offline", agent_id = %id, lease_expires_at = %agent.lease_expires_at, "agent.offline: presence lease lapsed");
@@ -339,31 +340,34 @@ impl Actor for RegistryActor {
 /// How often presence is checked (lease lapses are logged within this delay).
 const PRESENCE_CHECK: std::time::Duration = std::time::Duration::from_millis(500);
 
-enum Presence {
+/// What a presence call does to an agent's lease.
+enum LeaseChange {
+    /// Heartbeat: extend it by `ttl` seconds (default 300) from now.
     Renew(Option<i64>),
-    Offline,
+    /// Unregister: end it now.
+    End,
 }
 
-async fn touch(state: &mut RegistryState, agent_id: &str, presence: Presence) -> Result<AgentRecord, RegistryError> {
+async fn touch(state: &mut RegistryState, agent_id: &str, change: LeaseChange) -> Result<AgentRecord, RegistryError> {
     let mut agent = state.agents.get(agent_id).cloned().ok_or_else(|| RegistryError::NotFound(agent_id.to_owned()))?;
-    let now = clock::now_rfc3339();
+    let now = Timestamp::now();
     agent.updated_at = now.clone();
-    match presence {
-        Presence::Renew(ttl) => {
+    match change {
+        LeaseChange::Renew(ttl) => {
             let ttl = ttl.filter(|t| *t > 0).unwrap_or(DEFAULT_LEASE_TTL_SECONDS).min(31_536_000);
-            agent.last_seen_at = now.clone();
-            agent.lease_expires_at = clock::rfc3339_after(ttl);
-            agent.status = "online".into();
+            agent.last_seen_at = now;
+            agent.lease_expires_at = Timestamp::after(ttl);
+            agent.status = Presence::Online;
         }
-        Presence::Offline => {
-            agent.lease_expires_at = now.clone();
-            agent.status = "offline".into();
+        LeaseChange::End => {
+            agent.lease_expires_at = now;
+            agent.status = Presence::Offline;
         }
     }
     let op = WriteOp::Agent(Box::new(agent.clone()));
     state.storage.ask(ASK_TIMEOUT, |reply| StorageMsg::Write(op, reply)).await??;
     state.agents.insert(agent_id.to_owned(), agent.clone());
-    Ok(agent.with_effective_status(&clock::now_rfc3339()))
+    Ok(agent.with_effective_status(&Timestamp::now()))
 }
 
 async fn register(state: &mut RegistryState, reg: Registration) -> Result<AgentRecord, RegistryError> {
@@ -373,7 +377,7 @@ async fn register(state: &mut RegistryState, reg: Registration) -> Result<AgentR
         return Err(RegistryError::Conflict(requested));
     }
     let existing = state.agents.get(&requested).cloned();
-    let record = build_agent(reg, existing.as_ref(), &clock::now_rfc3339(), &state.adapters)?;
+    let record = build_agent(reg, existing.as_ref(), &Timestamp::now(), &state.adapters)?;
     let op = WriteOp::Agent(Box::new(record.clone()));
     state.storage.ask(ASK_TIMEOUT, |reply| StorageMsg::Write(op, reply)).await??;
     match record.to_target() {
@@ -426,7 +430,7 @@ mod tests {
 
     #[test]
     fn registration_validation_names_the_field() {
-        let now = clock::now_rfc3339();
+        let now = Timestamp::now();
         let adapters = crate::runtime::adapter_catalog();
         let base =
             Registration { display_name: "d".into(), transport_kind: "local_managed".into(), ..Default::default() };

@@ -1,7 +1,7 @@
 //! Agent operations: registration (targets added at runtime), presence, listing.
 
 use super::{Caller, Need, ServiceError, Services};
-use crate::clock;
+use crate::clock::Timestamp;
 use crate::model::AgentRecord;
 use crate::registry::{Registration, RegistryMsg};
 use crate::supervision::ASK_TIMEOUT;
@@ -33,7 +33,7 @@ impl Services {
     /// Every registered agent with its presence as of now.
     pub async fn list_agents(&self, caller: &Caller) -> Result<Vec<AgentRecord>, ServiceError> {
         caller.require(Need::Read)?;
-        let now = clock::now_rfc3339();
+        let now = Timestamp::now();
         Ok(self.dir.reader.agents().await?.into_iter().map(|a| a.with_effective_status(&now)).collect())
     }
 
@@ -46,6 +46,6 @@ impl Services {
             .agent(agent_id)
             .await?
             .ok_or_else(|| ServiceError::not_found(format!("agent not found: {agent_id}")))?;
-        Ok(agent.with_effective_status(&clock::now_rfc3339()))
+        Ok(agent.with_effective_status(&Timestamp::now()))
     }
 }

@@ -3,7 +3,7 @@
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
-use super::{StoreReader, json_col};
+use super::{StoreReader, json_col, parse_col};
 use crate::error::StorageError;
 use crate::model::AgentRecord;
 
@@ -42,10 +42,10 @@ fn agent_from_row(r: &SqliteRow) -> Result<AgentRecord, StorageError> {
         capabilities: json_col(r, "capabilities_json")?,
         sticky_mode: r.try_get("sticky_mode")?,
         metadata: json_col(r, "metadata_json")?,
-        status: r.try_get("status")?,
-        registered_at: r.try_get("registered_at")?,
-        updated_at: r.try_get("updated_at")?,
-        last_seen_at: r.try_get("last_seen_at")?,
-        lease_expires_at: r.try_get("lease_expires_at")?,
+        status: parse_col(r, "status")?,
+        registered_at: parse_col(r, "registered_at")?,
+        updated_at: parse_col(r, "updated_at")?,
+        last_seen_at: parse_col(r, "last_seen_at")?,
+        lease_expires_at: parse_col(r, "lease_expires_at")?,
     })
 }
