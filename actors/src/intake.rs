@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::clock;
 use crate::error::AskError;
-use crate::ids;
+use crate::ids::{self, AgentId};
 use crate::model::{DeliveryPolicy, JsonObject, TaskRecord, TaskStatus, ThreadRecord, deep_merge};
 use crate::registry::{RouteError, TargetTable};
 use crate::storage::{NewTurn, StoreReader};
@@ -79,19 +79,19 @@ fn non_empty(s: Option<String>) -> Option<String> {
 
 /// Checks a thread-bound task's pair: sender ∈ {A, B}; target omitted → the other participant;
 /// target ∈ {A, B} and ≠ sender. Pure.
-pub fn thread_pair(thread: &ThreadRecord, sender: &str, target: Option<&str>) -> Result<String, String> {
-    let (a, b) = (thread.agent_a_id.as_str(), thread.agent_b_id.as_str());
+pub fn thread_pair(thread: &ThreadRecord, sender: &AgentId, target: Option<&AgentId>) -> Result<AgentId, String> {
+    let (a, b) = (&thread.agent_a_id, &thread.agent_b_id);
     if sender != a && sender != b {
         return Err(format!("sender '{sender}' is not a participant of thread {} ({a}, {b})", thread.thread_id));
     }
     let other = if sender == a { b } else { a };
     match target {
-        None => Ok(other.to_owned()),
+        None => Ok(other.clone()),
         Some(t) if t == sender => Err(format!("target '{t}' is the sender; a turn goes to the other participant")),
         Some(t) if t != a && t != b => {
             Err(format!("target '{t}' is not a participant of thread {} ({a}, {b})", thread.thread_id))
         }
-        Some(t) => Ok(t.to_owned()),
+        Some(t) => Ok(t.clone()),
     }
 }
 
@@ -118,7 +118,10 @@ pub async fn create_task(intake: &Intake, req: TaskRequest) -> Result<TaskRecord
     let mut new_turn = None;
     if let Some(tid) = &thread_id {
         let thread = intake.reader.thread(tid).await?.ok_or_else(|| IntakeError::ThreadNotFound(tid.clone()))?;
-        let target = thread_pair(&thread, &sender, requested.as_deref()).map_err(IntakeError::Participants)?;
+        let requested_id = requested.as_deref().map(AgentId::from);
+        let target = thread_pair(&thread, &AgentId::from(sender.as_str()), requested_id.as_ref())
+            .map_err(IntakeError::Participants)?
+            .into_string();
         new_turn = Some(NewTurn { sender_agent_id: sender.clone(), target_agent_id: target.clone() });
         requested = Some(target);
     }
@@ -165,11 +168,14 @@ mod tests {
     #[test]
     fn participant_rules() {
         let t = thread();
-        assert_eq!(thread_pair(&t, "a", None), Ok("b".into()));
-        assert_eq!(thread_pair(&t, "b", None), Ok("a".into()));
-        assert_eq!(thread_pair(&t, "a", Some("b")), Ok("b".into()));
-        assert!(thread_pair(&t, "local", None).is_err());
-        assert!(thread_pair(&t, "a", Some("a")).is_err());
-        assert!(thread_pair(&t, "a", Some("c")).is_err());
+        let pair = |sender: &str, target: Option<&str>| {
+            thread_pair(&t, &AgentId::from(sender), target.map(AgentId::from).as_ref())
+        };
+        assert_eq!(pair("a", None), Ok("b".into()));
+        assert_eq!(pair("b", None), Ok("a".into()));
+        assert_eq!(pair("a", Some("b")), Ok("b".into()));
+        assert!(pair("local", None).is_err());
+        assert!(pair("a", Some("a")).is_err());
+        assert!(pair("a", Some("c")).is_err());
     }
 }

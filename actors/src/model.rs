@@ -12,6 +12,7 @@ pub mod clock;
 pub mod ids;
 
 use clock::Timestamp;
+use ids::AgentId;
 
 /// A JSON object, the shape of payloads, runtime options, metadata and event data.
 pub type JsonObject = Map<String, Value>;
@@ -691,16 +692,16 @@ mod tests {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ThreadRecord {
     pub thread_id: String,
-    pub agent_a_id: String,
-    pub agent_b_id: String,
+    pub agent_a_id: AgentId,
+    pub agent_b_id: AgentId,
     pub status: ThreadStatus,
     pub continuity_key: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_task_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_actor_agent_id: Option<String>,
+    pub last_actor_agent_id: Option<AgentId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_target_agent_id: Option<String>,
+    pub last_target_agent_id: Option<AgentId>,
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub metadata: JsonObject,
     /// Why it is interrupted, or why its auto-handoff stopped.
@@ -717,8 +718,8 @@ impl ThreadRecord {
     /// A new, active thread with no turns.
     pub fn new(
         thread_id: String,
-        agent_a_id: String,
-        agent_b_id: String,
+        agent_a_id: AgentId,
+        agent_b_id: AgentId,
         continuity_key: String,
         metadata: JsonObject,
         now: &str,

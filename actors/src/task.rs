@@ -109,7 +109,7 @@ pub struct TaskDeps {
 #[derive(Clone, Debug)]
 pub struct TurnSettled {
     pub thread_id: String,
-    pub task_id: String,
+    pub task_id: ids::TaskId,
     pub status: TaskStatus,
     /// `last_error.reason` of a failed turn.
     pub reason: Option<FailureReason>,
@@ -507,7 +507,7 @@ async fn persist(state: &mut TaskState, drafts: Vec<Draft>, mut artifacts: Vec<N
     if settled && let Some(thread_id) = &state.record.thread_id {
         state.deps.turn_settled.send(TurnSettled {
             thread_id: thread_id.clone(),
-            task_id: state.record.task_id.clone(),
+            task_id: ids::TaskId::from(state.record.task_id.as_str()),
             status: state.record.status,
             reason: state.record.last_error.as_ref().map(|e| e.reason.clone()),
         });

@@ -16,6 +16,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::ids::{AgentId, TaskId};
 use crate::intake::{Intake, TaskRequest, create_task};
 use crate::model::{DeliveryPolicy, FailureReason, JsonObject, TaskRecord, TaskStatus, ThreadStatus};
 use crate::storage::{StorageMsg, StoreReader, WriteOp, write_in_background};
@@ -45,10 +46,10 @@ pub struct HandoffPlan {
     pub delivery: DeliveryPolicy,
     #[serde(default)]
     pub metadata: JsonObject,
-    /// The turn being waited on.
-    pub last_task_id: String,
-    pub last_sender: String,
-    pub last_target: String,
+    /// The turn being waited on (empty while the next one is being created).
+    pub last_task_id: TaskId,
+    pub last_sender: AgentId,
+    pub last_target: AgentId,
     /// Still running.
     pub active: bool,
     #[serde(default)]
@@ -63,7 +64,7 @@ pub enum HandoffStep {
     /// Stop with this reason.
     Stop(String),
     /// Create the next turn from `sender` to `target`.
-    Next { sender: String, target: String },
+    Next { sender: AgentId, target: AgentId },
 }
 
 impl HandoffPlan {
@@ -155,9 +156,9 @@ impl ThreadCoordinator {
         myself: &ActorRef<ThreadMsg>,
         state: &ThreadState,
         thread_id: String,
-        task_id: String,
+        task_id: TaskId,
     ) -> Result<(), ActorProcessingErr> {
-        if let Some(stored) = state.deps.reader.task(&task_id).await?
+        if let Some(stored) = state.deps.reader.task(task_id.as_str()).await?
             && (stored.task.status.is_terminal() || stored.task.status == TaskStatus::AwaitingInput)
         {
             let _ = myself.cast(ThreadMsg::TurnSettled(TurnSettled {
@@ -248,12 +249,12 @@ impl Actor for ThreadCoordinator {
                     HandoffStep::Next { sender, target } => {
                         let req = TaskRequest {
                             thread_id: Some(thread_id.clone()),
-                            sender: Some(sender.clone()),
-                            target_agent_id: Some(target.clone()),
-                            intent: plan.intent_by_agent.get(&sender).cloned().or_else(|| plan.intent.clone()),
+                            sender: Some(sender.to_string()),
+                            target_agent_id: Some(target.to_string()),
+                            intent: plan.intent_by_agent.get(sender.as_str()).cloned().or_else(|| plan.intent.clone()),
                             payload: plan
                                 .payload_by_agent
-                                .get(&sender)
+                                .get(sender.as_str())
                                 .cloned()
                                 .unwrap_or_else(|| plan.payload.clone()),
                             runtime_options: plan.runtime_options.clone(),
@@ -263,7 +264,7 @@ impl Actor for ThreadCoordinator {
                         };
                         if let Some(p) = state.runs.get_mut(&thread_id) {
                             // Nothing else is watched until the next task exists.
-                            p.last_task_id = String::new();
+                            p.last_task_id = TaskId::default();
                             p.last_sender = sender;
                             p.last_target = target;
                         }
@@ -279,12 +280,12 @@ impl Actor for ThreadCoordinator {
                 Ok(task) => {
                     if let Some(plan) = state.runs.get_mut(&thread_id) {
                         plan.turns_done += 1;
-                        plan.last_task_id = task.task_id.clone();
+                        plan.last_task_id = TaskId::from(task.task_id.as_str());
                         tracing::info!(actor_kind = "threads", thread_id = %thread_id, task_id = %task.task_id, turn = plan.turns_done, "auto-handoff turn created");
                         let plan = plan.clone();
                         record_plan(&state.deps, &thread_id, &plan);
                         // The task may already have settled before the plan pointed at it.
-                        Self::recheck(&myself, state, thread_id, task.task_id).await?;
+                        Self::recheck(&myself, state, thread_id, plan.last_task_id).await?;
                     }
                 }
                 Err(e) => Self::stop(state, &thread_id, format!("next turn could not be created: {e}")),

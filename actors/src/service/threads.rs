@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::{Caller, Need, ServiceError, Services, non_empty};
 use crate::adapters::AdapterKind;
 use crate::clock;
-use crate::ids;
+use crate::ids::{self, AgentId};
 use crate::intake::{TaskRequest, create_task, thread_pair};
 use crate::model::{
     DeliveryRequest, JsonObject, TargetSpec, TaskRecord, TaskStatus, ThreadRecord, ThreadStatus, ThreadTurn,
@@ -118,18 +118,18 @@ pub struct ThreadInspection {
 /// target makes the other participant the sender (contract §10.3). Pure.
 pub fn derive_pair(
     thread: &ThreadRecord,
-    sender: Option<&str>,
-    target: Option<&str>,
-) -> Result<(String, String), String> {
-    let (a, b) = (thread.agent_a_id.as_str(), thread.agent_b_id.as_str());
+    sender: Option<&AgentId>,
+    target: Option<&AgentId>,
+) -> Result<(AgentId, AgentId), String> {
+    let (a, b) = (&thread.agent_a_id, &thread.agent_b_id);
     let sender = match (sender, target) {
-        (Some(s), _) => s.to_owned(),
-        (None, Some(t)) if t == a => b.to_owned(),
-        (None, Some(t)) if t == b => a.to_owned(),
+        (Some(s), _) => s.clone(),
+        (None, Some(t)) if t == a => b.clone(),
+        (None, Some(t)) if t == b => a.clone(),
         (None, Some(t)) => {
             return Err(format!("target '{t}' is not a participant of thread {} ({a}, {b})", thread.thread_id));
         }
-        (None, None) => thread.last_target_agent_id.clone().unwrap_or_else(|| a.to_owned()),
+        (None, None) => thread.last_target_agent_id.clone().unwrap_or_else(|| a.clone()),
     };
     let target = thread_pair(thread, &sender, target)?;
     Ok((sender, target))
@@ -177,7 +177,8 @@ impl Services {
             }
         }
         let continuity_key = req.continuity_key.filter(|k| !k.is_empty()).unwrap_or_else(|| format!("{a}:{b}"));
-        let thread = ThreadRecord::new(ids::new_id(), a, b, continuity_key, req.metadata, &clock::now_rfc3339());
+        let thread =
+            ThreadRecord::new(ids::new_id(), a.into(), b.into(), continuity_key, req.metadata, &clock::now_rfc3339());
         let op = WriteOp::ThreadCreate(Box::new(thread.clone()));
         self.dir.storage.ask(ASK_TIMEOUT, |r| StorageMsg::Write(op, r)).await??;
         Ok(thread)
@@ -230,16 +231,19 @@ impl Services {
     ) -> Result<TaskRecord, ServiceError> {
         caller.require(Need::Write)?;
         let thread = self.thread(thread_id).await?;
-        let (sender, target) =
-            derive_pair(&thread, non_empty(req.sender).as_deref(), non_empty(req.target_agent_id).as_deref())
-                .map_err(|m| ServiceError::unprocessable(format!("thread agent pair invalid: {m}")))?;
+        let (sender, target) = derive_pair(
+            &thread,
+            non_empty(req.sender).map(AgentId::from).as_ref(),
+            non_empty(req.target_agent_id).map(AgentId::from).as_ref(),
+        )
+        .map_err(|m| ServiceError::unprocessable(format!("thread agent pair invalid: {m}")))?;
         let delivery = DeliveryRequest::resolve(req.delivery);
         let request = TaskRequest {
             thread_id: Some(thread_id.to_owned()),
-            sender: Some(sender.clone()),
-            target_agent_id: Some(target.clone()),
-            intent: req.intent_by_agent.get(&sender).cloned().or_else(|| req.intent.clone()),
-            payload: req.payload_by_agent.get(&sender).cloned().unwrap_or_else(|| req.payload.clone()),
+            sender: Some(sender.to_string()),
+            target_agent_id: Some(target.to_string()),
+            intent: req.intent_by_agent.get(sender.as_str()).cloned().or_else(|| req.intent.clone()),
+            payload: req.payload_by_agent.get(sender.as_str()).cloned().unwrap_or_else(|| req.payload.clone()),
             runtime_options: req.runtime_options.clone(),
             conversation_id: req.conversation_id,
             delivery: delivery.clone(),
@@ -261,7 +265,7 @@ impl Services {
                 runtime_options: req.runtime_options,
                 delivery,
                 metadata: req.metadata,
-                last_task_id: task.task_id.clone(),
+                last_task_id: task.task_id.clone().into(),
                 last_sender: sender,
                 last_target: target,
                 active: true,
@@ -285,21 +289,22 @@ impl Services {
         let mut continuity = Vec::new();
         let mut participants = Vec::new();
         for agent in [&thread.agent_a_id, &thread.agent_b_id] {
-            let last = turns.iter().rev().find(|t| &t.target_agent_id == agent);
+            // Turns keep their agent ids as stored text.
+            let last = turns.iter().rev().find(|t| *agent == t.target_agent_id.as_str());
             continuity.push(Continuity {
-                agent_id: agent.clone(),
+                agent_id: agent.to_string(),
                 last_remote_session_id: last.and_then(|t| t.remote_session_id.clone()),
                 last_remote_execution_id: last.and_then(|t| t.remote_execution_id.clone()),
-                session_bindings: self.dir.reader.session_bindings_for(agent, &sticky).await?,
+                session_bindings: self.dir.reader.session_bindings_for(agent.as_str(), &sticky).await?,
             });
             participants.push(Participant {
-                agent_id: agent.clone(),
+                agent_id: agent.to_string(),
                 owner: "local".into(),
                 node_id: self.node_id.to_string(),
             });
         }
         let (next_sender, next_target) = derive_pair(&thread, None, None).unwrap_or_default();
-        let target = self.dir.targets.borrow().get(&next_target).cloned();
+        let target = self.dir.targets.borrow().get(next_target.as_str()).cloned();
         let reuses_sessions = |t: &TargetSpec| t.adapter.parse().is_ok_and(|k| SESSION_REUSING_ADAPTERS.contains(&k));
         let will_reuse = match target.filter(reuses_sessions) {
             Some(t) => {
@@ -330,8 +335,8 @@ impl Services {
             participants,
             continuity,
             next_continue: NextContinue {
-                sender_agent_id: next_sender,
-                target_agent_id: next_target,
+                sender_agent_id: next_sender.into_string(),
+                target_agent_id: next_target.into_string(),
                 will_reuse_remote_session: will_reuse,
             },
             interruption_reason,
@@ -346,20 +351,25 @@ mod tests {
 
     fn thread(last_target: Option<&str>) -> ThreadRecord {
         let mut t = ThreadRecord::new("t".into(), "a".into(), "b".into(), "a:b".into(), JsonObject::new(), "");
-        t.last_target_agent_id = last_target.map(str::to_owned);
+        t.last_target_agent_id = last_target.map(AgentId::from);
         t
     }
 
     #[test]
     fn the_agent_that_last_received_speaks_next() {
-        assert_eq!(derive_pair(&thread(None), None, None), Ok(("a".into(), "b".into())));
-        assert_eq!(derive_pair(&thread(Some("b")), None, None), Ok(("b".into(), "a".into())));
-        assert_eq!(derive_pair(&thread(Some("a")), None, None), Ok(("a".into(), "b".into())));
-        assert_eq!(derive_pair(&thread(None), None, Some("a")), Ok(("b".into(), "a".into())));
-        assert_eq!(derive_pair(&thread(None), Some("b"), None), Ok(("b".into(), "a".into())));
-        assert!(derive_pair(&thread(None), Some("c"), None).is_err());
-        assert!(derive_pair(&thread(None), None, Some("c")).is_err());
-        assert!(derive_pair(&thread(None), Some("a"), Some("a")).is_err());
+        let pair = |last_target: Option<&str>, sender: Option<&str>, target: Option<&str>| {
+            let (sender, target) = (sender.map(AgentId::from), target.map(AgentId::from));
+            derive_pair(&thread(last_target), sender.as_ref(), target.as_ref())
+                .map(|(s, t)| (s.into_string(), t.into_string()))
+        };
+        assert_eq!(pair(None, None, None), Ok(("a".into(), "b".into())));
+        assert_eq!(pair(Some("b"), None, None), Ok(("b".into(), "a".into())));
+        assert_eq!(pair(Some("a"), None, None), Ok(("a".into(), "b".into())));
+        assert_eq!(pair(None, None, Some("a")), Ok(("b".into(), "a".into())));
+        assert_eq!(pair(None, Some("b"), None), Ok(("b".into(), "a".into())));
+        assert!(pair(None, Some("c"), None).is_err());
+        assert!(pair(None, None, Some("c")).is_err());
+        assert!(pair(None, Some("a"), Some("a")).is_err());
     }
 
     #[test]

@@ -5,6 +5,7 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::{MAX_PAGE, StoreReader, json_col, opt_json_col, parse_col};
 use crate::error::StorageError;
+use crate::ids::AgentId;
 use crate::model::{ThreadRecord, ThreadStatus, ThreadTurn};
 
 impl StoreReader {
@@ -80,13 +81,13 @@ const THREAD_COLUMNS: &str = "thread_id, agent_a_id, agent_b_id, status, continu
 fn thread_from_row(r: &SqliteRow) -> Result<ThreadRecord, StorageError> {
     Ok(ThreadRecord {
         thread_id: r.try_get("thread_id")?,
-        agent_a_id: r.try_get("agent_a_id")?,
-        agent_b_id: r.try_get("agent_b_id")?,
+        agent_a_id: r.try_get::<String, _>("agent_a_id")?.into(),
+        agent_b_id: r.try_get::<String, _>("agent_b_id")?.into(),
         status: parse_col(r, "status")?,
         continuity_key: r.try_get("continuity_key")?,
         last_task_id: r.try_get("last_task_id")?,
-        last_actor_agent_id: r.try_get("last_actor_agent_id")?,
-        last_target_agent_id: r.try_get("last_target_agent_id")?,
+        last_actor_agent_id: r.try_get::<Option<String>, _>("last_actor_agent_id")?.map(AgentId::from),
+        last_target_agent_id: r.try_get::<Option<String>, _>("last_target_agent_id")?.map(AgentId::from),
         metadata: json_col(r, "metadata_json")?,
         interruption_reason: r.try_get("interruption_reason")?,
         handoff: opt_json_col(r, "handoff_json")?,

@@ -13,8 +13,8 @@ pub(super) async fn insert(conn: &mut SqliteConnection, t: &ThreadRecord) -> Res
          VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(t.thread_id.clone())
-    .bind(t.agent_a_id.clone())
-    .bind(t.agent_b_id.clone())
+    .bind(t.agent_a_id.as_str())
+    .bind(t.agent_b_id.as_str())
     .bind(t.status.as_str())
     .bind(t.continuity_key.clone())
     .bind(json_text(&t.metadata))
