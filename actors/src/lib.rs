@@ -30,7 +30,9 @@
 
 pub mod adapters;
 pub mod artifacts;
+pub mod clock;
 pub mod error;
+pub mod ids;
 pub mod intake;
 pub mod model;
 pub mod port;
@@ -50,4 +52,3 @@ pub mod threads;
 // The plain value types the model's records are made of live under `model` (the bottom layer's
 // modules may not import each other, see `tests/layering.rs`); their paths stay `crate::clock`
 // and `crate::ids`.
-pub use model::{clock, ids};

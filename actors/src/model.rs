@@ -8,11 +8,8 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-pub mod clock;
-pub mod ids;
-
-use clock::Timestamp;
-use ids::AgentId;
+use crate::clock::Timestamp;
+use crate::ids::AgentId;
 
 /// A JSON object, the shape of payloads, runtime options, metadata and event data.
 pub type JsonObject = Map<String, Value>;

@@ -7,8 +7,10 @@ use std::path::{Path, PathBuf};
 
 /// Layers, lowest first. A module may use modules of strictly lower layers only.
 const LAYERS: &[&[&str]] = &[
-    // Plain types.
-    &["clock", "ids", "error", "model", "restart"],
+    // Leaf types: timestamps, ids, errors, the restart policy.
+    &["clock", "ids", "error", "restart"],
+    // The data model built from them.
+    &["model"],
     // Pure logic over them, and the actor helpers.
     &["state_machine", "supervision", "adapters"],
     // Artifact bytes.
