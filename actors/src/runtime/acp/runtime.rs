@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::session::{AcpSession, AcpSessionArgs, AcpSessionMsg};
+use super::updates::{is_structured, structured_session_id};
 use crate::clock;
 use crate::ids;
 use crate::model::{FailureReason, JsonObject, LaunchMode, TargetSpec};
@@ -891,6 +892,19 @@ fn on_incoming(state: &mut AcpRuntimeState, msg: Incoming) {
         }
     };
     match msg {
+        // Structured events name their session by `session_id` (or `sessionId`), whatever the
+        // method; only dialects that have them (OpenClaw) read them.
+        Incoming::Notification { params, .. } if state.dialect.structured_events() && is_structured(&params) => {
+            let session = structured_session_id(&params)
+                .and_then(|sid| state.by_session_id.get(sid))
+                .and_then(|sticky| state.sessions.get(sticky));
+            match session {
+                Some(SessionRef::Stdio(s)) => {
+                    let _ = s.cast(AcpSessionMsg::Structured(params));
+                }
+                _ => tracing::debug!(target_id = %state.target.target_id, "structured event for an unknown session"),
+            }
+        }
         Incoming::Notification { method, params } if method == "session/update" => match session_of(&params) {
             Some(session) => {
                 let _ = session.cast(AcpSessionMsg::Update(params));
