@@ -3,6 +3,9 @@
 
 Start-up modes (flag --mode): normal (default), exit-before-init (writes to stderr, exits 3),
 hang-init (never answers initialize), slow-init SECONDS (--init-delay).
+--hang-first-init MARKER: the first process (MARKER absent; it creates it) never answers
+initialize, later ones (MARKER present) start normally: a relaunch after an initialize timeout
+succeeds.
 --load-session advertises loadSession; --state FILE keeps sessions across processes so
 session/load works after a restart.
 
@@ -19,6 +22,13 @@ Per-prompt behaviour, chosen by the prompt text:
   "!bigline"                              -> a 1 MiB agent_message_chunk, then end_turn
   "!fs"                                   -> asks the client fs/read_text_file, reports the error code
   "!refuse"                               -> stopReason refusal
+Structured events (OpenClaw: notifications with params {session_id, event: {kind, message, data}}):
+  "!structured-await"                     -> task.awaiting_input {prompt}; then waits for session/cancel
+  "!structured-heartbeat"                 -> three task.running "Heartbeat" {heartbeat: true} 50 ms apart,
+                                             then "delayed_ok" and end_turn (the answer ends the task)
+  "!structured-complete"                  -> a chunk, task.completed {result: {text}}, then 300 ms later a
+                                             late chunk "LATE" and end_turn (after the task ended)
+  "!structured-fail"                      -> task.running, task.failed {reason}, then as above
   anything else                           -> "echo: <text>"
 """
 import argparse
@@ -76,6 +86,11 @@ def update(sid, upd):
 
 def chunk(sid, text):
     update(sid, {"sessionUpdate": "agent_message_chunk", "content": {"type": "text", "text": text}})
+
+
+def structured(sid, kind, message, data):
+    send({"jsonrpc": "2.0", "method": "session/update",
+          "params": {"session_id": sid, "event": {"kind": kind, "message": message, "data": data}}})
 
 
 def wait_or_cancel(sid, seconds):
@@ -157,6 +172,24 @@ def turn(sid, text, low, state):
         chunk(sid, f"fs error {code}")
     elif low == "!refuse":
         stop = "refusal"
+    elif low == "!structured-await":
+        structured(sid, "task.awaiting_input", "Runtime requires additional input", {"prompt": "Approve?"})
+        cancelled[sid].wait()
+        stop = "cancelled"
+    elif low == "!structured-heartbeat":
+        for _ in range(3):
+            structured(sid, "task.running", "Heartbeat", {"heartbeat": True})
+            time.sleep(0.05)
+        chunk(sid, "delayed_ok")
+    elif low in ("!structured-complete", "!structured-fail"):
+        if low == "!structured-complete":
+            chunk(sid, "partial")
+            structured(sid, "task.completed", "Task completed", {"result": {"text": "structured ok"}})
+        else:
+            structured(sid, "task.running", "Runtime accepted the task", {"remote_execution_id": "run_1"})
+            structured(sid, "task.failed", "Task failed", {"reason": "tool exploded"})
+        time.sleep(0.3)
+        chunk(sid, "LATE")
     else:
         chunk(sid, "echo: " + text)
     return stop
@@ -169,7 +202,12 @@ def main():
     p.add_argument("--init-delay", type=float, default=0.0)
     p.add_argument("--load-session", action="store_true")
     p.add_argument("--state")
+    p.add_argument("--hang-first-init")
     args = p.parse_args()
+    hang_init = args.mode == "hang-init"
+    if args.hang_first_init and not os.path.exists(args.hang_first_init):
+        open(args.hang_first_init, "w").close()
+        hang_init = True
     if args.state and os.path.exists(args.state):
         with open(args.state) as f:
             sessions.update(json.load(f))
@@ -194,7 +232,7 @@ def main():
         rid = msg.get("id")
         params = msg.get("params") or {}
         if method == "initialize":
-            if args.mode == "hang-init":
+            if hang_init:
                 continue
             time.sleep(args.init_delay)
             send({"jsonrpc": "2.0", "id": rid, "result": {

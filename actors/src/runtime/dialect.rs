@@ -55,6 +55,12 @@ impl Dialect {
         }
     }
 
+    /// Whether the agent's structured events (notifications with `params.event = {kind, message,
+    /// data}`) are task events (contract §8.3: OpenClaw only; the other families ignore them).
+    pub fn structured_events(self) -> bool {
+        self == Dialect::OpenClaw
+    }
+
     /// `remote.binding` and `session_bindings.adapter`.
     pub fn binding(self) -> &'static str {
         match self {
@@ -224,6 +230,9 @@ mod tests {
         assert_eq!(h.subcontext(&JsonObject::new()), "executor:aethrolink-agent");
         assert_eq!(Dialect::OpenClaw.subcontext(&obj(json!({"session_key": "design"}))), "session:design");
         assert_eq!(Dialect::Acp.subcontext(&obj(json!({"session_key": "x"}))), "default");
+        let structured: Vec<bool> =
+            [Dialect::Acp, Dialect::Hermes, Dialect::OpenClaw, Dialect::Goose].map(Dialect::structured_events).into();
+        assert_eq!(structured, [false, false, true, false]);
         let mut s = spec(Some("hermes"));
         s.launch.commands.insert("coder".into(), vec!["hermes".into(), "-p".into(), "coder".into(), "acp".into()]);
         assert_eq!(h.command(&s, &obj(json!({"executor": "coder"}))).map(|c| c.len()), Ok(4));

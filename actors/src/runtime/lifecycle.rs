@@ -86,6 +86,9 @@ pub enum LaunchFailure {
     Unhealthy(String),
     /// Nothing answered within the launch timeout.
     Deadline,
+    /// `initialize` was not answered within `initialize_timeout_ms` (stdio): the process is
+    /// killed and relaunched once; a second timeout fails the launch.
+    InitializeTimeout,
 }
 
 /// What the runtime actor must do.
@@ -99,9 +102,9 @@ pub enum Effect<D> {
     /// Answer these waiters with an error, and fail these dispatches with it.
     Refuse { waiters: Vec<WaiterId>, dispatches: Vec<D>, error: RuntimeError },
     /// Start the process of incarnation `generation` (spawn, then `initialize` or the health
-    /// check, and arm the launch deadline); report [`ProcessLifecycle::spawned`] or
-    /// [`ProcessLifecycle::spawn_failed`].
-    Launch { generation: u64 },
+    /// check, and arm the launch deadline and, if set, the `initialize` bound); report
+    /// [`ProcessLifecycle::spawned`] or [`ProcessLifecycle::spawn_failed`].
+    Launch { generation: u64, initialize_timeout: Option<Duration> },
     /// Cast a relaunch for `generation` after `after` (crash backoff).
     RelaunchIn { generation: u64, after: Duration },
     /// Hand these dispatches to their sessions (the runtime is ready).
@@ -171,6 +174,12 @@ pub struct ProcessLifecycle<D> {
     blocked_until: Option<Instant>,
     /// Last time work started or ended (idle stop).
     last_activity: Instant,
+    /// `initialize_timeout_ms` of the latest acquisition that set it: bounds each `initialize`
+    /// of the next launches (none: only the launch timeout does).
+    initialize_timeout: Option<Duration>,
+    /// The launch in progress is the one relaunch after an `initialize` timeout: a second
+    /// timeout fails it.
+    relaunched_after_timeout: bool,
 }
 
 impl<D: Queued> ProcessLifecycle<D> {
@@ -187,6 +196,8 @@ impl<D: Queued> ProcessLifecycle<D> {
             launch_not_before: None,
             blocked_until: None,
             last_activity: now,
+            initialize_timeout: None,
+            relaunched_after_timeout: false,
         }
     }
 
@@ -207,8 +218,18 @@ impl<D: Queued> ProcessLifecycle<D> {
         self.last_activity = now;
     }
 
-    /// A task (or the API) wants the runtime.
-    pub fn acquire(&mut self, now: Instant, waiter: WaiterId, launch_if_down: bool) -> Vec<Effect<D>> {
+    /// A task (or the API) wants the runtime; `initialize_timeout`: its `initialize_timeout_ms`
+    /// (kept for the next launches when set).
+    pub fn acquire(
+        &mut self,
+        now: Instant,
+        waiter: WaiterId,
+        launch_if_down: bool,
+        initialize_timeout: Option<Duration>,
+    ) -> Vec<Effect<D>> {
+        if initialize_timeout.is_some() {
+            self.initialize_timeout = initialize_timeout;
+        }
         let refuse = |error| vec![Effect::Refuse { waiters: vec![waiter], dispatches: Vec::new(), error }];
         let down = matches!(self.phase, Phase::Down | Phase::Stopping);
         match self.phase {
@@ -285,7 +306,7 @@ impl<D: Queued> ProcessLifecycle<D> {
     fn launch(&mut self) -> Vec<Effect<D>> {
         self.generation += 1;
         self.phase = Phase::Launching { pid: None };
-        vec![Effect::Launch { generation: self.generation }]
+        vec![Effect::Launch { generation: self.generation, initialize_timeout: self.initialize_timeout }]
     }
 
     /// The process of the launch in progress was spawned.
@@ -308,6 +329,7 @@ impl<D: Queued> ProcessLifecycle<D> {
             return Vec::new();
         }
         self.phase = Phase::Ready;
+        self.relaunched_after_timeout = false;
         self.last_activity = now;
         let mut out = vec![Effect::Recorded, Effect::Grant { waiters: std::mem::take(&mut self.waiters), ready_ms }];
         if !self.requeued.is_empty() {
@@ -328,6 +350,24 @@ impl<D: Queued> ProcessLifecycle<D> {
             LaunchFailure::Unhealthy(e) => format!("runtime not healthy within {ms} ms: {e}{}", suffix("output", tail)),
             LaunchFailure::Deadline => {
                 format!("runtime did not answer initialize within {ms} ms{}", suffix("stderr", tail))
+            }
+            LaunchFailure::InitializeTimeout => {
+                let init_ms = self.initialize_timeout.map_or(0, |t| t.as_millis());
+                if !self.relaunched_after_timeout {
+                    // Killed and launched once more for the same waiters and kept work.
+                    let reason = format!(
+                        "runtime did not answer initialize within {init_ms} ms (initialize_timeout_ms); relaunching once"
+                    );
+                    let take_down = self.take_down(EndStatus::Failed, reason, None, Kill::Background);
+                    self.relaunched_after_timeout = true;
+                    let mut out = vec![take_down];
+                    out.extend(self.launch());
+                    return out;
+                }
+                format!(
+                    "runtime did not answer initialize within {init_ms} ms (initialize_timeout_ms), twice: killed and relaunched once{}",
+                    suffix("stderr", tail)
+                )
             }
         };
         self.fail_launch(detail, None)
@@ -454,6 +494,8 @@ impl<D: Queued> ProcessLifecycle<D> {
     }
 
     fn refuse_all(&mut self, error: RuntimeError) -> Effect<D> {
+        // Whatever launch sequence there was ended with it.
+        self.relaunched_after_timeout = false;
         Effect::Refuse {
             waiters: std::mem::take(&mut self.waiters),
             dispatches: std::mem::take(&mut self.requeued),
@@ -496,6 +538,8 @@ mod tests {
     #[derive(Clone, Debug)]
     enum In {
         Acquire(u64, WaiterId, bool),
+        /// At, waiter, `initialize_timeout_ms`.
+        AcquireInit(u64, WaiterId, u64),
         Submit(u64, &'static str),
         Requeue(u64, Vec<&'static str>),
         Spawned(u32),
@@ -513,7 +557,8 @@ mod tests {
     fn step(l: &mut L, t0: Instant, input: In) -> Vec<E> {
         let at = |ms: u64| t0 + Duration::from_millis(ms);
         match input {
-            In::Acquire(ms, w, launch) => l.acquire(at(ms), w, launch),
+            In::Acquire(ms, w, launch) => l.acquire(at(ms), w, launch, None),
+            In::AcquireInit(ms, w, init) => l.acquire(at(ms), w, true, Some(Duration::from_millis(init))),
             In::Submit(ms, d) => l.submit(at(ms), d),
             In::Requeue(ms, ds) => l.requeue(at(ms), ds),
             In::Spawned(pid) => l.spawned(pid),
@@ -553,7 +598,7 @@ mod tests {
                 "first acquisition launches and announces",
                 |_| {},
                 vec![Acquire(0, 1, true)],
-                vec![tell(1, LaunchPhase::PendingLaunch), Effect::Launch { generation: 1 }],
+                vec![tell(1, LaunchPhase::PendingLaunch), Effect::Launch { generation: 1, initialize_timeout: None }],
                 Phase::Launching { pid: None },
             ),
             (
@@ -574,7 +619,7 @@ mod tests {
                 "an external server is not announced",
                 |c| c.spawns = false,
                 vec![Acquire(0, 1, true)],
-                vec![Effect::Launch { generation: 1 }],
+                vec![Effect::Launch { generation: 1, initialize_timeout: None }],
                 Phase::Launching { pid: None },
             ),
             (
@@ -667,6 +712,136 @@ mod tests {
                 Phase::Down,
             ),
             (
+                "an acquisition's initialize timeout bounds the launch",
+                |_| {},
+                vec![AcquireInit(0, 1, 300)],
+                vec![
+                    tell(1, LaunchPhase::PendingLaunch),
+                    Effect::Launch { generation: 1, initialize_timeout: Some(Duration::from_millis(300)) },
+                ],
+                Phase::Launching { pid: None },
+            ),
+            (
+                "a first initialize timeout kills the process and relaunches once for the same waiters",
+                |_| {},
+                vec![AcquireInit(0, 1, 300), Submit(0, "d1"), Spawned(9), LaunchFailed(1, LaunchFailure::InitializeTimeout)],
+                vec![
+                    take_down(
+                        EndStatus::Failed,
+                        "runtime did not answer initialize within 300 ms (initialize_timeout_ms); relaunching once",
+                        None,
+                        Kill::Background,
+                    ),
+                    Effect::Launch { generation: 2, initialize_timeout: Some(Duration::from_millis(300)) },
+                ],
+                Phase::Launching { pid: None },
+            ),
+            (
+                "the relaunch tells the waiters its pid and grants them with the kept work",
+                |_| {},
+                vec![
+                    AcquireInit(0, 1, 300),
+                    Submit(0, "d1"),
+                    Spawned(9),
+                    LaunchFailed(1, LaunchFailure::InitializeTimeout),
+                    Spawned(10),
+                    Ready(700, 2),
+                ],
+                vec![Effect::Recorded, grant(vec![1], Some(5.0)), Effect::Route(vec!["d1"])],
+                Phase::Ready,
+            ),
+            (
+                "a stale initialize timeout of the first process is ignored",
+                |_| {},
+                vec![
+                    AcquireInit(0, 1, 300),
+                    Spawned(9),
+                    LaunchFailed(1, LaunchFailure::InitializeTimeout),
+                    Spawned(10),
+                    LaunchFailed(1, LaunchFailure::InitializeTimeout),
+                ],
+                vec![],
+                Phase::Launching { pid: Some(10) },
+            ),
+            (
+                "a second initialize timeout fails the launch naming the timeout",
+                |_| {},
+                vec![
+                    AcquireInit(0, 1, 300),
+                    Submit(0, "d1"),
+                    Spawned(9),
+                    LaunchFailed(1, LaunchFailure::InitializeTimeout),
+                    Spawned(10),
+                    LaunchFailed(2, LaunchFailure::InitializeTimeout),
+                ],
+                vec![
+                    take_down(
+                        EndStatus::Failed,
+                        "runtime did not answer initialize within 300 ms (initialize_timeout_ms), twice: killed and relaunched once; stderr: boom",
+                        None,
+                        Kill::Background,
+                    ),
+                    Effect::Refuse {
+                        waiters: vec![1],
+                        dispatches: vec!["d1"],
+                        error: RuntimeError::LaunchFailed(
+                            "runtime did not answer initialize within 300 ms (initialize_timeout_ms), twice: killed and relaunched once; stderr: boom".into(),
+                        ),
+                    },
+                ],
+                Phase::Down,
+            ),
+            (
+                "after a failed relaunch the next launch again gets one relaunch",
+                |_| {},
+                vec![
+                    AcquireInit(0, 1, 300),
+                    Spawned(9),
+                    LaunchFailed(1, LaunchFailure::InitializeTimeout),
+                    Spawned(10),
+                    LaunchFailed(2, LaunchFailure::InitializeTimeout),
+                    Acquire(1000, 2, true),
+                    Spawned(11),
+                    LaunchFailed(3, LaunchFailure::InitializeTimeout),
+                ],
+                vec![
+                    take_down(
+                        EndStatus::Failed,
+                        "runtime did not answer initialize within 300 ms (initialize_timeout_ms); relaunching once",
+                        None,
+                        Kill::Background,
+                    ),
+                    Effect::Launch { generation: 4, initialize_timeout: Some(Duration::from_millis(300)) },
+                ],
+                Phase::Launching { pid: None },
+            ),
+            (
+                "after a ready relaunch, a later launch again gets one relaunch",
+                |_| {},
+                vec![
+                    AcquireInit(0, 1, 300),
+                    Spawned(9),
+                    LaunchFailed(1, LaunchFailure::InitializeTimeout),
+                    Spawned(10),
+                    Ready(700, 2),
+                    Stop,
+                    Killed(800, 2),
+                    Acquire(900, 2, true),
+                    Spawned(11),
+                    LaunchFailed(3, LaunchFailure::InitializeTimeout),
+                ],
+                vec![
+                    take_down(
+                        EndStatus::Failed,
+                        "runtime did not answer initialize within 300 ms (initialize_timeout_ms); relaunching once",
+                        None,
+                        Kill::Background,
+                    ),
+                    Effect::Launch { generation: 4, initialize_timeout: Some(Duration::from_millis(300)) },
+                ],
+                Phase::Launching { pid: None },
+            ),
+            (
                 "unhealthy server fails the launch with its output",
                 |_| {},
                 vec![Acquire(0, 1, true), LaunchFailed(1, LaunchFailure::Unhealthy("HTTP 503".into()))],
@@ -750,7 +925,7 @@ mod tests {
                     Requeue(3, vec!["d2"]),
                     Relaunch(1),
                 ],
-                vec![Effect::Launch { generation: 2 }],
+                vec![Effect::Launch { generation: 2, initialize_timeout: None }],
                 Phase::Launching { pid: None },
             ),
             (
@@ -851,7 +1026,7 @@ mod tests {
                 "acquisitions during a stop wait for it, then launch",
                 |_| {},
                 vec![Acquire(0, 1, true), Spawned(9), Ready(1, 1), Stop, Acquire(2, 2, true), Killed(3, 1)],
-                vec![Effect::Stopped, Effect::Launch { generation: 2 }],
+                vec![Effect::Stopped, Effect::Launch { generation: 2, initialize_timeout: None }],
                 Phase::Launching { pid: None },
             ),
             (

@@ -344,8 +344,9 @@ impl Actor for RuntimeSupervisor {
                 Ok(AdapterKind::Acp | AdapterKind::AcpHttp) => {
                     match Self::acp_runtime(&myself, state, &target, &options, true).await {
                         Ok(Some(runtime)) => {
-                            if let Err(ractor::MessagingErr::SendErr(acp::AcpMsg::Acquire(_, reply))) =
-                                runtime.cast(acp::AcpMsg::Acquire(waiter, reply))
+                            let initialize_timeout = acp::initialize_timeout_of(&options);
+                            if let Err(ractor::MessagingErr::SendErr(acp::AcpMsg::Acquire { reply, .. })) =
+                                runtime.cast(acp::AcpMsg::Acquire { waiter, initialize_timeout, reply })
                             {
                                 let _ = reply.send(Err(RuntimeError::Unavailable("runtime actor stopped".into())));
                             }

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::session::{AcpSession, AcpSessionArgs, AcpSessionMsg};
+use super::updates::{is_structured, structured_session_id};
 use crate::clock;
 use crate::ids;
 use crate::model::{FailureReason, JsonObject, LaunchMode, RuntimeState, TargetSpec};
@@ -53,8 +54,13 @@ pub struct RuntimeHealth {
 
 /// Messages of the ACP runtime actor.
 pub enum AcpMsg {
-    /// Get this runtime ready for a task (or for `POST /v1/targets/{id}/start`).
-    Acquire(Waiter, RpcReplyPort<Result<RuntimeHandle, RuntimeError>>),
+    /// Get this runtime ready for a task (or for `POST /v1/targets/{id}/start`);
+    /// `initialize_timeout`: the acquisition's `initialize_timeout_ms` ([`initialize_timeout_of`]).
+    Acquire {
+        waiter: Waiter,
+        initialize_timeout: Option<Duration>,
+        reply: RpcReplyPort<Result<RuntimeHandle, RuntimeError>>,
+    },
     /// Task traffic (submit, resume, cancel).
     Session(SessionMsg),
     /// A message from the agent process of incarnation `generation`.
@@ -68,6 +74,8 @@ pub enum AcpMsg {
     ChildExited { generation: u64, status: String, exit_code: Option<i32> },
     /// A launch did not become ready in time.
     LaunchDeadline { generation: u64 },
+    /// `initialize` of incarnation `generation` was not answered within `initialize_timeout_ms`.
+    InitializeDeadline { generation: u64 },
     /// Relaunch after a crash backoff.
     Relaunch { generation: u64 },
     /// A session bound its remote id (route its notifications to it).
@@ -227,6 +235,14 @@ fn launch_timeout(target: &TargetSpec) -> Duration {
     target.launch.timeout_ms.map_or(DEFAULT_LAUNCH_TIMEOUT, Duration::from_millis)
 }
 
+/// `initialize_timeout_ms` of a task's merged options (target `defaults`, then its
+/// `runtime_options`): a positive JSON integer, else none (contract §5.2: numeric options given
+/// as strings are ignored). It bounds each `initialize`; a timeout kills the process and
+/// relaunches it once.
+pub fn initialize_timeout_of(options: &JsonObject) -> Option<Duration> {
+    options.get("initialize_timeout_ms").and_then(Value::as_u64).filter(|ms| *ms > 0).map(Duration::from_millis)
+}
+
 fn tail_of(state: &AcpRuntimeState) -> String {
     state.child.as_ref().map(|c| c.stderr.text()).unwrap_or_default()
 }
@@ -267,7 +283,9 @@ impl AcpRuntime {
                         }]);
                     }
                 }
-                Effect::Launch { generation } => todo.extend(Self::launch(myself, state, generation)),
+                Effect::Launch { generation, initialize_timeout } => {
+                    todo.extend(Self::launch(myself, state, generation, initialize_timeout));
+                }
                 Effect::RelaunchIn { generation, after } => {
                     myself.send_after(after, move || AcpMsg::Relaunch { generation });
                 }
@@ -305,9 +323,15 @@ impl AcpRuntime {
         Ok(())
     }
 
-    /// Starts incarnation `generation`: spawns the process and starts `initialize` (stdio) or
-    /// the health check (HTTP). Waiters stay queued until it answers.
-    fn launch(myself: &ActorRef<AcpMsg>, state: &mut AcpRuntimeState, generation: u64) -> Vec<Effect<Dispatch>> {
+    /// Starts incarnation `generation`: spawns the process and starts `initialize` (stdio,
+    /// bounded by `initialize_timeout` if set, and by the launch timeout) or the health check
+    /// (HTTP). Waiters stay queued until it answers.
+    fn launch(
+        myself: &ActorRef<AcpMsg>,
+        state: &mut AcpRuntimeState,
+        generation: u64,
+        initialize_timeout: Option<Duration>,
+    ) -> Vec<Effect<Dispatch>> {
         let spawned_at = Instant::now();
         let ours = state.http.is_none()
             || (state.target.launch.mode != LaunchMode::External && !state.command.argv.is_empty());
@@ -363,6 +387,9 @@ impl AcpRuntime {
             let _ = me_init.cast(AcpMsg::Initialized { generation, result });
         });
         myself.send_after(timeout, move || AcpMsg::LaunchDeadline { generation });
+        if let Some(bound) = initialize_timeout {
+            myself.send_after(bound, move || AcpMsg::InitializeDeadline { generation });
+        }
         state.child =
             Some(Child { spawned_at, pid, pgid, conn: Some(conn), _stdin: None, stderr: stderr_tail, launch_id });
         state.life.spawned(pid)
@@ -621,12 +648,14 @@ impl Actor for AcpRuntime {
     ) -> Result<(), ActorProcessingErr> {
         let now = Instant::now();
         let effects = match msg {
-            AcpMsg::Acquire(waiter, reply) => {
+            AcpMsg::Acquire { waiter, initialize_timeout, reply } => {
                 state.next_waiter += 1;
                 let id = state.next_waiter;
                 let launch_if_down = waiter.launch_if_down;
                 state.waiters.insert(id, (waiter, reply));
-                state.life.acquire(now, id, launch_if_down)
+                // HTTP servers answer no `initialize`.
+                let initialize_timeout = initialize_timeout.filter(|_| state.http.is_none());
+                state.life.acquire(now, id, launch_if_down, initialize_timeout)
             }
             AcpMsg::Session(SessionMsg::Submit(d)) => state.life.submit(now, *d),
             AcpMsg::Session(SessionMsg::Resume { task_id, generation, payload }) => {
@@ -718,6 +747,18 @@ impl Actor for AcpRuntime {
             AcpMsg::LaunchDeadline { generation } => {
                 let tail = tail_of(state);
                 state.life.launch_failed(generation, LaunchFailure::Deadline, &tail)
+            }
+            AcpMsg::InitializeDeadline { generation } => {
+                let tail = tail_of(state);
+                let effects = state.life.launch_failed(generation, LaunchFailure::InitializeTimeout, &tail);
+                if matches!(effects.last(), Some(Effect::Launch { .. })) {
+                    tracing::warn!(
+                        actor_kind = "runtime", target_id = %state.target.target_id, subcontext = %state.subcontext,
+                        pid = state.child.as_ref().map(|c| c.pid), stderr_tail = %tail,
+                        "runtime did not answer initialize in time; killing it and relaunching once"
+                    );
+                }
+                effects
             }
             AcpMsg::ChildExited { generation, status, exit_code } => {
                 let tail = tail_of(state);
@@ -851,6 +892,19 @@ fn on_incoming(state: &mut AcpRuntimeState, msg: Incoming) {
         }
     };
     match msg {
+        // Structured events name their session by `session_id` (or `sessionId`), whatever the
+        // method; only dialects that have them (OpenClaw) read them.
+        Incoming::Notification { params, .. } if state.dialect.structured_events() && is_structured(&params) => {
+            let session = structured_session_id(&params)
+                .and_then(|sid| state.by_session_id.get(sid))
+                .and_then(|sticky| state.sessions.get(sticky));
+            match session {
+                Some(SessionRef::Stdio(s)) => {
+                    let _ = s.cast(AcpSessionMsg::Structured(params));
+                }
+                _ => tracing::debug!(target_id = %state.target.target_id, "structured event for an unknown session"),
+            }
+        }
         Incoming::Notification { method, params } if method == "session/update" => match session_of(&params) {
             Some(session) => {
                 let _ = session.cast(AcpSessionMsg::Update(params));

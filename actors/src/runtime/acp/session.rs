@@ -1,8 +1,10 @@
 //! The stdio ACP session actor: one per sticky key of a runtime. One prompt at a time (FIFO,
 //! creation order), `session/new` or `session/load` of a persisted binding, `session/update` →
 //! task events (message chunks coalesced to at most one event per 100 ms), permission requests
-//! → `awaiting_input` (or answered by the target's policy), cancel → `session/cancel` then a
-//! bounded wait, after which the process group is killed.
+//! → `awaiting_input` (or answered by the target's policy), OpenClaw's structured events →
+//! task events (a terminal one ends the task before the prompt answers; the next prompt waits
+//! for that answer), cancel → `session/cancel` then a bounded wait, after which the process
+//! group is killed.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,7 +16,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::runtime::AcpMsg;
-use super::updates::{UpdateEffect, map_update, prompt_outcome};
+use super::updates::{UpdateEffect, map_update, prompt_outcome, structured_event};
 use crate::clock;
 use crate::model::{FailureReason, JsonObject, PermissionPolicy};
 use crate::port::{AdapterEvent, Dispatch, PendingInput};
@@ -45,6 +47,13 @@ pub enum AcpSessionMsg {
     },
     /// `session/update` params for this session.
     Update(Value),
+    /// A structured event (`params.event`) for this session (dialects that have them).
+    Structured(Value),
+    /// The wait for the prompt answer of `turn`, whose task a structured terminal event ended,
+    /// is over.
+    DrainDeadline {
+        turn: u64,
+    },
     /// `session/request_permission` for this session.
     Permission {
         id: Value,
@@ -121,6 +130,11 @@ pub struct AcpSessionState {
     session_id: Option<String>,
     /// Prompts waiting their turn (creation order) and the turn being run.
     work: SessionQueue<Turn>,
+    /// A turn whose task a structured terminal event ended while its prompt still runs: the
+    /// next prompt waits for that answer (bounded by the cancel grace), since an agent runs one
+    /// prompt at a time per session and the old prompt's late messages must not reach the next
+    /// task; the answer itself is dropped.
+    draining: Option<u64>,
 }
 
 /// One ACP session (sticky scope).
@@ -135,6 +149,9 @@ impl QueueTurn for Turn {
 
 impl AcpSession {
     fn start_next(myself: &ActorRef<AcpSessionMsg>, state: &mut AcpSessionState) {
+        if state.draining.is_some() {
+            return;
+        }
         let Some(dispatch) = state.work.next_to_start() else { return };
         let turn = state.work.begin(|id| Turn {
             id,
@@ -199,6 +216,12 @@ impl AcpSession {
     }
 
     fn end_turn(myself: &ActorRef<AcpSessionMsg>, state: &mut AcpSessionState, events: Vec<AdapterEvent>) {
+        Self::finish_turn(state, events);
+        Self::start_next(myself, state);
+    }
+
+    /// Ends the current turn's task with `events` (the next turn is not started).
+    fn finish_turn(state: &mut AcpSessionState, events: Vec<AdapterEvent>) {
         Self::flush(state);
         if let Some(t) = state.work.finish() {
             emit(&t.dispatch, events);
@@ -215,7 +238,6 @@ impl AcpSession {
                 })));
             }
         }
-        Self::start_next(myself, state);
     }
 
     fn answer_permission(state: &AcpSessionState, id: &Value, option_id: Option<&str>) {
@@ -237,7 +259,7 @@ impl Actor for AcpSession {
         _myself: ActorRef<AcpSessionMsg>,
         args: AcpSessionArgs,
     ) -> Result<AcpSessionState, ActorProcessingErr> {
-        Ok(AcpSessionState { args, session_id: None, work: SessionQueue::default() })
+        Ok(AcpSessionState { args, session_id: None, work: SessionQueue::default(), draining: None })
     }
 
     async fn handle(
@@ -337,6 +359,43 @@ impl Actor for AcpSession {
                     UpdateEffect::Ignore => {}
                 }
             }
+            AcpSessionMsg::Structured(params) => {
+                let Some(t) = state.work.current().filter(|t| t.prompted) else { return Ok(()) };
+                let (turn, cancel_requested) = (t.id, t.cancel_requested);
+                let Some(event) = structured_event(state.args.dialect.display(), &params, t.text.trim()) else {
+                    return Ok(());
+                };
+                let terminal = matches!(
+                    event,
+                    AdapterEvent::Completed { .. } | AdapterEvent::Failed { .. } | AdapterEvent::Cancelled { .. }
+                );
+                if !terminal {
+                    Self::flush(state);
+                    if let Some(t) = state.work.current() {
+                        emit(&t.dispatch, vec![event]);
+                    }
+                    return Ok(());
+                }
+                // As for a prompt answer: after a cancel request the turn ends cancelled.
+                let event = if cancel_requested {
+                    AdapterEvent::Cancelled { message: format!("{} cancelled the task", state.args.dialect.display()) }
+                } else {
+                    event
+                };
+                state.draining = Some(turn);
+                Self::finish_turn(state, vec![event]);
+                let grace = state.args.deps.cancel_grace;
+                myself.send_after(grace, move || AcpSessionMsg::DrainDeadline { turn });
+            }
+            AcpSessionMsg::DrainDeadline { turn } if state.draining == Some(turn) => {
+                tracing::warn!(
+                    actor_kind = "acp_session", target_id = %state.args.target_id, sticky = %state.args.sticky,
+                    "the agent's prompt did not answer after its structured terminal event; starting the next prompt"
+                );
+                state.draining = None;
+                Self::start_next(&myself, state);
+            }
+            AcpSessionMsg::DrainDeadline { .. } => {}
             AcpSessionMsg::Flush { turn } => {
                 if let Some(t) = state.work.current_mut().filter(|t| t.id == turn) {
                     t.stream.timer_fired();
@@ -482,6 +541,11 @@ impl Actor for AcpSession {
                     None => return Ok(()),
                 };
                 Self::end_turn(&myself, state, events);
+            }
+            // The late answer of a turn a structured terminal event ended: the task has its end.
+            AcpSessionMsg::PromptDone { turn, .. } if state.draining == Some(turn) => {
+                state.draining = None;
+                Self::start_next(&myself, state);
             }
             AcpSessionMsg::PromptDone { .. } => {}
             AcpSessionMsg::RuntimeExited { reason } => {

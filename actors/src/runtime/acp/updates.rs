@@ -1,11 +1,12 @@
-//! What an ACP agent's messages mean for a task: `session/update` notifications ([`map_update`])
-//! and the answer to `session/prompt` ([`prompt_outcome`]). Pure; the session actor does the IO.
+//! What an ACP agent's messages mean for a task: `session/update` notifications ([`map_update`]),
+//! OpenClaw's structured events ([`structured_event`], contract §8.3) and the answer to
+//! `session/prompt` ([`prompt_outcome`]). Pure; the session actor does the IO.
 
 use agent_client_protocol_schema::v1::{ContentBlock, PromptResponse, SessionNotification, SessionUpdate, StopReason};
 use serde_json::{Value, json};
 
 use crate::model::{FailureReason, JsonObject};
-use crate::port::AdapterEvent;
+use crate::port::{AdapterEvent, PendingInput};
 use crate::runtime::jsonrpc::RpcError;
 
 /// What a `session/update` means for the task. Pure.
@@ -53,6 +54,56 @@ pub fn map_update(params: &Value) -> UpdateEffect {
         },
         _ => UpdateEffect::Ignore,
     }
+}
+
+/// The session id a structured notification names: `params.session_id`, else `params.sessionId`
+/// (structured events use the former, `session/update` the latter).
+pub fn structured_session_id(params: &Value) -> Option<&str> {
+    ["session_id", "sessionId"].iter().find_map(|k| params.get(*k).and_then(Value::as_str))
+}
+
+/// Whether a notification carries a structured event (`params.event` is an object).
+pub fn is_structured(params: &Value) -> bool {
+    params.get("event").is_some_and(Value::is_object)
+}
+
+/// A structured event (`params.event = {kind, message, data}`) as the task event it stands for:
+/// `task.awaiting_input` → awaiting input that no resume can answer ([`PendingInput::Structured`]);
+/// `task.completed` → completed with `data.result` (an object), else the turn's `text`;
+/// `task.failed` → failed `remote_failed` with `data.reason` (else the message) as detail;
+/// `task.cancelled` → cancelled; any other kind → running. `None`: no event object.
+/// `display` names the agent family in default messages.
+pub fn structured_event(display: &str, params: &Value, text: &str) -> Option<AdapterEvent> {
+    let event = params.get("event")?.as_object()?;
+    let kind = event.get("kind").and_then(Value::as_str).unwrap_or("");
+    let data = event.get("data").and_then(Value::as_object).cloned().unwrap_or_default();
+    let given = event.get("message").and_then(Value::as_str).filter(|m| !m.is_empty()).map(str::to_owned);
+    let message = |default: &str| given.clone().unwrap_or_else(|| default.to_owned());
+    Some(match kind {
+        "task.awaiting_input" => AdapterEvent::AwaitingInput {
+            message: message(&format!("{display} requires additional input")),
+            data,
+            pending: PendingInput::Structured,
+        },
+        "task.completed" => AdapterEvent::Completed {
+            message: message(&format!("{display} completed the task")),
+            result: match data.get("result") {
+                Some(r @ Value::Object(_)) => r.clone(),
+                _ => json!({ "text": text }),
+            },
+        },
+        "task.failed" => {
+            let message = message(&format!("{display} failed the task"));
+            let reason = data.get("reason").and_then(Value::as_str).filter(|r| !r.is_empty());
+            AdapterEvent::Failed {
+                reason: FailureReason::RemoteFailed,
+                detail: Some(reason.map_or_else(|| message.clone(), str::to_owned)),
+                message,
+            }
+        }
+        "task.cancelled" => AdapterEvent::Cancelled { message: message(&format!("{display} cancelled the task")) },
+        _ => AdapterEvent::Running { message: message(&format!("{display} running")), data },
+    })
 }
 
 /// The events that end a prompt turn, from the agent's `session/prompt` answer: `end_turn` →
@@ -127,6 +178,78 @@ mod tests {
         let thought = json!({"sessionId": "s", "update": {"sessionUpdate": "agent_thought_chunk", "content": {"type": "text", "text": "hmm"}}});
         assert_eq!(map_update(&thought), UpdateEffect::Ignore);
         assert_eq!(map_update(&json!({"sessionId": "s"})), UpdateEffect::Ignore);
+    }
+
+    #[test]
+    fn structured_events_map_by_kind() {
+        let ev = |kind: &str, message: &str, data: Value| json!({"session_id": "s", "event": {"kind": kind, "message": message, "data": data}});
+        let obj = |v: Value| v.as_object().cloned().unwrap_or_default();
+        let cases: Vec<(&str, Value, Option<AdapterEvent>)> = vec![
+            (
+                "awaiting input cannot be resumed",
+                ev("task.awaiting_input", "Approve?", json!({"prompt": "Approve?"})),
+                Some(AdapterEvent::AwaitingInput {
+                    message: "Approve?".into(),
+                    data: obj(json!({"prompt": "Approve?"})),
+                    pending: PendingInput::Structured,
+                }),
+            ),
+            (
+                "a heartbeat is running",
+                ev("task.running", "Heartbeat", json!({"heartbeat": true})),
+                Some(AdapterEvent::Running { message: "Heartbeat".into(), data: obj(json!({"heartbeat": true})) }),
+            ),
+            (
+                "an unknown kind is running, with a default message",
+                ev("task.progress", "", json!({})),
+                Some(AdapterEvent::Running { message: "OpenClaw running".into(), data: JsonObject::new() }),
+            ),
+            (
+                "completed with the event's result",
+                ev("task.completed", "Done", json!({"result": {"text": "ok"}})),
+                Some(AdapterEvent::Completed { message: "Done".into(), result: json!({"text": "ok"}) }),
+            ),
+            (
+                "completed without a result keeps the turn's text",
+                ev("task.completed", "", json!({})),
+                Some(AdapterEvent::Completed {
+                    message: "OpenClaw completed the task".into(),
+                    result: json!({"text": "so far"}),
+                }),
+            ),
+            (
+                "failed is remote_failed with data.reason",
+                ev("task.failed", "Task failed", json!({"reason": "tool exploded"})),
+                Some(AdapterEvent::Failed {
+                    reason: FailureReason::RemoteFailed,
+                    detail: Some("tool exploded".into()),
+                    message: "Task failed".into(),
+                }),
+            ),
+            (
+                "failed without a reason names the message",
+                ev("task.failed", "Task failed", json!({})),
+                Some(AdapterEvent::Failed {
+                    reason: FailureReason::RemoteFailed,
+                    detail: Some("Task failed".into()),
+                    message: "Task failed".into(),
+                }),
+            ),
+            (
+                "cancelled",
+                ev("task.cancelled", "Task cancelled", json!({})),
+                Some(AdapterEvent::Cancelled { message: "Task cancelled".into() }),
+            ),
+            ("no event object", json!({"session_id": "s", "event": "x"}), None),
+        ];
+        for (name, params, want) in cases {
+            assert_eq!(structured_event("OpenClaw", &params, "so far"), want, "{name}");
+        }
+        assert!(is_structured(&ev("task.running", "", json!({}))));
+        assert!(!is_structured(&json!({"sessionId": "s", "update": {}})));
+        assert_eq!(structured_session_id(&json!({"session_id": "a", "sessionId": "b"})), Some("a"));
+        assert_eq!(structured_session_id(&json!({"sessionId": "b"})), Some("b"));
+        assert_eq!(structured_session_id(&json!({})), None);
     }
 
     #[test]
