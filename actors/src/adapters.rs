@@ -4,8 +4,10 @@
 //! (the registry, the config loader) only asks it. Pure; imports nothing above the model.
 //!
 //! Kinds that come later (a human principal, a peer node, A2A agents) get a variant here and an
-//! entry in the runtime's catalog when their runtime exists; until then a target naming them is
-//! refused as unknown.
+//! entry in the runtime's catalog when their runtime exists. Until then a well-formed kind this
+//! build does not run is [`AdapterError::NotRun`]: the registry file refuses it (a config error),
+//! a registration is accepted with a warning (a peer may run it; tasks to it fail here with
+//! `adapter missing`). A spelling that cannot be any kind is [`AdapterError::Malformed`].
 
 use std::fmt;
 use std::str::FromStr;
@@ -56,6 +58,28 @@ impl FromStr for AdapterKind {
     }
 }
 
+/// Why an adapter spelling names no kind this build runs.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AdapterError {
+    /// A well-formed kind this build does not run (another node may).
+    #[error("adapter '{adapter}' is not known; known adapters: {known}")]
+    NotRun { adapter: String, known: String },
+    /// Not an adapter kind name at all (a client mistake wherever it appears).
+    #[error(
+        "adapter '{0}' is not an adapter kind name (lower-case letters, digits and '_', starting with a letter, at most 64)"
+    )]
+    Malformed(String),
+}
+
+/// Whether `s` is spelled like an adapter kind (`acp`, `acp_http`, `mock_hermes`, …): the shape
+/// every node's kinds share, so a kind another node runs is never mistaken for a typo. Pure.
+pub fn is_kind_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    s.len() <= 64
+        && chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
 /// The check a target of one kind must pass; the message names the field at fault.
 pub type ValidateTarget = fn(&TargetSpec) -> Result<(), String>;
 
@@ -83,12 +107,17 @@ impl AdapterCatalog {
         self.entries
     }
 
-    /// The kind `adapter` names, if this build runs it; the error lists the kinds it runs.
-    pub fn kind(&self, adapter: &str) -> Result<AdapterKind, String> {
-        adapter.parse::<AdapterKind>().ok().filter(|k| self.entry(*k).is_some()).ok_or_else(|| {
-            let known: Vec<&str> = self.entries.iter().map(|e| e.kind.as_str()).collect();
-            format!("adapter '{adapter}' is not known; known adapters: {}", known.join(", "))
-        })
+    /// The kind `adapter` names, if this build runs it; the error says whether it is a kind this
+    /// build does not run (listing the kinds it runs) or no kind at all.
+    pub fn kind(&self, adapter: &str) -> Result<AdapterKind, AdapterError> {
+        if let Some(kind) = adapter.parse::<AdapterKind>().ok().filter(|k| self.entry(*k).is_some()) {
+            return Ok(kind);
+        }
+        if !is_kind_name(adapter) {
+            return Err(AdapterError::Malformed(adapter.to_owned()));
+        }
+        let known: Vec<&str> = self.entries.iter().map(|e| e.kind.as_str()).collect();
+        Err(AdapterError::NotRun { adapter: adapter.to_owned(), known: known.join(", ") })
     }
 
     /// The entry of `kind`, if this build runs it.
@@ -98,7 +127,7 @@ impl AdapterCatalog {
 
     /// Checks a target against its kind: known to this build, and what that kind needs.
     pub fn validate(&self, spec: &TargetSpec) -> Result<(), String> {
-        let kind = self.kind(&spec.adapter)?;
+        let kind = self.kind(&spec.adapter).map_err(|e| e.to_string())?;
         match self.entry(kind) {
             Some(entry) => (entry.validate)(spec),
             None => Ok(()),
@@ -161,5 +190,26 @@ mod tests {
             assert_eq!(catalog.validate(&spec(adapter)), want.map_err(str::to_owned), "{adapter}");
         }
         assert_eq!(catalog.kind("acp"), Ok(AdapterKind::Acp));
+    }
+
+    #[test]
+    fn unknown_kinds_are_told_apart_from_malformed_names() {
+        let catalog = AdapterCatalog::new(&ENTRIES);
+        let not_run = |a: &str| Err(AdapterError::NotRun { adapter: a.into(), known: "loopback, acp".into() });
+        let cases: [(&str, Result<AdapterKind, AdapterError>); 9] = [
+            ("loopback", Ok(AdapterKind::Loopback)),
+            ("acp_http", not_run("acp_http")),
+            ("a2a_future", not_run("a2a_future")),
+            ("mock_acp_comm_http", not_run("mock_acp_comm_http")),
+            ("warp-drive", Err(AdapterError::Malformed("warp-drive".into()))),
+            ("ACP", Err(AdapterError::Malformed("ACP".into()))),
+            ("2fast", Err(AdapterError::Malformed("2fast".into()))),
+            ("a b", Err(AdapterError::Malformed("a b".into()))),
+            ("", Err(AdapterError::Malformed("".into()))),
+        ];
+        for (adapter, want) in cases {
+            assert_eq!(catalog.kind(adapter), want, "{adapter}");
+        }
+        assert!(!is_kind_name(&"a".repeat(65)));
     }
 }

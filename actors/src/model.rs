@@ -531,10 +531,15 @@ pub struct AgentRecord {
 impl AgentRecord {
     /// The agent as a dispatchable target, when it names an adapter.
     pub fn to_target(&self) -> Option<TargetSpec> {
-        let adapter = self.adapter.clone().filter(|a| !a.is_empty())?;
-        Some(TargetSpec {
+        self.adapter.as_deref().is_some_and(|a| !a.is_empty()).then(|| self.listed_spec())
+    }
+
+    /// The agent as a target spec whether or not it names an adapter (`adapter` is `""` when it
+    /// names none): what `GET /v1/targets` lists.
+    pub fn listed_spec(&self) -> TargetSpec {
+        TargetSpec {
             target_id: self.agent_id.clone(),
-            adapter,
+            adapter: self.adapter.clone().unwrap_or_default(),
             dialect: self.dialect.clone(),
             endpoint: self.endpoint.clone(),
             healthcheck: self.healthcheck.clone(),
@@ -545,7 +550,7 @@ impl AgentRecord {
             source: TargetSource::Registered,
             // Registrations carry the policy as a default runtime option.
             permissions: self.defaults.get("permissions").and_then(|v| serde_json::from_value(v.clone()).ok()),
-        })
+        }
     }
 
     /// Whether the presence lease still holds at `now` (it holds through its last instant).

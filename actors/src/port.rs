@@ -186,6 +186,15 @@ pub enum RuntimeError {
 }
 
 impl RuntimeError {
+    /// `last_error.detail` for a task failed by this error: the adapter kind for a missing
+    /// adapter (contract §6.3 step 1), else the whole message.
+    pub fn detail(&self) -> String {
+        match self {
+            RuntimeError::AdapterMissing(kind) => kind.clone(),
+            other => other.to_string(),
+        }
+    }
+
     /// `last_error.reason` for a task failed by this error.
     pub fn reason(&self) -> FailureReason {
         match self {

@@ -1,6 +1,12 @@
 //! The registry actor: owns discovery. It merges the targets of the registry file with agents
 //! registered over HTTP (persisted), validates registrations, and publishes an immutable
 //! [`TargetTable`] snapshot on a watch channel so request handlers route without an actor hop.
+//!
+//! The table lists every target; only some are dispatchable ([`TargetEntry`]): an agent
+//! registered without an adapter is listed (and may take part in threads) but takes no tasks.
+//! A registration naming an adapter kind this node does not run is accepted with a
+//! [`RegistrationWarning`] (a peer may run it; tasks sent to it here fail `adapter missing`);
+//! the registry file refuses it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -8,7 +14,7 @@ use std::sync::Arc;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::watch;
 
-use crate::adapters::AdapterCatalog;
+use crate::adapters::{AdapterCatalog, AdapterError};
 use crate::clock::Timestamp;
 use crate::error::StorageError;
 use crate::model::{AgentRecord, JsonObject, LaunchSpec, Presence, TargetSpec};
@@ -29,42 +35,111 @@ pub enum RouteError {
     NoRoute(String),
     #[error("routing conflict: several targets list capability '{intent}': {}", candidates.join(", "))]
     Conflict { intent: String, candidates: Vec<String> },
+    /// Listed, but nothing here runs its tasks (404, like an unknown target: contract §6.2).
+    #[error("target agent not found: {target} is listed but not dispatchable ({reason})")]
+    NotDispatchable { target: String, reason: NotDispatchable },
 }
 
-/// Every dispatchable target, by id (a snapshot; never mutated once published).
+/// Why a listed target takes no tasks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotDispatchable {
+    /// Registered without an adapter: nothing runs its tasks (contract §5.2).
+    NoAdapter,
+}
+
+impl std::fmt::Display for NotDispatchable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NotDispatchable::NoAdapter => "registered without an adapter",
+        })
+    }
+}
+
+/// A target as the table holds it: tasks may be sent to it, or it is only listed.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TargetEntry {
+    Dispatchable(TargetSpec),
+    /// Shown by `GET /v1/targets` (the spec's `adapter` is `""` for [`NotDispatchable::NoAdapter`]),
+    /// never routed to.
+    Listed(TargetSpec, NotDispatchable),
+}
+
+impl TargetEntry {
+    /// A registered agent's entry: dispatchable when it names an adapter.
+    pub fn of_agent(agent: &AgentRecord) -> Self {
+        match agent.to_target() {
+            Some(spec) => TargetEntry::Dispatchable(spec),
+            None => TargetEntry::Listed(agent.listed_spec(), NotDispatchable::NoAdapter),
+        }
+    }
+
+    /// The definition, dispatchable or not.
+    pub fn spec(&self) -> &TargetSpec {
+        match self {
+            TargetEntry::Dispatchable(spec) | TargetEntry::Listed(spec, _) => spec,
+        }
+    }
+
+    /// The definition, if tasks may be sent to it.
+    pub fn dispatchable(&self) -> Option<&TargetSpec> {
+        match self {
+            TargetEntry::Dispatchable(spec) => Some(spec),
+            TargetEntry::Listed(..) => None,
+        }
+    }
+}
+
+/// Every target, by id (a snapshot; never mutated once published).
 #[derive(Clone, Debug, Default)]
 pub struct TargetTable {
-    targets: BTreeMap<String, TargetSpec>,
+    entries: BTreeMap<String, TargetEntry>,
 }
 
 impl TargetTable {
-    /// Builds a table; registered agents override nothing from the file unless they replaced it.
+    /// A table of dispatchable targets.
     pub fn new(targets: impl IntoIterator<Item = TargetSpec>) -> Self {
-        TargetTable { targets: targets.into_iter().map(|t| (t.target_id.clone(), t)).collect() }
+        Self::of_entries(targets.into_iter().map(TargetEntry::Dispatchable))
     }
 
-    /// One target.
+    /// A table of these entries (a later entry with the same id wins).
+    pub fn of_entries(entries: impl IntoIterator<Item = TargetEntry>) -> Self {
+        TargetTable { entries: entries.into_iter().map(|e| (e.spec().target_id.clone(), e)).collect() }
+    }
+
+    /// One dispatchable target.
     pub fn get(&self, id: &str) -> Option<&TargetSpec> {
-        self.targets.get(id)
+        self.entries.get(id).and_then(TargetEntry::dispatchable)
     }
 
-    /// All targets, by id.
+    /// All dispatchable targets, by id.
     pub fn iter(&self) -> impl Iterator<Item = &TargetSpec> {
-        self.targets.values()
+        self.entries.values().filter_map(TargetEntry::dispatchable)
     }
 
-    /// Routes a task: explicit target (404 unknown / 422 capability missing), else the unique
-    /// target whose capabilities contain the intent (404 none / 409 several).
+    /// Every target, dispatchable or only listed, by id.
+    pub fn entries(&self) -> impl Iterator<Item = &TargetEntry> {
+        self.entries.values()
+    }
+
+    /// Routes a task: explicit target (404 unknown or not dispatchable / 422 capability missing),
+    /// else the unique dispatchable target whose capabilities contain the intent (404 none / 409
+    /// several).
     pub fn route(&self, target: Option<&str>, intent: &str) -> Result<&TargetSpec, RouteError> {
         if let Some(id) = target {
-            let spec = self.targets.get(id).ok_or_else(|| RouteError::TargetNotFound(id.to_owned()))?;
+            let spec = match self.entries.get(id) {
+                None => return Err(RouteError::TargetNotFound(id.to_owned())),
+                Some(TargetEntry::Listed(_, reason)) => {
+                    return Err(RouteError::NotDispatchable { target: id.to_owned(), reason: *reason });
+                }
+                Some(TargetEntry::Dispatchable(spec)) => spec,
+            };
             return if spec.can_satisfy(intent) {
                 Ok(spec)
             } else {
                 Err(RouteError::CannotSatisfy { target: id.to_owned(), intent: intent.to_owned() })
             };
         }
-        let mut matches = self.targets.values().filter(|t| t.can_satisfy(intent));
+        let mut matches = self.iter().filter(|t| t.can_satisfy(intent));
         match (matches.next(), matches.next()) {
             (None, _) => Err(RouteError::NoRoute(intent.to_owned())),
             (Some(one), None) => Ok(one),
@@ -77,21 +152,90 @@ impl TargetTable {
     }
 }
 
-/// Checks a target definition against the adapter kinds this build runs; the message names the
-/// field at fault.
+/// Something a registration was accepted despite; shown beside the agent and logged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RegistrationWarning {
+    /// Its adapter is a kind this node does not run (a peer may): tasks sent to it here fail
+    /// with `adapter missing`.
+    AdapterNotRun { adapter: String, known: String },
+}
+
+impl std::fmt::Display for RegistrationWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RegistrationWarning::AdapterNotRun { adapter, known } => write!(
+                f,
+                "adapter '{adapter}' is not run by this node (it runs {known}); tasks sent to this agent here fail with 'adapter missing'"
+            ),
+        }
+    }
+}
+
+impl serde::Serialize for RegistrationWarning {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// An accepted registration: the stored agent and what it was accepted despite.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Registered {
+    pub agent: AgentRecord,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<RegistrationWarning>,
+}
+
+/// How a well-formed adapter kind this build does not run is taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum NotRunAdapter {
+    /// The registry file: a config error.
+    Refuse,
+    /// A registration: accepted with a warning.
+    Warn,
+}
+
+/// Checks a target of the registry file against the adapter kinds this build runs; the message
+/// names the field at fault.
 pub fn validate_target(spec: &TargetSpec, adapters: &AdapterCatalog) -> Result<(), String> {
+    check_target(spec, adapters, NotRunAdapter::Refuse).map(drop)
+}
+
+/// Checks a registered agent's target: like the file, except that a well-formed adapter kind
+/// this build does not run is a warning, not an error.
+pub fn validate_registered_target(
+    spec: &TargetSpec,
+    adapters: &AdapterCatalog,
+) -> Result<Vec<RegistrationWarning>, String> {
+    check_target(spec, adapters, NotRunAdapter::Warn)
+}
+
+fn check_target(
+    spec: &TargetSpec,
+    adapters: &AdapterCatalog,
+    not_run: NotRunAdapter,
+) -> Result<Vec<RegistrationWarning>, String> {
     if spec.target_id.trim().is_empty() {
         return Err("target id must not be empty".to_owned());
     }
     if !crate::ids::is_valid_id(&spec.target_id) {
         return Err(format!("target id '{}' may only contain letters, digits, '-', '_', '.', ':'", spec.target_id));
     }
-    adapters.kind(&spec.adapter)?;
+    let not_run = match adapters.kind(&spec.adapter) {
+        Ok(_) => None,
+        Err(AdapterError::NotRun { adapter, known }) if not_run == NotRunAdapter::Warn => {
+            Some(RegistrationWarning::AdapterNotRun { adapter, known })
+        }
+        Err(e) => return Err(e.to_string()),
+    };
     if spec.capabilities.iter().any(|c| c.trim().is_empty()) {
         return Err("capabilities must not contain empty strings".to_owned());
     }
-    // What the kind itself needs (a command to start, an endpoint to reach) is the runtime's call.
-    adapters.validate(spec)
+    match not_run {
+        // What the kind itself needs (a command to start, an endpoint to reach) is the runtime's call.
+        None => adapters.validate(spec).map(|()| Vec::new()),
+        // Another node's kind: what it needs is that node's call.
+        Some(warning) => Ok(vec![warning]),
+    }
 }
 
 /// A registration as the API received it (contract §2.8, plus `replace`).
@@ -150,7 +294,7 @@ pub enum RegistryError {
 /// Messages of the registry actor.
 pub enum RegistryMsg {
     /// Validate, persist and publish a registration.
-    Register(Box<Registration>, RpcReplyPort<Result<AgentRecord, RegistryError>>),
+    Register(Box<Registration>, RpcReplyPort<Result<Registered, RegistryError>>),
     /// Renew an agent's presence lease (`ttl` seconds, default 300).
     Heartbeat { agent_id: String, ttl: Option<i64>, reply: RpcReplyPort<Result<AgentRecord, RegistryError>> },
     /// Mark an agent offline now (it stays a target: presence never blocks on-demand launch).
@@ -178,8 +322,9 @@ pub struct RegistryArgs {
 pub struct RegistryState {
     /// File targets by id: they come back if a registration that replaced them goes away.
     file_targets: BTreeMap<String, TargetSpec>,
-    /// Registered agents that are dispatchable, by id (they win over file targets of the same id).
-    registered: BTreeMap<String, TargetSpec>,
+    /// Every registered agent's entry, by id: a dispatchable one wins over the file target of
+    /// its id (it was registered with `replace`); a listed-only one never hides a file target.
+    registered: BTreeMap<String, TargetEntry>,
     /// Registered agents (presence, `registered_at` on re-registration).
     agents: BTreeMap<String, AgentRecord>,
     /// Presence last reported per agent, to log only transitions.
@@ -194,9 +339,19 @@ pub struct RegistryState {
 
 impl RegistryState {
     fn republish(&self) {
-        let mut merged = self.file_targets.clone();
-        merged.extend(self.registered.clone());
-        self.publish.send_replace(Arc::new(TargetTable::new(merged.into_values())));
+        let mut merged: BTreeMap<String, TargetEntry> =
+            self.file_targets.iter().map(|(id, t)| (id.clone(), TargetEntry::Dispatchable(t.clone()))).collect();
+        for (id, entry) in &self.registered {
+            match entry {
+                TargetEntry::Dispatchable(_) => {
+                    merged.insert(id.clone(), entry.clone());
+                }
+                TargetEntry::Listed(..) => {
+                    merged.entry(id.clone()).or_insert_with(|| entry.clone());
+                }
+            }
+        }
+        self.publish.send_replace(Arc::new(TargetTable::of_entries(merged.into_values())));
     }
 }
 
@@ -206,7 +361,7 @@ pub fn build_agent(
     existing: Option<&AgentRecord>,
     now: &Timestamp,
     adapters: &AdapterCatalog,
-) -> Result<AgentRecord, RegistryError> {
+) -> Result<Registered, RegistryError> {
     let invalid = |m: String| Err(RegistryError::Invalid(m));
     if reg.display_name.trim().is_empty() {
         return invalid("display_name is required".into());
@@ -246,10 +401,11 @@ pub fn build_agent(
         last_seen_at: now.clone(),
         lease_expires_at: Timestamp::after(ttl),
     };
-    if let Some(target) = record.to_target() {
-        validate_target(&target, adapters).map_err(RegistryError::Invalid)?;
-    }
-    Ok(record)
+    let warnings = match record.to_target() {
+        Some(target) => validate_registered_target(&target, adapters).map_err(RegistryError::Invalid)?,
+        None => Vec::new(),
+    };
+    Ok(Registered { agent: record, warnings })
 }
 
 /// The registry actor.
@@ -269,7 +425,7 @@ impl Actor for RegistryActor {
         let now = Timestamp::now();
         let state = RegistryState {
             file_targets: args.file_targets.into_iter().map(|t| (t.target_id.clone(), t)).collect(),
-            registered: agents.iter().filter_map(AgentRecord::to_target).map(|t| (t.target_id.clone(), t)).collect(),
+            registered: agents.iter().map(|a| (a.agent_id.clone(), TargetEntry::of_agent(a))).collect(),
             online: agents.iter().map(|a| (a.agent_id.clone(), a.lease_holds_at(&now))).collect(),
             agents: agents.into_iter().map(|a| (a.agent_id.clone(), a)).collect(),
             storage: args.storage,
@@ -327,8 +483,11 @@ impl Actor for RegistryActor {
             }
             RegistryMsg::Register(reg, reply) => {
                 let result = register(state, *reg).await;
-                if let Ok(agent) = &result {
+                if let Ok(Registered { agent, warnings }) = &result {
                     tracing::info!(actor_kind = "registry", agent_id = %agent.agent_id, adapter = ?agent.adapter, "agent registered");
+                    for warning in warnings {
+                        tracing::warn!(actor_kind = "registry", agent_id = %agent.agent_id, adapter = ?agent.adapter, "registration accepted with a warning: {warning}");
+                    }
                 }
                 let _ = reply.send(result);
             }
@@ -370,27 +529,21 @@ async fn touch(state: &mut RegistryState, agent_id: &str, change: LeaseChange) -
     Ok(agent.with_effective_status(&Timestamp::now()))
 }
 
-async fn register(state: &mut RegistryState, reg: Registration) -> Result<AgentRecord, RegistryError> {
+async fn register(state: &mut RegistryState, reg: Registration) -> Result<Registered, RegistryError> {
     let replace = reg.replace;
     let requested = reg.agent_id.clone().unwrap_or_default();
     if !replace && state.file_targets.contains_key(&requested) {
         return Err(RegistryError::Conflict(requested));
     }
     let existing = state.agents.get(&requested).cloned();
-    let record = build_agent(reg, existing.as_ref(), &Timestamp::now(), &state.adapters)?;
+    let registered = build_agent(reg, existing.as_ref(), &Timestamp::now(), &state.adapters)?;
+    let record = &registered.agent;
     let op = WriteOp::Agent(Box::new(record.clone()));
     state.storage.ask(ASK_TIMEOUT, |reply| StorageMsg::Write(op, reply)).await??;
-    match record.to_target() {
-        Some(target) => {
-            state.registered.insert(record.agent_id.clone(), target);
-        }
-        None => {
-            state.registered.remove(&record.agent_id);
-        }
-    }
+    state.registered.insert(record.agent_id.clone(), TargetEntry::of_agent(record));
     state.agents.insert(record.agent_id.clone(), record.clone());
     state.republish();
-    Ok(record)
+    Ok(registered)
 }
 
 #[cfg(test)]
@@ -429,6 +582,36 @@ mod tests {
     }
 
     #[test]
+    fn listed_targets_are_never_routed_to() {
+        let listed = |id: &str, caps: &[&str]| {
+            TargetEntry::Listed(TargetSpec { adapter: String::new(), ..target(id, caps) }, NotDispatchable::NoAdapter)
+        };
+        let table =
+            TargetTable::of_entries([TargetEntry::Dispatchable(target("a", &["x"])), listed("n", &["x", "only.n"])]);
+        assert_eq!(table.route(None, "x").map(|t| t.target_id.as_str()), Ok("a"), "no conflict with a listed one");
+        assert_eq!(table.route(None, "only.n").err(), Some(RouteError::NoRoute("only.n".into())));
+        assert_eq!(
+            table.route(Some("n"), "x").err(),
+            Some(RouteError::NotDispatchable { target: "n".into(), reason: NotDispatchable::NoAdapter })
+        );
+        assert!(table.get("n").is_none());
+        assert_eq!(table.iter().map(|t| t.target_id.as_str()).collect::<Vec<_>>(), ["a"]);
+        assert_eq!(table.entries().map(|e| e.spec().target_id.as_str()).collect::<Vec<_>>(), ["a", "n"]);
+    }
+
+    #[test]
+    fn the_file_refuses_what_a_registration_is_warned_about() {
+        let adapters = crate::runtime::adapter_catalog();
+        let spec = TargetSpec { adapter: "a2a_future".into(), ..target("t", &["x"]) };
+        assert!(matches!(validate_target(&spec, &adapters), Err(m) if m.contains("adapter 'a2a_future' is not known")));
+        assert!(matches!(validate_registered_target(&spec, &adapters), Ok(w) if w.len() == 1));
+        let malformed = TargetSpec { adapter: "warp-drive".into(), ..target("t", &["x"]) };
+        assert!(validate_registered_target(&malformed, &adapters).is_err());
+        let empty_cap = TargetSpec { capabilities: vec![" ".into()], ..spec };
+        assert!(validate_registered_target(&empty_cap, &adapters).is_err());
+    }
+
+    #[test]
     fn registration_validation_names_the_field() {
         let now = Timestamp::now();
         let adapters = crate::runtime::adapter_catalog();
@@ -441,15 +624,28 @@ mod tests {
             matches!(build_agent(Registration { transport_kind: "".into(), ..base.clone() }, None, &now, &adapters), Err(RegistryError::Invalid(m)) if m.contains("transport_kind"))
         );
         assert!(
-            matches!(build_agent(Registration { adapter: Some("warp".into()), ..base.clone() }, None, &now, &adapters), Err(RegistryError::Invalid(m)) if m.contains("adapter 'warp'"))
+            matches!(build_agent(Registration { adapter: Some("warp-drive".into()), ..base.clone() }, None, &now, &adapters), Err(RegistryError::Invalid(m)) if m.contains("adapter 'warp-drive' is not an adapter kind name"))
         );
+        // A kind this node does not run: accepted, with a warning naming it.
+        let Ok(Registered { agent, warnings }) =
+            build_agent(Registration { adapter: Some("a2a_future".into()), ..base.clone() }, None, &now, &adapters)
+        else {
+            panic!("a kind another node may run was refused")
+        };
+        assert_eq!(agent.adapter.as_deref(), Some("a2a_future"));
+        assert!(
+            matches!(&warnings[..], [RegistrationWarning::AdapterNotRun { adapter, .. }] if adapter == "a2a_future"),
+            "{warnings:?}"
+        );
+        assert!(warnings[0].to_string().contains("adapter missing"));
         let ok = build_agent(
             Registration { adapter: Some("loopback".into()), capabilities: vec![" x ".into(), "".into()], ..base },
             None,
             &now,
             &adapters,
         );
-        let Ok(agent) = ok else { panic!("valid registration refused") };
+        let Ok(Registered { agent, warnings }) = ok else { panic!("valid registration refused") };
+        assert_eq!(warnings, vec![]);
         assert_eq!(agent.capabilities, vec!["x".to_string()]);
         assert_eq!(agent.agent_id.len(), 26);
         assert!(agent.lease_expires_at > now);

@@ -570,8 +570,8 @@ async fn on_acquired(
         Ok(h) => h,
         Err(e) => {
             let mut d = draft(EventKind::TaskFailed, EventSource::Runtime, e.reason().as_str())
-                .data(json!({ "detail": e.to_string() }));
-            d.error = Some(LastError { reason: e.reason(), detail: Some(e.to_string()) });
+                .data(json!({ "detail": e.detail() }));
+            d.error = Some(LastError { reason: e.reason(), detail: Some(e.detail()) });
             return append(myself, state, vec![d]).await;
         }
     };

@@ -14,14 +14,13 @@ use serde_json::{Value, json};
 use super::json::{OptionalJson, StrictJson};
 use super::{ApiError, AppState, HttpCaller};
 
-/// `POST /v1/agents/register` → 202 `{"agent": AgentRecord}`.
+/// `POST /v1/agents/register` → 202 `{"agent": AgentRecord, "warnings": [...] /*omit*/}`.
 pub async fn register(
     State(st): State<AppState>,
     HttpCaller(caller): HttpCaller,
     StrictJson(reg): StrictJson<Registration>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let agent = st.services.register_agent(&caller, reg).await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({ "agent": agent }))))
+    Ok((StatusCode::ACCEPTED, Json(st.services.register_agent(&caller, reg).await?)))
 }
 
 /// Body of a heartbeat (optional).

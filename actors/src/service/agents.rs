@@ -3,12 +3,13 @@
 use super::{Caller, Need, ServiceError, Services};
 use crate::clock::Timestamp;
 use crate::model::AgentRecord;
-use crate::registry::{Registration, RegistryMsg};
+use crate::registry::{Registered, Registration, RegistryMsg};
 use crate::supervision::ASK_TIMEOUT;
 
 impl Services {
-    /// Validates, persists and publishes a registration.
-    pub async fn register_agent(&self, caller: &Caller, reg: Registration) -> Result<AgentRecord, ServiceError> {
+    /// Validates, persists and publishes a registration; the answer carries the warnings it was
+    /// accepted despite (e.g. an adapter this node does not run).
+    pub async fn register_agent(&self, caller: &Caller, reg: Registration) -> Result<Registered, ServiceError> {
         caller.require(Need::Write)?;
         Ok(self.dir.registry.ask(ASK_TIMEOUT, |reply| RegistryMsg::Register(Box::new(reg), reply)).await??)
     }

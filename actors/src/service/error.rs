@@ -114,7 +114,9 @@ impl From<AskError> for ServiceError {
 impl From<RouteError> for ServiceError {
     fn from(e: RouteError) -> Self {
         let kind = match e {
-            RouteError::TargetNotFound(_) | RouteError::NoRoute(_) => ErrorKind::NotFound,
+            RouteError::TargetNotFound(_) | RouteError::NoRoute(_) | RouteError::NotDispatchable { .. } => {
+                ErrorKind::NotFound
+            }
             RouteError::CannotSatisfy { .. } => ErrorKind::Unprocessable,
             RouteError::Conflict { .. } => ErrorKind::Conflict,
         };

@@ -6,6 +6,7 @@ use serde::Serialize;
 use super::{Caller, Need, ServiceError, Services};
 use crate::adapters::AdapterKind;
 use crate::model::{JsonObject, RuntimeState, TargetSpec, deep_merge};
+use crate::registry::TargetEntry;
 use crate::runtime::acp::RuntimeHealth;
 use crate::runtime::{RuntimeSupMsg, TargetHealth, Waiter};
 use crate::storage::reader::LaunchRow;
@@ -21,8 +22,29 @@ const STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 pub struct TargetView {
     #[serde(flatten)]
     pub spec: TargetSpec,
-    pub state: RuntimeState,
+    pub state: TargetState,
     pub runtimes: Vec<RuntimeHealth>,
+}
+
+/// A listed target's state: its runtime's, or that it takes no tasks at all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetState {
+    Up,
+    Down,
+    Launching,
+    /// Listed but never routed to (e.g. registered without an adapter): no runtime to report.
+    NotDispatchable,
+}
+
+impl From<RuntimeState> for TargetState {
+    fn from(s: RuntimeState) -> Self {
+        match s {
+            RuntimeState::Up => TargetState::Up,
+            RuntimeState::Down => TargetState::Down,
+            RuntimeState::Launching => TargetState::Launching,
+        }
+    }
 }
 
 /// A started runtime.
@@ -54,19 +76,25 @@ impl Services {
             .ok_or_else(|| ServiceError::not_found(format!("target agent not found: {target_id}")))
     }
 
-    /// Every dispatchable target by id, each with its live runtime state.
+    /// Every target by id: dispatchable ones with their live runtime state, listed-only ones
+    /// (e.g. registered without an adapter) as `not_dispatchable`.
     pub async fn list_targets(&self, caller: &Caller) -> Result<Vec<TargetView>, ServiceError> {
         caller.require(Need::Read)?;
         let table = self.dir.targets.borrow().clone();
         let live = self.dir.runtimes.ask(ASK_TIMEOUT, RuntimeSupMsg::States).await?;
         Ok(table
-            .iter()
-            .map(|t| {
-                let runtimes: Vec<RuntimeHealth> =
-                    live.iter().filter(|h| h.target_id == t.target_id).cloned().collect();
-                let in_process = t.adapter.parse::<AdapterKind>() == Ok(AdapterKind::Loopback);
-                let state = RuntimeState::of_target(in_process, runtimes.iter().map(|h| h.state));
-                TargetView { spec: t.clone(), state, runtimes }
+            .entries()
+            .map(|entry| match entry {
+                TargetEntry::Dispatchable(t) => {
+                    let runtimes: Vec<RuntimeHealth> =
+                        live.iter().filter(|h| h.target_id == t.target_id).cloned().collect();
+                    let in_process = t.adapter.parse::<AdapterKind>() == Ok(AdapterKind::Loopback);
+                    let state = RuntimeState::of_target(in_process, runtimes.iter().map(|h| h.state));
+                    TargetView { spec: t.clone(), state: state.into(), runtimes }
+                }
+                TargetEntry::Listed(t, _) => {
+                    TargetView { spec: t.clone(), state: TargetState::NotDispatchable, runtimes: Vec::new() }
+                }
             })
             .collect())
     }
