@@ -75,6 +75,9 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/artifacts/{artifact_id}", get(artifacts::get))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // The JSON extractors enforce the limit (draining what they refuse); the default limit
+        // stays for any other extractor.
+        .layer(axum::Extension(json::BodyLimit(max_body_bytes)))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
 }
