@@ -569,8 +569,10 @@ async fn on_acquired(
     let handle = match result {
         Ok(h) => h,
         Err(e) => {
-            let mut d = draft(EventKind::TaskFailed, EventSource::Runtime, e.reason().as_str())
-                .data(json!({ "detail": e.detail() }));
+            // A kind this node does not run is the node's finding, not a runtime's (contract §6.3).
+            let source =
+                if matches!(e, RuntimeError::AdapterMissing(_)) { EventSource::Core } else { EventSource::Runtime };
+            let mut d = draft(EventKind::TaskFailed, source, e.reason().as_str()).data(json!({ "detail": e.detail() }));
             d.error = Some(LastError { reason: e.reason(), detail: Some(e.detail()) });
             return append(myself, state, vec![d]).await;
         }
