@@ -117,7 +117,8 @@ async fn targets_list_live_runtime_state() -> Result {
 #[tokio::test]
 async fn thread_creation_is_validated() -> Result {
     let node = Node::start_with(opts())?;
-    assert_eq!(node.post("/v1/threads", json!({"agent_a_id": "la"})).await?.0, 400);
+    // Contract §10.2: a missing participant is the same refusal as an identical one.
+    assert_eq!(node.post("/v1/threads", json!({"agent_a_id": "la"})).await?.0, 422);
     assert_eq!(node.post("/v1/threads", json!({"agent_a_id": "la", "agent_b_id": "la"})).await?.0, 422);
     assert_eq!(node.post("/v1/threads", json!({"agent_a_id": "la", "agent_b_id": "ghost"})).await?.0, 404);
     assert_eq!(node.post("/v1/threads", json!({"agent_a_id": "la", "agent_b_id": "lb", "x": 1})).await?.0, 400);
@@ -327,5 +328,24 @@ async fn auto_handoff_progress_survives_a_restart() -> Result {
     assert!(th["handoff"]["stopped_reason"].as_str().unwrap_or("").contains("interrupted"), "{th}");
     assert_eq!(turns(&node, &stops).await?.len(), 1);
     assert_eq!(th["status"], "interrupted");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_threads_turns_use_the_thread_id_as_conversation_and_sticky_key() -> Result {
+    let node = Node::start_with(opts())?;
+    let t = thread(&node, "alice", "bob").await?;
+    let turn = continue_turn(&node, &t, json!({"intent": "chat", "payload": {"text": "say exactly KIWI"}})).await?;
+    assert_eq!(turn["conversation_id"], t.as_str(), "a thread turn's conversation is the thread");
+    assert_eq!(result_of(&node, turn["task_id"].as_str().unwrap_or("")).await?, "KIWI");
+    let (_, view) = node.get(&format!("/v1/threads/{t}/inspect")).await?;
+    let bob =
+        view["continuity"].as_array().and_then(|c| c.iter().find(|c| c["agent_id"] == "bob").cloned()).ok_or("bob")?;
+    let bindings = bob["session_bindings"].as_array().cloned().unwrap_or_default();
+    assert_eq!(bindings.len(), 1, "{view}");
+    assert_eq!(bindings[0]["sticky_key"], t.as_str(), "the binding's sticky key is the thread id: {view}");
+    let (status, body) = node.post("/v1/threads", json!({"agent_b_id": "bob"})).await?;
+    assert_eq!(status, 422);
+    assert!(body["error"].as_str().is_some_and(|e| e.starts_with("thread agent pair invalid")), "{body}");
     Ok(())
 }

@@ -109,8 +109,11 @@ impl Dialect {
     /// Which session a task uses: thread id, then `runtime_options.session_key`, then the
     /// conversation id, then the task id (OpenClaw: thread id, then the session key).
     pub fn sticky_key(self, options: &JsonObject, task: &StickyInput<'_>) -> String {
+        // A thread's turns share the thread id itself as their sticky key (contract §10, every
+        // ACP dialect): all turns to one target within a thread reuse one remote session, and
+        // inspection lists the bindings whose sticky key is the thread id.
         if let Some(t) = task.thread_id.filter(|s| !s.is_empty()) {
-            return format!("thread:{t}");
+            return t.to_owned();
         }
         if let Some(k) = opt_str(options, "session_key") {
             return format!("session:{k}");
@@ -242,7 +245,7 @@ mod tests {
     #[test]
     fn sticky_key_precedence() {
         let task = StickyInput { thread_id: Some("th"), conversation_id: Some("c"), task_id: "t" };
-        assert_eq!(Dialect::Acp.sticky_key(&obj(json!({"session_key": "k"})), &task), "thread:th");
+        assert_eq!(Dialect::Acp.sticky_key(&obj(json!({"session_key": "k"})), &task), "th");
         let task = StickyInput { thread_id: None, conversation_id: Some("c"), task_id: "t" };
         assert_eq!(Dialect::Acp.sticky_key(&obj(json!({"session_key": "k"})), &task), "session:k");
         assert_eq!(Dialect::Acp.sticky_key(&JsonObject::new(), &task), "conversation:c");

@@ -163,7 +163,9 @@ impl Services {
         caller.require(Need::Write)?;
         let (a, b) = (req.agent_a_id.trim().to_owned(), req.agent_b_id.trim().to_owned());
         if a.is_empty() || b.is_empty() {
-            return Err(ServiceError::invalid("agent_a_id and agent_b_id are required"));
+            return Err(ServiceError::unprocessable(
+                "thread agent pair invalid: agent_a_id and agent_b_id are required",
+            ));
         }
         if a == b {
             return Err(ServiceError::unprocessable(
