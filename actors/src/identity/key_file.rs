@@ -129,11 +129,17 @@ impl KeyStore {
         Ok(Some(StoredKey { key, created_at, created: false }))
     }
 
-    /// Reads the key, or makes one (and, for a file, writes it 0600 and durably) if none exists.
+    /// Reads the key, or makes one (see [`KeyStore::create`]) if none exists.
     pub fn load_or_create(&self) -> Result<StoredKey, KeyFileError> {
-        if let Some(stored) = self.load()? {
-            return Ok(stored);
+        match self.load()? {
+            Some(stored) => Ok(stored),
+            None => self.create(),
         }
+    }
+
+    /// Makes a new key pair and, for a file, writes it 0600 and durably (refused if the file
+    /// appeared meanwhile: a key is never overwritten).
+    pub fn create(&self) -> Result<StoredKey, KeyFileError> {
         let stored = StoredKey { key: NodeKey::generate()?, created_at: Timestamp::now(), created: true };
         if let KeyStore::File(path) = self {
             write_new(path, &encode(&stored.key, &stored.created_at))
@@ -171,7 +177,7 @@ fn decode(text: &str) -> Result<(NodeKey, Timestamp), MalformedKey> {
     Ok((key, created_at))
 }
 
-/// Writes `text` to a fresh temporary file created 0600, fsyncs it, renames it into place and
+/// Writes `text` to a fresh temporary file created 0600, fsyncs it, links it into place and
 /// fsyncs the directory: a crash leaves either no key file or a whole one.
 fn write_new(path: &Path, text: &str) -> std::io::Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -190,7 +196,10 @@ fn write_new(path: &Path, text: &str) -> std::io::Result<()> {
     file.write_all(text.as_bytes())?;
     file.sync_all()?;
     drop(file);
-    std::fs::rename(&tmp, path)?;
+    // hard_link + remove instead of rename: it fails rather than replace an existing key file.
+    let linked = std::fs::hard_link(&tmp, path);
+    std::fs::remove_file(&tmp)?;
+    linked?;
     std::fs::File::open(dir)?.sync_all()
 }
 
