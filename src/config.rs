@@ -43,7 +43,8 @@ pub struct NodeArgs {
     /// explicit file is an error).
     #[arg(long, env = "ALINK_REGISTRY")]
     pub registry: Option<PathBuf>,
-    /// Stable node id; generated once and persisted in the database when not given.
+    /// Stable node id; when not given, the persisted one, else (a new node) one derived from the
+    /// node's public key and persisted in the database.
     #[arg(long, env = "ALINK_NODE_ID")]
     pub node_id: Option<String>,
     /// Log format on stderr (`RUST_LOG` filters).

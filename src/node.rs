@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use aethrolink_actors::artifacts::ArtifactStore;
+use aethrolink_actors::identity::NodeIdentity;
+use aethrolink_actors::identity::key_file::{KeyFileError, KeyStore};
 use aethrolink_actors::root::{CoreSettings, RootArgs, RootMsg, RootSupervisor};
 use aethrolink_actors::service::Services;
 use aethrolink_actors::storage::{DatabaseLocation, Db, StorageMsg, WriteOp};
@@ -30,6 +32,18 @@ pub enum NodeError {
     Storage { database: String, source: aethrolink_actors::error::StorageError },
     #[error("artifact directory: {0}")]
     Artifacts(#[from] aethrolink_actors::artifacts::ArtifactError),
+    #[error(transparent)]
+    Key(#[from] KeyFileError),
+    #[error(
+        "node key file {} is missing, but this database's node has key {key_id}: restore the file (a new key would make a new identity)",
+        path.display()
+    )]
+    KeyMissing { path: PathBuf, key_id: String },
+    #[error(
+        "node key file {} holds key {found}, but this database's node has key {key_id}: restore the node's key file",
+        path.display()
+    )]
+    KeyMismatch { path: PathBuf, key_id: String, found: String },
     #[error("supervision tree: {0}")]
     Tree(String),
     #[error("listen on {addr}: {source}")]
@@ -79,6 +93,12 @@ pub async fn start_core(args: &NodeArgs) -> Result<Core, NodeError> {
     let location = DatabaseLocation::parse(&args.database);
     let db =
         Db::open(&location).await.map_err(|source| NodeError::Storage { database: args.database.clone(), source })?;
+    let key_store = match &location {
+        DatabaseLocation::Memory => KeyStore::Memory,
+        DatabaseLocation::File(path) => KeyStore::beside(path),
+    };
+    // Settled before the tree starts: a refused key file starts nothing.
+    let identity = resolve_identity(args, &db, &key_store).await?;
     let artifacts = ArtifactStore::open(&args.artifact_dir, args.artifact_inline_max)?;
     tracing::info!(
         database = %args.database, registry = %registry_path.display(), file_targets = file_targets.len(),
@@ -88,8 +108,8 @@ pub async fn start_core(args: &NodeArgs) -> Result<Core, NodeError> {
     let (root, dir, root_join) = RootSupervisor::start(RootArgs { db: db.clone(), artifacts, file_targets, settings })
         .await
         .map_err(|e| NodeError::Tree(e.to_string()))?;
-    match resolve_node_id(args, &db, &dir).await {
-        Ok(node_id) => Ok(Core { root, root_join, services: Services::new(dir, node_id) }),
+    match persist_identity(args, &dir, identity).await {
+        Ok(identity) => Ok(Core { root, root_join, services: Services::new(dir, identity) }),
         Err(e) => {
             let _ = root.stop_and_wait(None, Some(TREE_STOP_TIMEOUT)).await;
             Err(e)
@@ -163,27 +183,79 @@ pub async fn serve(
     Ok(())
 }
 
-/// The node id: the flag if given, else the persisted one, else a new one (persisted).
-async fn resolve_node_id(
-    args: &NodeArgs,
-    db: &Db,
-    dir: &aethrolink_actors::root::CoreHandles,
-) -> Result<String, NodeError> {
+/// `node_meta` key of the node id.
+const META_NODE_ID: &str = "node_id";
+/// `node_meta` key of the id of the node's key: a missing or swapped key file is noticed.
+const META_NODE_KEY_ID: &str = "node_key_id";
+
+/// The node's identity as found at start, and what of it is still to be recorded.
+struct ResolvedIdentity {
+    identity: NodeIdentity,
+    /// `node_meta` rows to write once the storage actor runs.
+    writes: Vec<WriteOp>,
+}
+
+/// The key pair (read, or made at first start) and the node id bound to it: the flag if given,
+/// else the persisted id (a node older than its key keeps its id), else one derived from the
+/// public key. A key file that is unreadable, too open, malformed, missing or not the one this
+/// database's node has refuses the start, naming the file.
+async fn resolve_identity(args: &NodeArgs, db: &Db, store: &KeyStore) -> Result<ResolvedIdentity, NodeError> {
     let storage_err = |source| NodeError::Storage { database: args.database.clone(), source };
-    if let Some(id) = args.node_id.clone().filter(|s| !s.trim().is_empty()) {
-        return Ok(id);
+    let reader = db.reader();
+    let recorded_key = reader.node_meta(META_NODE_KEY_ID).await.map_err(storage_err)?;
+    let stored = match (store.load()?, &recorded_key, store.path()) {
+        (Some(stored), Some(recorded), Some(path)) if stored.key.public_key().key_id().as_str() != recorded => {
+            return Err(NodeError::KeyMismatch {
+                path: path.to_path_buf(),
+                key_id: recorded.clone(),
+                found: stored.key.public_key().key_id().to_string(),
+            });
+        }
+        (Some(stored), _, _) => stored,
+        (None, Some(recorded), Some(path)) => {
+            return Err(NodeError::KeyMissing { path: path.to_path_buf(), key_id: recorded.clone() });
+        }
+        (None, _, _) => store.create()?,
+    };
+    let public = stored.key.public_key();
+    let mut writes = Vec::new();
+    if recorded_key.is_none() {
+        writes.push(WriteOp::NodeMeta { key: META_NODE_KEY_ID.into(), value: public.key_id().to_string() });
     }
-    if let Some(id) = db.reader().node_meta("node_id").await.map_err(storage_err)? {
-        return Ok(id);
+    let node_id = match args.node_id.clone().filter(|s| !s.trim().is_empty()) {
+        Some(id) => id,
+        None => match reader.node_meta(META_NODE_ID).await.map_err(storage_err)? {
+            Some(id) => id,
+            None => {
+                let id = public.derived_node_id();
+                writes.push(WriteOp::NodeMeta { key: META_NODE_ID.into(), value: id.clone() });
+                id
+            }
+        },
+    };
+    tracing::info!(
+        node_id = %node_id, key_id = %public.key_id(), new_key = stored.created,
+        id_derived_from_key = node_id == public.derived_node_id(),
+        key_file = %store.path().map_or("(in memory)".into(), |p| p.display().to_string()),
+        "node identity"
+    );
+    Ok(ResolvedIdentity { identity: NodeIdentity::new(node_id, stored.key, stored.created_at), writes })
+}
+
+/// Records what `resolve_identity` found new (the key's id, a derived node id).
+async fn persist_identity(
+    args: &NodeArgs,
+    dir: &aethrolink_actors::root::CoreHandles,
+    resolved: ResolvedIdentity,
+) -> Result<NodeIdentity, NodeError> {
+    for op in resolved.writes {
+        dir.storage
+            .ask(ASK_TIMEOUT, |reply| StorageMsg::Write(op, reply))
+            .await
+            .map_err(|e| NodeError::Tree(e.to_string()))?
+            .map_err(|source| NodeError::Storage { database: args.database.clone(), source })?;
     }
-    let id = format!("node-{}", aethrolink_actors::ids::new_id().to_lowercase());
-    let op = WriteOp::NodeMeta { key: "node_id".into(), value: id.clone() };
-    dir.storage
-        .ask(ASK_TIMEOUT, |reply| StorageMsg::Write(op, reply))
-        .await
-        .map_err(|e| NodeError::Tree(e.to_string()))?
-        .map_err(storage_err)?;
-    Ok(id)
+    Ok(resolved.identity)
 }
 
 /// Cancels `token` on the first SIGINT/SIGTERM and exits the process on the second.

@@ -23,6 +23,8 @@
 //! * [`intake`] — the one task-creation path (API, thread continue, auto-handoff).
 //! * [`sse`] — the SSE hub and one subscriber actor per connection.
 //! * [`restart`] — the one restart policy every supervisor uses.
+//! * [`identity`] — the node's Ed25519 key pair and id, and HTTP Message Signatures (RFC 9421)
+//!   with it (pure; the node-protocol binding will sign and verify with it).
 //!
 //! Bindings (the HTTP API in the `aethrolink` crate; later the node protocol and the Aether
 //! gateway) call [`service::Services`] and use the model types; module layers are checked by
@@ -32,6 +34,7 @@ pub mod adapters;
 pub mod artifacts;
 pub mod clock;
 pub mod error;
+pub mod identity;
 pub mod ids;
 pub mod intake;
 pub mod model;

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     // Leaf types: timestamps, ids, errors, the restart policy.
     &["clock", "ids", "error", "restart"],
-    // The data model built from them.
-    &["model"],
+    // The data model built from them; the node's identity (key pair, id, signatures).
+    &["model", "identity"],
     // Pure logic over them, and the actor helpers.
     &["state_machine", "supervision", "adapters"],
     // Artifact bytes.

@@ -11,7 +11,7 @@ mod json;
 mod tasks;
 mod threads;
 
-use aethrolink_actors::service::node::{NodeHealth, NodeStats, Readiness};
+use aethrolink_actors::service::node::{NodeHealth, NodeIdentityDocument, NodeStats, Readiness};
 use aethrolink_actors::service::{Binding, Caller, Services};
 use axum::extract::{DefaultBodyLimit, FromRequestParts, State};
 use axum::http::request::Parts;
@@ -51,6 +51,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/readyz", get(readyz))
         .route("/v1/node/health", get(node_health))
         .route("/v1/node/stats", get(node_stats))
+        .route("/v1/node/identity", get(node_identity))
         .route("/v1/tasks", post(tasks::create).get(tasks::list))
         .route("/v1/tasks/{task_id}", get(tasks::get))
         .route("/v1/tasks/{task_id}/events", get(events::stream))
@@ -113,4 +114,12 @@ async fn node_stats(State(st): State<AppState>, HttpCaller(caller): HttpCaller) 
 
 async fn node_health(State(st): State<AppState>, HttpCaller(caller): HttpCaller) -> Result<Json<NodeHealth>, ApiError> {
     Ok(Json(st.services.node_health(&caller)?))
+}
+
+/// This node's id and the public key bound to it.
+async fn node_identity(
+    State(st): State<AppState>,
+    HttpCaller(caller): HttpCaller,
+) -> Result<Json<NodeIdentityDocument>, ApiError> {
+    Ok(Json(st.services.node_identity(&caller)?))
 }

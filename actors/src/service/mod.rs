@@ -8,7 +8,7 @@
 //! * [`agents`] — register, heartbeat, unregister, list, get.
 //! * [`targets`] — targets with their runtime state; health, start, stop, launches.
 //! * [`threads`] — create, get, list, turns, continue (with auto-handoff), inspect.
-//! * [`node`] — health, readiness, stats.
+//! * [`node`] — health, readiness, stats, identity.
 
 pub mod agents;
 pub mod caller;
@@ -23,6 +23,7 @@ use std::sync::Arc;
 pub use caller::{Binding, Caller, Need, Principal, Rights};
 pub use error::{ErrorKind, ServiceError};
 
+use crate::identity::NodeIdentity;
 use crate::root::CoreHandles;
 
 /// Budget for a request to a task actor or the task supervisor.
@@ -33,18 +34,19 @@ const TASK_ASK: std::time::Duration = std::time::Duration::from_secs(10);
 pub struct Services {
     /// The core's handles (service slots, reader, routing snapshot, intake).
     dir: Arc<CoreHandles>,
-    /// This node's stable id (health, readiness, thread participants).
-    node_id: Arc<str>,
+    /// This node's stable id bound to its key pair (health, readiness, thread participants,
+    /// the identity document; the key will sign node-protocol requests).
+    identity: Arc<NodeIdentity>,
 }
 
 impl Services {
-    pub fn new(dir: Arc<CoreHandles>, node_id: impl Into<Arc<str>>) -> Self {
-        Services { dir, node_id: node_id.into() }
+    pub fn new(dir: Arc<CoreHandles>, identity: NodeIdentity) -> Self {
+        Services { dir, identity: Arc::new(identity) }
     }
 
     /// This node's id.
     pub fn node_id(&self) -> &str {
-        &self.node_id
+        self.identity.node_id()
     }
 }
 

@@ -302,7 +302,7 @@ impl Services {
             participants.push(Participant {
                 agent_id: agent.to_string(),
                 owner: "local".into(),
-                node_id: self.node_id.to_string(),
+                node_id: self.node_id().to_owned(),
             });
         }
         let (next_sender, next_target) = derive_pair(&thread, None, None).unwrap_or_default();
