@@ -49,7 +49,7 @@ pub struct NodeArgs {
     /// Log format on stderr (`RUST_LOG` filters).
     #[arg(long, env = "ALINK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
-    /// Interval of peer target sync (Go duration; `0` disables). Accepted now, used by peers later.
+    /// Interval of peer target sync (Go duration; `0` disables).
     #[arg(long, env = "ALINK_PEER_SYNC_INTERVAL", default_value = "30s", value_parser = crate::duration::parse_duration)]
     pub peer_sync_interval: std::time::Duration,
     /// Largest accepted request body, in bytes.

@@ -84,7 +84,10 @@ pub async fn start_core(args: &NodeArgs) -> Result<Core, NodeError> {
         database = %args.database, registry = %registry_path.display(), file_targets = file_targets.len(),
         peer_sync_interval_ms = args.peer_sync_interval.as_millis() as u64, "starting node"
     );
-    let settings = CoreSettings { cancel_grace: Duration::from_millis(args.cancel_grace_ms) };
+    let settings = CoreSettings {
+        cancel_grace: Duration::from_millis(args.cancel_grace_ms),
+        peer_sync_interval: args.peer_sync_interval,
+    };
     let (root, dir, root_join) = RootSupervisor::start(RootArgs { db: db.clone(), artifacts, file_targets, settings })
         .await
         .map_err(|e| NodeError::Tree(e.to_string()))?;

@@ -21,6 +21,7 @@
 //!   scope).
 //! * [`threads`] — the thread coordinator: thread recovery and bounded auto-handoff.
 //! * [`intake`] — the one task-creation path (API, thread continue, auto-handoff).
+//! * [`peers`] — the peer directory: static peers, their cached targets, sync.
 //! * [`sse`] — the SSE hub and one subscriber actor per connection.
 //! * [`restart`] — the one restart policy every supervisor uses.
 //!
@@ -35,6 +36,7 @@ pub mod error;
 pub mod ids;
 pub mod intake;
 pub mod model;
+pub mod peers;
 pub mod port;
 pub mod registry;
 pub mod restart;

@@ -20,7 +20,7 @@ const LAYERS: &[&[&str]] = &[
     // What tasks and runtimes exchange.
     &["port"],
     // Services with no knowledge of tasks: runtimes, discovery, SSE fan-out.
-    &["runtime", "registry", "sse"],
+    &["runtime", "registry", "sse", "peers"],
     // One actor per live task, and its supervisor.
     &["task"],
     &["task_supervisor"],

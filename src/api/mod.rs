@@ -8,6 +8,7 @@ mod artifacts;
 mod error;
 mod events;
 mod json;
+mod peers;
 mod tasks;
 mod threads;
 
@@ -71,6 +72,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/threads/{thread_id}/turns", get(threads::turns))
         .route("/v1/threads/{thread_id}/inspect", get(threads::inspect))
         .route("/v1/threads/{thread_id}/continue", post(threads::continue_thread))
+        .route("/v1/peers", post(peers::add).get(peers::list))
+        .route("/v1/peers/{peer_id}/sync", post(peers::sync))
         .route("/artifacts/{artifact_id}", get(artifacts::get))
         .route("/v1/artifacts/{artifact_id}", get(artifacts::get))
         .fallback(not_found)

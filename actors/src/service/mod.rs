@@ -8,12 +8,14 @@
 //! * [`agents`] — register, heartbeat, unregister, list, get.
 //! * [`targets`] — targets with their runtime state; health, start, stop, launches.
 //! * [`threads`] — create, get, list, turns, continue (with auto-handoff), inspect.
+//! * [`peers`] — static peers: add, list, sync (their targets are listed by [`targets`]).
 //! * [`node`] — health, readiness, stats.
 
 pub mod agents;
 pub mod caller;
 pub mod error;
 pub mod node;
+pub mod peers;
 pub mod targets;
 pub mod tasks;
 pub mod threads;

@@ -5,6 +5,7 @@
 
 mod agents;
 mod node;
+mod peers;
 mod runtime;
 mod tasks;
 mod threads;

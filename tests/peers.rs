@@ -1,0 +1,187 @@
+//! Static peers, black-box: real `alink-node` processes on port 0 that know each other as peers
+//! (contract §9.3–9.6): registration and its validation, sync (one, all, background), peer
+//! targets listed with `owner` = the peer id, routing (local wins; one id from two peers is a
+//! 409 naming both), a peer that is down, and relaying a task to a peer.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Node, NodeOpts, Result, cli_bin};
+use serde_json::{Value, json};
+
+/// The origin's own targets: `echo` collides with the peer's, `mine` is only local.
+const ORIGIN_REGISTRY: &str = "targets:\n  echo:\n    adapter: loopback\n    capabilities: [demo.echo]\n  mine:\n    adapter: loopback\n    capabilities: [mine.only]\n";
+
+fn origin(extra: &[&str]) -> Result<Node> {
+    Node::start_with(NodeOpts {
+        registry: Some(ORIGIN_REGISTRY.to_owned()),
+        extra_args: extra.iter().map(|s| (*s).to_owned()).collect(),
+    })
+}
+
+async fn add_peer(node: &Node, peer_id: &str, base_url: &str) -> Result<Value> {
+    let (status, v) = node.post("/v1/peers", json!({ "peer_id": peer_id, "base_url": base_url })).await?;
+    assert_eq!(status, 201, "{v}");
+    Ok(v)
+}
+
+/// `(target_id, owner)` of every listed target.
+fn listed(targets: &Value) -> Vec<(String, String)> {
+    targets["targets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| (t["target_id"].as_str().unwrap_or("").to_owned(), t["owner"].as_str().unwrap_or("").to_owned()))
+        .collect()
+}
+
+fn pair(t: &str, o: &str) -> (String, String) {
+    (t.to_owned(), o.to_owned())
+}
+
+/// A port nothing listens on.
+fn closed_port_url() -> Result<String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    drop(listener);
+    Ok(format!("http://127.0.0.1:{port}"))
+}
+
+#[tokio::test]
+async fn peers_are_validated_added_listed_and_synced() -> Result {
+    let (a, b) = (origin(&[])?, Node::start()?);
+    let cases: [(Value, &str); 4] = [
+        (json!({ "base_url": "http://x" }), "peer_id required"),
+        (json!({ "peer_id": "b", "base_url": "ftp://x" }), "peer base_url invalid"),
+        (json!({ "peer_id": "b", "base_url": "no url" }), "peer base_url invalid"),
+        (json!({ "peer_id": "b", "base_url": "http://x", "nope": 1 }), "unknown field"),
+    ];
+    for (body, want) in cases {
+        let (status, v) = a.post("/v1/peers", body.clone()).await?;
+        assert_eq!(status, 400, "{body} → {v}");
+        assert!(v["error"].as_str().unwrap_or("").contains(want), "{body} → {v}");
+    }
+    let added = add_peer(&a, "b", &format!("{}/", b.base)).await?;
+    assert_eq!((added["peer_id"].as_str(), added["status"].as_str()), (Some("b"), Some("offline")));
+    assert_eq!(added["base_url"], b.base.as_str(), "normalised without the trailing slash");
+    assert_eq!(added["display_name"], "b");
+    let (_, peers) = a.get("/v1/peers").await?;
+    assert_eq!(peers["peers"].as_array().map(Vec::len), Some(1), "{peers}");
+
+    let (status, _) = a.post("/v1/peers/nope/sync", json!({})).await?;
+    assert_eq!(status, 404);
+    let (status, synced) = a.post("/v1/peers/b/sync", json!({})).await?;
+    assert_eq!(status, 200, "{synced}");
+    assert_eq!(synced["peer"]["status"], "online");
+    let (_, b_health) = b.get("/v1/node/health").await?;
+    assert_eq!(synced["peer"]["metadata"]["node_id"], b_health["node_id"]);
+    let ids: Vec<&str> =
+        synced["targets"].as_array().into_iter().flatten().filter_map(|t| t["target_id"].as_str()).collect();
+    assert_eq!(ids, ["echo", "other"]);
+    assert_eq!(synced["targets"][0]["metadata"]["source_node_id"], b_health["node_id"]);
+
+    // Listed after the local ones, owned by the peer; the peer's own listing is unchanged.
+    let (_, targets) = a.get("/v1/targets").await?;
+    assert_eq!(listed(&targets), [pair("echo", "local"), pair("mine", "local"), pair("echo", "b"), pair("other", "b")]);
+    let peer_echo = &targets["targets"][2];
+    assert_eq!((peer_echo["peer_id"].as_str(), peer_echo["peer_status"].as_str()), (Some("b"), Some("online")));
+    assert_eq!(peer_echo["peer_base_url"], b.base.as_str());
+    let (_, b_targets) = b.get("/v1/targets").await?;
+    assert_eq!(listed(&b_targets), [pair("echo", "local"), pair("other", "local")]);
+
+    // Durable: a restarted origin lists the peer and its cached targets without syncing.
+    let dir = a.dir.clone();
+    let mut a = a;
+    a.stop()?;
+    let a = Node::start_in(&dir, NodeOpts { registry: Some(ORIGIN_REGISTRY.to_owned()), extra_args: vec![] })?;
+    let (_, targets) = a.get("/v1/targets").await?;
+    assert!(listed(&targets).contains(&pair("other", "b")), "{targets}");
+    let (_, peers) = a.get("/v1/peers").await?;
+    assert_eq!(peers["peers"][0]["status"], "online");
+    Ok(())
+}
+
+#[tokio::test]
+async fn refresh_syncs_every_peer_and_a_down_peer_does_not_stop_the_others() -> Result {
+    let (a, b) = (origin(&[])?, Node::start()?);
+    add_peer(&a, "a-down", &closed_port_url()?).await?;
+    add_peer(&a, "b", &b.base).await?;
+    let (_, before) = a.get("/v1/targets").await?;
+    assert_eq!(listed(&before).len(), 2, "nothing cached before a sync: {before}");
+
+    let (status, targets) = a.get("/v1/targets?refresh=true").await?;
+    assert_eq!(status, 200, "{targets}");
+    assert!(listed(&targets).contains(&pair("other", "b")), "{targets}");
+    let (_, peers) = a.get("/v1/peers").await?;
+    let down = &peers["peers"][0];
+    assert_eq!((down["peer_id"].as_str(), down["status"].as_str()), (Some("a-down"), Some("offline")), "{peers}");
+    assert!(down["last_error"].as_str().is_some_and(|e| e.contains("peer health")), "{peers}");
+    assert_eq!(peers["peers"][1]["status"], "online");
+    assert!(peers["peers"][1].get("last_error").is_none());
+
+    // Syncing the down peer alone is a 400 naming it; its error stays on its record.
+    let (status, v) = a.post("/v1/peers/a-down/sync", json!({})).await?;
+    assert_eq!(status, 400, "{v}");
+    assert!(v["error"].as_str().unwrap_or("").contains("a-down"), "{v}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn background_sync_caches_peer_targets() -> Result {
+    let b = Node::start()?;
+    let a = origin(&["--peer-sync-interval", "200ms"])?;
+    add_peer(&a, "b", &b.base).await?;
+    for _ in 0..100 {
+        let (_, targets) = a.get("/v1/targets").await?;
+        if listed(&targets).contains(&pair("other", "b")) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err("the background sync never cached b's targets".into())
+}
+
+#[tokio::test]
+async fn local_targets_win_and_one_id_from_two_peers_is_a_conflict() -> Result {
+    let (a, b, c) = (origin(&[])?, Node::start()?, Node::start()?);
+    add_peer(&a, "b", &b.base).await?;
+    add_peer(&a, "c", &c.base).await?;
+    let (status, _) = a.get("/v1/targets?refresh=true").await?;
+    assert_eq!(status, 200);
+
+    // `echo` is local here and exported by both peers: the local one runs it.
+    let task_id = a.create(json!({ "text": "here" })).await?;
+    let events = a.events_until_done(&task_id).await?;
+    assert_eq!(events.last().map(|e| e["state"].clone()), Some(json!("completed")));
+    assert_eq!(events[1]["message"], "Route resolved");
+    assert!(events.iter().all(|e| e["source"] != "transport"), "{events:?}");
+
+    // `other` is exported by b and c only.
+    let (status, v) =
+        a.post("/v1/tasks", json!({ "target_agent_id": "other", "intent": "other.only", "payload": {} })).await?;
+    assert_eq!(status, 409, "{v}");
+    let error = v["error"].as_str().unwrap_or("");
+    assert!(error.contains("routing conflict") && error.contains("b, c"), "{v}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn cli_adds_lists_and_syncs_peers() -> Result {
+    let (a, b) = (origin(&[])?, Node::start()?);
+    let cli = |args: &[&str]| -> Result<Value> {
+        let out =
+            std::process::Command::new(cli_bin()).arg("--server").arg(&a.base).arg("--json").args(args).output()?;
+        if !out.status.success() {
+            return Err(format!("{args:?}: {}", String::from_utf8_lossy(&out.stderr)).into());
+        }
+        Ok(serde_json::from_slice(&out.stdout)?)
+    };
+    let added = cli(&["peer-add", "--peer-id", "b", "--base-url", &b.base, "--capabilities", "x, y"])?;
+    assert_eq!(added["capabilities"], json!(["x", "y"]));
+    assert_eq!(cli(&["peer-list"])?["peers"][0]["peer_id"], "b");
+    assert_eq!(cli(&["peer-sync", "--peer-id", "b"])?["peer"]["status"], "online");
+    let targets = cli(&["targets", "--refresh"])?;
+    assert!(listed(&targets).contains(&pair("other", "b")), "{targets}");
+    Ok(())
+}
