@@ -185,3 +185,74 @@ async fn cli_adds_lists_and_syncs_peers() -> Result {
     assert!(listed(&targets).contains(&pair("other", "b")), "{targets}");
     Ok(())
 }
+
+#[tokio::test]
+async fn destination_endpoints_answer_typed_errors() -> Result {
+    let b = Node::start()?;
+    let submit = |body: Value| b.post("/v1/node/tasks", body);
+    let full = json!({ "origin_node_id": "a", "origin_proxy_task_id": "p", "target_agent_id": "echo", "intent": "demo.echo", "payload": {"text": "x"} });
+    let cases: [(Value, u16, &str, bool); 4] = [
+        (json!({ "origin_node_id": "a" }), 400, "invalid_task_submit", false),
+        (json!({ "nope": 1 }), 400, "invalid_json", false),
+        (
+            json!({ "origin_node_id": "a", "origin_proxy_task_id": "p", "target_agent_id": "missing", "intent": "x", "payload": {} }),
+            404,
+            "task_submit_failed",
+            true,
+        ),
+        (full.clone(), 202, "", false),
+    ];
+    let mut accepted = Value::Null;
+    for (body, want_status, code, retryable) in cases {
+        let (status, v) = submit(body.clone()).await?;
+        assert_eq!(status, want_status, "{body} → {v}");
+        if status == 202 {
+            accepted = v;
+            continue;
+        }
+        assert_eq!(
+            (v["message_type"].as_str(), v["code"].as_str(), v["retryable"].as_bool()),
+            (Some("task.submit"), Some(code), Some(retryable)),
+            "{v}"
+        );
+    }
+    assert_eq!(accepted["origin_proxy_task_id"], "p");
+    let dest = accepted["destination_task_id"].as_str().ok_or("no destination task")?.to_owned();
+
+    let (status, v) = b.get(&format!("/v1/node/tasks/{dest}/events")).await?;
+    assert_eq!((status, v["code"].as_str()), (400, Some("invalid_task_events")), "{v}");
+    let (status, v) = b.get("/v1/node/tasks/nope/events?origin_proxy_task_id=p").await?;
+    assert_eq!(
+        (status, v["code"].as_str(), v["retryable"].as_bool()),
+        (404, Some("task_events_failed"), Some(true)),
+        "{v}"
+    );
+
+    // The stream: frames of the destination task, closing after the terminal one.
+    let resp = b.http.get(b.url(&format!("/v1/node/tasks/{dest}/events?origin_proxy_task_id=p"))).send().await?;
+    assert_eq!(resp.status(), 200);
+    let text = tokio::time::timeout(Duration::from_secs(20), resp.text()).await??;
+    let frames: Vec<Value> =
+        text.lines().filter_map(|l| l.strip_prefix("data: ")).filter_map(|d| serde_json::from_str(d).ok()).collect();
+    let last = frames.last().cloned().unwrap_or_default();
+    assert_eq!(
+        (last["kind"].as_str(), last["origin_proxy_task_id"].as_str()),
+        (Some("task.completed"), Some("p")),
+        "{text}"
+    );
+    assert_eq!(last["destination_task_id"], dest.as_str());
+
+    let control = json!({ "origin_node_id": "a", "origin_proxy_task_id": "p", "destination_task_id": "other" });
+    let (status, v) = b.post(&format!("/v1/node/tasks/{dest}/cancel"), control).await?;
+    assert_eq!((status, v["code"].as_str()), (400, Some("task_id_mismatch")), "{v}");
+    let (status, v) = b.post(&format!("/v1/node/tasks/{dest}/resume"), json!({ "origin_node_id": "a" })).await?;
+    assert_eq!(
+        (status, v["code"].as_str(), v["message_type"].as_str()),
+        (400, Some("invalid_task_resume"), Some("task.resume")),
+        "{v}"
+    );
+    let control = json!({ "origin_node_id": "a", "origin_proxy_task_id": "p", "destination_task_id": dest });
+    let (status, v) = b.post(&format!("/v1/node/tasks/{dest}/cancel"), control).await?;
+    assert_eq!((status, v["status"].as_str()), (200, Some("completed")), "already terminal: {v}");
+    Ok(())
+}

@@ -8,6 +8,7 @@ mod artifacts;
 mod error;
 mod events;
 mod json;
+mod node;
 mod peers;
 mod tasks;
 mod threads;
@@ -52,6 +53,10 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/readyz", get(readyz))
         .route("/v1/node/health", get(node_health))
         .route("/v1/node/stats", get(node_stats))
+        .route("/v1/node/tasks", post(node::submit))
+        .route("/v1/node/tasks/{task_id}/events", get(node::events))
+        .route("/v1/node/tasks/{task_id}/resume", post(node::resume))
+        .route("/v1/node/tasks/{task_id}/cancel", post(node::cancel))
         .route("/v1/tasks", post(tasks::create).get(tasks::list))
         .route("/v1/tasks/{task_id}", get(tasks::get))
         .route("/v1/tasks/{task_id}/events", get(events::stream))
