@@ -186,6 +186,85 @@ async fn cli_adds_lists_and_syncs_peers() -> Result {
     Ok(())
 }
 
+/// An origin that knows `b` (synced).
+async fn origin_with_peer(b: &Node) -> Result<Node> {
+    let a = origin(&[])?;
+    add_peer(&a, "b", &b.base).await?;
+    let (status, v) = a.post("/v1/peers/b/sync", json!({})).await?;
+    assert_eq!(status, 200, "{v}");
+    Ok(a)
+}
+
+#[tokio::test]
+async fn a_task_for_a_peer_target_is_relayed_with_mirrored_events_and_its_result() -> Result {
+    let b = Node::start()?;
+    let a = origin_with_peer(&b).await?;
+    let payload = json!({ "mode": "progress", "steps": 2, "interval_ms": 30 });
+    let task_id =
+        a.create_with(json!({ "target_agent_id": "other", "intent": "other.only", "payload": payload })).await?;
+    let events = a.events_until_done(&task_id).await?;
+    common::assert_contiguous(&events);
+    let last = events.last().cloned().unwrap_or_default();
+    assert_eq!(
+        (last["kind"].as_str(), last["source"].as_str()),
+        (Some("task.completed"), Some("transport")),
+        "{events:?}"
+    );
+    assert_eq!(events[1]["message"], "Remote route resolved");
+    assert_eq!(events[1]["data"]["remote_peer_id"], "b");
+    let accepted = events.iter().position(|e| e["message"] == "Remote task accepted").ok_or("no acceptance")?;
+    assert_eq!(events[accepted]["source"], "transport");
+    let destination_task_id =
+        events[accepted]["data"]["destination_task_id"].as_str().ok_or("no destination id")?.to_owned();
+    let (_, b_health) = b.get("/v1/node/health").await?;
+    assert_eq!(events[accepted]["data"]["destination_node_id"], b_health["node_id"]);
+
+    // Mirrored: the destination's running events, each with its destination seq; and the
+    // status never walked back (the destination's replayed created/launch events were refused).
+    let mirrored: Vec<&Value> = events[accepted + 1..].iter().collect();
+    assert!(
+        mirrored
+            .iter()
+            .all(|e| e["source"] == "transport" && e["data"]["destination_task_id"] == destination_task_id.as_str()),
+        "{mirrored:?}"
+    );
+    assert!(mirrored.iter().filter(|e| e["kind"] == "task.running").count() >= 2, "{mirrored:?}");
+    assert!(mirrored.iter().all(|e| e["data"]["remote_event_seq"].as_u64().is_some()), "{mirrored:?}");
+    let order = ["created", "ready", "dispatching", "running", "completed"];
+    let rank = |e: &Value| order.iter().position(|s| e["state"] == *s).unwrap_or(0);
+    assert!(events.windows(2).all(|w| rank(&w[0]) <= rank(&w[1])), "status walked back: {:?}", common::kinds(&events));
+
+    // The proxy's result is the destination's.
+    let task = a.task(&task_id).await?;
+    assert_eq!(
+        (task["status"].as_str(), task["remote"]["binding"].as_str()),
+        (Some("completed"), Some(destination_task_id.as_str()))
+    );
+    let artifact = task["result_artifact_id"].as_str().ok_or("no result")?;
+    let (_, result) = a.get(&format!("/v1/artifacts/{artifact}")).await?;
+    assert_eq!(result["text"], "completed 2 steps");
+
+    // On the destination it is a normal local task, sent by the origin node.
+    let dest = b.task(&destination_task_id).await?;
+    let (_, a_health) = a.get("/v1/node/health").await?;
+    assert_eq!((dest["status"].as_str(), &dest["sender"]), (Some("completed"), &a_health["node_id"]));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_relay_to_a_peer_that_is_down_fails_remote_relay_failed() -> Result {
+    let mut b = Node::start()?;
+    let a = origin_with_peer(&b).await?;
+    b.kill()?;
+    let task_id = a.create_with(json!({ "target_agent_id": "other", "intent": "other.only", "payload": {} })).await?;
+    let task = a.wait_status(&task_id, "failed").await?;
+    assert_eq!(task["last_error"]["reason"], "remote relay failed", "{task}");
+    let events = a.events_until_done(&task_id).await?;
+    let last = events.last().cloned().unwrap_or_default();
+    assert_eq!((last["source"].as_str(), last["data"]["remote_peer_id"].as_str()), (Some("transport"), Some("b")));
+    Ok(())
+}
+
 #[tokio::test]
 async fn destination_endpoints_answer_typed_errors() -> Result {
     let b = Node::start()?;
