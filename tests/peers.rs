@@ -335,3 +335,21 @@ async fn destination_endpoints_answer_typed_errors() -> Result {
     assert_eq!((status, v["status"].as_str()), (200, Some("completed")), "already terminal: {v}");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_relayed_task_awaiting_input_is_mirrored_and_can_be_cancelled_at_the_origin() -> Result {
+    let b = Node::start()?;
+    let a = origin_with_peer(&b).await?;
+    let payload = json!({ "mode": "await_input" });
+    let task_id =
+        a.create_with(json!({ "target_agent_id": "other", "intent": "other.only", "payload": payload })).await?;
+    a.wait_status(&task_id, "awaiting_input").await?;
+    // Answering it is not relayed yet: refused, the task keeps waiting.
+    let (status, v) = a.post(&format!("/v1/tasks/{task_id}/resume"), json!({ "payload": { "ok": true } })).await?;
+    assert!(status >= 400 && v["error"].as_str().unwrap_or("").contains("not relayed yet"), "{status} {v}");
+    assert_eq!(a.task(&task_id).await?["status"], "awaiting_input");
+    let (status, v) = a.post(&format!("/v1/tasks/{task_id}/cancel"), json!({})).await?;
+    assert!(status == 200 || status == 202, "{status} {v}");
+    a.wait_status(&task_id, "cancelled").await?;
+    Ok(())
+}

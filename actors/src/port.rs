@@ -50,6 +50,9 @@ pub enum PendingInput {
     /// A structured `task.awaiting_input` event of an agent whose protocol has no way to answer
     /// it (OpenClaw over ACP): a resume is refused; cancel ends the task.
     Structured,
+    /// A relayed task's destination awaits input: answering it is not relayed yet, so a resume
+    /// is refused; cancel ends the task.
+    Relayed,
     /// Any JSON object answers (loopback scripts, the polling dialect).
     Free,
 }

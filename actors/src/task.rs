@@ -420,6 +420,11 @@ pub fn checked_resume(pending: Option<&PendingInput>, mut payload: JsonObject) -
                         cancel the task instead"
                 .into());
         }
+        Some(PendingInput::Relayed) => {
+            return Err("the task runs on a peer node, and answering its input request is not relayed yet; \
+                        cancel the task instead"
+                .into());
+        }
         Some(PendingInput::Free) | None => {}
     }
     Ok(payload)
@@ -760,7 +765,7 @@ async fn adapter_draft(state: &mut TaskState, event: AdapterEvent) -> Result<Opt
                     d.error = Some(LastError { reason, detail: text("detail") });
                 }
                 // Answering a relayed task's input request is not relayed yet: a resume is refused.
-                EventKind::TaskAwaitingInput => state.awaiting = Some(PendingInput::Structured),
+                EventKind::TaskAwaitingInput => state.awaiting = Some(PendingInput::Relayed),
                 EventKind::TaskResumed => state.awaiting = None,
                 _ => {}
             }
