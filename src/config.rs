@@ -50,9 +50,14 @@ pub struct NodeArgs {
     /// Log format on stderr (`RUST_LOG` filters).
     #[arg(long, env = "ALINK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
-    /// Interval of peer target sync (Go duration; `0` disables). Accepted now, used by peers later.
+    /// Interval of peer target sync (Go duration; `0` disables).
     #[arg(long, env = "ALINK_PEER_SYNC_INTERVAL", default_value = "30s", value_parser = crate::duration::parse_duration)]
     pub peer_sync_interval: std::time::Duration,
+    /// Go-compatibility mode: accept node-protocol requests (relayed tasks) from peers that do
+    /// not sign them, as the Go node does. Off by default: this build does not verify node
+    /// signatures yet, so without it the node-protocol endpoints refuse every caller.
+    #[arg(long, env = "ALINK_ALLOW_UNSIGNED_PEERS", value_parser = clap::builder::FalseyValueParser::new(), default_value = "false")]
+    pub allow_unsigned_peers: bool,
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "ALINK_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,

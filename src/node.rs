@@ -74,6 +74,27 @@ impl Core {
     }
 }
 
+/// How the bindings serve (from the node flags).
+#[derive(Clone, Copy, Debug)]
+pub struct ServeOptions {
+    /// Request body limit (413 above).
+    pub max_body_bytes: usize,
+    /// Go-compatibility mode: accept unsigned node-protocol callers.
+    pub allow_unsigned_peers: bool,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions { max_body_bytes: 1024 * 1024, allow_unsigned_peers: false }
+    }
+}
+
+impl From<&NodeArgs> for ServeOptions {
+    fn from(args: &NodeArgs) -> Self {
+        ServeOptions { max_body_bytes: args.max_body_bytes, allow_unsigned_peers: args.allow_unsigned_peers }
+    }
+}
+
 /// The sockets a node serves on, bound before anything is served.
 pub struct Listeners {
     /// The HTTP API.
@@ -104,7 +125,10 @@ pub async fn start_core(args: &NodeArgs) -> Result<Core, NodeError> {
         database = %args.database, registry = %registry_path.display(), file_targets = file_targets.len(),
         peer_sync_interval_ms = args.peer_sync_interval.as_millis() as u64, "starting node"
     );
-    let settings = CoreSettings { cancel_grace: Duration::from_millis(args.cancel_grace_ms) };
+    let settings = CoreSettings {
+        cancel_grace: Duration::from_millis(args.cancel_grace_ms),
+        peer_sync_interval: args.peer_sync_interval,
+    };
     let (root, dir, root_join) = RootSupervisor::start(RootArgs { db: db.clone(), artifacts, file_targets, settings })
         .await
         .map_err(|e| NodeError::Tree(e.to_string()))?;
@@ -132,7 +156,7 @@ pub async fn run(args: NodeArgs, shutdown: CancellationToken) -> Result<(), Node
     // The one line on stdout: scripts and tests started on port 0 read the address here.
     println!("alink-node listening on http://{local}");
     tracing::info!(node_id = %core.services.node_id(), addr = %local, "listening");
-    serve(core, Listeners { http }, shutdown, args.max_body_bytes).await
+    serve(core, Listeners { http }, shutdown, ServeOptions::from(&args)).await
 }
 
 /// Serves the bindings over a running core until `shutdown` is cancelled (or the tree dies),
@@ -142,10 +166,14 @@ pub async fn serve(
     core: Core,
     listeners: Listeners,
     shutdown: CancellationToken,
-    max_body_bytes: usize,
+    options: ServeOptions,
 ) -> Result<(), NodeError> {
     let Core { root, root_join, services } = core;
-    let app = router(AppState { services, shutdown: shutdown.clone() }, max_body_bytes);
+    if options.allow_unsigned_peers {
+        tracing::warn!("Go-compatibility mode: node-protocol requests from unsigned peers are accepted");
+    }
+    let state = AppState { services, shutdown: shutdown.clone(), allow_unsigned_peers: options.allow_unsigned_peers };
+    let app = router(state, options.max_body_bytes);
     let serve_shutdown = shutdown.clone();
     // SSE frames are small writes: without TCP_NODELAY, Nagle's algorithm meets the client's
     // delayed ACK and each frame can wait ~40 ms.
@@ -233,6 +261,8 @@ async fn resolve_identity(args: &NodeArgs, db: &Db, store: &KeyStore) -> Result<
             }
         },
     };
+    // Relays name this node as their origin by the id it runs under now.
+    writes.push(WriteOp::NodeMeta { key: aethrolink_actors::storage::NODE_ID_IN_USE.into(), value: node_id.clone() });
     tracing::info!(
         node_id = %node_id, key_id = %public.key_id(), new_key = stored.created,
         id_derived_from_key = node_id == public.derived_node_id(),

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use aethrolink::config::NodeArgs;
-use aethrolink::node::{Listeners, serve, start_core};
+use aethrolink::node::{Listeners, ServeOptions, serve, start_core};
 use aethrolink_actors::intake::TaskRequest;
 use aethrolink_actors::model::{DeliveryPolicy, FailureReason, TaskStatus};
 use aethrolink_actors::service::{Binding, Caller, Services};
@@ -61,7 +61,7 @@ impl InProcess {
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
         let served = tokio::spawn(async move {
-            if let Err(e) = serve(core, Listeners { http }, token, 1 << 20).await {
+            if let Err(e) = serve(core, Listeners { http }, token, ServeOptions::default()).await {
                 eprintln!("serve ended with an error: {e}");
             }
         });

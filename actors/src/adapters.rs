@@ -23,11 +23,15 @@ pub enum AdapterKind {
     Acp,
     /// An Agent Communication Protocol HTTP server (REST runs + SSE, or the polling dialect).
     AcpHttp,
+    /// Another AethroLink node (a peer's target): tasks are relayed over the node protocol.
+    /// Not in the catalog of registrable kinds: peer targets come from peer sync only.
+    Peer,
 }
 
 impl AdapterKind {
     /// Every kind, in the order they are listed to users.
-    pub const ALL: [AdapterKind; 3] = [AdapterKind::Loopback, AdapterKind::Acp, AdapterKind::AcpHttp];
+    pub const ALL: [AdapterKind; 4] =
+        [AdapterKind::Loopback, AdapterKind::Acp, AdapterKind::AcpHttp, AdapterKind::Peer];
 
     /// The spelling in registry files and registrations.
     pub fn as_str(self) -> &'static str {
@@ -35,6 +39,7 @@ impl AdapterKind {
             AdapterKind::Loopback => "loopback",
             AdapterKind::Acp => "acp",
             AdapterKind::AcpHttp => "acp_http",
+            AdapterKind::Peer => "peer",
         }
     }
 }

@@ -13,7 +13,9 @@ use serde_json::{Value, json};
 use crate::clock;
 use crate::error::AskError;
 use crate::ids::{self, AgentId};
+use crate::model::TargetSpec;
 use crate::model::{DeliveryPolicy, JsonObject, TaskRecord, TaskStatus, ThreadRecord, deep_merge};
+use crate::peers::{PeerLookup, PeerTable};
 use crate::registry::{RouteError, TargetTable};
 use crate::storage::{NewTurn, StoreReader};
 use crate::supervision::{Slot, ask};
@@ -31,6 +33,8 @@ pub struct Intake {
     pub reader: StoreReader,
     /// Latest routing snapshot (no actor hop to route).
     pub targets: watch::Receiver<Arc<TargetTable>>,
+    /// Latest cached peer targets (routing falls back to them).
+    pub peers: watch::Receiver<Arc<PeerTable>>,
     /// Spawns the task's actor.
     pub tasks: Arc<Slot<TaskSupMsg>>,
 }
@@ -95,6 +99,26 @@ pub fn thread_pair(thread: &ThreadRecord, sender: &AgentId, target: Option<&Agen
     }
 }
 
+/// Routes a task over local and peer targets: a dispatchable local target of the requested id
+/// wins; else exactly one peer exporting it is the route (its intent is the destination's to
+/// check, contract §9.6), several are a conflict naming them; else local routing decides (and
+/// its error is the answer). Pure.
+pub fn route(
+    local: &TargetTable,
+    peers: &PeerTable,
+    requested: Option<&str>,
+    intent: &str,
+) -> Result<TargetSpec, RouteError> {
+    if let Some(id) = requested.filter(|id| local.get(id).is_none()) {
+        match peers.lookup(id) {
+            PeerLookup::One(peer_target) => return Ok(peer_target.spec()),
+            PeerLookup::Several(peers) => return Err(RouteError::PeerConflict { target: id.to_owned(), peers }),
+            PeerLookup::None => {}
+        }
+    }
+    local.route(requested, intent).cloned()
+}
+
 /// Creates a task: validates, routes, records (with its thread turn), spawns its actor, and
 /// returns the record once `task.created` and `task.routed` are durable.
 pub async fn create_task(intake: &Intake, req: TaskRequest) -> Result<TaskRecord, IntakeError> {
@@ -126,8 +150,8 @@ pub async fn create_task(intake: &Intake, req: TaskRequest) -> Result<TaskRecord
         requested = Some(target);
     }
     let target = {
-        let table = intake.targets.borrow();
-        table.route(requested.as_deref(), &intent)?.clone()
+        let (local, peers) = (intake.targets.borrow(), intake.peers.borrow());
+        route(&local, &peers, requested.as_deref(), &intent)?
     };
     let runtime_options = deep_merge(&target.defaults, &req.runtime_options);
     let now = clock::now_rfc3339();
@@ -163,6 +187,54 @@ mod tests {
 
     fn thread() -> ThreadRecord {
         ThreadRecord::new("t".into(), "a".into(), "b".into(), "a:b".into(), JsonObject::new(), "")
+    }
+
+    #[test]
+    fn local_targets_win_over_peer_targets_and_peers_may_conflict() {
+        use crate::peers::{Export, ExportedTarget, Fetched, PeerBook, PeerUpsert};
+        let mut book = PeerBook::default();
+        for (peer, ids) in [("b", &["echo", "both", "only-b"][..]), ("c", &["both"][..])] {
+            let url = format!("http://{peer}");
+            let req = PeerUpsert { peer_id: peer.into(), base_url: url.clone(), ..Default::default() };
+            book.upsert(req, "t").ok();
+            let targets = ids
+                .iter()
+                .map(|id| ExportedTarget { target_id: (*id).into(), capabilities: vec![], defaults: JsonObject::new() })
+                .collect();
+            book.apply(
+                Fetched { peer_id: peer.into(), base_url: url, outcome: Ok(Export { node_id: None, targets }) },
+                "t",
+            );
+        }
+        let peers = book.table();
+        let mut echo = crate::model::TargetSpec {
+            target_id: "echo".into(),
+            adapter: "loopback".into(),
+            dialect: None,
+            endpoint: None,
+            healthcheck: None,
+            launch: Default::default(),
+            defaults: Default::default(),
+            capabilities: vec!["demo.echo".into()],
+            owner: "local".into(),
+            source: crate::model::TargetSource::File,
+            permissions: None,
+        };
+        let local = TargetTable::new([echo.clone()]);
+        echo.owner = "b".into();
+        type Case<'a> = (Option<&'a str>, &'a str, Result<(&'a str, &'a str), &'a str>);
+        let cases: [Case<'_>; 5] = [
+            (Some("echo"), "demo.echo", Ok(("echo", "local"))),
+            (Some("only-b"), "anything", Ok(("only-b", "b"))),
+            (Some("both"), "x", Err("routing conflict: target 'both' is exported by several peers: b, c")),
+            (Some("nope"), "x", Err("target agent not found: nope")),
+            (None, "demo.echo", Ok(("echo", "local"))),
+        ];
+        for (target, intent, want) in cases {
+            let got = route(&local, &peers, target, intent);
+            let got = got.as_ref().map(|t| (t.target_id.as_str(), t.owner.as_str())).map_err(|e| e.to_string());
+            assert_eq!(got, want.map_err(str::to_owned), "{target:?}");
+        }
     }
 
     #[test]

@@ -21,6 +21,8 @@
 //!   scope).
 //! * [`threads`] — the thread coordinator: thread recovery and bounded auto-handoff.
 //! * [`intake`] — the one task-creation path (API, thread continue, auto-handoff).
+//! * [`node_proto`] — the node-to-node protocol's wire types (`aethrolink.node.v1`).
+//! * [`peers`] — the peer directory: static peers, their cached targets, sync.
 //! * [`sse`] — the SSE hub and one subscriber actor per connection.
 //! * [`restart`] — the one restart policy every supervisor uses.
 //! * [`identity`] — the node's Ed25519 key pair and id, and HTTP Message Signatures (RFC 9421)
@@ -38,6 +40,8 @@ pub mod identity;
 pub mod ids;
 pub mod intake;
 pub mod model;
+pub mod node_proto;
+pub mod peers;
 pub mod port;
 pub mod registry;
 pub mod restart;

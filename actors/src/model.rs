@@ -175,14 +175,14 @@ impl Default for DeliveryPolicy {
 
 /// `delivery` as a client sends it: each field defaults on its own (the Go node defaulted only a
 /// missing object, so a partial one silently meant `launch_if_down=false`).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeliveryRequest {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<DeliveryMode>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub launch_if_down: Option<bool>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
 }
 
@@ -234,12 +234,16 @@ pub enum FailureReason {
     RemoteUnreachable,
     /// The HTTP agent's event stream failed before a run id arrived.
     StreamFailed,
+    /// A relay to a peer could not hand the task over (peer down, refused, bad answer).
+    RemoteRelayFailed,
+    /// A relayed task's event stream from the peer failed or ended before a terminal event.
+    RemoteEventStreamFailed,
     /// A reason the agent (or a script) named itself.
     Other(String),
 }
 
 impl FailureReason {
-    const KNOWN: [(FailureReason, &'static str); 15] = [
+    const KNOWN: [(FailureReason, &'static str); 17] = [
         (FailureReason::Timeout, "timeout"),
         (FailureReason::Interrupted, "interrupted"),
         (FailureReason::Crashed, "crashed"),
@@ -255,6 +259,8 @@ impl FailureReason {
         (FailureReason::RemoteRunGone, "remote_run_gone"),
         (FailureReason::RemoteUnreachable, "remote_unreachable"),
         (FailureReason::StreamFailed, "stream_failed"),
+        (FailureReason::RemoteRelayFailed, "remote relay failed"),
+        (FailureReason::RemoteEventStreamFailed, "remote event stream failed"),
     ];
 
     /// The wire spelling.
@@ -309,6 +315,53 @@ impl<'de> Deserialize<'de> for FailureReason {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         Ok(FailureReason::from(String::deserialize(deserializer)?))
     }
+}
+
+string_enum!(
+    /// A peer's liveness as the last sync saw it (never probed on listing).
+    PeerStatus {
+        Online => "online",
+        Offline => "offline",
+    }
+);
+
+/// A static peer (contract §2.10 PeerRecord, plus the last sync error).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PeerRecord {
+    pub peer_id: String,
+    pub display_name: String,
+    /// Normalised absolute http(s) URL, no trailing `/`.
+    pub base_url: String,
+    pub status: PeerStatus,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capabilities: Vec<String>,
+    /// Sync adds `node_id` (the peer's own id from its health answer).
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub metadata: JsonObject,
+    /// Why the last sync failed (cleared by a successful one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    pub registered_at: String,
+    pub updated_at: String,
+    pub last_seen_at: String,
+}
+
+/// A target a peer exported at its last successful sync (contract §2.10 PeerTargetRecord).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PeerTargetRecord {
+    pub peer_id: String,
+    pub target_id: String,
+    pub display_name: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capabilities: Vec<String>,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub defaults: JsonObject,
+    /// `{"source_node_id": <peer node id>}`.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub metadata: JsonObject,
+    /// Always `available` (a peer's liveness is the peer's status).
+    pub status: String,
+    pub synced_at: String,
 }
 
 #[cfg(test)]
@@ -449,6 +502,8 @@ pub enum TargetSource {
     File,
     /// `POST /v1/agents/register` (persisted in the `agents` table).
     Registered,
+    /// A peer's exported target, cached by the last sync (`owner` is the peer id).
+    Peer,
 }
 
 /// A dispatchable target (contract §2.6 RuntimeSpec).
@@ -468,7 +523,7 @@ pub struct TargetSpec {
     pub defaults: JsonObject,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub capabilities: Vec<String>,
-    /// Always `local` in this release (peers come later).
+    /// `local`, or the id of the peer that exports the target.
     pub owner: String,
     /// Where the definition came from.
     pub source: TargetSource,

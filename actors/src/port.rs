@@ -9,7 +9,7 @@
 use ractor::DerivedActorRef;
 use serde_json::Value;
 
-use crate::model::{DeliveryPolicy, FailureReason, JsonObject, RemoteRef};
+use crate::model::{DeliveryPolicy, EventKind, FailureReason, JsonObject, RemoteRef};
 
 /// Something a runtime reports about a task.
 #[derive(Clone, Debug, PartialEq)]
@@ -31,6 +31,11 @@ pub enum AdapterEvent {
     Failed { reason: FailureReason, detail: Option<String>, message: String },
     /// Cancellation confirmed.
     Cancelled { message: String },
+    /// An event another node reported about the task (a relay mirrors the destination's events,
+    /// source `transport`): the task's state machine decides whether it applies (a replayed
+    /// `task.created` after dispatch does not). `completed` carries the result in
+    /// `data.result`, `failed` its reason and detail in `data.reason` / `data.detail`.
+    Relayed { kind: EventKind, message: String, data: JsonObject, remote: Option<RemoteRef> },
 }
 
 /// What a task awaiting input waits for: the adapter that asked says so, so a resume is checked
@@ -45,6 +50,9 @@ pub enum PendingInput {
     /// A structured `task.awaiting_input` event of an agent whose protocol has no way to answer
     /// it (OpenClaw over ACP): a resume is refused; cancel ends the task.
     Structured,
+    /// A relayed task's destination awaits input: answering it is not relayed yet, so a resume
+    /// is refused; cancel ends the task.
+    Relayed,
     /// Any JSON object answers (loopback scripts, the polling dialect).
     Free,
 }

@@ -35,6 +35,9 @@ pub enum RouteError {
     NoRoute(String),
     #[error("routing conflict: several targets list capability '{intent}': {}", candidates.join(", "))]
     Conflict { intent: String, candidates: Vec<String> },
+    /// No local target has this id and several peers export it (names them all).
+    #[error("routing conflict: target '{target}' is exported by several peers: {}", peers.join(", "))]
+    PeerConflict { target: String, peers: Vec<String> },
     /// Listed, but nothing here runs its tasks (404, like an unknown target: contract §6.2).
     #[error("target agent not found: {target} is listed but not dispatchable ({reason})")]
     NotDispatchable { target: String, reason: NotDispatchable },

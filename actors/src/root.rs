@@ -3,10 +3,10 @@
 //! [`crate::runtime::RuntimeDeps`], the registry its adapter catalog) from [`CoreHandles`], which
 //! only the root and the service layer see.
 //!
-//! Start order: storage → registry → runtime supervisor → SSE hub → thread coordinator (its
+//! Start order: storage → registry → peer directory → runtime supervisor → SSE hub → thread coordinator (its
 //! thread recovery runs in `pre_start`) → task supervisor (whose recovery needs all the others).
 //! Stop order is the reverse of what depends on what: SSE hub (ends streams) → task supervisor →
-//! thread coordinator → runtime supervisor → registry → storage, drained last so
+//! thread coordinator → runtime supervisor → peer directory → registry → storage, drained last so
 //! every queued write commits. A child that fails is restarted under [`RestartPolicy::SERVICE`];
 //! past its intensity limit the root fails, which ends the node with an error.
 
@@ -21,6 +21,7 @@ use tokio::time::Instant;
 use crate::artifacts::ArtifactStore;
 use crate::intake::Intake;
 use crate::model::TargetSpec;
+use crate::peers::{PeerArgs, PeerDirectory, PeerMsg, PeerTable};
 use crate::registry::{RegistryActor, RegistryArgs, RegistryMsg, TargetTable};
 use crate::restart::{RestartDecision, RestartPolicy, RestartTracker, jitter};
 use crate::runtime::{RuntimeSupMsg, RuntimeSupervisor};
@@ -36,11 +37,13 @@ use crate::threads::{ThreadCoordinator, ThreadDeps, ThreadMsg};
 pub struct CoreSettings {
     /// How long a runtime has to confirm a cancel before the node ends the task itself.
     pub cancel_grace: Duration,
+    /// Background peer sync period (zero disables it).
+    pub peer_sync_interval: Duration,
 }
 
 impl Default for CoreSettings {
     fn default() -> Self {
-        CoreSettings { cancel_grace: Duration::from_secs(10) }
+        CoreSettings { cancel_grace: Duration::from_secs(10), peer_sync_interval: Duration::ZERO }
     }
 }
 
@@ -53,12 +56,15 @@ pub struct CoreHandles {
     pub tasks: Arc<Slot<TaskSupMsg>>,
     pub sse: Arc<Slot<SseHubMsg>>,
     pub threads: Arc<Slot<ThreadMsg>>,
+    pub peers: Arc<Slot<PeerMsg>>,
     /// Reads (separate pool).
     pub reader: StoreReader,
     /// Artifact bytes.
     pub artifacts: ArtifactStore,
     /// Latest routing snapshot, published by the registry actor.
     pub targets: watch::Receiver<Arc<TargetTable>>,
+    /// Latest cached peer targets, published by the peer directory.
+    pub peer_targets: watch::Receiver<Arc<PeerTable>>,
     pub settings: CoreSettings,
     /// The one task-creation path (service layer and thread coordinator).
     pub intake: Intake,
@@ -95,13 +101,28 @@ pub enum Service {
     SseHub,
     Threads,
     Tasks,
+    Peers,
 }
 
 impl Service {
-    const START_ORDER: [Service; 6] =
-        [Service::Storage, Service::Registry, Service::Runtimes, Service::SseHub, Service::Threads, Service::Tasks];
-    const STOP_ORDER: [Service; 6] =
-        [Service::SseHub, Service::Tasks, Service::Threads, Service::Runtimes, Service::Registry, Service::Storage];
+    const START_ORDER: [Service; 7] = [
+        Service::Storage,
+        Service::Registry,
+        Service::Peers,
+        Service::Runtimes,
+        Service::SseHub,
+        Service::Threads,
+        Service::Tasks,
+    ];
+    const STOP_ORDER: [Service; 7] = [
+        Service::SseHub,
+        Service::Tasks,
+        Service::Threads,
+        Service::Runtimes,
+        Service::Peers,
+        Service::Registry,
+        Service::Storage,
+    ];
 
     fn name(self) -> &'static str {
         match self {
@@ -111,6 +132,7 @@ impl Service {
             Service::SseHub => "sse_hub",
             Service::Threads => "thread_coordinator",
             Service::Tasks => "task_supervisor",
+            Service::Peers => "peer_directory",
         }
     }
 }
@@ -145,6 +167,8 @@ pub struct RootState {
     file_targets: Vec<TargetSpec>,
     /// Publisher of routing snapshots, handed to each registry incarnation.
     targets_tx: watch::Sender<Arc<TargetTable>>,
+    /// Publisher of peer target snapshots, handed to each peer directory incarnation.
+    peers_tx: watch::Sender<Arc<PeerTable>>,
     /// Which service each child actor is.
     children: HashMap<ActorId, Service>,
     /// Failure history per service.
@@ -162,9 +186,15 @@ impl RootSupervisor {
         args: RootArgs,
     ) -> Result<(ActorRef<RootMsg>, Arc<CoreHandles>, tokio::task::JoinHandle<()>), ActorProcessingErr> {
         let (targets_tx, targets_rx) = watch::channel(Arc::new(TargetTable::default()));
+        let (peers_tx, peers_rx) = watch::channel(Arc::new(PeerTable::default()));
         let tasks = Slot::new("task supervisor");
         let reader = args.db.reader();
-        let intake = Intake { reader: reader.clone(), targets: targets_rx.clone(), tasks: tasks.clone() };
+        let intake = Intake {
+            reader: reader.clone(),
+            targets: targets_rx.clone(),
+            peers: peers_rx.clone(),
+            tasks: tasks.clone(),
+        };
         let dir = Arc::new(CoreHandles {
             storage: Slot::new("storage"),
             registry: Slot::new("registry"),
@@ -172,9 +202,11 @@ impl RootSupervisor {
             tasks,
             sse: Slot::new("sse hub"),
             threads: Slot::new("thread coordinator"),
+            peers: Slot::new("peer directory"),
             reader,
             artifacts: args.artifacts,
             targets: targets_rx,
+            peer_targets: peers_rx,
             settings: args.settings,
             intake,
         });
@@ -186,6 +218,7 @@ impl RootSupervisor {
             db: args.db,
             file_targets: args.file_targets,
             targets_tx,
+            peers_tx,
             children: HashMap::new(),
             restarts: HashMap::new(),
             generations: HashMap::new(),
@@ -220,6 +253,17 @@ async fn start_service(
             };
             let (a, _) = Actor::spawn_linked(name, RegistryActor, args, sup).await?;
             state.dir.registry.set(Some(a.clone()));
+            a.get_cell()
+        }
+        Service::Peers => {
+            let args = PeerArgs {
+                reader: state.dir.reader.clone(),
+                storage: state.dir.storage.clone(),
+                publish: state.peers_tx.clone(),
+                sync_interval: state.dir.settings.peer_sync_interval,
+            };
+            let (a, _) = Actor::spawn_linked(name, PeerDirectory, args, sup).await?;
+            state.dir.peers.set(Some(a.clone()));
             a.get_cell()
         }
         Service::Runtimes => {
@@ -261,6 +305,7 @@ fn clear_slot(dir: &CoreHandles, service: Service) {
         Service::SseHub => dir.sse.set(None),
         Service::Threads => dir.threads.set(None),
         Service::Tasks => dir.tasks.set(None),
+        Service::Peers => dir.peers.set(None),
     }
 }
 
@@ -272,6 +317,7 @@ fn slot_cell(dir: &CoreHandles, service: Service) -> Option<ActorCell> {
         Service::SseHub => dir.sse.get().ok().map(|a| a.get_cell()),
         Service::Threads => dir.threads.get().ok().map(|a| a.get_cell()),
         Service::Tasks => dir.tasks.get().ok().map(|a| a.get_cell()),
+        Service::Peers => dir.peers.get().ok().map(|a| a.get_cell()),
     }
 }
 

@@ -420,6 +420,11 @@ pub fn checked_resume(pending: Option<&PendingInput>, mut payload: JsonObject) -
                         cancel the task instead"
                 .into());
         }
+        Some(PendingInput::Relayed) => {
+            return Err("the task runs on a peer node, and answering its input request is not relayed yet; \
+                        cancel the task instead"
+                .into());
+        }
         Some(PendingInput::Free) | None => {}
     }
     Ok(payload)
@@ -527,13 +532,22 @@ async fn create(state: &mut TaskState) -> Result<(), TaskError> {
     let payload = state.payload.clone().unwrap_or_else(|| json!({}));
     let artifact = json_artifact(&state.deps, &payload).await?;
     state.record.payload_artifact_id = Some(artifact.meta.artifact_id.clone());
-    let routed_data = json!({
+    let mut routed_data = json!({
         "resolved_agent_id": state.record.resolved_agent_id,
         "runtime_options": state.record.runtime_options,
     });
+    // A peer's target: the task is relayed (contract §9.6 step 2).
+    let peer = state.target.as_ref().filter(|t| t.source == crate::model::TargetSource::Peer);
+    let routed_message = match peer {
+        Some(t) => {
+            routed_data["remote_peer_id"] = json!(t.owner);
+            "Remote route resolved"
+        }
+        None => "Route resolved",
+    };
     let drafts = vec![
         draft(EventKind::TaskCreated, EventSource::Core, "Task created"),
-        draft(EventKind::TaskRouted, EventSource::Core, "Route resolved").data(routed_data),
+        draft(EventKind::TaskRouted, EventSource::Core, routed_message).data(routed_data),
     ];
     persist(state, drafts, vec![artifact]).await
 }
@@ -738,6 +752,26 @@ async fn adapter_draft(state: &mut TaskState, event: AdapterEvent) -> Result<Opt
             d
         }
         AdapterEvent::Cancelled { message } => draft(EventKind::TaskCancelled, EventSource::Adapter, message),
+        AdapterEvent::Relayed { kind, message, data, remote } => {
+            let text = |key: &str| data.get(key).and_then(Value::as_str).map(str::to_owned);
+            let mut d = draft(kind, EventSource::Transport, message);
+            match kind {
+                EventKind::TaskCompleted => {
+                    let result = data.get("result").cloned().unwrap_or_else(|| json!({}));
+                    d.result = Some(json_artifact(&state.deps, &result).await?);
+                }
+                EventKind::TaskFailed => {
+                    let reason = text("reason").map_or(FailureReason::RemoteFailed, FailureReason::from);
+                    d.error = Some(LastError { reason, detail: text("detail") });
+                }
+                // Answering a relayed task's input request is not relayed yet: a resume is refused.
+                EventKind::TaskAwaitingInput => state.awaiting = Some(PendingInput::Relayed),
+                EventKind::TaskResumed => state.awaiting = None,
+                _ => {}
+            }
+            d.remote = remote;
+            d.data(Value::Object(data))
+        }
     };
     Ok(Some(d))
 }

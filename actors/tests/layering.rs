@@ -17,10 +17,10 @@ const LAYERS: &[&[&str]] = &[
     &["artifacts"],
     // The only writer, and reads.
     &["storage"],
-    // What tasks and runtimes exchange.
-    &["port"],
+    // What tasks and runtimes exchange; what nodes exchange.
+    &["port", "node_proto"],
     // Services with no knowledge of tasks: runtimes, discovery, SSE fan-out.
-    &["runtime", "registry", "sse"],
+    &["runtime", "registry", "sse", "peers"],
     // One actor per live task, and its supervisor.
     &["task"],
     &["task_supervisor"],

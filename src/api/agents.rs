@@ -6,7 +6,7 @@ use aethrolink_actors::registry::Registration;
 use aethrolink_actors::runtime::TargetHealth;
 use aethrolink_actors::service::targets::{TargetStarted, TargetStopped};
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
@@ -66,9 +66,27 @@ pub async fn get(
     Ok(Json(st.services.get_agent(&caller, &agent_id).await?))
 }
 
-/// `GET /v1/targets` → `{"targets": [RuntimeSpec + state + runtimes]}`.
-pub async fn targets(State(st): State<AppState>, HttpCaller(caller): HttpCaller) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!({ "targets": st.services.list_targets(&caller).await? })))
+/// Query of `GET /v1/targets`.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct TargetsQuery {
+    /// Sync every peer first.
+    #[serde(default)]
+    refresh: bool,
+}
+
+/// `GET /v1/targets[?refresh=true]` → `{"targets": [RuntimeSpec + state + runtimes]}`: local
+/// targets, then cached peer targets (`owner` = the peer id).
+pub async fn targets(
+    State(st): State<AppState>,
+    HttpCaller(caller): HttpCaller,
+    Query(query): Query<TargetsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let targets = if query.refresh {
+        st.services.refresh_targets(&caller).await?
+    } else {
+        st.services.list_targets(&caller).await?
+    };
+    Ok(Json(json!({ "targets": targets })))
 }
 
 /// Body of target start/stop (optional).

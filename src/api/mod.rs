@@ -8,6 +8,8 @@ mod artifacts;
 mod error;
 mod events;
 mod json;
+mod node;
+mod peers;
 mod tasks;
 mod threads;
 
@@ -30,6 +32,8 @@ pub struct AppState {
     pub services: Services,
     /// Cancelled when the node shuts down: SSE streams end on it.
     pub shutdown: CancellationToken,
+    /// Go-compatibility mode: node-protocol callers are accepted unsigned.
+    pub allow_unsigned_peers: bool,
 }
 
 /// Who sent an HTTP request. Anonymous for now: authentication plugs in here.
@@ -52,6 +56,10 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/node/health", get(node_health))
         .route("/v1/node/stats", get(node_stats))
         .route("/v1/node/identity", get(node_identity))
+        .route("/v1/node/tasks", post(node::submit))
+        .route("/v1/node/tasks/{task_id}/events", get(node::events))
+        .route("/v1/node/tasks/{task_id}/resume", post(node::resume))
+        .route("/v1/node/tasks/{task_id}/cancel", post(node::cancel))
         .route("/v1/tasks", post(tasks::create).get(tasks::list))
         .route("/v1/tasks/{task_id}", get(tasks::get))
         .route("/v1/tasks/{task_id}/events", get(events::stream))
@@ -72,6 +80,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/threads/{thread_id}/turns", get(threads::turns))
         .route("/v1/threads/{thread_id}/inspect", get(threads::inspect))
         .route("/v1/threads/{thread_id}/continue", post(threads::continue_thread))
+        .route("/v1/peers", post(peers::add).get(peers::list))
+        .route("/v1/peers/{peer_id}/sync", post(peers::sync))
         .route("/artifacts/{artifact_id}", get(artifacts::get))
         .route("/v1/artifacts/{artifact_id}", get(artifacts::get))
         .fallback(not_found)

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value, json};
 
 use super::client::{CliError, Client, Output};
-use super::{HeartbeatArgs, RegisterArgs, StateArgs, TargetArg};
+use super::{HeartbeatArgs, RegisterArgs, StateArgs, TargetArg, TargetsArgs};
 use super::{field_str, parse_object};
 
 /// `--state-file` when none is given: `~/.aethrolink/agent.json`.
@@ -53,8 +53,8 @@ pub fn parse_defaults(text: &str) -> Result<Map<String, Value>, CliError> {
     Ok(out)
 }
 
-pub(super) async fn targets(client: &Client, out: Output) -> Result<(), CliError> {
-    let v = client.get("/v1/targets").await?;
+pub(super) async fn targets(client: &Client, out: Output, a: TargetsArgs) -> Result<(), CliError> {
+    let v = if a.refresh { client.get("/v1/targets?refresh=true").await? } else { client.get("/v1/targets").await? };
     if out.json {
         println!("{v}");
     } else {

@@ -34,8 +34,14 @@ pub enum Command {
     TaskResume(TaskResumeArgs),
     /// Cancel a task.
     TaskCancel(TaskCancelArgs),
-    /// List targets.
-    Targets,
+    /// List targets (local, then peers'; `--refresh` syncs every peer first).
+    Targets(TargetsArgs),
+    /// Register (or update) a static peer node.
+    PeerAdd(PeerAddArgs),
+    /// List peers.
+    PeerList,
+    /// Sync a peer's targets now.
+    PeerSync(PeerIdArg),
     /// Register an agent (a target other agents can call).
     Register(RegisterArgs),
     /// Register unless the stored agent id is still known; keeps the stored id.
@@ -62,6 +68,33 @@ pub enum Command {
     ThreadTurns(ThreadIdArg),
     /// List threads.
     Threads(ThreadsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TargetsArgs {
+    /// Sync every peer before listing.
+    #[arg(long)]
+    pub refresh: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PeerAddArgs {
+    #[arg(long)]
+    pub peer_id: String,
+    #[arg(long)]
+    pub display_name: Option<String>,
+    /// The peer node's base URL (http or https).
+    #[arg(long)]
+    pub base_url: String,
+    /// Comma-separated.
+    #[arg(long)]
+    pub capabilities: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PeerIdArg {
+    #[arg(long)]
+    pub peer_id: String,
 }
 
 #[derive(Debug, Args)]

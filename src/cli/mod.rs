@@ -3,7 +3,7 @@
 //!
 //! * `args` — the command line (clap).
 //! * `client` — errors, the HTTP client bound to `--server`, and `--json` output.
-//! * `tasks`, `agents`, `threads` — the commands, by group.
+//! * `tasks`, `agents`, `peers`, `threads` — the commands, by group.
 //! * `follow` — following a task's events and waiting for its outcome, shared by every command
 //!   that streams or waits (`task-events --follow`, `call --wait`, `thread-continue --wait`).
 
@@ -11,6 +11,7 @@ mod agents;
 mod args;
 mod client;
 mod follow;
+mod peers;
 mod tasks;
 mod threads;
 
@@ -18,8 +19,9 @@ use serde_json::{Map, Value, json};
 
 pub use agents::parse_defaults;
 pub use args::{
-    CallArgs, Cli, Command, HeartbeatArgs, RegisterArgs, StateArgs, TargetArg, TaskCancelArgs, TaskEventsArgs,
-    TaskIdArg, TaskListArgs, TaskResumeArgs, ThreadContinueArgs, ThreadCreateArgs, ThreadIdArg, ThreadsArgs,
+    CallArgs, Cli, Command, HeartbeatArgs, PeerAddArgs, PeerIdArg, RegisterArgs, StateArgs, TargetArg, TargetsArgs,
+    TaskCancelArgs, TaskEventsArgs, TaskIdArg, TaskListArgs, TaskResumeArgs, ThreadContinueArgs, ThreadCreateArgs,
+    ThreadIdArg, ThreadsArgs,
 };
 pub use client::CliError;
 pub use follow::format_event;
@@ -39,7 +41,10 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::TaskList(a) => tasks::list(client, out, a).await,
         Command::TaskResume(a) => tasks::resume(client, out, a).await,
         Command::TaskCancel(a) => tasks::cancel(client, out, a).await,
-        Command::Targets => agents::targets(client, out).await,
+        Command::Targets(a) => agents::targets(client, out, a).await,
+        Command::PeerAdd(a) => peers::add(client, out, a).await,
+        Command::PeerList => peers::list(client, out).await,
+        Command::PeerSync(a) => peers::sync(client, out, a).await,
         Command::Register(a) => agents::register(client, out, &a).await,
         Command::EnsureRegistered(a) => agents::ensure_registered(client, out, &a).await,
         Command::Heartbeat(a) => agents::heartbeat(client, out, a).await,

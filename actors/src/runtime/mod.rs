@@ -7,7 +7,8 @@
 //!
 //! Runtimes: in-process `loopback` ([`loopback`]); agents over stdio JSON-RPC, `acp` ([`acp`]);
 //! HTTP agent servers, `acp_http` ([`http`], [`acp_http`]), run by the same runtime actor as
-//! stdio agents (one process manager).
+//! stdio agents (one process manager); peer targets, `peer` ([`peer`]): tasks relayed to another
+//! node over the node protocol, one runtime actor per peer.
 
 pub mod acp;
 pub mod acp_http;
@@ -18,6 +19,7 @@ pub mod http;
 pub mod jsonrpc;
 pub mod lifecycle;
 pub mod loopback;
+pub mod peer;
 pub mod process;
 pub mod queue;
 pub mod sessions;
@@ -130,6 +132,9 @@ pub struct RuntimeSupState {
     /// ACP runtime actors by (target, subcontext). Created on first use; a failed one is
     /// created again by the next task (its process crashes are handled inside it).
     acp: HashMap<(String, String), ActorRef<acp::AcpMsg>>,
+    /// Peer runtimes by peer (id, base URL). Created on first use; a failed one is created
+    /// again by the next task relayed to that peer.
+    peers: HashMap<peer::PeerLink, ActorRef<SessionMsg>>,
     /// Storage, reads and settings, handed to every runtime actor.
     deps: Arc<RuntimeDeps>,
 }
@@ -153,6 +158,27 @@ async fn spawn_loopback(
 }
 
 impl RuntimeSupervisor {
+    /// The peer runtime of a peer target, spawning it if needed. Only targets from peer sync
+    /// relay (a registration naming adapter `peer` is not one: its adapter is missing here).
+    async fn peer_runtime(
+        myself: &ActorRef<RuntimeSupMsg>,
+        state: &mut RuntimeSupState,
+        target: &TargetSpec,
+    ) -> Result<ActorRef<SessionMsg>, RuntimeError> {
+        let base_url = target.endpoint.clone().filter(|_| target.source == crate::model::TargetSource::Peer);
+        let Some(base_url) = base_url else { return Err(RuntimeError::AdapterMissing(target.adapter.clone())) };
+        let link = peer::PeerLink { peer_id: target.owner.clone(), base_url };
+        if let Some(runtime) = state.peers.get(&link) {
+            return Ok(runtime.clone());
+        }
+        let args = peer::PeerRuntimeArgs { link: link.clone(), reader: state.deps.reader.clone() };
+        let (runtime, _) = Actor::spawn_linked(None, peer::PeerRuntime, args, myself.get_cell())
+            .await
+            .map_err(|e| RuntimeError::Unavailable(format!("peer runtime for {}: {e}", link.peer_id)))?;
+        state.peers.insert(link, runtime.clone());
+        Ok(runtime)
+    }
+
     /// The ACP runtime actor of (target, subcontext of options), spawning it if needed.
     async fn acp_runtime(
         myself: &ActorRef<RuntimeSupMsg>,
@@ -239,6 +265,7 @@ fn down_health(target: &TargetSpec, options: &JsonObject) -> TargetHealth {
     }
 }
 
+/// The handle of an in-process session actor (loopback, peer): no lease, no process.
 fn loopback_handle(session: &ActorRef<SessionMsg>) -> RuntimeHandle {
     RuntimeHandle {
         lease_id: None,
@@ -313,6 +340,7 @@ impl Actor for RuntimeSupervisor {
             loopback_restarts: RestartTracker::new(RestartPolicy::WORKER),
             waiting: VecDeque::new(),
             acp: HashMap::new(),
+            peers: HashMap::new(),
             deps,
         })
     }
@@ -341,6 +369,10 @@ impl Actor for RuntimeSupervisor {
                     }
                     None => state.waiting.push_back(reply),
                 },
+                Ok(AdapterKind::Peer) => {
+                    let runtime = Self::peer_runtime(&myself, state, &target).await;
+                    let _ = reply.send(runtime.map(|r| loopback_handle(&r)));
+                }
                 Ok(AdapterKind::Acp | AdapterKind::AcpHttp) => {
                     match Self::acp_runtime(&myself, state, &target, &options, true).await {
                         Ok(Some(runtime)) => {
@@ -461,9 +493,17 @@ impl Actor for RuntimeSupervisor {
             }
             SupervisionEvent::ActorTerminated(cell, _, reason) => {
                 state.acp.retain(|_, a| a.get_id() != cell.get_id());
+                state.peers.retain(|_, a| a.get_id() != cell.get_id());
                 tracing::info!(actor_kind = "runtime", actor = %actor_label(&cell), reason = ?reason, "runtime stopped");
             }
             SupervisionEvent::ActorFailed(cell, err) => {
+                let peers = state.peers.len();
+                state.peers.retain(|_, a| a.get_id() != cell.get_id());
+                if state.peers.len() != peers {
+                    // Its relays in flight ended with it (their tasks time out or are cancelled).
+                    tracing::error!(actor_kind = "runtime", actor = %actor_label(&cell), error = %err, "peer runtime failed; it is recreated on demand");
+                    return Ok(());
+                }
                 let before = state.acp.len();
                 state.acp.retain(|_, a| a.get_id() != cell.get_id());
                 if state.acp.len() != before {

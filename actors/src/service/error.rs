@@ -118,7 +118,7 @@ impl From<RouteError> for ServiceError {
                 ErrorKind::NotFound
             }
             RouteError::CannotSatisfy { .. } => ErrorKind::Unprocessable,
-            RouteError::Conflict { .. } => ErrorKind::Conflict,
+            RouteError::Conflict { .. } | RouteError::PeerConflict { .. } => ErrorKind::Conflict,
         };
         ServiceError::new(kind, e.to_string())
     }

@@ -8,12 +8,16 @@
 //! * [`agents`] — register, heartbeat, unregister, list, get.
 //! * [`targets`] — targets with their runtime state; health, start, stop, launches.
 //! * [`threads`] — create, get, list, turns, continue (with auto-handoff), inspect.
+//! * [`peers`] — static peers: add, list, sync (their targets are listed by [`targets`]).
+//! * [`node_tasks`] — the destination side of the node protocol: submit, events, resume, cancel.
 //! * [`node`] — health, readiness, stats, identity.
 
 pub mod agents;
 pub mod caller;
 pub mod error;
 pub mod node;
+pub mod node_tasks;
+pub mod peers;
 pub mod targets;
 pub mod tasks;
 pub mod threads;

@@ -71,6 +71,7 @@ impl Services {
             d.sse.get().map(|_| ()),
             d.threads.get().map(|_| ()),
             d.tasks.get().map(|_| ()),
+            d.peers.get().map(|_| ()),
         ];
         for s in services {
             s?;

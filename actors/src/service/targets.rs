@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::{Caller, Need, ServiceError, Services};
 use crate::adapters::AdapterKind;
-use crate::model::{JsonObject, RuntimeState, TargetSpec, deep_merge};
+use crate::model::{JsonObject, PeerStatus, RuntimeState, TargetSpec, deep_merge};
 use crate::registry::TargetEntry;
 use crate::runtime::acp::RuntimeHealth;
 use crate::runtime::{RuntimeSupMsg, TargetHealth, Waiter};
@@ -24,6 +24,19 @@ pub struct TargetView {
     pub spec: TargetSpec,
     pub state: TargetState,
     pub runtimes: Vec<RuntimeHealth>,
+    /// A peer's target: the peer, its base URL and liveness (omitted for local targets).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_base_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_status: Option<PeerStatus>,
+}
+
+impl TargetView {
+    fn local(spec: TargetSpec, state: TargetState, runtimes: Vec<RuntimeHealth>) -> Self {
+        TargetView { spec, state, runtimes, peer_id: None, peer_base_url: None, peer_status: None }
+    }
 }
 
 /// A listed target's state: its runtime's, or that it takes no tasks at all.
@@ -76,12 +89,30 @@ impl Services {
             .ok_or_else(|| ServiceError::not_found(format!("target agent not found: {target_id}")))
     }
 
+    /// Syncs every peer (a failing one is recorded on its record, never an error here), then
+    /// lists the targets.
+    pub async fn refresh_targets(&self, caller: &Caller) -> Result<Vec<TargetView>, ServiceError> {
+        self.sync_peers(caller).await?;
+        self.list_targets(caller).await
+    }
+
     /// Every target by id: dispatchable ones with their live runtime state, listed-only ones
-    /// (e.g. registered without an adapter) as `not_dispatchable`.
+    /// (e.g. registered without an adapter) as `not_dispatchable`; then the cached targets of
+    /// peers by target id then peer id (`owner` = the peer id; state `up` while the peer was
+    /// online at its last sync, else `down`).
     pub async fn list_targets(&self, caller: &Caller) -> Result<Vec<TargetView>, ServiceError> {
         caller.require(Need::Read)?;
         let table = self.dir.targets.borrow().clone();
+        let peers = self.dir.peer_targets.borrow().clone();
         let live = self.dir.runtimes.ask(ASK_TIMEOUT, RuntimeSupMsg::States).await?;
+        let peer_views = peers.iter().map(|p| TargetView {
+            spec: p.spec(),
+            state: if p.status == PeerStatus::Online { TargetState::Up } else { TargetState::Down },
+            runtimes: Vec::new(),
+            peer_id: Some(p.peer_id.clone()),
+            peer_base_url: Some(p.base_url.clone()),
+            peer_status: Some(p.status),
+        });
         Ok(table
             .entries()
             .map(|entry| match entry {
@@ -90,12 +121,11 @@ impl Services {
                         live.iter().filter(|h| h.target_id == t.target_id).cloned().collect();
                     let in_process = t.adapter.parse::<AdapterKind>() == Ok(AdapterKind::Loopback);
                     let state = RuntimeState::of_target(in_process, runtimes.iter().map(|h| h.state));
-                    TargetView { spec: t.clone(), state: state.into(), runtimes }
+                    TargetView::local(t.clone(), state.into(), runtimes)
                 }
-                TargetEntry::Listed(t, _) => {
-                    TargetView { spec: t.clone(), state: TargetState::NotDispatchable, runtimes: Vec::new() }
-                }
+                TargetEntry::Listed(t, _) => TargetView::local(t.clone(), TargetState::NotDispatchable, Vec::new()),
             })
+            .chain(peer_views)
             .collect())
     }
 

@@ -15,6 +15,7 @@ use std::time::Duration;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+pub use reader::node::NODE_ID_IN_USE;
 pub use reader::{StoreReader, TaskFilter, TaskPage};
 pub use writer::{
     LaunchRecord, NewTurn, SessionBindingRecord, StorageActor, StorageArgs, StorageMsg, StorageStats, WriteOp,

@@ -4,7 +4,8 @@
 //! `threads`, `runtime`, `node`), like the writer's; the column decoders shared by all are here.
 
 mod agents;
-mod node;
+pub mod node;
+mod peers;
 mod runtime;
 mod tasks;
 mod threads;

@@ -13,6 +13,7 @@
 
 mod agents;
 mod node;
+mod peers;
 mod runtime;
 mod tasks;
 mod threads;
@@ -72,6 +73,9 @@ pub enum WriteOp {
     ReleaseLeases(Vec<String>),
     /// Upserts a session binding (keeps `created_at`).
     SessionBinding(Box<SessionBindingRecord>),
+    /// Upserts a peer (keeps `registered_at`); `targets`, when given, replaces its cached targets
+    /// in the same transaction (a sync's outcome).
+    Peer { peer: Box<crate::model::PeerRecord>, targets: Option<Vec<crate::model::PeerTargetRecord>> },
 }
 
 impl WriteOp {
@@ -88,6 +92,7 @@ impl WriteOp {
             WriteOp::LaunchEnded { .. } => "launch ended",
             WriteOp::ReleaseLeases(_) => "lease release",
             WriteOp::SessionBinding(_) => "session binding",
+            WriteOp::Peer { .. } => "peer",
         }
     }
 }
@@ -316,7 +321,8 @@ impl<'a> WritePlan<'a> {
                 | WriteOp::LaunchStarted(_)
                 | WriteOp::LaunchEnded { .. }
                 | WriteOp::ReleaseLeases(_)
-                | WriteOp::SessionBinding(_) => plan.in_order.push(op),
+                | WriteOp::SessionBinding(_)
+                | WriteOp::Peer { .. } => plan.in_order.push(op),
             }
         }
         plan
@@ -364,6 +370,13 @@ async fn write_in_order(conn: &mut SqliteConnection, op: &WriteOp) -> Result<(),
         }
         WriteOp::ReleaseLeases(ids) => runtime::release_leases(conn, ids).await,
         WriteOp::SessionBinding(b) => runtime::upsert_session_binding(conn, b).await,
+        WriteOp::Peer { peer, targets } => {
+            peers::upsert(conn, peer).await?;
+            match targets {
+                Some(targets) => peers::replace_targets(conn, &peer.peer_id, targets).await,
+                None => Ok(()),
+            }
+        }
         // Grouped into multi-row statements by the plan, never written one by one here.
         WriteOp::Task { .. } | WriteOp::Agent(_) | WriteOp::NodeMeta { .. } => Ok(()),
     }

@@ -1,0 +1,36 @@
+//! Static peers (contract §9.3): register, list, sync. Their targets are listed by
+//! `GET /v1/targets` (`?refresh=true` syncs every peer first).
+
+use aethrolink_actors::peers::{PeerUpsert, sync_response};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde_json::{Value, json};
+
+use super::json::StrictJson;
+use super::{ApiError, AppState, HttpCaller};
+
+/// `POST /v1/peers` → 201 PeerRecord (bare).
+pub async fn add(
+    State(st): State<AppState>,
+    HttpCaller(caller): HttpCaller,
+    StrictJson(req): StrictJson<PeerUpsert>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok((StatusCode::CREATED, Json(st.services.add_peer(&caller, req).await?)))
+}
+
+/// `GET /v1/peers` → `{"peers": [...]}` by display name then id (no probing).
+pub async fn list(State(st): State<AppState>, HttpCaller(caller): HttpCaller) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!({ "peers": st.services.list_peers(&caller).await? })))
+}
+
+/// `POST /v1/peers/{id}/sync` (body ignored) → 200 `{"peer", "targets"}`; 404 unknown; 400 when
+/// the peer could not be synced (its record says why).
+pub async fn sync(
+    State(st): State<AppState>,
+    HttpCaller(caller): HttpCaller,
+    Path(peer_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(sync_response(&st.services.sync_peer(&caller, &peer_id).await?)))
+}
