@@ -208,17 +208,8 @@ mod tests {
         }
         let peers = book.table();
         let mut echo = crate::model::TargetSpec {
-            target_id: "echo".into(),
-            adapter: "loopback".into(),
-            dialect: None,
-            endpoint: None,
-            healthcheck: None,
-            launch: Default::default(),
-            defaults: Default::default(),
             capabilities: vec!["demo.echo".into()],
-            owner: "local".into(),
-            source: crate::model::TargetSource::File,
-            permissions: None,
+            ..crate::model::TargetSpec::new("echo", "loopback")
         };
         let local = TargetTable::new([echo.clone()]);
         echo.owner = "b".into();

@@ -546,6 +546,23 @@ pub enum PermissionPolicy {
 }
 
 impl TargetSpec {
+    /// A local file target of `adapter` with nothing else set (callers fill in what they need).
+    pub fn new(target_id: impl Into<String>, adapter: impl Into<String>) -> Self {
+        TargetSpec {
+            target_id: target_id.into(),
+            adapter: adapter.into(),
+            dialect: None,
+            endpoint: None,
+            healthcheck: None,
+            launch: LaunchSpec::default(),
+            defaults: JsonObject::new(),
+            capabilities: Vec::new(),
+            owner: "local".into(),
+            source: TargetSource::File,
+            permissions: None,
+        }
+    }
+
     /// Whether a task with this intent may be sent here.
     pub fn can_satisfy(&self, intent: &str) -> bool {
         self.capabilities.iter().any(|c| c == intent)

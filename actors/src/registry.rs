@@ -552,22 +552,9 @@ async fn register(state: &mut RegistryState, reg: Registration) -> Result<Regist
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::TargetSource;
 
     fn target(id: &str, caps: &[&str]) -> TargetSpec {
-        TargetSpec {
-            target_id: id.into(),
-            adapter: "loopback".into(),
-            dialect: None,
-            endpoint: None,
-            healthcheck: None,
-            launch: LaunchSpec::default(),
-            defaults: JsonObject::new(),
-            capabilities: caps.iter().map(|c| c.to_string()).collect(),
-            owner: "local".into(),
-            source: TargetSource::File,
-            permissions: None,
-        }
+        TargetSpec { capabilities: caps.iter().map(|c| c.to_string()).collect(), ..TargetSpec::new(id, "loopback") }
     }
 
     #[test]

@@ -202,21 +202,13 @@ pub fn choose_option(options: &[Value], payload: &JsonObject) -> Result<String, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{LaunchSpec, TargetSource};
+    use crate::model::LaunchSpec;
 
     fn spec(dialect: Option<&str>) -> TargetSpec {
         TargetSpec {
-            target_id: "t".into(),
-            adapter: "acp".into(),
             dialect: dialect.map(str::to_owned),
-            endpoint: None,
-            healthcheck: None,
             launch: LaunchSpec { command: vec!["agent".into()], ..LaunchSpec::default() },
-            defaults: JsonObject::new(),
-            capabilities: vec![],
-            owner: "local".into(),
-            source: TargetSource::File,
-            permissions: None,
+            ..TargetSpec::new("t", "acp")
         }
     }
 

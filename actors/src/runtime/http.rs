@@ -701,19 +701,8 @@ mod tests {
 
     #[test]
     fn target_fields_are_checked() {
-        let mut spec = TargetSpec {
-            target_id: "h".into(),
-            adapter: "acp_http".into(),
-            dialect: None,
-            endpoint: Some("http://127.0.0.1:9/".into()),
-            healthcheck: None,
-            launch: Default::default(),
-            defaults: Default::default(),
-            capabilities: vec![],
-            owner: "local".into(),
-            source: crate::model::TargetSource::File,
-            permissions: None,
-        };
+        let mut spec = TargetSpec::new("h", "acp_http");
+        spec.endpoint = Some("http://127.0.0.1:9/".into());
         let t = ok(HttpTarget::of(&spec));
         assert_eq!((t.endpoint.as_str(), t.healthcheck.as_str()), ("http://127.0.0.1:9", "http://127.0.0.1:9/ping"));
         spec.endpoint = Some("ftp://x".into());

@@ -555,19 +555,7 @@ mod tests {
     use super::*;
 
     fn spec(adapter: &str) -> TargetSpec {
-        TargetSpec {
-            target_id: "t".into(),
-            adapter: adapter.into(),
-            dialect: None,
-            endpoint: None,
-            healthcheck: None,
-            launch: Default::default(),
-            defaults: Default::default(),
-            capabilities: vec![],
-            owner: "local".into(),
-            source: crate::model::TargetSource::File,
-            permissions: None,
-        }
+        TargetSpec::new("t", adapter)
     }
 
     #[test]
