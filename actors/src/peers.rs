@@ -705,6 +705,50 @@ mod tests {
     }
 
     #[test]
+    fn keys_are_pinned_once_and_re_pinned_only_explicitly() {
+        /// What happens to peer `b`.
+        enum Step {
+            /// A sync where the peer presents key `seed`.
+            Sync(u8),
+            /// A registration with key `seed` (`replace_key`), or none.
+            Add(Option<u8>, bool),
+        }
+        let key = |seed: u8| crate::identity::NodeKey::from_seed(&[seed; 32]).public_key();
+        let id = |seed: u8| Some(key(seed).key_id().to_string());
+        // (step, the pinned key after it, what the step's error or the peer's last error says)
+        let cases = [
+            (Step::Add(None, false), None, None),
+            (Step::Sync(1), id(1), None),
+            (Step::Sync(2), id(1), Some("peer key changed")),
+            (Step::Add(Some(2), false), id(1), Some("replace_key")),
+            (Step::Add(Some(2), true), id(2), None),
+            (Step::Sync(2), id(2), None),
+            (Step::Add(None, false), id(2), None),
+        ];
+        let mut book = PeerBook::default();
+        for (i, (step, pinned, error)) in cases.into_iter().enumerate() {
+            let said = match step {
+                Step::Sync(seed) => {
+                    let outcome = Ok(Export { public_key: Some(key(seed).to_base64url()), ..export(&["x"]) });
+                    let fetched = Fetched { peer_id: "b".into(), base_url: "http://b".into(), outcome };
+                    book.apply(fetched, "t").and_then(|(s, _)| s.peer.last_error)
+                }
+                Step::Add(seed, replace_key) => {
+                    let public_key = seed.map(|s| key(s).to_base64url());
+                    let req = PeerUpsert { public_key, replace_key, ..upsert("b", "http://b") };
+                    book.upsert(req, "t").err().map(|e| e.to_string())
+                }
+            };
+            assert_eq!(book.peer("b").and_then(|p| p.key_id.clone()), pinned, "step {i}");
+            match error {
+                Some(part) => assert!(said.as_deref().is_some_and(|s| s.contains(part)), "step {i}: {said:?}"),
+                None => assert_eq!(said, None, "step {i}"),
+            }
+        }
+        assert_eq!(book.pinned().len(), 1);
+    }
+
+    #[test]
     fn exports_skip_peer_owned_and_undispatchable_targets() {
         let listing = json!({"targets": [
             {"target_id": "a", "owner": "local", "capabilities": ["chat"], "defaults": {"k": 1}},

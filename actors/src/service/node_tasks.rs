@@ -290,3 +290,37 @@ fn check_same_task(t: MessageType, path_id: &str, body_id: &str) -> Result<(), N
 pub fn control_answer(task_id: &str, status: TaskStatus) -> Value {
     json!({ "task_id": task_id, "status": status })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_creating_origin_controls_a_task() {
+        let task = |creator: Option<&str>| {
+            let mut metadata = serde_json::Map::new();
+            if let Some(c) = creator {
+                metadata.insert(AUTHENTICATED_ORIGIN.into(), json!(c));
+            }
+            serde_json::from_value::<TaskRecord>(json!({
+                "task_id": "t", "conversation_id": "c", "sender": "s", "intent": "i", "status": "running",
+                "delivery": {"mode": "stream", "launch_if_down": false}, "metadata": metadata,
+                "created_at": "x", "updated_at": "x"
+            }))
+        };
+        let node =
+            |id: &str| Caller { principal: Principal::Node(id.into()), binding: Binding::Peer, rights: Rights::ALL };
+        let anonymous = Caller::anonymous(Binding::Peer);
+        let cases = [
+            (node("a"), Some("a"), true),
+            (node("b"), Some("a"), false),
+            (anonymous.clone(), Some("a"), false),
+            (anonymous, None, true),
+            (node("a"), None, false),
+        ];
+        for (caller, creator, allowed) in cases {
+            let record = task(creator).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(may_control(&caller, &record).is_ok(), allowed, "{:?} on {creator:?}", caller.principal);
+        }
+    }
+}
