@@ -8,7 +8,9 @@
 //! persisting local registrations, presence leases — is local and must stay quick. Two
 //! snapshots, each with one writer, keep both simple; routing combines them (local wins).
 //!
-//! A sync fetches each peer's `GET /v1/node/health` and `GET /v1/targets` in a spawned task
+//! A sync fetches each peer's `GET /v1/node/health`, `GET /v1/targets` and `GET /v1/node/identity`
+//! (signed with this node's key; the identity's key is pinned at the first success, and a
+//! different key later is recorded as the sync's error, never re-pinned) in a spawned task
 //! (all peers concurrently, 10 s each): a failing peer never holds up the others, and its error
 //! is recorded on the peer. Results come back as one `Fetched` message stamped with the base URL
 //! each fetch used; a peer re-registered elsewhere meanwhile ignores the stale result. The

@@ -1,5 +1,5 @@
 //! The node protocol's destination endpoints (contract §9.5): a peer submits, follows, resumes
-//! and cancels relayed tasks. Callers are [`Binding::Peer`]; errors are typed frames
+//! and cancels relayed tasks. Callers are [`Binding::Peer`](aethrolink_actors::service::Binding::Peer); errors are typed frames
 //! `{"message_type", "code", "message", "retryable"}` with the status of their kind.
 
 use std::collections::HashMap;
