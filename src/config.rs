@@ -54,10 +54,13 @@ pub struct NodeArgs {
     #[arg(long, env = "ALINK_PEER_SYNC_INTERVAL", default_value = "30s", value_parser = crate::duration::parse_duration)]
     pub peer_sync_interval: std::time::Duration,
     /// Go-compatibility mode: accept node-protocol requests (relayed tasks) from peers that do
-    /// not sign them, as the Go node does. Off by default: this build does not verify node
-    /// signatures yet, so without it the node-protocol endpoints refuse every caller.
+    /// not sign them, as the Go node does. Off by default: unsigned callers are refused 401.
     #[arg(long, env = "ALINK_ALLOW_UNSIGNED_PEERS", value_parser = clap::builder::FalseyValueParser::new(), default_value = "false")]
     pub allow_unsigned_peers: bool,
+    /// Accept node-protocol requests correctly signed by any node, not only by registered peers'
+    /// pinned keys.
+    #[arg(long, env = "ALINK_ACCEPT_FROM_ANY_NODE", value_parser = clap::builder::FalseyValueParser::new(), default_value = "false")]
+    pub accept_from_any_node: bool,
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "ALINK_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,

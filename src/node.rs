@@ -13,6 +13,8 @@ use std::time::Duration;
 use aethrolink_actors::artifacts::ArtifactStore;
 use aethrolink_actors::identity::NodeIdentity;
 use aethrolink_actors::identity::key_file::{KeyFileError, KeyStore};
+use aethrolink_actors::identity::node_auth::AcceptPolicy;
+use aethrolink_actors::identity::signature::NonceCache;
 use aethrolink_actors::root::{CoreSettings, RootArgs, RootMsg, RootSupervisor};
 use aethrolink_actors::service::Services;
 use aethrolink_actors::storage::{DatabaseLocation, Db, StorageMsg, WriteOp};
@@ -81,17 +83,23 @@ pub struct ServeOptions {
     pub max_body_bytes: usize,
     /// Go-compatibility mode: accept unsigned node-protocol callers.
     pub allow_unsigned_peers: bool,
+    /// Accept any correctly signed node, not only registered peers' pinned keys.
+    pub accept_from_any_node: bool,
 }
 
 impl Default for ServeOptions {
     fn default() -> Self {
-        ServeOptions { max_body_bytes: 1024 * 1024, allow_unsigned_peers: false }
+        ServeOptions { max_body_bytes: 1024 * 1024, allow_unsigned_peers: false, accept_from_any_node: false }
     }
 }
 
 impl From<&NodeArgs> for ServeOptions {
     fn from(args: &NodeArgs) -> Self {
-        ServeOptions { max_body_bytes: args.max_body_bytes, allow_unsigned_peers: args.allow_unsigned_peers }
+        ServeOptions {
+            max_body_bytes: args.max_body_bytes,
+            allow_unsigned_peers: args.allow_unsigned_peers,
+            accept_from_any_node: args.accept_from_any_node,
+        }
     }
 }
 
@@ -128,6 +136,7 @@ pub async fn start_core(args: &NodeArgs) -> Result<Core, NodeError> {
     let settings = CoreSettings {
         cancel_grace: Duration::from_millis(args.cancel_grace_ms),
         peer_sync_interval: args.peer_sync_interval,
+        signer: Some(Arc::new(identity.identity.clone())),
     };
     let (root, dir, root_join) = RootSupervisor::start(RootArgs { db: db.clone(), artifacts, file_targets, settings })
         .await
@@ -172,7 +181,17 @@ pub async fn serve(
     if options.allow_unsigned_peers {
         tracing::warn!("Go-compatibility mode: node-protocol requests from unsigned peers are accepted");
     }
-    let state = AppState { services, shutdown: shutdown.clone(), allow_unsigned_peers: options.allow_unsigned_peers };
+    if options.accept_from_any_node {
+        tracing::warn!("node-protocol requests correctly signed by any node are accepted (--accept-from-any-node)");
+    }
+    let accept = if options.accept_from_any_node { AcceptPolicy::AnyNode } else { AcceptPolicy::RegisteredPeers };
+    let state = AppState {
+        services,
+        shutdown: shutdown.clone(),
+        allow_unsigned_peers: options.allow_unsigned_peers,
+        accept,
+        nonces: Arc::new(std::sync::Mutex::new(NonceCache::default())),
+    };
     let app = router(state, options.max_body_bytes);
     let serve_shutdown = shutdown.clone();
     // SSE frames are small writes: without TCP_NODELAY, Nagle's algorithm meets the client's

@@ -21,8 +21,9 @@ fn origin(extra: &[&str]) -> Result<Node> {
     })
 }
 
-/// A peer that accepts relayed work: this build does not verify node signatures yet, so relays
-/// run in the Go-compatibility mode (`--allow-unsigned-peers`).
+/// A peer in the Go-compatibility mode (`--allow-unsigned-peers`): it accepts unsigned callers,
+/// and signed ones it has not registered (signed relays between registered peers are in
+/// tests/signed_peers.rs).
 fn destination() -> Result<Node> {
     Node::start_with(NodeOpts { extra_args: vec!["--allow-unsigned-peers".into()], ..NodeOpts::default() })
 }

@@ -202,7 +202,11 @@ mod tests {
                 .map(|id| ExportedTarget { target_id: (*id).into(), capabilities: vec![], defaults: JsonObject::new() })
                 .collect();
             book.apply(
-                Fetched { peer_id: peer.into(), base_url: url, outcome: Ok(Export { node_id: None, targets }) },
+                Fetched {
+                    peer_id: peer.into(),
+                    base_url: url,
+                    outcome: Ok(Export { node_id: None, public_key: None, targets }),
+                },
                 "t",
             );
         }

@@ -341,6 +341,13 @@ pub struct PeerRecord {
     /// Why the last sync failed (cleared by a successful one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// The pinned public key (base64url ed25519): node-protocol requests signed by it act as
+    /// this peer. Given at registration or pinned at the first successful sync.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+    /// The pinned key's id (RFC 7638 thumbprint), what its signatures name in `keyid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
     pub registered_at: String,
     pub updated_at: String,
     pub last_seen_at: String,

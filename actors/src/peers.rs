@@ -8,7 +8,9 @@
 //! persisting local registrations, presence leases — is local and must stay quick. Two
 //! snapshots, each with one writer, keep both simple; routing combines them (local wins).
 //!
-//! A sync fetches each peer's `GET /v1/node/health` and `GET /v1/targets` in a spawned task
+//! A sync fetches each peer's `GET /v1/node/health`, `GET /v1/targets` and `GET /v1/node/identity`
+//! (signed with this node's key; the identity's key is pinned at the first success, and a
+//! different key later is recorded as the sync's error, never re-pinned) in a spawned task
 //! (all peers concurrently, 10 s each): a failing peer never holds up the others, and its error
 //! is recorded on the peer. Results come back as one `Fetched` message stamped with the base URL
 //! each fetch used; a peer re-registered elsewhere meanwhile ignores the stale result. The
@@ -25,6 +27,8 @@ use tokio::sync::watch;
 
 use crate::clock;
 use crate::error::{AskError, StorageError};
+use crate::identity::NodeIdentity;
+use crate::identity::node_auth;
 use crate::model::{JsonObject, LaunchSpec, PeerRecord, PeerStatus, PeerTargetRecord, TargetSource, TargetSpec};
 use crate::storage::{StorageMsg, StoreReader, WriteOp};
 use crate::supervision::{ASK_TIMEOUT, Slot};
@@ -49,6 +53,12 @@ pub struct PeerUpsert {
     pub capabilities: Vec<String>,
     #[serde(default)]
     pub metadata: JsonObject,
+    /// The peer's public key (base64url ed25519) to pin now instead of at the first sync.
+    #[serde(default)]
+    pub public_key: Option<String>,
+    /// Replace an already pinned key with `public_key` (re-pinning is an explicit act).
+    #[serde(default)]
+    pub replace_key: bool,
 }
 
 /// Why a peer operation failed.
@@ -86,6 +96,8 @@ pub struct ExportedTarget {
 pub struct Export {
     /// The peer's node id (from its health answer).
     pub node_id: Option<String>,
+    /// The peer's public key (base64url, from its identity document), if it publishes one.
+    pub public_key: Option<String>,
     pub targets: Vec<ExportedTarget>,
 }
 
@@ -147,6 +159,21 @@ impl PeerBook {
         let display_name =
             req.display_name.map(|d| d.trim().to_owned()).filter(|d| !d.is_empty()).unwrap_or_else(|| peer_id.clone());
         let previous = self.peers.get(&peer_id);
+        let pinned = previous.and_then(|p| p.public_key.clone().zip(p.key_id.clone()));
+        let (public_key, key_id) = match (req.public_key.as_deref().map(str::trim), pinned) {
+            (None, pinned) => pinned.unzip(),
+            (Some(text), pinned) => {
+                let key = crate::identity::PublicKey::from_base64url(text)
+                    .map_err(|e| PeerError::Invalid(format!("peer public_key invalid: {e}")))?;
+                let key_id = key.key_id().to_string();
+                if let Some((_, old_id)) = pinned.filter(|(_, old_id)| *old_id != key_id && !req.replace_key) {
+                    return Err(PeerError::Invalid(format!(
+                        "peer {peer_id} has pinned key {old_id}; pass \"replace_key\": true to replace it with {key_id}"
+                    )));
+                }
+                (Some(key.to_base64url()), Some(key_id))
+            }
+        };
         let moved = previous.is_some_and(|p| p.base_url != base_url);
         let record = PeerRecord {
             peer_id: peer_id.clone(),
@@ -159,6 +186,8 @@ impl PeerBook {
             capabilities: req.capabilities.into_iter().map(|c| c.trim().to_owned()).filter(|c| !c.is_empty()).collect(),
             metadata: req.metadata,
             last_error: previous.filter(|_| !moved).and_then(|p| p.last_error.clone()),
+            public_key,
+            key_id,
             registered_at: previous.map_or_else(|| now.to_owned(), |p| p.registered_at.clone()),
             updated_at: now.to_owned(),
             last_seen_at: previous.filter(|_| !moved).map_or_else(|| now.to_owned(), |p| p.last_seen_at.clone()),
@@ -178,7 +207,17 @@ impl PeerBook {
         let peer = self.peers.get_mut(&fetched.peer_id).filter(|p| p.base_url == fetched.base_url)?;
         peer.updated_at = now.to_owned();
         let replaced = match fetched.outcome {
+            Ok(export) if key_conflict(peer, &export).is_some() => {
+                peer.status = PeerStatus::Offline;
+                peer.last_error = key_conflict(peer, &export);
+                false
+            }
             Ok(export) => {
+                let presented = export.public_key.as_deref().map(crate::identity::PublicKey::from_base64url);
+                if let (None, Some(Ok(key))) = (&peer.public_key, presented) {
+                    peer.public_key = Some(key.to_base64url());
+                    peer.key_id = Some(key.key_id().to_string());
+                }
                 peer.status = PeerStatus::Online;
                 peer.last_error = None;
                 peer.last_seen_at = now.to_owned();
@@ -215,6 +254,18 @@ impl PeerBook {
         let peer = peer.clone();
         let targets = self.targets.get(&fetched.peer_id).cloned().unwrap_or_default();
         Some((PeerSynced { peer, targets }, replaced))
+    }
+
+    /// The pinned keys of every peer (what signed node requests are checked against).
+    pub fn pinned(&self) -> Vec<crate::identity::node_auth::PinnedPeer> {
+        self.peers
+            .values()
+            .filter_map(|p| {
+                let key = crate::identity::PublicKey::from_base64url(p.public_key.as_deref()?).ok()?;
+                let node_id = p.metadata.get("node_id").and_then(Value::as_str).unwrap_or(&p.peer_id).to_owned();
+                Some(crate::identity::node_auth::PinnedPeer { node_id, key })
+            })
+            .collect()
     }
 
     /// Every peer, by display name then id.
@@ -281,6 +332,18 @@ impl PeerTarget {
     }
 }
 
+/// Why a sync's export cannot be accepted: the peer presents a key other than the pinned one
+/// (never re-pinned silently). Pure.
+fn key_conflict(peer: &PeerRecord, export: &Export) -> Option<String> {
+    let pinned = peer.key_id.as_deref()?;
+    let presented = crate::identity::PublicKey::from_base64url(export.public_key.as_deref()?).ok()?.key_id();
+    (presented.as_str() != pinned).then(|| {
+        format!(
+            "peer key changed: pinned {pinned}, the peer presents {presented}; not re-pinned (re-pin explicitly: POST /v1/peers with public_key and \"replace_key\": true)"
+        )
+    })
+}
+
 /// What a target id resolves to among peer targets.
 #[derive(Clone, Debug, PartialEq)]
 pub enum PeerLookup<'a> {
@@ -313,13 +376,24 @@ impl PeerTable {
 }
 
 /// Reads a peer's export: its health (node id) and its targets, bounded by [`PEER_SYNC_TIMEOUT`].
-pub async fn fetch_export(client: &reqwest::Client, base_url: &str) -> Result<Export, String> {
+pub async fn fetch_export(
+    client: &reqwest::Client,
+    base_url: &str,
+    signer: Option<&NodeIdentity>,
+) -> Result<Export, String> {
     let fetch = async {
-        let health: Value =
-            get_json(client, &format!("{base_url}/v1/node/health")).await.map_err(|e| format!("peer health: {e}"))?;
-        let listing: Value =
-            get_json(client, &format!("{base_url}/v1/targets")).await.map_err(|e| format!("peer targets: {e}"))?;
-        Ok::<_, String>(export_of(&health, &listing))
+        let health: Value = get_json(client, &format!("{base_url}/v1/node/health"), signer)
+            .await
+            .map_err(|e| format!("peer health: {e}"))?;
+        let listing: Value = get_json(client, &format!("{base_url}/v1/targets"), signer)
+            .await
+            .map_err(|e| format!("peer targets: {e}"))?;
+        // A Go peer has no identity document: it is synced without a key (nothing to pin).
+        let identity = get_json(client, &format!("{base_url}/v1/node/identity"), signer).await.ok();
+        let mut export = export_of(&health, &listing);
+        export.public_key =
+            identity.as_ref().and_then(|d| d.pointer("/public_key/key")).and_then(Value::as_str).map(str::to_owned);
+        Ok::<_, String>(export)
     };
     match tokio::time::timeout(PEER_SYNC_TIMEOUT, fetch).await {
         Ok(result) => result,
@@ -327,8 +401,15 @@ pub async fn fetch_export(client: &reqwest::Client, base_url: &str) -> Result<Ex
     }
 }
 
-async fn get_json(client: &reqwest::Client, url: &str) -> Result<Value, String> {
-    let resp = client.get(url).send().await.map_err(|e| e.to_string())?;
+async fn get_json(client: &reqwest::Client, url: &str, signer: Option<&NodeIdentity>) -> Result<Value, String> {
+    let mut request = client.get(url);
+    if let Some(identity) = signer {
+        let parsed = reqwest::Url::parse(url).map_err(|e| format!("{url}: {e}"))?;
+        for (name, value) in node_auth::signed_headers(identity, "GET", &node_auth::target_of(&parsed), b"") {
+            request = request.header(name, value);
+        }
+    }
+    let resp = request.send().await.map_err(|e| e.to_string())?;
     let status = resp.status();
     if !status.is_success() {
         return Err(format!("{url} answered {status}"));
@@ -360,7 +441,7 @@ pub fn export_of(health: &Value, listing: &Value) -> Export {
                 .collect()
         })
         .unwrap_or_default();
-    Export { node_id, targets }
+    Export { node_id, public_key: None, targets }
 }
 
 /// Messages of the peer directory.
@@ -369,6 +450,8 @@ pub enum PeerMsg {
     Upsert(Box<PeerUpsert>, RpcReplyPort<Result<PeerRecord, PeerError>>),
     /// Every peer.
     List(RpcReplyPort<Vec<PeerRecord>>),
+    /// The pinned key of every peer that has one.
+    Pinned(RpcReplyPort<Vec<node_auth::PinnedPeer>>),
     /// Sync one peer (`Some`) or all; answered once every fetch is applied (`reply` `None`:
     /// the background timer).
     Sync { peer_id: Option<String>, reply: Option<RpcReplyPort<Result<Vec<PeerSynced>, PeerError>>> },
@@ -386,6 +469,8 @@ pub struct PeerArgs {
     pub publish: watch::Sender<Arc<PeerTable>>,
     /// Background sync period; zero disables it.
     pub sync_interval: Duration,
+    /// Signs sync requests (`None`: unsigned, core tests).
+    pub signer: Option<Arc<NodeIdentity>>,
 }
 
 /// State of the peer directory.
@@ -400,6 +485,8 @@ pub struct PeerState {
     client: reqwest::Client,
     /// Background sync period (zero: none).
     sync_interval: Duration,
+    /// Signs every sync request with this node's key (`None`: unsigned).
+    signer: Option<Arc<NodeIdentity>>,
 }
 
 impl PeerState {
@@ -425,8 +512,14 @@ impl Actor for PeerDirectory {
     async fn pre_start(&self, _myself: ActorRef<PeerMsg>, args: PeerArgs) -> Result<PeerState, ActorProcessingErr> {
         let book = PeerBook::load(args.reader.peers().await?, args.reader.peer_targets().await?);
         let client = reqwest::Client::builder().timeout(PEER_SYNC_TIMEOUT).build()?;
-        let state =
-            PeerState { book, storage: args.storage, publish: args.publish, client, sync_interval: args.sync_interval };
+        let state = PeerState {
+            book,
+            storage: args.storage,
+            publish: args.publish,
+            client,
+            sync_interval: args.sync_interval,
+            signer: args.signer,
+        };
         state.publish();
         Ok(state)
     }
@@ -467,6 +560,9 @@ impl Actor for PeerDirectory {
             PeerMsg::List(reply) => {
                 let _ = reply.send(state.book.peers());
             }
+            PeerMsg::Pinned(reply) => {
+                let _ = reply.send(state.book.pinned());
+            }
             PeerMsg::Sync { peer_id, reply } => {
                 let peers: Vec<(String, String)> = match &peer_id {
                     Some(id) => match state.book.peer(id) {
@@ -480,12 +576,12 @@ impl Actor for PeerDirectory {
                     },
                     None => state.book.peers().into_iter().map(|p| (p.peer_id, p.base_url)).collect(),
                 };
-                let client = state.client.clone();
+                let (client, signer) = (state.client.clone(), state.signer.clone());
                 tokio::spawn(async move {
                     let fetches = peers.into_iter().map(|(peer_id, base_url)| {
-                        let client = client.clone();
+                        let (client, signer) = (client.clone(), signer.clone());
                         async move {
-                            let outcome = fetch_export(&client, &base_url).await;
+                            let outcome = fetch_export(&client, &base_url, signer.as_deref()).await;
                             Fetched { peer_id, base_url, outcome }
                         }
                     });
@@ -545,6 +641,7 @@ mod tests {
     fn export(ids: &[&str]) -> Export {
         Export {
             node_id: Some("node-b".into()),
+            public_key: None,
             targets: ids
                 .iter()
                 .map(|id| ExportedTarget { target_id: (*id).into(), capabilities: vec![], defaults: JsonObject::new() })
@@ -607,6 +704,50 @@ mod tests {
         assert!(moved);
         assert_eq!(record.status, PeerStatus::Offline);
         assert_eq!(book.table().lookup("z"), PeerLookup::None);
+    }
+
+    #[test]
+    fn keys_are_pinned_once_and_re_pinned_only_explicitly() {
+        /// What happens to peer `b`.
+        enum Step {
+            /// A sync where the peer presents key `seed`.
+            Sync(u8),
+            /// A registration with key `seed` (`replace_key`), or none.
+            Add(Option<u8>, bool),
+        }
+        let key = |seed: u8| crate::identity::NodeKey::from_seed(&[seed; 32]).public_key();
+        let id = |seed: u8| Some(key(seed).key_id().to_string());
+        // (step, the pinned key after it, what the step's error or the peer's last error says)
+        let cases = [
+            (Step::Add(None, false), None, None),
+            (Step::Sync(1), id(1), None),
+            (Step::Sync(2), id(1), Some("peer key changed")),
+            (Step::Add(Some(2), false), id(1), Some("replace_key")),
+            (Step::Add(Some(2), true), id(2), None),
+            (Step::Sync(2), id(2), None),
+            (Step::Add(None, false), id(2), None),
+        ];
+        let mut book = PeerBook::default();
+        for (i, (step, pinned, error)) in cases.into_iter().enumerate() {
+            let said = match step {
+                Step::Sync(seed) => {
+                    let outcome = Ok(Export { public_key: Some(key(seed).to_base64url()), ..export(&["x"]) });
+                    let fetched = Fetched { peer_id: "b".into(), base_url: "http://b".into(), outcome };
+                    book.apply(fetched, "t").and_then(|(s, _)| s.peer.last_error)
+                }
+                Step::Add(seed, replace_key) => {
+                    let public_key = seed.map(|s| key(s).to_base64url());
+                    let req = PeerUpsert { public_key, replace_key, ..upsert("b", "http://b") };
+                    book.upsert(req, "t").err().map(|e| e.to_string())
+                }
+            };
+            assert_eq!(book.peer("b").and_then(|p| p.key_id.clone()), pinned, "step {i}");
+            match error {
+                Some(part) => assert!(said.as_deref().is_some_and(|s| s.contains(part)), "step {i}: {said:?}"),
+                None => assert_eq!(said, None, "step {i}"),
+            }
+        }
+        assert_eq!(book.pinned().len(), 1);
     }
 
     #[test]

@@ -39,11 +39,14 @@ pub struct CoreSettings {
     pub cancel_grace: Duration,
     /// Background peer sync period (zero disables it).
     pub peer_sync_interval: Duration,
+    /// The node's identity: peer sync and relays sign their requests with its key (`None`:
+    /// unsigned, for core tests that run no peers).
+    pub signer: Option<Arc<crate::identity::NodeIdentity>>,
 }
 
 impl Default for CoreSettings {
     fn default() -> Self {
-        CoreSettings { cancel_grace: Duration::from_secs(10), peer_sync_interval: Duration::ZERO }
+        CoreSettings { cancel_grace: Duration::from_secs(10), peer_sync_interval: Duration::ZERO, signer: None }
     }
 }
 
@@ -261,6 +264,7 @@ async fn start_service(
                 storage: state.dir.storage.clone(),
                 publish: state.peers_tx.clone(),
                 sync_interval: state.dir.settings.peer_sync_interval,
+                signer: state.dir.settings.signer.clone(),
             };
             let (a, _) = Actor::spawn_linked(name, PeerDirectory, args, sup).await?;
             state.dir.peers.set(Some(a.clone()));
@@ -271,6 +275,7 @@ async fn start_service(
                 storage: state.dir.storage.clone(),
                 reader: state.dir.reader.clone(),
                 cancel_grace: state.dir.settings.cancel_grace,
+                signer: state.dir.settings.signer.clone(),
             });
             let (a, _) = Actor::spawn_linked(name, RuntimeSupervisor, deps, sup).await?;
             state.dir.runtimes.set(Some(a.clone()));

@@ -34,6 +34,10 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Go-compatibility mode: node-protocol callers are accepted unsigned.
     pub allow_unsigned_peers: bool,
+    /// Which signed node-protocol callers are accepted.
+    pub accept: aethrolink_actors::identity::node_auth::AcceptPolicy,
+    /// Nonces of accepted node signatures (one per node process): a replay is refused.
+    pub nonces: std::sync::Arc<std::sync::Mutex<aethrolink_actors::identity::signature::NonceCache>>,
 }
 
 /// Who sent an HTTP request. Anonymous for now: authentication plugs in here.

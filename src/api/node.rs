@@ -1,22 +1,23 @@
 //! The node protocol's destination endpoints (contract §9.5): a peer submits, follows, resumes
-//! and cancels relayed tasks. Callers are [`Binding::Peer`]; errors are typed frames
+//! and cancels relayed tasks. Callers are [`Binding::Peer`](aethrolink_actors::service::Binding::Peer); errors are typed frames
 //! `{"message_type", "code", "message", "retryable"}` with the status of their kind.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::time::Duration;
 
+use aethrolink_actors::identity::node_auth::{NODE_KEY_HEADER, NodeRequestHeaders};
+use aethrolink_actors::identity::signature::{ReceivedHeaders, RequestParts, SignedHeader};
 use aethrolink_actors::model::TaskStatus;
 use aethrolink_actors::node_proto::{
     MessageType, NodeErrorCode, TaskCancelRequest, TaskResumeRequest, TaskSubmitRequest,
 };
+use aethrolink_actors::service::Caller;
 use aethrolink_actors::service::node_tasks::{NodeFailure, control_answer};
-use aethrolink_actors::service::{Binding, Caller};
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::StatusCode;
-use axum::http::request::Parts;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
@@ -26,25 +27,57 @@ use tokio_stream::wrappers::ReceiverStream;
 use super::AppState;
 use super::error::status_of;
 
-/// A peer node calling. Until node signatures are verified (they plug in here), a caller is
-/// accepted only in the Go-compatibility mode (`--allow-unsigned-peers`), as an anonymous peer;
-/// otherwise it is refused `unauthenticated` before anything runs.
-pub struct PeerCaller(pub Caller);
+/// A peer node calling, and the body it sent (the signature covers it). The headers and body are
+/// handed to the core's verifier ([`Services::authenticate_node`]): a valid signature by a pinned
+/// peer key (or any key with `--accept-from-any-node`) → a caller acting as that node; unsigned →
+/// an anonymous peer only in the Go-compatibility mode (`--allow-unsigned-peers`); anything else
+/// → 401 `unauthenticated` before anything runs.
+///
+/// [`Services::authenticate_node`]: aethrolink_actors::service::Services::authenticate_node
+pub struct PeerRequest {
+    pub caller: Caller,
+    pub body: Bytes,
+}
 
-impl FromRequestParts<AppState> for PeerCaller {
-    type Rejection = NodeError;
+impl FromRequest<AppState> for PeerRequest {
+    type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, NodeError> {
-        if state.allow_unsigned_peers {
-            tracing::debug!(path = %parts.uri.path(), "unsigned node-protocol request accepted (Go-compatibility mode)");
-            return Ok(PeerCaller(Caller::anonymous(Binding::Peer)));
-        }
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Response> {
+        let (parts, body) = req.into_parts();
+        let body = Bytes::from_request(Request::from_parts(parts.clone(), body), state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+        let headers = NodeRequestHeaders {
+            signature: ReceivedHeaders {
+                content_digest: header(SignedHeader::ContentDigest.name()),
+                signature_input: header(SignedHeader::SignatureInput.name()),
+                signature: header(SignedHeader::Signature.name()),
+            },
+            node_key: header(NODE_KEY_HEADER),
+        };
+        let target = parts.uri.path_and_query().map_or_else(|| parts.uri.path(), |pq| pq.as_str());
+        let request = RequestParts { method: parts.method.as_str(), target, body: &body };
         let message_type = message_type_of(parts.uri.path());
-        Err(NodeError(NodeFailure::unauthenticated(
-            message_type,
-            "unsigned node-protocol request refused: this node accepts relayed work only from signed peers; \
-             start it with --allow-unsigned-peers (ALINK_ALLOW_UNSIGNED_PEERS=1) to accept unsigned peers as the Go node does",
-        )))
+        let caller = state
+            .services
+            .authenticate_node(
+                message_type,
+                &headers,
+                &request,
+                state.accept,
+                state.allow_unsigned_peers,
+                &state.nonces,
+            )
+            .await
+            .map_err(|f| {
+                tracing::info!(path = %parts.uri.path(), error = %f.frame.message, "node-protocol request refused");
+                NodeError(f).into_response()
+            })?;
+        if !headers.is_signed() {
+            tracing::debug!(path = %parts.uri.path(), "unsigned node-protocol request accepted (Go-compatibility mode)");
+        }
+        Ok(PeerRequest { caller, body })
     }
 }
 
@@ -87,8 +120,7 @@ fn decode<T: DeserializeOwned>(t: MessageType, body: &Bytes) -> Result<T, NodeEr
 /// `POST /v1/node/tasks` → 202 TaskAccepted.
 pub async fn submit(
     State(st): State<AppState>,
-    PeerCaller(caller): PeerCaller,
-    body: Bytes,
+    PeerRequest { caller, body }: PeerRequest,
 ) -> Result<impl IntoResponse, NodeError> {
     let req: TaskSubmitRequest = decode(MessageType::TaskSubmit, &body)?;
     Ok((StatusCode::ACCEPTED, Json(st.services.submit_node_task(&caller, req).await?)))
@@ -97,9 +129,9 @@ pub async fn submit(
 /// `GET /v1/node/tasks/{id}/events?origin_proxy_task_id=` → SSE of TaskEventFrames.
 pub async fn events(
     State(st): State<AppState>,
-    PeerCaller(caller): PeerCaller,
     Path(task_id): Path<String>,
     Query(params): Query<HashMap<String, String>>,
+    PeerRequest { caller, .. }: PeerRequest,
 ) -> Result<Response, NodeError> {
     let origin = params.get("origin_proxy_task_id").cloned();
     let stream = st.services.node_task_events(&caller, &task_id, origin).await?;
@@ -121,9 +153,8 @@ pub async fn events(
 /// `POST /v1/node/tasks/{id}/resume` → 202 `{"task_id", "status"}`.
 pub async fn resume(
     State(st): State<AppState>,
-    PeerCaller(caller): PeerCaller,
     Path(task_id): Path<String>,
-    body: Bytes,
+    PeerRequest { caller, body }: PeerRequest,
 ) -> Result<impl IntoResponse, NodeError> {
     let req: TaskResumeRequest = decode(MessageType::TaskResume, &body)?;
     let status = st.services.resume_node_task(&caller, &task_id, req).await?;
@@ -133,9 +164,8 @@ pub async fn resume(
 /// `POST /v1/node/tasks/{id}/cancel` → 202 `{"task_id", "status"}` (200 if already terminal).
 pub async fn cancel(
     State(st): State<AppState>,
-    PeerCaller(caller): PeerCaller,
     Path(task_id): Path<String>,
-    body: Bytes,
+    PeerRequest { caller, body }: PeerRequest,
 ) -> Result<impl IntoResponse, NodeError> {
     let req: TaskCancelRequest = decode(MessageType::TaskCancel, &body)?;
     let status: TaskStatus = st.services.cancel_node_task(&caller, &task_id, req).await?;

@@ -89,6 +89,12 @@ pub struct PeerAddArgs {
     /// Comma-separated.
     #[arg(long)]
     pub capabilities: Option<String>,
+    /// The peer's public key (base64url ed25519) to pin now (else pinned at the first sync).
+    #[arg(long)]
+    pub public_key: Option<String>,
+    /// Replace an already pinned key with --public-key (re-pinning is explicit).
+    #[arg(long, requires = "public_key")]
+    pub replace_key: bool,
 }
 
 #[derive(Debug, Args)]

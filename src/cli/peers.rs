@@ -28,6 +28,12 @@ pub(super) async fn add(client: &Client, out: Output, a: PeerAddArgs) -> Result<
         let caps: Vec<&str> = caps.split(',').map(str::trim).filter(|c| !c.is_empty()).collect();
         body.insert("capabilities".into(), json!(caps));
     }
+    if let Some(key) = a.public_key.filter(|k| !k.is_empty()) {
+        body.insert("public_key".into(), json!(key));
+    }
+    if a.replace_key {
+        body.insert("replace_key".into(), json!(true));
+    }
     let v = client.post("/v1/peers", &Value::Object(body)).await?;
     let line = peer_line(&v);
     out.print(&v, line);

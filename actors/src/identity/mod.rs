@@ -11,6 +11,7 @@
 //!   (RFC 9530), pure: what the node-protocol binding will sign and verify peers' requests with.
 
 pub mod key_file;
+pub mod node_auth;
 mod sfv;
 pub mod signature;
 

@@ -17,6 +17,8 @@ pub struct RuntimeDeps {
     /// How long a session waits for an agent to confirm a cancel before it ends the turn itself
     /// (stdio: and kills the process group).
     pub cancel_grace: Duration,
+    /// Signs relayed node-protocol requests with this node's key (`None`: unsigned).
+    pub signer: Option<Arc<crate::identity::NodeIdentity>>,
 }
 
 impl RuntimeDeps {

@@ -171,7 +171,11 @@ impl RuntimeSupervisor {
         if let Some(runtime) = state.peers.get(&link) {
             return Ok(runtime.clone());
         }
-        let args = peer::PeerRuntimeArgs { link: link.clone(), reader: state.deps.reader.clone() };
+        let args = peer::PeerRuntimeArgs {
+            link: link.clone(),
+            reader: state.deps.reader.clone(),
+            signer: state.deps.signer.clone(),
+        };
         let (runtime, _) = Actor::spawn_linked(None, peer::PeerRuntime, args, myself.get_cell())
             .await
             .map_err(|e| RuntimeError::Unavailable(format!("peer runtime for {}: {e}", link.peer_id)))?;

@@ -13,6 +13,7 @@
 //! alone), re-attaching after an origin restart (`Attach` fails the task `interrupted`).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -22,6 +23,8 @@ use tokio::task::AbortHandle;
 
 use super::{AdapterEvent, Dispatch, SessionMsg, TaskReplyTo};
 use crate::clock;
+use crate::identity::NodeIdentity;
+use crate::identity::node_auth;
 use crate::model::{DeliveryRequest, EventKind, FailureReason, JsonObject, RemoteRef};
 use crate::node_proto::{TaskAccepted, TaskEventFrame, TaskSubmitRequest, Trace, mirrored_data};
 use crate::port::report;
@@ -47,6 +50,8 @@ pub struct PeerRuntimeArgs {
     pub link: PeerLink,
     /// This node's id (`node_meta`), sent as `origin_node_id`.
     pub reader: StoreReader,
+    /// Signs every request to the peer (`None`: unsigned).
+    pub signer: Option<Arc<NodeIdentity>>,
 }
 
 /// A relay in flight.
@@ -69,6 +74,8 @@ pub struct PeerRuntimeState {
     client: reqwest::Client,
     /// Relays in flight by task id.
     relays: HashMap<String, Relay>,
+    /// Signs every request of every relay with this node's key (`None`: unsigned).
+    signer: Option<Arc<NodeIdentity>>,
 }
 
 /// The peer runtime actor.
@@ -85,7 +92,13 @@ impl Actor for PeerRuntime {
         args: PeerRuntimeArgs,
     ) -> Result<PeerRuntimeState, ActorProcessingErr> {
         let client = reqwest::Client::builder().connect_timeout(Duration::from_secs(10)).build()?;
-        Ok(PeerRuntimeState { link: args.link, reader: args.reader, client, relays: HashMap::new() })
+        Ok(PeerRuntimeState {
+            link: args.link,
+            reader: args.reader,
+            client,
+            relays: HashMap::new(),
+            signer: args.signer,
+        })
     }
 
     async fn handle(
@@ -97,8 +110,8 @@ impl Actor for PeerRuntime {
         match msg {
             SessionMsg::Submit(d) => {
                 let (task_id, generation, reply_to) = (d.task_id.clone(), d.generation, d.reply_to.clone());
-                let (link, client, reader, me) =
-                    (state.link.clone(), state.client.clone(), state.reader.clone(), myself.clone());
+                let (link, reader, me) = (state.link.clone(), state.reader.clone(), myself.clone());
+                let client = Client { http: state.client.clone(), signer: state.signer.clone() };
                 let join = tokio::spawn(async move {
                     let origin = reader
                         .node_meta(crate::storage::NODE_ID_IN_USE)
@@ -157,6 +170,26 @@ impl Actor for PeerRuntime {
     }
 }
 
+/// The HTTP client of a relay and the identity that signs its requests.
+struct Client {
+    http: reqwest::Client,
+    signer: Option<Arc<NodeIdentity>>,
+}
+
+impl Client {
+    /// A request to `url` with `body`, signed when this node signs.
+    fn request(&self, method: reqwest::Method, url: reqwest::Url, body: Vec<u8>) -> reqwest::RequestBuilder {
+        let mut builder = self.http.request(method.clone(), url.clone());
+        if let Some(identity) = &self.signer {
+            let target = node_auth::target_of(&url);
+            for (name, value) in node_auth::signed_headers(identity, method.as_str(), &target, &body) {
+                builder = builder.header(name, value);
+            }
+        }
+        if body.is_empty() { builder } else { builder.header("content-type", "application/json").body(body) }
+    }
+}
+
 /// A relay failure as the task records it (source `transport`).
 fn relay_failed(reason: FailureReason, link: &PeerLink, detail: String) -> AdapterEvent {
     let mut data = JsonObject::new();
@@ -167,7 +200,7 @@ fn relay_failed(reason: FailureReason, link: &PeerLink, detail: String) -> Adapt
 }
 
 /// Submits the task to the peer and mirrors its events until the destination task ends.
-async fn relay(d: Dispatch, link: &PeerLink, client: &reqwest::Client, origin_node_id: String) {
+async fn relay(d: Dispatch, link: &PeerLink, client: &Client, origin_node_id: String) {
     let submit = TaskSubmitRequest {
         origin_node_id,
         origin_proxy_task_id: d.task_id.clone(),
@@ -208,13 +241,16 @@ async fn relay(d: Dispatch, link: &PeerLink, client: &reqwest::Client, origin_no
 }
 
 /// `POST <peer>/v1/node/tasks` → the acceptance, or why not (the peer's typed error if it sent one).
-async fn submit_task(
-    client: &reqwest::Client,
-    link: &PeerLink,
-    req: &TaskSubmitRequest,
-) -> Result<TaskAccepted, String> {
+async fn submit_task(client: &Client, link: &PeerLink, req: &TaskSubmitRequest) -> Result<TaskAccepted, String> {
     let url = format!("{}/v1/node/tasks", link.base_url);
-    let sent = client.post(&url).json(req).timeout(SUBMIT_TIMEOUT).send().await.map_err(|e| format!("{url}: {e}"))?;
+    let parsed = reqwest::Url::parse(&url).map_err(|e| format!("{url}: {e}"))?;
+    let body = serde_json::to_vec(req).map_err(|e| format!("{url}: {e}"))?;
+    let sent = client
+        .request(reqwest::Method::POST, parsed, body)
+        .timeout(SUBMIT_TIMEOUT)
+        .send()
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
     let status = sent.status();
     let body = sent.bytes().await.map_err(|e| format!("{url}: {e}"))?;
     if status != reqwest::StatusCode::ACCEPTED {
@@ -228,20 +264,15 @@ async fn submit_task(
 
 /// Follows the destination's event stream, reporting each frame as it arrives; `Ok` once a
 /// terminal frame was reported.
-async fn mirror(
-    d: &Dispatch,
-    link: &PeerLink,
-    client: &reqwest::Client,
-    accepted: &TaskAccepted,
-) -> Result<(), String> {
+async fn mirror(d: &Dispatch, link: &PeerLink, client: &Client, accepted: &TaskAccepted) -> Result<(), String> {
     let url = format!("{}/v1/node/tasks/{}/events", link.base_url, accepted.destination_task_id);
-    let opened = tokio::time::timeout(
-        STREAM_OPEN_TIMEOUT,
-        client.get(&url).query(&[("origin_proxy_task_id", d.task_id.as_str())]).send(),
-    )
-    .await
-    .map_err(|_| format!("{url}: no answer within {} s", STREAM_OPEN_TIMEOUT.as_secs()))?
-    .map_err(|e| format!("{url}: {e}"))?;
+    let mut parsed = reqwest::Url::parse(&url).map_err(|e| format!("{url}: {e}"))?;
+    parsed.query_pairs_mut().append_pair("origin_proxy_task_id", &d.task_id);
+    let opened =
+        tokio::time::timeout(STREAM_OPEN_TIMEOUT, client.request(reqwest::Method::GET, parsed, Vec::new()).send())
+            .await
+            .map_err(|_| format!("{url}: no answer within {} s", STREAM_OPEN_TIMEOUT.as_secs()))?
+            .map_err(|e| format!("{url}: {e}"))?;
     if opened.status() != reqwest::StatusCode::OK {
         return Err(format!("{url} answered {}", opened.status()));
     }

@@ -3,19 +3,23 @@
 //! origin node); these operations are the task operations with the protocol's validation and
 //! typed error frames. Called with a [`Caller`] whose binding is [`super::Binding::Peer`].
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 
+use super::caller::{Binding, Principal, Rights};
 use super::tasks::{EventSubscription, ResumeInput};
 use super::{Caller, ErrorKind, ServiceError, Services};
 use crate::clock;
+use crate::identity::node_auth::{self, AcceptPolicy, NodeRequestHeaders};
+use crate::identity::signature::{NonceCache, RequestParts};
 use crate::intake::TaskRequest;
 use crate::model::{DeliveryRequest, TaskEvent, TaskRecord, TaskStatus};
 use crate::node_proto::{
     MessageType, NodeErrorCode, NodeErrorFrame, TaskAccepted, TaskCancelRequest, TaskEventFrame, TaskResumeRequest,
     TaskSubmitRequest, validate_control,
 };
+use crate::peers::PeerMsg;
 
 /// A refused node-protocol request: the frame to send and the kind of failure (its status).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,7 +88,87 @@ impl FrameContext {
     }
 }
 
+/// Task metadata key of the node that created a destination task, as authenticated (absent:
+/// an unsigned Go-compatibility caller created it).
+pub const AUTHENTICATED_ORIGIN: &str = "authenticated_origin_node_id";
+
+/// How long authentication waits for the peer directory's pinned keys.
+const PINNED_ASK: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Whether `caller` may cancel or resume `task` (a relayed task is controlled only by the node
+/// that created it). Unsigned callers (Go-compatibility mode) control only tasks unsigned callers
+/// created, as the Go node does; a signed caller only those it created. Pure.
+pub fn may_control(caller: &Caller, task: &TaskRecord) -> Result<(), String> {
+    let creator = task.metadata.get(AUTHENTICATED_ORIGIN).and_then(Value::as_str);
+    match (&caller.principal, creator) {
+        (Principal::Node(me), Some(creator)) if me == creator => Ok(()),
+        (Principal::Anonymous, None) => Ok(()),
+        (who, Some(creator)) => Err(format!(
+            "task {} was relayed by node {creator}; {} may not control it",
+            task.task_id,
+            match who {
+                Principal::Node(id) => format!("node {id}"),
+                _ => "an unsigned caller".to_owned(),
+            }
+        )),
+        (_, None) => Err(format!("task {} was not relayed by this caller", task.task_id)),
+    }
+}
+
 impl Services {
+    /// Authenticates a node-protocol request: a valid signature by a registered peer's pinned key
+    /// (or, with [`AcceptPolicy::AnyNode`], by any key) → a [`Binding::Peer`] caller acting as
+    /// that node; unsigned → the anonymous peer if `allow_unsigned`; else `unauthenticated`
+    /// naming what was wrong. `nonces` is the binding's (one per process).
+    pub async fn authenticate_node(
+        &self,
+        message_type: MessageType,
+        headers: &NodeRequestHeaders<'_>,
+        request: &RequestParts<'_>,
+        policy: AcceptPolicy,
+        allow_unsigned: bool,
+        nonces: &Mutex<NonceCache>,
+    ) -> Result<Caller, NodeFailure> {
+        if !headers.is_signed() {
+            if allow_unsigned {
+                return Ok(Caller::anonymous(Binding::Peer));
+            }
+            return Err(NodeFailure::unauthenticated(
+                message_type,
+                "unsigned node-protocol request refused: this node accepts relayed work only from signed peers; \
+                 start it with --allow-unsigned-peers (ALINK_ALLOW_UNSIGNED_PEERS=1) to accept unsigned peers as the Go node does",
+            ));
+        }
+        let pinned = self.dir.peers.ask(PINNED_ASK, PeerMsg::Pinned).await.map_err(|e| NodeFailure {
+            kind: ErrorKind::Unavailable,
+            frame: NodeErrorFrame::new(message_type, NodeErrorCode::Unauthenticated, format!("peer directory: {e}")),
+        })?;
+        // Go-compatibility mode accepts anyone unsigned, so a correctly signed unknown node is
+        // accepted too (as itself); a bad, stale or replayed signature is still refused.
+        let policy = if allow_unsigned { AcceptPolicy::AnyNode } else { policy };
+        let now = node_auth::unix_now();
+        let outcome = match nonces.lock() {
+            Ok(mut cache) => node_auth::authenticate(headers, request, &pinned, policy, now, &mut cache),
+            Err(poisoned) => {
+                node_auth::authenticate(headers, request, &pinned, policy, now, &mut poisoned.into_inner())
+            }
+        };
+        let who = outcome.map_err(|e| NodeFailure::unauthenticated(message_type, e.to_string()))?;
+        Ok(Caller { principal: Principal::Node(who.node_id), binding: Binding::Peer, rights: Rights::ALL })
+    }
+
+    /// The destination task `task_id`, if `caller` may control it (else 403).
+    async fn controllable(
+        &self,
+        t: MessageType,
+        code: NodeErrorCode,
+        caller: &Caller,
+        task_id: &str,
+    ) -> Result<(), NodeFailure> {
+        let task = self.get_task(caller, task_id).await.map_err(|e| NodeFailure::failed(t, code, e))?;
+        may_control(caller, &task).map_err(|m| NodeFailure::failed(t, code, ServiceError::new(ErrorKind::Forbidden, m)))
+    }
+
     /// `task.submit`: creates a normal local task (sender = the origin node) → `task.accepted`.
     pub async fn submit_node_task(&self, caller: &Caller, req: TaskSubmitRequest) -> Result<TaskAccepted, NodeFailure> {
         const T: MessageType = MessageType::TaskSubmit;
@@ -94,6 +178,9 @@ impl Services {
         metadata.insert("origin_proxy_task_id".into(), json!(req.origin_proxy_task_id));
         if let Some(thread) = &req.origin_thread_id {
             metadata.insert("origin_thread_id".into(), json!(thread));
+        }
+        if let Principal::Node(origin) = &caller.principal {
+            metadata.insert(AUTHENTICATED_ORIGIN.into(), json!(origin));
         }
         if !req.trace.trace_id.is_empty() {
             metadata.insert("trace_id".into(), json!(req.trace.trace_id));
@@ -162,6 +249,7 @@ impl Services {
         validate_control(&req.origin_node_id, &req.origin_proxy_task_id, &req.destination_task_id)
             .map_err(|m| NodeFailure::invalid(T, NodeErrorCode::InvalidTaskResume, m))?;
         check_same_task(T, task_id, &req.destination_task_id)?;
+        self.controllable(T, NodeErrorCode::TaskResumeFailed, caller, task_id).await?;
         let input = ResumeInput { payload: req.payload, ..Default::default() };
         self.resume_task(caller, task_id, input)
             .await
@@ -179,6 +267,7 @@ impl Services {
         validate_control(&req.origin_node_id, &req.origin_proxy_task_id, &req.destination_task_id)
             .map_err(|m| NodeFailure::invalid(T, NodeErrorCode::InvalidTaskCancel, m))?;
         check_same_task(T, task_id, &req.destination_task_id)?;
+        self.controllable(T, NodeErrorCode::TaskCancelFailed, caller, task_id).await?;
         self.cancel_task(caller, task_id, req.reason)
             .await
             .map_err(|e| NodeFailure::failed(T, NodeErrorCode::TaskCancelFailed, e))
@@ -200,4 +289,38 @@ fn check_same_task(t: MessageType, path_id: &str, body_id: &str) -> Result<(), N
 /// The JSON of a control answer.
 pub fn control_answer(task_id: &str, status: TaskStatus) -> Value {
     json!({ "task_id": task_id, "status": status })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_creating_origin_controls_a_task() {
+        let task = |creator: Option<&str>| {
+            let mut metadata = serde_json::Map::new();
+            if let Some(c) = creator {
+                metadata.insert(AUTHENTICATED_ORIGIN.into(), json!(c));
+            }
+            serde_json::from_value::<TaskRecord>(json!({
+                "task_id": "t", "conversation_id": "c", "sender": "s", "intent": "i", "status": "running",
+                "delivery": {"mode": "stream", "launch_if_down": false}, "metadata": metadata,
+                "created_at": "x", "updated_at": "x"
+            }))
+        };
+        let node =
+            |id: &str| Caller { principal: Principal::Node(id.into()), binding: Binding::Peer, rights: Rights::ALL };
+        let anonymous = Caller::anonymous(Binding::Peer);
+        let cases = [
+            (node("a"), Some("a"), true),
+            (node("b"), Some("a"), false),
+            (anonymous.clone(), Some("a"), false),
+            (anonymous, None, true),
+            (node("a"), None, false),
+        ];
+        for (caller, creator, allowed) in cases {
+            let record = task(creator).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(may_control(&caller, &record).is_ok(), allowed, "{:?} on {creator:?}", caller.principal);
+        }
+    }
 }

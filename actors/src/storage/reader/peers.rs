@@ -12,7 +12,7 @@ impl StoreReader {
     pub async fn peers(&self) -> Result<Vec<PeerRecord>, StorageError> {
         let rows = sqlx::query(
             "SELECT peer_id, display_name, base_url, status, capabilities_json, metadata_json, last_error, \
-             registered_at, updated_at, last_seen_at FROM peers ORDER BY display_name, peer_id",
+             public_key, key_id, registered_at, updated_at, last_seen_at FROM peers ORDER BY display_name, peer_id",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -40,6 +40,8 @@ fn peer_from_row(r: &SqliteRow) -> Result<PeerRecord, StorageError> {
         capabilities: json_col(r, "capabilities_json")?,
         metadata: json_col(r, "metadata_json")?,
         last_error: r.try_get("last_error")?,
+        public_key: r.try_get("public_key")?,
+        key_id: r.try_get("key_id")?,
         registered_at: r.try_get("registered_at")?,
         updated_at: r.try_get("updated_at")?,
         last_seen_at: r.try_get("last_seen_at")?,

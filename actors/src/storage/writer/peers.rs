@@ -10,10 +10,11 @@ use crate::model::{PeerRecord, PeerTargetRecord};
 pub(super) async fn upsert(conn: &mut SqliteConnection, p: &PeerRecord) -> Result<(), StorageError> {
     sqlx::query(
         "INSERT INTO peers (peer_id, display_name, base_url, status, capabilities_json, metadata_json, last_error, \
-         registered_at, updated_at, last_seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+         public_key, key_id, registered_at, updated_at, last_seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
          ON CONFLICT(peer_id) DO UPDATE SET display_name = excluded.display_name, base_url = excluded.base_url, \
          status = excluded.status, capabilities_json = excluded.capabilities_json, \
          metadata_json = excluded.metadata_json, last_error = excluded.last_error, \
+         public_key = excluded.public_key, key_id = excluded.key_id, \
          updated_at = excluded.updated_at, last_seen_at = excluded.last_seen_at",
     )
     .bind(p.peer_id.clone())
@@ -23,6 +24,8 @@ pub(super) async fn upsert(conn: &mut SqliteConnection, p: &PeerRecord) -> Resul
     .bind(json_text(&p.capabilities))
     .bind(json_text(&p.metadata))
     .bind(p.last_error.clone())
+    .bind(p.public_key.clone())
+    .bind(p.key_id.clone())
     .bind(p.registered_at.clone())
     .bind(p.updated_at.clone())
     .bind(p.last_seen_at.clone())
