@@ -99,12 +99,13 @@ pub enum RuntimeSupMsg {
         reply: RpcReplyPort<(bool, bool, bool)>,
     },
     /// Live state of every runtime (for `GET /v1/targets`).
-    States(RpcReplyPort<Vec<acp::RuntimeHealth>>),
+    States(RpcReplyPort<Vec<TargetHealth>>),
     /// Internal: restart the loopback runtime after its backoff.
     RestartLoopback { generation: u64 },
 }
 
-/// Health of a target's runtime (contract routes 27–29).
+/// Health of a target's runtime for one subcontext (contract routes 27–29), as its runtime
+/// actor reports it and as `GET /v1/targets` lists it.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct TargetHealth {
     pub target_id: String,
@@ -279,18 +280,6 @@ fn loopback_handle(session: &ActorRef<SessionMsg>) -> RuntimeHandle {
     }
 }
 
-fn from_acp(h: acp::RuntimeHealth) -> TargetHealth {
-    TargetHealth {
-        target_id: h.target_id,
-        healthy: h.healthy,
-        lease_id: h.lease_id,
-        process_id: h.process_id,
-        state: h.state,
-        subcontext_key: h.subcontext_key,
-        tasks_in_flight: h.tasks_in_flight,
-    }
-}
-
 /// Kills process groups a previous run recorded and never released (a node killed with SIGKILL
 /// leaves its agents running). A group is only killed when its leader is gone or still runs the
 /// recorded program, so a recycled pid is never hit.
@@ -410,7 +399,7 @@ impl Actor for RuntimeSupervisor {
                         let _ = runtime.cast(acp::AcpMsg::Health(tx.into()));
                         tokio::spawn(async move {
                             let h = match tokio::time::timeout(std::time::Duration::from_secs(5), rx).await {
-                                Ok(Ok(h)) => from_acp(h),
+                                Ok(Ok(h)) => h,
                                 _ => down_health(&target, &options),
                             };
                             let _ = reply.send(Ok(h));

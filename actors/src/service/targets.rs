@@ -7,7 +7,6 @@ use super::{Caller, Need, ServiceError, Services};
 use crate::adapters::AdapterKind;
 use crate::model::{JsonObject, PeerStatus, RuntimeState, TargetSpec, deep_merge};
 use crate::registry::TargetEntry;
-use crate::runtime::acp::RuntimeHealth;
 use crate::runtime::{RuntimeSupMsg, TargetHealth, Waiter};
 use crate::storage::reader::LaunchRow;
 use crate::supervision::ASK_TIMEOUT;
@@ -23,7 +22,7 @@ pub struct TargetView {
     #[serde(flatten)]
     pub spec: TargetSpec,
     pub state: TargetState,
-    pub runtimes: Vec<RuntimeHealth>,
+    pub runtimes: Vec<TargetHealth>,
     /// A peer's target: the peer, its base URL and liveness (omitted for local targets).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peer_id: Option<String>,
@@ -34,7 +33,7 @@ pub struct TargetView {
 }
 
 impl TargetView {
-    fn local(spec: TargetSpec, state: TargetState, runtimes: Vec<RuntimeHealth>) -> Self {
+    fn local(spec: TargetSpec, state: TargetState, runtimes: Vec<TargetHealth>) -> Self {
         TargetView { spec, state, runtimes, peer_id: None, peer_base_url: None, peer_status: None }
     }
 }
@@ -117,7 +116,7 @@ impl Services {
             .entries()
             .map(|entry| match entry {
                 TargetEntry::Dispatchable(t) => {
-                    let runtimes: Vec<RuntimeHealth> =
+                    let runtimes: Vec<TargetHealth> =
                         live.iter().filter(|h| h.target_id == t.target_id).cloned().collect();
                     let in_process = t.adapter.parse::<AdapterKind>() == Ok(AdapterKind::Loopback);
                     let state = RuntimeState::of_target(in_process, runtimes.iter().map(|h| h.state));

@@ -11,8 +11,6 @@ pub mod runtime;
 pub mod session;
 pub mod updates;
 
-pub use runtime::{
-    AcpMsg, AcpRuntime, AcpRuntimeArgs, AcpRuntimeState, DEFAULT_LAUNCH_TIMEOUT, RuntimeHealth, initialize_timeout_of,
-};
+pub use runtime::{AcpMsg, AcpRuntime, AcpRuntimeArgs, AcpRuntimeState, DEFAULT_LAUNCH_TIMEOUT, initialize_timeout_of};
 pub use session::{AcpSession, AcpSessionArgs, AcpSessionMsg, AcpSessionState};
 pub use updates::{UpdateEffect, map_update, prompt_outcome};

@@ -19,12 +19,13 @@ use super::session::{AcpSession, AcpSessionArgs, AcpSessionMsg};
 use super::updates::{is_structured, structured_session_id};
 use crate::clock;
 use crate::ids;
-use crate::model::{FailureReason, JsonObject, LaunchMode, RuntimeState, TargetSpec};
+use crate::model::{FailureReason, JsonObject, LaunchMode, TargetSpec};
 use crate::port::{
     AdapterEvent, Dispatch, RuntimeError, RuntimeHandle, SessionMsg, SessionPort, TaskReplyTo, Waiter, report,
 };
 use crate::restart::jitter;
 use crate::runtime::RuntimeDeps;
+use crate::runtime::TargetHealth;
 use crate::runtime::acp_http::{HttpSession, HttpSessionArgs, HttpSessionMsg};
 use crate::runtime::dialect::{Dialect, StickyInput};
 use crate::runtime::http::{self, HttpTarget};
@@ -37,20 +38,6 @@ use crate::storage::{LaunchRecord, WriteOp};
 
 /// Default bound on a launch (spawn → `initialize` answered); slow agents (OpenClaw) need ~40 s.
 pub const DEFAULT_LAUNCH_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Health of a runtime (contract route 27).
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct RuntimeHealth {
-    pub target_id: String,
-    pub subcontext_key: String,
-    pub healthy: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub lease_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub process_id: Option<u32>,
-    pub state: RuntimeState,
-    pub tasks_in_flight: usize,
-}
 
 /// Messages of the ACP runtime actor.
 pub enum AcpMsg {
@@ -92,7 +79,7 @@ pub enum AcpMsg {
     /// Idle check.
     IdleTick { generation: u64 },
     /// Report health.
-    Health(RpcReplyPort<RuntimeHealth>),
+    Health(RpcReplyPort<TargetHealth>),
     /// Whether a task for `sticky` would reuse a remote session right now: (runtime up, a live
     /// session for it, the agent can `session/load`). Answered from memory; never an RPC.
     SessionProbe { sticky: String, reply: RpcReplyPort<(bool, bool, bool)> },
@@ -808,7 +795,7 @@ impl Actor for AcpRuntime {
             AcpMsg::Killed { generation } => state.life.killed(now, generation),
             AcpMsg::IdleTick { generation } => state.life.idle_tick(now, generation, state.by_task.len()),
             AcpMsg::Health(reply) => {
-                let _ = reply.send(RuntimeHealth {
+                let _ = reply.send(TargetHealth {
                     target_id: state.target.target_id.clone(),
                     subcontext_key: state.subcontext.clone(),
                     healthy: state.life.is_ready(),
