@@ -90,12 +90,18 @@ impl InProcess {
 
 /// Moves tokio's clock forward by `by` at once (timers due by then fire), then lets real time
 /// run again so the IO they start (SQLite, child processes) completes.
-async fn jump(by: Duration) {
-    // Let in-flight writes finish first: an ask pending across the jump would time out.
-    tokio::time::sleep(Duration::from_millis(150)).await;
+async fn jump(services: &Services, by: Duration) -> Result {
+    // An ask pending across the jump would time out, so first let every write already sent
+    // commit: the storage actor answers `Stats` in mailbox order, and a second `Stats` comes after
+    // the `Flush` the writes before the first one scheduled.
+    tokio::task::yield_now().await;
+    let caller = Caller::anonymous(Binding::Internal);
+    services.node_stats(&caller).await?;
+    services.node_stats(&caller).await?;
     tokio::time::pause();
     tokio::time::advance(by).await;
     tokio::time::resume();
+    Ok(())
 }
 
 fn request(target: &str, intent: &str, payload: serde_json::Value) -> TaskRequest {
@@ -129,7 +135,7 @@ async fn a_one_hour_delivery_timeout_fires_on_the_advanced_clock() -> Result {
     req.delivery = DeliveryPolicy { timeout_ms: Some(3_600_000), ..DeliveryPolicy::default() };
     let task = node.services.create_task(&caller, req).await?;
     node.wait_for(&task.task_id, |s| s == TaskStatus::Running).await?;
-    jump(Duration::from_secs(3_601)).await;
+    jump(&node.services, Duration::from_secs(3_601)).await?;
     assert_eq!(node.wait_for(&task.task_id, TaskStatus::is_terminal).await?, TaskStatus::Failed);
     let failed = node.services.get_task(&caller, &task.task_id).await?;
     assert_eq!(failed.last_error.map(|e| e.reason), Some(FailureReason::Timeout));
@@ -149,7 +155,7 @@ async fn the_default_cancel_grace_kills_an_agent_that_ignores_cancel() -> Result
     // The agent ignores session/cancel: nothing ends the turn until the grace (10 s) runs out.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(node.services.get_task(&caller, &task.task_id).await?.status, TaskStatus::Running);
-    jump(Duration::from_secs(11)).await;
+    jump(&node.services, Duration::from_secs(11)).await?;
     assert_eq!(node.wait_for(&task.task_id, TaskStatus::is_terminal).await?, TaskStatus::Cancelled);
     node.stop().await
 }
@@ -161,7 +167,7 @@ async fn an_idle_runtime_stops_after_its_idle_timeout() -> Result {
     let task = node.services.create_task(&caller, request("fake", "chat", json!({"text": "say exactly hi"}))).await?;
     assert_eq!(node.wait_for(&task.task_id, TaskStatus::is_terminal).await?, TaskStatus::Completed);
     assert!(node.services.target_health(&caller, "fake").await?.healthy);
-    jump(Duration::from_secs(601)).await;
+    jump(&node.services, Duration::from_secs(601)).await?;
     let mut healthy = true;
     for _ in 0..200 {
         healthy = node.services.target_health(&caller, "fake").await?.healthy;
