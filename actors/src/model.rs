@@ -238,12 +238,15 @@ pub enum FailureReason {
     RemoteRelayFailed,
     /// A relayed task's event stream from the peer failed or ended before a terminal event.
     RemoteEventStreamFailed,
+    /// After an origin restart, a relayed task's destination no longer knew it or stayed
+    /// unreachable past the re-open bound.
+    RemoteRelayInterrupted,
     /// A reason the agent (or a script) named itself.
     Other(String),
 }
 
 impl FailureReason {
-    const KNOWN: [(FailureReason, &'static str); 17] = [
+    const KNOWN: [(FailureReason, &'static str); 18] = [
         (FailureReason::Timeout, "timeout"),
         (FailureReason::Interrupted, "interrupted"),
         (FailureReason::Crashed, "crashed"),
@@ -261,6 +264,7 @@ impl FailureReason {
         (FailureReason::StreamFailed, "stream_failed"),
         (FailureReason::RemoteRelayFailed, "remote relay failed"),
         (FailureReason::RemoteEventStreamFailed, "remote event stream failed"),
+        (FailureReason::RemoteRelayInterrupted, "remote relay interrupted"),
     ];
 
     /// The wire spelling.

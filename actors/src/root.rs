@@ -84,6 +84,7 @@ impl CoreHandles {
             sse: self.sse.clone(),
             runtimes: self.runtimes.clone(),
             targets: self.targets.clone(),
+            peer_targets: self.peer_targets.clone(),
             turn_settled: Notify::new(move |s| cast_or_drop(&threads, ThreadMsg::TurnSettled(s))),
             cancel_grace: self.settings.cancel_grace,
         }

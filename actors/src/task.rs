@@ -99,6 +99,8 @@ pub struct TaskDeps {
     pub runtimes: Arc<Slot<RuntimeSupMsg>>,
     /// Routing snapshot: a recovered task looks its target up here.
     pub targets: tokio::sync::watch::Receiver<Arc<TargetTable>>,
+    /// Cached peer targets: a recovered relay looks its peer's target up here.
+    pub peer_targets: tokio::sync::watch::Receiver<Arc<crate::peers::PeerTable>>,
     /// Told when a thread-bound task settles (the thread coordinator listens).
     pub turn_settled: Notify<TurnSettled>,
     /// How long a runtime has to confirm a cancel.
@@ -381,9 +383,16 @@ impl Actor for TaskActor {
     }
 }
 
+/// A recovered task's target: the local one of its id, else the one peer exporting it (a relay).
 fn lookup_target(deps: &TaskDeps, task: &TaskRecord) -> Option<TargetSpec> {
     let id = task.resolved_agent_id.as_deref()?;
-    deps.targets.borrow().get(id).cloned()
+    if let Some(local) = deps.targets.borrow().get(id) {
+        return Some(local.clone());
+    }
+    match deps.peer_targets.borrow().lookup(id) {
+        crate::peers::PeerLookup::One(peer) => Some(peer.spec()),
+        crate::peers::PeerLookup::None | crate::peers::PeerLookup::Several(_) => None,
+    }
 }
 
 fn abort_timers(state: &mut TaskState) {
@@ -420,11 +429,8 @@ pub fn checked_resume(pending: Option<&PendingInput>, mut payload: JsonObject) -
                         cancel the task instead"
                 .into());
         }
-        Some(PendingInput::Relayed) => {
-            return Err("the task runs on a peer node, and answering its input request is not relayed yet; \
-                        cancel the task instead"
-                .into());
-        }
+        // The destination checks the answer against what its agent asked for.
+        Some(PendingInput::Relayed) => {}
         Some(PendingInput::Free) | None => {}
     }
     Ok(payload)
@@ -682,8 +688,10 @@ async fn reattach(
     };
     let awaiting = state.lifecycle.status() == TaskStatus::AwaitingInput;
     if awaiting {
-        // Resume validation needs to know the pause is an HTTP await request.
-        state.awaiting = Some(PendingInput::AwaitRequest);
+        // Resume validation needs to know what the pause is: a relayed one (the destination
+        // checks the answer) or an HTTP agent's await request.
+        let relayed = state.target.as_ref().is_some_and(|t| t.source == crate::model::TargetSource::Peer);
+        state.awaiting = Some(if relayed { PendingInput::Relayed } else { PendingInput::AwaitRequest });
     }
     tracing::info!(actor_kind = "task", task_id = %state.record.task_id, run_id = ?remote.remote_execution_id, "re-attaching to the remote run after a node restart");
     let dispatch = dispatch_of(myself, state);
@@ -764,7 +772,7 @@ async fn adapter_draft(state: &mut TaskState, event: AdapterEvent) -> Result<Opt
                     let reason = text("reason").map_or(FailureReason::RemoteFailed, FailureReason::from);
                     d.error = Some(LastError { reason, detail: text("detail") });
                 }
-                // Answering a relayed task's input request is not relayed yet: a resume is refused.
+                // A resume is relayed to the destination, which checks it.
                 EventKind::TaskAwaitingInput => state.awaiting = Some(PendingInput::Relayed),
                 EventKind::TaskResumed => state.awaiting = None,
                 _ => {}
@@ -857,8 +865,12 @@ pub enum Recovery {
     Settled,
     /// Its target is no longer registered: fail `interrupted`.
     TargetGone,
-    /// An HTTP agent holds its run (`acp_http` with a recorded run id): follow that run again.
+    /// An HTTP agent holds its run (`acp_http` with a recorded run id), or a peer accepted its
+    /// relay (the destination task id): follow that run again.
     Reattach(RemoteRef),
+    /// Relayed, but the origin stopped before the destination said it accepted: fail
+    /// `remote relay interrupted` (sending it again could run it twice).
+    RelayUnconfirmed,
     /// A runtime held it and cannot resume it (loopback keeps nothing, a stdio prompt turn dies
     /// with its connection): fail `interrupted`.
     Interrupted,
@@ -876,9 +888,18 @@ impl Recovery {
         }
         let Some(adapter) = adapter else { return Recovery::TargetGone };
         if status.is_dispatched() {
+            let kind = adapter.parse::<AdapterKind>().ok();
+            if kind == Some(AdapterKind::Peer) {
+                // A relay: the destination holds the task once it accepted (its task id is
+                // the remote binding); before that, whether it got the task is unknown.
+                return match remote.filter(|r| !r.binding.is_empty()) {
+                    Some(relay) => Recovery::Reattach(relay.clone()),
+                    None => Recovery::RelayUnconfirmed,
+                };
+            }
             let http_run = remote
                 .filter(|r| r.binding == crate::runtime::http::BINDING && r.remote_execution_id.is_some())
-                .filter(|_| adapter.parse::<AdapterKind>() == Ok(AdapterKind::AcpHttp));
+                .filter(|_| kind == Some(AdapterKind::AcpHttp));
             return match http_run {
                 Some(run) => Recovery::Reattach(run.clone()),
                 None => Recovery::Interrupted,
@@ -916,6 +937,14 @@ async fn recover(myself: &ActorRef<TaskMsg>, state: &mut TaskState) -> Result<()
                     adapter.unwrap_or_default()
                 ),
                 "Task interrupted by node restart",
+            );
+            append(myself, state, vec![d]).await
+        }
+        Recovery::RelayUnconfirmed => {
+            let d = failed(
+                FailureReason::RemoteRelayInterrupted,
+                "origin node restarted before the destination confirmed it accepted the task",
+                "Remote relay interrupted by origin restart",
             );
             append(myself, state, vec![d]).await
         }
@@ -994,6 +1023,7 @@ mod tests {
         };
         let no_run_id = RemoteRef { remote_execution_id: None, ..run.clone() };
         let stdio = RemoteRef { binding: "acp".into(), ..run.clone() };
+        let relay = RemoteRef { binding: "destination-task".into(), ..RemoteRef::default() };
         type Case<'a> = (TaskStatus, u64, Option<&'a str>, Option<&'a RemoteRef>, Recovery);
         let cases: Vec<Case<'_>> = vec![
             (Completed, 9, Some("loopback"), None, Recovery::Settled),
@@ -1009,6 +1039,11 @@ mod tests {
             (AwaitingInput, 8, Some("acp_http"), Some(&run), Recovery::Reattach(run.clone())),
             (Running, 7, Some("acp_http"), Some(&no_run_id), Recovery::Interrupted),
             (Running, 7, Some("acp"), Some(&run), Recovery::Interrupted),
+            (Running, 9, Some("peer"), Some(&relay), Recovery::Reattach(relay.clone())),
+            (AwaitingInput, 9, Some("peer"), Some(&relay), Recovery::Reattach(relay.clone())),
+            (Dispatching, 6, Some("peer"), None, Recovery::RelayUnconfirmed),
+            (Ready, 5, Some("peer"), None, Recovery::Redispatch { record_route: false }),
+            (Completed, 9, Some("peer"), Some(&relay), Recovery::Settled),
         ];
         for (status, last_seq, adapter, remote, want) in cases {
             assert_eq!(Recovery::of(status, last_seq, adapter, remote), want, "{status} {adapter:?} {remote:?}");

@@ -17,7 +17,7 @@ use aethrolink_actors::service::node_tasks::{NodeFailure, control_answer};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Path, Query, Request, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
@@ -126,15 +126,24 @@ pub async fn submit(
     Ok((StatusCode::ACCEPTED, Json(st.services.submit_node_task(&caller, req).await?)))
 }
 
-/// `GET /v1/node/tasks/{id}/events?origin_proxy_task_id=` → SSE of TaskEventFrames.
+/// `GET /v1/node/tasks/{id}/events?origin_proxy_task_id=` → SSE of TaskEventFrames, from the
+/// start or after the seq in `Last-Event-ID` (an origin re-opening a closed stream).
 pub async fn events(
     State(st): State<AppState>,
     Path(task_id): Path<String>,
     Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
     PeerRequest { caller, .. }: PeerRequest,
 ) -> Result<Response, NodeError> {
     let origin = params.get("origin_proxy_task_id").cloned();
-    let stream = st.services.node_task_events(&caller, &task_id, origin).await?;
+    let after = match headers.get("last-event-id") {
+        None => 0,
+        Some(v) => v.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()).ok_or_else(|| {
+            let message = "Last-Event-ID must be a non-negative integer event seq";
+            NodeError(NodeFailure::invalid(MessageType::TaskEvent, NodeErrorCode::InvalidTaskEvents, message))
+        })?,
+    };
+    let stream = st.services.node_task_events(&caller, &task_id, origin, after).await?;
     let (guard, context) = (stream.subscription.guard, stream.context);
     let shutdown = st.shutdown.clone();
     let frames = ReceiverStream::new(stream.subscription.events)

@@ -69,9 +69,11 @@ impl Node {
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos()
         ));
         let mut cmd = Command::new(node_bin());
-        cmd.arg("--port")
-            .arg("0")
-            .arg("--database")
+        // Port 0 unless the test names one (a node restarted where its peers expect it).
+        if !opts.extra_args.iter().any(|a| a == "--port" || a.starts_with("--port=")) {
+            cmd.arg("--port").arg("0");
+        }
+        cmd.arg("--database")
             .arg(format!("sqlite://{}", dir.join("node.db").display()))
             .arg("--artifact-dir")
             .arg(dir.join("artifacts"))

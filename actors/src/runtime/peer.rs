@@ -7,13 +7,19 @@
 //! what would walk its status back (the destination replays its whole history: `task.created`,
 //! launch events…), so the proxy only moves forward.
 //!
-//! Not yet (clean seams): re-opening a closed stream with `Last-Event-ID` (a stream that ends
-//! without a terminal frame fails the task `remote event stream failed`), relaying resume and
-//! cancel (a resume is refused; a cancel ends the proxy here and leaves the destination task
-//! alone), re-attaching after an origin restart (`Attach` fails the task `interrupted`).
+//! Where the Go node is defective (contract §9.6) this runtime does what it intended:
+//! - a stream that ends without a terminal frame is re-opened with `Last-Event-ID` (the last
+//!   destination seq seen) under a bounded [`Reconnect`] budget; past it the task fails
+//!   `remote event stream failed`;
+//! - resume and cancel are relayed to the destination (`POST /v1/node/tasks/{id}/resume|cancel`);
+//!   the destination's own events then end or continue the proxy;
+//! - after an origin restart a relay in flight re-attaches (`Attach`): it follows the
+//!   destination's stream from the last mirrored seq to the real outcome; only a destination that
+//!   no longer knows the task, or stays unreachable past the budget, fails the proxy
+//!   `remote relay interrupted`.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -26,7 +32,9 @@ use crate::clock;
 use crate::identity::NodeIdentity;
 use crate::identity::node_auth;
 use crate::model::{DeliveryRequest, EventKind, FailureReason, JsonObject, RemoteRef};
-use crate::node_proto::{TaskAccepted, TaskEventFrame, TaskSubmitRequest, Trace, mirrored_data};
+use crate::node_proto::{
+    TaskAccepted, TaskCancelRequest, TaskEventFrame, TaskResumeRequest, TaskSubmitRequest, Trace, mirrored_data,
+};
 use crate::port::report;
 use crate::storage::StoreReader;
 
@@ -34,6 +42,8 @@ use crate::storage::StoreReader;
 const SUBMIT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the destination has to start answering the event stream.
 const STREAM_OPEN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the destination has to answer a resume or cancel.
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest SSE line accepted from a peer.
 const MAX_LINE: usize = 16 * 1024 * 1024;
 
@@ -54,21 +64,42 @@ pub struct PeerRuntimeArgs {
     pub signer: Option<Arc<NodeIdentity>>,
 }
 
+/// What a relay's spawned task and the runtime actor both see: where the destination holds the
+/// task, and whether a cancel came before it said (a lock, not messages: the relay must learn
+/// of a cancel between acceptance and its first frame without a round trip).
+#[derive(Debug, Default)]
+struct RelayControl {
+    /// The destination's task id once it accepted the submit (resume and cancel go there).
+    destination_task_id: Option<String>,
+    /// A cancel arrived before acceptance: the relay relays it as soon as it is accepted.
+    cancel_pending: bool,
+}
+
+type SharedControl = Arc<Mutex<RelayControl>>;
+
+fn lock(control: &SharedControl) -> std::sync::MutexGuard<'_, RelayControl> {
+    control.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// A relay in flight.
 struct Relay {
     /// Generation of the task actor that submitted it.
     generation: u64,
-    /// Aborts the relay on cancel.
+    /// Aborts the relay when its task is cancelled and the destination cannot be told.
     abort: AbortHandle,
     /// Where its events go (to answer resume and cancel).
     reply_to: TaskReplyTo,
+    /// The destination task id, shared with the relay.
+    control: SharedControl,
+    /// The proxy task id, sent in resume and cancel.
+    task_id: String,
 }
 
 /// State of a peer runtime.
 pub struct PeerRuntimeState {
     /// The peer relayed to.
     link: PeerLink,
-    /// To read this node's id for each submit.
+    /// To read this node's id for each request, and a re-attached task's mirrored events.
     reader: StoreReader,
     /// Shared by every relay (connection reuse); no overall timeout: streams are long.
     client: reqwest::Client,
@@ -76,6 +107,32 @@ pub struct PeerRuntimeState {
     relays: HashMap<String, Relay>,
     /// Signs every request of every relay with this node's key (`None`: unsigned).
     signer: Option<Arc<NodeIdentity>>,
+}
+
+impl PeerRuntimeState {
+    fn client(&self) -> Client {
+        Client { http: self.client.clone(), signer: self.signer.clone(), link: self.link.clone() }
+    }
+
+    /// Runs `work` as the relay of `task_id` (generation `generation`); its end is noticed by a
+    /// watcher that casts `Finished` back.
+    fn start(
+        &mut self,
+        myself: &ActorRef<SessionMsg>,
+        task_id: String,
+        generation: u64,
+        reply_to: TaskReplyTo,
+        control: SharedControl,
+        work: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        let join = tokio::spawn(work);
+        let (abort, watched, me) = (join.abort_handle(), task_id.clone(), myself.clone());
+        tokio::spawn(async move {
+            let _ = join.await;
+            let _ = me.cast(SessionMsg::Finished { task_id: watched, generation });
+        });
+        self.relays.insert(task_id.clone(), Relay { generation, abort, reply_to, control, task_id });
+    }
 }
 
 /// The peer runtime actor.
@@ -110,49 +167,78 @@ impl Actor for PeerRuntime {
         match msg {
             SessionMsg::Submit(d) => {
                 let (task_id, generation, reply_to) = (d.task_id.clone(), d.generation, d.reply_to.clone());
-                let (link, reader, me) = (state.link.clone(), state.reader.clone(), myself.clone());
-                let client = Client { http: state.client.clone(), signer: state.signer.clone() };
-                let join = tokio::spawn(async move {
-                    let origin = reader
-                        .node_meta(crate::storage::NODE_ID_IN_USE)
-                        .await
-                        .ok()
-                        .flatten()
-                        .unwrap_or_else(|| "unknown-origin".into());
-                    relay(*d, &link, &client, origin).await;
-                });
-                // The relay's end is noticed by its handle; a watcher casts `Finished` back.
-                let (abort, watched) = (join.abort_handle(), task_id.clone());
-                tokio::spawn(async move {
-                    let _ = join.await;
-                    let _ = me.cast(SessionMsg::Finished { task_id: watched, generation });
-                });
-                state.relays.insert(task_id, Relay { generation, abort, reply_to });
+                let (client, reader, control) = (state.client(), state.reader.clone(), SharedControl::default());
+                let shared = control.clone();
+                let work = async move { relay(*d, &client, &reader, &shared).await };
+                state.start(&myself, task_id, generation, reply_to, control, work);
             }
-            SessionMsg::Resume { task_id, generation, .. } => {
-                if let Some(r) = state.relays.get(&task_id).filter(|r| r.generation == generation) {
-                    let reason = "resuming a relayed task is not supported yet".to_owned();
+            SessionMsg::Attach { dispatch, remote, .. } => {
+                let (task_id, generation, reply_to) =
+                    (dispatch.task_id.clone(), dispatch.generation, dispatch.reply_to.clone());
+                let control = SharedControl::new(Mutex::new(RelayControl {
+                    destination_task_id: Some(remote.binding.clone()),
+                    cancel_pending: false,
+                }));
+                let (client, reader) = (state.client(), state.reader.clone());
+                let work = async move { reattach(*dispatch, &client, &reader, remote.binding).await };
+                state.start(&myself, task_id, generation, reply_to, control, work);
+            }
+            SessionMsg::Resume { task_id, generation, payload } => {
+                let Some(r) = state.relays.get(&task_id).filter(|r| r.generation == generation) else {
+                    return Ok(());
+                };
+                let destination = lock(&r.control).destination_task_id.clone();
+                let Some(destination) = destination else {
+                    let reason = "the destination has not accepted the task yet".to_owned();
                     report(&r.reply_to, generation, vec![AdapterEvent::ResumeRefused { reason }]);
-                }
+                    return Ok(());
+                };
+                let (client, reader, reply_to, proxy) =
+                    (state.client(), state.reader.clone(), r.reply_to.clone(), r.task_id.clone());
+                tokio::spawn(async move {
+                    let req = TaskResumeRequest {
+                        origin_node_id: origin_node_id(&reader).await,
+                        origin_proxy_task_id: proxy,
+                        destination_task_id: destination.clone(),
+                        payload: Value::Object(payload),
+                        trace: Trace::default(),
+                        requested_at: clock::now_rfc3339(),
+                    };
+                    // Accepted: the destination's own events (resumed, running…) follow on the stream.
+                    if let Err(reason) = client.control(&destination, "resume", &req).await {
+                        let reason = format!("the destination refused the resume: {reason}");
+                        report(&reply_to, generation, vec![AdapterEvent::ResumeRefused { reason }]);
+                    }
+                });
             }
             SessionMsg::Cancel { task_id, generation } => {
-                if let Some(r) = state.relays.remove(&task_id).filter(|r| r.generation == generation) {
-                    r.abort.abort();
-                    let message = "Relay stopped at the origin (relayed cancel is not supported yet: the destination task is not cancelled)".to_owned();
-                    report(&r.reply_to, generation, vec![AdapterEvent::Cancelled { message }]);
-                }
+                let Some(r) = state.relays.get(&task_id).filter(|r| r.generation == generation) else {
+                    return Ok(());
+                };
+                let destination = {
+                    let mut control = lock(&r.control);
+                    if control.destination_task_id.is_none() {
+                        // The relay relays it once the destination accepts (or ends it if not).
+                        control.cancel_pending = true;
+                    }
+                    control.destination_task_id.clone()
+                };
+                let Some(destination) = destination else { return Ok(()) };
+                let (client, reader, reply_to, proxy, abort) =
+                    (state.client(), state.reader.clone(), r.reply_to.clone(), r.task_id.clone(), r.abort.clone());
+                tokio::spawn(async move {
+                    if let Err(detail) = cancel_at_destination(&client, &reader, &proxy, &destination).await {
+                        // The destination cannot be told: stop following it and end the proxy here.
+                        abort.abort();
+                        let message = format!("Cancelled at the origin; the destination could not be told: {detail}");
+                        report(&reply_to, generation, vec![AdapterEvent::Cancelled { message }]);
+                    }
+                });
             }
             SessionMsg::Finished { task_id, generation } => {
                 if state.relays.get(&task_id).is_some_and(|r| r.generation == generation) {
                     state.relays.remove(&task_id);
                 }
-            }
-            SessionMsg::Attach { dispatch, .. } => {
-                dispatch.report(vec![AdapterEvent::Failed {
-                    reason: FailureReason::Interrupted,
-                    detail: Some("re-attaching a relayed task after an origin restart is not supported yet".into()),
-                    message: "Remote relay interrupted by origin restart".into(),
-                }]);
             }
         }
         Ok(())
@@ -170,10 +256,34 @@ impl Actor for PeerRuntime {
     }
 }
 
-/// The HTTP client of a relay and the identity that signs its requests.
+/// This node's id as the destination knows it (`origin_node_id`).
+async fn origin_node_id(reader: &StoreReader) -> String {
+    reader.node_meta(crate::storage::NODE_ID_IN_USE).await.ok().flatten().unwrap_or_else(|| "unknown-origin".into())
+}
+
+/// Relays a cancel of proxy task `proxy` to the destination's task.
+async fn cancel_at_destination(
+    client: &Client,
+    reader: &StoreReader,
+    proxy: &str,
+    destination: &str,
+) -> Result<(), String> {
+    let req = TaskCancelRequest {
+        origin_node_id: origin_node_id(reader).await,
+        origin_proxy_task_id: proxy.to_owned(),
+        destination_task_id: destination.to_owned(),
+        reason: Some("cancelled at the origin".into()),
+        trace: Trace::default(),
+        requested_at: clock::now_rfc3339(),
+    };
+    client.control(destination, "cancel", &req).await
+}
+
+/// The HTTP client of a relay, the peer it talks to and the identity that signs its requests.
 struct Client {
     http: reqwest::Client,
     signer: Option<Arc<NodeIdentity>>,
+    link: PeerLink,
 }
 
 impl Client {
@@ -188,6 +298,34 @@ impl Client {
         }
         if body.is_empty() { builder } else { builder.header("content-type", "application/json").body(body) }
     }
+
+    /// `POST <peer>/v1/node/tasks/{destination}/{action}` with `req`: `Ok` on a 2xx, else the
+    /// destination's typed error (or the status).
+    async fn control(&self, destination: &str, action: &str, req: &impl serde::Serialize) -> Result<(), String> {
+        let url = format!("{}/v1/node/tasks/{destination}/{action}", self.link.base_url);
+        let parsed = reqwest::Url::parse(&url).map_err(|e| format!("{url}: {e}"))?;
+        let body = serde_json::to_vec(req).map_err(|e| format!("{url}: {e}"))?;
+        let sent = self
+            .request(reqwest::Method::POST, parsed, body)
+            .timeout(CONTROL_TIMEOUT)
+            .send()
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        let status = sent.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let body = sent.bytes().await.map_err(|e| format!("{url}: {e}"))?;
+        Err(typed_error(&url, status, &body))
+    }
+}
+
+/// A peer's non-success answer as a detail: its typed error frame, or the status line.
+fn typed_error(url: &str, status: reqwest::StatusCode, body: &[u8]) -> String {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| Some(format!("{} ({}): {}", status, v.get("code")?.as_str()?, v.get("message")?.as_str()?)))
+        .unwrap_or_else(|| format!("http_error: {url} answered {status}"))
 }
 
 /// A relay failure as the task records it (source `transport`).
@@ -200,9 +338,10 @@ fn relay_failed(reason: FailureReason, link: &PeerLink, detail: String) -> Adapt
 }
 
 /// Submits the task to the peer and mirrors its events until the destination task ends.
-async fn relay(d: Dispatch, link: &PeerLink, client: &Client, origin_node_id: String) {
+async fn relay(d: Dispatch, client: &Client, reader: &StoreReader, control: &SharedControl) {
+    let link = &client.link;
     let submit = TaskSubmitRequest {
-        origin_node_id,
+        origin_node_id: origin_node_id(reader).await,
         origin_proxy_task_id: d.task_id.clone(),
         origin_thread_id: d.thread_id.clone(),
         target_agent_id: d.target_id.clone(),
@@ -217,32 +356,113 @@ async fn relay(d: Dispatch, link: &PeerLink, client: &Client, origin_node_id: St
         }),
         submitted_at: clock::now_rfc3339(),
     };
-    let accepted = match submit_task(client, link, &submit).await {
+    let accepted = match submit_task(client, &submit).await {
         Ok(a) => a,
+        Err(_) if lock(control).cancel_pending => {
+            let message = "Task cancelled before the destination accepted it".to_owned();
+            d.report(vec![AdapterEvent::Cancelled { message }]);
+            return;
+        }
         Err(detail) => {
             d.report(vec![relay_failed(FailureReason::RemoteRelayFailed, link, detail)]);
             return;
         }
     };
+    let destination = accepted.destination_task_id.clone();
+    let cancel_pending = {
+        let mut c = lock(control);
+        c.destination_task_id = Some(destination.clone());
+        c.cancel_pending
+    };
     let mut data = JsonObject::new();
     data.insert("remote_peer_id".into(), json!(link.peer_id));
     data.insert("destination_node_id".into(), json!(accepted.destination_node_id));
-    data.insert("destination_task_id".into(), json!(accepted.destination_task_id));
-    let remote = RemoteRef { binding: accepted.destination_task_id.clone(), ..Default::default() };
+    data.insert("destination_task_id".into(), json!(destination));
+    let remote = RemoteRef { binding: destination.clone(), ..Default::default() };
     d.report(vec![AdapterEvent::Relayed {
         kind: EventKind::TaskDispatching,
         message: "Remote task accepted".into(),
         data,
         remote: Some(remote),
     }]);
-    if let Err(detail) = mirror(&d, link, client, &accepted).await {
-        d.report(vec![relay_failed(FailureReason::RemoteEventStreamFailed, link, detail)]);
+    if cancel_pending && let Err(detail) = cancel_at_destination(client, reader, &d.task_id, &destination).await {
+        let message = format!("Cancelled at the origin; the destination could not be told: {detail}");
+        d.report(vec![AdapterEvent::Cancelled { message }]);
+        return;
+    }
+    match follow(&d, client, &destination, 0).await {
+        StreamEnd::Terminal => {}
+        StreamEnd::Gone(detail) | StreamEnd::Broken(detail) => {
+            d.report(vec![relay_failed(FailureReason::RemoteEventStreamFailed, link, detail)]);
+        }
+    }
+}
+
+/// Follows a relay again after an origin restart, from the last destination seq it mirrored.
+async fn reattach(d: Dispatch, client: &Client, reader: &StoreReader, destination: String) {
+    let link = &client.link;
+    let after = match last_mirrored_seq(reader, &d.task_id).await {
+        Ok(seq) => seq,
+        Err(detail) => {
+            d.report(vec![interrupted(link, &destination, format!("cannot read the mirrored events: {detail}"))]);
+            return;
+        }
+    };
+    tracing::info!(
+        actor_kind = "peer_runtime",
+        task_id = %d.task_id,
+        peer_id = %link.peer_id,
+        destination_task_id = %destination,
+        after_seq = after,
+        "re-attaching a relay after an origin restart"
+    );
+    match follow(&d, client, &destination, after).await {
+        StreamEnd::Terminal => {}
+        StreamEnd::Gone(detail) | StreamEnd::Broken(detail) => {
+            d.report(vec![interrupted(link, &destination, detail)]);
+        }
+    }
+}
+
+/// `remote relay interrupted`: the relay could not reach the destination's outcome after an
+/// origin restart.
+fn interrupted(link: &PeerLink, destination: &str, detail: String) -> AdapterEvent {
+    let reason = FailureReason::RemoteRelayInterrupted;
+    let mut data = JsonObject::new();
+    data.insert("reason".into(), json!(reason.as_str()));
+    data.insert("remote_peer_id".into(), json!(link.peer_id));
+    data.insert("destination_task_id".into(), json!(destination));
+    data.insert("relay_status".into(), json!("relay_interrupted"));
+    data.insert("detail".into(), json!(detail));
+    AdapterEvent::Relayed {
+        kind: EventKind::TaskFailed,
+        message: "Remote relay interrupted by origin restart".into(),
+        data,
+        remote: None,
+    }
+}
+
+/// The highest destination seq among a proxy task's mirrored events (0: none yet).
+async fn last_mirrored_seq(reader: &StoreReader, task_id: &str) -> Result<u64, String> {
+    const PAGE: u32 = 1000;
+    let (mut after, mut last) = (0, 0);
+    loop {
+        let events = reader.events(task_id, after, PAGE).await.map_err(|e| e.to_string())?;
+        for e in &events {
+            if let Some(seq) = e.data.get("remote_event_seq").and_then(Value::as_u64) {
+                last = last.max(seq);
+            }
+        }
+        match events.last() {
+            Some(e) if events.len() == PAGE as usize => after = e.seq,
+            _ => return Ok(last),
+        }
     }
 }
 
 /// `POST <peer>/v1/node/tasks` → the acceptance, or why not (the peer's typed error if it sent one).
-async fn submit_task(client: &Client, link: &PeerLink, req: &TaskSubmitRequest) -> Result<TaskAccepted, String> {
-    let url = format!("{}/v1/node/tasks", link.base_url);
+async fn submit_task(client: &Client, req: &TaskSubmitRequest) -> Result<TaskAccepted, String> {
+    let url = format!("{}/v1/node/tasks", client.link.base_url);
     let parsed = reqwest::Url::parse(&url).map_err(|e| format!("{url}: {e}"))?;
     let body = serde_json::to_vec(req).map_err(|e| format!("{url}: {e}"))?;
     let sent = client
@@ -254,35 +474,92 @@ async fn submit_task(client: &Client, link: &PeerLink, req: &TaskSubmitRequest) 
     let status = sent.status();
     let body = sent.bytes().await.map_err(|e| format!("{url}: {e}"))?;
     if status != reqwest::StatusCode::ACCEPTED {
-        let typed = serde_json::from_slice::<Value>(&body)
-            .ok()
-            .and_then(|v| Some(format!("{} ({}): {}", status, v.get("code")?.as_str()?, v.get("message")?.as_str()?)));
-        return Err(typed.unwrap_or_else(|| format!("http_error: {url} answered {status}")));
+        return Err(typed_error(&url, status, &body));
     }
     serde_json::from_slice(&body).map_err(|e| format!("{url}: unreadable acceptance: {e}"))
 }
 
-/// Follows the destination's event stream, reporting each frame as it arrives; `Ok` once a
-/// terminal frame was reported.
-async fn mirror(d: &Dispatch, link: &PeerLink, client: &Client, accepted: &TaskAccepted) -> Result<(), String> {
-    let url = format!("{}/v1/node/tasks/{}/events", link.base_url, accepted.destination_task_id);
-    let mut parsed = reqwest::Url::parse(&url).map_err(|e| format!("{url}: {e}"))?;
+/// How following a destination's stream ended.
+#[derive(Debug)]
+enum StreamEnd {
+    /// A terminal frame was reported.
+    Terminal,
+    /// The destination does not know the task (404).
+    Gone(String),
+    /// The stream broke and could not be re-opened within the [`Reconnect`] budget, or sent
+    /// something unreadable.
+    Broken(String),
+}
+
+/// Why one open of the stream ended without a terminal frame.
+enum StreamFault {
+    /// Worth re-opening: a closed stream, a refused connection, a 5xx.
+    Transient(String),
+    /// The destination does not know the task.
+    Gone(String),
+    /// Re-opening would read the same thing again (unreadable frame, oversize line, 4xx).
+    Fatal(String),
+}
+
+/// Follows the destination's event stream from after destination seq `after`, reporting each
+/// frame once as it arrives, re-opening it with `Last-Event-ID` when it ends early.
+async fn follow(d: &Dispatch, client: &Client, destination: &str, mut after: u64) -> StreamEnd {
+    let mut budget = Reconnect::default();
+    loop {
+        let before = after;
+        let fault = match mirror_once(d, client, destination, &mut after).await {
+            Ok(()) => return StreamEnd::Terminal,
+            Err(StreamFault::Gone(detail)) => return StreamEnd::Gone(detail),
+            Err(StreamFault::Fatal(detail)) => return StreamEnd::Broken(detail),
+            Err(StreamFault::Transient(detail)) => detail,
+        };
+        if after > before {
+            budget = Reconnect::default();
+        }
+        let Some(delay) = budget.next_delay() else {
+            return StreamEnd::Broken(format!("{fault} (gave up after {} re-opens)", Reconnect::ATTEMPTS));
+        };
+        tracing::debug!(task_id = %d.task_id, destination_task_id = %destination, after_seq = after, %fault, delay_ms = delay.as_millis() as u64, "re-opening the destination's event stream");
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// One open of the destination's stream: reports frames past `after` (advancing it) until a
+/// terminal one (`Ok`) or the stream ends.
+async fn mirror_once(d: &Dispatch, client: &Client, destination: &str, after: &mut u64) -> Result<(), StreamFault> {
+    let url = format!("{}/v1/node/tasks/{destination}/events", client.link.base_url);
+    let mut parsed = reqwest::Url::parse(&url).map_err(|e| StreamFault::Fatal(format!("{url}: {e}")))?;
     parsed.query_pairs_mut().append_pair("origin_proxy_task_id", &d.task_id);
-    let opened =
-        tokio::time::timeout(STREAM_OPEN_TIMEOUT, client.request(reqwest::Method::GET, parsed, Vec::new()).send())
-            .await
-            .map_err(|_| format!("{url}: no answer within {} s", STREAM_OPEN_TIMEOUT.as_secs()))?
-            .map_err(|e| format!("{url}: {e}"))?;
-    if opened.status() != reqwest::StatusCode::OK {
-        return Err(format!("{url} answered {}", opened.status()));
+    let mut request = client.request(reqwest::Method::GET, parsed, Vec::new());
+    if *after > 0 {
+        request = request.header("last-event-id", after.to_string());
+    }
+    let opened = tokio::time::timeout(STREAM_OPEN_TIMEOUT, request.send())
+        .await
+        .map_err(|_| StreamFault::Transient(format!("{url}: no answer within {} s", STREAM_OPEN_TIMEOUT.as_secs())))?
+        .map_err(|e| StreamFault::Transient(format!("{url}: {e}")))?;
+    let status = opened.status();
+    if status != reqwest::StatusCode::OK {
+        let body = opened.bytes().await.unwrap_or_default();
+        let detail = typed_error(&url, status, &body);
+        return Err(match status {
+            reqwest::StatusCode::NOT_FOUND => StreamFault::Gone(detail),
+            s if s.is_server_error() || s == reqwest::StatusCode::TOO_MANY_REQUESTS => StreamFault::Transient(detail),
+            _ => StreamFault::Fatal(detail),
+        });
     }
     let mut body = opened.bytes_stream();
     let mut lines = SseLines::default();
     while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| format!("{url}: {e}"))?;
-        for data in lines.push(&chunk)? {
+        let chunk = chunk.map_err(|e| StreamFault::Transient(format!("{url}: {e}")))?;
+        for data in lines.push(&chunk).map_err(StreamFault::Fatal)? {
             let frame: TaskEventFrame =
-                serde_json::from_str(&data).map_err(|e| format!("{url}: unreadable frame: {e}"))?;
+                serde_json::from_str(&data).map_err(|e| StreamFault::Fatal(format!("{url}: unreadable frame: {e}")))?;
+            // A destination that ignores `Last-Event-ID` (a Go node) replays what was mirrored.
+            if frame.seq <= *after {
+                continue;
+            }
+            *after = frame.seq;
             let Some((event, terminal)) = mirrored(&frame) else { continue };
             d.report(vec![event]);
             if terminal {
@@ -290,7 +567,33 @@ async fn mirror(d: &Dispatch, link: &PeerLink, client: &Client, accepted: &TaskA
             }
         }
     }
-    Err("the peer closed the event stream before the task ended".into())
+    Err(StreamFault::Transient("the peer closed the event stream before the task ended".into()))
+}
+
+/// The bounded budget of stream re-opens without progress: exponential backoff from
+/// [`Reconnect::FIRST`], doubling, [`Reconnect::ATTEMPTS`] times (a stream that delivers frames
+/// starts a fresh budget). Pure.
+#[derive(Debug, Default)]
+pub struct Reconnect {
+    /// Re-opens used since the last progress.
+    used: u32,
+}
+
+impl Reconnect {
+    /// Re-opens allowed without progress.
+    pub const ATTEMPTS: u32 = 5;
+    /// The first delay (then 2×, 4×…: 0.25 + 0.5 + 1 + 2 + 4 ≈ 7.75 s in all).
+    pub const FIRST: Duration = Duration::from_millis(250);
+
+    /// The delay before the next re-open, `None` once the budget is spent.
+    pub fn next_delay(&mut self) -> Option<Duration> {
+        if self.used >= Self::ATTEMPTS {
+            return None;
+        }
+        let delay = Self::FIRST * 2u32.pow(self.used);
+        self.used += 1;
+        Some(delay)
+    }
 }
 
 /// The event a frame becomes, and whether it ends the task (`None`: a kind this node does not
@@ -347,6 +650,14 @@ impl SseLines {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reconnect_backs_off_exponentially_then_gives_up() {
+        let mut budget = Reconnect::default();
+        let delays: Vec<u64> = std::iter::from_fn(|| budget.next_delay()).map(|d| d.as_millis() as u64).collect();
+        assert_eq!(delays, vec![250, 500, 1000, 2000, 4000]);
+        assert_eq!(budget.next_delay(), None);
+    }
 
     #[test]
     fn sse_lines_yield_data_per_event_across_chunks() {

@@ -209,13 +209,15 @@ impl Services {
         })
     }
 
-    /// `task.event` stream of a destination task: its whole history, then live events, closing
-    /// after the terminal one.
+    /// `task.event` stream of a destination task: its history after event `after` (0: all of
+    /// it; an origin re-opening a stream sends the last seq it mirrored), then live events,
+    /// closing after the terminal one.
     pub async fn node_task_events(
         &self,
         caller: &Caller,
         task_id: &str,
         origin_proxy_task_id: Option<String>,
+        after: u64,
     ) -> Result<NodeEventStream, NodeFailure> {
         const T: MessageType = MessageType::TaskEvent;
         let origin_proxy_task_id = origin_proxy_task_id.filter(|s| !s.trim().is_empty()).ok_or_else(|| {
@@ -224,7 +226,7 @@ impl Services {
         let failed = |e| NodeFailure::failed(T, NodeErrorCode::TaskEventsFailed, e);
         // Subscribe first: the subscription replays history after registering, so nothing falls
         // between the record read below and the stream.
-        let subscription = self.subscribe_task_events(caller, task_id, 0).await.map_err(failed)?;
+        let subscription = self.subscribe_task_events(caller, task_id, after).await.map_err(failed)?;
         let task = self.get_task(caller, task_id).await.map_err(failed)?;
         let remote = task.remote.as_ref();
         let context = FrameContext {
