@@ -15,16 +15,19 @@ use aethrolink_actors::node_proto::{
 use aethrolink_actors::service::Caller;
 use aethrolink_actors::service::node_tasks::{NodeFailure, control_answer};
 use axum::Json;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde::de::DeserializeOwned;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::AppState;
+
+/// How often an idle event stream sends a keep-alive comment.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
 use super::error::status_of;
 
 /// A peer node calling, and the body it sent (the signature covers it). The headers and body are
@@ -146,17 +149,30 @@ pub async fn events(
     let stream = st.services.node_task_events(&caller, &task_id, origin, after).await?;
     let (guard, context) = (stream.subscription.guard, stream.context);
     let shutdown = st.shutdown.clone();
-    let frames = ReceiverStream::new(stream.subscription.events)
-        .map(move |event| {
-            let _keep = &guard;
-            let frame = context.frame(&event);
-            let data = serde_json::to_string(&frame).unwrap_or_else(|_| "{}".to_owned());
-            Ok::<_, Infallible>(Event::default().event("task.event").id(event.seq.to_string()).data(data))
-        })
+    // Every event already published goes out in one body chunk: the origin mirrors what arrives
+    // together in one durable write (a frame per chunk would cost it a commit per frame).
+    let batches = ReceiverStream::new(stream.subscription.events).ready_chunks(256).map(move |events| {
+        let _keep = &guard;
+        let mut text = String::new();
+        for event in &events {
+            let data = serde_json::to_string(&context.frame(event)).unwrap_or_else(|_| "{}".to_owned());
+            text.push_str(&format!("event: task.event\nid: {}\ndata: {data}\n\n", event.seq));
+        }
+        Some(Bytes::from(text))
+    });
+    // Ends the body once the events end (after the terminal one); keep-alive comments meanwhile.
+    let events = batches.chain(futures::stream::once(async { None }));
+    let keep_alive = futures::stream::unfold((), |()| async {
+        tokio::time::sleep(KEEP_ALIVE).await;
+        Some((Some(Bytes::from_static(b": keep-alive\n\n")), ()))
+    });
+    let body = futures::stream::select(events, keep_alive)
+        .take_while(|chunk| std::future::ready(chunk.is_some()))
+        .filter_map(std::future::ready)
+        .map(Ok::<_, Infallible>)
         .take_until(async move { shutdown.cancelled().await });
-    Ok(Sse::new(frames)
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)).text("keep-alive"))
-        .into_response())
+    let headers = [(CONTENT_TYPE, "text/event-stream"), (CACHE_CONTROL, "no-cache")];
+    Ok((headers, Body::from_stream(body)).into_response())
 }
 
 /// `POST /v1/node/tasks/{id}/resume` → 202 `{"task_id", "status"}`.

@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde_json::{Value, json};
 use tokio::task::AbortHandle;
@@ -58,7 +58,7 @@ pub struct PeerLink {
 /// Arguments of a peer runtime.
 pub struct PeerRuntimeArgs {
     pub link: PeerLink,
-    /// This node's id (`node_meta`), sent as `origin_node_id`.
+    /// Reads this node's id (sent as `origin_node_id`) and a re-attached task's mirrored events.
     pub reader: StoreReader,
     /// Signs every request to the peer (`None`: unsigned).
     pub signer: Option<Arc<NodeIdentity>>,
@@ -99,7 +99,7 @@ struct Relay {
 pub struct PeerRuntimeState {
     /// The peer relayed to.
     link: PeerLink,
-    /// To read this node's id for each request, and a re-attached task's mirrored events.
+    /// Reads a re-attached task's mirrored events (where its stream resumes).
     reader: StoreReader,
     /// Shared by every relay (connection reuse); no overall timeout: streams are long.
     client: reqwest::Client,
@@ -107,11 +107,18 @@ pub struct PeerRuntimeState {
     relays: HashMap<String, Relay>,
     /// Signs every request of every relay with this node's key (`None`: unsigned).
     signer: Option<Arc<NodeIdentity>>,
+    /// This node's id, sent as `origin_node_id` (read once: it is fixed for the process's life).
+    origin_node_id: Arc<str>,
 }
 
 impl PeerRuntimeState {
     fn client(&self) -> Client {
-        Client { http: self.client.clone(), signer: self.signer.clone(), link: self.link.clone() }
+        Client {
+            http: self.client.clone(),
+            signer: self.signer.clone(),
+            link: self.link.clone(),
+            origin_node_id: self.origin_node_id.clone(),
+        }
     }
 
     /// Runs `work` as the relay of `task_id` (generation `generation`); its end is noticed by a
@@ -149,12 +156,14 @@ impl Actor for PeerRuntime {
         args: PeerRuntimeArgs,
     ) -> Result<PeerRuntimeState, ActorProcessingErr> {
         let client = reqwest::Client::builder().connect_timeout(Duration::from_secs(10)).build()?;
+        let origin_node_id = args.reader.node_meta(crate::storage::NODE_ID_IN_USE).await?;
         Ok(PeerRuntimeState {
             link: args.link,
             reader: args.reader,
             client,
             relays: HashMap::new(),
             signer: args.signer,
+            origin_node_id: Arc::from(origin_node_id.unwrap_or_else(|| "unknown-origin".into())),
         })
     }
 
@@ -167,9 +176,9 @@ impl Actor for PeerRuntime {
         match msg {
             SessionMsg::Submit(d) => {
                 let (task_id, generation, reply_to) = (d.task_id.clone(), d.generation, d.reply_to.clone());
-                let (client, reader, control) = (state.client(), state.reader.clone(), SharedControl::default());
+                let (client, control) = (state.client(), SharedControl::default());
                 let shared = control.clone();
-                let work = async move { relay(*d, &client, &reader, &shared).await };
+                let work = async move { relay(*d, &client, &shared).await };
                 state.start(&myself, task_id, generation, reply_to, control, work);
             }
             SessionMsg::Attach { dispatch, remote, .. } => {
@@ -193,11 +202,10 @@ impl Actor for PeerRuntime {
                     report(&r.reply_to, generation, vec![AdapterEvent::ResumeRefused { reason }]);
                     return Ok(());
                 };
-                let (client, reader, reply_to, proxy) =
-                    (state.client(), state.reader.clone(), r.reply_to.clone(), r.task_id.clone());
+                let (client, reply_to, proxy) = (state.client(), r.reply_to.clone(), r.task_id.clone());
                 tokio::spawn(async move {
                     let req = TaskResumeRequest {
-                        origin_node_id: origin_node_id(&reader).await,
+                        origin_node_id: client.origin_node_id.to_string(),
                         origin_proxy_task_id: proxy,
                         destination_task_id: destination.clone(),
                         payload: Value::Object(payload),
@@ -224,10 +232,10 @@ impl Actor for PeerRuntime {
                     control.destination_task_id.clone()
                 };
                 let Some(destination) = destination else { return Ok(()) };
-                let (client, reader, reply_to, proxy, abort) =
-                    (state.client(), state.reader.clone(), r.reply_to.clone(), r.task_id.clone(), r.abort.clone());
+                let (client, reply_to, proxy, abort) =
+                    (state.client(), r.reply_to.clone(), r.task_id.clone(), r.abort.clone());
                 tokio::spawn(async move {
-                    if let Err(detail) = cancel_at_destination(&client, &reader, &proxy, &destination).await {
+                    if let Err(detail) = cancel_at_destination(&client, &proxy, &destination).await {
                         // The destination cannot be told: stop following it and end the proxy here.
                         abort.abort();
                         let message = format!("Cancelled at the origin; the destination could not be told: {detail}");
@@ -256,20 +264,10 @@ impl Actor for PeerRuntime {
     }
 }
 
-/// This node's id as the destination knows it (`origin_node_id`).
-async fn origin_node_id(reader: &StoreReader) -> String {
-    reader.node_meta(crate::storage::NODE_ID_IN_USE).await.ok().flatten().unwrap_or_else(|| "unknown-origin".into())
-}
-
 /// Relays a cancel of proxy task `proxy` to the destination's task.
-async fn cancel_at_destination(
-    client: &Client,
-    reader: &StoreReader,
-    proxy: &str,
-    destination: &str,
-) -> Result<(), String> {
+async fn cancel_at_destination(client: &Client, proxy: &str, destination: &str) -> Result<(), String> {
     let req = TaskCancelRequest {
-        origin_node_id: origin_node_id(reader).await,
+        origin_node_id: client.origin_node_id.to_string(),
         origin_proxy_task_id: proxy.to_owned(),
         destination_task_id: destination.to_owned(),
         reason: Some("cancelled at the origin".into()),
@@ -284,6 +282,8 @@ struct Client {
     http: reqwest::Client,
     signer: Option<Arc<NodeIdentity>>,
     link: PeerLink,
+    /// This node's id as the destination knows it (`origin_node_id`).
+    origin_node_id: Arc<str>,
 }
 
 impl Client {
@@ -338,10 +338,10 @@ fn relay_failed(reason: FailureReason, link: &PeerLink, detail: String) -> Adapt
 }
 
 /// Submits the task to the peer and mirrors its events until the destination task ends.
-async fn relay(d: Dispatch, client: &Client, reader: &StoreReader, control: &SharedControl) {
+async fn relay(d: Dispatch, client: &Client, control: &SharedControl) {
     let link = &client.link;
     let submit = TaskSubmitRequest {
-        origin_node_id: origin_node_id(reader).await,
+        origin_node_id: client.origin_node_id.to_string(),
         origin_proxy_task_id: d.task_id.clone(),
         origin_thread_id: d.thread_id.clone(),
         target_agent_id: d.target_id.clone(),
@@ -385,7 +385,7 @@ async fn relay(d: Dispatch, client: &Client, reader: &StoreReader, control: &Sha
         data,
         remote: Some(remote),
     }]);
-    if cancel_pending && let Err(detail) = cancel_at_destination(client, reader, &d.task_id, &destination).await {
+    if cancel_pending && let Err(detail) = cancel_at_destination(client, &d.task_id, &destination).await {
         let message = format!("Cancelled at the origin; the destination could not be told: {detail}");
         d.report(vec![AdapterEvent::Cancelled { message }]);
         return;
@@ -548,26 +548,56 @@ async fn mirror_once(d: &Dispatch, client: &Client, destination: &str, after: &m
             _ => StreamFault::Fatal(detail),
         });
     }
-    let mut body = opened.bytes_stream();
+    let mut body = opened.bytes_stream().fuse();
     let mut lines = SseLines::default();
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| StreamFault::Transient(format!("{url}: {e}")))?;
-        for data in lines.push(&chunk).map_err(StreamFault::Fatal)? {
-            let frame: TaskEventFrame =
-                serde_json::from_str(&data).map_err(|e| StreamFault::Fatal(format!("{url}: unreadable frame: {e}")))?;
-            // A destination that ignores `Last-Event-ID` (a Go node) replays what was mirrored.
-            if frame.seq <= *after {
-                continue;
+    while let Some(first) = body.next().await {
+        // Every frame already received goes to the task in one report, so the destination's
+        // events written in one transaction are mirrored in one too.
+        let mut batch = Vec::new();
+        let mut next = Some(first);
+        let mut outcome = None;
+        while let Some(chunk) = next.take() {
+            let taken = chunk
+                .map_err(|e| StreamFault::Transient(format!("{url}: {e}")))
+                .and_then(|bytes| mirror_chunk(&bytes, &url, &mut lines, after, &mut batch));
+            match taken {
+                Ok(false) => next = body.next().now_or_never().flatten(),
+                Ok(true) => outcome = Some(Ok(())),
+                Err(fault) => outcome = Some(Err(fault)),
             }
-            *after = frame.seq;
-            let Some((event, terminal)) = mirrored(&frame) else { continue };
-            d.report(vec![event]);
-            if terminal {
-                return Ok(());
-            }
+        }
+        d.report(batch);
+        if let Some(outcome) = outcome {
+            return outcome;
         }
     }
     Err(StreamFault::Transient("the peer closed the event stream before the task ended".into()))
+}
+
+/// Turns one chunk of the stream into mirrored events (appended to `batch`, frames past
+/// `after` only, advancing it); `true` once a terminal frame was taken (the rest is ignored).
+fn mirror_chunk(
+    chunk: &[u8],
+    url: &str,
+    lines: &mut SseLines,
+    after: &mut u64,
+    batch: &mut Vec<AdapterEvent>,
+) -> Result<bool, StreamFault> {
+    for data in lines.push(chunk).map_err(StreamFault::Fatal)? {
+        let frame: TaskEventFrame =
+            serde_json::from_str(&data).map_err(|e| StreamFault::Fatal(format!("{url}: unreadable frame: {e}")))?;
+        // A destination that ignores `Last-Event-ID` (a Go node) replays what was mirrored.
+        if frame.seq <= *after {
+            continue;
+        }
+        *after = frame.seq;
+        let Some((event, terminal)) = mirrored(&frame) else { continue };
+        batch.push(event);
+        if terminal {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// The bounded budget of stream re-opens without progress: exponential backoff from
