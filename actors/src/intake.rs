@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 use crate::clock;
 use crate::error::AskError;
 use crate::ids::{self, AgentId};
-use crate::model::TargetSpec;
 use crate::model::{DeliveryPolicy, JsonObject, TaskRecord, TaskStatus, ThreadRecord, deep_merge};
+use crate::model::{TargetSource, TargetSpec};
 use crate::peers::{PeerLookup, PeerTable};
 use crate::registry::{RouteError, TargetTable};
 use crate::storage::{NewTurn, StoreReader};
@@ -119,6 +119,12 @@ pub fn route(
     local.route(requested, intent).cloned()
 }
 
+/// The peer a task routed to `target` is relayed to: its owner when it is a peer's cached
+/// target; `None` for a local one. Pure.
+pub fn relayed_to(target: &TargetSpec) -> Option<&str> {
+    (target.source == TargetSource::Peer).then_some(target.owner.as_str())
+}
+
 /// Creates a task: validates, routes, records (with its thread turn), spawns its actor, and
 /// returns the record once `task.created` and `task.routed` are durable.
 pub async fn create_task(intake: &Intake, req: TaskRequest) -> Result<TaskRecord, IntakeError> {
@@ -146,13 +152,18 @@ pub async fn create_task(intake: &Intake, req: TaskRequest) -> Result<TaskRecord
         let target = thread_pair(&thread, &AgentId::from(sender.as_str()), requested_id.as_ref())
             .map_err(IntakeError::Participants)?
             .into_string();
-        new_turn = Some(NewTurn { sender_agent_id: sender.clone(), target_agent_id: target.clone() });
+        new_turn =
+            Some(NewTurn { sender_agent_id: sender.clone(), target_agent_id: target.clone(), remote_peer_id: None });
         requested = Some(target);
     }
     let target = {
         let (local, peers) = (intake.targets.borrow(), intake.peers.borrow());
         route(&local, &peers, requested.as_deref(), &intent)?
     };
+    if let Some(turn) = new_turn.as_mut() {
+        // A turn to a peer's cached target is relayed: it runs on that peer (contract §9.6 step 4).
+        turn.remote_peer_id = relayed_to(&target).map(str::to_owned);
+    }
     let runtime_options = deep_merge(&target.defaults, &req.runtime_options);
     let now = clock::now_rfc3339();
     let conversation_id = non_empty(req.conversation_id).or_else(|| thread_id.clone()).unwrap_or_else(ids::new_id);
@@ -217,17 +228,20 @@ mod tests {
         };
         let local = TargetTable::new([echo.clone()]);
         echo.owner = "b".into();
-        type Case<'a> = (Option<&'a str>, &'a str, Result<(&'a str, &'a str), &'a str>);
+        type Case<'a> = (Option<&'a str>, &'a str, Result<(&'a str, &'a str, Option<&'a str>), &'a str>);
         let cases: [Case<'_>; 5] = [
-            (Some("echo"), "demo.echo", Ok(("echo", "local"))),
-            (Some("only-b"), "anything", Ok(("only-b", "b"))),
+            (Some("echo"), "demo.echo", Ok(("echo", "local", None))),
+            (Some("only-b"), "anything", Ok(("only-b", "b", Some("b")))),
             (Some("both"), "x", Err("routing conflict: target 'both' is exported by several peers: b, c")),
             (Some("nope"), "x", Err("target agent not found: nope")),
-            (None, "demo.echo", Ok(("echo", "local"))),
+            (None, "demo.echo", Ok(("echo", "local", None))),
         ];
         for (target, intent, want) in cases {
             let got = route(&local, &peers, target, intent);
-            let got = got.as_ref().map(|t| (t.target_id.as_str(), t.owner.as_str())).map_err(|e| e.to_string());
+            let got = got
+                .as_ref()
+                .map(|t| (t.target_id.as_str(), t.owner.as_str(), relayed_to(t)))
+                .map_err(|e| e.to_string());
             assert_eq!(got, want.map_err(str::to_owned), "{target:?}");
         }
     }

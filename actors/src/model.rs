@@ -68,6 +68,15 @@ string_enum!(
 );
 
 string_enum!(
+    /// Where a thread participant's turns run: on this node, or relayed to the peer that
+    /// exports its target (contract §2.9, §10.7).
+    TargetOwner {
+        Local => "local",
+        Remote => "remote",
+    }
+);
+
+string_enum!(
     /// A registered agent's presence (contract §2.8): `offline` once its lease has lapsed or it
     /// unregistered.
     Presence {
@@ -836,6 +845,20 @@ pub struct ThreadTurn {
     pub task_id: Option<String>,
     pub sender_agent_id: String,
     pub target_agent_id: String,
+    /// `remote` when the turn's task is relayed to a peer; omitted for local turns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_owner: Option<TargetOwner>,
+    /// The peer the turn is relayed to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_peer_id: Option<String>,
+    /// The node that runs the relayed task (the peer's node id, from its acceptance).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination_node_id: Option<String>,
+    /// The relayed task's id on the destination (the proxy task's `remote.binding`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination_task_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination_thread_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote_session_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -844,6 +867,42 @@ pub struct ThreadTurn {
     pub status: String,
     pub created_at: String,
     pub updated_at: String,
+}
+
+/// What a relayed task's events say about where it runs: the destination's ids and the remote
+/// session it uses (contract §9.6 steps 5–6), each the latest non-empty value. A thread turn
+/// records them (contract §10.4).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RelayIds {
+    pub destination_node_id: Option<String>,
+    pub destination_task_id: Option<String>,
+    pub destination_thread_id: Option<String>,
+    pub remote_session_id: Option<String>,
+    pub remote_execution_id: Option<String>,
+}
+
+impl RelayIds {
+    /// Reads the ids from events in append order. Only the relay's own events count (source
+    /// `transport`: the acceptance and the mirrored frames, whose ids the origin wrote itself);
+    /// later values win, empty ones are absent. Pure.
+    pub fn of_events<'a>(events: impl IntoIterator<Item = &'a TaskEvent>) -> Self {
+        let mut ids = RelayIds::default();
+        for event in events.into_iter().filter(|e| e.source == EventSource::Transport) {
+            let slots = [
+                ("destination_node_id", &mut ids.destination_node_id),
+                ("destination_task_id", &mut ids.destination_task_id),
+                ("destination_thread_id", &mut ids.destination_thread_id),
+                ("remote_session_id", &mut ids.remote_session_id),
+                ("remote_execution_id", &mut ids.remote_execution_id),
+            ];
+            for (key, slot) in slots {
+                if let Some(v) = event.data.get(key).and_then(Value::as_str).filter(|v| !v.is_empty()) {
+                    *slot = Some(v.to_owned());
+                }
+            }
+        }
+        ids
+    }
 }
 
 /// Whether a target's runtime can take work now, as `GET /v1/targets` and health report it.
@@ -902,6 +961,75 @@ mod runtime_state_tests {
         ];
         for (in_process, runtimes, want) in cases {
             assert_eq!(RuntimeState::of_target(*in_process, runtimes.iter().copied()), *want, "{runtimes:?}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod relay_ids_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn relay_ids_come_from_the_relay_events_latest_first() {
+        let event = |source: EventSource, data: Value| TaskEvent {
+            event_id: "e".into(),
+            task_id: "p".into(),
+            seq: 1,
+            kind: EventKind::TaskRunning,
+            state: TaskStatus::Running,
+            source,
+            message: None,
+            data: data.as_object().cloned().unwrap_or_default(),
+            created_at: "t".into(),
+        };
+        let ids = |node: Option<&str>,
+                   task: Option<&str>,
+                   thread: Option<&str>,
+                   session: Option<&str>,
+                   exec: Option<&str>| RelayIds {
+            destination_node_id: node.map(str::to_owned),
+            destination_task_id: task.map(str::to_owned),
+            destination_thread_id: thread.map(str::to_owned),
+            remote_session_id: session.map(str::to_owned),
+            remote_execution_id: exec.map(str::to_owned),
+        };
+        let accepted = json!({"remote_peer_id": "b", "destination_node_id": "node-b", "destination_task_id": "d"});
+        let mirrored = json!({"destination_node_id": "node-b", "destination_task_id": "d", "remote_event_seq": 4,
+            "destination_thread_id": "th", "remote_session_id": "s1", "remote_execution_id": "x1"});
+        let cases: Vec<(&str, Vec<TaskEvent>, RelayIds)> = vec![
+            ("no events", vec![], RelayIds::default()),
+            (
+                "the acceptance",
+                vec![event(EventSource::Transport, accepted.clone())],
+                ids(Some("node-b"), Some("d"), None, None, None),
+            ),
+            (
+                "core events do not count",
+                vec![event(EventSource::Core, json!({"destination_task_id": "spoof"}))],
+                RelayIds::default(),
+            ),
+            (
+                "adapter events do not count",
+                vec![event(EventSource::Adapter, json!({"remote_session_id": "local"}))],
+                RelayIds::default(),
+            ),
+            (
+                "mirrored frames add the remote session",
+                vec![event(EventSource::Transport, accepted), event(EventSource::Transport, mirrored.clone())],
+                ids(Some("node-b"), Some("d"), Some("th"), Some("s1"), Some("x1")),
+            ),
+            (
+                "later values win, empty and missing ones do not erase",
+                vec![
+                    event(EventSource::Transport, mirrored),
+                    event(EventSource::Transport, json!({"remote_session_id": "s2", "remote_execution_id": ""})),
+                ],
+                ids(Some("node-b"), Some("d"), Some("th"), Some("s2"), Some("x1")),
+            ),
+        ];
+        for (name, events, want) in cases {
+            assert_eq!(RelayIds::of_events(&events), want, "{name}");
         }
     }
 }

@@ -12,7 +12,8 @@ use crate::clock;
 use crate::ids::{self, AgentId};
 use crate::intake::{TaskRequest, create_task, thread_pair};
 use crate::model::{
-    DeliveryRequest, JsonObject, TargetSpec, TaskRecord, TaskStatus, ThreadRecord, ThreadStatus, ThreadTurn,
+    DeliveryRequest, JsonObject, TargetOwner, TargetSpec, TaskRecord, TaskStatus, ThreadRecord, ThreadStatus,
+    ThreadTurn,
 };
 use crate::runtime::RuntimeSupMsg;
 use crate::runtime::dialect::{Dialect, StickyInput};
@@ -77,13 +78,44 @@ pub struct ContinueThread {
     pub metadata: JsonObject,
 }
 
-/// What inspection says about one participant.
-#[derive(Clone, Debug, Serialize)]
+/// What inspection says about one participant: where its turns run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Participant {
     pub agent_id: String,
-    /// `local`, or the peer that runs it.
-    pub owner: String,
+    pub owner: TargetOwner,
+    /// The peer that runs it (remote participants).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_id: Option<String>,
+    /// The node that runs it: this node, the destination node of its last relayed turn, or (no
+    /// relayed turn yet) the peer id.
     pub node_id: String,
+}
+
+/// Where a participant runs (contract §10.7): the last turn *to* it that was relayed names the
+/// peer and the destination node; else a cached remote target of that id makes it the caching
+/// peer's (`cached_peer`, even if a local agent of that id exists, as the Go node reports);
+/// else it is local to `node_id`. Pure.
+pub fn participant(agent: &AgentId, turns: &[ThreadTurn], cached_peer: Option<&str>, node_id: &str) -> Participant {
+    let relayed = turns
+        .iter()
+        .rev()
+        .find(|t| *agent == t.target_agent_id.as_str() && t.target_owner == Some(TargetOwner::Remote));
+    let remote = |peer_id: Option<String>, node: Option<String>| Participant {
+        agent_id: agent.to_string(),
+        owner: TargetOwner::Remote,
+        node_id: node.or_else(|| peer_id.clone()).unwrap_or_default(),
+        peer_id,
+    };
+    match (relayed, cached_peer) {
+        (Some(turn), _) => remote(turn.remote_peer_id.clone(), turn.destination_node_id.clone()),
+        (None, Some(peer)) => remote(Some(peer.to_owned()), None),
+        (None, None) => Participant {
+            agent_id: agent.to_string(),
+            owner: TargetOwner::Local,
+            peer_id: None,
+            node_id: node_id.to_owned(),
+        },
+    }
 }
 
 /// A participant's remote continuity: the last remote ids and the persisted session bindings.
@@ -150,6 +182,11 @@ pub fn interruption_reason(thread: &ThreadRecord, last_task: Option<&TaskRecord>
 }
 
 impl Services {
+    /// The first peer (by peer id) whose cached targets include `target_id`.
+    fn cached_peer_of(&self, target_id: &str) -> Option<String> {
+        self.dir.peer_targets.borrow().iter().find(|t| t.target.target_id == target_id).map(|t| t.peer_id.clone())
+    }
+
     async fn thread(&self, thread_id: &str) -> Result<ThreadRecord, ServiceError> {
         self.dir
             .reader
@@ -173,7 +210,9 @@ impl Services {
             ));
         }
         for id in [&a, &b] {
-            let known = self.dir.targets.borrow().get(id).is_some() || self.dir.reader.agent(id).await?.is_some();
+            // Any local agent (adapter-less and offline ones included) or any cached remote target.
+            let listed = self.dir.targets.borrow().get(id).is_some() || self.cached_peer_of(id).is_some();
+            let known = listed || self.dir.reader.agent(id).await?.is_some();
             if !known {
                 return Err(ServiceError::not_found(format!("target agent not found: {id}")));
             }
@@ -299,14 +338,14 @@ impl Services {
                 last_remote_execution_id: last.and_then(|t| t.remote_execution_id.clone()),
                 session_bindings: self.dir.reader.session_bindings_for(agent.as_str(), &sticky).await?,
             });
-            participants.push(Participant {
-                agent_id: agent.to_string(),
-                owner: "local".into(),
-                node_id: self.node_id().to_owned(),
-            });
+            let cached_peer = self.cached_peer_of(agent.as_str());
+            participants.push(participant(agent, &turns, cached_peer.as_deref(), self.node_id()));
         }
         let (next_sender, next_target) = derive_pair(&thread, None, None).unwrap_or_default();
-        let target = self.dir.targets.borrow().get(next_target.as_str()).cloned();
+        // A remote participant's session lives on its peer: nothing here can predict its reuse.
+        let next_is_remote =
+            participants.iter().any(|p| next_target == p.agent_id.as_str() && p.owner == TargetOwner::Remote);
+        let target = self.dir.targets.borrow().get(next_target.as_str()).cloned().filter(|_| !next_is_remote);
         let reuses_sessions = |t: &TargetSpec| t.adapter.parse().is_ok_and(|k| SESSION_REUSING_ADAPTERS.contains(&k));
         let will_reuse = match target.filter(reuses_sessions) {
             Some(t) => {
@@ -372,6 +411,89 @@ mod tests {
         assert!(pair(None, Some("c"), None).is_err());
         assert!(pair(None, None, Some("c")).is_err());
         assert!(pair(None, Some("a"), Some("a")).is_err());
+    }
+
+    fn turn(target: &str, owner: Option<TargetOwner>, peer: Option<&str>, node: Option<&str>) -> ThreadTurn {
+        ThreadTurn {
+            thread_id: "t".into(),
+            turn_index: 1,
+            task_id: None,
+            sender_agent_id: "x".into(),
+            target_agent_id: target.into(),
+            target_owner: owner,
+            remote_peer_id: peer.map(str::to_owned),
+            destination_node_id: node.map(str::to_owned),
+            destination_task_id: None,
+            destination_thread_id: None,
+            remote_session_id: None,
+            remote_execution_id: None,
+            status: "completed".into(),
+            created_at: String::new(),
+            updated_at: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_participant_is_remote_after_a_relayed_turn_or_when_a_peer_caches_it() {
+        const REMOTE: Option<TargetOwner> = Some(TargetOwner::Remote);
+        let local = |agent: &str| (TargetOwner::Local, None, "node-a".to_owned(), agent.to_owned());
+        let remote = |agent: &str, peer: &str, node: &str| {
+            (TargetOwner::Remote, Some(peer.to_owned()), node.to_owned(), agent.to_owned())
+        };
+        type Case<'a> = (&'a str, Vec<ThreadTurn>, Option<&'a str>, (TargetOwner, Option<String>, String, String));
+        let cases: Vec<Case<'_>> = vec![
+            ("no turns, not cached: local to this node", vec![], None, local("b")),
+            ("a local turn to it", vec![turn("b", None, None, None)], None, local("b")),
+            ("cached by a peer: the peer id is the node id", vec![], Some("p"), remote("b", "p", "p")),
+            (
+                "a relayed turn names the destination node",
+                vec![turn("b", REMOTE, Some("p"), Some("node-b"))],
+                None,
+                remote("b", "p", "node-b"),
+            ),
+            (
+                "the relayed turn wins over the cache",
+                vec![turn("b", REMOTE, Some("p"), Some("node-b"))],
+                Some("q"),
+                remote("b", "p", "node-b"),
+            ),
+            (
+                "the last relayed turn counts",
+                vec![
+                    turn("b", REMOTE, Some("p"), Some("node-b")),
+                    turn("b", None, None, None),
+                    turn("b", REMOTE, Some("q"), Some("node-c")),
+                ],
+                None,
+                remote("b", "q", "node-c"),
+            ),
+            (
+                "a relay not yet accepted: the peer id stands for the node",
+                vec![turn("b", REMOTE, Some("p"), None)],
+                None,
+                remote("b", "p", "p"),
+            ),
+            (
+                "turns to the other agent do not count",
+                vec![turn("a", REMOTE, Some("p"), Some("node-b"))],
+                None,
+                local("b"),
+            ),
+        ];
+        for (name, turns, cached, want) in cases {
+            let got = participant(&AgentId::from("b"), &turns, cached, "node-a");
+            assert_eq!((got.owner, got.peer_id, got.node_id, got.agent_id), want, "{name}");
+        }
+        let json = |p: &Participant| serde_json::to_value(p).ok();
+        assert_eq!(
+            json(&participant(&AgentId::from("b"), &[], None, "node-a")),
+            Some(serde_json::json!({"agent_id": "b", "owner": "local", "node_id": "node-a"})),
+            "peer_id is omitted for a local participant"
+        );
+        assert_eq!(
+            json(&participant(&AgentId::from("b"), &[], Some("p"), "node-a")),
+            Some(serde_json::json!({"agent_id": "b", "owner": "remote", "peer_id": "p", "node_id": "p"}))
+        );
     }
 
     #[test]

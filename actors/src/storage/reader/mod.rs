@@ -57,3 +57,12 @@ where
     let text: String = row.try_get(col)?;
     text.parse().map_err(|e: T::Err| StorageError::Corrupt(format!("{col}: {e}")))
 }
+
+/// A nullable enum column (`NULL` → `None`).
+fn opt_parse_col<T: std::str::FromStr>(row: &SqliteRow, col: &str) -> Result<Option<T>, StorageError>
+where
+    T::Err: std::fmt::Display,
+{
+    let text: Option<String> = row.try_get(col)?;
+    text.map(|t| t.parse().map_err(|e: T::Err| StorageError::Corrupt(format!("{col}: {e}")))).transpose()
+}

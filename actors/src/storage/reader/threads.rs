@@ -3,7 +3,7 @@
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite};
 
-use super::{MAX_PAGE, StoreReader, json_col, opt_json_col, parse_col};
+use super::{MAX_PAGE, StoreReader, json_col, opt_json_col, opt_parse_col, parse_col};
 use crate::error::StorageError;
 use crate::ids::AgentId;
 use crate::model::{ThreadRecord, ThreadStatus, ThreadTurn};
@@ -50,7 +50,8 @@ impl StoreReader {
     /// The turns of a thread, by index.
     pub async fn turns(&self, thread_id: &str) -> Result<Vec<ThreadTurn>, StorageError> {
         let rows = sqlx::query(
-            "SELECT thread_id, turn_index, task_id, sender_agent_id, target_agent_id, remote_session_id, remote_execution_id, \
+            "SELECT thread_id, turn_index, task_id, sender_agent_id, target_agent_id, target_owner, remote_peer_id, \
+             destination_node_id, destination_task_id, destination_thread_id, remote_session_id, remote_execution_id, \
              status, created_at, updated_at FROM thread_turns WHERE thread_id = ? ORDER BY turn_index",
         )
         .bind(thread_id.to_owned())
@@ -64,6 +65,11 @@ impl StoreReader {
                     task_id: r.try_get("task_id")?,
                     sender_agent_id: r.try_get("sender_agent_id")?,
                     target_agent_id: r.try_get("target_agent_id")?,
+                    target_owner: opt_parse_col(r, "target_owner")?,
+                    remote_peer_id: r.try_get("remote_peer_id")?,
+                    destination_node_id: r.try_get("destination_node_id")?,
+                    destination_task_id: r.try_get("destination_task_id")?,
+                    destination_thread_id: r.try_get("destination_thread_id")?,
                     remote_session_id: r.try_get("remote_session_id")?,
                     remote_execution_id: r.try_get("remote_execution_id")?,
                     status: r.try_get("status")?,

@@ -291,6 +291,8 @@ struct TurnWrite<'a> {
     task: &'a TaskRecord,
     thread_id: &'a str,
     new_turn: Option<&'a NewTurn>,
+    /// The events this write appends for the task (a relayed turn reads its remote ids there).
+    events: &'a [TaskEvent],
 }
 
 impl<'a> WritePlan<'a> {
@@ -310,7 +312,7 @@ impl<'a> WritePlan<'a> {
                     plan.events.extend(events.iter());
                     plan.artifacts.extend(artifacts.iter());
                     if let Some(thread_id) = &task.thread_id {
-                        plan.turns.push(TurnWrite { task, thread_id, new_turn: new_turn.as_ref() });
+                        plan.turns.push(TurnWrite { task, thread_id, new_turn: new_turn.as_ref(), events });
                     }
                 }
                 WriteOp::Agent(agent) => plan.agents.push(agent),
@@ -345,7 +347,7 @@ async fn write_all(conn: &mut SqliteConnection, ops: &[WriteOp]) -> Result<(), S
         tasks::insert_events(conn, chunk).await?;
     }
     for turn in plan.turns {
-        tasks::write_turn(conn, turn.task, turn.thread_id, turn.new_turn).await?;
+        tasks::write_turn(conn, turn.task, turn.thread_id, turn.new_turn, turn.events).await?;
     }
     for agent in plan.agents {
         agents::upsert(conn, agent).await?;
@@ -441,7 +443,11 @@ mod tests {
             last_seq,
             events: vec![event(id, last_seq)],
             artifacts: vec![],
-            new_turn: opens_turn.then(|| NewTurn { sender_agent_id: "a".into(), target_agent_id: "b".into() }),
+            new_turn: opens_turn.then(|| NewTurn {
+                sender_agent_id: "a".into(),
+                target_agent_id: "b".into(),
+                remote_peer_id: None,
+            }),
         }
     }
 

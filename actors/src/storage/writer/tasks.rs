@@ -6,13 +6,16 @@ use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use super::json_text;
 use crate::artifacts::{ArtifactBody, NewArtifact};
 use crate::error::StorageError;
-use crate::model::{TaskEvent, TaskRecord};
+use crate::model::{RelayIds, TargetOwner, TaskEvent, TaskRecord};
 
 /// The turn a new thread-bound task opens.
 #[derive(Debug, Clone)]
 pub struct NewTurn {
     pub sender_agent_id: String,
     pub target_agent_id: String,
+    /// The peer the task is relayed to (its target is that peer's cached target): the turn is
+    /// then recorded `target_owner = remote`. `None`: a local turn.
+    pub remote_peer_id: Option<String>,
 }
 
 /// One multi-row `INSERT` of artifacts.
@@ -111,14 +114,19 @@ pub(super) async fn insert_events(conn: &mut SqliteConnection, rows: &[&TaskEven
 }
 
 /// Opens a thread turn (index = max + 1, inside this transaction, so concurrent turns never
-/// collide) or mirrors the task's status and remote ids onto its turn.
+/// collide) or mirrors the task's status and remote ids onto its turn. A relayed task's turn
+/// also takes the destination's ids and remote session from the relay events of this write.
 pub(super) async fn write_turn(
     conn: &mut SqliteConnection,
     task: &TaskRecord,
     thread_id: &str,
     new_turn: Option<&NewTurn>,
+    events: &[TaskEvent],
 ) -> Result<(), StorageError> {
     let remote = task.remote.clone().unwrap_or_default();
+    let relay = RelayIds::of_events(events);
+    let session = remote.remote_session_id.or(relay.remote_session_id);
+    let execution = remote.remote_execution_id.or(relay.remote_execution_id);
     if let Some(turn) = new_turn {
         sqlx::query(
             "UPDATE threads SET last_task_id = ?, last_actor_agent_id = ?, last_target_agent_id = ?, status = 'active', \
@@ -131,14 +139,24 @@ pub(super) async fn write_turn(
         .bind(thread_id.to_owned())
         .execute(&mut *conn)
         .await?;
+        let owner = turn.remote_peer_id.as_ref().map(|_| TargetOwner::Remote.as_str());
         sqlx::query(
-            "INSERT INTO thread_turns (thread_id, turn_index, task_id, sender_agent_id, target_agent_id, status, created_at, updated_at) \
-             SELECT ?, COALESCE(MAX(turn_index), 0) + 1, ?, ?, ?, ?, ?, ? FROM thread_turns WHERE thread_id = ?",
+            "INSERT INTO thread_turns (thread_id, turn_index, task_id, sender_agent_id, target_agent_id, target_owner, \
+             remote_peer_id, destination_node_id, destination_task_id, destination_thread_id, remote_session_id, \
+             remote_execution_id, status, created_at, updated_at) \
+             SELECT ?, COALESCE(MAX(turn_index), 0) + 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM thread_turns WHERE thread_id = ?",
         )
         .bind(thread_id.to_owned())
         .bind(task.task_id.clone())
         .bind(turn.sender_agent_id.clone())
         .bind(turn.target_agent_id.clone())
+        .bind(owner)
+        .bind(turn.remote_peer_id.clone())
+        .bind(relay.destination_node_id)
+        .bind(relay.destination_task_id)
+        .bind(relay.destination_thread_id)
+        .bind(session)
+        .bind(execution)
         .bind(task.status.as_str())
         .bind(task.created_at.clone())
         .bind(task.updated_at.clone())
@@ -148,11 +166,17 @@ pub(super) async fn write_turn(
     } else {
         sqlx::query(
             "UPDATE thread_turns SET status = ?, remote_session_id = COALESCE(?, remote_session_id), \
-             remote_execution_id = COALESCE(?, remote_execution_id), updated_at = ? WHERE task_id = ?",
+             remote_execution_id = COALESCE(?, remote_execution_id), \
+             destination_node_id = COALESCE(?, destination_node_id), \
+             destination_task_id = COALESCE(?, destination_task_id), \
+             destination_thread_id = COALESCE(?, destination_thread_id), updated_at = ? WHERE task_id = ?",
         )
         .bind(task.status.as_str())
-        .bind(remote.remote_session_id.clone())
-        .bind(remote.remote_execution_id.clone())
+        .bind(session)
+        .bind(execution)
+        .bind(relay.destination_node_id)
+        .bind(relay.destination_task_id)
+        .bind(relay.destination_thread_id)
         .bind(task.updated_at.clone())
         .bind(task.task_id.clone())
         .execute(&mut *conn)
