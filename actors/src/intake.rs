@@ -17,7 +17,7 @@ use crate::model::{DeliveryPolicy, JsonObject, TaskRecord, TaskStatus, ThreadRec
 use crate::model::{TargetSource, TargetSpec};
 use crate::peers::{PeerLookup, PeerTable};
 use crate::registry::{RouteError, TargetTable};
-use crate::storage::{NewTurn, StoreReader};
+use crate::storage::{IdempotencyClaim, NewTurn, StoreReader};
 use crate::supervision::{Slot, ask};
 use crate::task::{NewTask, TaskError, TaskMsg};
 use crate::task_supervisor::TaskSupMsg;
@@ -51,6 +51,74 @@ pub struct TaskRequest {
     pub conversation_id: Option<String>,
     pub delivery: DeliveryPolicy,
     pub metadata: JsonObject,
+    /// The caller's idempotency key, if it sent one: a replay answers with the task it created.
+    pub idempotency: Option<IdempotencyKey>,
+}
+
+/// An idempotency key as a caller sent it, in the caller's scope (keys of different callers
+/// never meet: a principal, or a relaying origin node).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    pub scope: String,
+    pub key: String,
+}
+
+/// How long a key keeps answering with its task; after it, the key creates a new one.
+pub const IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(24 * 3600);
+
+/// Longest idempotency key accepted.
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+/// A task creation's outcome: the task, and whether it was created earlier under the same
+/// idempotency key (nothing new was created).
+#[derive(Clone, Debug)]
+pub struct Creation {
+    pub record: TaskRecord,
+    pub replayed: bool,
+}
+
+/// Checks a key: 1–255 visible ASCII characters (it travels in a header). Pure.
+pub fn check_idempotency_key(key: &str) -> Result<(), String> {
+    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(format!(
+            "idempotency key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters (no spaces), got {} bytes",
+            key.len()
+        ));
+    }
+    Ok(())
+}
+
+/// SHA-256 (hex) of what a request asks for, every field but the key itself: the same key with
+/// another request is a client mistake, not a replay. Pure.
+pub fn request_hash(req: &TaskRequest) -> String {
+    use sha2::Digest;
+    // serde_json's maps are ordered by key, so the text is canonical.
+    let canonical = json!({
+        "thread_id": req.thread_id,
+        "sender": req.sender,
+        "target_agent_id": req.target_agent_id,
+        "intent": req.intent,
+        "payload": req.payload,
+        "runtime_options": req.runtime_options,
+        "conversation_id": req.conversation_id,
+        "delivery": req.delivery,
+        "metadata": req.metadata,
+    });
+    let digest = sha2::Sha256::digest(canonical.to_string().as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What a stored holder of a key means for a request with `hash`: a replay of its task, a
+/// mismatch, or nothing (expired: older than `reclaim_before`). Pure.
+pub fn holder_verdict(
+    holder: &crate::storage::IdempotencyHolder,
+    hash: &str,
+    reclaim_before: &str,
+) -> Option<Result<String, ()>> {
+    if holder.created_at.as_str() < reclaim_before {
+        return None;
+    }
+    Some(if holder.request_hash == hash { Ok(holder.task_id.clone()) } else { Err(()) })
 }
 
 /// Why a task was not created; each maps to one HTTP status.
@@ -68,6 +136,9 @@ pub enum IntakeError {
     /// 422.
     #[error("thread agent pair invalid: {0}")]
     Participants(String),
+    /// 422: the key was used with another request.
+    #[error("idempotency key '{0}' was already used with a different request")]
+    IdempotencyMismatch(String),
     /// 503.
     #[error(transparent)]
     Task(#[from] TaskError),
@@ -128,6 +199,64 @@ pub fn relayed_to(target: &TargetSpec) -> Option<&str> {
 /// Creates a task: validates, routes, records (with its thread turn), spawns its actor, and
 /// returns the record once `task.created` and `task.routed` are durable.
 pub async fn create_task(intake: &Intake, req: TaskRequest) -> Result<TaskRecord, IntakeError> {
+    Ok(create_task_once(intake, req).await?.record)
+}
+
+/// [`create_task`] honouring the request's idempotency key: a key already held (within the
+/// retention window) by the same request answers with its task, by another request is a
+/// mismatch; a new key is claimed in the creation's own transaction, so of concurrent identical
+/// requests exactly one creates the task and the others answer with it.
+pub async fn create_task_once(intake: &Intake, req: TaskRequest) -> Result<Creation, IntakeError> {
+    let Some(key) = req.idempotency.clone() else { return create_new(intake, req, None).await };
+    check_idempotency_key(&key.key).map_err(IntakeError::Invalid)?;
+    let hash = request_hash(&req);
+    let retention = time::Duration::seconds(IDEMPOTENCY_RETENTION.as_secs() as i64);
+    let reclaim_before = clock::Timestamp::at(time::OffsetDateTime::now_utc() - retention).to_string();
+    if let Some(replay) = replay(intake, &key, &hash, &reclaim_before).await? {
+        return Ok(replay);
+    }
+    let claim = IdempotencyClaim {
+        scope: key.scope.clone(),
+        key: key.key.clone(),
+        request_hash: hash.clone(),
+        reclaim_before: reclaim_before.clone(),
+    };
+    match create_new(intake, req, Some(claim)).await {
+        Ok(created) => Ok(created),
+        // Another request claimed the key meanwhile: answer as it did.
+        Err(e) => replay(intake, &key, &hash, &reclaim_before).await?.ok_or(e),
+    }
+}
+
+/// The task a live claim of `key` created, if the claim is for the same request.
+async fn replay(
+    intake: &Intake,
+    key: &IdempotencyKey,
+    hash: &str,
+    reclaim_before: &str,
+) -> Result<Option<Creation>, IntakeError> {
+    let Some(holder) = intake.reader.idempotency_holder(&key.scope, &key.key).await? else { return Ok(None) };
+    match holder_verdict(&holder, hash, reclaim_before) {
+        None => Ok(None),
+        Some(Err(())) => Err(IntakeError::IdempotencyMismatch(key.key.clone())),
+        Some(Ok(task_id)) => {
+            let stored = intake.reader.task(&task_id).await?.ok_or_else(|| {
+                crate::error::StorageError::Corrupt(format!(
+                    "idempotency key '{}' names missing task {task_id}",
+                    key.key
+                ))
+            })?;
+            Ok(Some(Creation { record: stored.task, replayed: true }))
+        }
+    }
+}
+
+/// Creates a new task, claiming `claim` with it.
+async fn create_new(
+    intake: &Intake,
+    req: TaskRequest,
+    claim: Option<IdempotencyClaim>,
+) -> Result<Creation, IntakeError> {
     let intent = non_empty(req.intent).ok_or_else(|| IntakeError::Invalid("intent is required".into()))?;
     let payload = match req.payload {
         Value::Null => json!({}),
@@ -186,10 +315,11 @@ pub async fn create_task(intake: &Intake, req: TaskRequest) -> Result<TaskRecord
         created_at: now.clone(),
         updated_at: now,
     };
-    let new = NewTask { record, payload, target, new_turn };
+    let new = NewTask { record, payload, target, new_turn, claim };
     let actor: ActorRef<TaskMsg> =
         intake.tasks.ask(INTAKE_ASK, |reply| TaskSupMsg::Spawn(Box::new(new), reply)).await??;
-    Ok(ask(&actor, "task", INTAKE_ASK, TaskMsg::Create).await??)
+    let record = ask(&actor, "task", INTAKE_ASK, TaskMsg::Create).await??;
+    Ok(Creation { record, replayed: false })
 }
 
 #[cfg(test)]
@@ -243,6 +373,39 @@ mod tests {
                 .map(|t| (t.target_id.as_str(), t.owner.as_str(), relayed_to(t)))
                 .map_err(|e| e.to_string());
             assert_eq!(got, want.map_err(str::to_owned), "{target:?}");
+        }
+    }
+
+    #[test]
+    fn idempotency_keys_hashes_and_holders() {
+        let long = "k".repeat(256);
+        let cases: [(&str, bool); 5] = [("order-1", true), ("", false), ("a b", false), ("é", false), (&long, false)];
+        for (key, ok) in cases {
+            assert_eq!(check_idempotency_key(key).is_ok(), ok, "{key:?}");
+        }
+        let req = |text: &str| TaskRequest {
+            intent: Some("i".into()),
+            payload: json!({ "text": text }),
+            ..Default::default()
+        };
+        assert_eq!(request_hash(&req("a")), request_hash(&req("a")));
+        assert_ne!(request_hash(&req("a")), request_hash(&req("b")));
+        // The key is not part of what the request asks for.
+        let mut keyed = req("a");
+        keyed.idempotency = Some(IdempotencyKey { scope: "s".into(), key: "k".into() });
+        assert_eq!(request_hash(&keyed), request_hash(&req("a")));
+        let holder = crate::storage::IdempotencyHolder {
+            task_id: "t1".into(),
+            request_hash: "h".into(),
+            created_at: "2026-01-02T00:00:00.000000000Z".into(),
+        };
+        let cases: [(&str, &str, Option<Result<String, ()>>); 3] = [
+            ("h", "2026-01-01T00:00:00.000000000Z", Some(Ok("t1".into()))),
+            ("other", "2026-01-01T00:00:00.000000000Z", Some(Err(()))),
+            ("h", "2026-01-03T00:00:00.000000000Z", None),
+        ];
+        for (hash, reclaim_before, want) in cases {
+            assert_eq!(holder_verdict(&holder, hash, reclaim_before), want, "{hash} {reclaim_before}");
         }
     }
 

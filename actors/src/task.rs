@@ -71,6 +71,8 @@ pub struct NewTask {
     pub target: TargetSpec,
     /// The thread turn this task opens, if thread-bound.
     pub new_turn: Option<crate::storage::NewTurn>,
+    /// The idempotency key its creation claims, if the caller sent one.
+    pub claim: Option<crate::storage::IdempotencyClaim>,
 }
 
 /// How a task actor starts.
@@ -222,6 +224,8 @@ pub struct TaskState {
     reattach: Option<RemoteRef>,
     /// The thread turn to open with the creation write (taken by it).
     new_turn: Option<crate::storage::NewTurn>,
+    /// The idempotency key to claim with the creation write (taken by it).
+    claim: Option<crate::storage::IdempotencyClaim>,
     /// `delivery.timeout_ms` timer, aborted when the task ends.
     timeout_timer: Option<JoinHandle<Result<(), ractor::MessagingErr<TaskMsg>>>>,
     /// Cancel confirmation timer.
@@ -240,22 +244,22 @@ impl Actor for TaskActor {
 
     async fn pre_start(&self, _myself: ActorRef<TaskMsg>, args: TaskArgs) -> Result<TaskState, ActorProcessingErr> {
         let TaskArgs { init, generation, deps } = args;
-        let (record, lifecycle, target, payload, new_turn) = match init {
+        let (record, lifecycle, target, payload, (new_turn, claim)) = match init {
             TaskInit::New(new) => {
-                let NewTask { record, payload, target, new_turn } = *new;
-                (record, TaskLifecycle::new(), Some(target), Some(payload), new_turn)
+                let NewTask { record, payload, target, new_turn, claim } = *new;
+                (record, TaskLifecycle::new(), Some(target), Some(payload), (new_turn, claim))
             }
             TaskInit::Stored(stored) => {
                 let target = lookup_target(&deps, &stored.task);
                 let lc = TaskLifecycle::restore(stored.task.status, stored.last_seq);
-                (stored.task, lc, target, None, None)
+                (stored.task, lc, target, None, (None, None))
             }
             TaskInit::Reload(task_id) => {
                 let stored =
                     deps.reader.task(&task_id).await?.ok_or_else(|| format!("task {task_id} not found in storage"))?;
                 let target = lookup_target(&deps, &stored.task);
                 let lc = TaskLifecycle::restore(stored.task.status, stored.last_seq);
-                (stored.task, lc, target, None, None)
+                (stored.task, lc, target, None, (None, None))
             }
         };
         Ok(TaskState {
@@ -268,6 +272,7 @@ impl Actor for TaskActor {
             awaiting: None,
             reattach: None,
             new_turn,
+            claim,
             timeout_timer: None,
             cancel_timer: None,
             deps,
@@ -497,6 +502,7 @@ async fn persist(state: &mut TaskState, drafts: Vec<Draft>, mut artifacts: Vec<N
         events: events.clone(),
         artifacts,
         new_turn: state.new_turn.take(),
+        claim: state.claim.take().map(Box::new),
     };
     let written = state.deps.storage.ask(ASK_TIMEOUT, |reply| StorageMsg::Write(op, reply)).await;
     if let Err(e) = written.map_err(TaskError::from).and_then(|r| r.map_err(TaskError::from)) {
@@ -617,6 +623,23 @@ async fn on_acquired(
         draft(EventKind::TaskDispatching, EventSource::Core, "Dispatching task")
             .data(json!({ "target_agent_id": target_id })),
     );
+    // A relay is submitted while `task.dispatching` is being made durable (its first report is
+    // handled after this write, so the log order holds): the destination answers a submit sent
+    // again with the task it created (idempotent per proxy task), so a restart in between that
+    // dispatches again cannot run the task twice on our peers, and the commit is off the path.
+    let relayed = state.target.as_ref().is_some_and(|t| t.source == crate::model::TargetSource::Peer);
+    let mut submitted = false;
+    if relayed {
+        if !handle.session.send(SessionMsg::Submit(Box::new(dispatch_of(myself, state)))) {
+            let d = failed(
+                FailureReason::SubmitFailed,
+                "the peer runtime stopped before the relay started",
+                "submit_failed",
+            );
+            drafts.push(d);
+        }
+        submitted = true;
+    }
     append(myself, state, drafts).await?;
     if state.lifecycle.status() != TaskStatus::Dispatching {
         return Ok(());
@@ -628,6 +651,10 @@ async fn on_acquired(
                 generation,
                 which: Deadline::Timeout,
             }));
+    }
+    if submitted {
+        state.session = Some(handle.session);
+        return Ok(());
     }
     let dispatch = dispatch_of(myself, state);
     if !handle.session.send(SessionMsg::Submit(Box::new(dispatch))) {

@@ -261,6 +261,7 @@ impl Actor for ThreadCoordinator {
                             conversation_id: None,
                             delivery: plan.delivery.clone(),
                             metadata: plan.metadata.clone(),
+                            idempotency: None,
                         };
                         if let Some(p) = state.runs.get_mut(&thread_id) {
                             // Nothing else is watched until the next task exists.

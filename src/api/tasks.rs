@@ -6,8 +6,8 @@ use aethrolink_actors::model::{JsonObject, TaskRecord, TaskStatus};
 use aethrolink_actors::service::tasks::{CreateTask, ResumeInput, TaskListQuery};
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -21,15 +21,30 @@ pub(super) fn links(task_id: &str) -> Value {
     json!({ "self": format!("/v1/tasks/{task_id}"), "events": format!("/v1/tasks/{task_id}/events") })
 }
 
-/// `POST /v1/tasks` → 202 `{task, links}`.
+/// `POST /v1/tasks` → 202 `{task, links}`; with an `Idempotency-Key` already used for the same
+/// request, 200 with the task it created and `Idempotent-Replayed: true`.
 pub async fn create(
     State(st): State<AppState>,
     HttpCaller(caller): HttpCaller,
+    headers: HeaderMap,
     StrictJson(req): StrictJson<CreateTask>,
-) -> Result<impl IntoResponse, ApiError> {
-    let created = st.services.create_task(&caller, req).await?;
-    let links = links(&created.task_id);
-    Ok((StatusCode::ACCEPTED, Json(json!({ "task": created, "links": links }))))
+) -> Result<Response, ApiError> {
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| ApiError::bad_request("Idempotency-Key must be visible ASCII characters"))?
+                .to_owned(),
+        ),
+    };
+    let created = st.services.create_task_once(&caller, req, key).await?;
+    let links = links(&created.record.task_id);
+    let body = Json(json!({ "task": created.record, "links": links }));
+    Ok(if created.replayed {
+        (StatusCode::OK, [("idempotent-replayed", "true")], body).into_response()
+    } else {
+        (StatusCode::ACCEPTED, body).into_response()
+    })
 }
 
 /// `GET /v1/tasks/{id}`.

@@ -64,6 +64,16 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// Whose idempotency keys these are: keys of different principals never meet.
+    pub fn idempotency_scope(&self) -> String {
+        match &self.principal {
+            Principal::Anonymous => "anonymous".into(),
+            Principal::Agent(id) => format!("agent:{id}"),
+            Principal::Node(id) => format!("node:{id}"),
+            Principal::Operator => "operator".into(),
+        }
+    }
+
     /// An anonymous caller with every right (today's loopback API).
     pub fn anonymous(binding: Binding) -> Self {
         Caller { principal: Principal::Anonymous, binding, rights: Rights::ALL }

@@ -143,6 +143,7 @@ impl From<IntakeError> for ServiceError {
             IntakeError::Route(r) => r.into(),
             e @ IntakeError::ThreadNotFound(_) => ServiceError::not_found(e.to_string()),
             e @ IntakeError::Participants(_) => ServiceError::unprocessable(e.to_string()),
+            e @ IntakeError::IdempotencyMismatch(_) => ServiceError::unprocessable(e.to_string()),
             IntakeError::Task(t) => t.into(),
             IntakeError::Ask(a) => a.into(),
             IntakeError::Storage(s) => s.into(),

@@ -13,7 +13,7 @@ use super::{Caller, ErrorKind, ServiceError, Services};
 use crate::clock;
 use crate::identity::node_auth::{self, AcceptPolicy, NodeRequestHeaders};
 use crate::identity::signature::{NonceCache, RequestParts};
-use crate::intake::TaskRequest;
+use crate::intake::{IdempotencyKey, TaskRequest};
 use crate::model::{DeliveryRequest, TaskEvent, TaskRecord, TaskStatus};
 use crate::node_proto::{
     MessageType, NodeErrorCode, NodeErrorFrame, TaskAccepted, TaskCancelRequest, TaskEventFrame, TaskResumeRequest,
@@ -195,6 +195,12 @@ impl Services {
             conversation_id: None,
             delivery: DeliveryRequest::resolve(req.delivery),
             metadata,
+            // A submit sent again (the origin retrying, or re-dispatching after a restart) answers
+            // with the task it created: one destination task per proxy task.
+            idempotency: Some(IdempotencyKey {
+                scope: format!("relay:{}", req.origin_node_id),
+                key: req.origin_proxy_task_id.clone(),
+            }),
         };
         let task: TaskRecord = self
             .create_task(caller, request)

@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 
 use super::{Caller, Need, ServiceError, Services, TASK_ASK, non_empty};
 use crate::error::AskError;
-use crate::intake::{TaskRequest, create_task};
+use crate::intake::{Creation, IdempotencyKey, TaskRequest, create_task, create_task_once};
 use crate::model::{ArtifactMeta, DeliveryRequest, JsonObject, TaskEvent, TaskRecord, TaskStatus};
 use crate::sse::{SINK_CAPACITY, Subscriber, SubscriberArgs, SubscriberMsg};
 use crate::state_machine::ResumeRejection;
@@ -44,6 +44,9 @@ pub struct CreateTask {
     pub delivery: Option<DeliveryRequest>,
     #[serde(default)]
     pub metadata: Option<JsonObject>,
+    /// The caller's idempotency key (the HTTP binding also takes it from `Idempotency-Key`).
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
 }
 
 impl From<CreateTask> for TaskRequest {
@@ -58,6 +61,8 @@ impl From<CreateTask> for TaskRequest {
             conversation_id: req.conversation_id,
             delivery: DeliveryRequest::resolve(req.delivery),
             metadata: req.metadata.unwrap_or_default(),
+            // Scoped by the service, which knows the caller.
+            idempotency: None,
         }
     }
 }
@@ -165,6 +170,28 @@ impl Services {
     pub async fn create_task(&self, caller: &Caller, req: impl Into<TaskRequest>) -> Result<TaskRecord, ServiceError> {
         caller.require(Need::Write)?;
         Ok(create_task(&self.dir.intake, req.into()).await?)
+    }
+
+    /// Creates a task unless the caller's idempotency key (`header_key`, or the body's
+    /// `idempotency_key`; both must agree) already did: then that task, `replayed`.
+    pub async fn create_task_once(
+        &self,
+        caller: &Caller,
+        req: CreateTask,
+        header_key: Option<String>,
+    ) -> Result<Creation, ServiceError> {
+        caller.require(Need::Write)?;
+        let key = match (header_key, req.idempotency_key.clone()) {
+            (Some(h), Some(b)) if h != b => {
+                return Err(ServiceError::invalid(format!(
+                    "Idempotency-Key header '{h}' and body idempotency_key '{b}' differ"
+                )));
+            }
+            (h, b) => h.or(b),
+        };
+        let mut request = TaskRequest::from(req);
+        request.idempotency = key.map(|key| IdempotencyKey { scope: caller.idempotency_scope(), key });
+        Ok(create_task_once(&self.dir.intake, request).await?)
     }
 
     /// One task.

@@ -289,6 +289,7 @@ impl Services {
             conversation_id: req.conversation_id,
             delivery: delivery.clone(),
             metadata: req.metadata.clone(),
+            idempotency: None,
         };
         let task = create_task(&self.dir.intake, request).await?;
         let max_turns = req.max_turns.unwrap_or(1).max(1);

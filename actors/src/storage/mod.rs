@@ -16,9 +16,10 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 pub use reader::node::NODE_ID_IN_USE;
-pub use reader::{StoreReader, TaskFilter, TaskPage};
+pub use reader::{IdempotencyHolder, StoreReader, TaskFilter, TaskPage};
 pub use writer::{
-    LaunchRecord, NewTurn, SessionBindingRecord, StorageActor, StorageArgs, StorageMsg, StorageStats, WriteOp,
+    IdempotencyClaim, LaunchRecord, NewTurn, SessionBindingRecord, StorageActor, StorageArgs, StorageMsg, StorageStats,
+    WriteOp,
 };
 
 use crate::error::StorageError;

@@ -15,7 +15,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqlitePool};
 
 pub use runtime::{LaunchRow, OpenLease};
-pub use tasks::{StoredTask, TaskFilter, TaskPage};
+pub use tasks::{IdempotencyHolder, StoredTask, TaskFilter, TaskPage};
 
 use crate::error::StorageError;
 

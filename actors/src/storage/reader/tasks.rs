@@ -42,7 +42,35 @@ const TASK_COLUMNS: &str = "task_id, thread_id, conversation_id, sender, intent,
     resolved_agent_id, runtime_options_json, payload_artifact_id, status, remote_binding, remote_execution_id, \
     remote_session_id, last_error_json, result_artifact_id, delivery_json, metadata_json, last_seq, created_at, updated_at";
 
+/// Who holds an idempotency key: the task it created, the hash of the request that created it,
+/// and when (a claim past the retention window no longer counts).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdempotencyHolder {
+    pub task_id: String,
+    pub request_hash: String,
+    pub created_at: String,
+}
+
 impl StoreReader {
+    /// The holder of idempotency key `key` of `scope`, if any.
+    pub async fn idempotency_holder(&self, scope: &str, key: &str) -> Result<Option<IdempotencyHolder>, StorageError> {
+        let row = sqlx::query(
+            "SELECT task_id, request_hash, created_at FROM idempotency_keys WHERE scope = ? AND idem_key = ?",
+        )
+        .bind(scope.to_owned())
+        .bind(key.to_owned())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(IdempotencyHolder {
+                task_id: r.try_get("task_id")?,
+                request_hash: r.try_get("request_hash")?,
+                created_at: r.try_get("created_at")?,
+            })
+        })
+        .transpose()
+    }
+
     /// One task with its last seq.
     pub async fn task(&self, task_id: &str) -> Result<Option<StoredTask>, StorageError> {
         let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE task_id = ?");

@@ -47,6 +47,8 @@ pub enum WriteOp {
         events: Vec<TaskEvent>,
         artifacts: Vec<NewArtifact>,
         new_turn: Option<NewTurn>,
+        /// The idempotency key the task's creation claims (refused if another task holds it).
+        claim: Option<Box<IdempotencyClaim>>,
     },
     /// Inserts a thread.
     ThreadCreate(Box<crate::model::ThreadRecord>),
@@ -279,10 +281,24 @@ struct WritePlan<'a> {
     /// Every write of a thread-bound task, as it arrived: each opens or mirrors its turn with its
     /// own row, so none is deduplicated.
     turns: Vec<TurnWrite<'a>>,
+    /// Idempotency keys claimed by task creations, with the task that claims each.
+    claims: Vec<(&'a str, &'a IdempotencyClaim)>,
     /// Agent upserts, as they arrived.
     agents: Vec<&'a AgentRecord>,
     /// Node-level keys, as they arrived (a later value for a key overwrites an earlier one).
     node_meta: Vec<(&'a str, &'a str)>,
+}
+
+/// An idempotency key claimed by a task's creation, in the creation's transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyClaim {
+    /// Whose key it is (a principal, a relaying origin node): keys of different callers never meet.
+    pub scope: String,
+    pub key: String,
+    /// SHA-256 of the canonical request, to tell a replay from another request under the key.
+    pub request_hash: String,
+    /// A claim older than this (the retention window) is taken over; a newer one refuses the write.
+    pub reclaim_before: String,
 }
 
 /// A thread-bound task write: the turn it opens (`new_turn`) or mirrors.
@@ -301,7 +317,10 @@ impl<'a> WritePlan<'a> {
         let mut task_index: HashMap<&str, usize> = HashMap::new();
         for op in ops {
             match op {
-                WriteOp::Task { task, last_seq, events, artifacts, new_turn } => {
+                WriteOp::Task { task, last_seq, events, artifacts, new_turn, claim } => {
+                    if let Some(claim) = claim {
+                        plan.claims.push((task.task_id.as_str(), &**claim));
+                    }
                     match task_index.get(task.task_id.as_str()) {
                         Some(&i) => plan.tasks[i] = (task, *last_seq),
                         None => {
@@ -345,6 +364,9 @@ async fn write_all(conn: &mut SqliteConnection, ops: &[WriteOp]) -> Result<(), S
     }
     for chunk in plan.events.chunks(ROWS_PER_STATEMENT) {
         tasks::insert_events(conn, chunk).await?;
+    }
+    for (task_id, claim) in plan.claims {
+        tasks::claim_idempotency_key(conn, task_id, claim).await?;
     }
     for turn in plan.turns {
         tasks::write_turn(conn, turn.task, turn.thread_id, turn.new_turn, turn.events).await?;
@@ -448,6 +470,7 @@ mod tests {
                 target_agent_id: "b".into(),
                 remote_peer_id: None,
             }),
+            claim: None,
         }
     }
 
@@ -586,6 +609,7 @@ mod tests {
                     events: vec![event(&id, 1)],
                     artifacts: vec![],
                     new_turn: None,
+                    claim: None,
                 };
                 ask(&storage, "storage", Duration::from_secs(10), |r| StorageMsg::Write(op, r)).await
             }));
@@ -601,6 +625,7 @@ mod tests {
             events: vec![event("task-0", 1)],
             artifacts: vec![],
             new_turn: None,
+            claim: None,
         };
         let ok_neighbour = WriteOp::NodeMeta { key: "k".into(), value: "v".into() };
         let (r1, r2) = tokio::join!(

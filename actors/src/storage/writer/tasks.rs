@@ -3,7 +3,7 @@
 
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
-use super::json_text;
+use super::{IdempotencyClaim, json_text};
 use crate::artifacts::{ArtifactBody, NewArtifact};
 use crate::error::StorageError;
 use crate::model::{RelayIds, TargetOwner, TaskEvent, TaskRecord};
@@ -110,6 +110,34 @@ pub(super) async fn upsert_tasks(conn: &mut SqliteConnection, rows: &[(&TaskReco
 
 pub(super) async fn insert_events(conn: &mut SqliteConnection, rows: &[&TaskEvent]) -> Result<(), StorageError> {
     insert_events_statement(rows).build().execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// Claims an idempotency key for `task_id`: a new key, or one whose claim is older than the
+/// retention window; a fresh claim by another task refuses the whole write (the caller then
+/// finds the holder and answers with it).
+pub(super) async fn claim_idempotency_key(
+    conn: &mut SqliteConnection,
+    task_id: &str,
+    claim: &IdempotencyClaim,
+) -> Result<(), StorageError> {
+    let claimed = sqlx::query(
+        "INSERT INTO idempotency_keys (scope, idem_key, task_id, request_hash, created_at) VALUES (?, ?, ?, ?, ?) \
+         ON CONFLICT (scope, idem_key) DO UPDATE SET task_id = excluded.task_id, \
+         request_hash = excluded.request_hash, created_at = excluded.created_at \
+         WHERE idempotency_keys.created_at < ?",
+    )
+    .bind(&claim.scope)
+    .bind(&claim.key)
+    .bind(task_id)
+    .bind(&claim.request_hash)
+    .bind(crate::clock::now_rfc3339())
+    .bind(&claim.reclaim_before)
+    .execute(&mut *conn)
+    .await?;
+    if claimed.rows_affected() == 0 {
+        return Err(StorageError::Rejected(format!("idempotency key '{}' is held by another task", claim.key)));
+    }
     Ok(())
 }
 
