@@ -108,17 +108,27 @@ pub fn request_hash(req: &TaskRequest) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// What a stored holder of a key means for a request with `hash`: a replay of its task, a
-/// mismatch, or nothing (expired: older than `reclaim_before`). Pure.
-pub fn holder_verdict(
-    holder: &crate::storage::IdempotencyHolder,
-    hash: &str,
-    reclaim_before: &str,
-) -> Option<Result<String, ()>> {
+/// What a stored holder of a key means for a new request under it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyVerdict {
+    /// The same request: answer with its task.
+    Replay(String),
+    /// Another request under the key: a client mistake.
+    Mismatch,
+    /// Past the retention window: the key is free again.
+    Expired,
+}
+
+/// The verdict of a stored holder for a request with `hash` (claims older than `reclaim_before`
+/// have expired). Pure.
+pub fn holder_verdict(holder: &crate::storage::IdempotencyHolder, hash: &str, reclaim_before: &str) -> KeyVerdict {
     if holder.created_at.as_str() < reclaim_before {
-        return None;
+        KeyVerdict::Expired
+    } else if holder.request_hash == hash {
+        KeyVerdict::Replay(holder.task_id.clone())
+    } else {
+        KeyVerdict::Mismatch
     }
-    Some(if holder.request_hash == hash { Ok(holder.task_id.clone()) } else { Err(()) })
 }
 
 /// Why a task was not created; each maps to one HTTP status.
@@ -237,9 +247,9 @@ async fn replay(
 ) -> Result<Option<Creation>, IntakeError> {
     let Some(holder) = intake.reader.idempotency_holder(&key.scope, &key.key).await? else { return Ok(None) };
     match holder_verdict(&holder, hash, reclaim_before) {
-        None => Ok(None),
-        Some(Err(())) => Err(IntakeError::IdempotencyMismatch(key.key.clone())),
-        Some(Ok(task_id)) => {
+        KeyVerdict::Expired => Ok(None),
+        KeyVerdict::Mismatch => Err(IntakeError::IdempotencyMismatch(key.key.clone())),
+        KeyVerdict::Replay(task_id) => {
             let stored = intake.reader.task(&task_id).await?.ok_or_else(|| {
                 crate::error::StorageError::Corrupt(format!(
                     "idempotency key '{}' names missing task {task_id}",
@@ -399,10 +409,10 @@ mod tests {
             request_hash: "h".into(),
             created_at: "2026-01-02T00:00:00.000000000Z".into(),
         };
-        let cases: [(&str, &str, Option<Result<String, ()>>); 3] = [
-            ("h", "2026-01-01T00:00:00.000000000Z", Some(Ok("t1".into()))),
-            ("other", "2026-01-01T00:00:00.000000000Z", Some(Err(()))),
-            ("h", "2026-01-03T00:00:00.000000000Z", None),
+        let cases: [(&str, &str, KeyVerdict); 3] = [
+            ("h", "2026-01-01T00:00:00.000000000Z", KeyVerdict::Replay("t1".into())),
+            ("other", "2026-01-01T00:00:00.000000000Z", KeyVerdict::Mismatch),
+            ("h", "2026-01-03T00:00:00.000000000Z", KeyVerdict::Expired),
         ];
         for (hash, reclaim_before, want) in cases {
             assert_eq!(holder_verdict(&holder, hash, reclaim_before), want, "{hash} {reclaim_before}");

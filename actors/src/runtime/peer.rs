@@ -44,6 +44,9 @@ const SUBMIT_TIMEOUT: Duration = Duration::from_secs(30);
 const STREAM_OPEN_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the destination has to answer a resume or cancel.
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long mirrored frames that cannot move the proxy wait for the next frame to share its
+/// durable write (a destination's launch and dispatch events come just before its running ones).
+const QUIET_HOLD: Duration = Duration::from_millis(20);
 /// Longest SSE line accepted from a peer.
 const MAX_LINE: usize = 16 * 1024 * 1024;
 
@@ -550,10 +553,24 @@ async fn mirror_once(d: &Dispatch, client: &Client, destination: &str, after: &m
     }
     let mut body = opened.bytes_stream().fuse();
     let mut lines = SseLines::default();
-    while let Some(first) = body.next().await {
+    // Frames that cannot move the proxy, waiting (briefly) to share the next frame's write.
+    let mut held: Vec<AdapterEvent> = Vec::new();
+    loop {
+        let first = if held.is_empty() {
+            body.next().await
+        } else {
+            match tokio::time::timeout(QUIET_HOLD, body.next()).await {
+                Ok(chunk) => chunk,
+                Err(_) => {
+                    d.report(std::mem::take(&mut held));
+                    continue;
+                }
+            }
+        };
+        let Some(first) = first else { break };
         // Every frame already received goes to the task in one report, so the destination's
         // events written in one transaction are mirrored in one too.
-        let mut batch = Vec::new();
+        let mut batch = std::mem::take(&mut held);
         let mut next = Some(first);
         let mut outcome = None;
         while let Some(chunk) = next.take() {
@@ -566,12 +583,33 @@ async fn mirror_once(d: &Dispatch, client: &Client, destination: &str, after: &m
                 Err(fault) => outcome = Some(Err(fault)),
             }
         }
+        if outcome.is_none() && !batch.iter().any(moves_the_proxy) {
+            held = batch;
+            continue;
+        }
         d.report(batch);
         if let Some(outcome) = outcome {
             return outcome;
         }
     }
+    d.report(held);
     Err(StreamFault::Transient("the peer closed the event stream before the task ended".into()))
+}
+
+/// Whether a mirrored event can change the proxy's status once the destination accepted the
+/// task (it is `dispatching` then): the destination's creation, launch and dispatch events
+/// cannot, so they may wait for the next frame's durable write. Pure.
+pub fn moves_the_proxy(event: &AdapterEvent) -> bool {
+    let quiet = [
+        EventKind::TaskCreated,
+        EventKind::TaskRouted,
+        EventKind::RuntimePendingLaunch,
+        EventKind::RuntimeLaunching,
+        EventKind::RuntimeReady,
+        EventKind::TaskDispatching,
+        EventKind::RuntimeHealth,
+    ];
+    !matches!(event, AdapterEvent::Relayed { kind, .. } if quiet.contains(kind))
 }
 
 /// Turns one chunk of the stream into mirrored events (appended to `batch`, frames past
@@ -687,6 +725,24 @@ mod tests {
         let delays: Vec<u64> = std::iter::from_fn(|| budget.next_delay()).map(|d| d.as_millis() as u64).collect();
         assert_eq!(delays, vec![250, 500, 1000, 2000, 4000]);
         assert_eq!(budget.next_delay(), None);
+    }
+
+    #[test]
+    fn only_events_past_dispatching_move_the_proxy() {
+        let relayed =
+            |kind| AdapterEvent::Relayed { kind, message: String::new(), data: JsonObject::new(), remote: None };
+        let cases = [
+            (EventKind::TaskCreated, false),
+            (EventKind::RuntimeReady, false),
+            (EventKind::TaskDispatching, false),
+            (EventKind::TaskRunning, true),
+            (EventKind::TaskAwaitingInput, true),
+            (EventKind::TaskCompleted, true),
+            (EventKind::TaskCancelRequested, true),
+        ];
+        for (kind, moves) in cases {
+            assert_eq!(moves_the_proxy(&relayed(kind)), moves, "{kind}");
+        }
     }
 
     #[test]
