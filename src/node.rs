@@ -191,6 +191,7 @@ pub async fn serve(
         allow_unsigned_peers: options.allow_unsigned_peers,
         accept,
         nonces: Arc::new(std::sync::Mutex::new(NonceCache::default())),
+        metrics: crate::api::prometheus::recorder(),
     };
     let app = router(state, options.max_body_bytes);
     let serve_shutdown = shutdown.clone();

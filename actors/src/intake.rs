@@ -325,10 +325,12 @@ async fn create_new(
         created_at: now.clone(),
         updated_at: now,
     };
+    let (target_id, adapter) = (target.target_id.clone(), target.adapter.clone());
     let new = NewTask { record, payload, target, new_turn, claim };
     let actor: ActorRef<TaskMsg> =
         intake.tasks.ask(INTAKE_ASK, |reply| TaskSupMsg::Spawn(Box::new(new), reply)).await??;
     let record = ask(&actor, "task", INTAKE_ASK, TaskMsg::Create).await??;
+    metrics::counter!(crate::telemetry::TASKS_CREATED, "target" => target_id, "adapter" => adapter).increment(1);
     Ok(Creation { record, replayed: false })
 }
 

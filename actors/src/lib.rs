@@ -54,6 +54,7 @@ pub mod storage;
 pub mod supervision;
 pub mod task;
 pub mod task_supervisor;
+pub mod telemetry;
 pub mod threads;
 
 // The plain value types the model's records are made of live under `model` (the bottom layer's

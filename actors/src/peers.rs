@@ -132,6 +132,15 @@ pub struct PeerBook {
 }
 
 impl PeerBook {
+    /// How many peers are in each status (every status listed, zeros included).
+    pub fn status_counts(&self) -> [(&'static str, usize); 2] {
+        let count = |s: PeerStatus| self.peers.values().filter(|p| p.status == s).count();
+        [
+            (PeerStatus::Online.as_str(), count(PeerStatus::Online)),
+            (PeerStatus::Offline.as_str(), count(PeerStatus::Offline)),
+        ]
+    }
+
     /// A book of what storage holds.
     pub fn load(peers: Vec<PeerRecord>, targets: Vec<PeerTargetRecord>) -> Self {
         let mut book =
@@ -498,6 +507,9 @@ impl PeerState {
 
     fn publish(&self) {
         let _ = self.publish.send(Arc::new(self.book.table()));
+        for (status, count) in self.book.status_counts() {
+            metrics::gauge!(crate::telemetry::PEERS, "status" => status).set(count as f64);
+        }
     }
 }
 

@@ -65,6 +65,7 @@ impl Actor for SseHub {
         match msg {
             SseHubMsg::Subscribe { task_id, subscriber, reply } => {
                 state.by_actor.insert(subscriber.get_id(), task_id.clone());
+                metrics::gauge!(crate::telemetry::SSE_SUBSCRIBERS).set(state.by_actor.len() as f64);
                 state.by_task.entry(task_id).or_default().push(subscriber);
                 let _ = reply.send(());
             }
@@ -97,6 +98,7 @@ impl Actor for SseHub {
             _ => return Ok(()),
         };
         if let Some(task_id) = state.by_actor.remove(&cell.get_id()) {
+            metrics::gauge!(crate::telemetry::SSE_SUBSCRIBERS).set(state.by_actor.len() as f64);
             if let Some(subs) = state.by_task.get_mut(&task_id) {
                 subs.retain(|s| s.get_id() != cell.get_id());
                 if subs.is_empty() {
@@ -259,6 +261,7 @@ impl Actor for Subscriber {
                             }
                         }
                         Err(mpsc::error::TrySendError::Full(_)) => {
+                            metrics::counter!(crate::telemetry::SSE_LAGGED).increment(1);
                             start_catch_up(&myself, state);
                             return Ok(());
                         }

@@ -34,6 +34,7 @@ use crate::state_machine::{CancelPlan, ResumeRejection, TaskLifecycle};
 use crate::storage::reader::StoredTask;
 use crate::storage::{StorageMsg, StoreReader, WriteOp};
 use crate::supervision::{ASK_TIMEOUT, Notify, Slot};
+use crate::telemetry;
 
 /// Upper bound on waiting for a runtime; each runtime applies its own (shorter) launch timeout.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(600);
@@ -441,6 +442,24 @@ pub fn checked_resume(pending: Option<&PendingInput>, mut payload: JsonObject) -
     Ok(payload)
 }
 
+/// Counts a durable write's status changes (and, for the first dispatch and the end, how long
+/// since creation).
+fn record_transitions(record: &TaskRecord, transitions: &[(TaskStatus, TaskStatus)]) {
+    for &(from, to) in transitions {
+        telemetry::task_transition(from, to);
+        if to == TaskStatus::Dispatching
+            && !from.is_dispatched()
+            && let Some(age) = telemetry::age_of(&record.created_at)
+        {
+            metrics::histogram!(telemetry::TASK_DISPATCH_LATENCY).record(age.as_secs_f64());
+        }
+        if to.is_terminal() {
+            let reason = record.last_error.as_ref().map(|e| e.reason.as_str());
+            telemetry::task_finished(to, reason, telemetry::age_of(&record.created_at));
+        }
+    }
+}
+
 /// Appends events and stops the actor once the task is terminal. A storage failure fails the
 /// actor, so its supervisor restarts it from what is durable.
 async fn append(myself: &ActorRef<TaskMsg>, state: &mut TaskState, drafts: Vec<Draft>) -> Result<(), TaskError> {
@@ -459,6 +478,8 @@ async fn persist(state: &mut TaskState, drafts: Vec<Draft>, mut artifacts: Vec<N
     let now = clock::now_rfc3339();
     let mut events = Vec::with_capacity(drafts.len());
     let before = (state.lifecycle.clone(), state.record.clone());
+    // Status changes of this write, counted once it is durable.
+    let mut transitions = Vec::new();
     for d in drafts {
         let (kind, source) = (d.kind, d.source);
         let (seq, to) = match state.lifecycle.admit(kind) {
@@ -468,6 +489,9 @@ async fn persist(state: &mut TaskState, drafts: Vec<Draft>, mut artifacts: Vec<N
                 continue;
             }
         };
+        if to != state.record.status {
+            transitions.push((state.record.status, to));
+        }
         let r = &mut state.record;
         r.status = to;
         r.updated_at = now.clone();
@@ -509,6 +533,7 @@ async fn persist(state: &mut TaskState, drafts: Vec<Draft>, mut artifacts: Vec<N
         (state.lifecycle, state.record) = before;
         return Err(e);
     }
+    record_transitions(&state.record, &transitions);
     let target_id = state.record.resolved_agent_id.as_deref().unwrap_or("");
     for e in &events {
         tracing::info!(

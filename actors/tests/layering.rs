@@ -11,8 +11,8 @@ const LAYERS: &[&[&str]] = &[
     &["clock", "ids", "error", "restart"],
     // The data model built from them; the node's identity (key pair, id, signatures).
     &["model", "identity"],
-    // Pure logic over them, and the actor helpers.
-    &["state_machine", "supervision", "adapters"],
+    // Pure logic over them, the actor helpers, and the metric names.
+    &["state_machine", "supervision", "adapters", "telemetry"],
     // Artifact bytes.
     &["artifacts"],
     // The only writer, and reads.

@@ -10,6 +10,7 @@ mod events;
 mod json;
 mod node;
 mod peers;
+pub mod prometheus;
 mod tasks;
 mod threads;
 
@@ -38,6 +39,8 @@ pub struct AppState {
     pub accept: aethrolink_actors::identity::node_auth::AcceptPolicy,
     /// Nonces of accepted node signatures (one per node process): a replay is refused.
     pub nonces: std::sync::Arc<std::sync::Mutex<aethrolink_actors::identity::signature::NonceCache>>,
+    /// Renders `GET /metrics` (`None`: this process records no metrics).
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 /// Who sent an HTTP request. Anonymous for now: authentication plugs in here.
@@ -88,6 +91,9 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/peers/{peer_id}/sync", post(peers::sync))
         .route("/artifacts/{artifact_id}", get(artifacts::get))
         .route("/v1/artifacts/{artifact_id}", get(artifacts::get))
+        .route("/metrics", get(prometheus::scrape))
+        // After routing, so each request is counted under the route it matched.
+        .route_layer(axum::middleware::from_fn(prometheus::track))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // The JSON extractors enforce the limit (draining what they refuse); the default limit
@@ -98,14 +104,22 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
 }
 
 async fn not_found(method: Method, uri: Uri) -> ApiError {
+    unmatched(&method, 404);
     ApiError::not_found(format!("no route for {method} {}", uri.path()))
 }
 
 async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    unmatched(&method, 405);
     ApiError::new(
         axum::http::StatusCode::METHOD_NOT_ALLOWED,
         format!("method {method} is not allowed on {}", uri.path()),
     )
+}
+
+/// Counts a request no route matched (the route layer does not see those).
+fn unmatched(method: &Method, status: u16) {
+    metrics::counter!(aethrolink_actors::telemetry::HTTP_REQUESTS, "method" => method.as_str().to_owned(), "route" => "unmatched", "status" => status.to_string())
+        .increment(1);
 }
 
 async fn ping() -> Json<Value> {

@@ -96,6 +96,28 @@ pub enum AuthError {
     NotRegistered(KeyId),
 }
 
+impl AuthError {
+    /// A short label for metrics (`alink_auth_failures_total{reason}`).
+    pub fn reason(&self) -> &'static str {
+        use crate::identity::signature::SignatureError as S;
+        match self {
+            AuthError::BadNodeKey => "bad_node_key",
+            AuthError::NotRegistered(_) => "not_registered",
+            AuthError::Signature(e) => match e {
+                S::MissingHeader(_) | S::Malformed { .. } => "malformed",
+                S::UnsupportedAlgorithm(_) | S::UnsupportedComponent(_) | S::UnsupportedDigest => "unsupported",
+                S::NotCovered(_) => "not_covered",
+                S::UnknownKey(_) => "unknown_key",
+                S::BadSignature => "bad_signature",
+                S::DigestMismatch => "digest_mismatch",
+                S::Stale { .. } | S::Future { .. } => "stale",
+                S::Replayed => "replayed",
+                S::NonceCacheFull => "nonce_cache_full",
+            },
+        }
+    }
+}
+
 /// Checks a signed node request against the pinned peers and the policy; on success its nonce
 /// is remembered in `nonces` (a replay of it is refused).
 pub fn authenticate(

@@ -141,7 +141,9 @@ impl PeerRuntimeState {
             let _ = join.await;
             let _ = me.cast(SessionMsg::Finished { task_id: watched, generation });
         });
-        self.relays.insert(task_id.clone(), Relay { generation, abort, reply_to, control, task_id });
+        if self.relays.insert(task_id.clone(), Relay { generation, abort, reply_to, control, task_id }).is_none() {
+            metrics::gauge!(crate::telemetry::RELAYS_IN_FLIGHT).increment(1.0);
+        }
     }
 }
 
@@ -249,6 +251,7 @@ impl Actor for PeerRuntime {
             SessionMsg::Finished { task_id, generation } => {
                 if state.relays.get(&task_id).is_some_and(|r| r.generation == generation) {
                     state.relays.remove(&task_id);
+                    metrics::gauge!(crate::telemetry::RELAYS_IN_FLIGHT).decrement(1.0);
                 }
             }
         }
@@ -262,6 +265,7 @@ impl Actor for PeerRuntime {
     ) -> Result<(), ActorProcessingErr> {
         for (_, r) in state.relays.drain() {
             r.abort.abort();
+            metrics::gauge!(crate::telemetry::RELAYS_IN_FLIGHT).decrement(1.0);
         }
         Ok(())
     }

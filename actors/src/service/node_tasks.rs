@@ -133,6 +133,7 @@ impl Services {
             if allow_unsigned {
                 return Ok(Caller::anonymous(Binding::Peer));
             }
+            metrics::counter!(crate::telemetry::AUTH_FAILURES, "reason" => "unsigned").increment(1);
             return Err(NodeFailure::unauthenticated(
                 message_type,
                 "unsigned node-protocol request refused: this node accepts relayed work only from signed peers; \
@@ -153,7 +154,10 @@ impl Services {
                 node_auth::authenticate(headers, request, &pinned, policy, now, &mut poisoned.into_inner())
             }
         };
-        let who = outcome.map_err(|e| NodeFailure::unauthenticated(message_type, e.to_string()))?;
+        let who = outcome.map_err(|e| {
+            metrics::counter!(crate::telemetry::AUTH_FAILURES, "reason" => e.reason()).increment(1);
+            NodeFailure::unauthenticated(message_type, e.to_string())
+        })?;
         Ok(Caller { principal: Principal::Node(who.node_id), binding: Binding::Peer, rights: Rights::ALL })
     }
 

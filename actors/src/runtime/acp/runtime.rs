@@ -35,6 +35,7 @@ use crate::runtime::lifecycle::{
 };
 use crate::runtime::process::{self, LaunchCommand, StderrTail};
 use crate::storage::{LaunchRecord, WriteOp};
+use crate::telemetry;
 
 /// Default bound on a launch (spawn → `initialize` answered); slow agents (OpenClaw) need ~40 s.
 pub const DEFAULT_LAUNCH_TIMEOUT: Duration = Duration::from_secs(60);
@@ -123,6 +124,8 @@ struct Child {
     stderr: StderrTail,
     /// Launch history row and lease id.
     launch_id: String,
+    /// The launch was recorded ready (its end is then an exit, not a failed launch).
+    ready: bool,
 }
 
 /// A session actor of either kind.
@@ -285,7 +288,13 @@ impl AcpRuntime {
                     Self::take_down(myself, state, status, &reason, exit_code, kill);
                 }
                 Effect::Recorded => {
-                    if let Some(child) = &state.child {
+                    if let Some(child) = &mut state.child {
+                        child.ready = true;
+                        let adapter = state.target.adapter.clone();
+                        metrics::counter!(telemetry::RUNTIME_LAUNCHES, "adapter" => adapter, "outcome" => "ready")
+                            .increment(1);
+                        metrics::histogram!(telemetry::RUNTIME_LAUNCH_DURATION)
+                            .record(child.spawned_at.elapsed().as_secs_f64());
                         state.deps.write_in_background(WriteOp::LaunchEnded {
                             launch_id: child.launch_id.clone(),
                             status: "ready".into(),
@@ -342,8 +351,16 @@ impl AcpRuntime {
         Self::watch_exit(myself, generation, child, stderr_done);
         if state.http.is_some() {
             process::log_stdout(stdout, stderr_tail.clone(), &target_id, pid);
-            state.child =
-                Some(Child { spawned_at, pid, pgid, conn: None, _stdin: Some(stdin), stderr: stderr_tail, launch_id });
+            state.child = Some(Child {
+                spawned_at,
+                pid,
+                pgid,
+                conn: None,
+                _stdin: Some(stdin),
+                stderr: stderr_tail,
+                launch_id,
+                ready: false,
+            });
             Self::check_health(myself, state, generation, spawned_at);
             return state.life.spawned(pid);
         }
@@ -377,8 +394,16 @@ impl AcpRuntime {
         if let Some(bound) = initialize_timeout {
             myself.send_after(bound, move || AcpMsg::InitializeDeadline { generation });
         }
-        state.child =
-            Some(Child { spawned_at, pid, pgid, conn: Some(conn), _stdin: None, stderr: stderr_tail, launch_id });
+        state.child = Some(Child {
+            spawned_at,
+            pid,
+            pgid,
+            conn: Some(conn),
+            _stdin: None,
+            stderr: stderr_tail,
+            launch_id,
+            ready: false,
+        });
         state.life.spawned(pid)
     }
 
@@ -410,6 +435,7 @@ impl AcpRuntime {
             actor_kind = "runtime", target_id = %target_id, subcontext = %state.subcontext, pid = spawned.pid,
             generation, command = ?state.command.argv, "runtime launching"
         );
+        metrics::gauge!(telemetry::RUNTIMES_LIVE).increment(1.0);
         launch_id
     }
 
@@ -454,6 +480,12 @@ impl AcpRuntime {
         }
         let pgid = state.child.as_ref().map(|c| c.pgid);
         if let Some(child) = state.child.take() {
+            metrics::gauge!(telemetry::RUNTIMES_LIVE).decrement(1.0);
+            if !child.ready {
+                let adapter = state.target.adapter.clone();
+                metrics::counter!(telemetry::RUNTIME_LAUNCHES, "adapter" => adapter, "outcome" => status.as_str())
+                    .increment(1);
+            }
             let tail = child.stderr.text();
             state.deps.write_in_background(WriteOp::LaunchEnded {
                 launch_id: child.launch_id,

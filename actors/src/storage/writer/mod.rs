@@ -30,6 +30,7 @@ use super::Db;
 use crate::artifacts::NewArtifact;
 use crate::error::StorageError;
 use crate::model::{AgentRecord, TaskEvent, TaskRecord};
+use crate::telemetry;
 
 /// Rows per multi-row statement, well below SQLite's 32,766 bound-parameter limit.
 const ROWS_PER_STATEMENT: usize = 500;
@@ -204,8 +205,12 @@ async fn flush(
     batch: Vec<(WriteOp, RpcReplyPort<Result<(), StorageError>>)>,
 ) -> Result<(), ActorProcessingErr> {
     let (ops, replies): (Vec<WriteOp>, Vec<_>) = batch.into_iter().unzip();
+    let started = std::time::Instant::now();
     match commit(&state.db, &ops).await {
         Ok(()) => {
+            metrics::counter!(telemetry::STORAGE_COMMITS).increment(1);
+            metrics::histogram!(telemetry::STORAGE_COMMIT_DURATION).record(started.elapsed().as_secs_f64());
+            metrics::histogram!(telemetry::STORAGE_BATCH_SIZE).record(ops.len() as f64);
             state.stats.commits += 1;
             state.stats.writes += ops.len() as u64;
             state.stats.max_batch = state.stats.max_batch.max(ops.len());
