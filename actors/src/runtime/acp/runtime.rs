@@ -123,6 +123,9 @@ struct Child {
     stderr: StderrTail,
     /// Launch history row and lease id.
     launch_id: String,
+    /// Kills the group if the node dies; dropped only after the group was stopped the graceful
+    /// way (dropping it kills the group at once).
+    keeper: Option<process::GroupKeeper>,
 }
 
 /// A session actor of either kind.
@@ -338,12 +341,20 @@ impl AcpRuntime {
             }
         };
         let launch_id = Self::record_spawn(state, &spawned, generation);
-        let process::Spawned { child, pid, pgid, stdin, stdout, stderr_tail, stderr_done } = spawned;
+        let process::Spawned { child, pid, pgid, stdin, stdout, stderr_tail, stderr_done, keeper } = spawned;
         Self::watch_exit(myself, generation, child, stderr_done);
         if state.http.is_some() {
             process::log_stdout(stdout, stderr_tail.clone(), &target_id, pid);
-            state.child =
-                Some(Child { spawned_at, pid, pgid, conn: None, _stdin: Some(stdin), stderr: stderr_tail, launch_id });
+            state.child = Some(Child {
+                spawned_at,
+                pid,
+                pgid,
+                conn: None,
+                _stdin: Some(stdin),
+                stderr: stderr_tail,
+                launch_id,
+                keeper,
+            });
             Self::check_health(myself, state, generation, spawned_at);
             return state.life.spawned(pid);
         }
@@ -377,8 +388,16 @@ impl AcpRuntime {
         if let Some(bound) = initialize_timeout {
             myself.send_after(bound, move || AcpMsg::InitializeDeadline { generation });
         }
-        state.child =
-            Some(Child { spawned_at, pid, pgid, conn: Some(conn), _stdin: None, stderr: stderr_tail, launch_id });
+        state.child = Some(Child {
+            spawned_at,
+            pid,
+            pgid,
+            conn: Some(conn),
+            _stdin: None,
+            stderr: stderr_tail,
+            launch_id,
+            keeper,
+        });
         state.life.spawned(pid)
     }
 
@@ -453,7 +472,9 @@ impl AcpRuntime {
             _ => {}
         }
         let pgid = state.child.as_ref().map(|c| c.pgid);
-        if let Some(child) = state.child.take() {
+        let mut keeper = None;
+        if let Some(mut child) = state.child.take() {
+            keeper = child.keeper.take();
             let tail = child.stderr.text();
             state.deps.write_in_background(WriteOp::LaunchEnded {
                 launch_id: child.launch_id,
@@ -470,6 +491,8 @@ impl AcpRuntime {
             if let Some(pgid) = pgid {
                 process::kill_group(pgid, process::KILL_GRACE).await;
             }
+            // After the graceful kill: dropping the keeper earlier would SIGKILL the group at once.
+            drop(keeper);
             if let Kill::Report { generation } = kill {
                 let _ = me.cast(AcpMsg::Killed { generation });
             }
