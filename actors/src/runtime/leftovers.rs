@@ -173,7 +173,8 @@ mod tests {
         let pgid = i32::try_from(leader.id())?;
         let mut view = GroupView::of(pgid);
         for _ in 0..100 {
-            if matches!(view.leader, Leader::Zombie { .. }) && !view.members.is_empty() {
+            // (The forked child shows the shell's command line until it has exec'd `sleep`.)
+            if matches!(view.leader, Leader::Zombie { .. }) && view.members == vec![argv("sleep 30")] {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
