@@ -1,5 +1,8 @@
-//! Runs the node: loads configuration, opens storage, starts the supervision tree (which
-//! recovers live tasks before anything else), opens the listener, and shuts down in order.
+//! Runs the node: loads configuration, locks the database (one node per database), binds the
+//! listener, opens storage, starts the supervision tree (which recovers live tasks and sweeps the
+//! process groups a previous run left before anything is served), serves, and shuts down in
+//! order. Everything that can refuse the start without side effects — a bad address or registry,
+//! a database another node holds, a port in use — is settled before storage is opened.
 //!
 //! Shutdown: the first SIGINT/SIGTERM stops accepting connections and ends every SSE stream;
 //! then the root supervisor stops task actors, runtimes and the registry and drains the storage
@@ -17,6 +20,7 @@ use aethrolink_actors::identity::node_auth::AcceptPolicy;
 use aethrolink_actors::identity::signature::NonceCache;
 use aethrolink_actors::root::{CoreSettings, RootArgs, RootMsg, RootSupervisor};
 use aethrolink_actors::service::Services;
+use aethrolink_actors::storage::lock::{DatabaseLock, DatabaseLockError};
 use aethrolink_actors::storage::{DatabaseLocation, Db, StorageMsg, WriteOp};
 use aethrolink_actors::supervision::ASK_TIMEOUT;
 use ractor::ActorRef;
@@ -34,6 +38,8 @@ pub enum NodeError {
     Storage { database: String, source: aethrolink_actors::error::StorageError },
     #[error("artifact directory: {0}")]
     Artifacts(#[from] aethrolink_actors::artifacts::ArtifactError),
+    #[error(transparent)]
+    Locked(#[from] DatabaseLockError),
     #[error(transparent)]
     Key(#[from] KeyFileError),
     #[error(
@@ -65,15 +71,48 @@ pub struct Core {
     root_join: tokio::task::JoinHandle<()>,
     /// What every binding calls.
     pub services: Services,
+    /// One node per database: held until the tree has stopped (`None` for an in-memory one).
+    lock: Option<DatabaseLock>,
 }
 
 impl Core {
-    /// Stops the supervision tree in order (every queued write commits).
+    /// Stops the supervision tree in order (every queued write commits), then lets go of the
+    /// database.
     pub async fn stop(self) {
         if let Err(e) = self.root.stop_and_wait(Some("node shutting down".into()), Some(TREE_STOP_TIMEOUT)).await {
             tracing::warn!(error = %e, "supervision tree did not stop in time");
         }
+        drop(self.lock);
     }
+}
+
+/// What start-up settles before it has any effect: the registry's targets (read and
+/// validated), a valid bind address, and the database's lock.
+pub struct Preflight {
+    /// The registry file read (for the start log).
+    registry_path: PathBuf,
+    /// Its targets.
+    file_targets: Vec<aethrolink_actors::model::TargetSpec>,
+    /// The database's lock (`None` for an in-memory database).
+    lock: Option<DatabaseLock>,
+}
+
+/// Reads the registry, checks the address and takes the database's lock: a second node on the
+/// same database is refused here, naming the database and the holder's pid, before it touches
+/// anything.
+pub fn preflight(args: &NodeArgs) -> Result<Preflight, NodeError> {
+    let (registry_path, explicit) = match &args.registry {
+        Some(p) => (p.clone(), true),
+        None => (PathBuf::from(DEFAULT_REGISTRY), false),
+    };
+    let file_targets = load_registry(&registry_path, explicit)?;
+    // A bad address is reported before anything is opened.
+    args.bind_addr()?;
+    let lock = DatabaseLock::acquire(&DatabaseLocation::parse(&args.database))?;
+    if let Some(lock) = &lock {
+        tracing::debug!(lock_file = %lock.path().display(), "database locked");
+    }
+    Ok(Preflight { registry_path, file_targets, lock })
 }
 
 /// How the bindings serve (from the node flags).
@@ -109,16 +148,16 @@ pub struct Listeners {
     pub http: tokio::net::TcpListener,
 }
 
-/// Loads configuration, opens storage and starts the supervision tree, which recovers live tasks
-/// before this returns.
+/// Loads configuration, locks the database, opens storage and starts the supervision tree, which
+/// recovers live tasks before this returns.
 pub async fn start_core(args: &NodeArgs) -> Result<Core, NodeError> {
-    let (registry_path, explicit) = match &args.registry {
-        Some(p) => (p.clone(), true),
-        None => (PathBuf::from(DEFAULT_REGISTRY), false),
-    };
-    let file_targets = load_registry(&registry_path, explicit)?;
-    // A bad address is reported before anything is opened.
-    args.bind_addr()?;
+    start_core_after(args, preflight(args)?).await
+}
+
+/// [`start_core`] once [`preflight`] has passed: opens storage and starts the supervision tree
+/// (recovery, the sweep of process groups a previous run left).
+pub async fn start_core_after(args: &NodeArgs, preflight: Preflight) -> Result<Core, NodeError> {
+    let Preflight { registry_path, file_targets, lock } = preflight;
     let location = DatabaseLocation::parse(&args.database);
     let db =
         Db::open(&location).await.map_err(|source| NodeError::Storage { database: args.database.clone(), source })?;
@@ -142,7 +181,7 @@ pub async fn start_core(args: &NodeArgs) -> Result<Core, NodeError> {
         .await
         .map_err(|e| NodeError::Tree(e.to_string()))?;
     match persist_identity(args, &dir, identity).await {
-        Ok(identity) => Ok(Core { root, root_join, services: Services::new(dir, identity) }),
+        Ok(identity) => Ok(Core { root, root_join, services: Services::new(dir, identity), lock }),
         Err(e) => {
             let _ = root.stop_and_wait(None, Some(TREE_STOP_TIMEOUT)).await;
             Err(e)
@@ -152,15 +191,14 @@ pub async fn start_core(args: &NodeArgs) -> Result<Core, NodeError> {
 
 /// Runs until a shutdown signal (or `shutdown` is cancelled); returns after a clean stop.
 pub async fn run(args: NodeArgs, shutdown: CancellationToken) -> Result<(), NodeError> {
-    let core = start_core(&args).await?;
+    let preflight = preflight(&args)?;
+    // Bound before recovery and the sweep: a port in use ends the start with no side effect.
+    // (Connections that arrive meanwhile wait in the backlog until serving starts.)
     let addr = args.bind_addr()?;
-    let http = match tokio::net::TcpListener::bind(addr).await {
-        Ok(l) => l,
-        Err(source) => {
-            core.stop().await;
-            return Err(NodeError::Listen { addr: addr.to_string(), source });
-        }
-    };
+    let http = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| NodeError::Listen { addr: addr.to_string(), source })?;
+    let core = start_core_after(&args, preflight).await?;
     let local = http.local_addr().map_err(NodeError::Serve)?;
     // The one line on stdout: scripts and tests started on port 0 read the address here.
     println!("alink-node listening on http://{local}");
@@ -177,7 +215,7 @@ pub async fn serve(
     shutdown: CancellationToken,
     options: ServeOptions,
 ) -> Result<(), NodeError> {
-    let Core { root, root_join, services } = core;
+    let Core { root, root_join, services, lock } = core;
     if options.allow_unsigned_peers {
         tracing::warn!("Go-compatibility mode: node-protocol requests from unsigned peers are accepted");
     }
@@ -223,6 +261,8 @@ pub async fn serve(
     if let Err(e) = stopped {
         tracing::warn!(error = %e, "supervision tree did not stop in time");
     }
+    // Held until the tree (and with it every agent process) has stopped.
+    drop(lock);
     served.map_err(NodeError::Serve)?;
     if root_died.load(Ordering::SeqCst) {
         return Err(NodeError::Tree("a core service failed beyond its restart limit".into()));

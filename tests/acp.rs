@@ -367,9 +367,8 @@ async fn no_process_left_after_stop_or_after_kill_9_and_restart() -> Result {
     let events = run(&node, "sticky", "x", json!({})).await?;
     let pgid = launch_pid(&events).ok_or("pid")?;
     node.kill()?;
-    // The agent exits on stdin EOF, but the group's `sleep` survives the node's SIGKILL…
-    assert!(group_alive(pgid), "precondition: something of the group outlived the node");
-    // …until the next start reaps what the previous run recorded.
+    // The group dies with the node (parent-death signal, keeper); the next start finds nothing.
+    assert!(wait_gone(pgid).await, "the group died with the node");
     let _node = Node::start_in(&dir, opts())?;
     assert!(wait_gone(pgid).await, "recorded process group killed at start-up");
     Ok(())

@@ -17,6 +17,7 @@ pub mod deps;
 pub mod dialect;
 pub mod http;
 pub mod jsonrpc;
+pub mod leftovers;
 pub mod lifecycle;
 pub mod loopback;
 pub mod peer;
@@ -281,8 +282,8 @@ fn loopback_handle(session: &ActorRef<SessionMsg>) -> RuntimeHandle {
 }
 
 /// Kills process groups a previous run recorded and never released (a node killed with SIGKILL
-/// leaves its agents running). A group is only killed when its leader is gone or still runs the
-/// recorded program, so a recycled pid is never hit.
+/// whose groups' keepers could not act). Only recorded groups are looked at, and one is killed
+/// only when it is provably still that run's ([`leftovers::judge`]), so a recycled pid is never hit.
 async fn reap_leftovers(deps: &RuntimeDeps) -> Result<(), ActorProcessingErr> {
     let leases = deps.reader.open_leases().await?;
     if leases.is_empty() {
@@ -291,9 +292,17 @@ async fn reap_leftovers(deps: &RuntimeDeps) -> Result<(), ActorProcessingErr> {
     let mut released = Vec::new();
     for lease in leases {
         let pgid = lease.process_group;
-        if process::group_alive(pgid) && leader_matches(pgid, &lease.command) {
-            tracing::warn!(actor_kind = "runtime", target_id = %lease.target_id, pgid, "killing a runtime process group left by a previous run");
-            process::kill_group(pgid, process::KILL_GRACE).await;
+        if pgid > 0 {
+            match leftovers::judge(&lease.command, &leftovers::GroupView::of(pgid)) {
+                leftovers::Verdict::Kill(evidence) => {
+                    tracing::warn!(actor_kind = "runtime", target_id = %lease.target_id, pgid, ?evidence, "killing a runtime process group left by a previous run");
+                    process::kill_group(pgid, process::KILL_GRACE).await;
+                }
+                leftovers::Verdict::Leave(leftovers::LeaveReason::NothingRuns) => {}
+                leftovers::Verdict::Leave(reason) => {
+                    tracing::info!(actor_kind = "runtime", target_id = %lease.target_id, pgid, ?reason, "a recorded process group is not this database's any more; left alone");
+                }
+            }
         }
         released.push(lease.lease_id);
     }
@@ -303,17 +312,6 @@ async fn reap_leftovers(deps: &RuntimeDeps) -> Result<(), ActorProcessingErr> {
         })
         .await??;
     Ok(())
-}
-
-fn leader_matches(pgid: i32, command: &[String]) -> bool {
-    let Ok(cmdline) = std::fs::read(format!("/proc/{pgid}/cmdline")) else {
-        // Leader gone but the group lives: a pgid cannot be reused while its group exists.
-        return true;
-    };
-    let Some(program) = command.first() else { return false };
-    let base = std::path::Path::new(program).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
-    let text = String::from_utf8_lossy(&cmdline);
-    text.split('\0').any(|arg| arg.ends_with(&base))
 }
 
 impl Actor for RuntimeSupervisor {

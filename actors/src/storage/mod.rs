@@ -5,6 +5,7 @@
 //! acknowledges each only after `COMMIT`. Reads go through [`reader::StoreReader`] on a separate
 //! pool (WAL lets them run beside the writer). An in-memory database has one connection, shared.
 
+pub mod lock;
 pub mod reader;
 pub mod writer;
 

@@ -126,6 +126,9 @@ struct Child {
     launch_id: String,
     /// The launch was recorded ready (its end is then an exit, not a failed launch).
     ready: bool,
+    /// Kills the group if the node dies; dropped only after the group was stopped the graceful
+    /// way (dropping it kills the group at once).
+    keeper: Option<process::GroupKeeper>,
 }
 
 /// A session actor of either kind.
@@ -347,7 +350,7 @@ impl AcpRuntime {
             }
         };
         let launch_id = Self::record_spawn(state, &spawned, generation);
-        let process::Spawned { child, pid, pgid, stdin, stdout, stderr_tail, stderr_done } = spawned;
+        let process::Spawned { child, pid, pgid, stdin, stdout, stderr_tail, stderr_done, keeper } = spawned;
         Self::watch_exit(myself, generation, child, stderr_done);
         if state.http.is_some() {
             process::log_stdout(stdout, stderr_tail.clone(), &target_id, pid);
@@ -360,6 +363,7 @@ impl AcpRuntime {
                 stderr: stderr_tail,
                 launch_id,
                 ready: false,
+                keeper,
             });
             Self::check_health(myself, state, generation, spawned_at);
             return state.life.spawned(pid);
@@ -403,6 +407,7 @@ impl AcpRuntime {
             stderr: stderr_tail,
             launch_id,
             ready: false,
+            keeper,
         });
         state.life.spawned(pid)
     }
@@ -479,7 +484,9 @@ impl AcpRuntime {
             _ => {}
         }
         let pgid = state.child.as_ref().map(|c| c.pgid);
-        if let Some(child) = state.child.take() {
+        let mut keeper = None;
+        if let Some(mut child) = state.child.take() {
+            keeper = child.keeper.take();
             metrics::gauge!(telemetry::RUNTIMES_LIVE).decrement(1.0);
             if !child.ready {
                 let adapter = state.target.adapter.clone();
@@ -502,6 +509,8 @@ impl AcpRuntime {
             if let Some(pgid) = pgid {
                 process::kill_group(pgid, process::KILL_GRACE).await;
             }
+            // After the graceful kill: dropping the keeper earlier would SIGKILL the group at once.
+            drop(keeper);
             if let Kill::Report { generation } = kill {
                 let _ = me.cast(AcpMsg::Killed { generation });
             }
