@@ -349,3 +349,33 @@ async fn a_threads_turns_use_the_thread_id_as_conversation_and_sticky_key() -> R
     assert!(body["error"].as_str().is_some_and(|e| e.starts_with("thread agent pair invalid")), "{body}");
     Ok(())
 }
+
+/// The result text of a turn's task.
+async fn turn_result(node: &Node, turn: &Value) -> Result<String> {
+    let task_id = turn["task_id"].as_str().ok_or("turn without task")?;
+    let task = node.wait_status(task_id, "completed").await?;
+    let artifact = task["result_artifact_id"].as_str().ok_or("no result")?;
+    let (_, result) = node.get(&format!("/v1/artifacts/{artifact}")).await?;
+    Ok(result["text"].as_str().unwrap_or("").to_owned())
+}
+
+#[tokio::test]
+async fn auto_continue_passes_each_turns_result_to_the_next_unless_told_not_to() -> Result {
+    let node = Node::start_with(opts())?;
+    let payloads = json!({"la": {"text": "from la"}, "lb": {"text": "from lb"}});
+    for (pass_result, second) in [(None, "from la"), (Some(false), "from lb")] {
+        let t = thread(&node, "la", "lb").await?;
+        let mut body = json!({"intent": "chat", "payload_by_agent": payloads, "auto_continue": true, "max_turns": 2});
+        if let Some(p) = pass_result {
+            body["pass_result"] = json!(p);
+        }
+        assert_eq!(node.post(&format!("/v1/threads/{t}/continue"), body).await?.0, 202);
+        until(&node, &format!("/v1/threads/{t}"), |v| v["handoff"]["active"] == false).await?;
+        let all = turns(&node, &t).await?;
+        assert_eq!(all.len(), 2);
+        assert_eq!(turn_result(&node, &all[0]).await?, "from la");
+        // The second turn (lb → la) echoes its input: the first turn's result, or lb's own payload.
+        assert_eq!(turn_result(&node, &all[1]).await?, second, "pass_result {pass_result:?}");
+    }
+    Ok(())
+}

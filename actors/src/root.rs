@@ -92,7 +92,12 @@ impl CoreHandles {
 
     /// What the thread coordinator gets.
     fn thread_deps(&self) -> ThreadDeps {
-        ThreadDeps { storage: self.storage.clone(), reader: self.reader.clone(), intake: self.intake.clone() }
+        ThreadDeps {
+            storage: self.storage.clone(),
+            reader: self.reader.clone(),
+            intake: self.intake.clone(),
+            artifacts: self.artifacts.clone(),
+        }
     }
 }
 

@@ -54,6 +54,37 @@ pub struct HandoffPlan {
     pub active: bool,
     #[serde(default)]
     pub stopped_reason: Option<String>,
+    /// Each next turn gets the previous turn's result text as its input (`payload.text`); off:
+    /// every turn gets the configured payload as is (plans stored before this field: on).
+    #[serde(default = "pass_result_default")]
+    pub pass_result: bool,
+}
+
+fn pass_result_default() -> bool {
+    true
+}
+
+/// The text of a turn's result: its `text` field, the string itself, or the JSON. Pure.
+pub fn result_text(result: &Value) -> String {
+    match result {
+        Value::String(s) => s.clone(),
+        Value::Object(m) => match m.get("text") {
+            Some(Value::String(s)) => s.clone(),
+            _ => result.to_string(),
+        },
+        other => other.to_string(),
+    }
+}
+
+/// The next turn's payload: the configured one with `text` set to the previous turn's result
+/// text (a payload that is not an object becomes `{"text": …}`). Pure.
+pub fn with_previous_result(payload: Value, previous: String) -> Value {
+    let mut obj = match payload {
+        Value::Object(m) => m,
+        _ => JsonObject::new(),
+    };
+    obj.insert("text".into(), Value::String(previous));
+    Value::Object(obj)
 }
 
 /// What to do after a turn settled. Pure.
@@ -117,6 +148,8 @@ pub struct ThreadDeps {
     pub reader: StoreReader,
     /// Creates the next turn's task.
     pub intake: Intake,
+    /// Reads a turn's result (the next turn's input).
+    pub artifacts: crate::artifacts::ArtifactStore,
 }
 
 /// State of the thread coordinator.
@@ -247,7 +280,8 @@ impl Actor for ThreadCoordinator {
                     HandoffStep::Wait => {}
                     HandoffStep::Stop(reason) => Self::stop(state, &thread_id, reason),
                     HandoffStep::Next { sender, target } => {
-                        let req = TaskRequest {
+                        let (previous, pass_result) = (plan.last_task_id.clone(), plan.pass_result);
+                        let mut req = TaskRequest {
                             thread_id: Some(thread_id.clone()),
                             sender: Some(sender.to_string()),
                             target_agent_id: Some(target.to_string()),
@@ -270,7 +304,19 @@ impl Actor for ThreadCoordinator {
                             p.last_target = target;
                         }
                         let (intake, me, tid) = (state.deps.intake.clone(), myself.clone(), thread_id.clone());
+                        let (reader, artifacts) = (state.deps.reader.clone(), state.deps.artifacts.clone());
                         tokio::spawn(async move {
+                            if pass_result {
+                                match previous_result(&reader, &artifacts, previous.as_str()).await {
+                                    Ok(Some(text)) => req.payload = with_previous_result(req.payload, text),
+                                    Ok(None) => {}
+                                    Err(e) => {
+                                        let error = format!("the previous turn's result could not be read: {e}");
+                                        let _ = me.cast(ThreadMsg::NextCreated { thread_id: tid, result: Err(error) });
+                                        return;
+                                    }
+                                }
+                            }
                             let result = create_task(&intake, req).await.map(Box::new).map_err(|e| e.to_string());
                             let _ = me.cast(ThreadMsg::NextCreated { thread_id: tid, result });
                         });
@@ -296,6 +342,21 @@ impl Actor for ThreadCoordinator {
     }
 }
 
+/// The result text of task `task_id` (`None`: it has no result, e.g. it failed).
+async fn previous_result(
+    reader: &StoreReader,
+    artifacts: &crate::artifacts::ArtifactStore,
+    task_id: &str,
+) -> Result<Option<String>, String> {
+    let Some(stored) = reader.task(task_id).await.map_err(|e| e.to_string())? else { return Ok(None) };
+    let Some(artifact_id) = stored.task.result_artifact_id else { return Ok(None) };
+    let Some((_, body)) = reader.artifact(&artifact_id).await.map_err(|e| e.to_string())? else { return Ok(None) };
+    let bytes = artifacts.read(body).await.map_err(|e| e.to_string())?;
+    let result: Value =
+        serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    Ok(Some(result_text(&result)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,7 +380,20 @@ mod tests {
             last_target: "b".into(),
             active: true,
             stopped_reason: None,
+            pass_result: true,
         }
+    }
+
+    #[test]
+    fn the_next_turn_takes_the_previous_result_text() {
+        use serde_json::json;
+        let cases =
+            [(json!({"text": "pong"}), "pong"), (json!("plain"), "plain"), (json!({"answer": 42}), "{\"answer\":42}")];
+        for (result, want) in cases {
+            assert_eq!(result_text(&result), want, "{result}");
+        }
+        assert_eq!(with_previous_result(json!({"text": "old", "k": 1}), "new".into()), json!({"text": "new", "k": 1}));
+        assert_eq!(with_previous_result(Value::Null, "new".into()), json!({"text": "new"}));
     }
 
     #[test]

@@ -76,6 +76,10 @@ pub struct ContinueThread {
     pub stop_on_terminal_error: bool,
     #[serde(default)]
     pub metadata: JsonObject,
+    /// Auto-continue: each next turn's `payload.text` is the previous turn's result text
+    /// (default); `false` sends the configured payload every turn.
+    #[serde(default)]
+    pub pass_result: Option<bool>,
 }
 
 /// What inspection says about one participant: where its turns run.
@@ -312,6 +316,7 @@ impl Services {
                 last_target: target,
                 active: true,
                 stopped_reason: None,
+                pass_result: req.pass_result.unwrap_or(true),
             };
             self.dir.threads.cast(ThreadMsg::StartHandoff { thread_id: thread_id.to_owned(), plan: Box::new(plan) })?;
         }
