@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value, json};
 
-use super::client::{CliError, Client, Output};
+use super::client::{CliError, Client, Output, line, note};
 use super::{HeartbeatArgs, RegisterArgs, StateArgs, TargetArg, TargetsArgs};
 use super::{field_str, parse_object};
 
@@ -18,14 +18,36 @@ pub(super) fn default_state_file() -> PathBuf {
     }
 }
 
-/// This agent's id: `--agent-id`, else the state file's, else none.
-pub(super) fn read_agent_id(state: &StateArgs) -> Option<String> {
+/// Where this agent's id came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum SenderSource {
+    /// `--agent-id`.
+    Flag,
+    /// The state file `register` wrote.
+    StateFile,
+}
+
+/// This agent's id and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Sender {
+    pub(super) id: String,
+    pub(super) from: SenderSource,
+}
+
+/// This agent: `--agent-id`, else the state file's, else none.
+pub(super) fn resolve_sender(state: &StateArgs) -> Option<Sender> {
     if let Some(id) = state.agent_id.clone().filter(|s| !s.is_empty()) {
-        return Some(id);
+        return Some(Sender { id, from: SenderSource::Flag });
     }
     let text = std::fs::read_to_string(&state.state_file).ok()?;
     let v: Value = serde_json::from_str(&text).ok()?;
-    v.get("agent_id").and_then(Value::as_str).map(str::to_owned)
+    let id = v.get("agent_id").and_then(Value::as_str).filter(|id| !id.is_empty())?;
+    Some(Sender { id: id.to_owned(), from: SenderSource::StateFile })
+}
+
+/// This agent's id: `--agent-id`, else the state file's, else none.
+pub(super) fn read_agent_id(state: &StateArgs) -> Option<String> {
+    resolve_sender(state).map(|s| s.id)
 }
 
 fn write_agent_id(path: &Path, id: &str) -> Result<(), CliError> {
@@ -56,42 +78,110 @@ pub fn parse_defaults(text: &str) -> Result<Map<String, Value>, CliError> {
 pub(super) async fn targets(client: &Client, out: Output, a: TargetsArgs) -> Result<(), CliError> {
     let v = if a.refresh { client.get("/v1/targets?refresh=true").await? } else { client.get("/v1/targets").await? };
     if out.json {
-        println!("{v}");
-    } else {
-        for t in v.get("targets").and_then(Value::as_array).into_iter().flatten() {
-            let caps: Vec<&str> = t
-                .get("capabilities")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .collect();
-            println!(
-                "{:<24} {:<10} {:<10} {}",
-                field_str(t, "target_id"),
-                field_str(t, "adapter"),
-                field_str(t, "source"),
-                caps.join(",")
-            );
-        }
+        return line(&v);
+    }
+    for row in targets_table(&v) {
+        line(row)?;
     }
     Ok(())
+}
+
+/// The `targets` table: a header, then one row per target with its live state, the pids of its
+/// runtimes and the tasks in flight on them (`-` when it runs no process). Columns are as wide
+/// as their widest cell. Pure.
+fn targets_table(v: &Value) -> Vec<String> {
+    let header = ["TARGET", "ADAPTER", "SOURCE", "STATE", "PID", "IN-FLIGHT", "CAPABILITIES"].map(str::to_owned);
+    let mut rows = vec![header];
+    for t in v.get("targets").and_then(Value::as_array).into_iter().flatten() {
+        let runtimes: Vec<&Value> = t.get("runtimes").and_then(Value::as_array).into_iter().flatten().collect();
+        let (pids, in_flight) = if runtimes.is_empty() {
+            ("-".to_owned(), "-".to_owned())
+        } else {
+            let pids: Vec<String> = runtimes.iter().map(|r| process_id(r)).collect();
+            let in_flight: u64 = runtimes.iter().filter_map(|r| r.get("tasks_in_flight").and_then(Value::as_u64)).sum();
+            (pids.join(","), in_flight.to_string())
+        };
+        let source = match field_str(t, "source") {
+            "peer" => format!("peer:{}", field_str(t, "owner")),
+            other => other.to_owned(),
+        };
+        let caps: Vec<&str> =
+            t.get("capabilities").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
+        rows.push([
+            field_str(t, "target_id").to_owned(),
+            field_str(t, "adapter").to_owned(),
+            source,
+            field_str(t, "state").to_owned(),
+            pids,
+            in_flight,
+            caps.join(","),
+        ]);
+    }
+    let mut widths = [0usize; 7];
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    rows.iter()
+        .map(|row| {
+            let cells: Vec<String> = row.iter().zip(widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+            cells.join("  ").trim_end().to_owned()
+        })
+        .collect()
 }
 
 pub(super) async fn register(client: &Client, out: Output, a: &RegisterArgs) -> Result<(), CliError> {
     register_as(client, out, a, None).await
 }
 
+/// Registers unless this agent is already known: the stored (or `--agent-id`) id when the node
+/// knows it under this display name, else the one agent registered under this display name (a
+/// lost or other state file); a stored id the node lost is registered again as it was.
 pub(super) async fn ensure_registered(client: &Client, out: Output, a: &RegisterArgs) -> Result<(), CliError> {
-    // Keep the stored id: re-register under it if the node lost it.
     let stored = read_agent_id(&a.state);
-    if let Some(id) = &stored
-        && let Ok(v) = client.get(&format!("/v1/agents/{id}")).await
-    {
-        out.print(&v, format!("agent {id} is registered ({})", field_str(&v, "status")));
-        return Ok(());
+    let mut lost = None;
+    if let Some(id) = &stored {
+        match client.get(&format!("/v1/agents/{id}")).await {
+            // An explicit --agent-id is this agent whatever its name.
+            Ok(v) if a.state.agent_id.is_some() || field_str(&v, "display_name") == a.display_name => {
+                return out.print(&v, format!("agent {id} is registered ({})", field_str(&v, "status")));
+            }
+            // Another agent's id (the state file of another name): not this one.
+            Ok(_) => {}
+            // The node lost it: it was this agent, keep its id.
+            Err(_) => lost = Some(id.clone()),
+        }
     }
-    register_as(client, out, a, stored).await
+    if a.state.agent_id.is_none() {
+        let agents = client.get("/v1/agents").await?;
+        match agents_named(&agents, &a.display_name).as_slice() {
+            [] => {}
+            [id] => {
+                note(format_args!("agent {id} is registered as '{}'; registering under its id", a.display_name));
+                return register_as(client, out, a, Some(id.clone())).await;
+            }
+            ids => {
+                return Err(CliError::Usage(format!(
+                    "several agents are named '{}': {}; pass --agent-id",
+                    a.display_name,
+                    ids.join(", ")
+                )));
+            }
+        }
+    }
+    register_as(client, out, a, lost).await
+}
+
+/// The ids of the agents of a `GET /v1/agents` answer whose display name is `name`. Pure.
+fn agents_named(v: &Value, name: &str) -> Vec<String> {
+    v.get("agents")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|a| field_str(a, "display_name") == name)
+        .map(|a| field_str(a, "agent_id").to_owned())
+        .collect()
 }
 
 /// Registers the agent (under `--agent-id`, else `keep_id`, else a new id) and stores its id.
@@ -131,7 +221,11 @@ async fn register_as(client: &Client, out: Output, a: &RegisterArgs, keep_id: Op
     let v = client.post("/v1/agents/register", &body).await?;
     let agent_id = v.pointer("/agent/agent_id").and_then(Value::as_str).unwrap_or("");
     write_agent_id(&a.state.state_file, agent_id)?;
-    out.print(&v, format!("agent {agent_id} registered (state file {})", a.state.state_file.display()));
+    note(format_args!(
+        "saved agent id {agent_id} to {}; `alink-cli call` now sends as this agent (--agent-id overrides)",
+        a.state.state_file.display()
+    ));
+    out.print(&v, format!("agent {agent_id} registered (state file {})", a.state.state_file.display()))?;
     Ok(())
 }
 
@@ -147,7 +241,7 @@ pub(super) async fn heartbeat(client: &Client, out: Output, a: HeartbeatArgs) ->
                 "agent {id} lease until {}",
                 v.pointer("/agent/lease_expires_at").and_then(Value::as_str).unwrap_or("")
             ),
-        );
+        )?;
         match a.every {
             Some(every) => tokio::time::sleep(every).await,
             None => return Ok(()),
@@ -158,24 +252,24 @@ pub(super) async fn heartbeat(client: &Client, out: Output, a: HeartbeatArgs) ->
 pub(super) async fn unregister(client: &Client, out: Output, state: StateArgs) -> Result<(), CliError> {
     let id = stored_agent_id(&state)?;
     let v = client.post(&format!("/v1/agents/{id}/unregister"), &json!({})).await?;
-    out.print(&v, format!("agent {id} is offline"));
+    out.print(&v, format!("agent {id} is offline"))?;
     Ok(())
 }
 
 pub(super) async fn agents(client: &Client, out: Output) -> Result<(), CliError> {
     let v = client.get("/v1/agents").await?;
     if out.json {
-        println!("{v}");
+        line(&v)?;
     } else {
         for a in v.get("agents").and_then(Value::as_array).into_iter().flatten() {
-            println!(
+            line(format_args!(
                 "{:<28} {:<20} {:<8} {:<10} lease until {}",
                 field_str(a, "agent_id"),
                 field_str(a, "display_name"),
                 field_str(a, "status"),
                 field_str(a, "adapter"),
                 field_str(a, "lease_expires_at")
-            );
+            ))?;
         }
     }
     Ok(())
@@ -197,19 +291,19 @@ pub(super) async fn target_health(client: &Client, out: Output, t: TargetArg) ->
             v["healthy"],
             process_id(&v)
         ),
-    );
+    )?;
     Ok(())
 }
 
 pub(super) async fn target_start(client: &Client, out: Output, t: TargetArg) -> Result<(), CliError> {
     let v = client.post(&format!("/v1/targets/{}/start", t.target_agent_id), &target_body(&t)?).await?;
-    out.print(&v, format!("{} started (pid {})", t.target_agent_id, process_id(&v)));
+    out.print(&v, format!("{} started (pid {})", t.target_agent_id, process_id(&v)))?;
     Ok(())
 }
 
 pub(super) async fn target_stop(client: &Client, out: Output, t: TargetArg) -> Result<(), CliError> {
     let v = client.post(&format!("/v1/targets/{}/stop", t.target_agent_id), &target_body(&t)?).await?;
-    out.print(&v, format!("{} stopped", t.target_agent_id));
+    out.print(&v, format!("{} stopped", t.target_agent_id))?;
     Ok(())
 }
 
@@ -230,6 +324,40 @@ mod tests {
         let d = parse_defaults("executor=coder, n=3, flag=true,obj={\"a\":1}").unwrap_or_default();
         assert_eq!(Value::Object(d), json!({"executor": "coder", "n": 3, "flag": true, "obj": {"a": 1}}));
         assert!(parse_defaults("novalue").is_err());
+    }
+
+    #[test]
+    fn targets_table_has_a_header_state_pids_and_in_flight() {
+        let v = json!({"targets": [
+            {"target_id": "assistant", "adapter": "acp", "source": "file", "state": "up", "capabilities": ["chat"],
+             "runtimes": [{"process_id": 41, "tasks_in_flight": 1}, {"process_id": 42, "tasks_in_flight": 2}]},
+            {"target_id": "echo", "adapter": "loopback", "source": "file", "state": "up", "runtimes": [],
+             "capabilities": ["demo.echo", "chat"]},
+            {"target_id": "far", "adapter": "peer", "source": "peer", "owner": "node-b", "state": "down"},
+        ]});
+        assert_eq!(
+            targets_table(&v),
+            vec![
+                "TARGET     ADAPTER   SOURCE       STATE  PID    IN-FLIGHT  CAPABILITIES",
+                "assistant  acp       file         up     41,42  3          chat",
+                "echo       loopback  file         up     -      -          demo.echo,chat",
+                "far        peer      peer:node-b  down   -      -",
+            ]
+        );
+        assert_eq!(targets_table(&json!({"targets": []})).len(), 1, "a header even when empty");
+    }
+
+    #[test]
+    fn agents_are_found_by_display_name() {
+        let v = json!({"agents": [
+            {"agent_id": "a1", "display_name": "Me"},
+            {"agent_id": "a2", "display_name": "Other"},
+            {"agent_id": "a3", "display_name": "Me"},
+        ]});
+        let cases = [("Me", vec!["a1", "a3"]), ("Other", vec!["a2"]), ("me", vec![]), ("Nobody", vec![])];
+        for (name, want) in cases {
+            assert_eq!(agents_named(&v, name), want, "{name}");
+        }
     }
 
     #[test]

@@ -1,16 +1,31 @@
-//! The command line: top-level flags, the commands and their arguments (clap derive).
+//! The command line: top-level flags, the commands and their arguments (clap derive). Every
+//! command and flag has a help line (a unit test and `tests/cli_polish.rs` check it).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use aethrolink_actors::model::TaskStatus;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// `--server` when neither the flag nor `ALINK_SERVER` is given.
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7777";
+
+/// What `alink-cli --help` prints after the commands: the exit codes every command shares.
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success (a waited-for task completed; `task-wait --until S`: the task reached S)
+  1  error (HTTP error, node unreachable, bad input), or a waited-for task failed or was cancelled
+  2  usage error (unknown flag, missing argument)
+  3  a waited-for task is awaiting input (the task-resume commands that answer it are printed)
+  4  `task-wait --until S`: the task ended in another status before reaching S
+  5  a follower lost the node for longer than --reconnect-for (the task's outcome is unknown)";
 
 /// Top-level arguments.
 #[derive(Debug, Parser)]
-#[command(name = "alink-cli", version, about = "Command-line client of an AethroLink node")]
+#[command(name = "alink-cli", version, about = "Command-line client of an AethroLink node", after_help = EXIT_CODES)]
 pub struct Cli {
     /// Node base URL.
-    #[arg(long, global = true, env = "ALINK_SERVER", default_value = "http://127.0.0.1:7777")]
+    #[arg(long, global = true, env = "ALINK_SERVER", default_value = DEFAULT_SERVER)]
     pub server: String,
     /// Print raw JSON responses instead of readable text.
     #[arg(long, global = true)]
@@ -24,10 +39,12 @@ pub struct Cli {
 pub enum Command {
     /// Send a task to a target (or route it by intent).
     Call(CallArgs),
-    /// Show a task.
+    /// Show a task (with its result inline once it completed).
     TaskGet(TaskIdArg),
     /// Print a task's events (`--follow` streams until the task ends).
     TaskEvents(TaskEventsArgs),
+    /// Wait until a task ends, awaits input, or reaches `--until STATUS`.
+    TaskWait(TaskWaitArgs),
     /// List tasks.
     TaskList(TaskListArgs),
     /// Answer a task that is awaiting input.
@@ -42,9 +59,9 @@ pub enum Command {
     PeerList,
     /// Sync a peer's targets now.
     PeerSync(PeerIdArg),
-    /// Register an agent (a target other agents can call).
+    /// Register an agent (a target other agents can call) and save its id in the state file.
     Register(RegisterArgs),
-    /// Register unless the stored agent id is still known; keeps the stored id.
+    /// Register unless this agent is already known (by the stored id, else by display name).
     EnsureRegistered(RegisterArgs),
     /// Renew this agent's presence lease (`--every 30s` keeps renewing until interrupted).
     Heartbeat(HeartbeatArgs),
@@ -79,14 +96,16 @@ pub struct TargetsArgs {
 
 #[derive(Debug, Args)]
 pub struct PeerAddArgs {
+    /// The peer's id (letters, digits, '-', '_', '.', ':').
     #[arg(long)]
     pub peer_id: String,
+    /// A name for people.
     #[arg(long)]
     pub display_name: Option<String>,
     /// The peer node's base URL (http or https).
     #[arg(long)]
     pub base_url: String,
-    /// Comma-separated.
+    /// What the peer offers, comma-separated.
     #[arg(long)]
     pub capabilities: Option<String>,
     /// The peer's public key (base64url ed25519) to pin now (else pinned at the first sync).
@@ -99,6 +118,7 @@ pub struct PeerAddArgs {
 
 #[derive(Debug, Args)]
 pub struct PeerIdArg {
+    /// The peer's id.
     #[arg(long)]
     pub peer_id: String,
 }
@@ -107,6 +127,7 @@ pub struct PeerIdArg {
 pub struct HeartbeatArgs {
     #[command(flatten)]
     pub state: StateArgs,
+    /// How long the renewed lease lasts, in seconds.
     #[arg(long, default_value_t = 300)]
     pub lease_ttl_seconds: i64,
     /// Keep renewing at this interval (Go duration, e.g. 30s) until interrupted.
@@ -116,6 +137,7 @@ pub struct HeartbeatArgs {
 
 #[derive(Debug, Args)]
 pub struct TargetArg {
+    /// The target's id.
     #[arg(long = "target-agent-id", alias = "target-id")]
     pub target_agent_id: String,
     /// Runtime options as a JSON object (selects the subcontext).
@@ -125,68 +147,97 @@ pub struct TargetArg {
 
 #[derive(Debug, Args)]
 pub struct ThreadCreateArgs {
+    /// One participant (a target or agent id).
     #[arg(long)]
     pub agent_a_id: String,
+    /// The other participant.
     #[arg(long)]
     pub agent_b_id: String,
+    /// A key naming the pair's continuity (default `<agent-a>:<agent-b>`).
     #[arg(long)]
     pub continuity_key: Option<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct ThreadIdArg {
+    /// The thread's id.
     #[arg(long)]
     pub thread_id: String,
 }
 
 #[derive(Debug, Args)]
 pub struct ThreadContinueArgs {
+    /// The thread's id.
     #[arg(long)]
     pub thread_id: String,
+    /// Who sends this turn (default: whoever's turn it is).
     #[arg(long)]
     pub sender: Option<String>,
+    /// Who receives this turn (default: the other participant).
     #[arg(long)]
     pub target_agent_id: Option<String>,
+    /// What is asked (must be one of the receiver's capabilities).
     #[arg(long)]
     pub intent: Option<String>,
+    /// Payload `{"text": …}`.
     #[arg(long, conflicts_with = "payload_json")]
     pub text: Option<String>,
+    /// Payload as a JSON object.
     #[arg(long)]
     pub payload_json: Option<String>,
+    /// The turn's conversation id (default: the thread's).
     #[arg(long)]
     pub conversation_id: Option<String>,
     /// Keep handing the thread back and forth, up to --max-turns turns in all.
     #[arg(long)]
     pub auto_continue: bool,
+    /// With --auto-continue: the most turns in all.
     #[arg(long)]
     pub max_turns: Option<u32>,
+    /// With --auto-continue: stop when a turn awaits input.
     #[arg(long)]
     pub stop_on_awaiting_input: bool,
+    /// With --auto-continue: stop when a turn fails or is cancelled.
     #[arg(long)]
     pub stop_on_terminal_error: bool,
+    /// With --auto-continue: stop when the same agent would act twice in a row.
     #[arg(long)]
     pub stop_on_same_actor_repeat: bool,
-    /// Follow the turn's events and exit non-zero unless it completes.
+    /// Follow the turn's events; exit 0 if it completes, 3 if it awaits input, else 1.
     #[arg(long)]
     pub wait: bool,
+    #[command(flatten)]
+    pub follow: FollowArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct ThreadsArgs {
+    /// Only threads this agent takes part in.
     #[arg(long)]
     pub agent: Option<String>,
+    /// Only threads in this state (active, interrupted).
     #[arg(long)]
     pub status: Option<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct StateArgs {
-    /// File holding this agent's id (`{"agent_id": …}`).
+    /// File holding this agent's id (`{"agent_id": …}`); `register` writes it.
     #[arg(long, default_value_os_t = super::agents::default_state_file())]
     pub state_file: PathBuf,
     /// This agent's id (overrides the state file).
     #[arg(long)]
     pub agent_id: Option<String>,
+}
+
+/// How a follower rides out a node restart (`call --wait`, `task-events --follow`, `task-wait`,
+/// `thread-continue --wait`).
+#[derive(Debug, Clone, Copy, Args)]
+pub struct FollowArgs {
+    /// When the node's event stream drops before the task's outcome (a node restart), keep
+    /// reconnecting (with Last-Event-ID) this long, then exit 5 (Go duration, e.g. 60s, 5m).
+    #[arg(long, value_parser = crate::duration::parse_duration, default_value = "60s")]
+    pub reconnect_for: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -208,24 +259,33 @@ pub struct CallArgs {
     /// Runtime options as a JSON object.
     #[arg(long)]
     pub runtime_options_json: Option<String>,
+    /// Tasks of one conversation share the target's session (default: a new conversation).
     #[arg(long)]
     pub conversation_id: Option<String>,
     /// Fail the task if it has no result after this many milliseconds.
     #[arg(long)]
     pub timeout_ms: Option<u64>,
-    /// Stream the task's events and exit non-zero unless it completes.
+    /// Renew the sender's presence lease before sending (when it is a registered agent).
+    #[arg(long)]
+    pub heartbeat: bool,
+    /// Stream the task's events; exit 0 if it completes, 3 if it awaits input (printing the
+    /// task-resume commands), else 1.
     #[arg(long)]
     pub wait: bool,
+    #[command(flatten)]
+    pub follow: FollowArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct TaskIdArg {
+    /// The task's id.
     #[arg(long)]
     pub task_id: String,
 }
 
 #[derive(Debug, Args)]
 pub struct TaskEventsArgs {
+    /// The task's id.
     #[arg(long)]
     pub task_id: String,
     /// Keep streaming live events until the task ends.
@@ -234,26 +294,85 @@ pub struct TaskEventsArgs {
     /// Only events after this seq.
     #[arg(long, default_value_t = 0)]
     pub after: u64,
+    #[command(flatten)]
+    pub reconnect: FollowArgs,
+}
+
+/// A task status as `--until` takes it.
+fn parse_status(text: &str) -> Result<TaskStatus, String> {
+    text.parse().map_err(|_| {
+        let all: Vec<&str> = TaskStatus::ALL.iter().map(|s| s.as_str()).collect();
+        format!("'{text}' is not a task status; expected one of {}", all.join(", "))
+    })
+}
+
+#[derive(Debug, Args)]
+pub struct TaskWaitArgs {
+    /// The task's id.
+    #[arg(long)]
+    pub task_id: String,
+    /// Wait until the task has this status (or ends): exit 0 if it does, 4 if it ends otherwise.
+    /// Without it: exit 0 if the task completes, 3 if it awaits input, 1 if it fails or is cancelled.
+    #[arg(long, value_parser = parse_status, value_name = "STATUS")]
+    pub until: Option<TaskStatus>,
+    #[command(flatten)]
+    pub follow: FollowArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct TaskListArgs {
+    /// Only tasks in this status (created, running, awaiting_input, completed, failed, …).
     #[arg(long)]
     pub status: Option<String>,
+    /// Only tasks sent to this target.
     #[arg(long)]
     pub target: Option<String>,
+    /// Only tasks of this conversation.
     #[arg(long)]
     pub conversation_id: Option<String>,
+    /// Only tasks from this sender.
     #[arg(long)]
     pub sender: Option<String>,
+    /// Continue a listing from the `next_cursor` of the previous page.
     #[arg(long)]
     pub cursor: Option<String>,
+    /// Page size (1–500, default 50).
     #[arg(long)]
     pub limit: Option<u32>,
 }
 
+/// How to answer a permission request by kind (the agent's offered option of that kind is picked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Decision {
+    /// Allow once (else always).
+    #[value(name = "allow")]
+    Allow,
+    /// Allow always (else once).
+    #[value(name = "allow_always")]
+    AllowAlways,
+    /// Reject once (else always).
+    #[value(name = "reject")]
+    Reject,
+    /// Reject always (else once).
+    #[value(name = "reject_always")]
+    RejectAlways,
+}
+
+impl Decision {
+    /// The wire spelling of `decision` in a resume body.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Allow => "allow",
+            Decision::AllowAlways => "allow_always",
+            Decision::Reject => "reject",
+            Decision::RejectAlways => "reject_always",
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct TaskResumeArgs {
+    /// The task's id.
     #[arg(long)]
     pub task_id: String,
     /// Resume payload `{"text": …}`.
@@ -262,12 +381,20 @@ pub struct TaskResumeArgs {
     /// Resume payload as a JSON object.
     #[arg(long)]
     pub payload_json: Option<String>,
+    /// Answer a permission request by kind.
+    #[arg(long, value_enum, conflicts_with = "option_id")]
+    pub decision: Option<Decision>,
+    /// Answer a permission request with this offered option (its `optionId`).
+    #[arg(long)]
+    pub option_id: Option<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct TaskCancelArgs {
+    /// The task's id.
     #[arg(long)]
     pub task_id: String,
+    /// Why (recorded on the cancel events).
     #[arg(long)]
     pub reason: Option<String>,
 }
@@ -276,18 +403,25 @@ pub struct TaskCancelArgs {
 pub struct RegisterArgs {
     #[command(flatten)]
     pub state: StateArgs,
+    /// A name for people (`ensure-registered` also finds an agent by it).
     #[arg(long)]
     pub display_name: String,
+    /// How the node reaches the agent.
     #[arg(long, default_value = "local_managed")]
     pub transport_kind: String,
+    /// The agent's URL (for HTTP agents).
     #[arg(long)]
     pub endpoint: Option<String>,
+    /// The adapter that runs its tasks (loopback, acp, acp_http); none: listed, not dispatchable.
     #[arg(long)]
     pub adapter: Option<String>,
+    /// The agent family's protocol dialect (acp: acp, hermes, openclaw, goose; acp_http: acp, polling).
     #[arg(long)]
     pub dialect: Option<String>,
+    /// A URL the node polls to know the agent is up.
     #[arg(long)]
     pub healthcheck: Option<String>,
+    /// `managed` (the node launches it) or `external`.
     #[arg(long, default_value = "managed")]
     pub launch_mode: String,
     /// Launch command, split on whitespace.
@@ -299,11 +433,50 @@ pub struct RegisterArgs {
     /// Comma-separated capabilities.
     #[arg(long)]
     pub capabilities: Option<String>,
+    /// Stored with the registration (contract field; not used by this node).
     #[arg(long)]
     pub sticky_mode: Option<String>,
+    /// How long the presence lease lasts without a heartbeat, in seconds.
     #[arg(long, default_value_t = 300)]
     pub lease_ttl_seconds: i64,
     /// Take over a target of the same id defined in the node's registry file.
     #[arg(long)]
     pub replace: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn every_command_and_flag_has_help() {
+        let cli = Cli::command();
+        let mut missing = Vec::new();
+        for cmd in cli.get_subcommands() {
+            if cmd.get_about().is_none() {
+                missing.push(cmd.get_name().to_owned());
+            }
+            for arg in cmd.get_arguments().filter(|a| a.get_help().is_none()) {
+                missing.push(format!("{} --{}", cmd.get_name(), arg.get_id()));
+            }
+        }
+        assert!(missing.is_empty(), "without help: {missing:?}");
+    }
+
+    #[test]
+    fn until_takes_a_task_status() {
+        assert_eq!(parse_status("awaiting_input"), Ok(TaskStatus::AwaitingInput));
+        let err = parse_status("done").err().unwrap_or_default();
+        assert!(err.contains("expected one of created,") && err.contains("cancelled"), "{err}");
+    }
+
+    #[test]
+    fn decisions_use_the_wire_spelling() {
+        for d in Decision::value_variants() {
+            let name = d.to_possible_value().map(|v| v.get_name().to_owned()).unwrap_or_default();
+            assert_eq!(name, d.as_str());
+        }
+    }
 }

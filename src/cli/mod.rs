@@ -1,11 +1,15 @@
 //! `alink-cli`: a thin HTTP client of the node. Command names and flags follow the Go CLI where
-//! they overlap (contract §4); output is readable by default, raw JSON with `--json`.
+//! they overlap (contract §4); output is readable by default (tables with a header for lists
+//! such as `targets`), raw JSON — the response body as the Go CLI prints it — with `--json`.
+//! Notes for the person at the terminal (the sender in use, where `register` saved the id, a
+//! lost node) go to stderr; a closed stdout (`| head`) ends the command quietly with exit 0.
 //!
-//! * `args` — the command line (clap).
-//! * `client` — errors, the HTTP client bound to `--server`, and `--json` output.
+//! * `args` — the command line (clap), with the exit codes in `--help`.
+//! * `client` — errors and their exit codes, the HTTP client bound to `--server`, output.
 //! * `tasks`, `agents`, `peers`, `threads` — the commands, by group.
 //! * `follow` — following a task's events and waiting for its outcome, shared by every command
-//!   that streams or waits (`task-events --follow`, `call --wait`, `thread-continue --wait`).
+//!   that streams or waits (`task-events --follow`, `call --wait`, `thread-continue --wait`,
+//!   `task-wait`), reconnecting across a node restart.
 
 mod agents;
 mod args;
@@ -19,9 +23,9 @@ use serde_json::{Map, Value, json};
 
 pub use agents::parse_defaults;
 pub use args::{
-    CallArgs, Cli, Command, HeartbeatArgs, PeerAddArgs, PeerIdArg, RegisterArgs, StateArgs, TargetArg, TargetsArgs,
-    TaskCancelArgs, TaskEventsArgs, TaskIdArg, TaskListArgs, TaskResumeArgs, ThreadContinueArgs, ThreadCreateArgs,
-    ThreadIdArg, ThreadsArgs,
+    CallArgs, Cli, Command, DEFAULT_SERVER, Decision, FollowArgs, HeartbeatArgs, PeerAddArgs, PeerIdArg, RegisterArgs,
+    StateArgs, TargetArg, TargetsArgs, TaskCancelArgs, TaskEventsArgs, TaskIdArg, TaskListArgs, TaskResumeArgs,
+    TaskWaitArgs, ThreadContinueArgs, ThreadCreateArgs, ThreadIdArg, ThreadsArgs,
 };
 pub use client::CliError;
 pub use follow::format_event;
@@ -38,6 +42,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Call(a) => tasks::call(client, out, a).await,
         Command::TaskGet(a) => tasks::get(client, out, a).await,
         Command::TaskEvents(a) => tasks::events(client, out, a).await,
+        Command::TaskWait(a) => tasks::wait(client, out, a).await,
         Command::TaskList(a) => tasks::list(client, out, a).await,
         Command::TaskResume(a) => tasks::resume(client, out, a).await,
         Command::TaskCancel(a) => tasks::cancel(client, out, a).await,

@@ -36,14 +36,14 @@ pub(super) async fn add(client: &Client, out: Output, a: PeerAddArgs) -> Result<
     }
     let v = client.post("/v1/peers", &Value::Object(body)).await?;
     let line = peer_line(&v);
-    out.print(&v, line);
+    out.print(&v, line)?;
     Ok(())
 }
 
 pub(super) async fn list(client: &Client, out: Output) -> Result<(), CliError> {
     let v = client.get("/v1/peers").await?;
     let lines: Vec<String> = v.get("peers").and_then(Value::as_array).into_iter().flatten().map(peer_line).collect();
-    out.print(&v, lines.join("\n"));
+    out.print(&v, lines.join("\n"))?;
     Ok(())
 }
 
@@ -53,6 +53,6 @@ pub(super) async fn sync(client: &Client, out: Output, a: PeerIdArg) -> Result<(
     for t in v.get("targets").and_then(Value::as_array).into_iter().flatten() {
         lines.push(format!("  {}", field_str(t, "target_id")));
     }
-    out.print(&v, lines.join("\n"));
+    out.print(&v, lines.join("\n"))?;
     Ok(())
 }

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use super::client::{CliError, Client, Output};
+use super::client::{CliError, Client, Output, line};
 use super::follow::wait_for_task;
 use super::{ThreadContinueArgs, ThreadCreateArgs, ThreadIdArg, ThreadsArgs};
 use super::{field_str, payload};
@@ -21,30 +21,30 @@ pub(super) async fn create(client: &Client, out: Output, a: ThreadCreateArgs) ->
             a.agent_a_id,
             a.agent_b_id
         ),
-    );
+    )?;
     Ok(())
 }
 
 pub(super) async fn get(client: &Client, out: Output, a: ThreadIdArg) -> Result<(), CliError> {
     let v = client.get(&format!("/v1/threads/{}/inspect", a.thread_id)).await?;
-    out.print(&v, format_inspection(&v));
+    out.print(&v, format_inspection(&v))?;
     Ok(())
 }
 
 pub(super) async fn turns(client: &Client, out: Output, a: ThreadIdArg) -> Result<(), CliError> {
     let v = client.get(&format!("/v1/threads/{}/turns", a.thread_id)).await?;
     if out.json {
-        println!("{v}");
+        line(&v)?;
     } else {
         for t in v.get("turns").and_then(Value::as_array).into_iter().flatten() {
-            println!(
+            line(format_args!(
                 "#{:<3} {} → {}  {:<15} task {}",
                 t["turn_index"],
                 field_str(t, "sender_agent_id"),
                 field_str(t, "target_agent_id"),
                 field_str(t, "status"),
                 field_str(t, "task_id")
-            );
+            ))?;
         }
     }
     Ok(())
@@ -59,17 +59,17 @@ pub(super) async fn list(client: &Client, out: Output, a: ThreadsArgs) -> Result
     }
     let v = client.get_query("/v1/threads", &query).await?;
     if out.json {
-        println!("{v}");
+        line(&v)?;
     } else {
         for t in v.get("threads").and_then(Value::as_array).into_iter().flatten() {
-            println!(
+            line(format_args!(
                 "{}  {} ↔ {}  {:<12} last task {}",
                 field_str(t, "thread_id"),
                 field_str(t, "agent_a_id"),
                 field_str(t, "agent_b_id"),
                 field_str(t, "status"),
                 field_str(t, "last_task_id")
-            );
+            ))?;
         }
     }
     Ok(())
@@ -116,11 +116,11 @@ pub(super) async fn continue_turn(client: &Client, out: Output, a: ThreadContinu
             field_str(&task, "resolved_agent_id"),
             field_str(&task, "status")
         ),
-    );
+    )?;
     if !a.wait {
         return Ok(());
     }
-    wait_for_task(client, out, task_id).await
+    wait_for_task(client, out, task_id, a.follow).await
 }
 
 /// The inspection view, readable.
