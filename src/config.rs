@@ -67,12 +67,32 @@ pub struct NodeArgs {
     /// Artifacts up to this many bytes are stored inline in SQLite; larger ones as files.
     #[arg(long, env = "ALINK_ARTIFACT_INLINE_MAX", default_value_t = aethrolink_actors::artifacts::DEFAULT_INLINE_MAX)]
     pub artifact_inline_max: usize,
+    /// Another name the node answers to in `Host` (repeatable; `name` or `name:port`). Loopback
+    /// names and the bound address are always accepted; any other Host is refused 421 (DNS
+    /// rebinding).
+    #[arg(long = "allowed-host", env = "ALINK_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
+    /// A web origin (`http(s)://host[:port]`) allowed to call the API from a browser, with CORS
+    /// grants (repeatable). Other foreign origins are refused 403; the node's own origin always works.
+    #[arg(long = "allowed-origin", env = "ALINK_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
     /// How long a runtime has to confirm a cancel before the node ends the task itself (ms).
     #[arg(long, env = "ALINK_CANCEL_GRACE_MS", default_value_t = 10_000)]
     pub cancel_grace_ms: u64,
 }
 
 impl NodeArgs {
+    /// Checks the `--allowed-host` and `--allowed-origin` entries.
+    pub fn check_allowlists(&self) -> Result<(), ConfigError> {
+        for host in &self.allowed_hosts {
+            crate::api::guard::parse_allowed_host(host).map_err(ConfigError::Flag)?;
+        }
+        for origin in &self.allowed_origins {
+            crate::api::guard::parse_allowed_origin(origin).map_err(ConfigError::Flag)?;
+        }
+        Ok(())
+    }
+
     /// The address to bind.
     pub fn bind_addr(&self) -> Result<SocketAddr, ConfigError> {
         let host = self.host.trim_start_matches('[').trim_end_matches(']');

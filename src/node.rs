@@ -26,6 +26,7 @@ use aethrolink_actors::supervision::ASK_TIMEOUT;
 use ractor::ActorRef;
 use tokio_util::sync::CancellationToken;
 
+use crate::api::guard::BrowserPolicy;
 use crate::api::{AppState, router};
 use crate::config::{ConfigError, DEFAULT_REGISTRY, NodeArgs, load_registry};
 
@@ -106,8 +107,9 @@ pub fn preflight(args: &NodeArgs) -> Result<Preflight, NodeError> {
         None => (PathBuf::from(DEFAULT_REGISTRY), false),
     };
     let file_targets = load_registry(&registry_path, explicit)?;
-    // A bad address is reported before anything is opened.
+    // A bad address or allow-list entry is reported before anything is opened.
     args.bind_addr()?;
+    args.check_allowlists()?;
     let lock = DatabaseLock::acquire(&DatabaseLocation::parse(&args.database))?;
     if let Some(lock) = &lock {
         tracing::debug!(lock_file = %lock.path().display(), "database locked");
@@ -116,7 +118,7 @@ pub fn preflight(args: &NodeArgs) -> Result<Preflight, NodeError> {
 }
 
 /// How the bindings serve (from the node flags).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct ServeOptions {
     /// Request body limit (413 above).
     pub max_body_bytes: usize,
@@ -124,11 +126,21 @@ pub struct ServeOptions {
     pub allow_unsigned_peers: bool,
     /// Accept any correctly signed node, not only registered peers' pinned keys.
     pub accept_from_any_node: bool,
+    /// More names the node answers to in `Host` (`--allowed-host`).
+    pub allowed_hosts: Vec<String>,
+    /// Web origins granted CORS access (`--allowed-origin`).
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for ServeOptions {
     fn default() -> Self {
-        ServeOptions { max_body_bytes: 1024 * 1024, allow_unsigned_peers: false, accept_from_any_node: false }
+        ServeOptions {
+            max_body_bytes: 1024 * 1024,
+            allow_unsigned_peers: false,
+            accept_from_any_node: false,
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
+        }
     }
 }
 
@@ -138,6 +150,8 @@ impl From<&NodeArgs> for ServeOptions {
             max_body_bytes: args.max_body_bytes,
             allow_unsigned_peers: args.allow_unsigned_peers,
             accept_from_any_node: args.accept_from_any_node,
+            allowed_hosts: args.allowed_hosts.clone(),
+            allowed_origins: args.allowed_origins.clone(),
         }
     }
 }
@@ -231,7 +245,29 @@ pub async fn serve(
         nonces: Arc::new(std::sync::Mutex::new(NonceCache::default())),
         metrics: crate::api::prometheus::recorder(),
     };
-    let app = router(state, options.max_body_bytes);
+    let browser = listeners.http.local_addr().map_err(NodeError::Serve).and_then(|bound| {
+        BrowserPolicy::new(bound, &options.allowed_hosts, &options.allowed_origins, options.max_body_bytes)
+            .map(|policy| (bound, policy))
+            .map_err(|e| NodeError::Config(ConfigError::Flag(e)))
+    });
+    let (bound, browser) = match browser {
+        Ok(ok) => ok,
+        Err(e) => {
+            // Nothing is served: stop the tree that was started for it.
+            let _ = root.stop_and_wait(Some("node not serving".into()), Some(TREE_STOP_TIMEOUT)).await;
+            drop(lock);
+            return Err(e);
+        }
+    };
+    if !bound.ip().is_loopback() {
+        tracing::warn!(
+            addr = %bound,
+            "the HTTP API is bound to a non-loopback address: anyone who can reach it can create tasks and register \
+             agents that run commands on this machine (there is no authentication yet); bind to 127.0.0.1 unless \
+             every host on that network is trusted"
+        );
+    }
+    let app = router(state, options.max_body_bytes, browser);
     let serve_shutdown = shutdown.clone();
     // SSE frames are small writes: without TCP_NODELAY, Nagle's algorithm meets the client's
     // delayed ACK and each frame can wait ~40 ms.

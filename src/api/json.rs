@@ -1,4 +1,5 @@
-//! Strict JSON request bodies: `application/json` only (415 otherwise), size-limited (413),
+//! Strict JSON request bodies: `application/json` only (415 otherwise; a body without a type is
+//! refused earlier, by [`super::guard`]), size-limited (413),
 //! unknown fields and wrong types rejected with the path of the offending field (400).
 //!
 //! A rejected body is read to its end and discarded (up to a bound, [`BodyBudget`]) before the
@@ -11,8 +12,8 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Request};
-use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, EXPECT};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, EXPECT, TRANSFER_ENCODING};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use futures::StreamExt;
 use serde::de::DeserializeOwned;
 
@@ -90,8 +91,15 @@ fn too_large(limit: usize) -> ApiError {
     )
 }
 
-fn content_type_error(headers: &HeaderMap) -> Option<ApiError> {
-    let value = headers.get(CONTENT_TYPE)?;
+/// The 415 for a body whose `Content-Type` (`None`: absent) is not `application/json` or
+/// `application/*+json` (parameters such as `charset` allowed); `None` when it is JSON.
+pub(super) fn unsupported_media_type(value: Option<&HeaderValue>) -> Option<ApiError> {
+    let Some(value) = value else {
+        return Some(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "request has a body but no Content-Type: send application/json",
+        ));
+    };
     let text = value.to_str().unwrap_or("");
     let essence = text.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     if essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json")) {
@@ -102,6 +110,11 @@ fn content_type_error(headers: &HeaderMap) -> Option<ApiError> {
             format!("unsupported Content-Type '{text}': send application/json"),
         ))
     }
+}
+
+/// Whether a request declares a body: a non-zero `Content-Length`, or `Transfer-Encoding`.
+pub(super) fn carries_body(headers: &HeaderMap) -> bool {
+    headers.contains_key(TRANSFER_ENCODING) || declared_length(headers).is_some_and(|n| n > 0)
 }
 
 /// Reads and discards what is left of `stream`, up to `cap` bytes in all (`already` counted)
@@ -125,7 +138,7 @@ async fn drain(mut stream: axum::body::BodyDataStream, already: usize, cap: usiz
 }
 
 /// Refuses `body` with `error`, draining it first when [`BodyBudget::refusal`] says so.
-async fn refuse(body: Body, headers: &HeaderMap, budget: BodyBudget, error: ApiError) -> ApiError {
+pub(super) async fn refuse(body: Body, headers: &HeaderMap, budget: BodyBudget, error: ApiError) -> ApiError {
     if budget.refusal(declared_length(headers), expects_continue(headers)) == BodyPlan::DrainThenRefuse {
         drain(body.into_data_stream(), 0, budget.drain_cap()).await;
     }
@@ -143,7 +156,8 @@ fn expects_continue(headers: &HeaderMap) -> bool {
 async fn body_bytes(req: Request) -> Result<Bytes, ApiError> {
     let budget = BodyBudget { limit: req.extensions().get::<BodyLimit>().map_or(usize::MAX, |l| l.0) };
     let (parts, body) = req.into_parts();
-    if let Some(error) = content_type_error(&parts.headers) {
+    // An empty body needs no type (the guard refused any other body without one).
+    if let Some(error) = parts.headers.get(CONTENT_TYPE).and_then(|v| unsupported_media_type(Some(v))) {
         return Err(refuse(body, &parts.headers, budget, error).await);
     }
     match budget.plan(declared_length(&parts.headers), expects_continue(&parts.headers)) {

@@ -7,6 +7,7 @@ mod agents;
 mod artifacts;
 mod error;
 mod events;
+pub mod guard;
 mod json;
 mod node;
 mod peers;
@@ -54,8 +55,9 @@ impl<S: Send + Sync> FromRequestParts<S> for HttpCaller {
     }
 }
 
-/// Builds the router.
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+/// Builds the router. `browser` is checked on every request before routing
+/// ([`guard`](mod@guard)); every error leaves in the `{"error": …}` shape ([`error::json_errors`]).
+pub fn router(state: AppState, max_body_bytes: usize, browser: guard::BrowserPolicy) -> Router {
     Router::new()
         .route("/ping", get(ping))
         .route("/healthz", get(healthz))
@@ -100,6 +102,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         // stays for any other extractor.
         .layer(axum::Extension(json::BodyLimit(max_body_bytes)))
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(std::sync::Arc::new(browser), guard::guard))
+        .layer(axum::middleware::from_fn(error::json_errors))
         .with_state(state)
 }
 

@@ -58,11 +58,22 @@ pub struct ServiceError {
     pub message: String,
     /// Fields shown beside the message (e.g. the task's current `status` on a conflict).
     pub fields: JsonObject,
+    /// The cause on the node's side (a path, an OS or database error), for the log only: a
+    /// binding logs it under an error id ([`ServiceError::log_detail`]) and shows the caller the
+    /// stable `message` and the id, never this.
+    /// (Boxed `str`: keeps the error small, it is on every `Result` of the service layer.)
+    pub detail: Option<Box<str>>,
 }
 
 impl ServiceError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        ServiceError { kind, message: message.into(), fields: JsonObject::new() }
+        ServiceError { kind, message: message.into(), fields: JsonObject::new(), detail: None }
+    }
+
+    /// A failure on the node's side: `message` (stable, no paths or OS errors) is what the
+    /// caller sees, `detail` goes to the log.
+    pub fn hidden(kind: ErrorKind, message: impl Into<String>, detail: impl Into<String>) -> Self {
+        ServiceError { detail: Some(detail.into().into_boxed_str()), ..Self::new(kind, message) }
     }
 
     pub fn invalid(message: impl Into<String>) -> Self {
@@ -89,6 +100,20 @@ impl ServiceError {
         Self::new(ErrorKind::Internal, message)
     }
 
+    /// Logs a hidden cause (and any internal error) under a new error id and returns the id, for
+    /// the caller to quote; `None` for an error with nothing hidden (a client mistake).
+    pub fn log_detail(&self) -> Option<String> {
+        if self.detail.is_none() && self.kind != ErrorKind::Internal {
+            return None;
+        }
+        let error_id = crate::ids::new_id();
+        tracing::error!(
+            error_id = %error_id, kind = self.kind.as_str(), message = %self.message,
+            detail = self.detail.as_deref().unwrap_or(""), "request failed on the node's side"
+        );
+        Some(error_id)
+    }
+
     /// Adds a field beside the message.
     pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
         self.fields.insert(key.to_owned(), value.into());
@@ -98,9 +123,9 @@ impl ServiceError {
 
 impl From<StorageError> for ServiceError {
     fn from(e: StorageError) -> Self {
-        // Storage trouble is ours, never the client's: unavailable, so clients retry.
-        tracing::error!(error = %e, "storage error while serving a request");
-        ServiceError::unavailable(e.to_string())
+        // Storage trouble is ours, never the client's: unavailable, so clients retry. Its text
+        // (database paths, OS errors) goes to the log only.
+        ServiceError::hidden(ErrorKind::Unavailable, "the node's storage failed; retry shortly", e.to_string())
     }
 }
 
@@ -130,7 +155,12 @@ impl From<TaskError> for ServiceError {
             TaskError::NotAwaitable(r) => ServiceError::conflict(r.to_string()),
             TaskError::Storage(s) => s.into(),
             TaskError::Ask(a) => a.into(),
-            TaskError::Artifact(m) | TaskError::Spawn(m) => ServiceError::unavailable(m),
+            TaskError::Artifact(m) => {
+                ServiceError::hidden(ErrorKind::Unavailable, "the node could not store an artifact; retry shortly", m)
+            }
+            TaskError::Spawn(m) => {
+                ServiceError::hidden(ErrorKind::Unavailable, "the node could not start the task; retry shortly", m)
+            }
             TaskError::BadResume(m) => ServiceError::invalid(m),
         }
     }

@@ -62,7 +62,9 @@ impl Services {
     /// Ready when storage answers and every core service is running.
     pub async fn readiness(&self, caller: &Caller) -> Result<Readiness, ServiceError> {
         caller.require(Need::Read)?;
-        self.dir.reader.ping().await.map_err(|e| ServiceError::unavailable(format!("storage: {e}")))?;
+        self.dir.reader.ping().await.map_err(|e| {
+            ServiceError::hidden(crate::service::ErrorKind::Unavailable, "storage is not answering", e.to_string())
+        })?;
         let d = &self.dir;
         let services = [
             d.storage.get().map(|_| ()),

@@ -44,7 +44,12 @@ impl NodeFailure {
 
     /// The operation failed: the service error's kind, its message, retryable.
     fn failed(message_type: MessageType, code: NodeErrorCode, e: ServiceError) -> Self {
-        NodeFailure { kind: e.kind, frame: NodeErrorFrame::new(message_type, code, e.message) }
+        // A hidden cause stays in the log; the peer gets the stable message and the id to quote.
+        let message = match e.log_detail() {
+            Some(error_id) => format!("{} (error_id {error_id})", e.message),
+            None => e.message,
+        };
+        NodeFailure { kind: e.kind, frame: NodeErrorFrame::new(message_type, code, message) }
     }
 }
 

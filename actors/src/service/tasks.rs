@@ -7,7 +7,7 @@ use ractor::{Actor, ActorRef};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use super::{Caller, Need, ServiceError, Services, TASK_ASK, non_empty};
+use super::{Caller, ErrorKind, Need, ServiceError, Services, TASK_ASK, non_empty};
 use crate::error::AskError;
 use crate::intake::{Creation, IdempotencyKey, TaskRequest, create_task, create_task_once};
 use crate::model::{ArtifactMeta, DeliveryRequest, JsonObject, TaskEvent, TaskRecord, TaskStatus};
@@ -135,7 +135,16 @@ pub fn task_filter(q: TaskListQuery) -> Result<TaskFilter, ServiceError> {
         conversation_id: trimmed(q.conversation_id),
         sender: trimmed(q.sender),
         thread_id: trimmed(q.thread_id),
-        cursor: trimmed(q.cursor).filter(|v| !v.is_empty()),
+        cursor: match trimmed(q.cursor).filter(|v| !v.is_empty()) {
+            // Cursors are task ids (ULIDs) from `next_cursor`: anything else would silently
+            // page from nowhere.
+            Some(c) if ulid::Ulid::from_string(&c).is_err() => {
+                return Err(ServiceError::invalid(format!(
+                    "cursor '{c}' is not a task id; pass the next_cursor of the previous page"
+                )));
+            }
+            other => other,
+        },
         limit,
     })
 }
@@ -312,9 +321,13 @@ impl Services {
             reader: self.dir.reader.clone(),
             hub: hub.clone(),
         };
-        let (subscriber, _) = Actor::spawn_linked(None, Subscriber, args, hub.get_cell())
-            .await
-            .map_err(|e| ServiceError::unavailable(format!("could not open the event stream: {e}")))?;
+        let (subscriber, _) = Actor::spawn_linked(None, Subscriber, args, hub.get_cell()).await.map_err(|e| {
+            ServiceError::hidden(
+                ErrorKind::Unavailable,
+                "could not open the event stream; retry shortly",
+                e.to_string(),
+            )
+        })?;
         Ok(EventSubscription { events, guard: SubscriptionGuard(subscriber) })
     }
 
@@ -327,9 +340,10 @@ impl Services {
             .artifact(artifact_id)
             .await?
             .ok_or_else(|| ServiceError::not_found(format!("artifact not found: {artifact_id}")))?;
+        // The cause (the file's path, the OS error) is logged under the error id, never sent.
         let bytes = self.dir.artifacts.read(body).await.map_err(|e| {
-            tracing::error!(artifact_id = %artifact_id, error = %e, "artifact bytes unreadable");
-            ServiceError::internal(format!("artifact {artifact_id} is recorded but its bytes are unreadable"))
+            let message = format!("artifact {artifact_id} is recorded but its bytes are unreadable");
+            ServiceError::hidden(ErrorKind::Internal, message, e.to_string())
         })?;
         Ok((meta, bytes))
     }
@@ -352,6 +366,13 @@ mod tests {
         }
         let empty_cursor = task_filter(TaskListQuery { cursor: Some(String::new()), ..Default::default() });
         assert_eq!(empty_cursor.map(|f| f.cursor), Ok(None));
+        for cursor in ["garbage", "01ARZ3NDEKTSV4RRFFQ69G5FA", "'; drop"] {
+            let bad = task_filter(TaskListQuery { cursor: Some(cursor.into()), ..Default::default() });
+            assert!(matches!(bad, Err(e) if e.message.starts_with(&format!("cursor '{cursor}'"))), "{cursor}");
+        }
+        let id = crate::ids::new_id();
+        let good = task_filter(TaskListQuery { cursor: Some(id.clone()), ..Default::default() });
+        assert_eq!(good.map(|f| f.cursor), Ok(Some(id)));
     }
 
     #[test]
