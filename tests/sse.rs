@@ -134,3 +134,23 @@ async fn finished_tasks_and_closed_streams_leave_no_actor_behind() -> Result {
     assert!(stats["storage"]["writes"].as_u64().unwrap_or(0) >= 30 * 3, "3 durable writes per echo task: {stats}");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_stream_resumed_past_the_end_of_a_live_task_closes_when_the_task_ends() -> Result {
+    let node = Node::start()?;
+    let id = node.create(json!({ "mode": "await_input" })).await?;
+    node.wait_status(&id, "awaiting_input").await?;
+    let (node2, id2) = (node.http.clone(), id.clone());
+    let url = node.url(&format!("/v1/tasks/{id}/resume"));
+    // Resume shortly after the stream (resumed far past the task's last seq) is open.
+    let resumer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let _ = node2.post(url).json(&json!({ "payload": { "ok": true } })).send().await;
+        id2
+    });
+    let events = node.sse(&id, "", Some(1_000), Duration::from_secs(10)).await?;
+    assert!(events.is_empty(), "nothing past seq 1000: {events:?}");
+    let id = resumer.await?;
+    assert_eq!(node.task(&id).await?["status"], "completed");
+    Ok(())
+}

@@ -144,6 +144,9 @@ pub struct SubscriberState {
     latest_seen: u64,
     /// A catch-up task is running; live events are only noted meanwhile.
     catching_up: bool,
+    /// A terminal event was heard live: nothing follows it, so once everything up to
+    /// `latest_seen` is sent (or was before the client's resume point), the stream ends.
+    terminal_heard: bool,
     /// The HTTP response's channel.
     sink: mpsc::Sender<Arc<TaskEvent>>,
     reader: StoreReader,
@@ -214,6 +217,7 @@ impl Actor for Subscriber {
             last_sent: args.after,
             latest_seen: args.after,
             catching_up: false,
+            terminal_heard: false,
             sink: args.sink,
             reader: args.reader,
         })
@@ -239,11 +243,18 @@ impl Actor for Subscriber {
                 if let Some(last) = events.last() {
                     state.latest_seen = state.latest_seen.max(last.seq);
                 }
+                state.terminal_heard |= events.iter().any(|e| e.state.is_terminal());
                 if state.catching_up {
                     return Ok(());
                 }
                 for event in events {
                     if event.seq <= state.last_sent {
+                        // Resumed past it (`Last-Event-ID` at or beyond the end): a terminal
+                        // event ends the stream even though it is not sent again.
+                        if event.state.is_terminal() {
+                            myself.stop(Some("resumed past the terminal event".into()));
+                            return Ok(());
+                        }
                         continue;
                     }
                     if event.seq != state.last_sent + 1 {
@@ -277,7 +288,7 @@ impl Actor for Subscriber {
                 state.last_sent = state.last_sent.max(last_sent);
                 if client_gone {
                     myself.stop(Some("client disconnected".into()));
-                } else if terminal {
+                } else if terminal || (state.terminal_heard && state.latest_seen <= state.last_sent) {
                     myself.stop(Some("terminal event sent".into()));
                 } else if state.latest_seen > state.last_sent {
                     start_catch_up(&myself, state);
