@@ -140,17 +140,16 @@ async fn a_stream_resumed_past_the_end_of_a_live_task_closes_when_the_task_ends(
     let node = Node::start()?;
     let id = node.create(json!({ "mode": "await_input" })).await?;
     node.wait_status(&id, "awaiting_input").await?;
-    let (node2, id2) = (node.http.clone(), id.clone());
-    let url = node.url(&format!("/v1/tasks/{id}/resume"));
-    // Resume shortly after the stream (resumed far past the task's last seq) is open.
-    let resumer = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let _ = node2.post(url).json(&json!({ "payload": { "ok": true } })).send().await;
-        id2
-    });
-    let events = node.sse(&id, "", Some(1_000), Duration::from_secs(10)).await?;
-    assert!(events.is_empty(), "nothing past seq 1000: {events:?}");
-    let id = resumer.await?;
-    assert_eq!(node.task(&id).await?["status"], "completed");
+    // The stream (resumed far past the task's last seq) is open — its head arrives once the
+    // subscription is registered — before the task ends.
+    let resp =
+        node.http.get(node.url(&format!("/v1/tasks/{id}/events"))).header("last-event-id", "1000").send().await?;
+    assert_eq!(resp.status(), 200);
+    let (status, v) = node.post(&format!("/v1/tasks/{id}/resume"), json!({ "payload": { "ok": true } })).await?;
+    assert_eq!(status, 202, "{v}");
+    let body =
+        tokio::time::timeout(Duration::from_secs(10), resp.text()).await.map_err(|_| "stream never closed")??;
+    assert!(!body.contains("data:"), "nothing past seq 1000: {body}");
+    assert_eq!(node.wait_status(&id, "completed").await?["status"], "completed");
     Ok(())
 }

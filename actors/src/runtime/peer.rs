@@ -94,8 +94,6 @@ struct Relay {
     reply_to: TaskReplyTo,
     /// The destination task id, shared with the relay.
     control: SharedControl,
-    /// The proxy task id, sent in resume and cancel.
-    task_id: String,
 }
 
 /// State of a peer runtime.
@@ -141,7 +139,7 @@ impl PeerRuntimeState {
             let _ = join.await;
             let _ = me.cast(SessionMsg::Finished { task_id: watched, generation });
         });
-        if self.relays.insert(task_id.clone(), Relay { generation, abort, reply_to, control, task_id }).is_none() {
+        if self.relays.insert(task_id.clone(), Relay { generation, abort, reply_to, control }).is_none() {
             metrics::gauge!(crate::telemetry::RELAYS_IN_FLIGHT).increment(1.0);
         }
     }
@@ -207,7 +205,7 @@ impl Actor for PeerRuntime {
                     report(&r.reply_to, generation, vec![AdapterEvent::ResumeRefused { reason }]);
                     return Ok(());
                 };
-                let (client, reply_to, proxy) = (state.client(), r.reply_to.clone(), r.task_id.clone());
+                let (client, reply_to, proxy) = (state.client(), r.reply_to.clone(), task_id.clone());
                 tokio::spawn(async move {
                     let req = TaskResumeRequest {
                         origin_node_id: client.origin_node_id.to_string(),
@@ -238,7 +236,7 @@ impl Actor for PeerRuntime {
                 };
                 let Some(destination) = destination else { return Ok(()) };
                 let (client, reply_to, proxy, abort) =
-                    (state.client(), r.reply_to.clone(), r.task_id.clone(), r.abort.clone());
+                    (state.client(), r.reply_to.clone(), task_id.clone(), r.abort.clone());
                 tokio::spawn(async move {
                     if let Err(detail) = cancel_at_destination(&client, &proxy, &destination).await {
                         // The destination cannot be told: stop following it and end the proxy here.
