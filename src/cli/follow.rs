@@ -198,7 +198,10 @@ impl Follower<'_> {
             }
             *pos = Position { seq, state: field_str(&value, "state").to_owned() };
             match stop_at(wait, state_of(&value)) {
-                Some(Stop::AwaitingInput) if !self.still_awaiting().await => {}
+                // `task.resume_requested` leaves the state `awaiting_input` while the answer is on
+                // its way: only the request itself (still unanswered) stops the follower.
+                Some(Stop::AwaitingInput)
+                    if field_str(&value, "kind") != "task.awaiting_input" || !self.still_awaiting().await => {}
                 Some(why) => return Ok(Some(Stopped { event: value, why })),
                 None => {}
             }
