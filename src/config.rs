@@ -79,6 +79,25 @@ pub struct NodeArgs {
     /// How long a runtime has to confirm a cancel before the node ends the task itself (ms).
     #[arg(long, env = "ALINK_CANCEL_GRACE_MS", default_value_t = 10_000)]
     pub cancel_grace_ms: u64,
+    /// Go-compatibility mode: anonymous loopback callers may register targets that spawn a
+    /// process (a launch command, env or cwd) and take over registry-file targets, as with the
+    /// Go node. Off by default: that needs a token with the `agents:register` scope.
+    #[arg(long, env = "ALINK_ALLOW_ANONYMOUS_REGISTER", value_parser = clap::builder::FalseyValueParser::new(), default_value = "false")]
+    pub allow_anonymous_register: bool,
+    /// Require a token on every request, also from loopback (off loopback it always is).
+    #[arg(long, env = "ALINK_REQUIRE_AUTH", value_parser = clap::builder::FalseyValueParser::new(), default_value = "false")]
+    pub require_auth: bool,
+    /// The operator's admin key: presented as a bearer token (or the gateway's `x-api-key`) it
+    /// has every right. Prefer `--admin-key-file` (a flag is visible in the process list).
+    #[arg(long, env = "ALINK_ADMIN_KEY", hide_env_values = true, conflicts_with = "admin_key_file")]
+    pub admin_key: Option<String>,
+    /// A file holding the admin key (must not be readable by group or others).
+    #[arg(long, env = "ALINK_ADMIN_KEY_FILE")]
+    pub admin_key_file: Option<PathBuf>,
+    /// Where the node keeps per-user state: the local admin token file (default
+    /// `$XDG_STATE_HOME/aethrolink`, else `~/.local/state/aethrolink`).
+    #[arg(long, env = "ALINK_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 impl NodeArgs {
@@ -91,6 +110,34 @@ impl NodeArgs {
             crate::api::guard::parse_allowed_origin(origin).map_err(ConfigError::Flag)?;
         }
         Ok(())
+    }
+
+    /// The admin key from `--admin-key` or `--admin-key-file` (whose mode is checked).
+    pub fn admin_key(&self) -> Result<Option<String>, ConfigError> {
+        use std::os::unix::fs::MetadataExt as _;
+        let key = match (&self.admin_key, &self.admin_key_file) {
+            (Some(key), _) => key.trim().to_owned(),
+            (None, Some(path)) => {
+                let shown = path.display();
+                let meta =
+                    std::fs::metadata(path).map_err(|e| ConfigError::Flag(format!("--admin-key-file {shown}: {e}")))?;
+                if meta.mode() & 0o077 != 0 {
+                    return Err(ConfigError::Flag(format!(
+                        "--admin-key-file {shown}: readable by group or others (mode {:o}); chmod 600 it",
+                        meta.mode() & 0o777
+                    )));
+                }
+                std::fs::read_to_string(path)
+                    .map_err(|e| ConfigError::Flag(format!("--admin-key-file {shown}: {e}")))?
+                    .trim()
+                    .to_owned()
+            }
+            (None, None) => return Ok(None),
+        };
+        if key.len() < 16 {
+            return Err(ConfigError::Flag("the admin key must be at least 16 characters".into()));
+        }
+        Ok(Some(key))
     }
 
     /// The address to bind.

@@ -11,4 +11,5 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod duration;
+pub mod local_token;
 pub mod node;

@@ -8,6 +8,7 @@
 //! then the root supervisor stops task actors, runtimes and the registry and drains the storage
 //! actor so every queued write commits. A second signal exits at once.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,7 +28,7 @@ use ractor::ActorRef;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::guard::BrowserPolicy;
-use crate::api::{AppState, router};
+use crate::api::{AppState, AuthPolicy, router};
 use crate::config::{ConfigError, DEFAULT_REGISTRY, NodeArgs, load_registry};
 
 /// Why the node could not start or stopped abnormally.
@@ -96,6 +97,8 @@ pub struct Preflight {
     file_targets: Vec<aethrolink_actors::model::TargetSpec>,
     /// The database's lock (`None` for an in-memory database).
     lock: Option<DatabaseLock>,
+    /// The operator's admin key (`--admin-key`, `--admin-key-file`), read before anything starts.
+    admin_key: Option<String>,
 }
 
 /// Reads the registry, checks the address and takes the database's lock: a second node on the
@@ -110,11 +113,12 @@ pub fn preflight(args: &NodeArgs) -> Result<Preflight, NodeError> {
     // A bad address or allow-list entry is reported before anything is opened.
     args.bind_addr()?;
     args.check_allowlists()?;
+    let admin_key = args.admin_key()?;
     let lock = DatabaseLock::acquire(&DatabaseLocation::parse(&args.database))?;
     if let Some(lock) = &lock {
         tracing::debug!(lock_file = %lock.path().display(), "database locked");
     }
-    Ok(Preflight { registry_path, file_targets, lock })
+    Ok(Preflight { registry_path, file_targets, lock, admin_key })
 }
 
 /// How the bindings serve (from the node flags).
@@ -130,6 +134,12 @@ pub struct ServeOptions {
     pub allowed_hosts: Vec<String>,
     /// Web origins granted CORS access (`--allowed-origin`).
     pub allowed_origins: Vec<String>,
+    /// Go-compatibility mode: anonymous loopback callers may register spawning targets.
+    pub allow_anonymous_register: bool,
+    /// Tokens on every request, also from loopback (`--require-auth`).
+    pub require_auth: bool,
+    /// Where to keep the local admin token file; `None`: make none (in-process tests).
+    pub local_token_dir: Option<PathBuf>,
 }
 
 impl Default for ServeOptions {
@@ -140,6 +150,9 @@ impl Default for ServeOptions {
             accept_from_any_node: false,
             allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),
+            allow_anonymous_register: false,
+            require_auth: false,
+            local_token_dir: None,
         }
     }
 }
@@ -152,6 +165,12 @@ impl From<&NodeArgs> for ServeOptions {
             accept_from_any_node: args.accept_from_any_node,
             allowed_hosts: args.allowed_hosts.clone(),
             allowed_origins: args.allowed_origins.clone(),
+            allow_anonymous_register: args.allow_anonymous_register,
+            require_auth: args.require_auth,
+            // No state directory (no HOME): the node runs, the CLI then needs --token.
+            local_token_dir: crate::local_token::state_dir(args.state_dir.as_deref())
+                .inspect_err(|e| tracing::warn!(error = %e, "no local admin token file will be written"))
+                .ok(),
         }
     }
 }
@@ -171,7 +190,7 @@ pub async fn start_core(args: &NodeArgs) -> Result<Core, NodeError> {
 /// [`start_core`] once [`preflight`] has passed: opens storage and starts the supervision tree
 /// (recovery, the sweep of process groups a previous run left).
 pub async fn start_core_after(args: &NodeArgs, preflight: Preflight) -> Result<Core, NodeError> {
-    let Preflight { registry_path, file_targets, lock } = preflight;
+    let Preflight { registry_path, file_targets, lock, admin_key } = preflight;
     let location = DatabaseLocation::parse(&args.database);
     let db =
         Db::open(&location).await.map_err(|source| NodeError::Storage { database: args.database.clone(), source })?;
@@ -194,11 +213,24 @@ pub async fn start_core_after(args: &NodeArgs, preflight: Preflight) -> Result<C
     let (root, dir, root_join) = RootSupervisor::start(RootArgs { db: db.clone(), artifacts, file_targets, settings })
         .await
         .map_err(|e| NodeError::Tree(e.to_string()))?;
-    match persist_identity(args, &dir, identity).await {
-        Ok(identity) => Ok(Core { root, root_join, services: Services::new(dir, identity), lock }),
+    let services = match persist_identity(args, &dir, identity).await {
+        Ok(identity) => Services::new(dir, identity),
         Err(e) => {
             let _ = root.stop_and_wait(None, Some(TREE_STOP_TIMEOUT)).await;
-            Err(e)
+            return Err(e);
+        }
+    };
+    if let Some(key) = &admin_key {
+        services.set_admin_key(key);
+    }
+    match services.load_tokens().await {
+        Ok(tokens) => {
+            tracing::debug!(tokens, admin_key = admin_key.is_some(), "credentials loaded");
+            Ok(Core { root, root_join, services, lock })
+        }
+        Err(e) => {
+            let _ = root.stop_and_wait(None, Some(TREE_STOP_TIMEOUT)).await;
+            Err(NodeError::Tree(format!("loading API tokens: {e}")))
         }
     }
 }
@@ -213,10 +245,6 @@ pub async fn run(args: NodeArgs, shutdown: CancellationToken) -> Result<(), Node
         .await
         .map_err(|source| NodeError::Listen { addr: addr.to_string(), source })?;
     let core = start_core_after(&args, preflight).await?;
-    let local = http.local_addr().map_err(NodeError::Serve)?;
-    // The one line on stdout: scripts and tests started on port 0 read the address here.
-    println!("alink-node listening on http://{local}");
-    tracing::info!(node_id = %core.services.node_id(), addr = %local, "listening");
     serve(core, Listeners { http }, shutdown, ServeOptions::from(&args)).await
 }
 
@@ -244,6 +272,7 @@ pub async fn serve(
         accept,
         nonces: Arc::new(std::sync::Mutex::new(NonceCache::default())),
         metrics: crate::api::prometheus::recorder(),
+        auth: AuthPolicy::default(),
     };
     let browser = listeners.http.local_addr().map_err(NodeError::Serve).and_then(|bound| {
         BrowserPolicy::new(bound, &options.allowed_hosts, &options.allowed_origins, options.max_body_bytes)
@@ -259,14 +288,24 @@ pub async fn serve(
             return Err(e);
         }
     };
-    if !bound.ip().is_loopback() {
+    let auth = AuthPolicy::new(&bound, options.require_auth, options.allow_anonymous_register);
+    if auth.require_token {
+        tracing::info!(addr = %bound, "every request needs a token (Authorization: Bearer)");
+    }
+    if options.allow_anonymous_register {
         tracing::warn!(
-            addr = %bound,
-            "the HTTP API is bound to a non-loopback address: anyone who can reach it can create tasks and register \
-             agents that run commands on this machine (there is no authentication yet); bind to 127.0.0.1 unless \
-             every host on that network is trusted"
+            "Go-compatibility mode (--allow-anonymous-register): anonymous loopback callers may register targets \
+             that run commands on this machine"
         );
     }
+    if let Some(dir) = &options.local_token_dir {
+        ensure_local_admin_token(&state.services, dir, bound).await;
+    }
+    let state = AppState { auth, ..state };
+    // The one line on stdout, once the node is ready to serve (and its local admin token is
+    // written): scripts and tests started on port 0 read the address here.
+    println!("alink-node listening on http://{bound}");
+    tracing::info!(node_id = %state.services.node_id(), addr = %bound, "listening");
     let app = router(state, options.max_body_bytes, browser);
     let serve_shutdown = shutdown.clone();
     // SSE frames are small writes: without TCP_NODELAY, Nagle's algorithm meets the client's
@@ -305,6 +344,29 @@ pub async fn serve(
     }
     tracing::info!("node stopped");
     Ok(())
+}
+
+/// Makes sure the node's user holds an admin token for this node in its state directory
+/// ([`crate::local_token`]). A failure is logged, not fatal: the CLI then needs `--token`.
+async fn ensure_local_admin_token(services: &Services, state_dir: &std::path::Path, bound: SocketAddr) {
+    let key = crate::local_token::address_key_of_bind(bound);
+    let path = crate::local_token::token_path(state_dir, &key);
+    let existing = match crate::local_token::read_token(&path) {
+        Ok(existing) => existing,
+        Err(e) => {
+            // Unreadable or too open: whatever it held is replaced (and its token revoked).
+            tracing::warn!(error = %e, "replacing the local admin token file");
+            None
+        }
+    };
+    match services.ensure_local_admin_token(&key, existing.as_deref()).await {
+        Ok(None) => tracing::debug!(file = %path.display(), "local admin token kept"),
+        Ok(Some(token)) => match crate::local_token::write_token(&path, &token) {
+            Ok(()) => tracing::info!(file = %path.display(), "local admin token written"),
+            Err(e) => tracing::warn!(error = %e, "could not write the local admin token file"),
+        },
+        Err(e) => tracing::warn!(error = %e, "could not make the local admin token"),
+    }
 }
 
 /// `node_meta` key of the node id.

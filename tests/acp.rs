@@ -29,7 +29,11 @@ fn registry(extra: &str) -> String {
 }
 
 fn opts() -> NodeOpts {
-    NodeOpts { registry: Some(registry("")), extra_args: vec!["--cancel-grace-ms".into(), "1500".into()] }
+    NodeOpts {
+        registry: Some(registry("")),
+        extra_args: vec!["--cancel-grace-ms".into(), "1500".into()],
+        ..NodeOpts::default()
+    }
 }
 
 async fn task(node: &Node, target: &str, text: &str, extra: Value) -> Result<String> {

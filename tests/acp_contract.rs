@@ -35,6 +35,7 @@ fn opts(first_init_marker: &str) -> NodeOpts {
     NodeOpts {
         registry: Some(registry(first_init_marker)),
         extra_args: vec!["--cancel-grace-ms".into(), "1500".into()],
+        ..NodeOpts::default()
     }
 }
 

@@ -84,6 +84,7 @@ fn managed_node(python: &str, defaults: &str) -> Result<(Node, u16)> {
     let node = Node::start_with(NodeOpts {
         registry: Some(registry),
         extra_args: vec!["--cancel-grace-ms".into(), "3000".into()],
+        ..NodeOpts::default()
     })?;
     Ok((node, port))
 }
@@ -390,7 +391,8 @@ async fn tasks_of_one_conversation_share_the_remote_session() -> Result {
 #[tokio::test]
 async fn a_server_that_never_gets_healthy_fails_the_launch_in_time() -> Result {
     let registry = "targets:\n  mute:\n    adapter: acp_http\n    endpoint: http://127.0.0.1:9\n    capabilities: [chat]\n    defaults: {agent_name: echo}\n    launch:\n      command: [sleep, '60']\n      timeout_ms: 800\n";
-    let node = Node::start_with(NodeOpts { registry: Some(registry.into()), extra_args: vec![] })?;
+    let node =
+        Node::start_with(NodeOpts { registry: Some(registry.into()), extra_args: vec![], ..NodeOpts::default() })?;
     let started = std::time::Instant::now();
     let id = create(&node, "mute", "echo", json!({"text": "x"}), json!({})).await?;
     let events = done(&node, &id).await?;
@@ -417,7 +419,7 @@ async fn after_a_node_restart_running_and_awaiting_tasks_reattach() -> Result {
     let server = Server::start(&py, &server_script(), port)?;
     server.ready(port).await?;
     let registry = format!("targets:\n{}", target("ext", port, "chat", "      mode: external\n", "{}"));
-    let opts = NodeOpts { registry: Some(registry), extra_args: vec![] };
+    let opts = NodeOpts { registry: Some(registry), extra_args: vec![], ..NodeOpts::default() };
     let mut node = Node::start_with(opts.clone())?;
     let running = create(&node, "ext", "slow", json!({"text": "ticks=10"}), json!({})).await?;
     let paused = create(&node, "ext", "approver", json!({"text": "ship it"}), json!({})).await?;
@@ -454,7 +456,7 @@ async fn the_polling_dialect_runs_the_go_nodes_api() -> Result {
     let registry = format!(
         "targets:\n  poll:\n    adapter: acp_http\n    dialect: polling\n    endpoint: http://127.0.0.1:{port}/\n    capabilities: [chat]\n    launch:\n      command: [python3, {script}, --port, '{port}']\n"
     );
-    let node = Node::start_with(NodeOpts { registry: Some(registry), extra_args: vec![] })?;
+    let node = Node::start_with(NodeOpts { registry: Some(registry), extra_args: vec![], ..NodeOpts::default() })?;
     let create = |payload: Value| {
         let node = &node;
         async move { node.create_with(json!({"target_agent_id": "poll", "intent": "chat", "payload": payload})).await }
@@ -522,7 +524,7 @@ async fn thread_inspection_predicts_reuse_of_an_http_session() -> Result {
         "targets:\n{}\n  echo:\n    adapter: loopback\n    capabilities: [chat]\n",
         target("acp", port, "chat", &managed_launch(&py, port), "{agent_name: history}")
     );
-    let node = Node::start_with(NodeOpts { registry: Some(registry), extra_args: vec![] })?;
+    let node = Node::start_with(NodeOpts { registry: Some(registry), extra_args: vec![], ..NodeOpts::default() })?;
     let (status, created) = node.post("/v1/threads", json!({"agent_a_id": "echo", "agent_b_id": "acp"})).await?;
     assert_eq!(status, 201, "{created}");
     let thread = created["thread"]["thread_id"].as_str().ok_or("thread id")?.to_owned();

@@ -59,7 +59,8 @@ fn text(events: &[Value]) -> String {
 #[tokio::test]
 async fn official_python_sdk_agent_streams_asks_permission_and_cancels() -> Result {
     let Some(python) = sdk_python() else { return Ok(()) };
-    let node = Node::start_with(NodeOpts { registry: Some(registry(&python)), extra_args: vec![] })?;
+    let node =
+        Node::start_with(NodeOpts { registry: Some(registry(&python)), extra_args: vec![], ..NodeOpts::default() })?;
 
     // Permission → awaiting_input → allow → streamed chunks → completed.
     let id =

@@ -65,7 +65,7 @@ fn acp_opts() -> NodeOpts {
         "{REGISTRY}  fake:\n    adapter: acp\n    launch:\n      command: [python3, {}]\n    capabilities: [chat]\n",
         fake_acp_agent()
     );
-    NodeOpts { registry: Some(registry), extra_args: Vec::new() }
+    NodeOpts { registry: Some(registry), extra_args: Vec::new(), ..NodeOpts::default() }
 }
 
 /// The flags of one `--help` text's `Options:` section that have no description. Handles
@@ -386,7 +386,7 @@ async fn a_closed_stdout_ends_the_command_quietly() -> Result {
             "  target-{i:04}:\n    adapter: loopback\n    capabilities: [cap.{i:04}.one, cap.{i:04}.two, cap.{i:04}.three]\n"
         ));
     }
-    let node = Node::start_with(NodeOpts { registry: Some(registry), extra_args: Vec::new() })?;
+    let node = Node::start_with(NodeOpts { registry: Some(registry), extra_args: Vec::new(), ..NodeOpts::default() })?;
     let home = node.dir.join("home");
     for script in [
         // `| head -1`, as a person types it.

@@ -34,7 +34,7 @@ async fn metrics_move_with_tasks_launches_requests_and_refusals() -> Result {
     let registry = format!(
         "{REGISTRY}  fake:\n    adapter: acp\n    launch:\n      command: [python3, {agent}]\n    capabilities: [chat]\n"
     );
-    let node = Node::start_with(NodeOpts { registry: Some(registry), extra_args: Vec::new() })?;
+    let node = Node::start_with(NodeOpts { registry: Some(registry), extra_args: Vec::new(), ..NodeOpts::default() })?;
     scrape(&node).await?;
 
     for i in 0..3 {

@@ -18,6 +18,7 @@ fn origin(extra: &[&str]) -> Result<Node> {
     Node::start_with(NodeOpts {
         registry: Some(ORIGIN_REGISTRY.to_owned()),
         extra_args: extra.iter().map(|s| (*s).to_owned()).collect(),
+        ..NodeOpts::default()
     })
 }
 
@@ -102,7 +103,10 @@ async fn peers_are_validated_added_listed_and_synced() -> Result {
     let dir = a.dir.clone();
     let mut a = a;
     a.stop()?;
-    let a = Node::start_in(&dir, NodeOpts { registry: Some(ORIGIN_REGISTRY.to_owned()), extra_args: vec![] })?;
+    let a = Node::start_in(
+        &dir,
+        NodeOpts { registry: Some(ORIGIN_REGISTRY.to_owned()), extra_args: vec![], ..NodeOpts::default() },
+    )?;
     let (_, targets) = a.get("/v1/targets").await?;
     assert!(listed(&targets).contains(&pair("other", "b")), "{targets}");
     let (_, peers) = a.get("/v1/peers").await?;

@@ -66,7 +66,7 @@ async fn hermes_answers_and_reuses_its_session() -> Result {
         "targets:\n  hermes:\n    adapter: acp\n    dialect: hermes\n    launch:\n      command: [{hermes}, acp]\n      env: {{HERMES_HOME: {}}}\n      timeout_ms: 120000\n    permissions: allow\n    capabilities: [code.patch]\n",
         home.path().display()
     );
-    let node = Node::start_with(NodeOpts { registry: Some(registry), extra_args: vec![] })?;
+    let node = Node::start_with(NodeOpts { registry: Some(registry), extra_args: vec![], ..NodeOpts::default() })?;
     let id = node.create_with(json!({"target_agent_id": "hermes", "intent": "code.patch", "payload": {"text": "Say exactly OK"}, "conversation_id": "h1"})).await?;
     let events = node
         .sse(&id, "", None, std::time::Duration::from_secs(180))
@@ -110,7 +110,7 @@ async fn openclaw_bridge_answers() -> Result {
         "targets:\n  gateway:\n    adapter: acp\n    dialect: openclaw\n    launch:\n      command: [{}]\n      timeout_ms: 90000\n    permissions: allow\n    defaults: {{session_key: main}}\n    capabilities: [gateway.chat]\n",
         argv.join(", ")
     );
-    let node = Node::start_with(NodeOpts { registry: Some(registry), extra_args: vec![] })?;
+    let node = Node::start_with(NodeOpts { registry: Some(registry), extra_args: vec![], ..NodeOpts::default() })?;
     let id = node.create_with(json!({"target_agent_id": "gateway", "intent": "gateway.chat", "payload": {"text": "Say exactly OPENCLAW OK"}})).await?;
     let events = node
         .sse(&id, "", None, std::time::Duration::from_secs(240))

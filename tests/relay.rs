@@ -23,7 +23,7 @@ fn destination_in(dir: &Path, port: u16) -> Result<Node> {
 /// The origin (no local `other` target: tasks for it are relayed).
 fn origin_in(dir: &Path) -> Result<Node> {
     let registry = "targets:\n  mine:\n    adapter: loopback\n    capabilities: [mine.only]\n";
-    Node::start_in(dir, NodeOpts { registry: Some(registry.into()), extra_args: Vec::new() })
+    Node::start_in(dir, NodeOpts { registry: Some(registry.into()), extra_args: Vec::new(), ..NodeOpts::default() })
 }
 
 /// A node's port (from its base URL).

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 const ORIGIN_REGISTRY: &str = "targets:\n  echo:\n    adapter: loopback\n    capabilities: [demo.echo]\n  mine:\n    adapter: loopback\n    capabilities: [mine.only]\n";
 
 fn origin() -> Result<Node> {
-    Node::start_with(NodeOpts { registry: Some(ORIGIN_REGISTRY.to_owned()), extra_args: vec![] })
+    Node::start_with(NodeOpts { registry: Some(ORIGIN_REGISTRY.to_owned()), extra_args: vec![], ..NodeOpts::default() })
 }
 
 /// A peer in the Go-compatibility mode (`--allow-unsigned-peers`), exporting `echo` and `other`.

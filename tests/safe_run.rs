@@ -67,7 +67,7 @@ fn registry(http: Option<(&str, u16)>) -> String {
 }
 
 fn opts(registry: String) -> NodeOpts {
-    NodeOpts { registry: Some(registry), extra_args: vec![] }
+    NodeOpts { registry: Some(registry), extra_args: vec![], ..NodeOpts::default() }
 }
 
 /// A process as `/proc` shows it; `(pid, start)` names it across pid reuse.

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 const ORIGIN_REGISTRY: &str = "targets:\n  mine:\n    adapter: loopback\n    capabilities: [mine.only]\n";
 
 fn origin() -> Result<Node> {
-    Node::start_with(NodeOpts { registry: Some(ORIGIN_REGISTRY.to_owned()), extra_args: vec![] })
+    Node::start_with(NodeOpts { registry: Some(ORIGIN_REGISTRY.to_owned()), extra_args: vec![], ..NodeOpts::default() })
 }
 
 fn node(extra: &[&str]) -> Result<Node> {
@@ -194,7 +194,10 @@ async fn keys_are_pinned_at_first_sync_re_pinned_only_explicitly_and_durable() -
     let dir = a.dir.clone();
     let mut a = a;
     a.stop()?;
-    let a = Node::start_in(&dir, NodeOpts { registry: Some(ORIGIN_REGISTRY.to_owned()), extra_args: vec![] })?;
+    let a = Node::start_in(
+        &dir,
+        NodeOpts { registry: Some(ORIGIN_REGISTRY.to_owned()), extra_args: vec![], ..NodeOpts::default() },
+    )?;
     let (_, peers) = a.get("/v1/peers").await?;
     assert_eq!(peers["peers"][0]["key_id"], b_identity["key_id"], "{peers}");
     Ok(())

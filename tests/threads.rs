@@ -19,7 +19,7 @@ fn registry() -> String {
 }
 
 fn opts() -> NodeOpts {
-    NodeOpts { registry: Some(registry()), extra_args: vec![] }
+    NodeOpts { registry: Some(registry()), extra_args: vec![], ..NodeOpts::default() }
 }
 
 async fn thread(node: &Node, a: &str, b: &str) -> Result<String> {

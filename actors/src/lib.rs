@@ -27,6 +27,8 @@
 //! * [`restart`] — the one restart policy every supervisor uses.
 //! * [`identity`] — the node's Ed25519 key pair and id, and HTTP Message Signatures (RFC 9421)
 //!   with it (pure; the node-protocol binding will sign and verify with it).
+//! * [`tokens`] — API tokens: scopes, the HMAC-stored secret, checks (pure; the service layer
+//!   keeps the book).
 //!
 //! Bindings (the HTTP API in the `aethrolink` crate; later the node protocol and the Aether
 //! gateway) call [`service::Services`] and use the model types; module layers are checked by
@@ -56,6 +58,7 @@ pub mod task;
 pub mod task_supervisor;
 pub mod telemetry;
 pub mod threads;
+pub mod tokens;
 
 // The plain value types the model's records are made of live under `model` (the bottom layer's
 // modules may not import each other, see `tests/layering.rs`); their paths stay `crate::clock`

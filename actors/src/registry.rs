@@ -276,6 +276,15 @@ pub struct Registration {
     pub replace: bool,
 }
 
+impl Registration {
+    /// Whether the target it describes makes this node spawn a process: a launch command (or
+    /// named alternatives), an environment or a working directory.
+    pub fn spawns_process(&self) -> bool {
+        let l = &self.launch;
+        !l.command.is_empty() || !l.commands.is_empty() || !l.env.is_empty() || l.cwd.is_some()
+    }
+}
+
 /// Why a registration was refused.
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum RegistryError {

@@ -41,6 +41,8 @@ pub const PEERS: &str = "alink_peers";
 pub const RELAYS_IN_FLIGHT: &str = "alink_relays_in_flight";
 /// Node-protocol requests refused as unauthenticated or forbidden, by `reason`.
 pub const AUTH_FAILURES: &str = "alink_auth_failures_total";
+/// Presented API tokens refused (HTTP bearer, gateway key), by `reason`.
+pub const TOKEN_FAILURES: &str = "alink_token_failures_total";
 /// HTTP requests answered, by `method`, matched `route` and `status`.
 pub const HTTP_REQUESTS: &str = "alink_http_requests_total";
 /// HTTP request duration (to the response head), by `method` and matched `route`.
@@ -69,6 +71,7 @@ pub fn describe() {
     describe_gauge!(PEERS, Unit::Count, "Registered peers, by status.");
     describe_gauge!(RELAYS_IN_FLIGHT, Unit::Count, "Relayed tasks being followed now.");
     describe_counter!(AUTH_FAILURES, Unit::Count, "Node-protocol requests refused, by reason.");
+    describe_counter!(TOKEN_FAILURES, Unit::Count, "Presented API tokens refused, by reason.");
     describe_counter!(HTTP_REQUESTS, Unit::Count, "HTTP requests answered, by method, route and status.");
     describe_histogram!(HTTP_REQUEST_DURATION, Unit::Seconds, "HTTP request duration to the response head.");
 }

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     // Leaf types: timestamps, ids, errors, the restart policy.
     &["clock", "ids", "error", "restart"],
-    // The data model built from them; the node's identity (key pair, id, signatures).
-    &["model", "identity"],
+    // The data model built from them; the node's identity (key pair, id, signatures); API tokens.
+    &["model", "identity", "tokens"],
     // Pure logic over them, the actor helpers, and the metric names.
     &["state_machine", "supervision", "adapters", "telemetry"],
     // Artifact bytes.

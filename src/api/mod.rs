@@ -5,6 +5,7 @@
 
 mod agents;
 mod artifacts;
+mod auth;
 mod error;
 mod events;
 pub mod guard;
@@ -15,16 +16,16 @@ pub mod prometheus;
 mod tasks;
 mod threads;
 
+use aethrolink_actors::service::Services;
 use aethrolink_actors::service::node::{NodeHealth, NodeIdentityDocument, NodeStats, Readiness};
-use aethrolink_actors::service::{Binding, Caller, Services};
-use axum::extract::{DefaultBodyLimit, FromRequestParts, State};
-use axum::http::request::Parts;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{Method, Uri};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
+pub use auth::{AuthPolicy, HttpCaller};
 pub use error::ApiError;
 
 /// Shared by every handler.
@@ -42,17 +43,8 @@ pub struct AppState {
     pub nonces: std::sync::Arc<std::sync::Mutex<aethrolink_actors::identity::signature::NonceCache>>,
     /// Renders `GET /metrics` (`None`: this process records no metrics).
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
-}
-
-/// Who sent an HTTP request. Anonymous for now: authentication plugs in here.
-pub struct HttpCaller(pub Caller);
-
-impl<S: Send + Sync> FromRequestParts<S> for HttpCaller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(_parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
-        Ok(HttpCaller(Caller::anonymous(Binding::Http)))
-    }
+    /// When a token is needed, and what anonymous callers may do.
+    pub auth: AuthPolicy,
 }
 
 /// Builds the router. `browser` is checked on every request before routing
@@ -91,6 +83,8 @@ pub fn router(state: AppState, max_body_bytes: usize, browser: guard::BrowserPol
         .route("/v1/threads/{thread_id}/continue", post(threads::continue_thread))
         .route("/v1/peers", post(peers::add).get(peers::list))
         .route("/v1/peers/{peer_id}/sync", post(peers::sync))
+        .route("/v1/tokens", post(auth::create).get(auth::list))
+        .route("/v1/tokens/{token_id}/revoke", post(auth::revoke))
         .route("/artifacts/{artifact_id}", get(artifacts::get))
         .route("/v1/artifacts/{artifact_id}", get(artifacts::get))
         .route("/metrics", get(prometheus::scrape))

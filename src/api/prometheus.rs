@@ -13,7 +13,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, HttpCaller};
 
 /// The process's Prometheus recorder (`None`: another recorder was installed first, e.g. by a
 /// test harness; metrics then go there).
@@ -42,8 +42,9 @@ pub fn recorder() -> Option<PrometheusHandle> {
         .clone()
 }
 
-/// `GET /metrics`.
-pub async fn scrape(State(st): State<AppState>) -> Result<Response, ApiError> {
+/// `GET /metrics` (read right: off loopback a scraper presents a `tasks:read` token).
+pub async fn scrape(State(st): State<AppState>, HttpCaller(caller): HttpCaller) -> Result<Response, ApiError> {
+    caller.require(aethrolink_actors::service::Need::Read)?;
     let handle =
         st.metrics.as_ref().ok_or_else(|| ApiError::unavailable("metrics are not recorded by this process"))?;
     Ok(([(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], handle.render()).into_response())

@@ -30,6 +30,14 @@ pub struct Cli {
     /// Print raw JSON responses instead of readable text.
     #[arg(long, global = true)]
     pub json: bool,
+    /// API token sent as `Authorization: Bearer` (default: the node's local admin token file
+    /// when `--server` is a node on this machine).
+    #[arg(long, global = true, env = "ALINK_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Where the local admin token files are (default `$XDG_STATE_HOME/aethrolink`, else
+    /// `~/.local/state/aethrolink`).
+    #[arg(long, global = true, env = "ALINK_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -85,6 +93,32 @@ pub enum Command {
     ThreadTurns(ThreadIdArg),
     /// List threads.
     Threads(ThreadsArgs),
+    /// Make an API token (admin); it is printed once.
+    TokenCreate(TokenCreateArgs),
+    /// List API tokens (admin; never their secrets).
+    TokenList,
+    /// Revoke an API token (admin).
+    TokenRevoke(TokenIdArg),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenCreateArgs {
+    /// Who or what will hold the token.
+    #[arg(long)]
+    pub name: String,
+    /// A scope: tasks:read, tasks:write, agents:register or admin (repeatable).
+    #[arg(long = "scope", required = true)]
+    pub scopes: Vec<String>,
+    /// Lifetime (Go duration, e.g. 720h); default: it does not expire.
+    #[arg(long, value_parser = crate::duration::parse_duration)]
+    pub expires_in: Option<Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenIdArg {
+    /// The token's id (from token-create or token-list).
+    #[arg(long)]
+    pub token_id: String,
 }
 
 #[derive(Debug, Args)]

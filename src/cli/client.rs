@@ -105,8 +105,17 @@ pub(super) struct Client {
 }
 
 impl Client {
-    pub(super) fn new(server: &str) -> Result<Self, CliError> {
+    /// A client of `server`, sending `token` (if any) as `Authorization: Bearer` on every request.
+    pub(super) fn new(server: &str, token: Option<&str>) -> Result<Self, CliError> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = token {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.trim()))
+                .map_err(|_| CliError::Usage("--token: not a valid header value".into()))?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         let http = reqwest::Client::builder()
+            .default_headers(headers)
             .connect_timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| CliError::Usage(format!("http client: {e}")))?;

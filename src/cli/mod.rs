@@ -6,7 +6,8 @@
 //!
 //! * `args` — the command line (clap), with the exit codes in `--help`.
 //! * `client` — errors and their exit codes, the HTTP client bound to `--server`, output.
-//! * `tasks`, `agents`, `peers`, `threads` — the commands, by group.
+//! * `tasks`, `agents`, `peers`, `threads`, `tokens` — the commands, by group (`tokens` also
+//!   finds the local admin token the CLI uses by default).
 //! * `follow` — following a task's events and waiting for its outcome, shared by every command
 //!   that streams or waits (`task-events --follow`, `call --wait`, `thread-continue --wait`,
 //!   `task-wait`), reconnecting across a node restart.
@@ -18,6 +19,7 @@ mod follow;
 mod peers;
 mod tasks;
 mod threads;
+mod tokens;
 
 use serde_json::{Map, Value, json};
 
@@ -25,7 +27,7 @@ pub use agents::parse_defaults;
 pub use args::{
     CallArgs, Cli, Command, DEFAULT_SERVER, Decision, FollowArgs, HeartbeatArgs, PeerAddArgs, PeerIdArg, RegisterArgs,
     StateArgs, TargetArg, TargetsArgs, TaskCancelArgs, TaskEventsArgs, TaskIdArg, TaskListArgs, TaskResumeArgs,
-    TaskWaitArgs, ThreadContinueArgs, ThreadCreateArgs, ThreadIdArg, ThreadsArgs,
+    TaskWaitArgs, ThreadContinueArgs, ThreadCreateArgs, ThreadIdArg, ThreadsArgs, TokenCreateArgs, TokenIdArg,
 };
 pub use client::CliError;
 pub use follow::format_event;
@@ -35,7 +37,11 @@ use client::{Client, Output};
 
 /// Runs a parsed command.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
-    let client = Client::new(&cli.server)?;
+    let token = match cli.token.clone().filter(|t| !t.trim().is_empty()) {
+        Some(t) => Some(t),
+        None => tokens::local_token(&cli.server, cli.state_dir.as_deref())?,
+    };
+    let client = Client::new(&cli.server, token.as_deref())?;
     let out = Output { json: cli.json };
     let client = &client;
     match cli.command {
@@ -63,6 +69,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::ThreadContinue(a) => threads::continue_turn(client, out, a).await,
         Command::ThreadTurns(a) => threads::turns(client, out, a).await,
         Command::Threads(a) => threads::list(client, out, a).await,
+        Command::TokenCreate(a) => tokens::create(client, out, a).await,
+        Command::TokenList => tokens::list(client, out).await,
+        Command::TokenRevoke(a) => tokens::revoke(client, out, a).await,
     }
 }
 

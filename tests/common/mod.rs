@@ -31,11 +31,14 @@ pub struct Node {
 pub struct NodeOpts {
     pub registry: Option<String>,
     pub extra_args: Vec<String>,
+    /// Go-compatibility mode (`ALINK_ALLOW_ANONYMOUS_REGISTER=1`): tokenless tests register
+    /// launching agents as Go clients do. Tests of the safe default turn it off.
+    pub anonymous_register: bool,
 }
 
 impl Default for NodeOpts {
     fn default() -> Self {
-        NodeOpts { registry: Some(REGISTRY.to_owned()), extra_args: Vec::new() }
+        NodeOpts { registry: Some(REGISTRY.to_owned()), extra_args: Vec::new(), anonymous_register: true }
     }
 }
 
@@ -79,11 +82,17 @@ impl Node {
             .arg(dir.join("artifacts"))
             .args(&opts.extra_args)
             .env("RUST_LOG", "info")
+            // The local admin token file goes beside the database, not into the user's home.
+            .env("ALINK_STATE_DIR", dir.join("state"))
+            .env_remove("ALINK_ALLOW_ANONYMOUS_REGISTER")
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr_path)?)
             .current_dir(dir);
         if opts.registry.is_some() {
             cmd.arg("--registry").arg(&registry);
+        }
+        if opts.anonymous_register {
+            cmd.arg("--allow-anonymous-register");
         }
         let mut child = cmd.spawn()?;
         let stdout = child.stdout.take().ok_or("no stdout")?;

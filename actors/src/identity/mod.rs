@@ -79,6 +79,18 @@ impl NodeKey {
         self.signing.to_bytes()
     }
 
+    /// A 32-byte secret for `purpose`, derived from the secret key (HMAC-SHA256 keyed with the
+    /// seed): it lives wherever the key does, and reveals nothing about it.
+    pub(crate) fn derive_key(&self, purpose: &[u8]) -> [u8; 32] {
+        use hmac::Mac as _;
+        let mut mac = match <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(&self.seed()) {
+            Ok(mac) => mac,
+            Err(_) => unreachable!("HMAC accepts any key length"),
+        };
+        mac.update(purpose);
+        mac.finalize().into_bytes().into()
+    }
+
     pub fn public_key(&self) -> PublicKey {
         PublicKey(self.signing.verifying_key())
     }

@@ -9,8 +9,16 @@ use crate::supervision::ASK_TIMEOUT;
 impl Services {
     /// Validates, persists and publishes a registration; the answer carries the warnings it was
     /// accepted despite (e.g. an adapter this node does not run).
+    ///
+    /// A registration that spawns a process, or takes over a registry-file target (`replace`),
+    /// needs the `agents:register` right: anonymous callers do not have it unless the node runs
+    /// with `--allow-anonymous-register`.
     pub async fn register_agent(&self, caller: &Caller, reg: Registration) -> Result<Registered, ServiceError> {
-        caller.require(Need::Write)?;
+        if reg.spawns_process() || reg.replace {
+            caller.require(Need::Register)?;
+        } else {
+            caller.require_any(&[Need::Write, Need::Register])?;
+        }
         Ok(self.dir.registry.ask(ASK_TIMEOUT, |reply| RegistryMsg::Register(Box::new(reg), reply)).await??)
     }
 
@@ -21,13 +29,13 @@ impl Services {
         agent_id: String,
         ttl: Option<i64>,
     ) -> Result<AgentRecord, ServiceError> {
-        caller.require(Need::Write)?;
+        caller.require_any(&[Need::Write, Need::Register])?;
         Ok(self.dir.registry.ask(ASK_TIMEOUT, |reply| RegistryMsg::Heartbeat { agent_id, ttl, reply }).await??)
     }
 
     /// Marks an agent offline now (it stays a target).
     pub async fn unregister(&self, caller: &Caller, agent_id: String) -> Result<AgentRecord, ServiceError> {
-        caller.require(Need::Write)?;
+        caller.require_any(&[Need::Write, Need::Register])?;
         Ok(self.dir.registry.ask(ASK_TIMEOUT, |reply| RegistryMsg::Unregister { agent_id, reply }).await??)
     }
 

@@ -2,6 +2,7 @@
 //! peers, gateway principals) and per-operation rights are decided in one place, not per binding.
 
 use super::error::{ErrorKind, ServiceError};
+use crate::tokens::Scope;
 
 /// The way in a call came through.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,6 +26,8 @@ pub enum Principal {
     Agent(String),
     /// Another node, by node id.
     Node(String),
+    /// The holder of an API token, by token id.
+    Token(String),
     /// The operator (admin key).
     Operator,
 }
@@ -34,17 +37,63 @@ pub enum Principal {
 pub struct Rights {
     /// Read tasks, targets, threads, node state.
     pub read: bool,
-    /// Create, cancel and resume tasks; register agents; continue threads.
+    /// Create, cancel and resume tasks; continue threads; register agents that spawn nothing.
     pub write: bool,
-    /// Control runtimes (start/stop) and node administration.
+    /// Control runtimes (start/stop) and peers (add, sync).
+    pub operate: bool,
+    /// Create or replace a target that spawns a process (a launch command, environment or
+    /// working directory), or take over a registry-file target.
+    pub register: bool,
+    /// Node administration: API tokens.
     pub admin: bool,
 }
 
 impl Rights {
-    /// Everything: what anonymous loopback callers have until authentication arrives.
-    pub const ALL: Rights = Rights { read: true, write: true, admin: true };
+    /// Everything: the operator, the node itself.
+    pub const ALL: Rights = Rights { read: true, write: true, operate: true, register: true, admin: true };
+    /// An anonymous loopback caller: everything but spawning registrations and administration
+    /// (a web page or another local user must not be able to make the node run a command).
+    pub const ANONYMOUS: Rights = Rights { read: true, write: true, operate: true, register: false, admin: false };
     /// Read-only.
-    pub const READ: Rights = Rights { read: true, write: false, admin: false };
+    pub const READ: Rights = Rights { read: true, write: false, operate: false, register: false, admin: false };
+    /// Nothing.
+    pub const NONE: Rights = Rights { read: false, write: false, operate: false, register: false, admin: false };
+
+    /// What a token with `scopes` may do: `tasks:write` includes `tasks:read`, `agents:register`
+    /// allows reading and every registration, `admin` everything.
+    pub fn of_scopes(scopes: &[Scope]) -> Rights {
+        let mut rights = Rights::NONE;
+        for scope in scopes {
+            match scope {
+                Scope::TasksRead => rights.read = true,
+                Scope::TasksWrite => {
+                    rights.read = true;
+                    rights.write = true;
+                }
+                Scope::AgentsRegister => {
+                    rights.read = true;
+                    rights.register = true;
+                }
+                Scope::Admin => return Rights::ALL,
+            }
+        }
+        rights
+    }
+
+    /// The same rights plus spawning registrations (`--allow-anonymous-register`).
+    pub fn with_register(self) -> Rights {
+        Rights { register: true, ..self }
+    }
+
+    fn has(&self, need: Need) -> bool {
+        match need {
+            Need::Read => self.read,
+            Need::Write => self.write,
+            Need::Operate => self.operate,
+            Need::Register => self.register,
+            Need::Admin => self.admin,
+        }
+    }
 }
 
 /// A right an operation needs.
@@ -52,7 +101,21 @@ impl Rights {
 pub enum Need {
     Read,
     Write,
+    Operate,
+    Register,
     Admin,
+}
+
+impl Need {
+    /// The token scope that grants it (named in refusals).
+    fn scope(self) -> Scope {
+        match self {
+            Need::Read => Scope::TasksRead,
+            Need::Write => Scope::TasksWrite,
+            Need::Register => Scope::AgentsRegister,
+            Need::Operate | Need::Admin => Scope::Admin,
+        }
+    }
 }
 
 /// Who is asking, through which binding, with which rights.
@@ -70,13 +133,14 @@ impl Caller {
             Principal::Anonymous => "anonymous".into(),
             Principal::Agent(id) => format!("agent:{id}"),
             Principal::Node(id) => format!("node:{id}"),
+            Principal::Token(id) => format!("token:{id}"),
             Principal::Operator => "operator".into(),
         }
     }
 
-    /// An anonymous caller with every right (today's loopback API).
+    /// An anonymous caller with [`Rights::ANONYMOUS`].
     pub fn anonymous(binding: Binding) -> Self {
-        Caller { principal: Principal::Anonymous, binding, rights: Rights::ALL }
+        Caller { principal: Principal::Anonymous, binding, rights: Rights::ANONYMOUS }
     }
 
     /// The node acting on its own behalf.
@@ -86,21 +150,24 @@ impl Caller {
 
     /// Refuses the call unless the caller has `need`.
     pub fn require(&self, need: Need) -> Result<(), ServiceError> {
-        let ok = match need {
-            Need::Read => self.rights.read,
-            Need::Write => self.rights.write,
-            Need::Admin => self.rights.admin,
-        };
-        if ok {
-            Ok(())
-        } else {
-            let what = match need {
-                Need::Read => "read",
-                Need::Write => "write",
-                Need::Admin => "admin",
-            };
-            Err(ServiceError::new(ErrorKind::Forbidden, format!("this caller lacks the '{what}' right")))
+        self.require_any(&[need])
+    }
+
+    /// Refuses the call unless the caller has one of `needs` (the first names the scope asked for).
+    pub fn require_any(&self, needs: &[Need]) -> Result<(), ServiceError> {
+        if needs.iter().any(|n| self.rights.has(*n)) {
+            return Ok(());
         }
+        let scope = needs.first().map_or(Scope::Admin, |n| n.scope());
+        let message = match self.principal {
+            Principal::Anonymous => {
+                format!(
+                    "this needs a token with the '{scope}' scope (Authorization: Bearer …); anonymous callers may not"
+                )
+            }
+            _ => format!("this caller's token lacks the '{scope}' scope"),
+        };
+        Err(ServiceError::new(ErrorKind::Forbidden, message))
     }
 }
 
@@ -111,10 +178,26 @@ mod tests {
     #[test]
     fn rights_are_checked_per_need() {
         let anon = Caller::anonymous(Binding::Http);
-        assert!(anon.require(Need::Admin).is_ok());
+        assert!(anon.require(Need::Operate).is_ok());
+        assert_eq!(anon.require(Need::Register).map_err(|e| e.kind), Err(ErrorKind::Forbidden));
+        assert_eq!(anon.require(Need::Admin).map_err(|e| e.kind), Err(ErrorKind::Forbidden));
         let reader = Caller { rights: Rights::READ, ..anon };
         assert!(reader.require(Need::Read).is_ok());
         assert_eq!(reader.require(Need::Write).map_err(|e| e.kind), Err(ErrorKind::Forbidden));
         assert_eq!(reader.require(Need::Admin).map_err(|e| e.kind), Err(ErrorKind::Forbidden));
+    }
+
+    #[test]
+    fn scopes_grant_what_they_name() {
+        let writer = Rights::of_scopes(&[Scope::TasksWrite]);
+        assert!(writer.read && writer.write && !writer.register && !writer.operate && !writer.admin);
+        let registrar = Rights::of_scopes(&[Scope::AgentsRegister]);
+        assert!(registrar.read && registrar.register && !registrar.write);
+        assert_eq!(Rights::of_scopes(&[Scope::TasksRead, Scope::Admin]), Rights::ALL);
+        assert_eq!(Rights::of_scopes(&[]), Rights::NONE);
+        let caller = Caller { principal: Principal::Token("t".into()), binding: Binding::Http, rights: registrar };
+        assert!(caller.require_any(&[Need::Write, Need::Register]).is_ok());
+        let refused = caller.require(Need::Write).err().map(|e| e.message).unwrap_or_default();
+        assert!(refused.contains("tasks:write"), "{refused}");
     }
 }

@@ -11,8 +11,10 @@
 //! * [`peers`] — static peers: add, list, sync (their targets are listed by [`targets`]).
 //! * [`node_tasks`] — the destination side of the node protocol: submit, events, resume, cancel.
 //! * [`node`] — health, readiness, stats, identity.
+//! * [`auth`] — credentials into callers (tokens, the admin key); tokens made, listed, revoked.
 
 pub mod agents;
+pub mod auth;
 pub mod caller;
 pub mod error;
 pub mod node;
@@ -41,11 +43,14 @@ pub struct Services {
     /// This node's stable id bound to its key pair (health, readiness, thread participants,
     /// the identity document; the key will sign node-protocol requests).
     identity: Arc<NodeIdentity>,
+    /// Tokens and the admin key: what turns a presented credential into a caller.
+    auth: Arc<auth::Authenticator>,
 }
 
 impl Services {
     pub fn new(dir: Arc<CoreHandles>, identity: NodeIdentity) -> Self {
-        Services { dir, identity: Arc::new(identity) }
+        let hasher = crate::tokens::TokenHasher::new(identity.key().derive_key(b"aethrolink api token hmac v1"));
+        Services { dir, identity: Arc::new(identity), auth: Arc::new(auth::Authenticator::new(hasher)) }
     }
 
     /// This node's id.

@@ -23,7 +23,7 @@ impl From<PeerError> for ServiceError {
 impl Services {
     /// Registers (or updates) a static peer; nothing is contacted.
     pub async fn add_peer(&self, caller: &Caller, req: PeerUpsert) -> Result<PeerRecord, ServiceError> {
-        caller.require(Need::Admin)?;
+        caller.require(Need::Operate)?;
         Ok(self.dir.peers.ask(ASK_TIMEOUT, |reply| PeerMsg::Upsert(Box::new(req), reply)).await??)
     }
 
@@ -36,7 +36,7 @@ impl Services {
     /// Syncs one peer: 404 if unknown; a failed fetch is recorded on the peer (offline, its
     /// error) and answered 400 with that error (contract route 25).
     pub async fn sync_peer(&self, caller: &Caller, peer_id: &str) -> Result<PeerSynced, ServiceError> {
-        caller.require(Need::Admin)?;
+        caller.require(Need::Operate)?;
         let peer_id = peer_id.to_owned();
         let mut synced = self
             .dir

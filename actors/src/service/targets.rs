@@ -148,7 +148,7 @@ impl Services {
         target_id: &str,
         runtime_options: JsonObject,
     ) -> Result<TargetStarted, ServiceError> {
-        caller.require(Need::Admin)?;
+        caller.require(Need::Operate)?;
         let target = self.target(target_id)?;
         let options = deep_merge(&target.defaults, &runtime_options);
         let waiter = Waiter { task: None, launch_if_down: true };
@@ -173,7 +173,7 @@ impl Services {
         target_id: &str,
         runtime_options: JsonObject,
     ) -> Result<TargetStopped, ServiceError> {
-        caller.require(Need::Admin)?;
+        caller.require(Need::Operate)?;
         let target = self.target(target_id)?;
         let options = deep_merge(&target.defaults, &runtime_options);
         self.dir

@@ -9,6 +9,7 @@ mod peers;
 mod runtime;
 mod tasks;
 mod threads;
+mod tokens;
 
 use serde::de::DeserializeOwned;
 use sqlx::sqlite::SqliteRow;

@@ -17,6 +17,7 @@ mod peers;
 mod runtime;
 mod tasks;
 mod threads;
+mod tokens;
 
 use std::collections::HashMap;
 
@@ -79,6 +80,11 @@ pub enum WriteOp {
     /// Upserts a peer (keeps `registered_at`); `targets`, when given, replaces its cached targets
     /// in the same transaction (a sync's outcome).
     Peer { peer: Box<crate::model::PeerRecord>, targets: Option<Vec<crate::model::PeerTargetRecord>> },
+    /// Inserts an API token (its HMAC) and, in the same transaction, revokes `revokes` (a local
+    /// admin token replacing its predecessor).
+    TokenCreate { token: Box<crate::tokens::TokenRecord>, revokes: Vec<String> },
+    /// Revokes API tokens.
+    TokenRevoke { token_ids: Vec<String>, at: crate::clock::Timestamp },
 }
 
 impl WriteOp {
@@ -96,6 +102,8 @@ impl WriteOp {
             WriteOp::ReleaseLeases(_) => "lease release",
             WriteOp::SessionBinding(_) => "session binding",
             WriteOp::Peer { .. } => "peer",
+            WriteOp::TokenCreate { .. } => "token",
+            WriteOp::TokenRevoke { .. } => "token revoke",
         }
     }
 }
@@ -348,7 +356,9 @@ impl<'a> WritePlan<'a> {
                 | WriteOp::LaunchEnded { .. }
                 | WriteOp::ReleaseLeases(_)
                 | WriteOp::SessionBinding(_)
-                | WriteOp::Peer { .. } => plan.in_order.push(op),
+                | WriteOp::Peer { .. }
+                | WriteOp::TokenCreate { .. }
+                | WriteOp::TokenRevoke { .. } => plan.in_order.push(op),
             }
         }
         plan
@@ -406,6 +416,11 @@ async fn write_in_order(conn: &mut SqliteConnection, op: &WriteOp) -> Result<(),
                 None => Ok(()),
             }
         }
+        WriteOp::TokenCreate { token, revokes } => {
+            tokens::revoke(conn, revokes, &token.created_at).await?;
+            tokens::insert(conn, token).await
+        }
+        WriteOp::TokenRevoke { token_ids, at } => tokens::revoke(conn, token_ids, at).await,
         // Grouped into multi-row statements by the plan, never written one by one here.
         WriteOp::Task { .. } | WriteOp::Agent(_) | WriteOp::NodeMeta { .. } => Ok(()),
     }

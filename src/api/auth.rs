@@ -1,0 +1,144 @@
+//! Who sent an HTTP request: `Authorization: Bearer <token>` (an API token or the admin key) is
+//! checked by the core ([`Services::authenticate`](aethrolink_actors::service::Services)); no
+//! header makes an anonymous caller where the policy allows one. And the token routes:
+//! `POST /v1/tokens`, `GET /v1/tokens`, `POST /v1/tokens/{token_id}/revoke` (admin).
+
+use std::net::SocketAddr;
+
+use aethrolink_actors::service::auth::{CreatedToken, TokenRequest, TokenView};
+use aethrolink_actors::service::{Binding, Caller, Rights};
+use axum::Json;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::json::StrictJson;
+use super::{ApiError, AppState};
+
+/// When the HTTP API asks for a token, and what an anonymous caller may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AuthPolicy {
+    /// Every request needs a token (bound off loopback, or `--require-auth`).
+    pub require_token: bool,
+    /// What a request without a token may do when none is required.
+    pub anonymous: Rights,
+}
+
+impl Default for AuthPolicy {
+    /// Loopback without `--require-auth`: anonymous callers do all but spawning registrations
+    /// and administration.
+    fn default() -> Self {
+        AuthPolicy { require_token: false, anonymous: Rights::ANONYMOUS }
+    }
+}
+
+impl AuthPolicy {
+    /// The policy of a node bound to `bound`. Pure.
+    pub fn new(bound: &SocketAddr, require_auth: bool, allow_anonymous_register: bool) -> Self {
+        let anonymous = if allow_anonymous_register { Rights::ANONYMOUS.with_register() } else { Rights::ANONYMOUS };
+        AuthPolicy { require_token: require_auth || !bound.ip().is_loopback(), anonymous }
+    }
+}
+
+/// What an `Authorization` header presents. Pure.
+#[derive(Debug, PartialEq, Eq)]
+enum Presented<'a> {
+    None,
+    Bearer(&'a str),
+    /// Present but not `Bearer <credential>` (or not text).
+    Malformed,
+}
+
+fn presented(value: Option<&HeaderValue>) -> Presented<'_> {
+    let Some(value) = value else { return Presented::None };
+    let Ok(text) = value.to_str() else { return Presented::Malformed };
+    match text.trim().split_once(' ') {
+        Some((scheme, credential)) if scheme.eq_ignore_ascii_case("bearer") && !credential.trim().is_empty() => {
+            Presented::Bearer(credential.trim())
+        }
+        _ => Presented::Malformed,
+    }
+}
+
+/// A 401 that says how to authenticate.
+fn unauthorized(message: impl Into<String>) -> Response {
+    let mut resp = ApiError::new(StatusCode::UNAUTHORIZED, message).into_response();
+    resp.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"aethrolink\""));
+    resp
+}
+
+/// Who sent an HTTP request.
+pub struct HttpCaller(pub Caller);
+
+impl FromRequestParts<AppState> for HttpCaller {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        match presented(parts.headers.get(AUTHORIZATION)) {
+            Presented::Bearer(credential) => match state.services.authenticate(Binding::Http, credential) {
+                Ok(caller) => Ok(HttpCaller(caller)),
+                Err(e) => Err(unauthorized(e.message)),
+            },
+            Presented::Malformed => Err(unauthorized("Authorization must be 'Bearer <token>'")),
+            Presented::None if state.auth.require_token => {
+                metrics::counter!(aethrolink_actors::telemetry::TOKEN_FAILURES, "reason" => "missing").increment(1);
+                Err(unauthorized("this node needs a token: send Authorization: Bearer <token>"))
+            }
+            Presented::None => {
+                Ok(HttpCaller(Caller { rights: state.auth.anonymous, ..Caller::anonymous(Binding::Http) }))
+            }
+        }
+    }
+}
+
+/// `POST /v1/tokens` → 201 with the token (shown this once).
+pub async fn create(
+    State(st): State<AppState>,
+    HttpCaller(caller): HttpCaller,
+    StrictJson(req): StrictJson<TokenRequest>,
+) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
+    Ok((StatusCode::CREATED, Json(st.services.create_token(&caller, req).await?)))
+}
+
+/// `GET /v1/tokens` → `{"tokens": [...]}` (no secrets).
+pub async fn list(State(st): State<AppState>, HttpCaller(caller): HttpCaller) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!({ "tokens": st.services.list_tokens(&caller)? })))
+}
+
+/// `POST /v1/tokens/{token_id}/revoke` → the token, revoked.
+pub async fn revoke(
+    State(st): State<AppState>,
+    HttpCaller(caller): HttpCaller,
+    Path(token_id): Path<String>,
+) -> Result<Json<TokenView>, ApiError> {
+    Ok(Json(st.services.revoke_token(&caller, &token_id).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_is_anonymous_unless_required_and_elsewhere_never() {
+        let lo: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 1));
+        let any: SocketAddr = SocketAddr::from(([0, 0, 0, 0], 1));
+        assert_eq!(AuthPolicy::new(&lo, false, false), AuthPolicy::default());
+        assert!(AuthPolicy::new(&lo, true, false).require_token);
+        assert!(AuthPolicy::new(&any, false, false).require_token);
+        assert!(AuthPolicy::new(&lo, false, true).anonymous.register);
+        assert!(!AuthPolicy::default().anonymous.register && !AuthPolicy::default().anonymous.admin);
+    }
+
+    #[test]
+    fn only_bearer_credentials_are_read() {
+        let h = |s: &'static str| HeaderValue::from_static(s);
+        assert_eq!(presented(None), Presented::None);
+        assert_eq!(presented(Some(&h("Bearer abc"))), Presented::Bearer("abc"));
+        assert_eq!(presented(Some(&h("bearer  abc "))), Presented::Bearer("abc"));
+        assert_eq!(presented(Some(&h("Basic dXNlcg=="))), Presented::Malformed);
+        assert_eq!(presented(Some(&h("Bearer "))), Presented::Malformed);
+    }
+}
