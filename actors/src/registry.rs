@@ -197,9 +197,68 @@ enum NotRunAdapter {
     Warn,
 }
 
-/// Checks a target of the registry file against the adapter kinds this build runs; the message
+/// One step of a field path inside a target: a key, or an index into a list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FieldStep {
+    Key(String),
+    Index(usize),
+}
+
+/// Why a target definition is refused: the field at fault, as a path inside the target
+/// (`adapter`, `launch.command`, `capabilities[2]`; empty for the target itself: its id, or a
+/// fault no single field explains), and what is wrong. Displays as the message alone, which
+/// names the field too (registrations answer with it as is; the registry file adds its line).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct TargetError {
+    pub field: Vec<FieldStep>,
+    pub message: String,
+}
+
+impl TargetError {
+    fn new(field: &[&str], message: impl Into<String>) -> Self {
+        TargetError { field: field.iter().map(|k| FieldStep::Key((*k).to_owned())).collect(), message: message.into() }
+    }
+
+    /// A message of an adapter kind's check, which starts with the field it names
+    /// (`launch.command is required…`, `endpoint '…' is not a URL…`, `defaults.headers.x must
+    /// be…`) or speaks of the target's dialect; anything else is laid on the target itself.
+    fn of_kind_check(message: String) -> Self {
+        const FIELDS: [&str; 6] = ["adapter", "launch", "endpoint", "healthcheck", "dialect", "defaults"];
+        let token = message.split([' ', ':']).next().unwrap_or_default();
+        let mut steps = token.splitn(3, '.');
+        let field = match steps.next() {
+            Some(root) if FIELDS.contains(&root) => std::iter::once(root)
+                .chain(steps)
+                .filter(|k| !k.is_empty())
+                .map(|k| FieldStep::Key(k.to_owned()))
+                .collect(),
+            _ if message.contains(" dialect ") => vec![FieldStep::Key("dialect".to_owned())],
+            _ => Vec::new(),
+        };
+        TargetError { field, message }
+    }
+
+    /// The field path, dotted (`launch.command`, `capabilities[2]`); empty for the target itself.
+    pub fn field_path(&self) -> String {
+        let mut path = String::new();
+        for step in &self.field {
+            match step {
+                FieldStep::Key(k) if path.is_empty() => path.push_str(k),
+                FieldStep::Key(k) => {
+                    path.push('.');
+                    path.push_str(k);
+                }
+                FieldStep::Index(i) => path.push_str(&format!("[{i}]")),
+            }
+        }
+        path
+    }
+}
+
+/// Checks a target of the registry file against the adapter kinds this build runs; the error
 /// names the field at fault.
-pub fn validate_target(spec: &TargetSpec, adapters: &AdapterCatalog) -> Result<(), String> {
+pub fn validate_target(spec: &TargetSpec, adapters: &AdapterCatalog) -> Result<(), TargetError> {
     check_target(spec, adapters, NotRunAdapter::Refuse).map(drop)
 }
 
@@ -208,7 +267,7 @@ pub fn validate_target(spec: &TargetSpec, adapters: &AdapterCatalog) -> Result<(
 pub fn validate_registered_target(
     spec: &TargetSpec,
     adapters: &AdapterCatalog,
-) -> Result<Vec<RegistrationWarning>, String> {
+) -> Result<Vec<RegistrationWarning>, TargetError> {
     check_target(spec, adapters, NotRunAdapter::Warn)
 }
 
@@ -216,26 +275,32 @@ fn check_target(
     spec: &TargetSpec,
     adapters: &AdapterCatalog,
     not_run: NotRunAdapter,
-) -> Result<Vec<RegistrationWarning>, String> {
+) -> Result<Vec<RegistrationWarning>, TargetError> {
     if spec.target_id.trim().is_empty() {
-        return Err("target id must not be empty".to_owned());
+        return Err(TargetError::new(&[], "target id must not be empty"));
     }
     if !crate::ids::is_valid_id(&spec.target_id) {
-        return Err(format!("target id '{}' may only contain letters, digits, '-', '_', '.', ':'", spec.target_id));
+        return Err(TargetError::new(
+            &[],
+            format!("target id '{}' may only contain letters, digits, '-', '_', '.', ':'", spec.target_id),
+        ));
     }
     let not_run = match adapters.kind(&spec.adapter) {
         Ok(_) => None,
         Err(AdapterError::NotRun { adapter, known }) if not_run == NotRunAdapter::Warn => {
             Some(RegistrationWarning::AdapterNotRun { adapter, known })
         }
-        Err(e) => return Err(e.to_string()),
+        Err(e) => return Err(TargetError::new(&["adapter"], e.to_string())),
     };
-    if spec.capabilities.iter().any(|c| c.trim().is_empty()) {
-        return Err("capabilities must not contain empty strings".to_owned());
+    if let Some(i) = spec.capabilities.iter().position(|c| c.trim().is_empty()) {
+        return Err(TargetError {
+            field: vec![FieldStep::Key("capabilities".to_owned()), FieldStep::Index(i)],
+            message: "capabilities must not contain empty strings".to_owned(),
+        });
     }
     match not_run {
         // What the kind itself needs (a command to start, an endpoint to reach) is the runtime's call.
-        None => adapters.validate(spec).map(|()| Vec::new()),
+        None => adapters.validate(spec).map(|()| Vec::new()).map_err(TargetError::of_kind_check),
         // Another node's kind: what it needs is that node's call.
         Some(warning) => Ok(vec![warning]),
     }
@@ -414,7 +479,9 @@ pub fn build_agent(
         lease_expires_at: Timestamp::after(ttl),
     };
     let warnings = match record.to_target() {
-        Some(target) => validate_registered_target(&target, adapters).map_err(RegistryError::Invalid)?,
+        Some(target) => {
+            validate_registered_target(&target, adapters).map_err(|e| RegistryError::Invalid(e.to_string()))?
+        }
         None => Vec::new(),
     };
     Ok(Registered { agent: record, warnings })
@@ -602,12 +669,65 @@ mod tests {
     fn the_file_refuses_what_a_registration_is_warned_about() {
         let adapters = crate::runtime::adapter_catalog();
         let spec = TargetSpec { adapter: "a2a_future".into(), ..target("t", &["x"]) };
-        assert!(matches!(validate_target(&spec, &adapters), Err(m) if m.contains("adapter 'a2a_future' is not known")));
+        assert!(
+            matches!(validate_target(&spec, &adapters), Err(e) if e.message.contains("adapter 'a2a_future' is not known") && e.field_path() == "adapter")
+        );
         assert!(matches!(validate_registered_target(&spec, &adapters), Ok(w) if w.len() == 1));
         let malformed = TargetSpec { adapter: "warp-drive".into(), ..target("t", &["x"]) };
         assert!(validate_registered_target(&malformed, &adapters).is_err());
         let empty_cap = TargetSpec { capabilities: vec![" ".into()], ..spec };
         assert!(validate_registered_target(&empty_cap, &adapters).is_err());
+    }
+
+    #[test]
+    fn target_errors_name_the_field_at_fault() {
+        let adapters = crate::runtime::adapter_catalog();
+        let http = |f: fn(&mut TargetSpec)| {
+            let mut spec = TargetSpec { endpoint: Some("http://127.0.0.1:9/".into()), ..target("h", &["x"]) };
+            spec.adapter = "acp_http".into();
+            f(&mut spec);
+            spec
+        };
+        let acp = |f: fn(&mut TargetSpec)| {
+            let mut spec = TargetSpec {
+                launch: LaunchSpec { command: vec!["agent".into()], ..Default::default() },
+                ..target("a", &["x"])
+            };
+            spec.adapter = "acp".into();
+            f(&mut spec);
+            spec
+        };
+        let cases: Vec<(TargetSpec, &str, &str)> = vec![
+            (TargetSpec { target_id: " ".into(), ..target("t", &[]) }, "", "must not be empty"),
+            (target("bad id", &[]), "", "target id 'bad id' may only contain"),
+            (TargetSpec { adapter: "warp-drive".into(), ..target("t", &[]) }, "adapter", "not an adapter kind name"),
+            (TargetSpec { adapter: "a2a_future".into(), ..target("t", &[]) }, "adapter", "is not known"),
+            (target("t", &["x", " "]), "capabilities[1]", "must not contain empty strings"),
+            (acp(|s| s.launch.command.clear()), "launch.command", "launch.command is required"),
+            (acp(|s| s.dialect = Some("klingon".into())), "dialect", "klingon"),
+            (http(|s| s.endpoint = None), "endpoint", "endpoint is required"),
+            (http(|s| s.endpoint = Some("not a url".into())), "endpoint", "is not a URL"),
+            (http(|s| s.endpoint = Some("ftp://h/".into())), "endpoint", "http:// or https://"),
+            (http(|s| s.healthcheck = Some("nope".into())), "healthcheck", "is not a URL"),
+            (http(|s| s.dialect = Some("klingon".into())), "dialect", "klingon"),
+            (
+                http(|s| {
+                    s.defaults.insert("headers".into(), serde_json::json!({"x-token": 3}));
+                }),
+                "defaults.headers.x-token",
+                "must be a string",
+            ),
+        ];
+        for (spec, field, needle) in cases {
+            let got = validate_target(&spec, &adapters);
+            assert!(
+                matches!(&got, Err(e) if e.field_path() == field && e.to_string().contains(needle)),
+                "{spec:?}: want {field} / {needle}, got {got:?}"
+            );
+        }
+        for spec in [acp(|_| ()), http(|_| ()), target("t", &["x"])] {
+            assert_eq!(validate_target(&spec, &adapters), Ok(()), "{spec:?}");
+        }
     }
 
     #[test]

@@ -61,8 +61,10 @@ fn validate_loopback(_: &TargetSpec) -> Result<(), String> {
     Ok(())
 }
 
-/// A stdio agent is a process the node starts: it needs something to start.
+/// A stdio agent is a process the node starts: it needs something to start, and a dialect this
+/// build speaks.
 fn validate_acp(spec: &TargetSpec) -> Result<(), String> {
+    dialect::Dialect::of(spec)?;
     let spawns = spec.launch.mode != crate::model::LaunchMode::External;
     let has_command = spec.launch.command.iter().any(|a| !a.trim().is_empty()) || !spec.launch.commands.is_empty();
     if spawns && !has_command {
