@@ -98,6 +98,30 @@ pub struct NodeArgs {
     /// `$XDG_STATE_HOME/aethrolink`, else `~/.local/state/aethrolink`).
     #[arg(long, env = "ALINK_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Longest a client may take to send a request head, from connecting (or, on a kept-alive
+    /// connection, from the request's first byte) — Go duration; `0` disables.
+    #[arg(long, env = "ALINK_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = crate::duration::parse_duration)]
+    pub header_read_timeout: std::time::Duration,
+    /// A kept-alive connection with no request in flight is closed after this (Go duration; `0`
+    /// disables). A request being served, an SSE stream included, stops the clock.
+    #[arg(long, env = "ALINK_IDLE_TIMEOUT", default_value = "60s", value_parser = crate::duration::parse_duration)]
+    pub idle_timeout: std::time::Duration,
+    /// HTTP connections open at once; a connection beyond is answered 503 and closed.
+    #[arg(long, env = "ALINK_MAX_CONNECTIONS", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// On shutdown, how long in-flight requests may take before every connection still open is
+    /// dropped (Go duration).
+    #[arg(long, env = "ALINK_SHUTDOWN_GRACE", default_value = "10s", value_parser = crate::duration::parse_duration)]
+    pub shutdown_grace: std::time::Duration,
+    /// Serve the HTTP API over TLS with this PEM certificate chain (leaf first); needs `--tls-key`.
+    #[arg(long, env = "ALINK_TLS_CERT", value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key (PKCS#8, SEC1 or RSA) of `--tls-cert`; needs `--tls-cert`.
+    #[arg(long, env = "ALINK_TLS_KEY", value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve plaintext HTTP on a non-loopback address. Without it (or TLS) such a bind is refused.
+    #[arg(long, env = "ALINK_INSECURE_PLAINTEXT", value_parser = clap::builder::FalseyValueParser::new(), default_value = "false")]
+    pub insecure_plaintext: bool,
 }
 
 impl NodeArgs {
@@ -140,6 +164,16 @@ impl NodeArgs {
         Ok(Some(key))
     }
 
+    /// The listener's TLS configuration, read from `--tls-cert`/`--tls-key` (`None`: plaintext).
+    pub fn tls(&self) -> Result<Option<crate::tls::TlsConfig>, ConfigError> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Ok(Some(crate::tls::TlsConfig::from_pem_files(cert, key)?)),
+            (None, None) => Ok(None),
+            (Some(_), None) => Err(ConfigError::Flag("--tls-cert needs --tls-key (give both, or neither)".into())),
+            (None, Some(_)) => Err(ConfigError::Flag("--tls-key needs --tls-cert (give both, or neither)".into())),
+        }
+    }
+
     /// The address to bind.
     pub fn bind_addr(&self) -> Result<SocketAddr, ConfigError> {
         let host = self.host.trim_start_matches('[').trim_end_matches(']');
@@ -162,6 +196,20 @@ pub enum ConfigError {
     RegistryInvalid { path: String, issue: RegistryIssue },
     #[error("{0}")]
     Flag(String),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+}
+
+/// Refuses plaintext HTTP on a non-loopback address unless the operator said so. Pure.
+pub fn check_exposure(bound: SocketAddr, tls: bool, insecure_plaintext: bool) -> Result<(), ConfigError> {
+    if bound.ip().is_loopback() || tls || insecure_plaintext {
+        return Ok(());
+    }
+    Err(ConfigError::Flag(format!(
+        "refusing to serve plaintext HTTP on non-loopback address {bound}: anyone on that network could read and \
+         alter the traffic. Serve HTTPS with --tls-cert and --tls-key, bind to 127.0.0.1 (--host), or pass \
+         --insecure-plaintext (ALINK_INSECURE_PLAINTEXT=true) if every host on that network is trusted"
+    )))
 }
 
 /// What is wrong in a registry file, and where: `line 7, targets.chat.launch.command: …`.
@@ -660,5 +708,19 @@ mod tests {
         assert_eq!(locate_all(text, &[key("targets")], "a"), [3]);
         assert_eq!(path_at_line(text, 7), "targets.a.launch.command");
         assert_eq!(path_at_line(text, 1), TOP_LEVEL);
+    }
+
+    #[test]
+    fn plaintext_off_loopback_needs_tls_or_the_flag() {
+        let addr = |s: &str| s.parse::<SocketAddr>().unwrap_or_else(|e| panic!("{s}: {e}"));
+        assert!(check_exposure(addr("127.0.0.1:7777"), false, false).is_ok());
+        assert!(check_exposure(addr("[::1]:7777"), false, false).is_ok());
+        let refused = check_exposure(addr("0.0.0.0:7777"), false, false);
+        assert!(
+            matches!(&refused, Err(e) if e.to_string().contains("--insecure-plaintext") && e.to_string().contains("--tls-cert")),
+            "{refused:?}"
+        );
+        assert!(check_exposure(addr("192.168.1.5:7777"), true, false).is_ok());
+        assert!(check_exposure(addr("0.0.0.0:7777"), false, true).is_ok());
     }
 }

@@ -3,6 +3,8 @@
 //! * [`config`] — node flags (with `ALINK_*` environment equivalents) and the registry YAML file.
 //! * [`api`] — the HTTP API (AethroLink v1) with SSE.
 //! * [`node`] — wires the supervision tree, the listener and shutdown together.
+//! * [`listener`] — the HTTP accept loop: timeouts, connection limit, bounded shutdown.
+//! * [`tls`] — the listener's TLS configuration (`--tls-cert`, `--tls-key`).
 //! * [`cli`] — `alink-cli`, a thin HTTP client.
 //!
 //! The binaries in `src/bin/` only parse arguments, set up logging and call into here.
@@ -11,5 +13,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod duration;
+pub mod listener;
 pub mod local_token;
 pub mod node;
+pub mod tls;

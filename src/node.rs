@@ -5,7 +5,8 @@
 //! a database another node holds, a port in use — is settled before storage is opened.
 //!
 //! Shutdown: the first SIGINT/SIGTERM stops accepting connections and ends every SSE stream;
-//! then the root supervisor stops task actors, runtimes and the registry and drains the storage
+//! in-flight requests may finish within `--shutdown-grace`, then every connection still open is
+//! dropped ([`crate::listener`]); then the root supervisor stops task actors, runtimes and the registry and drains the storage
 //! actor so every queued write commits. A second signal exits at once.
 
 use std::net::SocketAddr;
@@ -29,7 +30,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::guard::BrowserPolicy;
 use crate::api::{AppState, AuthPolicy, router};
-use crate::config::{ConfigError, DEFAULT_REGISTRY, NodeArgs, load_registry};
+use crate::config::{ConfigError, DEFAULT_REGISTRY, NodeArgs, check_exposure, load_registry};
+use crate::listener::{ListenerSettings, serve_http};
+use crate::tls::TlsConfig;
 
 /// Why the node could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -89,7 +92,8 @@ impl Core {
 }
 
 /// What start-up settles before it has any effect: the registry's targets (read and
-/// validated), a valid bind address, and the database's lock.
+/// validated), a valid bind address (off loopback only with TLS or `--insecure-plaintext`), the
+/// TLS configuration, and the database's lock.
 pub struct Preflight {
     /// The registry file read (for the start log).
     registry_path: PathBuf,
@@ -99,6 +103,8 @@ pub struct Preflight {
     lock: Option<DatabaseLock>,
     /// The operator's admin key (`--admin-key`, `--admin-key-file`), read before anything starts.
     admin_key: Option<String>,
+    /// The listener's TLS configuration (`None`: plaintext).
+    tls: Option<TlsConfig>,
 }
 
 /// Reads the registry, checks the address and takes the database's lock: a second node on the
@@ -111,14 +117,17 @@ pub fn preflight(args: &NodeArgs) -> Result<Preflight, NodeError> {
     };
     let file_targets = load_registry(&registry_path, explicit)?;
     // A bad address or allow-list entry is reported before anything is opened.
-    args.bind_addr()?;
+    let addr = args.bind_addr()?;
     args.check_allowlists()?;
     let admin_key = args.admin_key()?;
+    // A bad certificate or key, or plaintext off loopback, refuses the start before the lock.
+    let tls = args.tls()?;
+    check_exposure(addr, tls.is_some(), args.insecure_plaintext)?;
     let lock = DatabaseLock::acquire(&DatabaseLocation::parse(&args.database))?;
     if let Some(lock) = &lock {
         tracing::debug!(lock_file = %lock.path().display(), "database locked");
     }
-    Ok(Preflight { registry_path, file_targets, lock, admin_key })
+    Ok(Preflight { registry_path, file_targets, lock, admin_key, tls })
 }
 
 /// How the bindings serve (from the node flags).
@@ -140,6 +149,18 @@ pub struct ServeOptions {
     pub require_auth: bool,
     /// Where to keep the local admin token file; `None`: make none (in-process tests).
     pub local_token_dir: Option<PathBuf>,
+    /// Accept to end of request head (`--header-read-timeout`; `ZERO`: none).
+    pub header_read_timeout: Duration,
+    /// Kept-alive connection with nothing in flight (`--idle-timeout`; `ZERO`: none).
+    pub idle_timeout: Duration,
+    /// Connections open at once (`--max-connections`).
+    pub max_connections: usize,
+    /// How long shutdown waits for in-flight requests (`--shutdown-grace`).
+    pub shutdown_grace: Duration,
+    /// Serve HTTPS (`--tls-cert`, `--tls-key`).
+    pub tls: Option<TlsConfig>,
+    /// Allow plaintext on a non-loopback address (`--insecure-plaintext`).
+    pub insecure_plaintext: bool,
 }
 
 impl Default for ServeOptions {
@@ -153,11 +174,18 @@ impl Default for ServeOptions {
             allow_anonymous_register: false,
             require_auth: false,
             local_token_dir: None,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 512,
+            shutdown_grace: Duration::from_secs(10),
+            tls: None,
+            insecure_plaintext: false,
         }
     }
 }
 
 impl From<&NodeArgs> for ServeOptions {
+    /// The options the flags give; `tls` stays `None` (it is read by [`preflight`]).
     fn from(args: &NodeArgs) -> Self {
         ServeOptions {
             max_body_bytes: args.max_body_bytes,
@@ -171,6 +199,12 @@ impl From<&NodeArgs> for ServeOptions {
             local_token_dir: crate::local_token::state_dir(args.state_dir.as_deref())
                 .inspect_err(|e| tracing::warn!(error = %e, "no local admin token file will be written"))
                 .ok(),
+            header_read_timeout: args.header_read_timeout,
+            idle_timeout: args.idle_timeout,
+            max_connections: args.max_connections as usize,
+            shutdown_grace: args.shutdown_grace,
+            tls: None,
+            insecure_plaintext: args.insecure_plaintext,
         }
     }
 }
@@ -190,7 +224,7 @@ pub async fn start_core(args: &NodeArgs) -> Result<Core, NodeError> {
 /// [`start_core`] once [`preflight`] has passed: opens storage and starts the supervision tree
 /// (recovery, the sweep of process groups a previous run left).
 pub async fn start_core_after(args: &NodeArgs, preflight: Preflight) -> Result<Core, NodeError> {
-    let Preflight { registry_path, file_targets, lock, admin_key } = preflight;
+    let Preflight { registry_path, file_targets, lock, admin_key, tls: _ } = preflight;
     let location = DatabaseLocation::parse(&args.database);
     let db =
         Db::open(&location).await.map_err(|source| NodeError::Storage { database: args.database.clone(), source })?;
@@ -237,7 +271,8 @@ pub async fn start_core_after(args: &NodeArgs, preflight: Preflight) -> Result<C
 
 /// Runs until a shutdown signal (or `shutdown` is cancelled); returns after a clean stop.
 pub async fn run(args: NodeArgs, shutdown: CancellationToken) -> Result<(), NodeError> {
-    let preflight = preflight(&args)?;
+    let mut preflight = preflight(&args)?;
+    let tls = preflight.tls.take();
     // Bound before recovery and the sweep: a port in use ends the start with no side effect.
     // (Connections that arrive meanwhile wait in the backlog until serving starts.)
     let addr = args.bind_addr()?;
@@ -245,7 +280,7 @@ pub async fn run(args: NodeArgs, shutdown: CancellationToken) -> Result<(), Node
         .await
         .map_err(|source| NodeError::Listen { addr: addr.to_string(), source })?;
     let core = start_core_after(&args, preflight).await?;
-    serve(core, Listeners { http }, shutdown, ServeOptions::from(&args)).await
+    serve(core, Listeners { http }, shutdown, ServeOptions { tls, ..ServeOptions::from(&args) }).await
 }
 
 /// Serves the bindings over a running core until `shutdown` is cancelled (or the tree dies),
@@ -274,8 +309,10 @@ pub async fn serve(
         metrics: crate::api::prometheus::recorder(),
         auth: AuthPolicy::default(),
     };
+    let tls = options.tls.is_some();
     let browser = listeners.http.local_addr().map_err(NodeError::Serve).and_then(|bound| {
-        BrowserPolicy::new(bound, &options.allowed_hosts, &options.allowed_origins, options.max_body_bytes)
+        check_exposure(bound, tls, options.insecure_plaintext)?;
+        BrowserPolicy::new(bound, tls, &options.allowed_hosts, &options.allowed_origins, options.max_body_bytes)
             .map(|policy| (bound, policy))
             .map_err(|e| NodeError::Config(ConfigError::Flag(e)))
     });
@@ -298,24 +335,36 @@ pub async fn serve(
              that run commands on this machine"
         );
     }
+    if !bound.ip().is_loopback() {
+        if tls {
+            tracing::info!(addr = %bound, "the HTTP API is served over TLS on a non-loopback address");
+        } else {
+            tracing::warn!(
+                addr = %bound,
+                "serving plaintext HTTP on a non-loopback address (--insecure-plaintext): requests and answers cross \
+                 the network unencrypted and anyone on it can read or alter them; serve HTTPS with --tls-cert and \
+                 --tls-key unless every host on that network is trusted"
+            );
+        }
+    }
     if let Some(dir) = &options.local_token_dir {
         ensure_local_admin_token(&state.services, dir, bound).await;
     }
     let state = AppState { auth, ..state };
     // The one line on stdout, once the node is ready to serve (and its local admin token is
     // written): scripts and tests started on port 0 read the address here.
-    println!("alink-node listening on http://{bound}");
-    tracing::info!(node_id = %state.services.node_id(), addr = %bound, "listening");
+    let scheme = if tls { "https" } else { "http" };
+    println!("alink-node listening on {scheme}://{bound}");
+    tracing::info!(node_id = %state.services.node_id(), addr = %bound, tls, "listening");
     let app = router(state, options.max_body_bytes, browser);
-    let serve_shutdown = shutdown.clone();
-    // SSE frames are small writes: without TCP_NODELAY, Nagle's algorithm meets the client's
-    // delayed ACK and each frame can wait ~40 ms.
-    let listener = axum::serve::ListenerExt::tap_io(listeners.http, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "could not set TCP_NODELAY");
-        }
-    });
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move { serve_shutdown.cancelled().await });
+    let settings = ListenerSettings {
+        header_read_timeout: options.header_read_timeout,
+        idle_timeout: options.idle_timeout,
+        max_connections: options.max_connections,
+        shutdown_grace: options.shutdown_grace,
+        tls: options.tls.clone(),
+    };
+    let server = serve_http(listeners.http, app, settings, shutdown.clone());
 
     let root_died = Arc::new(AtomicBool::new(false));
     let watcher = {
@@ -329,8 +378,8 @@ pub async fn serve(
             }
         })
     };
-    let served = server.await;
-    tracing::info!("listener closed; stopping the supervision tree");
+    server.await;
+    tracing::info!("connections closed; stopping the supervision tree");
     let stopped = root.stop_and_wait(Some("node shutting down".into()), Some(TREE_STOP_TIMEOUT)).await;
     watcher.abort();
     if let Err(e) = stopped {
@@ -338,7 +387,6 @@ pub async fn serve(
     }
     // Held until the tree (and with it every agent process) has stopped.
     drop(lock);
-    served.map_err(NodeError::Serve)?;
     if root_died.load(Ordering::SeqCst) {
         return Err(NodeError::Tree("a core service failed beyond its restart limit".into()));
     }

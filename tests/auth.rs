@@ -325,3 +325,18 @@ async fn the_cli_uses_the_local_admin_token_by_default_and_token_when_given() ->
     assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
     Ok(())
 }
+
+#[tokio::test]
+async fn off_loopback_every_request_needs_a_token() -> Result {
+    let node = Node::start_with(secure(&["--host", "0.0.0.0", "--insecure-plaintext"]))?;
+    let (status, v, _) = get(&node, "/v1/targets", None).await?;
+    assert_eq!(status, 401, "{v}");
+    let create = json!({"target_agent_id": "echo", "intent": "demo.echo", "payload": {"text": "x"}});
+    assert_eq!(post(&node, "/v1/tasks", None, create.clone()).await?.0, 401);
+    // The node's own user still has its local token (the node is reachable on loopback too).
+    let admin = local_token(&node)?;
+    let (writer, _) = mint(&node, &admin, "remote-ci", &["tasks:write"]).await?;
+    assert_eq!(post(&node, "/v1/tasks", Some(&writer), create).await?.0, 202);
+    assert_eq!(get(&node, "/healthz", None).await?.0, 200);
+    Ok(())
+}

@@ -47,6 +47,10 @@ pub const TOKEN_FAILURES: &str = "alink_token_failures_total";
 pub const HTTP_REQUESTS: &str = "alink_http_requests_total";
 /// HTTP request duration (to the response head), by `method` and matched `route`.
 pub const HTTP_REQUEST_DURATION: &str = "alink_http_request_duration_seconds";
+/// HTTP connections open now (counted against `--max-connections`).
+pub const HTTP_CONNECTIONS: &str = "alink_http_connections";
+/// HTTP connections the node closed or refused itself, by `reason`.
+pub const HTTP_CONNECTIONS_CLOSED: &str = "alink_http_connections_closed_total";
 
 /// Every metric with its unit and help text, for the recorder to describe.
 pub fn describe() {
@@ -74,6 +78,8 @@ pub fn describe() {
     describe_counter!(TOKEN_FAILURES, Unit::Count, "Presented API tokens refused, by reason.");
     describe_counter!(HTTP_REQUESTS, Unit::Count, "HTTP requests answered, by method, route and status.");
     describe_histogram!(HTTP_REQUEST_DURATION, Unit::Seconds, "HTTP request duration to the response head.");
+    describe_gauge!(HTTP_CONNECTIONS, Unit::Count, "HTTP connections open now.");
+    describe_counter!(HTTP_CONNECTIONS_CLOSED, Unit::Count, "HTTP connections the node closed or refused, by reason.");
 }
 
 /// Histogram buckets of every `_seconds` metric: 0.5 ms … 5 min.

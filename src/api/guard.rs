@@ -175,6 +175,8 @@ pub struct BrowserPolicy {
     /// The address the listener is bound to (its IP is a name of the node; its port is the
     /// node's port for origins).
     bound: SocketAddr,
+    /// The node's own scheme: `https` when it serves TLS, else `http`.
+    scheme: &'static str,
     /// `--allowed-host` entries; one without a port matches any port.
     allowed_hosts: Vec<Authority>,
     /// `--allowed-origin` entries.
@@ -187,13 +189,15 @@ impl BrowserPolicy {
     /// Builds the policy; an entry that does not parse is an error naming it.
     pub fn new(
         bound: SocketAddr,
+        tls: bool,
         allowed_hosts: &[String],
         allowed_origins: &[String],
         body_limit: usize,
     ) -> Result<Self, String> {
         let allowed_hosts = allowed_hosts.iter().map(|h| parse_allowed_host(h)).collect::<Result<_, _>>()?;
         let allowed_origins = allowed_origins.iter().map(|o| parse_allowed_origin(o)).collect::<Result<_, _>>()?;
-        Ok(BrowserPolicy { bound, allowed_hosts, allowed_origins, body_limit })
+        let scheme = if tls { "https" } else { "http" };
+        Ok(BrowserPolicy { bound, scheme, allowed_hosts, allowed_origins, body_limit })
     }
 
     /// Whether `authority` is a name of this node: a loopback name, the bound IP (any IP literal
@@ -207,9 +211,15 @@ impl BrowserPolicy {
         {
             return true;
         }
-        self.allowed_hosts
-            .iter()
-            .any(|entry| entry.host == authority.host && entry.port.is_none_or(|p| p == authority.port.unwrap_or(80)))
+        self.allowed_hosts.iter().any(|entry| {
+            entry.host == authority.host
+                && entry.port.is_none_or(|p| p == authority.port.unwrap_or(self.default_port()))
+        })
+    }
+
+    /// The port a `Host` without one means: the node's scheme's default.
+    fn default_port(&self) -> u16 {
+        if self.scheme == "https" { 443 } else { 80 }
     }
 
     /// Checks the request's `Host` (`None`: the request had none).
@@ -230,7 +240,11 @@ impl BrowserPolicy {
         if self.allowed_origins.contains(&parsed) {
             return OriginVerdict::Granted;
         }
-        let default_port = if parsed.scheme == "https" { 443 } else { 80 };
+        // The node's own origin has its scheme: under TLS `http://` of the same host is foreign.
+        if parsed.scheme != self.scheme {
+            return OriginVerdict::Refused;
+        }
+        let default_port = self.default_port();
         let same_as_host = host.and_then(Authority::parse).is_some_and(|h| {
             h.host == parsed.host && h.port.unwrap_or(default_port) == parsed.port && self.names_node(&h)
         });
@@ -291,9 +305,13 @@ mod tests {
     use super::*;
 
     fn policy(bind: &str, hosts: &[&str], origins: &[&str]) -> BrowserPolicy {
+        policy_tls(bind, false, hosts, origins)
+    }
+
+    fn policy_tls(bind: &str, tls: bool, hosts: &[&str], origins: &[&str]) -> BrowserPolicy {
         let hosts: Vec<String> = hosts.iter().map(|s| (*s).to_owned()).collect();
         let origins: Vec<String> = origins.iter().map(|s| (*s).to_owned()).collect();
-        match BrowserPolicy::new(bind.parse().unwrap_or_else(|e| panic!("{bind}: {e}")), &hosts, &origins, 1024) {
+        match BrowserPolicy::new(bind.parse().unwrap_or_else(|e| panic!("{bind}: {e}")), tls, &hosts, &origins, 1024) {
             Ok(p) => p,
             Err(e) => panic!("{e}"),
         }
@@ -371,6 +389,27 @@ mod tests {
         for (origin, host, want) in cases {
             assert_eq!(p.check_origin(origin, host), want, "{origin} with Host {host:?}");
         }
+    }
+
+    #[test]
+    fn under_tls_the_own_origin_is_https() {
+        let p = policy_tls("127.0.0.1:7777", true, &["node.lan"], &["http://localhost:3000"]);
+        let host = Some("127.0.0.1:7777");
+        let cases: [(&str, Option<&str>, OriginVerdict); 6] = [
+            ("https://127.0.0.1:7777", host, OriginVerdict::SameOrigin),
+            ("https://localhost:7777", host, OriginVerdict::SameOrigin),
+            ("http://127.0.0.1:7777", host, OriginVerdict::Refused),
+            ("https://node.lan", Some("node.lan"), OriginVerdict::SameOrigin),
+            ("http://node.lan", Some("node.lan"), OriginVerdict::Refused),
+            ("http://localhost:3000", host, OriginVerdict::Granted),
+        ];
+        for (origin, host, want) in cases {
+            assert_eq!(p.check_origin(origin, host), want, "{origin} with Host {host:?}");
+        }
+        let plain = policy("127.0.0.1:7777", &[], &[]);
+        assert_eq!(plain.check_origin("https://127.0.0.1:7777", host), OriginVerdict::Refused);
+        let proxied = policy_tls("127.0.0.1:7777", true, &["proxy.example:443"], &[]);
+        assert!(proxied.check_host(Some("proxy.example")).is_ok(), "no port under TLS means 443");
     }
 
     #[test]
