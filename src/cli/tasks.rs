@@ -92,7 +92,12 @@ pub(super) async fn wait(client: &Client, out: Output, a: TaskWaitArgs) -> Resul
     let wait_for = a.until.map_or(WaitFor::Outcome, WaitFor::Status);
     let now = last.as_ref().and_then(|e| {
         let state = field_str(e, "state").parse().ok();
-        stop_at(wait_for, state).map(|why| Stopped { event: e.clone(), why })
+        match stop_at(wait_for, state) {
+            // The last event is an answer on its way (`task.resume_requested` keeps the state
+            // `awaiting_input`): follow until the runtime takes it, as the follower does.
+            Some(Stop::AwaitingInput) if field_str(e, "kind") != "task.awaiting_input" => None,
+            why => why.map(|why| Stopped { event: e.clone(), why }),
+        }
     });
     let stopped = match now {
         Some(stopped) => stopped,
