@@ -222,7 +222,7 @@ where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let activity = Arc::new(Activity::new(Instant::now()));
-    let io = TokioIo::new(Watched { inner: io, activity: activity.clone() });
+    let io = TokioIo::new(Watched { inner: io, activity: activity.clone(), rewrite: None });
     let service = Tracked { app: shared.app.clone(), activity: activity.clone() };
     let conn = shared.builder.serve_connection(io, service);
     tokio::pin!(conn);
@@ -300,8 +300,10 @@ impl CannedAnswer {
     /// The bytes on the wire: the documented `{"error": …}` body, `Connection: close`. Pure.
     pub fn to_bytes(&self) -> Vec<u8> {
         let body = serde_json::json!({ "error": self.message }).to_string();
+        // Only the connection limit passes: the others are the request's fault.
+        let retry = if self.status_line.starts_with("503") { "retry-after: 1\r\n" } else { "" };
         format!(
-            "HTTP/1.1 {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{body}",
+            "HTTP/1.1 {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{retry}connection: close\r\n\r\n{body}",
             self.status_line,
             body.len()
         )
@@ -502,10 +504,79 @@ impl Activity {
     }
 }
 
-/// The connection's stream, reporting the bytes it reads to the clock.
+/// The connection's stream, reporting the bytes it reads to the clock, and giving hyper's own
+/// answers to unparseable requests (an empty 400/414/431) the documented `{"error": …}` body.
 struct Watched<T> {
     inner: T,
     activity: Arc<Activity>,
+    /// hyper's automatic answer being replaced by ours (`None` until one is written).
+    rewrite: Option<Rewrite>,
+}
+
+/// An answer written in place of hyper's: our bytes go out, hyper's head is consumed unsent.
+struct Rewrite {
+    bytes: Vec<u8>,
+    written: usize,
+    /// How many more of hyper's bytes to report written without sending them.
+    swallow: usize,
+}
+
+/// hyper's automatic answer to a request it could not parse: `HTTP/1.1 400|414|431 …` with an
+/// empty body, written before any request reached the router. Pure: the length of its head and
+/// the answer to send instead.
+pub fn library_error_answer(buf: &[u8]) -> Option<(usize, CannedAnswer)> {
+    let answer = if buf.starts_with(b"HTTP/1.1 400 ") {
+        CannedAnswer {
+            status_line: "400 Bad Request",
+            message: "the request could not be parsed as HTTP/1.1 (request line, method, URI or a header is malformed)",
+        }
+    } else if buf.starts_with(b"HTTP/1.1 414 ") {
+        CannedAnswer { status_line: "414 URI Too Long", message: "the request URI is too long" }
+    } else if buf.starts_with(b"HTTP/1.1 431 ") {
+        CannedAnswer {
+            status_line: "431 Request Header Fields Too Large",
+            message: "the request's headers are too large",
+        }
+    } else {
+        return None;
+    };
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+    head.contains("\r\ncontent-length: 0\r\n").then_some((end, answer))
+}
+
+impl<T> Watched<T> {
+    fn serving(&self) -> bool {
+        let phase = match self.activity.clock.lock() {
+            Ok(clock) => clock.phase,
+            Err(poisoned) => poisoned.into_inner().phase,
+        };
+        matches!(phase, Phase::Busy { .. })
+    }
+}
+
+impl<T: AsyncWrite + Unpin> Watched<T> {
+    /// Writes `buf`, or our answer in place of hyper's automatic one.
+    fn write_or_rewrite(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        if self.rewrite.is_none()
+            && !self.serving()
+            && let Some((head_len, answer)) = library_error_answer(buf)
+        {
+            self.rewrite = Some(Rewrite { bytes: answer.to_bytes(), written: 0, swallow: head_len });
+        }
+        let Some(rewrite) = self.rewrite.as_mut() else { return Pin::new(&mut self.inner).poll_write(cx, buf) };
+        while rewrite.written < rewrite.bytes.len() {
+            match Pin::new(&mut self.inner).poll_write(cx, &rewrite.bytes[rewrite.written..]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Ok(0)),
+                Poll::Ready(Ok(n)) => rewrite.written += n,
+                other => return other,
+            }
+        }
+        // hyper closes after its automatic answer; anything after it is dropped.
+        let n = if rewrite.swallow > 0 { rewrite.swallow.min(buf.len()) } else { buf.len() };
+        rewrite.swallow -= n.min(rewrite.swallow);
+        Poll::Ready(Ok(n))
+    }
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
@@ -523,8 +594,8 @@ impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
 }
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.get_mut().write_or_rewrite(cx, buf)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -540,6 +611,11 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        let first = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| &b[..]);
+        if self.rewrite.is_some() || (first.starts_with(b"HTTP/1.1 4") && !self.serving()) {
+            // Rare (an unparseable request): one slice at a time, through the rewrite.
+            return self.get_mut().write_or_rewrite(cx, first);
+        }
         Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
 
@@ -673,6 +749,22 @@ mod tests {
         assert_eq!(clock.deadline(LIMITS), None, "one stream still open (an SSE stream, say)");
         clock.on_response_done(t0 + s(500));
         assert_eq!(clock.deadline(LIMITS), Some((t0 + s(560), Expiry::Idle)));
+    }
+
+    #[test]
+    fn only_hypers_empty_automatic_answers_are_rewritten() {
+        let auto = b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\ndate: x\r\n\r\n";
+        let Some((len, answer)) = library_error_answer(auto) else { panic!("not recognised") };
+        assert_eq!(len, auto.len());
+        let bytes = String::from_utf8(answer.to_bytes()).unwrap_or_default();
+        assert!(
+            bytes.starts_with("HTTP/1.1 431 ") && bytes.ends_with(r#"{"error":"the request's headers are too large"}"#)
+        );
+        assert!(!bytes.contains("retry-after"));
+        let ours = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: 20\r\n\r\n";
+        assert!(library_error_answer(ours).is_none());
+        assert!(library_error_answer(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n").is_none(), "a partial head");
+        assert!(library_error_answer(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").is_none());
     }
 
     #[test]

@@ -404,3 +404,35 @@ async fn plaintext_off_loopback_is_refused_unless_insecure_plaintext() -> Result
     assert!(tls.base.starts_with("https://"), "with TLS no flag is needed: {}", tls.base);
     Ok(())
 }
+
+#[tokio::test]
+async fn requests_hyper_cannot_parse_get_the_documented_json_error() -> Result {
+    let node = start(&[])?;
+    let long_uri = format!("GET /{} HTTP/1.1\r\nHost: localhost\r\n\r\n", "a".repeat(70_000));
+    let big_header = format!("GET /ping HTTP/1.1\r\nHost: localhost\r\nX-Big: {}\r\n\r\n", "b".repeat(600_000));
+    let cases: [(&[u8], u16); 4] = [
+        (b"GET /ping HTTP/1.1\r\nHost: localhost\r\nBad Header\r\n\r\n", 400),
+        (b"G\x01T /ping HTTP/1.1\r\nHost: localhost\r\n\r\n", 400),
+        (long_uri.as_bytes(), 414),
+        (big_header.as_bytes(), 431),
+    ];
+    for (request, expected) in cases {
+        let mut stream = TcpStream::connect(addr(&node)).await?;
+        // The node may answer (and close) before a huge request is written: that is fine.
+        let _ = stream.write_all(request).await;
+        let (status, head, body) = read_response(&mut stream).await?;
+        // An over-long URI may fill hyper's head buffer first: 431 is its answer then.
+        let fits = status == expected || (expected == 414 && status == 431);
+        assert!(fits, "expected {expected}: {head}\n{body}");
+        assert!(head.contains("content-type: application/json"), "{head}");
+        let v: Value = serde_json::from_str(&body)?;
+        assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{body}");
+    }
+    // The connection after an ordinary 4xx of the router is untouched.
+    let mut stream = TcpStream::connect(addr(&node)).await?;
+    stream.write_all(b"GET /nope HTTP/1.1\r\nHost: localhost\r\n\r\n").await?;
+    let (status, _, body) = read_response(&mut stream).await?;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(ping_on(&mut stream).await?, 200);
+    Ok(())
+}
