@@ -340,3 +340,22 @@ async fn off_loopback_every_request_needs_a_token() -> Result {
     assert_eq!(get(&node, "/healthz", None).await?.0, 200);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_peer_syncs_with_a_node_that_requires_tokens_by_signing_its_reads() -> Result {
+    let dest = Node::start_with(secure(&["--host", "0.0.0.0", "--insecure-plaintext", "--accept-from-any-node"]))?;
+    // Without a token or a signature, the target listing is closed; the identity documents are
+    // public (a peer needs them to pin the key).
+    assert_eq!(get(&dest, "/v1/targets", None).await?.0, 401);
+    assert_eq!(get(&dest, "/v1/node/identity", None).await?.0, 200);
+    assert_eq!(get(&dest, "/v1/node/health", None).await?.0, 200);
+    let origin = Node::start_with(secure(&[]))?;
+    let (status, v, _) = post(&origin, "/v1/peers", None, json!({"peer_id": "dest", "base_url": dest.base})).await?;
+    assert_eq!(status, 201, "{v}");
+    let (status, v, _) = post(&origin, "/v1/peers/dest/sync", None, json!({})).await?;
+    assert_eq!(status, 200, "{v}");
+    let targets: Vec<&str> =
+        v["targets"].as_array().into_iter().flatten().filter_map(|t| t["target_id"].as_str()).collect();
+    assert!(targets.contains(&"echo"), "{v}");
+    Ok(())
+}

@@ -70,6 +70,48 @@ fn unauthorized(message: impl Into<String>) -> Response {
     resp
 }
 
+/// Reads open to anyone even where tokens are required: a node's public identity (its id and
+/// public key), which a peer fetches before it can pin the key.
+const PUBLIC_READS: [&str; 2] = ["/v1/node/health", "/v1/node/identity"];
+
+/// A `GET` signed by a node this one accepts (a registered peer's pinned key, or any node with
+/// `--accept-from-any-node`): that node, with read rights (peer sync reads `/v1/targets`).
+async fn signed_peer_read(parts: &Parts, state: &AppState) -> Option<Caller> {
+    use aethrolink_actors::identity::node_auth::{NODE_KEY_HEADER, NodeRequestHeaders};
+    use aethrolink_actors::identity::signature::{ReceivedHeaders, RequestParts, SignedHeader};
+    if parts.method != axum::http::Method::GET {
+        return None;
+    }
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let headers = NodeRequestHeaders {
+        signature: ReceivedHeaders {
+            content_digest: header(SignedHeader::ContentDigest.name()),
+            signature_input: header(SignedHeader::SignatureInput.name()),
+            signature: header(SignedHeader::Signature.name()),
+        },
+        node_key: header(NODE_KEY_HEADER),
+    };
+    if !headers.is_signed() {
+        return None;
+    }
+    let target = parts.uri.path_and_query().map_or_else(|| parts.uri.path(), |pq| pq.as_str());
+    let request = RequestParts { method: "GET", target, body: &[] };
+    let caller = state
+        .services
+        // Never the unsigned Go-compatibility path here: only a valid signature counts.
+        .authenticate_node(
+            aethrolink_actors::node_proto::MessageType::TaskEvent,
+            &headers,
+            &request,
+            state.accept,
+            false,
+            &state.nonces,
+        )
+        .await
+        .ok()?;
+    Some(Caller { rights: Rights::READ, binding: Binding::Http, ..caller })
+}
+
 /// Who sent an HTTP request.
 pub struct HttpCaller(pub Caller);
 
@@ -84,6 +126,14 @@ impl FromRequestParts<AppState> for HttpCaller {
             },
             Presented::Malformed => Err(unauthorized("Authorization must be 'Bearer <token>'")),
             Presented::None if state.auth.require_token => {
+                // What peers read to sync (and pin keys) is theirs to read without a token:
+                // the identity documents always, other reads when signed by an accepted node.
+                if PUBLIC_READS.contains(&parts.uri.path()) {
+                    return Ok(HttpCaller(Caller { rights: Rights::READ, ..Caller::anonymous(Binding::Http) }));
+                }
+                if let Some(caller) = signed_peer_read(parts, state).await {
+                    return Ok(HttpCaller(caller));
+                }
                 metrics::counter!(aethrolink_actors::telemetry::TOKEN_FAILURES, "reason" => "missing").increment(1);
                 Err(unauthorized("this node needs a token: send Authorization: Bearer <token>"))
             }
