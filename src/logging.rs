@@ -1,8 +1,9 @@
 //! The node's log output: one line per record, in a format for people (`pretty`) or for
 //! machines (`json`, one object per line with unique keys).
 //!
-//! * The innermost actor span (ractor's `Actor{id, name}`), if named, becomes the field `actor`;
-//!   no span list is printed (its fields `name`/`id` would collide with the record's own keys).
+//! * No span list is printed: ractor's `Actor{id, name}` spans collide with the record's own keys
+//!   and, as a message is handled inside its *sender's* span, name the wrong actor. Records name
+//!   their actor in their own fields (`actor_kind`, `actor`, `target_id`, `task_id`).
 //! * Embedded newlines (multi-line stderr tails, panics) are escaped: a record is one line.
 //! * Durations (`*_ms` floats) are rounded to whole milliseconds.
 //! * A field whose name is taken (`message`, `level`, …) is written as `field_<name>`.
@@ -12,22 +13,17 @@ use std::io::Write as _;
 
 use serde_json::Value;
 use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
-use tracing_subscriber::registry::LookupSpan;
 
 /// How records are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Style {
-    /// `TIMESTAMP LEVEL actor: message key=value …`; `ansi` colours the level.
+    /// `TIMESTAMP LEVEL message key=value …`; `ansi` colours the level.
     Pretty { ansi: bool },
-    /// `{"timestamp", "level", "target", "actor", "message", <fields>…}`.
+    /// `{"timestamp", "level", "target", "message", <fields>…}`.
     Json,
 }
-
-/// The name of an actor span (none for an unnamed actor), kept in its extensions.
-struct ActorName(Option<String>);
 
 /// Writes every enabled record to stderr, one line each.
 pub struct LineLayer {
@@ -89,53 +85,15 @@ impl Visit for Fields {
     }
 }
 
-/// Reads the `name` field of an actor span.
-#[derive(Default)]
-struct SpanName(Option<String>);
-
-impl Visit for SpanName {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "name" {
-            self.0 = Some(value.to_owned());
-        }
-    }
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        if field.name() == "name" {
-            self.0 = Some(format!("{value:?}").trim_matches('"').to_owned());
-        }
-    }
-}
-
 /// Keys the line itself uses.
-const RESERVED: [&str; 5] = ["timestamp", "level", "target", "message", "actor"];
+const RESERVED: [&str; 4] = ["timestamp", "level", "target", "message"];
 
-impl<S> Layer<S> for LineLayer
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-{
-    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        if attrs.metadata().name() != "Actor" {
-            return;
-        }
-        let mut name = SpanName::default();
-        attrs.record(&mut name);
-        if let Some(span) = ctx.span(id) {
-            span.extensions_mut().insert(ActorName(name.0));
-        }
-    }
-
-    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+impl<S: Subscriber> Layer<S> for LineLayer {
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
         let mut fields = Fields::default();
         event.record(&mut fields);
-        // The innermost actor only: an unnamed actor spawned by a named one is not that one.
-        let actor = ctx
-            .event_scope(event)
-            .and_then(|mut scope| scope.find_map(|span| span.extensions().get::<ActorName>().map(|a| a.0.clone())))
-            .flatten();
         let meta = event.metadata();
-        let has_actor_field = fields.fields.iter().any(|(k, _)| k == "actor");
-        let actor = if has_actor_field { None } else { actor };
-        let line = render(self.style, *meta.level(), meta.target(), actor.as_deref(), fields);
+        let line = render(self.style, *meta.level(), meta.target(), fields);
         let mut err = std::io::stderr().lock();
         let _ = err.write_all(line.as_bytes());
     }
@@ -151,12 +109,10 @@ fn timestamp() -> String {
 }
 
 /// Field names made unique against the line's own keys and each other.
-fn unique(fields: Vec<(String, Value)>, actor_taken: bool) -> Vec<(String, Value)> {
+fn unique(fields: Vec<(String, Value)>) -> Vec<(String, Value)> {
     let mut out: Vec<(String, Value)> = Vec::with_capacity(fields.len());
     for (mut key, value) in fields {
-        let taken = |k: &str, out: &[(String, Value)]| {
-            ((actor_taken || k != "actor") && RESERVED.contains(&k)) || out.iter().any(|(o, _)| o == k)
-        };
+        let taken = |k: &str, out: &[(String, Value)]| RESERVED.contains(&k) || out.iter().any(|(o, _)| o == k);
         if taken(&key, &out) {
             key = format!("field_{key}");
             let base = key.clone();
@@ -171,9 +127,9 @@ fn unique(fields: Vec<(String, Value)>, actor_taken: bool) -> Vec<(String, Value
     out
 }
 
-fn render(style: Style, level: Level, target: &str, actor: Option<&str>, fields: Fields) -> String {
+fn render(style: Style, level: Level, target: &str, fields: Fields) -> String {
     let Fields { message, fields } = fields;
-    let fields = unique(fields, actor.is_some());
+    let fields = unique(fields);
     let message = message.unwrap_or_default();
     match style {
         Style::Json => {
@@ -189,9 +145,6 @@ fn render(style: Style, level: Level, target: &str, actor: Option<&str>, fields:
             put("timestamp", &Value::from(timestamp()));
             put("level", &Value::from(level.as_str()));
             put("target", &Value::from(target));
-            if let Some(actor) = actor {
-                put("actor", &Value::from(actor));
-            }
             put("message", &Value::from(message));
             for (k, v) in &fields {
                 put(k, v);
@@ -213,9 +166,6 @@ fn render(style: Style, level: Level, target: &str, actor: Option<&str>, fields:
                 let _ = write!(line, " \x1b[{colour}m{lvl}\x1b[0m ");
             } else {
                 let _ = write!(line, " {lvl} ");
-            }
-            if let Some(actor) = actor {
-                let _ = write!(line, "{}: ", escape(actor));
             }
             line.push_str(&escape(&message));
             for (k, v) in &fields {
@@ -283,12 +233,9 @@ mod tests {
         let fields = vec![
             ("message".to_owned(), Value::from("a")),
             ("kind".to_owned(), Value::from("k")),
-            ("actor".to_owned(), Value::from("x")),
+            ("kind".to_owned(), Value::from("again")),
         ];
-        let out = unique(fields, true);
-        let keys: Vec<&str> = out.iter().map(|(k, _)| k.as_str()).collect();
-        assert_eq!(keys, ["field_message", "kind", "field_actor"]);
-        let out = unique(vec![("actor".to_owned(), Value::from("x"))], false);
-        assert_eq!(out[0].0, "actor");
+        let keys: Vec<String> = unique(fields).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["field_message", "kind", "field_kind"]);
     }
 }
