@@ -615,17 +615,16 @@ impl AcpRuntime {
 
     /// Logs what a process exit led to.
     fn log_exit(state: &AcpRuntimeState, effects: &[Effect<Dispatch>], pid: u32, exit: &ProcessExit<'_>) {
-        let code = exit.exit_code.map(|c| c.to_string()).unwrap_or_default();
         for effect in effects {
             match effect {
                 Effect::Restarting { attempt, backoff } => tracing::warn!(
                     actor_kind = "runtime", target_id = %state.target.target_id, subcontext = %state.subcontext, pid,
-                    exit = %exit.status, exit_code = %code, stderr_tail = %exit.tail, attempt,
+                    exit = %exit.status, exit_code = exit.exit_code, stderr_tail = %exit.tail, attempt,
                     backoff_ms = backoff.as_millis() as u64, "runtime exited unexpectedly; restarting on demand"
                 ),
                 Effect::CrashLoop { failures } => tracing::error!(
                     actor_kind = "runtime", target_id = %state.target.target_id, pid, exit = %exit.status,
-                    exit_code = %code, failures,
+                    exit_code = exit.exit_code, failures,
                     paused_until = state.paused_until.as_deref().unwrap_or(""),
                     "runtime crash loop: launches paused"
                 ),
