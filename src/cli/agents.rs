@@ -95,7 +95,7 @@ fn paused_notes(v: &Value) -> Vec<String> {
     for t in v.get("targets").and_then(Value::as_array).into_iter().flatten() {
         for r in t.get("runtimes").and_then(Value::as_array).into_iter().flatten() {
             if r.get("paused_until").is_some() {
-                notes.push(format!("{}{}", field_str(t, "target_id"), pause_note(r)));
+                notes.push(format!("{}: {}", field_str(t, "target_id"), pause_note(r).trim_start_matches("; ")));
             }
         }
     }
@@ -362,6 +362,23 @@ mod tests {
         let d = parse_defaults("executor=coder, n=3, flag=true,obj={\"a\":1}").unwrap_or_default();
         assert_eq!(Value::Object(d), json!({"executor": "coder", "n": 3, "flag": true, "obj": {"a": 1}}));
         assert!(parse_defaults("novalue").is_err());
+    }
+
+    #[test]
+    fn a_paused_runtime_is_marked_and_explained_below_the_table() {
+        let v = json!({"targets": [
+            {"target_id": "fake", "adapter": "acp", "source": "file", "state": "down", "capabilities": ["chat"],
+             "runtimes": [{"tasks_in_flight": 0, "paused_until": "2026-12-02T05:01:12Z",
+                           "last_exit": {"status": "exit status 1", "exit_code": 1, "at": "2026-12-02T05:00:12Z"}}]},
+        ]});
+        assert_eq!(targets_table(&v)[1], "fake    acp      file    paused  -    0          chat");
+        assert_eq!(
+            paused_notes(&v),
+            vec![
+                "fake: launches paused until 2026-12-02T05:01:12Z (target-start --force launches now); \
+                 last exit: exit status 1 at 2026-12-02T05:00:12Z"
+            ]
+        );
     }
 
     #[test]
