@@ -6,6 +6,7 @@
 //! * [`listener`] — the HTTP accept loop: timeouts, connection limit, bounded shutdown.
 //! * [`tls`] — the listener's TLS configuration (`--tls-cert`, `--tls-key`).
 //! * [`cli`] — `alink-cli`, a thin HTTP client.
+//! * [`logging`] — the node's one-line log records (pretty or JSON).
 //!
 //! The binaries in `src/bin/` only parse arguments, set up logging and call into here.
 
@@ -15,5 +16,6 @@ pub mod config;
 pub mod duration;
 pub mod listener;
 pub mod local_token;
+pub mod logging;
 pub mod node;
 pub mod tls;

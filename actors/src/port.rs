@@ -121,6 +121,8 @@ pub struct Waiter {
     /// The task actor and its generation, to report launch phases (`None`: an API start).
     pub task: Option<(TaskReplyTo, u64)>,
     pub launch_if_down: bool,
+    /// An API start with `force`: a crash-loop pause is cleared first.
+    pub force: bool,
 }
 
 impl Waiter {

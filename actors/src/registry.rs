@@ -563,9 +563,9 @@ impl Actor for RegistryActor {
             RegistryMsg::Register(reg, reply) => {
                 let result = register(state, *reg).await;
                 if let Ok(Registered { agent, warnings }) = &result {
-                    tracing::info!(actor_kind = "registry", agent_id = %agent.agent_id, adapter = ?agent.adapter, "agent registered");
+                    tracing::info!(actor_kind = "registry", agent_id = %agent.agent_id, adapter = agent.adapter.as_deref().unwrap_or(""), "agent registered");
                     for warning in warnings {
-                        tracing::warn!(actor_kind = "registry", agent_id = %agent.agent_id, adapter = ?agent.adapter, "registration accepted with a warning: {warning}");
+                        tracing::warn!(actor_kind = "registry", agent_id = %agent.agent_id, adapter = agent.adapter.as_deref().unwrap_or(""), "registration accepted with a warning: {warning}");
                     }
                 }
                 let _ = reply.send(result);

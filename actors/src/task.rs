@@ -536,10 +536,13 @@ async fn persist(state: &mut TaskState, drafts: Vec<Draft>, mut artifacts: Vec<N
     record_transitions(&state.record, &transitions);
     let target_id = state.record.resolved_agent_id.as_deref().unwrap_or("");
     for e in &events {
-        tracing::info!(
+        tracing::debug!(
             actor_kind = "task", task_id = %e.task_id, target_id, seq = e.seq, kind = %e.kind, state = %e.state,
-            source = %e.source, message = e.message.as_deref().unwrap_or(""), "task event"
+            source = %e.source, detail = e.message.as_deref().unwrap_or(""), "task event"
         );
+        if e.state.is_terminal() {
+            log_task_end(&state.record, e, target_id);
+        }
     }
     let settled = events.iter().any(|e| e.state.is_terminal() || e.kind == EventKind::TaskAwaitingInput);
     let _ = state.deps.sse.cast(SseHubMsg::Publish {
@@ -555,6 +558,20 @@ async fn persist(state: &mut TaskState, drafts: Vec<Draft>, mut artifacts: Vec<N
         });
     }
     Ok(())
+}
+
+/// The one INFO line of a task: at its end, with its outcome, duration and event count.
+fn log_task_end(record: &TaskRecord, last: &TaskEvent, target_id: &str) {
+    let duration_ms = time::OffsetDateTime::parse(&record.created_at, &time::format_description::well_known::Rfc3339)
+        .map(|created| (time::OffsetDateTime::now_utc() - created).whole_milliseconds().max(0))
+        .unwrap_or(0) as u64;
+    let reason = record.last_error.as_ref().map(|e| e.reason.to_string()).unwrap_or_default();
+    let detail = record.last_error.as_ref().and_then(|e| e.detail.as_deref()).unwrap_or("");
+    tracing::info!(
+        actor_kind = "task", task_id = %record.task_id, target_id, status = %record.status, %reason,
+        outcome = last.message.as_deref().unwrap_or(""), detail,
+        duration_ms, events = last.seq, "task finished"
+    );
 }
 
 /// A JSON artifact (payload or result), prepared before the write that records it.
@@ -594,8 +611,11 @@ async fn create(state: &mut TaskState) -> Result<(), TaskError> {
 fn acquire_runtime(myself: &ActorRef<TaskMsg>, state: &TaskState) {
     let Some(target) = state.target.clone() else { return };
     let (me, generation, runtimes) = (myself.clone(), state.generation, state.deps.runtimes.clone());
-    let waiter =
-        Waiter { task: Some((myself.get_derived(), generation)), launch_if_down: state.record.delivery.launch_if_down };
+    let waiter = Waiter {
+        task: Some((myself.get_derived(), generation)),
+        launch_if_down: state.record.delivery.launch_if_down,
+        force: false,
+    };
     let options = state.record.runtime_options.clone();
     tokio::spawn(async move {
         let asked = runtimes
@@ -745,7 +765,7 @@ async fn reattach(
         let relayed = state.target.as_ref().is_some_and(|t| t.source == crate::model::TargetSource::Peer);
         state.awaiting = Some(if relayed { PendingInput::Relayed } else { PendingInput::AwaitRequest });
     }
-    tracing::info!(actor_kind = "task", task_id = %state.record.task_id, run_id = ?remote.remote_execution_id, "re-attaching to the remote run after a node restart");
+    tracing::info!(actor_kind = "task", task_id = %state.record.task_id, run_id = remote.remote_execution_id.as_deref().unwrap_or(""), "re-attaching to the remote run after a node restart");
     let dispatch = dispatch_of(myself, state);
     if !handle.session.send(SessionMsg::Attach { dispatch: Box::new(dispatch), remote, awaiting }) {
         let d = failed(

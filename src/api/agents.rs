@@ -95,6 +95,9 @@ pub async fn targets(
 pub struct TargetControl {
     #[serde(default)]
     runtime_options: JsonObject,
+    /// Start only: clear a crash-loop pause and launch.
+    #[serde(default)]
+    force: bool,
 }
 
 /// `GET /v1/targets/{id}/health` → the runtime's view for the subcontext of the target's defaults.
@@ -113,8 +116,11 @@ pub async fn target_start(
     Path(target_id): Path<String>,
     OptionalJson(body): OptionalJson<TargetControl>,
 ) -> Result<(StatusCode, Json<TargetStarted>), ApiError> {
-    let options = body.unwrap_or_default().runtime_options;
-    Ok((StatusCode::ACCEPTED, Json(st.services.start_target(&caller, &target_id, options).await?)))
+    let body = body.unwrap_or_default();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(st.services.start_target(&caller, &target_id, body.runtime_options, body.force).await?),
+    ))
 }
 
 /// `POST /v1/targets/{id}/stop` → 202 once the runtime's process group is gone (no-op if down).

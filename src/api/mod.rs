@@ -3,6 +3,7 @@
 //! answer; errors are `{"error": …}` with the status from one table ([`error::status_of`]).
 //! Handlers translate; they hold no domain rules and no state of their own.
 
+mod access;
 mod agents;
 mod artifacts;
 mod auth;
@@ -98,6 +99,7 @@ pub fn router(state: AppState, max_body_bytes: usize, browser: guard::BrowserPol
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(std::sync::Arc::new(browser), guard::guard))
         .layer(axum::middleware::from_fn(error::json_errors))
+        .layer(axum::middleware::from_fn(access::access_log))
         .with_state(state)
 }
 

@@ -1,18 +1,20 @@
 //! `alink-node`: the AethroLink daemon. Parses flags, sets up logging, runs the node.
 
 use aethrolink::config::{LogFormat, NodeArgs};
+use aethrolink::logging::{LineLayer, Style};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 fn init_logging(format: LogFormat) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
-    match format {
-        LogFormat::Json => builder.json().with_current_span(false).init(),
-        LogFormat::Pretty => builder.with_target(false).init(),
-    }
+    let style = match format {
+        LogFormat::Json => Style::Json,
+        LogFormat::Pretty => Style::Pretty { ansi: std::io::IsTerminal::is_terminal(&std::io::stderr()) },
+    };
+    tracing_subscriber::registry().with(filter).with(LineLayer::new(style)).init();
     // Panics inside actors are caught and supervised; route their message to the log as well.
     std::panic::set_hook(Box::new(|info| {
         tracing::error!(panic = %info, "panic");

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value, json};
 
 use super::client::{CliError, Client, Output, line, note};
-use super::{HeartbeatArgs, RegisterArgs, StateArgs, TargetArg, TargetsArgs};
+use super::{HeartbeatArgs, RegisterArgs, StateArgs, TargetArg, TargetStartArgs, TargetsArgs};
 use super::{field_str, parse_object};
 
 /// `--state-file` when none is given: `~/.aethrolink/agent.json`.
@@ -83,7 +83,23 @@ pub(super) async fn targets(client: &Client, out: Output, a: TargetsArgs) -> Res
     for row in targets_table(&v) {
         line(row)?;
     }
+    for note in paused_notes(&v) {
+        line(note)?;
+    }
     Ok(())
+}
+
+/// Below the table: one line per runtime whose launches a crash loop paused.
+fn paused_notes(v: &Value) -> Vec<String> {
+    let mut notes = Vec::new();
+    for t in v.get("targets").and_then(Value::as_array).into_iter().flatten() {
+        for r in t.get("runtimes").and_then(Value::as_array).into_iter().flatten() {
+            if r.get("paused_until").is_some() {
+                notes.push(format!("{}: {}", field_str(t, "target_id"), pause_note(r).trim_start_matches("; ")));
+            }
+        }
+    }
+    notes
 }
 
 /// The `targets` table: a header, then one row per target with its live state, the pids of its
@@ -107,11 +123,12 @@ fn targets_table(v: &Value) -> Vec<String> {
         };
         let caps: Vec<&str> =
             t.get("capabilities").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
+        let paused = runtimes.iter().any(|r| r.get("paused_until").is_some());
         rows.push([
             field_str(t, "target_id").to_owned(),
             field_str(t, "adapter").to_owned(),
             source,
-            field_str(t, "state").to_owned(),
+            if paused { "paused".to_owned() } else { field_str(t, "state").to_owned() },
             pids,
             in_flight,
             caps.join(","),
@@ -275,6 +292,19 @@ pub(super) async fn agents(client: &Client, out: Output) -> Result<(), CliError>
     Ok(())
 }
 
+/// `; launches paused until T; last exit: exit status 1 at T` for a runtime's health (empty
+/// when neither is known).
+fn pause_note(h: &Value) -> String {
+    let mut note = String::new();
+    if let Some(until) = h.get("paused_until").and_then(Value::as_str) {
+        note.push_str(&format!("; launches paused until {until} (target-start --force launches now)"));
+    }
+    if let Some(exit) = h.get("last_exit") {
+        note.push_str(&format!("; last exit: {} at {}", field_str(exit, "status"), field_str(exit, "at")));
+    }
+    note
+}
+
 /// A runtime's process id, or `-` when it has none.
 fn process_id(v: &Value) -> String {
     v.get("process_id").map(Value::to_string).unwrap_or_else(|| "-".into())
@@ -285,18 +315,26 @@ pub(super) async fn target_health(client: &Client, out: Output, t: TargetArg) ->
     out.print(
         &v,
         format!(
-            "{} {} (healthy: {}, pid: {})",
+            "{} {} (healthy: {}, pid: {}){}",
             field_str(&v, "target_id"),
             field_str(&v, "state"),
             v["healthy"],
-            process_id(&v)
+            process_id(&v),
+            pause_note(&v)
         ),
     )?;
     Ok(())
 }
 
-pub(super) async fn target_start(client: &Client, out: Output, t: TargetArg) -> Result<(), CliError> {
-    let v = client.post(&format!("/v1/targets/{}/start", t.target_agent_id), &target_body(&t)?).await?;
+pub(super) async fn target_start(client: &Client, out: Output, a: TargetStartArgs) -> Result<(), CliError> {
+    let t = a.target;
+    let mut body = target_body(&t)?;
+    if a.force
+        && let Some(b) = body.as_object_mut()
+    {
+        b.insert("force".into(), Value::Bool(true));
+    }
+    let v = client.post(&format!("/v1/targets/{}/start", t.target_agent_id), &body).await?;
     out.print(&v, format!("{} started (pid {})", t.target_agent_id, process_id(&v)))?;
     Ok(())
 }
@@ -324,6 +362,23 @@ mod tests {
         let d = parse_defaults("executor=coder, n=3, flag=true,obj={\"a\":1}").unwrap_or_default();
         assert_eq!(Value::Object(d), json!({"executor": "coder", "n": 3, "flag": true, "obj": {"a": 1}}));
         assert!(parse_defaults("novalue").is_err());
+    }
+
+    #[test]
+    fn a_paused_runtime_is_marked_and_explained_below_the_table() {
+        let v = json!({"targets": [
+            {"target_id": "fake", "adapter": "acp", "source": "file", "state": "down", "capabilities": ["chat"],
+             "runtimes": [{"tasks_in_flight": 0, "paused_until": "2026-12-02T05:01:12Z",
+                           "last_exit": {"status": "exit status 1", "exit_code": 1, "at": "2026-12-02T05:00:12Z"}}]},
+        ]});
+        assert_eq!(targets_table(&v)[1], "fake    acp      file    paused  -    0          chat");
+        assert_eq!(
+            paused_notes(&v),
+            vec![
+                "fake: launches paused until 2026-12-02T05:01:12Z (target-start --force launches now); \
+                 last exit: exit status 1 at 2026-12-02T05:00:12Z"
+            ]
+        );
     }
 
     #[test]

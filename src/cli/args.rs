@@ -80,7 +80,7 @@ pub enum Command {
     /// A target's runtime health.
     TargetHealth(TargetArg),
     /// Start a target's runtime.
-    TargetStart(TargetArg),
+    TargetStart(TargetStartArgs),
     /// Stop a target's runtime.
     TargetStop(TargetArg),
     /// Create a thread between two agents.
@@ -177,6 +177,15 @@ pub struct TargetArg {
     /// Runtime options as a JSON object (selects the subcontext).
     #[arg(long)]
     pub runtime_options_json: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TargetStartArgs {
+    #[command(flatten)]
+    pub target: TargetArg,
+    /// Clear a crash-loop pause (see `paused_until` in target-health) and launch now.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

@@ -209,6 +209,22 @@ impl<D: Queued> ProcessLifecycle<D> {
         self.generation
     }
 
+    /// Launches are paused after a crash loop until this instant (none: not paused).
+    pub fn blocked_until(&self) -> Option<Instant> {
+        self.blocked_until
+    }
+
+    /// A forced start: forgets a crash-loop pause and the crash history; `true` if launches
+    /// were paused.
+    pub fn clear_pause(&mut self) -> bool {
+        let was = self.blocked_until.take().is_some();
+        if was {
+            self.restarts = RestartTracker::new(RestartPolicy::WORKER);
+            self.launch_not_before = None;
+        }
+        was
+    }
+
     pub fn is_ready(&self) -> bool {
         self.phase == Phase::Ready
     }

@@ -121,6 +121,25 @@ pub struct TargetHealth {
     pub state: RuntimeState,
     pub subcontext_key: String,
     pub tasks_in_flight: usize,
+    /// After a crash loop: launches are paused until then (RFC 3339); a forced start clears it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paused_until: Option<String>,
+    /// How the runtime's latest process ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_exit: Option<LastExit>,
+}
+
+/// How a runtime process ended: its exit code or the signal that killed it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct LastExit {
+    /// `exit status 1`, `killed by signal 9`.
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    /// When the node saw it end (RFC 3339).
+    pub at: String,
 }
 
 /// State of the runtime supervisor.
@@ -253,6 +272,8 @@ impl RuntimeSupervisor {
             state: RuntimeState::Up,
             subcontext_key: "default".into(),
             tasks_in_flight: 0,
+            paused_until: None,
+            last_exit: None,
         }
     }
 }
@@ -270,6 +291,8 @@ fn down_health(target: &TargetSpec, options: &JsonObject) -> TargetHealth {
             _ => "default".into(),
         },
         tasks_in_flight: 0,
+        paused_until: None,
+        last_exit: None,
     }
 }
 
@@ -487,7 +510,7 @@ impl Actor for RuntimeSupervisor {
             SupervisionEvent::ActorTerminated(cell, _, reason) => {
                 state.acp.retain(|_, a| a.get_id() != cell.get_id());
                 state.peers.retain(|_, a| a.get_id() != cell.get_id());
-                tracing::info!(actor_kind = "runtime", actor = %actor_label(&cell), reason = ?reason, "runtime stopped");
+                tracing::info!(actor_kind = "runtime", actor = %actor_label(&cell), reason = reason.as_deref().unwrap_or(""), "runtime stopped");
             }
             SupervisionEvent::ActorFailed(cell, err) => {
                 let peers = state.peers.len();

@@ -141,17 +141,37 @@ impl Services {
     }
 
     /// Starts a target's runtime (for `runtime_options` merged over its defaults); answers once
-    /// it is ready.
+    /// it is ready. While a crash loop pauses its launches this is a conflict naming
+    /// `paused_until`, unless `force` clears the pause.
     pub async fn start_target(
         &self,
         caller: &Caller,
         target_id: &str,
         runtime_options: JsonObject,
+        force: bool,
     ) -> Result<TargetStarted, ServiceError> {
         caller.require(Need::Operate)?;
         let target = self.target(target_id)?;
         let options = deep_merge(&target.defaults, &runtime_options);
-        let waiter = Waiter { task: None, launch_if_down: true };
+        if !force {
+            let health = self
+                .dir
+                .runtimes
+                .ask(ASK_TIMEOUT, |reply| RuntimeSupMsg::Health {
+                    target: Box::new(target.clone()),
+                    options: options.clone(),
+                    reply,
+                })
+                .await??;
+            if let Some(until) = health.paused_until {
+                let mut e = ServiceError::conflict(format!(
+                    "launches of {target_id} are paused after a crash loop until {until}; start with force to launch now"
+                ));
+                e.fields.insert("paused_until".into(), until.into());
+                return Err(e);
+            }
+        }
+        let waiter = Waiter { task: None, launch_if_down: true, force };
         let handle = self
             .dir
             .runtimes

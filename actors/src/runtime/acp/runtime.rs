@@ -25,7 +25,6 @@ use crate::port::{
 };
 use crate::restart::jitter;
 use crate::runtime::RuntimeDeps;
-use crate::runtime::TargetHealth;
 use crate::runtime::acp_http::{HttpSession, HttpSessionArgs, HttpSessionMsg};
 use crate::runtime::dialect::{Dialect, StickyInput};
 use crate::runtime::http::{self, HttpTarget};
@@ -34,6 +33,7 @@ use crate::runtime::lifecycle::{
     Effect, EndStatus, Kill, LaunchFailure, LifecycleConfig, Phase, ProcessExit, ProcessLifecycle, WaiterId,
 };
 use crate::runtime::process::{self, LaunchCommand, StderrTail};
+use crate::runtime::{LastExit, TargetHealth};
 use crate::storage::{LaunchRecord, WriteOp};
 use crate::telemetry;
 
@@ -59,7 +59,7 @@ pub enum AcpMsg {
     /// `initialize` answered (or failed) for incarnation `generation`.
     Initialized { generation: u64, result: Result<Value, RpcError> },
     /// The process of incarnation `generation` exited.
-    ChildExited { generation: u64, status: String, exit_code: Option<i32> },
+    ChildExited { generation: u64, status: String, exit_code: Option<i32>, signal: Option<i32> },
     /// A launch did not become ready in time.
     LaunchDeadline { generation: u64 },
     /// `initialize` of incarnation `generation` was not answered within `initialize_timeout_ms`.
@@ -201,6 +201,10 @@ pub struct AcpRuntimeState {
     next_waiter: WaiterId,
     /// Stop requests answered once the process group is gone.
     stop_replies: Vec<RpcReplyPort<()>>,
+    /// How the latest process ended (target health).
+    last_exit: Option<LastExit>,
+    /// Wall-clock end of the latest crash-loop pause (RFC 3339), fixed when it began.
+    paused_until: Option<String>,
     /// Session actors by sticky key.
     sessions: HashMap<String, SessionRef>,
     /// HTTP runtimes: the server's session id of each sticky scope, kept when its idle session
@@ -438,7 +442,7 @@ impl AcpRuntime {
         })));
         tracing::info!(
             actor_kind = "runtime", target_id = %target_id, subcontext = %state.subcontext, pid = spawned.pid,
-            generation, command = ?state.command.argv, "runtime launching"
+            generation, command = %state.command.argv.join(" "), "runtime launching"
         );
         metrics::gauge!(telemetry::RUNTIMES_LIVE).increment(1.0);
         launch_id
@@ -456,11 +460,11 @@ impl AcpRuntime {
             let status = child.wait().await;
             // Let the stderr reader finish so the tail is complete.
             let _ = tokio::time::timeout(Duration::from_millis(500), stderr_done).await;
-            let (status, exit_code) = match status {
-                Ok(s) => (process::describe_exit(&s), s.code()),
-                Err(e) => (format!("wait failed: {e}"), None),
+            let (status, exit_code, signal) = match status {
+                Ok(s) => (process::describe_exit(&s), s.code(), std::os::unix::process::ExitStatusExt::signal(&s)),
+                Err(e) => (format!("wait failed: {e}"), None, None),
             };
-            let _ = me_exit.cast(AcpMsg::ChildExited { generation, status, exit_code });
+            let _ = me_exit.cast(AcpMsg::ChildExited { generation, status, exit_code, signal });
         });
     }
 
@@ -610,16 +614,18 @@ impl AcpRuntime {
     }
 
     /// Logs what a process exit led to.
-    fn log_exit(state: &AcpRuntimeState, effects: &[Effect<Dispatch>], pid: u32, status: &str, tail: &str) {
+    fn log_exit(state: &AcpRuntimeState, effects: &[Effect<Dispatch>], pid: u32, exit: &ProcessExit<'_>) {
         for effect in effects {
             match effect {
                 Effect::Restarting { attempt, backoff } => tracing::warn!(
                     actor_kind = "runtime", target_id = %state.target.target_id, subcontext = %state.subcontext, pid,
-                    exit = %status, stderr_tail = %tail, attempt, backoff_ms = backoff.as_millis() as u64,
-                    "runtime exited unexpectedly; restarting on demand"
+                    exit = %exit.status, exit_code = exit.exit_code, stderr_tail = %exit.tail, attempt,
+                    backoff_ms = backoff.as_millis() as u64, "runtime exited unexpectedly; restarting on demand"
                 ),
                 Effect::CrashLoop { failures } => tracing::error!(
-                    actor_kind = "runtime", target_id = %state.target.target_id, pid, exit = %status, failures,
+                    actor_kind = "runtime", target_id = %state.target.target_id, pid, exit = %exit.status,
+                    exit_code = exit.exit_code, failures,
+                    paused_until = state.paused_until.as_deref().unwrap_or(""),
                     "runtime crash loop: launches paused"
                 ),
                 _ => {}
@@ -661,6 +667,8 @@ impl Actor for AcpRuntime {
             waiters: HashMap::new(),
             next_waiter: 0,
             stop_replies: Vec::new(),
+            last_exit: None,
+            paused_until: None,
             sessions: HashMap::new(),
             remote_sessions: HashMap::new(),
             by_session_id: HashMap::new(),
@@ -680,6 +688,13 @@ impl Actor for AcpRuntime {
                 state.next_waiter += 1;
                 let id = state.next_waiter;
                 let launch_if_down = waiter.launch_if_down;
+                if waiter.force && state.life.clear_pause() {
+                    state.paused_until = None;
+                    tracing::info!(
+                        actor_kind = "runtime", target_id = %state.target.target_id, subcontext = %state.subcontext,
+                        "crash-loop pause cleared (forced start)"
+                    );
+                }
                 state.waiters.insert(id, (waiter, reply));
                 // HTTP servers answer no `initialize`.
                 let initialize_timeout = initialize_timeout.filter(|_| state.http.is_none());
@@ -788,12 +803,19 @@ impl Actor for AcpRuntime {
                 }
                 effects
             }
-            AcpMsg::ChildExited { generation, status, exit_code } => {
+            AcpMsg::ChildExited { generation, status, exit_code, signal } => {
+                if generation == state.life.generation() {
+                    state.last_exit =
+                        Some(LastExit { status: status.clone(), exit_code, signal, at: clock::now_rfc3339() });
+                }
                 let tail = tail_of(state);
                 let pid = state.child.as_ref().map_or(0, |c| c.pid);
                 let exit = ProcessExit { status: &status, exit_code, tail: &tail };
                 let effects = state.life.exited(now, generation, &exit, state.by_task.len(), jitter());
-                Self::log_exit(state, &effects, pid, &status, &tail);
+                if effects.iter().any(|e| matches!(e, Effect::CrashLoop { .. })) {
+                    state.paused_until = Some(paused_until(state.life.blocked_until()));
+                }
+                Self::log_exit(state, &effects, pid, &exit);
                 effects
             }
             AcpMsg::Relaunch { generation } => state.life.relaunch(generation),
@@ -844,6 +866,11 @@ impl Actor for AcpRuntime {
                     process_id: state.child.as_ref().map(|c| c.pid),
                     state: state.life.phase().health_state(),
                     tasks_in_flight: state.by_task.len(),
+                    paused_until: state
+                        .paused_until
+                        .clone()
+                        .filter(|_| state.life.blocked_until().is_some_and(|t| t > now)),
+                    last_exit: state.last_exit.clone(),
                 });
                 Vec::new()
             }
@@ -900,11 +927,22 @@ impl Actor for AcpRuntime {
     }
 }
 
+/// A monotonic deadline as wall-clock RFC 3339 (empty if none).
+fn paused_until(until: Option<Instant>) -> String {
+    until
+        .map(|t| {
+            let left = t.saturating_duration_since(Instant::now());
+            clock::format_rfc3339(time::OffsetDateTime::now_utc() + left)
+        })
+        .unwrap_or_default()
+}
+
 impl AcpRuntime {
     fn log_ready(state: &AcpRuntimeState, ready_ms: Option<f64>, agent: &str) {
         tracing::info!(
             actor_kind = "runtime", target_id = %state.target.target_id, subcontext = %state.subcontext,
-            pid = state.child.as_ref().map(|c| c.pid), load_session = state.load_session, ready_ms, %agent, "runtime ready"
+            pid = state.child.as_ref().map(|c| c.pid), load_session = state.load_session,
+            ready_ms = ready_ms.map(|ms| ms.round() as u64), %agent, "runtime ready"
         );
     }
 }
