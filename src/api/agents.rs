@@ -32,7 +32,7 @@ pub async fn register(
 }
 
 /// Body of a heartbeat (optional).
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatRequest {
     #[serde(default)]
@@ -46,7 +46,7 @@ pub struct HeartbeatRequest {
     operation_id = "agent_heartbeat",
     tag = "agents",
     params(("agent_id" = String, Path, description = "The agent's id")),
-    request_body(content = super::openapi::Object, content_type = "application/json", description = "Optional (an empty body is accepted)"),
+    request_body(content = Option<HeartbeatRequest>, content_type = "application/json", description = "Optional (an empty body is accepted)"),
     responses((status = 202, description = "`{agent}`", body = super::openapi::Object))
 )]
 pub async fn heartbeat(
@@ -138,10 +138,11 @@ pub async fn targets(
 }
 
 /// Body of target start/stop (optional).
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TargetControl {
     #[serde(default)]
+    #[schema(value_type = Object)]
     runtime_options: JsonObject,
 }
 
@@ -169,7 +170,7 @@ pub async fn target_health(
     operation_id = "start_target",
     tag = "targets",
     params(("target_id" = String, Path, description = "The target's id")),
-    request_body(content = super::openapi::Object, content_type = "application/json", description = "Optional (an empty body is accepted)"),
+    request_body(content = Option<TargetControl>, content_type = "application/json", description = "Optional (an empty body is accepted)"),
     responses((status = 202, description = "The runtime is ready", body = super::openapi::Object), (status = 409, description = "The target cannot be started now", body = super::openapi::ErrorBody), (status = 422, description = "The target cannot be started (e.g. a peer's target)", body = super::openapi::ErrorBody))
 )]
 pub async fn target_start(
@@ -189,7 +190,7 @@ pub async fn target_start(
     operation_id = "stop_target",
     tag = "targets",
     params(("target_id" = String, Path, description = "The target's id")),
-    request_body(content = super::openapi::Object, content_type = "application/json", description = "Optional (an empty body is accepted)"),
+    request_body(content = Option<TargetControl>, content_type = "application/json", description = "Optional (an empty body is accepted)"),
     responses((status = 202, description = "The runtime's process group is gone (a no-op if it was down)", body = super::openapi::Object), (status = 409, description = "The target cannot be stopped now", body = super::openapi::ErrorBody), (status = 422, description = "The target cannot be stopped (e.g. a peer's target)", body = super::openapi::ErrorBody))
 )]
 pub async fn target_stop(

@@ -73,6 +73,59 @@ impl PartialSchema for NodeErrorBody {
 
 impl ToSchema for NodeErrorBody {}
 
+/// The body of `POST /v1/tasks` (the core's `CreateTask`, described here: see the module doc).
+#[derive(ToSchema, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // describes a body, never built
+pub struct CreateTaskBody {
+    /// What to do; routes to a target with this capability (or must be one of `target_agent_id`'s).
+    #[serde(default)]
+    #[schema(example = "demo.echo")]
+    intent: Option<String>,
+    /// The target (or agent) to run it on; alias `target_runtime`.
+    #[serde(default)]
+    target_agent_id: Option<String>,
+    /// The task's input.
+    #[serde(default)]
+    payload: serde_json::Value,
+    #[serde(default)]
+    sender: Option<String>,
+    #[serde(default)]
+    thread_id: Option<String>,
+    #[serde(default)]
+    conversation_id: Option<String>,
+    /// Options for the runtime, merged over the target's defaults.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    runtime_options: Option<serde_json::Value>,
+    #[serde(default)]
+    delivery: Option<DeliveryBody>,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    metadata: Option<serde_json::Value>,
+    /// As the `Idempotency-Key` header.
+    #[serde(default)]
+    idempotency_key: Option<String>,
+}
+
+/// How the caller wants results delivered.
+#[derive(ToSchema, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // describes a body, never built
+pub struct DeliveryBody {
+    /// `stream` or `sync` (no behavioural difference).
+    #[serde(default)]
+    #[schema(pattern = "^(stream|sync)$")]
+    mode: Option<String>,
+    /// Launch the target's runtime if it is down (default true).
+    #[serde(default)]
+    launch_if_down: Option<bool>,
+    /// Fail the task if it has not finished after this many milliseconds.
+    #[serde(default)]
+    #[schema(minimum = 0)]
+    timeout_ms: Option<u64>,
+}
+
 /// Tags of the operations, with what each groups.
 const TAGS: [(&str, &str); 9] = [
     ("node", "Health, readiness, statistics, identity, metrics, this document"),
@@ -99,6 +152,8 @@ pub fn base() -> OpenApi {
     let components = ComponentsBuilder::new()
         .schema("Error", ErrorBody::schema())
         .schema("Object", Object::schema())
+        .schema("CreateTaskBody", CreateTaskBody::schema())
+        .schema("DeliveryBody", DeliveryBody::schema())
         .schema("NodeErrorBody", NodeErrorBody::schema());
     let tags = TAGS.map(|(name, what)| TagBuilder::new().name(name).description(Some(what)).build());
     OpenApiBuilder::new().info(info).components(Some(components.build())).tags(Some(tags)).build()

@@ -29,7 +29,7 @@ pub(super) fn links(task_id: &str) -> Value {
     operation_id = "create_task",
     tag = "tasks",
     params(("Idempotency-Key" = Option<String>, Header, description = "1-255 visible ASCII characters: a retry with the same key creates nothing new")),
-    request_body(content = super::openapi::Object, content_type = "application/json", description = "See docs/api.md"),
+    request_body(content = super::openapi::CreateTaskBody, content_type = "application/json"),
     responses((status = 202, description = "`{task, links}`: the task was created", body = super::openapi::Object), (status = 200, description = "The task an earlier request with this Idempotency-Key created (`Idempotent-Replayed: true`)", body = super::openapi::Object), (status = 404, description = "No target for the intent or target", body = super::openapi::ErrorBody), (status = 409, description = "The route is ambiguous or the target conflicts", body = super::openapi::ErrorBody), (status = 422, description = "Well-formed but impossible (e.g. the key was used with another request)", body = super::openapi::ErrorBody))
 )]
 pub async fn create(
@@ -115,7 +115,7 @@ fn status_reply(task_id: &str, status: TaskStatus) -> (StatusCode, Json<Value>) 
 }
 
 /// Body of `POST /v1/tasks/{id}/cancel` (optional).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CancelRequest {
     #[serde(default)]
@@ -129,7 +129,7 @@ pub struct CancelRequest {
     operation_id = "cancel_task",
     tag = "tasks",
     params(("task_id" = String, Path, description = "The task's id")),
-    request_body(content = super::openapi::Object, content_type = "application/json", description = "Optional (an empty body is accepted)"),
+    request_body(content = Option<CancelRequest>, content_type = "application/json", description = "Optional (an empty body is accepted)"),
     responses((status = 202, description = "`{task_id, status}`: the cancel is under way", body = super::openapi::Object), (status = 200, description = "`{task_id, status}`: the task is terminal (also when it already was)", body = super::openapi::Object))
 )]
 pub async fn cancel(
@@ -143,13 +143,14 @@ pub async fn cancel(
 }
 
 /// Body of `POST /v1/tasks/{id}/resume`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResumeRequest {
     #[serde(default)]
     payload: Value,
     /// Accepted for contract compatibility; not used.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     #[allow(dead_code)]
     metadata: Option<JsonObject>,
     /// Answer a permission request with this option.
@@ -167,7 +168,7 @@ pub struct ResumeRequest {
     operation_id = "resume_task",
     tag = "tasks",
     params(("task_id" = String, Path, description = "The task's id")),
-    request_body(content = super::openapi::Object, content_type = "application/json", description = "See docs/api.md"),
+    request_body(content = ResumeRequest, content_type = "application/json"),
     responses((status = 202, description = "`{task_id, status}`: the answer is on its way", body = super::openapi::Object), (status = 409, description = "The task is not awaiting input (`status` says what it is)", body = super::openapi::ErrorBody), (status = 422, description = "The answer does not fit the question", body = super::openapi::ErrorBody))
 )]
 pub async fn resume(
