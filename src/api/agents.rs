@@ -15,6 +15,14 @@ use super::json::{OptionalJson, StrictJson};
 use super::{ApiError, AppState, HttpCaller};
 
 /// `POST /v1/agents/register` → 202 `{"agent": AgentRecord, "warnings": [...] /*omit*/}`.
+#[utoipa::path(
+    post,
+    path = "/v1/agents/register",
+    operation_id = "register_agent",
+    tag = "agents",
+    request_body(content = super::openapi::Object, content_type = "application/json", description = "See docs/api.md"),
+    responses((status = 202, description = "`{agent, warnings}`", body = super::openapi::Object), (status = 409, description = "The registration conflicts (e.g. shadows a file target)", body = super::openapi::ErrorBody), (status = 422, description = "Well-formed but impossible", body = super::openapi::ErrorBody))
+)]
 pub async fn register(
     State(st): State<AppState>,
     HttpCaller(caller): HttpCaller,
@@ -24,7 +32,7 @@ pub async fn register(
 }
 
 /// Body of a heartbeat (optional).
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatRequest {
     #[serde(default)]
@@ -32,6 +40,15 @@ pub struct HeartbeatRequest {
 }
 
 /// `POST /v1/agents/{id}/heartbeat` → 202 `{"agent": AgentRecord}`.
+#[utoipa::path(
+    post,
+    path = "/v1/agents/{agent_id}/heartbeat",
+    operation_id = "agent_heartbeat",
+    tag = "agents",
+    params(("agent_id" = String, Path, description = "The agent's id")),
+    request_body(content = Option<HeartbeatRequest>, content_type = "application/json", description = "Optional (an empty body is accepted)"),
+    responses((status = 202, description = "`{agent}`", body = super::openapi::Object))
+)]
 pub async fn heartbeat(
     State(st): State<AppState>,
     HttpCaller(caller): HttpCaller,
@@ -43,6 +60,14 @@ pub async fn heartbeat(
 }
 
 /// `POST /v1/agents/{id}/unregister` → 200 `{"agent_id", "status": "offline"}`.
+#[utoipa::path(
+    post,
+    path = "/v1/agents/{agent_id}/unregister",
+    operation_id = "unregister_agent",
+    tag = "agents",
+    params(("agent_id" = String, Path, description = "The agent's id")),
+    responses((status = 200, description = "`{agent_id, status: offline}`", body = super::openapi::Object))
+)]
 pub async fn unregister(
     State(st): State<AppState>,
     HttpCaller(caller): HttpCaller,
@@ -53,11 +78,26 @@ pub async fn unregister(
 }
 
 /// `GET /v1/agents` → `{"agents": [...]}` (always an array).
+#[utoipa::path(
+    get,
+    path = "/v1/agents",
+    operation_id = "list_agents",
+    tag = "agents",
+    responses((status = 200, description = "`{agents: [AgentRecord]}`", body = super::openapi::Object))
+)]
 pub async fn list(State(st): State<AppState>, HttpCaller(caller): HttpCaller) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({ "agents": st.services.list_agents(&caller).await? })))
 }
 
 /// `GET /v1/agents/{id}` → the bare record.
+#[utoipa::path(
+    get,
+    path = "/v1/agents/{agent_id}",
+    operation_id = "get_agent",
+    tag = "agents",
+    params(("agent_id" = String, Path, description = "The agent's id")),
+    responses((status = 200, description = "The AgentRecord", body = super::openapi::Object))
+)]
 pub async fn get(
     State(st): State<AppState>,
     HttpCaller(caller): HttpCaller,
@@ -76,6 +116,14 @@ pub struct TargetsQuery {
 
 /// `GET /v1/targets[?refresh=true]` → `{"targets": [RuntimeSpec + state + runtimes]}`: local
 /// targets, then cached peer targets (`owner` = the peer id).
+#[utoipa::path(
+    get,
+    path = "/v1/targets",
+    operation_id = "list_targets",
+    tag = "targets",
+    params(("refresh" = Option<bool>, Query, description = "Sync every peer first")),
+    responses((status = 200, description = "`{targets: [...]}`: local targets, then cached peer targets", body = super::openapi::Object))
+)]
 pub async fn targets(
     State(st): State<AppState>,
     HttpCaller(caller): HttpCaller,
@@ -90,10 +138,11 @@ pub async fn targets(
 }
 
 /// Body of target start/stop (optional).
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TargetControl {
     #[serde(default)]
+    #[schema(value_type = Object)]
     runtime_options: JsonObject,
     /// Start only: clear a crash-loop pause and launch.
     #[serde(default)]
@@ -101,6 +150,14 @@ pub struct TargetControl {
 }
 
 /// `GET /v1/targets/{id}/health` → the runtime's view for the subcontext of the target's defaults.
+#[utoipa::path(
+    get,
+    path = "/v1/targets/{target_id}/health",
+    operation_id = "target_health",
+    tag = "targets",
+    params(("target_id" = String, Path, description = "The target's id")),
+    responses((status = 200, description = "The runtime's view of the target", body = super::openapi::Object))
+)]
 pub async fn target_health(
     State(st): State<AppState>,
     HttpCaller(caller): HttpCaller,
@@ -110,6 +167,15 @@ pub async fn target_health(
 }
 
 /// `POST /v1/targets/{id}/start` → 202 once the runtime is ready.
+#[utoipa::path(
+    post,
+    path = "/v1/targets/{target_id}/start",
+    operation_id = "start_target",
+    tag = "targets",
+    params(("target_id" = String, Path, description = "The target's id")),
+    request_body(content = Option<TargetControl>, content_type = "application/json", description = "Optional (an empty body is accepted)"),
+    responses((status = 202, description = "The runtime is ready", body = super::openapi::Object), (status = 409, description = "The target cannot be started now", body = super::openapi::ErrorBody), (status = 422, description = "The target cannot be started (e.g. a peer's target)", body = super::openapi::ErrorBody))
+)]
 pub async fn target_start(
     State(st): State<AppState>,
     HttpCaller(caller): HttpCaller,
@@ -124,6 +190,15 @@ pub async fn target_start(
 }
 
 /// `POST /v1/targets/{id}/stop` → 202 once the runtime's process group is gone (no-op if down).
+#[utoipa::path(
+    post,
+    path = "/v1/targets/{target_id}/stop",
+    operation_id = "stop_target",
+    tag = "targets",
+    params(("target_id" = String, Path, description = "The target's id")),
+    request_body(content = Option<TargetControl>, content_type = "application/json", description = "Optional (an empty body is accepted)"),
+    responses((status = 202, description = "The runtime's process group is gone (a no-op if it was down)", body = super::openapi::Object), (status = 409, description = "The target cannot be stopped now", body = super::openapi::ErrorBody), (status = 422, description = "The target cannot be stopped (e.g. a peer's target)", body = super::openapi::ErrorBody))
+)]
 pub async fn target_stop(
     State(st): State<AppState>,
     HttpCaller(caller): HttpCaller,
@@ -135,6 +210,14 @@ pub async fn target_stop(
 }
 
 /// `GET /v1/targets/{id}/launches` → `{"launches": [...]}`, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/targets/{target_id}/launches",
+    operation_id = "target_launches",
+    tag = "targets",
+    params(("target_id" = String, Path, description = "The target's id")),
+    responses((status = 200, description = "`{launches: [...]}`, newest first", body = super::openapi::Object))
+)]
 pub async fn target_launches(
     State(st): State<AppState>,
     HttpCaller(caller): HttpCaller,

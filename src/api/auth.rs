@@ -145,6 +145,14 @@ impl FromRequestParts<AppState> for HttpCaller {
 }
 
 /// `POST /v1/tokens` → 201 with the token (shown this once).
+#[utoipa::path(
+    post,
+    path = "/v1/tokens",
+    operation_id = "create_token",
+    tag = "tokens",
+    request_body(content = super::openapi::Object, content_type = "application/json", description = "See docs/api.md"),
+    responses((status = 201, description = "The token (its secret shown this once)", body = super::openapi::Object), (status = 409, description = "The token conflicts with another", body = super::openapi::ErrorBody))
+)]
 pub async fn create(
     State(st): State<AppState>,
     HttpCaller(caller): HttpCaller,
@@ -154,11 +162,26 @@ pub async fn create(
 }
 
 /// `GET /v1/tokens` → `{"tokens": [...]}` (no secrets).
+#[utoipa::path(
+    get,
+    path = "/v1/tokens",
+    operation_id = "list_tokens",
+    tag = "tokens",
+    responses((status = 200, description = "`{tokens: [...]}` (no secrets)", body = super::openapi::Object))
+)]
 pub async fn list(State(st): State<AppState>, HttpCaller(caller): HttpCaller) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({ "tokens": st.services.list_tokens(&caller)? })))
 }
 
 /// `POST /v1/tokens/{token_id}/revoke` → the token, revoked.
+#[utoipa::path(
+    post,
+    path = "/v1/tokens/{token_id}/revoke",
+    operation_id = "revoke_token",
+    tag = "tokens",
+    params(("token_id" = String, Path, description = "The token's id")),
+    responses((status = 200, description = "The token, revoked", body = super::openapi::Object))
+)]
 pub async fn revoke(
     State(st): State<AppState>,
     HttpCaller(caller): HttpCaller,

@@ -44,6 +44,14 @@ fn frame(event: &TaskEvent) -> Event {
 }
 
 /// The handler.
+#[utoipa::path(
+    get,
+    path = "/v1/tasks/{task_id}/events",
+    operation_id = "task_events",
+    tag = "tasks",
+    params(("task_id" = String, Path, description = "The task's id"), ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event seq")),
+    responses((status = 200, description = "Server-sent events: the task's events from the start (or after `Last-Event-ID`)", content_type = "text/event-stream", body = String))
+)]
 pub async fn stream(
     State(st): State<AppState>,
     HttpCaller(caller): HttpCaller,

@@ -12,6 +12,7 @@ mod events;
 pub mod guard;
 mod json;
 mod node;
+mod openapi;
 mod peers;
 pub mod prometheus;
 mod tasks;
@@ -21,10 +22,11 @@ use aethrolink_actors::service::Services;
 use aethrolink_actors::service::node::{NodeHealth, NodeIdentityDocument, NodeStats, Readiness};
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{Method, Uri};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use auth::{AuthPolicy, HttpCaller};
 pub use error::ApiError;
@@ -48,47 +50,66 @@ pub struct AppState {
     pub auth: AuthPolicy,
 }
 
+/// Every route, each with its OpenAPI operation (from the handler's `#[utoipa::path]`): the one
+/// list the router and the document ([`openapi`]) are both made from.
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::base())
+        .routes(routes!(ping))
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(node_health))
+        .routes(routes!(node_stats))
+        .routes(routes!(node_identity))
+        .routes(routes!(openapi::serve))
+        .routes(routes!(node::submit))
+        .routes(routes!(node::events))
+        .routes(routes!(node::resume))
+        .routes(routes!(node::cancel))
+        .routes(routes!(tasks::create, tasks::list))
+        .routes(routes!(tasks::get))
+        .routes(routes!(events::stream))
+        .routes(routes!(tasks::resume))
+        .routes(routes!(tasks::cancel))
+        .routes(routes!(agents::targets))
+        .routes(routes!(agents::target_health))
+        .routes(routes!(agents::target_start))
+        .routes(routes!(agents::target_stop))
+        .routes(routes!(agents::target_launches))
+        .routes(routes!(agents::register))
+        .routes(routes!(agents::list))
+        .routes(routes!(agents::get))
+        .routes(routes!(agents::heartbeat))
+        .routes(routes!(agents::unregister))
+        .routes(routes!(threads::create, threads::list))
+        .routes(routes!(threads::get))
+        .routes(routes!(threads::turns))
+        .routes(routes!(threads::inspect))
+        .routes(routes!(threads::continue_thread))
+        .routes(routes!(peers::add, peers::list))
+        .routes(routes!(peers::sync))
+        .routes(routes!(auth::create, auth::list))
+        .routes(routes!(auth::revoke))
+        .routes(routes!(artifacts::get_legacy))
+        .routes(routes!(artifacts::get))
+        .routes(routes!(prometheus::scrape))
+}
+
+/// The OpenAPI document of every route, before the layers' refusals are added
+/// ([`openapi::declare_refusals`]; the served one has them: [`openapi::document_json`]).
+fn document() -> utoipa::openapi::OpenApi {
+    routes().split_for_parts().1
+}
+
+/// The OpenAPI 3.1 document served at `GET /v1/openapi.json`, as JSON.
+pub fn openapi_json() -> &'static str {
+    openapi::document_json()
+}
+
 /// Builds the router. `browser` is checked on every request before routing
 /// ([`guard`](mod@guard)); every error leaves in the `{"error": …}` shape ([`error::json_errors`]).
 pub fn router(state: AppState, max_body_bytes: usize, browser: guard::BrowserPolicy) -> Router {
-    Router::new()
-        .route("/ping", get(ping))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/v1/node/health", get(node_health))
-        .route("/v1/node/stats", get(node_stats))
-        .route("/v1/node/identity", get(node_identity))
-        .route("/v1/node/tasks", post(node::submit))
-        .route("/v1/node/tasks/{task_id}/events", get(node::events))
-        .route("/v1/node/tasks/{task_id}/resume", post(node::resume))
-        .route("/v1/node/tasks/{task_id}/cancel", post(node::cancel))
-        .route("/v1/tasks", post(tasks::create).get(tasks::list))
-        .route("/v1/tasks/{task_id}", get(tasks::get))
-        .route("/v1/tasks/{task_id}/events", get(events::stream))
-        .route("/v1/tasks/{task_id}/resume", post(tasks::resume))
-        .route("/v1/tasks/{task_id}/cancel", post(tasks::cancel))
-        .route("/v1/targets", get(agents::targets))
-        .route("/v1/targets/{target_id}/health", get(agents::target_health))
-        .route("/v1/targets/{target_id}/start", post(agents::target_start))
-        .route("/v1/targets/{target_id}/stop", post(agents::target_stop))
-        .route("/v1/targets/{target_id}/launches", get(agents::target_launches))
-        .route("/v1/agents/register", post(agents::register))
-        .route("/v1/agents", get(agents::list))
-        .route("/v1/agents/{agent_id}", get(agents::get))
-        .route("/v1/agents/{agent_id}/heartbeat", post(agents::heartbeat))
-        .route("/v1/agents/{agent_id}/unregister", post(agents::unregister))
-        .route("/v1/threads", post(threads::create).get(threads::list))
-        .route("/v1/threads/{thread_id}", get(threads::get))
-        .route("/v1/threads/{thread_id}/turns", get(threads::turns))
-        .route("/v1/threads/{thread_id}/inspect", get(threads::inspect))
-        .route("/v1/threads/{thread_id}/continue", post(threads::continue_thread))
-        .route("/v1/peers", post(peers::add).get(peers::list))
-        .route("/v1/peers/{peer_id}/sync", post(peers::sync))
-        .route("/v1/tokens", post(auth::create).get(auth::list))
-        .route("/v1/tokens/{token_id}/revoke", post(auth::revoke))
-        .route("/artifacts/{artifact_id}", get(artifacts::get))
-        .route("/v1/artifacts/{artifact_id}", get(artifacts::get))
-        .route("/metrics", get(prometheus::scrape))
+    let (routes, _) = routes().split_for_parts();
+    routes
         // After routing, so each request is counted under the route it matched.
         .route_layer(axum::middleware::from_fn(prometheus::track))
         .fallback(not_found)
@@ -122,29 +143,35 @@ fn unmatched(method: &Method, status: u16) {
         .increment(1);
 }
 
+#[utoipa::path(get, path = "/ping", operation_id = "ping", tag = "node", responses((status = 200, description = "`{\"ok\": true, \"service\": \"aethrolink\"}`", body = openapi::Object)))]
 async fn ping() -> Json<Value> {
     Json(json!({ "ok": true, "service": "aethrolink" }))
 }
 
+#[utoipa::path(get, path = "/healthz", operation_id = "healthz", tag = "node", responses((status = 200, description = "`{\"ok\": true}`: the process answers", body = openapi::Object)))]
 async fn healthz() -> Json<Value> {
     Json(json!({ "ok": true }))
 }
 
 /// Ready when storage answers and every core service is running.
+#[utoipa::path(get, path = "/readyz", operation_id = "readyz", tag = "node", responses((status = 200, description = "`{\"ready\": true, \"node_id\"}`", body = openapi::Object), (status = 503, description = "Not ready: the message names what is down", body = openapi::ErrorBody)))]
 async fn readyz(State(st): State<AppState>, HttpCaller(caller): HttpCaller) -> Result<Json<Readiness>, ApiError> {
     Ok(Json(st.services.readiness(&caller).await?))
 }
 
 /// Live actor counts and storage counters: what an operator checks for leaks and batching.
+#[utoipa::path(get, path = "/v1/node/stats", operation_id = "node_stats", tag = "node", responses((status = 200, description = "Live actor counts and storage counters", body = openapi::Object)))]
 async fn node_stats(State(st): State<AppState>, HttpCaller(caller): HttpCaller) -> Result<Json<NodeStats>, ApiError> {
     Ok(Json(st.services.node_stats(&caller).await?))
 }
 
+#[utoipa::path(get, path = "/v1/node/health", operation_id = "node_health", tag = "node", responses((status = 200, description = "The node's health (contract §9.4) and its public key", body = openapi::Object)))]
 async fn node_health(State(st): State<AppState>, HttpCaller(caller): HttpCaller) -> Result<Json<NodeHealth>, ApiError> {
     Ok(Json(st.services.node_health(&caller)?))
 }
 
 /// This node's id and the public key bound to it.
+#[utoipa::path(get, path = "/v1/node/identity", operation_id = "node_identity", tag = "node", responses((status = 200, description = "The node's id and the public key bound to it", body = openapi::Object)))]
 async fn node_identity(
     State(st): State<AppState>,
     HttpCaller(caller): HttpCaller,

@@ -121,6 +121,14 @@ fn decode<T: DeserializeOwned>(t: MessageType, body: &Bytes) -> Result<T, NodeEr
 }
 
 /// `POST /v1/node/tasks` → 202 TaskAccepted.
+#[utoipa::path(
+    post,
+    path = "/v1/node/tasks",
+    operation_id = "node_submit",
+    tag = "node-protocol",
+    request_body(content = super::openapi::Object, content_type = "application/json", description = "See docs/api.md"),
+    responses((status = 202, description = "TaskAccepted", body = super::openapi::Object), (status = 404, description = "No such target", body = super::openapi::NodeErrorBody), (status = 409, description = "The submission conflicts", body = super::openapi::NodeErrorBody), (status = 422, description = "Well-formed but impossible", body = super::openapi::NodeErrorBody))
+)]
 pub async fn submit(
     State(st): State<AppState>,
     PeerRequest { caller, body }: PeerRequest,
@@ -131,6 +139,14 @@ pub async fn submit(
 
 /// `GET /v1/node/tasks/{id}/events?origin_proxy_task_id=` → SSE of TaskEventFrames, from the
 /// start or after the seq in `Last-Event-ID` (an origin re-opening a closed stream).
+#[utoipa::path(
+    get,
+    path = "/v1/node/tasks/{task_id}/events",
+    operation_id = "node_events",
+    tag = "node-protocol",
+    params(("task_id" = String, Path, description = "The task's id"), ("origin_proxy_task_id" = Option<String>, Query, description = "The origin's proxy task"), ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event seq")),
+    responses((status = 200, description = "Server-sent TaskEventFrames", content_type = "text/event-stream", body = String))
+)]
 pub async fn events(
     State(st): State<AppState>,
     Path(task_id): Path<String>,
@@ -176,6 +192,15 @@ pub async fn events(
 }
 
 /// `POST /v1/node/tasks/{id}/resume` → 202 `{"task_id", "status"}`.
+#[utoipa::path(
+    post,
+    path = "/v1/node/tasks/{task_id}/resume",
+    operation_id = "node_resume",
+    tag = "node-protocol",
+    params(("task_id" = String, Path, description = "The task's id")),
+    request_body(content = super::openapi::Object, content_type = "application/json", description = "See docs/api.md"),
+    responses((status = 202, description = "`{task_id, status}`", body = super::openapi::Object), (status = 409, description = "The task is not awaiting input", body = super::openapi::NodeErrorBody), (status = 422, description = "The answer does not fit the question", body = super::openapi::NodeErrorBody))
+)]
 pub async fn resume(
     State(st): State<AppState>,
     Path(task_id): Path<String>,
@@ -187,6 +212,15 @@ pub async fn resume(
 }
 
 /// `POST /v1/node/tasks/{id}/cancel` → 202 `{"task_id", "status"}` (200 if already terminal).
+#[utoipa::path(
+    post,
+    path = "/v1/node/tasks/{task_id}/cancel",
+    operation_id = "node_cancel",
+    tag = "node-protocol",
+    params(("task_id" = String, Path, description = "The task's id")),
+    request_body(content = super::openapi::Object, content_type = "application/json", description = "See docs/api.md"),
+    responses((status = 202, description = "`{task_id, status}`", body = super::openapi::Object), (status = 200, description = "`{task_id, status}`: the task is terminal", body = super::openapi::Object))
+)]
 pub async fn cancel(
     State(st): State<AppState>,
     Path(task_id): Path<String>,

@@ -43,6 +43,13 @@ pub fn recorder() -> Option<PrometheusHandle> {
 }
 
 /// `GET /metrics` (read right: off loopback a scraper presents a `tasks:read` token).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "node",
+    responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain", body = String))
+)]
 pub async fn scrape(State(st): State<AppState>, HttpCaller(caller): HttpCaller) -> Result<Response, ApiError> {
     caller.require(aethrolink_actors::service::Need::Read)?;
     let handle =

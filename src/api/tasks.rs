@@ -23,6 +23,15 @@ pub(super) fn links(task_id: &str) -> Value {
 
 /// `POST /v1/tasks` → 202 `{task, links}`; with an `Idempotency-Key` already used for the same
 /// request, 200 with the task it created and `Idempotent-Replayed: true`.
+#[utoipa::path(
+    post,
+    path = "/v1/tasks",
+    operation_id = "create_task",
+    tag = "tasks",
+    params(("Idempotency-Key" = Option<String>, Header, description = "1-255 visible ASCII characters: a retry with the same key creates nothing new")),
+    request_body(content = super::openapi::CreateTaskBody, content_type = "application/json"),
+    responses((status = 202, description = "`{task, links}`: the task was created", body = super::openapi::Object), (status = 200, description = "The task an earlier request with this Idempotency-Key created (`Idempotent-Replayed: true`)", body = super::openapi::Object), (status = 404, description = "No target for the intent or target", body = super::openapi::ErrorBody), (status = 409, description = "The route is ambiguous or the target conflicts", body = super::openapi::ErrorBody), (status = 422, description = "Well-formed but impossible (e.g. the key was used with another request)", body = super::openapi::ErrorBody))
+)]
 pub async fn create(
     State(st): State<AppState>,
     HttpCaller(caller): HttpCaller,
@@ -48,6 +57,14 @@ pub async fn create(
 }
 
 /// `GET /v1/tasks/{id}`.
+#[utoipa::path(
+    get,
+    path = "/v1/tasks/{task_id}",
+    operation_id = "get_task",
+    tag = "tasks",
+    params(("task_id" = String, Path, description = "The task's id")),
+    responses((status = 200, description = "The TaskRecord", body = super::openapi::Object))
+)]
 pub async fn get(
     State(st): State<AppState>,
     HttpCaller(caller): HttpCaller,
@@ -57,6 +74,14 @@ pub async fn get(
 }
 
 /// `GET /v1/tasks?status=&target=&conversation_id=&sender=&thread_id=&cursor=&limit=`.
+#[utoipa::path(
+    get,
+    path = "/v1/tasks",
+    operation_id = "list_tasks",
+    tag = "tasks",
+    params(("status" = Option<String>, Query, description = "Only tasks in this status"), ("target" = Option<String>, Query, description = "Only tasks for this target"), ("conversation_id" = Option<String>, Query, description = "Only this conversation"), ("sender" = Option<String>, Query, description = "Only tasks sent by this agent"), ("thread_id" = Option<String>, Query, description = "Only tasks of this thread"), ("cursor" = Option<String>, Query, description = "The next_cursor of the previous page"), ("limit" = Option<String>, Query, description = "Most tasks to list (1-500)")),
+    responses((status = 200, description = "`{tasks, next_cursor}`", body = super::openapi::Object))
+)]
 pub async fn list(
     State(st): State<AppState>,
     HttpCaller(caller): HttpCaller,
@@ -90,7 +115,7 @@ fn status_reply(task_id: &str, status: TaskStatus) -> (StatusCode, Json<Value>) 
 }
 
 /// Body of `POST /v1/tasks/{id}/cancel` (optional).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CancelRequest {
     #[serde(default)]
@@ -98,6 +123,15 @@ pub struct CancelRequest {
 }
 
 /// `POST /v1/tasks/{id}/cancel` → 202 (200 once the task is terminal, including "already was").
+#[utoipa::path(
+    post,
+    path = "/v1/tasks/{task_id}/cancel",
+    operation_id = "cancel_task",
+    tag = "tasks",
+    params(("task_id" = String, Path, description = "The task's id")),
+    request_body(content = Option<CancelRequest>, content_type = "application/json", description = "Optional (an empty body is accepted)"),
+    responses((status = 202, description = "`{task_id, status}`: the cancel is under way", body = super::openapi::Object), (status = 200, description = "`{task_id, status}`: the task is terminal (also when it already was)", body = super::openapi::Object))
+)]
 pub async fn cancel(
     State(st): State<AppState>,
     HttpCaller(caller): HttpCaller,
@@ -109,13 +143,14 @@ pub async fn cancel(
 }
 
 /// Body of `POST /v1/tasks/{id}/resume`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResumeRequest {
     #[serde(default)]
     payload: Value,
     /// Accepted for contract compatibility; not used.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     #[allow(dead_code)]
     metadata: Option<JsonObject>,
     /// Answer a permission request with this option.
@@ -127,6 +162,15 @@ pub struct ResumeRequest {
 }
 
 /// `POST /v1/tasks/{id}/resume` → 202; 409 unless the task is `awaiting_input`.
+#[utoipa::path(
+    post,
+    path = "/v1/tasks/{task_id}/resume",
+    operation_id = "resume_task",
+    tag = "tasks",
+    params(("task_id" = String, Path, description = "The task's id")),
+    request_body(content = ResumeRequest, content_type = "application/json"),
+    responses((status = 202, description = "`{task_id, status}`: the answer is on its way", body = super::openapi::Object), (status = 409, description = "The task is not awaiting input (`status` says what it is)", body = super::openapi::ErrorBody), (status = 422, description = "The answer does not fit the question", body = super::openapi::ErrorBody))
+)]
 pub async fn resume(
     State(st): State<AppState>,
     HttpCaller(caller): HttpCaller,

@@ -19,6 +19,14 @@ fn thread_links(id: &str) -> Value {
 }
 
 /// `POST /v1/threads` → 201 `{thread, links}`.
+#[utoipa::path(
+    post,
+    path = "/v1/threads",
+    operation_id = "create_thread",
+    tag = "threads",
+    request_body(content = super::openapi::Object, content_type = "application/json", description = "See docs/api.md"),
+    responses((status = 201, description = "`{thread, links}`", body = super::openapi::Object), (status = 404, description = "An agent of the thread is unknown", body = super::openapi::ErrorBody), (status = 422, description = "The pair of agents is not valid", body = super::openapi::ErrorBody))
+)]
 pub async fn create(
     State(st): State<AppState>,
     HttpCaller(caller): HttpCaller,
@@ -30,6 +38,14 @@ pub async fn create(
 }
 
 /// `GET /v1/threads/{id}`.
+#[utoipa::path(
+    get,
+    path = "/v1/threads/{thread_id}",
+    operation_id = "get_thread",
+    tag = "threads",
+    params(("thread_id" = String, Path, description = "The thread's id")),
+    responses((status = 200, description = "The ThreadRecord", body = super::openapi::Object))
+)]
 pub async fn get(
     State(st): State<AppState>,
     HttpCaller(caller): HttpCaller,
@@ -39,6 +55,14 @@ pub async fn get(
 }
 
 /// `GET /v1/threads?agent=&status=&limit=`.
+#[utoipa::path(
+    get,
+    path = "/v1/threads",
+    operation_id = "list_threads",
+    tag = "threads",
+    params(("agent" = Option<String>, Query, description = "Only threads with this agent"), ("status" = Option<String>, Query, description = "Only threads in this status"), ("limit" = Option<String>, Query, description = "Most threads to list")),
+    responses((status = 200, description = "`{threads: [ThreadRecord]}`", body = super::openapi::Object))
+)]
 pub async fn list(
     State(st): State<AppState>,
     HttpCaller(caller): HttpCaller,
@@ -53,6 +77,14 @@ pub async fn list(
 }
 
 /// `GET /v1/threads/{id}/turns` → `{"turns": [...]}` by turn index.
+#[utoipa::path(
+    get,
+    path = "/v1/threads/{thread_id}/turns",
+    operation_id = "thread_turns",
+    tag = "threads",
+    params(("thread_id" = String, Path, description = "The thread's id")),
+    responses((status = 200, description = "`{turns: [...]}` by turn index", body = super::openapi::Object))
+)]
 pub async fn turns(
     State(st): State<AppState>,
     HttpCaller(caller): HttpCaller,
@@ -62,6 +94,15 @@ pub async fn turns(
 }
 
 /// `POST /v1/threads/{id}/continue` → 202 `{task, links}` (the first task of the run).
+#[utoipa::path(
+    post,
+    path = "/v1/threads/{thread_id}/continue",
+    operation_id = "continue_thread",
+    tag = "threads",
+    params(("thread_id" = String, Path, description = "The thread's id")),
+    request_body(content = super::openapi::Object, content_type = "application/json", description = "See docs/api.md"),
+    responses((status = 202, description = "`{task, links}`: the first task of the run", body = super::openapi::Object), (status = 409, description = "The thread cannot continue now", body = super::openapi::ErrorBody), (status = 422, description = "The thread cannot continue (e.g. it is closed)", body = super::openapi::ErrorBody))
+)]
 pub async fn continue_thread(
     State(st): State<AppState>,
     HttpCaller(caller): HttpCaller,
@@ -75,6 +116,14 @@ pub async fn continue_thread(
 
 /// `GET /v1/threads/{id}/inspect`: the thread explained (turns, participants, continuity, who
 /// continues next and whether that turn would reuse a remote session).
+#[utoipa::path(
+    get,
+    path = "/v1/threads/{thread_id}/inspect",
+    operation_id = "inspect_thread",
+    tag = "threads",
+    params(("thread_id" = String, Path, description = "The thread's id")),
+    responses((status = 200, description = "The thread explained", body = super::openapi::Object))
+)]
 pub async fn inspect(
     State(st): State<AppState>,
     HttpCaller(caller): HttpCaller,
