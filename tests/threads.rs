@@ -218,6 +218,9 @@ async fn auto_continue_bounded_by_max_turns_and_stop_flags() -> Result {
         )
         .await?;
     assert_eq!(status, 202);
+    // Read-your-writes: the plan is recorded before the 202.
+    let (_, right_after) = node.get(&format!("/v1/threads/{t}")).await?;
+    assert_eq!(right_after["handoff"]["max_turns"], 3, "{right_after}");
     let th = until(&node, &format!("/v1/threads/{t}"), |v| v["handoff"]["active"] == false).await?;
     assert_eq!(th["handoff"]["turns_done"], 3);
     assert!(th["handoff"]["stopped_reason"].as_str().unwrap_or("").contains("max_turns"));

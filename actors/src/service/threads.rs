@@ -318,6 +318,13 @@ impl Services {
                 stopped_reason: None,
                 pass_result: req.pass_result.unwrap_or(true),
             };
+            // Recorded before the answer, so a read right after the 202 shows the plan (the
+            // coordinator records its progress from here on).
+            let handoff = serde_json::to_value(&plan).map_err(|e| {
+                ServiceError::hidden(super::ErrorKind::Internal, "could not record the hand-off plan", e.to_string())
+            })?;
+            let op = WriteOp::ThreadHandoff { thread_id: thread_id.to_owned(), handoff };
+            self.dir.storage.ask(ASK_TIMEOUT, |r| StorageMsg::Write(op, r)).await??;
             self.dir.threads.cast(ThreadMsg::StartHandoff { thread_id: thread_id.to_owned(), plan: Box::new(plan) })?;
         }
         Ok(task)
