@@ -77,20 +77,11 @@ const PUBLIC_READS: [&str; 2] = ["/v1/node/health", "/v1/node/identity"];
 /// A `GET` signed by a node this one accepts (a registered peer's pinned key, or any node with
 /// `--accept-from-any-node`): that node, with read rights (peer sync reads `/v1/targets`).
 async fn signed_peer_read(parts: &Parts, state: &AppState) -> Option<Caller> {
-    use aethrolink_actors::identity::node_auth::{NODE_KEY_HEADER, NodeRequestHeaders};
-    use aethrolink_actors::identity::signature::{ReceivedHeaders, RequestParts, SignedHeader};
+    use aethrolink_actors::identity::signature::RequestParts;
     if parts.method != axum::http::Method::GET {
         return None;
     }
-    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
-    let headers = NodeRequestHeaders {
-        signature: ReceivedHeaders {
-            content_digest: header(SignedHeader::ContentDigest.name()),
-            signature_input: header(SignedHeader::SignatureInput.name()),
-            signature: header(SignedHeader::Signature.name()),
-        },
-        node_key: header(NODE_KEY_HEADER),
-    };
+    let headers = super::node::node_request_headers(&parts.headers);
     if !headers.is_signed() {
         return None;
     }
@@ -151,7 +142,7 @@ impl FromRequestParts<AppState> for HttpCaller {
     operation_id = "create_token",
     tag = "tokens",
     request_body(content = super::openapi::Object, content_type = "application/json", description = "See docs/api.md"),
-    responses((status = 201, description = "The token (its secret shown this once)", body = super::openapi::Object), (status = 409, description = "The token conflicts with another", body = super::openapi::ErrorBody))
+    responses((status = 201, description = "The token (its secret shown this once)", body = super::openapi::Object))
 )]
 pub async fn create(
     State(st): State<AppState>,

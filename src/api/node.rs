@@ -50,15 +50,7 @@ impl FromRequest<AppState> for PeerRequest {
         let body = Bytes::from_request(Request::from_parts(parts.clone(), body), state)
             .await
             .map_err(IntoResponse::into_response)?;
-        let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
-        let headers = NodeRequestHeaders {
-            signature: ReceivedHeaders {
-                content_digest: header(SignedHeader::ContentDigest.name()),
-                signature_input: header(SignedHeader::SignatureInput.name()),
-                signature: header(SignedHeader::Signature.name()),
-            },
-            node_key: header(NODE_KEY_HEADER),
-        };
+        let headers = node_request_headers(&parts.headers);
         let target = parts.uri.path_and_query().map_or_else(|| parts.uri.path(), |pq| pq.as_str());
         let request = RequestParts { method: parts.method.as_str(), target, body: &body };
         let message_type = message_type_of(parts.uri.path());
@@ -81,6 +73,19 @@ impl FromRequest<AppState> for PeerRequest {
             tracing::debug!(path = %parts.uri.path(), "unsigned node-protocol request accepted (Go-compatibility mode)");
         }
         Ok(PeerRequest { caller, body })
+    }
+}
+
+/// The signature headers of a node-protocol request (what the core's verifier reads).
+pub(super) fn node_request_headers(headers: &HeaderMap) -> NodeRequestHeaders<'_> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    NodeRequestHeaders {
+        signature: ReceivedHeaders {
+            content_digest: header(SignedHeader::ContentDigest.name()),
+            signature_input: header(SignedHeader::SignatureInput.name()),
+            signature: header(SignedHeader::Signature.name()),
+        },
+        node_key: header(NODE_KEY_HEADER),
     }
 }
 
