@@ -53,6 +53,8 @@ pub struct TaskRequest {
     pub metadata: JsonObject,
     /// The caller's idempotency key, if it sent one: a replay answers with the task it created.
     pub idempotency: Option<IdempotencyKey>,
+    /// Dispatch order on a busy runtime scope.
+    pub priority: crate::model::Priority,
 }
 
 /// An idempotency key as a caller sent it, in the caller's scope (keys of different callers
@@ -93,7 +95,7 @@ pub fn check_idempotency_key(key: &str) -> Result<(), String> {
 pub fn request_hash(req: &TaskRequest) -> String {
     use sha2::Digest;
     // serde_json's maps are ordered by key, so the text is canonical.
-    let canonical = json!({
+    let mut canonical = json!({
         "thread_id": req.thread_id,
         "sender": req.sender,
         "target_agent_id": req.target_agent_id,
@@ -104,6 +106,10 @@ pub fn request_hash(req: &TaskRequest) -> String {
         "delivery": req.delivery,
         "metadata": req.metadata,
     });
+    // Only a non-default priority is part of it, so keys stored before priorities keep their hash.
+    if req.priority != crate::model::Priority::Normal {
+        canonical["priority"] = json!(req.priority);
+    }
     let digest = sha2::Sha256::digest(canonical.to_string().as_bytes());
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -322,6 +328,7 @@ async fn create_new(
         result_artifact_id: None,
         delivery: req.delivery,
         metadata: req.metadata,
+        priority: req.priority,
         created_at: now.clone(),
         updated_at: now,
     };

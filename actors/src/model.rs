@@ -114,6 +114,33 @@ impl TaskStatus {
 }
 
 string_enum!(
+    /// A task's dispatch priority: on a busy runtime scope (one ACP session, one HTTP scope)
+    /// waiting work runs high before normal before low, in creation order within a priority.
+    Priority {
+        Low => "low",
+        Normal => "normal",
+        High => "high",
+    }
+);
+
+impl Default for Priority {
+    fn default() -> Self {
+        Priority::Normal
+    }
+}
+
+impl Priority {
+    /// Rank for ordering: higher runs first.
+    pub fn rank(self) -> u8 {
+        match self {
+            Priority::Low => 0,
+            Priority::Normal => 1,
+            Priority::High => 2,
+        }
+    }
+}
+
+string_enum!(
     /// Kind of a task event (contract §2.1).
     EventKind {
         TaskCreated => "task.created",
@@ -453,6 +480,9 @@ pub struct TaskRecord {
     pub delivery: DeliveryPolicy,
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub metadata: JsonObject,
+    /// Dispatch order on a busy runtime scope.
+    #[serde(default)]
+    pub priority: Priority,
     pub created_at: String,
     pub updated_at: String,
 }

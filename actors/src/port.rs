@@ -104,6 +104,8 @@ pub struct Dispatch {
     /// Sticky-key inputs.
     pub thread_id: Option<String>,
     pub conversation_id: String,
+    /// Order among work waiting on a busy session (high first; creation order within one).
+    pub priority: crate::model::Priority,
     /// Where events go.
     pub reply_to: TaskReplyTo,
 }
@@ -193,6 +195,10 @@ pub enum RuntimeError {
     /// The runtime could not be started or did not become ready.
     #[error("launch failed: {0}")]
     LaunchFailed(String),
+    /// Dispatching to the target is paused (`POST /v1/targets/{id}/pause`): the task asks again
+    /// and keeps waiting until the target is resumed. Never a task's failure.
+    #[error("dispatching to target {0} is paused")]
+    Paused(String),
 }
 
 impl RuntimeError {
@@ -209,7 +215,7 @@ impl RuntimeError {
     pub fn reason(&self) -> FailureReason {
         match self {
             RuntimeError::AdapterMissing(_) => FailureReason::AdapterMissing,
-            RuntimeError::Unavailable(_) => FailureReason::RuntimeUnavailable,
+            RuntimeError::Unavailable(_) | RuntimeError::Paused(_) => FailureReason::RuntimeUnavailable,
             RuntimeError::LaunchFailed(_) => FailureReason::LaunchFailed,
         }
     }

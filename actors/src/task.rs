@@ -223,6 +223,10 @@ pub struct TaskState {
     /// Set by restart recovery for a task whose remote run can be followed again (`acp_http`):
     /// the runtime acquired next re-attaches it instead of dispatching it anew.
     reattach: Option<RemoteRef>,
+    /// Set by restart recovery for a task that waited in its runtime's session queue and never
+    /// reached the agent (`dispatching`, nothing submitted): the runtime acquired next gets it
+    /// again although it is already `dispatching`.
+    redispatch: bool,
     /// The thread turn to open with the creation write (taken by it).
     new_turn: Option<crate::storage::NewTurn>,
     /// The idempotency key to claim with the creation write (taken by it).
@@ -272,6 +276,7 @@ impl Actor for TaskActor {
             session: None,
             awaiting: None,
             reattach: None,
+            redispatch: false,
             new_turn,
             claim,
             timeout_timer: None,
@@ -618,11 +623,18 @@ fn acquire_runtime(myself: &ActorRef<TaskMsg>, state: &TaskState) {
     };
     let options = state.record.runtime_options.clone();
     tokio::spawn(async move {
-        let asked = runtimes
-            .ask(ACQUIRE_TIMEOUT, |reply| RuntimeSupMsg::Acquire { target: Box::new(target), options, waiter, reply })
-            .await;
-        let result = asked.unwrap_or_else(|e| Err(RuntimeError::Unavailable(e.to_string())));
-        let _ = me.cast(TaskMsg::Acquired { generation, result });
+        loop {
+            let (target, options, waiter) = (Box::new(target.clone()), options.clone(), waiter.clone());
+            let asked =
+                runtimes.ask(ACQUIRE_TIMEOUT, |reply| RuntimeSupMsg::Acquire { target, options, waiter, reply }).await;
+            let result = asked.unwrap_or_else(|e| Err(RuntimeError::Unavailable(e.to_string())));
+            // A paused target answers now and then so no ask times out: the task keeps waiting.
+            if matches!(result, Err(RuntimeError::Paused(_))) && me.get_status() == ractor::ActorStatus::Running {
+                continue;
+            }
+            let _ = me.cast(TaskMsg::Acquired { generation, result });
+            break;
+        }
     });
 }
 
@@ -634,7 +646,8 @@ async fn on_acquired(
     if let Some(remote) = state.reattach.take() {
         return reattach(myself, state, result, remote).await;
     }
-    if state.lifecycle.status().is_terminal() || state.lifecycle.status().is_dispatched() {
+    let redispatch = std::mem::take(&mut state.redispatch);
+    if state.lifecycle.status().is_terminal() || (state.lifecycle.status().is_dispatched() && !redispatch) {
         return Ok(());
     }
     let handle = match result {
@@ -729,6 +742,7 @@ fn dispatch_of(myself: &ActorRef<TaskMsg>, state: &TaskState) -> Dispatch {
         runtime_options: r.runtime_options.clone(),
         thread_id: r.thread_id.clone(),
         conversation_id: r.conversation_id.clone(),
+        priority: r.priority,
         sender: r.sender.clone(),
         target_id: r.resolved_agent_id.clone().unwrap_or_default(),
         delivery: r.delivery.clone(),
@@ -959,8 +973,17 @@ impl Recovery {
             return Recovery::Settled;
         }
         let Some(adapter) = adapter else { return Recovery::TargetGone };
+        let kind = adapter.parse::<AdapterKind>().ok();
+        // Waiting in an agent session's queue (ACP stdio FIFO, HTTP scope): `dispatching` with
+        // nothing submitted (a session records the agent's binding as it starts the turn). The
+        // agent never saw it: dispatch it again.
+        let queued = status == TaskStatus::Dispatching
+            && remote.is_none()
+            && matches!(kind, Some(AdapterKind::Acp | AdapterKind::AcpHttp));
+        if queued {
+            return Recovery::Redispatch { record_route: false };
+        }
         if status.is_dispatched() {
-            let kind = adapter.parse::<AdapterKind>().ok();
             if kind == Some(AdapterKind::Peer) {
                 // A relay: the destination holds the task once it accepted (its task id is
                 // the remote binding); before that, whether it got the task is unknown.
@@ -1038,6 +1061,7 @@ async fn recover(myself: &ActorRef<TaskMsg>, state: &mut TaskState) -> Result<()
             if !load_payload_or_fail(myself, state).await? {
                 return Ok(());
             }
+            state.redispatch = status.is_dispatched();
             tracing::info!(actor_kind = "task", task_id = %state.record.task_id, status = %status, "recovered task resumes dispatch");
             acquire_runtime(myself, state);
             Ok(())
@@ -1106,6 +1130,11 @@ mod tests {
             (PendingLaunch, 3, Some("acp"), None, Recovery::Redispatch { record_route: false }),
             (Ready, 5, Some("acp_http"), None, Recovery::Redispatch { record_route: false }),
             (Dispatching, 6, Some("loopback"), None, Recovery::Interrupted),
+            // Queued in a session, never submitted to the agent: dispatched again.
+            (Dispatching, 4, Some("acp"), None, Recovery::Redispatch { record_route: false }),
+            (Dispatching, 4, Some("acp_http"), None, Recovery::Redispatch { record_route: false }),
+            (Dispatching, 7, Some("acp"), Some(&stdio), Recovery::Interrupted),
+            (Running, 7, Some("acp"), None, Recovery::Interrupted),
             (Running, 7, Some("acp"), Some(&stdio), Recovery::Interrupted),
             (Running, 7, Some("acp_http"), Some(&run), Recovery::Reattach(run.clone())),
             (AwaitingInput, 8, Some("acp_http"), Some(&run), Recovery::Reattach(run.clone())),

@@ -296,6 +296,7 @@ impl Actor for ThreadCoordinator {
                             delivery: plan.delivery.clone(),
                             metadata: plan.metadata.clone(),
                             idempotency: None,
+                            priority: Default::default(),
                         };
                         if let Some(p) = state.runs.get_mut(&thread_id) {
                             // Nothing else is watched until the next task exists.

@@ -4,7 +4,7 @@
 use aethrolink_actors::model::{AgentRecord, JsonObject};
 use aethrolink_actors::registry::Registration;
 use aethrolink_actors::runtime::TargetHealth;
-use aethrolink_actors::service::targets::{TargetStarted, TargetStopped};
+use aethrolink_actors::service::targets::{TargetDispatch, TargetStarted, TargetStopped};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -207,6 +207,41 @@ pub async fn target_stop(
 ) -> Result<(StatusCode, Json<TargetStopped>), ApiError> {
     let options = body.unwrap_or_default().runtime_options;
     Ok((StatusCode::ACCEPTED, Json(st.services.stop_target(&caller, &target_id, options).await?)))
+}
+
+/// `POST /v1/targets/{id}/pause` → 200: dispatching to the target is paused (queued tasks
+/// wait, running ones finish; new tasks are accepted and wait). Durable.
+#[utoipa::path(
+    post,
+    path = "/v1/targets/{target_id}/pause",
+    operation_id = "pause_target",
+    tag = "targets",
+    params(("target_id" = String, Path, description = "The target's id")),
+    responses((status = 200, description = "`{target_agent_id, dispatch_paused: true, dispatch_paused_at, dispatch_paused_by}`", body = super::openapi::Object), (status = 404, description = "No such target", body = super::openapi::ErrorBody))
+)]
+pub async fn target_pause(
+    State(st): State<AppState>,
+    HttpCaller(caller): HttpCaller,
+    Path(target_id): Path<String>,
+) -> Result<Json<TargetDispatch>, ApiError> {
+    Ok(Json(st.services.pause_target(&caller, &target_id, true).await?))
+}
+
+/// `POST /v1/targets/{id}/resume` → 200: the target's waiting tasks are dispatched again.
+#[utoipa::path(
+    post,
+    path = "/v1/targets/{target_id}/resume",
+    operation_id = "resume_target",
+    tag = "targets",
+    params(("target_id" = String, Path, description = "The target's id")),
+    responses((status = 200, description = "`{target_agent_id, dispatch_paused: false}`", body = super::openapi::Object), (status = 404, description = "No such target", body = super::openapi::ErrorBody))
+)]
+pub async fn target_resume(
+    State(st): State<AppState>,
+    HttpCaller(caller): HttpCaller,
+    Path(target_id): Path<String>,
+) -> Result<Json<TargetDispatch>, ApiError> {
+    Ok(Json(st.services.pause_target(&caller, &target_id, false).await?))
 }
 
 /// `GET /v1/targets/{id}/launches` → `{"launches": [...]}`, newest first.

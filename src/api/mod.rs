@@ -74,6 +74,8 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(agents::target_health))
         .routes(routes!(agents::target_start))
         .routes(routes!(agents::target_stop))
+        .routes(routes!(agents::target_pause))
+        .routes(routes!(agents::target_resume))
         .routes(routes!(agents::target_launches))
         .routes(routes!(agents::register))
         .routes(routes!(agents::list))

@@ -1,6 +1,5 @@
 //! Task routes: create, get, list, resume, cancel.
 
-use std::collections::HashMap;
 
 use aethrolink_actors::model::{JsonObject, TaskRecord, TaskStatus};
 use aethrolink_actors::service::tasks::{CreateTask, ResumeInput, TaskListQuery};
@@ -15,7 +14,8 @@ use super::json::{OptionalJson, StrictJson};
 use super::{ApiError, AppState, HttpCaller};
 
 /// Query parameters `GET /v1/tasks` understands.
-const LIST_PARAMS: &str = "status, target, conversation_id, sender, thread_id, cursor, limit";
+const LIST_PARAMS: &str = "status, target, intent, conversation_id, sender, thread_id, correlation_id, retrying, \
+    stuck, stuck_after_ms, created_after, created_before, updated_after, updated_before, q, cursor, limit";
 
 pub(super) fn links(task_id: &str) -> Value {
     json!({ "self": format!("/v1/tasks/{task_id}"), "events": format!("/v1/tasks/{task_id}/events") })
@@ -73,28 +73,59 @@ pub async fn get(
     Ok(Json(st.services.get_task(&caller, &task_id).await?))
 }
 
-/// `GET /v1/tasks?status=&target=&conversation_id=&sender=&thread_id=&cursor=&limit=`.
+/// `GET /v1/tasks?status=&target=&intent=&…&cursor=&limit=`: newest-updated first.
 #[utoipa::path(
     get,
     path = "/v1/tasks",
     operation_id = "list_tasks",
     tag = "tasks",
-    params(("status" = Option<String>, Query, description = "Only tasks in this status"), ("target" = Option<String>, Query, description = "Only tasks for this target"), ("conversation_id" = Option<String>, Query, description = "Only this conversation"), ("sender" = Option<String>, Query, description = "Only tasks sent by this agent"), ("thread_id" = Option<String>, Query, description = "Only tasks of this thread"), ("cursor" = Option<String>, Query, description = "The next_cursor of the previous page"), ("limit" = Option<String>, Query, description = "Most tasks to list (1-500)")),
-    responses((status = 200, description = "`{tasks, next_cursor}`", body = super::openapi::Object))
+    params(
+        ("status" = Option<String>, Query, description = "Only tasks in one of these statuses: comma-separated, and/or the parameter repeated"),
+        ("target" = Option<String>, Query, description = "Only tasks for this target"),
+        ("intent" = Option<String>, Query, description = "Only tasks with this intent"),
+        ("conversation_id" = Option<String>, Query, description = "Only this conversation"),
+        ("sender" = Option<String>, Query, description = "Only tasks sent by this agent"),
+        ("thread_id" = Option<String>, Query, description = "Only tasks of this thread"),
+        ("correlation_id" = Option<String>, Query, description = "Only tasks whose metadata.correlation_id is this"),
+        ("retrying" = Option<String>, Query, description = "true: only tasks with a scheduled retry"),
+        ("stuck" = Option<String>, Query, description = "true: only non-terminal tasks (not awaiting input) without progress for stuck_after_ms"),
+        ("stuck_after_ms" = Option<String>, Query, description = "The bound of stuck=true in ms (default 600000)"),
+        ("created_after" = Option<String>, Query, description = "RFC 3339: created after this instant"),
+        ("created_before" = Option<String>, Query, description = "RFC 3339: created before this instant"),
+        ("updated_after" = Option<String>, Query, description = "RFC 3339: last changed after this instant"),
+        ("updated_before" = Option<String>, Query, description = "RFC 3339: last changed before this instant"),
+        ("q" = Option<String>, Query, description = "Case-insensitive text in the task's last event (message or data)"),
+        ("cursor" = Option<String>, Query, description = "The opaque next_cursor of the previous page"),
+        ("limit" = Option<String>, Query, description = "Most tasks to list (1-500, default 50)")
+    ),
+    responses((status = 200, description = "`{tasks, next_cursor}`", body = super::openapi::Object), (status = 400, description = "A parameter is wrong; `parameter` names it", body = super::openapi::ErrorBody))
 )]
 pub async fn list(
     State(st): State<AppState>,
     HttpCaller(caller): HttpCaller,
-    Query(params): Query<HashMap<String, String>>,
+    Query(params): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, ApiError> {
     let mut query = TaskListQuery::default();
     for (key, value) in params {
         let slot = match key.as_str() {
-            "status" => &mut query.status,
+            "status" => {
+                query.status.push(value);
+                continue;
+            }
             "target" | "target_agent_id" => &mut query.target,
+            "intent" => &mut query.intent,
             "conversation_id" => &mut query.conversation_id,
             "sender" => &mut query.sender,
             "thread_id" => &mut query.thread_id,
+            "correlation_id" => &mut query.correlation_id,
+            "retrying" => &mut query.retrying,
+            "stuck" => &mut query.stuck,
+            "stuck_after_ms" => &mut query.stuck_after_ms,
+            "created_after" => &mut query.created_after,
+            "created_before" => &mut query.created_before,
+            "updated_after" => &mut query.updated_after,
+            "updated_before" => &mut query.updated_before,
+            "q" => &mut query.q,
             "cursor" => &mut query.cursor,
             "limit" => &mut query.limit,
             other => {
@@ -103,6 +134,9 @@ pub async fn list(
                 )));
             }
         };
+        if slot.is_some() {
+            return Err(ApiError::bad_request(format!("query parameter '{key}' is given more than once")));
+        }
         *slot = Some(value);
     }
     let page = st.services.list_tasks(&caller, query).await?;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value, json};
 
 use super::client::{CliError, Client, Output, line, note};
-use super::{HeartbeatArgs, RegisterArgs, StateArgs, TargetArg, TargetStartArgs, TargetsArgs};
+use super::{HeartbeatArgs, RegisterArgs, StateArgs, TargetArg, TargetIdArg, TargetStartArgs, TargetsArgs};
 use super::{field_str, parse_object};
 
 /// `--state-file` when none is given: `~/.aethrolink/agent.json`.
@@ -342,6 +342,19 @@ pub(super) async fn target_start(client: &Client, out: Output, a: TargetStartArg
 pub(super) async fn target_stop(client: &Client, out: Output, t: TargetArg) -> Result<(), CliError> {
     let v = client.post(&format!("/v1/targets/{}/stop", t.target_agent_id), &target_body(&t)?).await?;
     out.print(&v, format!("{} stopped", t.target_agent_id))?;
+    Ok(())
+}
+
+/// `target-pause` / `target-resume`.
+pub(super) async fn target_pause(client: &Client, out: Output, t: TargetIdArg, pause: bool) -> Result<(), CliError> {
+    let verb = if pause { "pause" } else { "resume" };
+    let v = client.post(&format!("/v1/targets/{}/{verb}", t.target_agent_id), &json!({})).await?;
+    let said = if pause {
+        format!("{} paused: queued tasks wait, running ones finish (target-resume dispatches again)", t.target_agent_id)
+    } else {
+        format!("{} resumed", t.target_agent_id)
+    };
+    out.print(&v, said)?;
     Ok(())
 }
 

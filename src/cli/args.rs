@@ -83,6 +83,10 @@ pub enum Command {
     TargetStart(TargetStartArgs),
     /// Stop a target's runtime.
     TargetStop(TargetArg),
+    /// Pause dispatching to a target: queued tasks wait, running ones finish.
+    TargetPause(TargetIdArg),
+    /// Resume dispatching to a paused target.
+    TargetResume(TargetIdArg),
     /// Create a thread between two agents.
     ThreadCreate(ThreadCreateArgs),
     /// Inspect a thread (state, turns, continuity, who continues next).
@@ -167,6 +171,13 @@ pub struct HeartbeatArgs {
     /// Keep renewing at this interval (Go duration, e.g. 30s) until interrupted.
     #[arg(long, value_parser = crate::duration::parse_duration)]
     pub every: Option<Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct TargetIdArg {
+    /// The target's id.
+    #[arg(long = "target-agent-id", alias = "target-id")]
+    pub target_agent_id: String,
 }
 
 #[derive(Debug, Args)]
@@ -364,18 +375,52 @@ pub struct TaskWaitArgs {
 
 #[derive(Debug, Args)]
 pub struct TaskListArgs {
-    /// Only tasks in this status (created, running, awaiting_input, completed, failed, …).
+    /// Only tasks in one of these statuses (comma-separated: created, running, awaiting_input,
+    /// completed, failed, …).
     #[arg(long)]
     pub status: Option<String>,
     /// Only tasks sent to this target.
     #[arg(long)]
     pub target: Option<String>,
+    /// Only tasks with this intent.
+    #[arg(long)]
+    pub intent: Option<String>,
     /// Only tasks of this conversation.
     #[arg(long)]
     pub conversation_id: Option<String>,
+    /// Only tasks of this thread.
+    #[arg(long)]
+    pub thread_id: Option<String>,
     /// Only tasks from this sender.
     #[arg(long)]
     pub sender: Option<String>,
+    /// Only tasks whose metadata.correlation_id is this.
+    #[arg(long)]
+    pub correlation_id: Option<String>,
+    /// Only tasks with a scheduled retry.
+    #[arg(long)]
+    pub retrying: bool,
+    /// Only non-terminal tasks without progress for --stuck-after-ms (default 10 min).
+    #[arg(long)]
+    pub stuck: bool,
+    /// The bound of --stuck, in milliseconds.
+    #[arg(long)]
+    pub stuck_after_ms: Option<u64>,
+    /// Only tasks created after this RFC 3339 instant.
+    #[arg(long)]
+    pub created_after: Option<String>,
+    /// Only tasks created before this RFC 3339 instant.
+    #[arg(long)]
+    pub created_before: Option<String>,
+    /// Only tasks last changed after this RFC 3339 instant.
+    #[arg(long)]
+    pub updated_after: Option<String>,
+    /// Only tasks last changed before this RFC 3339 instant.
+    #[arg(long)]
+    pub updated_before: Option<String>,
+    /// Only tasks whose last event mentions this text (case-insensitive).
+    #[arg(long = "text", alias = "q")]
+    pub text: Option<String>,
     /// Continue a listing from the `next_cursor` of the previous page.
     #[arg(long)]
     pub cursor: Option<String>,

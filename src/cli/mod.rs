@@ -26,7 +26,7 @@ use serde_json::{Map, Value, json};
 pub use agents::parse_defaults;
 pub use args::{
     CallArgs, Cli, Command, DEFAULT_SERVER, Decision, FollowArgs, HeartbeatArgs, PeerAddArgs, PeerIdArg, RegisterArgs,
-    StateArgs, TargetArg, TargetStartArgs, TargetsArgs, TaskCancelArgs, TaskEventsArgs, TaskIdArg, TaskListArgs,
+    StateArgs, TargetArg, TargetIdArg, TargetStartArgs, TargetsArgs, TaskCancelArgs, TaskEventsArgs, TaskIdArg, TaskListArgs,
     TaskResumeArgs, TaskWaitArgs, ThreadContinueArgs, ThreadCreateArgs, ThreadIdArg, ThreadsArgs, TokenCreateArgs,
     TokenIdArg,
 };
@@ -65,6 +65,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::TargetHealth(t) => agents::target_health(client, out, t).await,
         Command::TargetStart(t) => agents::target_start(client, out, t).await,
         Command::TargetStop(t) => agents::target_stop(client, out, t).await,
+        Command::TargetPause(t) => agents::target_pause(client, out, t, true).await,
+        Command::TargetResume(t) => agents::target_pause(client, out, t, false).await,
         Command::ThreadCreate(a) => threads::create(client, out, a).await,
         Command::ThreadGet(a) => threads::get(client, out, a).await,
         Command::ThreadContinue(a) => threads::continue_turn(client, out, a).await,

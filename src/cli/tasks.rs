@@ -126,11 +126,23 @@ pub(super) async fn wait(client: &Client, out: Output, a: TaskWaitArgs) -> Resul
 
 pub(super) async fn list(client: &Client, out: Output, a: TaskListArgs) -> Result<(), CliError> {
     let mut query = Vec::new();
+    let flag = |on: bool| on.then(|| "true".to_owned());
     for (k, v) in [
         ("status", a.status),
         ("target", a.target),
+        ("intent", a.intent),
         ("conversation_id", a.conversation_id),
+        ("thread_id", a.thread_id),
         ("sender", a.sender),
+        ("correlation_id", a.correlation_id),
+        ("retrying", flag(a.retrying)),
+        ("stuck", flag(a.stuck)),
+        ("stuck_after_ms", a.stuck_after_ms.map(|ms| ms.to_string())),
+        ("created_after", a.created_after),
+        ("created_before", a.created_before),
+        ("updated_after", a.updated_after),
+        ("updated_before", a.updated_before),
+        ("q", a.text),
         ("cursor", a.cursor),
         ("limit", a.limit.map(|l| l.to_string())),
     ] {
@@ -142,13 +154,22 @@ pub(super) async fn list(client: &Client, out: Output, a: TaskListArgs) -> Resul
     if out.json {
         line(&v)?;
     } else {
-        for t in v.get("tasks").and_then(Value::as_array).into_iter().flatten() {
+        let tasks: Vec<&Value> = v.get("tasks").and_then(Value::as_array).into_iter().flatten().collect();
+        if !tasks.is_empty() {
             line(format_args!(
-                "{}  {:<15} {:<20} {}",
+                "{:<26}  {:<15} {:<8} {:<20} {:<20} UPDATED",
+                "TASK", "STATUS", "PRIORITY", "TARGET", "INTENT"
+            ))?;
+        }
+        for t in tasks {
+            line(format_args!(
+                "{:<26}  {:<15} {:<8} {:<20} {:<20} {}",
                 field_str(t, "task_id"),
                 field_str(t, "status"),
+                field_str(t, "priority"),
                 field_str(t, "resolved_agent_id"),
-                field_str(t, "intent")
+                field_str(t, "intent"),
+                field_str(t, "updated_at")
             ))?;
         }
         if let Some(c) = v.get("next_cursor").and_then(Value::as_str) {

@@ -103,6 +103,13 @@ pub enum RuntimeSupMsg {
     },
     /// Live state of every runtime (for `GET /v1/targets`).
     States(RpcReplyPort<Vec<TargetHealth>>),
+    /// Pause (`Some`) or resume (`None`) dispatching to a target, already durable. While paused,
+    /// a task's acquisition waits here (an API start is not held); on resume the waiting ones
+    /// are acquired in the order they came.
+    SetPaused { target_id: String, pause: Option<crate::storage::reader::TargetPause>, reply: RpcReplyPort<()> },
+    /// Internal: answer acquisitions parked for longer than [`PARK_REFRESH`] with
+    /// [`RuntimeError::Paused`], so the task's bounded ask never times out (it asks again).
+    RefreshParked,
     /// Internal: restart the loopback runtime after its backoff.
     RestartLoopback { generation: u64 },
 }
@@ -127,6 +134,11 @@ pub struct TargetHealth {
     /// How the runtime's latest process ended.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_exit: Option<LastExit>,
+    /// An operator paused dispatching to the target (`POST /v1/targets/{id}/pause`): its tasks
+    /// wait. Filled in by the service from storage.
+    pub dispatch_paused: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dispatch_paused_at: Option<String>,
 }
 
 /// How a runtime process ended: its exit code or the signal that killed it.
@@ -142,8 +154,27 @@ pub struct LastExit {
     pub at: String,
 }
 
+/// How long an acquisition for a paused target is held before it is answered
+/// [`RuntimeError::Paused`] (the task then asks again; well below its acquire timeout).
+pub const PARK_REFRESH: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// A task's acquisition waiting for its target to be resumed.
+struct Parked {
+    target: Box<TargetSpec>,
+    options: JsonObject,
+    waiter: Waiter,
+    reply: RpcReplyPort<Result<RuntimeHandle, RuntimeError>>,
+    since: Instant,
+}
+
 /// State of the runtime supervisor.
 pub struct RuntimeSupState {
+    /// Targets whose dispatching is paused (loaded from storage at start).
+    paused: HashMap<String, crate::storage::reader::TargetPause>,
+    /// Acquisitions of tasks for paused targets, in arrival order.
+    parked: Vec<Parked>,
+    /// A [`RuntimeSupMsg::RefreshParked`] is on its way.
+    refresh_armed: bool,
     /// The loopback runtime, `None` while it is being restarted.
     loopback: Option<ActorRef<SessionMsg>>,
     /// Incarnation of the loopback runtime; a restart timer for an older one is ignored.
@@ -274,6 +305,8 @@ impl RuntimeSupervisor {
             tasks_in_flight: 0,
             paused_until: None,
             last_exit: None,
+            dispatch_paused: false,
+            dispatch_paused_at: None,
         }
     }
 }
@@ -293,6 +326,8 @@ fn down_health(target: &TargetSpec, options: &JsonObject) -> TargetHealth {
         tasks_in_flight: 0,
         paused_until: None,
         last_exit: None,
+        dispatch_paused: false,
+        dispatch_paused_at: None,
     }
 }
 
@@ -350,7 +385,11 @@ impl Actor for RuntimeSupervisor {
         deps: Arc<RuntimeDeps>,
     ) -> Result<RuntimeSupState, ActorProcessingErr> {
         let loopback = spawn_loopback(&myself, 1).await?;
+        let paused = deps.reader.target_pauses().await?.into_iter().map(|p| (p.target_id.clone(), p)).collect();
         Ok(RuntimeSupState {
+            paused,
+            parked: Vec::new(),
+            refresh_armed: false,
             loopback: Some(loopback),
             loopback_generation: 1,
             loopback_restarts: RestartTracker::new(RestartPolicy::WORKER),
@@ -376,6 +415,55 @@ impl Actor for RuntimeSupervisor {
         state: &mut RuntimeSupState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
+            RuntimeSupMsg::Acquire { target, options, waiter, reply }
+                if waiter.task.is_some() && state.paused.contains_key(&target.target_id) =>
+            {
+                state.parked.push(Parked { target, options, waiter, reply, since: Instant::now() });
+                if !state.refresh_armed {
+                    state.refresh_armed = true;
+                    myself.send_after(PARK_REFRESH, || RuntimeSupMsg::RefreshParked);
+                }
+            }
+            RuntimeSupMsg::SetPaused { target_id, pause, reply } => {
+                match pause {
+                    Some(p) => {
+                        tracing::info!(actor_kind = "runtime", target_id = %target_id, paused_by = %p.paused_by, "target paused: its tasks wait");
+                        state.paused.insert(target_id, p);
+                    }
+                    None => {
+                        if state.paused.remove(&target_id).is_some() {
+                            tracing::info!(actor_kind = "runtime", target_id = %target_id, "target resumed");
+                        }
+                        let (resumed, kept): (Vec<Parked>, Vec<Parked>) =
+                            state.parked.drain(..).partition(|p| p.target.target_id == target_id);
+                        state.parked = kept;
+                        for p in resumed {
+                            let msg = RuntimeSupMsg::Acquire {
+                                target: p.target,
+                                options: p.options,
+                                waiter: p.waiter,
+                                reply: p.reply,
+                            };
+                            let _ = myself.cast(msg);
+                        }
+                    }
+                }
+                let _ = reply.send(());
+            }
+            RuntimeSupMsg::RefreshParked => {
+                state.refresh_armed = false;
+                let now = Instant::now();
+                let (due, kept): (Vec<Parked>, Vec<Parked>) =
+                    state.parked.drain(..).partition(|p| now.duration_since(p.since) >= PARK_REFRESH);
+                state.parked = kept;
+                for p in due {
+                    let _ = p.reply.send(Err(RuntimeError::Paused(p.target.target_id.clone())));
+                }
+                if !state.parked.is_empty() {
+                    state.refresh_armed = true;
+                    myself.send_after(PARK_REFRESH, || RuntimeSupMsg::RefreshParked);
+                }
+            }
             RuntimeSupMsg::Acquire { target, options, waiter, reply } => match target.adapter.parse::<AdapterKind>() {
                 // The loopback runtime lives in-process and is always up; while it restarts,
                 // callers wait for it rather than fail.

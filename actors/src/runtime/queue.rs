@@ -1,21 +1,34 @@
 //! The work of one session (a sticky scope), shared by the stdio ACP session and the HTTP
-//! session: tasks waiting their turn in creation order, the turn being run, and its numbering
-//! (a result for another turn is dropped). Pure: the session actors do the IO.
+//! session: tasks waiting their turn (highest priority first, creation order within a
+//! priority), the turn being run, and its numbering (a result for another turn is dropped).
+//! Pure: the session actors do the IO.
 
 use std::collections::VecDeque;
 
 use super::{AdapterEvent, Dispatch};
+use crate::model::Priority;
 
 /// Work a session queues: anything with a task id (task ids are time-ordered, so their order is
-/// creation order).
+/// creation order) and a priority.
 pub trait Queued {
     fn task_id(&self) -> &str;
+    fn priority(&self) -> Priority {
+        Priority::Normal
+    }
 }
 
 impl Queued for Dispatch {
     fn task_id(&self) -> &str {
         &self.task_id
     }
+    fn priority(&self) -> Priority {
+        self.priority
+    }
+}
+
+/// Whether waiting work `a` runs before `b`: higher priority first, then older task first.
+fn runs_before<W: Queued>(a: &W, b: &W) -> bool {
+    (std::cmp::Reverse(a.priority().rank()), a.task_id()) < (std::cmp::Reverse(b.priority().rank()), b.task_id())
 }
 
 /// A turn: the work it runs.
@@ -32,7 +45,7 @@ pub fn cancelled_while_queued() -> AdapterEvent {
 /// Waiting work and the current turn of one session.
 #[derive(Debug)]
 pub struct SessionQueue<T: Turn> {
-    /// Work waiting for the current turn to end, in creation order.
+    /// Work waiting for the current turn to end, in the order it runs.
     waiting: VecDeque<T::Work>,
     /// The turn being run (at most one per session).
     turn: Option<T>,
@@ -47,9 +60,10 @@ impl<T: Turn> Default for SessionQueue<T> {
 }
 
 impl<T: Turn> SessionQueue<T> {
-    /// Queues work: waiting tasks run in creation order, whatever order they arrived in.
+    /// Queues work: waiting tasks run highest priority first and in creation order within a
+    /// priority, whatever order they arrived in.
     pub fn push(&mut self, work: T::Work) {
-        let at = self.waiting.partition_point(|q| q.task_id() < work.task_id());
+        let at = self.waiting.partition_point(|q| runs_before(q, &work));
         self.waiting.insert(at, work);
     }
 
@@ -201,6 +215,43 @@ mod tests {
             let q = run(steps);
             assert_eq!(q.is_idle(), *idle, "{name}");
         }
+    }
+
+    /// Work with a priority (tests).
+    #[derive(Debug, PartialEq)]
+    struct P(&'static str, Priority);
+
+    impl Queued for P {
+        fn task_id(&self) -> &str {
+            self.0
+        }
+        fn priority(&self) -> Priority {
+            self.1
+        }
+    }
+
+    #[derive(Debug)]
+    struct PT(P);
+
+    impl Turn for PT {
+        type Work = P;
+        fn work(&self) -> &P {
+            &self.0
+        }
+    }
+
+    #[test]
+    fn higher_priority_runs_first_and_creation_order_within_one() {
+        use Priority::*;
+        let mut q = SessionQueue::<PT>::default();
+        for w in [P("01", Low), P("02", Normal), P("03", High), P("04", Normal), P("05", High), P("00", Low)] {
+            q.push(w);
+        }
+        let mut order = Vec::new();
+        while let Some(w) = q.next_to_start() {
+            order.push(w.0);
+        }
+        assert_eq!(order, ["03", "05", "02", "04", "00", "01"]);
     }
 
     #[test]

@@ -197,7 +197,9 @@ impl From<RuntimeError> for ServiceError {
     fn from(e: RuntimeError) -> Self {
         match e {
             RuntimeError::AdapterMissing(_) => ServiceError::invalid(e.to_string()),
-            RuntimeError::LaunchFailed(_) | RuntimeError::Unavailable(_) => ServiceError::unavailable(e.to_string()),
+            RuntimeError::LaunchFailed(_) | RuntimeError::Unavailable(_) | RuntimeError::Paused(_) => {
+                ServiceError::unavailable(e.to_string())
+            }
         }
     }
 }

@@ -210,6 +210,7 @@ impl Services {
                 scope: format!("relay:{}", req.origin_node_id),
                 key: req.origin_proxy_task_id.clone(),
             }),
+            priority: Default::default(),
         };
         let task: TaskRecord = self
             .create_task(caller, request)

@@ -8,7 +8,8 @@ use crate::adapters::AdapterKind;
 use crate::model::{JsonObject, PeerStatus, RuntimeState, TargetSpec, deep_merge};
 use crate::registry::TargetEntry;
 use crate::runtime::{RuntimeSupMsg, TargetHealth, Waiter};
-use crate::storage::reader::LaunchRow;
+use crate::storage::reader::{LaunchRow, TargetPause};
+use crate::storage::{StorageMsg, WriteOp};
 use crate::supervision::ASK_TIMEOUT;
 
 /// How long a start may take (a launch has its own, shorter, timeout).
@@ -30,12 +31,53 @@ pub struct TargetView {
     pub peer_base_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peer_status: Option<PeerStatus>,
+    /// An operator paused dispatching to it: its tasks are accepted and wait.
+    pub dispatch_paused: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dispatch_paused_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dispatch_paused_by: Option<String>,
 }
 
 impl TargetView {
     fn local(spec: TargetSpec, state: TargetState, runtimes: Vec<TargetHealth>) -> Self {
-        TargetView { spec, state, runtimes, peer_id: None, peer_base_url: None, peer_status: None }
+        TargetView {
+            spec,
+            state,
+            runtimes,
+            peer_id: None,
+            peer_base_url: None,
+            peer_status: None,
+            dispatch_paused: false,
+            dispatch_paused_at: None,
+            dispatch_paused_by: None,
+        }
     }
+
+    /// Marks the view paused as `pause` says.
+    fn with_pause(mut self, pause: Option<&TargetPause>) -> Self {
+        if let Some(p) = pause {
+            self.dispatch_paused = true;
+            self.dispatch_paused_at = Some(p.paused_at.clone());
+            self.dispatch_paused_by = Some(p.paused_by.clone());
+            for r in &mut self.runtimes {
+                r.dispatch_paused = true;
+                r.dispatch_paused_at = Some(p.paused_at.clone());
+            }
+        }
+        self
+    }
+}
+
+/// The answer to a pause or resume.
+#[derive(Clone, Debug, Serialize)]
+pub struct TargetDispatch {
+    pub target_agent_id: String,
+    pub dispatch_paused: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dispatch_paused_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dispatch_paused_by: Option<String>,
 }
 
 /// A listed target's state: its runtime's, or that it takes no tasks at all.
@@ -104,13 +146,19 @@ impl Services {
         let table = self.dir.targets.borrow().clone();
         let peers = self.dir.peer_targets.borrow().clone();
         let live = self.dir.runtimes.ask(ASK_TIMEOUT, RuntimeSupMsg::States).await?;
-        let peer_views = peers.iter().map(|p| TargetView {
-            spec: p.spec(),
-            state: if p.status == PeerStatus::Online { TargetState::Up } else { TargetState::Down },
-            runtimes: Vec::new(),
-            peer_id: Some(p.peer_id.clone()),
-            peer_base_url: Some(p.base_url.clone()),
-            peer_status: Some(p.status),
+        let pauses: std::collections::HashMap<String, TargetPause> =
+            self.dir.reader.target_pauses().await?.into_iter().map(|p| (p.target_id.clone(), p)).collect();
+        let peer_views = peers.iter().map(|p| {
+            let view = TargetView {
+                spec: p.spec(),
+                state: if p.status == PeerStatus::Online { TargetState::Up } else { TargetState::Down },
+                peer_id: Some(p.peer_id.clone()),
+                peer_base_url: Some(p.base_url.clone()),
+                peer_status: Some(p.status),
+                ..TargetView::local(p.spec(), TargetState::Down, Vec::new())
+            };
+            let id = view.spec.target_id.clone();
+            view.with_pause(pauses.get(&id))
         });
         Ok(table
             .entries()
@@ -120,9 +168,10 @@ impl Services {
                         live.iter().filter(|h| h.target_id == t.target_id).cloned().collect();
                     let in_process = t.adapter.parse::<AdapterKind>() == Ok(AdapterKind::Loopback);
                     let state = RuntimeState::of_target(in_process, runtimes.iter().map(|h| h.state));
-                    TargetView::local(t.clone(), state.into(), runtimes)
+                    TargetView::local(t.clone(), state.into(), runtimes).with_pause(pauses.get(&t.target_id))
                 }
-                TargetEntry::Listed(t, _) => TargetView::local(t.clone(), TargetState::NotDispatchable, Vec::new()),
+                TargetEntry::Listed(t, _) => TargetView::local(t.clone(), TargetState::NotDispatchable, Vec::new())
+                    .with_pause(pauses.get(&t.target_id)),
             })
             .chain(peer_views)
             .collect())
@@ -133,11 +182,52 @@ impl Services {
         caller.require(Need::Read)?;
         let target = self.target(target_id)?;
         let options = target.defaults.clone();
-        Ok(self
+        let mut health = self
             .dir
             .runtimes
             .ask(ASK_TIMEOUT, |reply| RuntimeSupMsg::Health { target: Box::new(target), options, reply })
-            .await??)
+            .await??;
+        if let Some(p) = self.target_pause(target_id).await? {
+            health.dispatch_paused = true;
+            health.dispatch_paused_at = Some(p.paused_at);
+        }
+        Ok(health)
+    }
+
+    async fn target_pause(&self, target_id: &str) -> Result<Option<TargetPause>, ServiceError> {
+        Ok(self.dir.reader.target_pauses().await?.into_iter().find(|p| p.target_id == target_id))
+    }
+
+    /// Pauses (`pause`) or resumes dispatching to a target: while paused its tasks are accepted
+    /// and wait for their runtime (running ones finish); the pause is durable (it outlives a
+    /// restart) and shown in the target listing and health. Pausing a paused target (or
+    /// resuming an active one) changes nothing.
+    pub async fn pause_target(
+        &self,
+        caller: &Caller,
+        target_id: &str,
+        pause: bool,
+    ) -> Result<TargetDispatch, ServiceError> {
+        caller.require(Need::Operate)?;
+        let known = self.dir.targets.borrow().get(target_id).is_some()
+            || !matches!(self.dir.peer_targets.borrow().lookup(target_id), crate::peers::PeerLookup::None);
+        // Resuming a target that is gone still clears its pause.
+        if !known && pause {
+            return Err(ServiceError::not_found(format!("target agent not found: {target_id}")));
+        }
+        let record = pause.then(|| (crate::clock::now_rfc3339(), caller.idempotency_scope()));
+        let op = WriteOp::TargetPause { target_id: target_id.to_owned(), pause: record };
+        self.dir.storage.ask(ASK_TIMEOUT, |reply| StorageMsg::Write(op, reply)).await??;
+        // What is stored wins (a target already paused keeps its first pause).
+        let stored = self.target_pause(target_id).await?;
+        let (id, now) = (target_id.to_owned(), stored.clone());
+        self.dir.runtimes.ask(ASK_TIMEOUT, |reply| RuntimeSupMsg::SetPaused { target_id: id, pause: now, reply }).await?;
+        Ok(TargetDispatch {
+            target_agent_id: target_id.to_owned(),
+            dispatch_paused: stored.is_some(),
+            dispatch_paused_at: stored.as_ref().map(|p| p.paused_at.clone()),
+            dispatch_paused_by: stored.map(|p| p.paused_by),
+        })
     }
 
     /// Starts a target's runtime (for `runtime_options` merged over its defaults); answers once

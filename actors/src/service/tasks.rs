@@ -14,6 +14,7 @@ use crate::model::{ArtifactMeta, DeliveryRequest, JsonObject, TaskEvent, TaskRec
 use crate::sse::{SINK_CAPACITY, Subscriber, SubscriberArgs, SubscriberMsg};
 use crate::state_machine::ResumeRejection;
 use crate::storage::reader::MAX_PAGE;
+use crate::storage::reader::TaskCursor;
 use crate::storage::{TaskFilter, TaskPage};
 use crate::supervision::ask;
 use crate::task::{TaskError, TaskMsg};
@@ -47,6 +48,9 @@ pub struct CreateTask {
     /// The caller's idempotency key (the HTTP binding also takes it from `Idempotency-Key`).
     #[serde(default)]
     pub idempotency_key: Option<String>,
+    /// Dispatch order on a busy runtime scope (`low`, `normal`, `high`; default `normal`).
+    #[serde(default)]
+    pub priority: crate::model::Priority,
 }
 
 impl From<CreateTask> for TaskRequest {
@@ -63,6 +67,7 @@ impl From<CreateTask> for TaskRequest {
             metadata: req.metadata.unwrap_or_default(),
             // Scoped by the service, which knows the caller.
             idempotency: None,
+            priority: req.priority,
         }
     }
 }
@@ -70,14 +75,38 @@ impl From<CreateTask> for TaskRequest {
 /// Filters of a task listing as the caller wrote them; the service checks the values.
 #[derive(Clone, Debug, Default)]
 pub struct TaskListQuery {
-    pub status: Option<String>,
+    /// Each value may hold several statuses separated by commas; any of them matches.
+    pub status: Vec<String>,
     pub target: Option<String>,
+    pub intent: Option<String>,
     pub conversation_id: Option<String>,
     pub sender: Option<String>,
     pub thread_id: Option<String>,
+    pub correlation_id: Option<String>,
+    /// `true`: only tasks with a scheduled retry.
+    pub retrying: Option<String>,
+    /// `true`: only non-terminal tasks without progress for `stuck_after_ms`.
+    pub stuck: Option<String>,
+    pub stuck_after_ms: Option<String>,
+    pub created_after: Option<String>,
+    pub created_before: Option<String>,
+    pub updated_after: Option<String>,
+    pub updated_before: Option<String>,
+    /// Text in the task's last event (case-insensitive substring).
+    pub q: Option<String>,
     pub cursor: Option<String>,
     pub limit: Option<String>,
 }
+
+/// How long a non-terminal task may go without progress before `stuck=true` lists it, unless
+/// `stuck_after_ms` says otherwise.
+pub const DEFAULT_STUCK_AFTER_MS: u64 = 10 * 60 * 1000;
+
+/// Longest `stuck_after_ms` accepted (30 days).
+const MAX_STUCK_AFTER_MS: u64 = 30 * 24 * 3600 * 1000;
+
+/// Longest `q` accepted.
+const MAX_TEXT_QUERY: usize = 256;
 
 /// An answer to a pending input request.
 #[derive(Clone, Debug, Default)]
@@ -112,41 +141,100 @@ fn task_not_found(task_id: &str) -> ServiceError {
     ServiceError::not_found(format!("task not found: {task_id}"))
 }
 
-/// The filter a listing query asks for; the message names the parameter at fault. Pure.
-pub fn task_filter(q: TaskListQuery) -> Result<TaskFilter, ServiceError> {
+/// A listing parameter's value is wrong: the message and the `parameter` field name it.
+fn bad_param(name: &str, message: String) -> ServiceError {
+    ServiceError::invalid(message).with("parameter", name)
+}
+
+/// A `true`/`false` parameter.
+fn flag(name: &str, value: Option<String>) -> Result<bool, ServiceError> {
+    match value.as_deref().map(str::trim) {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(bad_param(name, format!("{name} '{other}' must be true or false"))),
+    }
+}
+
+/// An RFC 3339 bound, normalised to the stored convention.
+fn instant(name: &str, value: Option<String>) -> Result<Option<String>, ServiceError> {
+    let Some(value) = value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) else { return Ok(None) };
+    crate::clock::Timestamp::parse(&value).map(|t| Some(t.into_string())).map_err(|_| {
+        bad_param(name, format!("{name} '{value}' is not an RFC 3339 timestamp (e.g. 2026-04-24T07:00:00Z)"))
+    })
+}
+
+/// The filter a listing query asks for at `now`; the message (and the error's `parameter`
+/// field) names the parameter at fault. Pure.
+pub fn task_filter_at(q: TaskListQuery, now: time::OffsetDateTime) -> Result<TaskFilter, ServiceError> {
     let trimmed = |v: Option<String>| v.map(|s| s.trim().to_owned());
-    let status = match trimmed(q.status) {
-        None => None,
-        Some(value) => Some(value.parse::<TaskStatus>().map_err(|_| {
+    let non_empty = |v: Option<String>| trimmed(v).filter(|s| !s.is_empty());
+    let mut statuses = Vec::new();
+    for value in q.status.iter().flat_map(|v| v.split(',')).map(str::trim).filter(|v| !v.is_empty()) {
+        let status = value.parse::<TaskStatus>().map_err(|_| {
             let all: Vec<&str> = TaskStatus::ALL.iter().map(|s| s.as_str()).collect();
-            ServiceError::invalid(format!("status '{value}' is not a task status; expected one of {}", all.join(", ")))
+            bad_param("status", format!("status '{value}' is not a task status; expected one of {}", all.join(", ")))
+        })?;
+        if !statuses.contains(&status) {
+            statuses.push(status);
+        }
+    }
+    let limit = match trimmed(q.limit) {
+        None => DEFAULT_TASK_PAGE,
+        Some(value) => value
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=MAX_PAGE).contains(n))
+            .ok_or_else(|| bad_param("limit", format!("limit '{value}' must be an integer from 1 to {MAX_PAGE}")))?,
+    };
+    let stuck = flag("stuck", q.stuck)?;
+    let stuck_after_ms = match trimmed(q.stuck_after_ms) {
+        None => DEFAULT_STUCK_AFTER_MS,
+        Some(value) => value.parse::<u64>().ok().filter(|n| (1..=MAX_STUCK_AFTER_MS).contains(n)).ok_or_else(|| {
+            bad_param(
+                "stuck_after_ms",
+                format!("stuck_after_ms '{value}' must be an integer from 1 to {MAX_STUCK_AFTER_MS}"),
+            )
+        })?,
+    };
+    let stuck_since = stuck.then(|| {
+        let bound = time::Duration::milliseconds(i64::try_from(stuck_after_ms).unwrap_or(i64::MAX));
+        crate::clock::format_rfc3339(now - bound)
+    });
+    let text = match non_empty(q.q) {
+        Some(t) if t.chars().count() > MAX_TEXT_QUERY => {
+            return Err(bad_param("q", format!("q is longer than {MAX_TEXT_QUERY} characters")));
+        }
+        other => other,
+    };
+    let cursor = match non_empty(q.cursor) {
+        None => None,
+        Some(c) => Some(TaskCursor::decode(&c).ok_or_else(|| {
+            bad_param("cursor", format!("cursor '{c}' is not a listing cursor; pass the next_cursor of the previous page"))
         })?),
     };
-    let limit =
-        match trimmed(q.limit) {
-            None => DEFAULT_TASK_PAGE,
-            Some(value) => value.parse::<u32>().ok().filter(|n| (1..=MAX_PAGE).contains(n)).ok_or_else(|| {
-                ServiceError::invalid(format!("limit '{value}' must be an integer from 1 to {MAX_PAGE}"))
-            })?,
-        };
     Ok(TaskFilter {
-        status,
-        target: trimmed(q.target),
-        conversation_id: trimmed(q.conversation_id),
-        sender: trimmed(q.sender),
-        thread_id: trimmed(q.thread_id),
-        cursor: match trimmed(q.cursor).filter(|v| !v.is_empty()) {
-            // Cursors are task ids (ULIDs) from `next_cursor`: anything else would silently
-            // page from nowhere.
-            Some(c) if ulid::Ulid::from_string(&c).is_err() => {
-                return Err(ServiceError::invalid(format!(
-                    "cursor '{c}' is not a task id; pass the next_cursor of the previous page"
-                )));
-            }
-            other => other,
-        },
+        statuses,
+        target: non_empty(q.target),
+        intent: non_empty(q.intent),
+        conversation_id: non_empty(q.conversation_id),
+        sender: non_empty(q.sender),
+        thread_id: non_empty(q.thread_id),
+        correlation_id: non_empty(q.correlation_id),
+        retrying: flag("retrying", q.retrying)?,
+        stuck_since,
+        created_after: instant("created_after", q.created_after)?,
+        created_before: instant("created_before", q.created_before)?,
+        updated_after: instant("updated_after", q.updated_after)?,
+        updated_before: instant("updated_before", q.updated_before)?,
+        text,
+        cursor,
         limit,
     })
+}
+
+/// [`task_filter_at`] now.
+pub fn task_filter(q: TaskListQuery) -> Result<TaskFilter, ServiceError> {
+    task_filter_at(q, time::OffsetDateTime::now_utc())
 }
 
 /// The payload a resume sends: the caller's object with `option_id`/`decision` folded in. Pure.
@@ -356,23 +444,71 @@ mod tests {
 
     #[test]
     fn listing_values_are_checked_with_the_parameter_named() {
-        let f = task_filter(TaskListQuery { status: Some(" running ".into()), ..Default::default() });
-        assert_eq!(f.map(|f| (f.status, f.limit)), Ok((Some(TaskStatus::Running), DEFAULT_TASK_PAGE)));
-        let bad = task_filter(TaskListQuery { status: Some("nope".into()), ..Default::default() });
-        assert!(matches!(bad, Err(e) if e.kind == ErrorKind::Invalid && e.message.starts_with("status 'nope'")));
-        for limit in ["0", "501", "x", "-1"] {
-            let bad = task_filter(TaskListQuery { limit: Some(limit.into()), ..Default::default() });
-            assert!(matches!(bad, Err(e) if e.message.starts_with(&format!("limit '{limit}'"))), "{limit}");
+        let q = |f: fn(&mut TaskListQuery)| {
+            let mut q = TaskListQuery::default();
+            f(&mut q);
+            task_filter(q)
+        };
+        let f = q(|q| q.status = vec![" running ".into(), "failed,running, created".into()]);
+        assert_eq!(
+            f.map(|f| (f.statuses, f.limit)),
+            Ok((vec![TaskStatus::Running, TaskStatus::Failed, TaskStatus::Created], DEFAULT_TASK_PAGE))
+        );
+        type Bad = (fn(&mut TaskListQuery), &'static str, &'static str);
+        let bad: &[Bad] = &[
+            (|q| q.status = vec!["running,nope".into()], "status", "status 'nope'"),
+            (|q| q.limit = Some("0".into()), "limit", "limit '0'"),
+            (|q| q.limit = Some("501".into()), "limit", "limit '501'"),
+            (|q| q.limit = Some("x".into()), "limit", "limit 'x'"),
+            (|q| q.limit = Some("-1".into()), "limit", "limit '-1'"),
+            (|q| q.cursor = Some("garbage".into()), "cursor", "cursor 'garbage'"),
+            (|q| q.cursor = Some("01ARZ3NDEKTSV4RRFFQ69G5FA".into()), "cursor", "cursor '01ARZ"),
+            (|q| q.cursor = Some("'; drop".into()), "cursor", "cursor ''; drop'"),
+            (|q| q.retrying = Some("yes".into()), "retrying", "retrying 'yes'"),
+            (|q| q.stuck = Some("1".into()), "stuck", "stuck '1'"),
+            (|q| q.stuck_after_ms = Some("0".into()), "stuck_after_ms", "stuck_after_ms '0'"),
+            (|q| q.stuck_after_ms = Some("ten".into()), "stuck_after_ms", "stuck_after_ms 'ten'"),
+            (|q| q.created_after = Some("yesterday".into()), "created_after", "created_after 'yesterday'"),
+            (|q| q.created_before = Some("2026-13-01T00:00:00Z".into()), "created_before", "created_before"),
+            (|q| q.updated_after = Some("2026-01-01".into()), "updated_after", "updated_after '2026-01-01'"),
+            (|q| q.updated_before = Some("x".into()), "updated_before", "updated_before 'x'"),
+            (|q| q.q = Some("x".repeat(300)), "q", "q is longer"),
+        ];
+        for (set, param, start) in bad {
+            let got = q(*set);
+            assert!(
+                matches!(&got, Err(e) if e.kind == ErrorKind::Invalid && e.message.starts_with(start)
+                    && e.fields.get("parameter").and_then(Value::as_str) == Some(*param)),
+                "{param}: {got:?}"
+            );
         }
-        let empty_cursor = task_filter(TaskListQuery { cursor: Some(String::new()), ..Default::default() });
-        assert_eq!(empty_cursor.map(|f| f.cursor), Ok(None));
-        for cursor in ["garbage", "01ARZ3NDEKTSV4RRFFQ69G5FA", "'; drop"] {
-            let bad = task_filter(TaskListQuery { cursor: Some(cursor.into()), ..Default::default() });
-            assert!(matches!(bad, Err(e) if e.message.starts_with(&format!("cursor '{cursor}'"))), "{cursor}");
-        }
-        let id = crate::ids::new_id();
-        let good = task_filter(TaskListQuery { cursor: Some(id.clone()), ..Default::default() });
-        assert_eq!(good.map(|f| f.cursor), Ok(Some(id)));
+        assert_eq!(q(|q| q.cursor = Some(String::new())).map(|f| f.cursor), Ok(None));
+        let cursor = TaskCursor { updated_at: crate::clock::now_rfc3339(), task_id: crate::ids::new_id() };
+        let text = cursor.encode();
+        let mut query = TaskListQuery { cursor: Some(text), ..Default::default() };
+        assert_eq!(task_filter(query.clone()).map(|f| f.cursor), Ok(Some(cursor)));
+        // A bare task id (the old cursor) is refused, naming the parameter.
+        query.cursor = Some(crate::ids::new_id());
+        assert!(matches!(task_filter(query), Err(e) if e.message.starts_with("cursor '")));
+        let got = q(|q| q.created_after = Some("2026-04-24T09:00:00+02:00".into())).map(|f| f.created_after);
+        assert_eq!(got, Ok(Some("2026-04-24T07:00:00.000000000Z".into())));
+    }
+
+    #[test]
+    fn stuck_is_measured_back_from_now() {
+        let now = time::OffsetDateTime::parse("2026-04-24T08:00:00Z", &time::format_description::well_known::Rfc3339);
+        let Ok(now) = now else { panic!("bad test time") };
+        let at = |stuck: &str, after: Option<&str>| {
+            let q = TaskListQuery {
+                stuck: Some(stuck.into()),
+                stuck_after_ms: after.map(str::to_owned),
+                ..Default::default()
+            };
+            task_filter_at(q, now).map(|f| f.stuck_since)
+        };
+        assert_eq!(at("true", None), Ok(Some("2026-04-24T07:50:00.000000000Z".into())));
+        assert_eq!(at("true", Some("1500")), Ok(Some("2026-04-24T07:59:58.500000000Z".into())));
+        assert_eq!(at("false", Some("1500")), Ok(None));
     }
 
     #[test]

@@ -294,6 +294,7 @@ impl Services {
             delivery: delivery.clone(),
             metadata: req.metadata.clone(),
             idempotency: None,
+            priority: Default::default(),
         };
         let task = create_task(&self.dir.intake, request).await?;
         let max_turns = req.max_turns.unwrap_or(1).max(1);
@@ -529,6 +530,7 @@ mod tests {
             result_artifact_id: None,
             delivery: Default::default(),
             metadata: JsonObject::new(),
+            priority: Default::default(),
             created_at: String::new(),
             updated_at: String::new(),
         };

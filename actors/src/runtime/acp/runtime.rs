@@ -871,6 +871,8 @@ impl Actor for AcpRuntime {
                         .clone()
                         .filter(|_| state.life.blocked_until().is_some_and(|t| t > now)),
                     last_exit: state.last_exit.clone(),
+                    dispatch_paused: false,
+                    dispatch_paused_at: None,
                 });
                 Vec::new()
             }

@@ -15,8 +15,8 @@ use serde::de::DeserializeOwned;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqlitePool};
 
-pub use runtime::{LaunchRow, OpenLease};
-pub use tasks::{IdempotencyHolder, StoredTask, TaskFilter, TaskPage};
+pub use runtime::{LaunchRow, OpenLease, TargetPause};
+pub use tasks::{IdempotencyHolder, StoredTask, TaskCursor, TaskFilter, TaskPage};
 
 use crate::error::StorageError;
 

@@ -128,3 +128,29 @@ impl StoreReader {
             .collect()
     }
 }
+
+/// A target an operator paused: when and by whom.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct TargetPause {
+    pub target_id: String,
+    pub paused_at: String,
+    pub paused_by: String,
+}
+
+impl StoreReader {
+    /// Every paused target.
+    pub async fn target_pauses(&self) -> Result<Vec<TargetPause>, StorageError> {
+        let rows = sqlx::query("SELECT target_id, paused_at, paused_by FROM target_pauses ORDER BY target_id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(TargetPause {
+                    target_id: r.try_get("target_id")?,
+                    paused_at: r.try_get("paused_at")?,
+                    paused_by: r.try_get("paused_by")?,
+                })
+            })
+            .collect()
+    }
+}

@@ -8,19 +8,70 @@ use crate::artifacts::ArtifactBody;
 use crate::error::StorageError;
 use crate::model::{ArtifactMeta, RemoteRef, TaskEvent, TaskRecord, TaskStatus};
 
-/// Filters of `GET /v1/tasks`.
+/// Filters of `GET /v1/tasks` (all of them must hold).
 #[derive(Clone, Debug, Default)]
 pub struct TaskFilter {
-    pub status: Option<TaskStatus>,
+    /// Any of these statuses (empty: any status).
+    pub statuses: Vec<TaskStatus>,
     /// Resolved target id.
     pub target: Option<String>,
+    pub intent: Option<String>,
     pub conversation_id: Option<String>,
     pub sender: Option<String>,
     pub thread_id: Option<String>,
-    /// Return tasks older than this task id (ids sort by creation time).
-    pub cursor: Option<String>,
+    /// `metadata.correlation_id` (the Aether gateway's).
+    pub correlation_id: Option<String>,
+    /// Only tasks with a scheduled retry (`next_retry_at` set, once retries exist).
+    pub retrying: bool,
+    /// Only non-terminal tasks, not awaiting input, whose last change is older than this
+    /// (RFC 3339): no progress for longer than the bound.
+    pub stuck_since: Option<String>,
+    /// `created_at` / `updated_at` bounds (RFC 3339, normalised): after is exclusive, before
+    /// exclusive.
+    pub created_after: Option<String>,
+    pub created_before: Option<String>,
+    pub updated_after: Option<String>,
+    pub updated_before: Option<String>,
+    /// Case-insensitive substring of the last event's message or data.
+    pub text: Option<String>,
+    /// Return tasks after this position in the order (updated_at desc, task_id desc).
+    pub cursor: Option<TaskCursor>,
     /// Page size (1..=MAX_PAGE).
     pub limit: u32,
+}
+
+/// A position in a task listing: the last task of the previous page. Opaque to clients: the
+/// base64url (no padding) of `<updated_at> <task_id>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskCursor {
+    pub updated_at: String,
+    pub task_id: String,
+}
+
+impl TaskCursor {
+    /// The cursor after `task`.
+    pub fn after(task: &TaskRecord) -> Self {
+        TaskCursor { updated_at: task.updated_at.clone(), task_id: task.task_id.clone() }
+    }
+
+    /// The text a client passes back.
+    pub fn encode(&self) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{} {}", self.updated_at, self.task_id))
+    }
+
+    /// Reads a cursor this node made; `None` for anything else.
+    pub fn decode(text: &str) -> Option<Self> {
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text.as_bytes()).ok()?;
+        let text = String::from_utf8(bytes).ok()?;
+        let (updated_at, task_id) = text.split_once(' ')?;
+        let stamp = crate::clock::Timestamp::parse(updated_at).ok()?;
+        if stamp.as_str() != updated_at || ulid::Ulid::from_string(task_id).is_err() {
+            return None;
+        }
+        Some(TaskCursor { updated_at: updated_at.to_owned(), task_id: task_id.to_owned() })
+    }
 }
 
 /// One page of tasks, newest first.
@@ -40,7 +91,7 @@ pub struct StoredTask {
 
 const TASK_COLUMNS: &str = "task_id, thread_id, conversation_id, sender, intent, requested_agent_id, \
     resolved_agent_id, runtime_options_json, payload_artifact_id, status, remote_binding, remote_execution_id, \
-    remote_session_id, last_error_json, result_artifact_id, delivery_json, metadata_json, last_seq, created_at, updated_at";
+    remote_session_id, last_error_json, result_artifact_id, delivery_json, metadata_json, priority, last_seq, created_at, updated_at";
 
 /// Who holds an idempotency key: the task it created, the hash of the request that created it,
 /// and when (a claim past the retention window no longer counts).
@@ -78,38 +129,31 @@ impl StoreReader {
         row.map(|r| task_from_row(&r)).transpose()
     }
 
-    /// A page of tasks matching `filter`, newest first.
+    /// A page of tasks matching `filter`, newest-updated first.
     pub async fn tasks(&self, filter: &TaskFilter) -> Result<TaskPage, StorageError> {
         let limit = filter.limit.clamp(1, MAX_PAGE);
+        let retry_column = if filter.retrying { self.has_task_column("next_retry_at").await? } else { false };
         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!("SELECT {TASK_COLUMNS} FROM tasks WHERE 1 = 1"));
-        if let Some(s) = filter.status {
-            qb.push(" AND status = ").push_bind(s.as_str());
-        }
-        if let Some(t) = &filter.target {
-            qb.push(" AND resolved_agent_id = ").push_bind(t.clone());
-        }
-        if let Some(c) = &filter.conversation_id {
-            qb.push(" AND conversation_id = ").push_bind(c.clone());
-        }
-        if let Some(s) = &filter.sender {
-            qb.push(" AND sender = ").push_bind(s.clone());
-        }
-        if let Some(t) = &filter.thread_id {
-            qb.push(" AND thread_id = ").push_bind(t.clone());
-        }
-        if let Some(c) = &filter.cursor {
-            qb.push(" AND task_id < ").push_bind(c.clone());
-        }
-        qb.push(" ORDER BY task_id DESC LIMIT ").push_bind(i64::from(limit) + 1);
+        push_filter(&mut qb, filter, retry_column);
+        qb.push(" ORDER BY updated_at DESC, task_id DESC LIMIT ").push_bind(i64::from(limit) + 1);
         let rows = qb.build().fetch_all(&self.pool).await?;
         let mut tasks = rows.iter().map(|r| task_from_row(r).map(|s| s.task)).collect::<Result<Vec<_>, _>>()?;
         let next_cursor = if tasks.len() > limit as usize {
             tasks.truncate(limit as usize);
-            tasks.last().map(|t| t.task_id.clone())
+            tasks.last().map(|t| TaskCursor::after(t).encode())
         } else {
             None
         };
         Ok(TaskPage { tasks, next_cursor })
+    }
+
+    /// Whether the `tasks` table has `column` (a filter on a column a later migration adds).
+    async fn has_task_column(&self, column: &str) -> Result<bool, StorageError> {
+        let row = sqlx::query("SELECT 1 FROM pragma_table_info('tasks') WHERE name = ?")
+            .bind(column.to_owned())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
     }
 
     /// Every task that has not reached a terminal state (restart recovery).
@@ -162,6 +206,86 @@ impl StoreReader {
     }
 }
 
+/// Statuses a task never leaves.
+const TERMINAL: &str = "('completed', 'failed', 'cancelled')";
+
+/// `LIKE` pattern matching `text` anywhere (its `%`, `_` and `\\` taken literally).
+fn contains_pattern(text: &str) -> String {
+    let mut p = String::with_capacity(text.len() + 2);
+    p.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
+/// The `AND …` conditions of `filter`; `retry_column`: the table has `next_retry_at`.
+fn push_filter(qb: &mut QueryBuilder<Sqlite>, filter: &TaskFilter, retry_column: bool) {
+    if !filter.statuses.is_empty() {
+        qb.push(" AND status IN (");
+        let mut list = qb.separated(", ");
+        for s in &filter.statuses {
+            list.push_bind(s.as_str());
+        }
+        qb.push(")");
+    }
+    let equal = [
+        ("resolved_agent_id", &filter.target),
+        ("intent", &filter.intent),
+        ("conversation_id", &filter.conversation_id),
+        ("sender", &filter.sender),
+        ("thread_id", &filter.thread_id),
+        ("json_extract(metadata_json, '$.correlation_id')", &filter.correlation_id),
+    ];
+    for (column, value) in equal {
+        if let Some(v) = value {
+            qb.push(format_args!(" AND {column} = ")).push_bind(v.clone());
+        }
+    }
+    if filter.retrying {
+        // Before retries exist no task has a scheduled one.
+        qb.push(if retry_column { " AND next_retry_at IS NOT NULL" } else { " AND 0" });
+        qb.push(format_args!(" AND status NOT IN {TERMINAL}"));
+    }
+    if let Some(since) = &filter.stuck_since {
+        qb.push(format_args!(" AND status NOT IN {TERMINAL} AND status <> 'awaiting_input' AND updated_at < "))
+            .push_bind(since.clone());
+    }
+    let bounds = [
+        ("created_at >", &filter.created_after),
+        ("created_at <", &filter.created_before),
+        ("updated_at >", &filter.updated_after),
+        ("updated_at <", &filter.updated_before),
+    ];
+    for (cmp, value) in bounds {
+        if let Some(v) = value {
+            qb.push(format_args!(" AND {cmp} ")).push_bind(v.clone());
+        }
+    }
+    if let Some(text) = &filter.text {
+        let pattern = contains_pattern(text);
+        qb.push(
+            " AND EXISTS (SELECT 1 FROM task_events e WHERE e.task_id = tasks.task_id AND e.seq = tasks.last_seq \
+             AND (e.message LIKE ",
+        )
+        .push_bind(pattern.clone())
+        .push(" ESCAPE '\\' OR e.data_json LIKE ")
+        .push_bind(pattern)
+        .push(" ESCAPE '\\'))");
+    }
+    if let Some(c) = &filter.cursor {
+        qb.push(" AND (updated_at, task_id) < (")
+            .push_bind(c.updated_at.clone())
+            .push(", ")
+            .push_bind(c.task_id.clone())
+            .push(")");
+    }
+}
+
 fn task_from_row(r: &SqliteRow) -> Result<StoredTask, StorageError> {
     let binding: Option<String> = r.try_get("remote_binding")?;
     let remote = binding.map(|binding| -> Result<RemoteRef, StorageError> {
@@ -187,6 +311,7 @@ fn task_from_row(r: &SqliteRow) -> Result<StoredTask, StorageError> {
         result_artifact_id: r.try_get("result_artifact_id")?,
         delivery: json_col(r, "delivery_json")?,
         metadata: json_col(r, "metadata_json")?,
+        priority: parse_col(r, "priority")?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
     };

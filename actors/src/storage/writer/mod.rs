@@ -85,6 +85,8 @@ pub enum WriteOp {
     TokenCreate { token: Box<crate::tokens::TokenRecord>, revokes: Vec<String> },
     /// Revokes API tokens.
     TokenRevoke { token_ids: Vec<String>, at: crate::clock::Timestamp },
+    /// Pauses dispatching to a target (`pause`: when, by whom) or resumes it (`None`).
+    TargetPause { target_id: String, pause: Option<(String, String)> },
 }
 
 impl WriteOp {
@@ -104,6 +106,7 @@ impl WriteOp {
             WriteOp::Peer { .. } => "peer",
             WriteOp::TokenCreate { .. } => "token",
             WriteOp::TokenRevoke { .. } => "token revoke",
+            WriteOp::TargetPause { .. } => "target pause",
         }
     }
 }
@@ -358,7 +361,8 @@ impl<'a> WritePlan<'a> {
                 | WriteOp::SessionBinding(_)
                 | WriteOp::Peer { .. }
                 | WriteOp::TokenCreate { .. }
-                | WriteOp::TokenRevoke { .. } => plan.in_order.push(op),
+                | WriteOp::TokenRevoke { .. }
+                | WriteOp::TargetPause { .. } => plan.in_order.push(op),
             }
         }
         plan
@@ -421,6 +425,7 @@ async fn write_in_order(conn: &mut SqliteConnection, op: &WriteOp) -> Result<(),
             tokens::insert(conn, token).await
         }
         WriteOp::TokenRevoke { token_ids, at } => tokens::revoke(conn, token_ids, at).await,
+        WriteOp::TargetPause { target_id, pause } => runtime::set_target_pause(conn, target_id, pause.as_ref()).await,
         // Grouped into multi-row statements by the plan, never written one by one here.
         WriteOp::Task { .. } | WriteOp::Agent(_) | WriteOp::NodeMeta { .. } => Ok(()),
     }
@@ -458,6 +463,7 @@ mod tests {
             result_artifact_id: None,
             delivery: DeliveryPolicy::default(),
             metadata: JsonObject::new(),
+            priority: Default::default(),
             created_at: "2026-01-01T00:00:00.000000000Z".into(),
             updated_at: "2026-01-01T00:00:00.000000000Z".into(),
         }

@@ -137,3 +137,31 @@ pub(super) async fn upsert_session_binding(
     .await?;
     Ok(())
 }
+
+/// Pauses dispatching to a target (`Some((at, by))`) or resumes it (`None`).
+pub(super) async fn set_target_pause(
+    conn: &mut SqliteConnection,
+    target_id: &str,
+    pause: Option<&(String, String)>,
+) -> Result<(), StorageError> {
+    match pause {
+        Some((at, by)) => {
+            sqlx::query(
+                "INSERT INTO target_pauses (target_id, paused_at, paused_by) VALUES (?, ?, ?) \
+                 ON CONFLICT(target_id) DO NOTHING",
+            )
+            .bind(target_id.to_owned())
+            .bind(at.clone())
+            .bind(by.clone())
+            .execute(&mut *conn)
+            .await?;
+        }
+        None => {
+            sqlx::query("DELETE FROM target_pauses WHERE target_id = ?")
+                .bind(target_id.to_owned())
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    Ok(())
+}

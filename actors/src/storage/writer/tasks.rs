@@ -45,7 +45,7 @@ pub(super) fn upsert_tasks_statement(rows: &[(&TaskRecord, u64)]) -> QueryBuilde
         "INSERT INTO tasks (task_id, thread_id, conversation_id, sender, intent, requested_agent_id, \
          resolved_agent_id, runtime_options_json, payload_artifact_id, status, remote_binding, \
          remote_execution_id, remote_session_id, last_error_json, result_artifact_id, delivery_json, \
-         metadata_json, last_seq, created_at, updated_at) ",
+         metadata_json, priority, last_seq, created_at, updated_at) ",
     );
     qb.push_values(rows, |mut b, (t, last_seq)| {
         let remote = t.remote.clone().unwrap_or_default();
@@ -66,6 +66,7 @@ pub(super) fn upsert_tasks_statement(rows: &[(&TaskRecord, u64)]) -> QueryBuilde
             .push_bind(t.result_artifact_id.clone())
             .push_bind(json_text(&t.delivery))
             .push_bind(json_text(&t.metadata))
+            .push_bind(t.priority.as_str())
             .push_bind(i64::try_from(*last_seq).unwrap_or(i64::MAX))
             .push_bind(t.created_at.clone())
             .push_bind(t.updated_at.clone());
