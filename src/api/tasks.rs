@@ -1,6 +1,5 @@
 //! Task routes: create, get, list, resume, cancel.
 
-
 use aethrolink_actors::model::{JsonObject, TaskRecord, TaskStatus};
 use aethrolink_actors::service::tasks::{CreateTask, ResumeInput, TaskListQuery};
 use axum::Json;

@@ -26,9 +26,9 @@ use serde_json::{Map, Value, json};
 pub use agents::parse_defaults;
 pub use args::{
     CallArgs, Cli, Command, DEFAULT_SERVER, Decision, FollowArgs, HeartbeatArgs, PeerAddArgs, PeerIdArg, RegisterArgs,
-    StateArgs, TargetArg, TargetIdArg, TargetStartArgs, TargetsArgs, TaskCancelArgs, TaskEventsArgs, TaskIdArg, TaskListArgs,
-    TaskResumeArgs, TaskWaitArgs, ThreadContinueArgs, ThreadCreateArgs, ThreadIdArg, ThreadsArgs, TokenCreateArgs,
-    TokenIdArg,
+    StateArgs, TargetArg, TargetIdArg, TargetStartArgs, TargetsArgs, TaskCancelArgs, TaskEventsArgs, TaskIdArg,
+    TaskListArgs, TaskResumeArgs, TaskWaitArgs, ThreadContinueArgs, ThreadCreateArgs, ThreadIdArg, ThreadsArgs,
+    TokenCreateArgs, TokenIdArg,
 };
 pub use client::CliError;
 pub use follow::format_event;

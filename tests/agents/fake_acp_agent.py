@@ -22,6 +22,7 @@ Per-prompt behaviour, chosen by the prompt text:
   "!bigline"                              -> a 1 MiB agent_message_chunk, then end_turn
   "!fs"                                   -> asks the client fs/read_text_file, reports the error code
   "!refuse"                               -> stopReason refusal
+  "!after NAME"                           -> "after:<the previous !after NAME of the session, or none>"
 Structured events (OpenClaw: notifications with params {session_id, event: {kind, message, data}}):
   "!structured-await"                     -> task.awaiting_input {prompt}; then waits for session/cancel
   "!structured-heartbeat"                 -> three task.running "Heartbeat" {heartbeat: true} 50 ms apart,
@@ -125,6 +126,11 @@ def turn(sid, text, low, state):
         chunk(sid, word)
     elif "what did i ask you to say exactly" in low:
         chunk(sid, state.get("last_exact") or "UNKNOWN")
+    elif low.startswith("!after "):
+        # The order turns ran in: answers the previous "!after" name of the session.
+        name = text.strip()[len("!after "):].strip()
+        chunk(sid, "after:" + (state.get("last_after") or "none"))
+        state["last_after"] = name
     elif low == "!stream":
         update(sid, {"sessionUpdate": "plan", "entries": [{"content": "stream ten chunks", "priority": "high", "status": "in_progress"}]})
         update(sid, {"sessionUpdate": "tool_call", "toolCallId": "t1", "title": "Count", "kind": "think", "status": "in_progress"})

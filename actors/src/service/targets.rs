@@ -221,7 +221,10 @@ impl Services {
         // What is stored wins (a target already paused keeps its first pause).
         let stored = self.target_pause(target_id).await?;
         let (id, now) = (target_id.to_owned(), stored.clone());
-        self.dir.runtimes.ask(ASK_TIMEOUT, |reply| RuntimeSupMsg::SetPaused { target_id: id, pause: now, reply }).await?;
+        self.dir
+            .runtimes
+            .ask(ASK_TIMEOUT, |reply| RuntimeSupMsg::SetPaused { target_id: id, pause: now, reply })
+            .await?;
         Ok(TargetDispatch {
             target_agent_id: target_id.to_owned(),
             dispatch_paused: stored.is_some(),

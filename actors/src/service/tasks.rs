@@ -178,14 +178,13 @@ pub fn task_filter_at(q: TaskListQuery, now: time::OffsetDateTime) -> Result<Tas
             statuses.push(status);
         }
     }
-    let limit = match trimmed(q.limit) {
-        None => DEFAULT_TASK_PAGE,
-        Some(value) => value
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=MAX_PAGE).contains(n))
-            .ok_or_else(|| bad_param("limit", format!("limit '{value}' must be an integer from 1 to {MAX_PAGE}")))?,
-    };
+    let limit =
+        match trimmed(q.limit) {
+            None => DEFAULT_TASK_PAGE,
+            Some(value) => value.parse::<u32>().ok().filter(|n| (1..=MAX_PAGE).contains(n)).ok_or_else(|| {
+                bad_param("limit", format!("limit '{value}' must be an integer from 1 to {MAX_PAGE}"))
+            })?,
+        };
     let stuck = flag("stuck", q.stuck)?;
     let stuck_after_ms = match trimmed(q.stuck_after_ms) {
         None => DEFAULT_STUCK_AFTER_MS,
@@ -209,7 +208,10 @@ pub fn task_filter_at(q: TaskListQuery, now: time::OffsetDateTime) -> Result<Tas
     let cursor = match non_empty(q.cursor) {
         None => None,
         Some(c) => Some(TaskCursor::decode(&c).ok_or_else(|| {
-            bad_param("cursor", format!("cursor '{c}' is not a listing cursor; pass the next_cursor of the previous page"))
+            bad_param(
+                "cursor",
+                format!("cursor '{c}' is not a listing cursor; pass the next_cursor of the previous page"),
+            )
         })?),
     };
     Ok(TaskFilter {
