@@ -20,6 +20,10 @@
 //!   share (`BENCH_HTTP_TASKS`, default 200; needs `ALINK_ACP_HTTP_PYTHON` or
 //!   `target/acp-http-venv`, skipped otherwise).
 //!
+//! * Listing: `GET /v1/tasks` with filters over `BENCH_LISTING_TASKS` (default 100,000) tasks
+//!   seeded straight into a fresh node's database, p50/p99 per query (`BENCH_ONLY=listing` runs
+//!   only this part).
+//!
 //! Run: `cargo bench --bench node` (the load generator shares the machine's cores).
 
 use std::io::{BufRead, BufReader};
@@ -80,6 +84,9 @@ fn peak_rss_kib(pid: u32) -> u64 {
 
 #[tokio::main]
 async fn main() -> Result {
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("listing") {
+        return listing().await;
+    }
     let agent = format!("{}/tests/agents/fake_acp_agent.py", env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir()?;
     let http_python = std::env::var("ALINK_ACP_HTTP_PYTHON").ok().filter(|p| !p.is_empty()).or_else(|| {
@@ -296,6 +303,123 @@ async fn main() -> Result {
     } else {
         println!("| HTTP agent | skipped: no Python with acp-sdk (set ALINK_ACP_HTTP_PYTHON) |");
     }
+    listing().await
+}
+
+/// Starts a node on `dir`'s database; returns it and its base URL.
+fn start_node(dir: &std::path::Path) -> Result<(std::process::Child, String)> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_alink-node"))
+        .args(["--port", "0"])
+        .arg("--database")
+        .arg(format!("sqlite://{}", dir.join("listing.db").display()))
+        .arg("--artifact-dir")
+        .arg(dir.join("artifacts"))
+        .arg("--registry")
+        .arg(dir.join("registry.yaml"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().ok_or("stdout")?).read_line(&mut line)?;
+    let base = line.trim().strip_prefix("alink-node listening on ").ok_or("no address")?.to_owned();
+    Ok((child, base))
+}
+
+fn stop_node(child: &mut std::process::Child) -> Result {
+    Command::new("kill").arg("-TERM").arg(child.id().to_string()).status()?;
+    child.wait()?;
+    Ok(())
+}
+
+/// `GET /v1/tasks` with filters over a large seeded table.
+async fn listing() -> Result {
+    let n = env_num("BENCH_LISTING_TASKS", 100_000);
+    let samples = env_num("BENCH_LISTING_SAMPLES", 200) as usize;
+    let dir = tempfile::tempdir()?;
+    std::fs::write(
+        dir.path().join("registry.yaml"),
+        "targets:\n  echo:\n    adapter: loopback\n    capabilities: [bench]\n",
+    )?;
+    let (mut child, base) = start_node(dir.path())?;
+    let http = reqwest::Client::new();
+    let created: Value = http
+        .post(format!("{base}/v1/tasks"))
+        .json(&json!({"target_agent_id": "echo", "intent": "bench", "payload": {}}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let template = created["task"]["task_id"].as_str().ok_or("no task id")?.to_owned();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop_node(&mut child)?;
+    let url = format!("sqlite://{}", dir.path().join("listing.db").display());
+    let pool = sqlx::sqlite::SqlitePoolOptions::new().max_connections(1).connect(&url).await?;
+    // i: 1..=n; statuses cycle over the three terminal ones (so recovery has nothing to do),
+    // 5 intents, 2 targets, 1000 conversations, 10,000 correlation ids, one event per task
+    // (every 1000th mentions a needle); updated_at grows with i.
+    let seed = format!(
+        "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < {n}) \
+         INSERT INTO tasks (task_id, conversation_id, sender, intent, requested_agent_id, resolved_agent_id, \
+         runtime_options_json, status, delivery_json, metadata_json, priority, last_seq, created_at, updated_at) \
+         SELECT printf('01JAAAAAAAAA%014d', i), 'conv-' || (i % 1000), 'bench', 'intent-' || (i % 5), \
+         CASE i % 2 WHEN 0 THEN 'echo' ELSE 'other' END, CASE i % 2 WHEN 0 THEN 'echo' ELSE 'other' END, '{{}}', \
+         CASE i % 3 WHEN 0 THEN 'completed' WHEN 1 THEN 'failed' ELSE 'cancelled' END, \
+         (SELECT delivery_json FROM tasks WHERE task_id = '{template}'), json_object('correlation_id', 'corr-' || (i % 10000)), \
+         'normal', 1, printf('2026-01-01T%02d:%02d:%02d.%09dZ', (i / 3600) % 24, (i / 60) % 60, i % 60, i), \
+         printf('2026-01-02T%02d:%02d:%02d.%09dZ', (i / 3600) % 24, (i / 60) % 60, i % 60, i) FROM s"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(seed)).execute(&pool).await?;
+    let events = format!(
+        "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < {n}) \
+         INSERT INTO task_events (event_id, task_id, seq, kind, state, source, message, data_json, created_at) \
+         SELECT 'ev-' || i, printf('01JAAAAAAAAA%014d', i), 1, 'task.created', 'created', 'core', \
+         'Seeded ' || i || CASE WHEN i % 1000 = 0 THEN ' needle' ELSE '' END, '{{}}', '2026-01-01T00:00:00.000000000Z' FROM s"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(events)).execute(&pool).await?;
+    sqlx::query("ANALYZE").execute(&pool).await?;
+    pool.close().await;
+    let (mut child, base) = start_node(dir.path())?;
+    // A cursor deep into the default order (page 20 of 50).
+    let mut cursor = String::new();
+    for _ in 0..20 {
+        let page: Value = http.get(format!("{base}/v1/tasks?limit=50&cursor={cursor}")).send().await?.json().await?;
+        cursor = page["next_cursor"].as_str().unwrap_or_default().to_owned();
+    }
+    let queries = [
+        "limit=50".to_owned(),
+        "status=failed&limit=50".to_owned(),
+        "status=failed,cancelled&target=echo&intent=intent-3&limit=50".to_owned(),
+        "conversation_id=conv-7&limit=50".to_owned(),
+        "correlation_id=corr-42".to_owned(),
+        "updated_after=2026-01-02T10:00:00Z&updated_before=2026-01-02T12:00:00Z&limit=50".to_owned(),
+        "stuck=true".to_owned(),
+        "q=needle&limit=50".to_owned(),
+        format!("status=completed&limit=50&cursor={cursor}"),
+    ];
+    println!();
+    println!("| GET /v1/tasks over {n} tasks, n={samples} each | p50 | p99 |");
+    println!("|---|---|---|");
+    for q in &queries {
+        let mut lat = Vec::with_capacity(samples);
+        for _ in 0..samples {
+            let t = Instant::now();
+            let r = http.get(format!("{base}/v1/tasks?{q}")).send().await?;
+            if !r.status().is_success() {
+                return Err(format!("{q}: {}", r.status()).into());
+            }
+            let _ = r.bytes().await?;
+            lat.push(t.elapsed());
+        }
+        lat.sort();
+        let shown = if q.contains("cursor=") { "status=completed&limit=50&cursor=<page 21>" } else { q.as_str() };
+        println!(
+            "| `{shown}` | {:.2} ms | {:.2} ms |",
+            percentile(&lat, 0.5).as_secs_f64() * 1e3,
+            percentile(&lat, 0.99).as_secs_f64() * 1e3
+        );
+    }
+    stop_node(&mut child)?;
     Ok(())
 }
 

@@ -106,6 +106,10 @@ pub struct CreateTaskBody {
     /// As the `Idempotency-Key` header.
     #[serde(default)]
     idempotency_key: Option<String>,
+    /// Dispatch order on a busy runtime scope (default `normal`).
+    #[serde(default)]
+    #[schema(pattern = "^(low|normal|high)$")]
+    priority: Option<String>,
 }
 
 /// How the caller wants results delivered.

@@ -206,8 +206,12 @@ impl StoreReader {
     }
 }
 
-/// Statuses a task never leaves.
-const TERMINAL: &str = "('completed', 'failed', 'cancelled')";
+/// Statuses a task is still live in, as an SQL list (an `IN` over them uses the status index;
+/// `NOT IN` the terminal ones would scan).
+const LIVE: &str = "('created', 'pending_launch', 'launching', 'ready', 'dispatching', 'running', 'awaiting_input')";
+
+/// [`LIVE`] less `awaiting_input` (a task waiting for a person is not stuck).
+const LIVE_UNATTENDED: &str = "('created', 'pending_launch', 'launching', 'ready', 'dispatching', 'running')";
 
 /// `LIKE` pattern matching `text` anywhere (its `%`, `_` and `\\` taken literally).
 fn contains_pattern(text: &str) -> String {
@@ -249,11 +253,10 @@ fn push_filter(qb: &mut QueryBuilder<Sqlite>, filter: &TaskFilter, retry_column:
     if filter.retrying {
         // Before retries exist no task has a scheduled one.
         qb.push(if retry_column { " AND next_retry_at IS NOT NULL" } else { " AND 0" });
-        qb.push(format_args!(" AND status NOT IN {TERMINAL}"));
+        qb.push(format_args!(" AND status IN {LIVE}"));
     }
     if let Some(since) = &filter.stuck_since {
-        qb.push(format_args!(" AND status NOT IN {TERMINAL} AND status <> 'awaiting_input' AND updated_at < "))
-            .push_bind(since.clone());
+        qb.push(format_args!(" AND status IN {LIVE_UNATTENDED} AND updated_at < ")).push_bind(since.clone());
     }
     let bounds = [
         ("created_at >", &filter.created_after),
@@ -331,4 +334,24 @@ fn event_from_row(r: &SqliteRow) -> Result<TaskEvent, StorageError> {
         data: json_col(r, "data_json")?,
         created_at: r.try_get("created_at")?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn live_lists_name_every_live_status() {
+        for s in TaskStatus::ALL {
+            let quoted = format!("'{s}'");
+            assert_eq!(LIVE.contains(&quoted), !s.is_terminal(), "{s}");
+            let unattended = !s.is_terminal() && *s != TaskStatus::AwaitingInput;
+            assert_eq!(LIVE_UNATTENDED.contains(&quoted), unattended, "{s}");
+        }
+    }
+
+    #[test]
+    fn text_patterns_take_wildcards_literally() {
+        assert_eq!(contains_pattern("a%b_c\\d"), "%a\\%b\\_c\\\\d%");
+    }
 }
