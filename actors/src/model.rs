@@ -123,6 +123,8 @@ string_enum!(
     }
 );
 
+// The enum comes from `string_enum!`, whose variants take no attributes (no `#[default]`).
+#[allow(clippy::derivable_impls)]
 impl Default for Priority {
     fn default() -> Self {
         Priority::Normal
