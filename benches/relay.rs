@@ -66,6 +66,40 @@ async fn echo(http: &reqwest::Client, base: &str) -> Result {
     Ok(())
 }
 
+/// `BENCH_RELAY_TRACE=1`: one relayed task's events on both nodes, as offsets (ms) from the
+/// moment the client posted it, so the critical path can be read off.
+async fn trace(http: &reqwest::Client, origin: &str, destination: &str) -> Result {
+    let posted = time::OffsetDateTime::now_utc();
+    let body = json!({"target_agent_id": "echo", "intent": "bench", "payload": {"text": "ping"}});
+    let created: Value = http.post(format!("{origin}/v1/tasks")).json(&body).send().await?.json().await?;
+    let answered = time::OffsetDateTime::now_utc();
+    let id = created["task"]["task_id"].as_str().ok_or("no task id")?.to_owned();
+    let _ = http.get(format!("{origin}/v1/tasks/{id}/events")).send().await?.text().await?;
+    let seen = time::OffsetDateTime::now_utc();
+    let ms = |at: time::OffsetDateTime| (at - posted).as_seconds_f64() * 1e3;
+    let offset = |v: &Value| {
+        v["created_at"]
+            .as_str()
+            .and_then(|s| time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok())
+            .map_or(f64::NAN, ms)
+    };
+    println!("trace: 202 at {:.2} ms, terminal frame read at {:.2} ms", ms(answered), ms(seen));
+    let task: Value = http.get(format!("{origin}/v1/tasks/{id}")).send().await?.json().await?;
+    let text = http.get(format!("{origin}/v1/tasks/{id}/events")).send().await?.text().await?;
+    for line in text.lines().filter_map(|l| l.strip_prefix("data: ")) {
+        let e: Value = serde_json::from_str(line)?;
+        println!("  origin {:>7.2} ms  {}", offset(&e), e["kind"].as_str().unwrap_or(""));
+    }
+    let remote =
+        task["task"]["remote"]["binding"].as_str().or_else(|| task["remote"]["binding"].as_str()).unwrap_or("");
+    let text = http.get(format!("{destination}/v1/tasks/{remote}/events")).send().await?.text().await?;
+    for line in text.lines().filter_map(|l| l.strip_prefix("data: ")) {
+        let e: Value = serde_json::from_str(line)?;
+        println!("  dest   {:>7.2} ms  {}", offset(&e), e["kind"].as_str().unwrap_or(""));
+    }
+    Ok(())
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
     let idx = ((sorted.len().max(1) as f64 - 1.0) * p).round() as usize;
     sorted.get(idx).map_or(0.0, |d| d.as_secs_f64() * 1e3)
@@ -111,6 +145,12 @@ async fn main() -> Result {
     }
     relayed.sort();
     direct.sort();
+
+    if std::env::var_os("BENCH_RELAY_TRACE").is_some() {
+        for _ in 0..5 {
+            trace(&http, &origin.base, &destination.base).await?;
+        }
+    }
 
     println!("## relay benchmark");
     println!();

@@ -197,8 +197,14 @@ async fn bad_query_parameters_are_400_naming_them() -> Result {
         assert_eq!(status, 400, "{path}: {v}");
         assert!(error_text(&v).contains(param), "{path}: {v}");
     }
-    // A real cursor still pages.
+    // A bare task id is not a cursor (cursors are opaque); the one a page hands out pages.
     let (status, v) = node.get(&format!("/v1/tasks?cursor={id}")).await?;
+    assert_eq!(status, 400, "{v}");
+    node.create(json!({"text": "y"})).await?;
+    let (status, page) = node.get("/v1/tasks?limit=1").await?;
+    assert_eq!(status, 200, "{page}");
+    let cursor = page["next_cursor"].as_str().ok_or("no next_cursor on a full page")?;
+    let (status, v) = node.get(&format!("/v1/tasks?limit=1&cursor={cursor}")).await?;
     assert_eq!(status, 200, "{v}");
     Ok(())
 }
