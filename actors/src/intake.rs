@@ -13,7 +13,10 @@ use serde_json::{Value, json};
 use crate::clock;
 use crate::error::AskError;
 use crate::ids::{self, AgentId};
-use crate::model::{DeliveryPolicy, JsonObject, TaskRecord, TaskStatus, ThreadRecord, deep_merge};
+use crate::model::{
+    Attempts, Deadlines, DeliveryPolicy, JsonObject, RetryPolicy, RetryPolicyRequest, TaskRecord, TaskStatus,
+    ThreadRecord, deep_merge,
+};
 use crate::model::{TargetSource, TargetSpec};
 use crate::peers::{PeerLookup, PeerTable};
 use crate::registry::{RouteError, TargetTable};
@@ -55,6 +58,11 @@ pub struct TaskRequest {
     pub idempotency: Option<IdempotencyKey>,
     /// Dispatch order on a busy runtime scope.
     pub priority: crate::model::Priority,
+    /// How failed attempts are retried (over the target's `defaults.retry_policy`, field by
+    /// field); `None` and no target default: never.
+    pub retry_policy: Option<RetryPolicyRequest>,
+    /// Bounds on each attempt (over the target's `defaults.deadlines`, field by field).
+    pub deadlines: Option<Deadlines>,
 }
 
 /// An idempotency key as a caller sent it, in the caller's scope (keys of different callers
@@ -109,6 +117,12 @@ pub fn request_hash(req: &TaskRequest) -> String {
     // Only a non-default priority is part of it, so keys stored before priorities keep their hash.
     if req.priority != crate::model::Priority::Normal {
         canonical["priority"] = json!(req.priority);
+    }
+    if let Some(policy) = &req.retry_policy {
+        canonical["retry_policy"] = json!(policy);
+    }
+    if let Some(deadlines) = &req.deadlines {
+        canonical["deadlines"] = json!(deadlines);
     }
     let digest = sha2::Sha256::digest(canonical.to_string().as_bytes());
     digest.iter().map(|b| format!("{b:02x}")).collect()
@@ -267,6 +281,41 @@ async fn replay(
     }
 }
 
+/// The retry policy and deadlines of a new task: the request's fields over the target's
+/// `defaults.retry_policy` / `defaults.deadlines`, checked; the error names what is wrong. Pure.
+pub fn attempt_rules(
+    defaults: &JsonObject,
+    policy: Option<RetryPolicyRequest>,
+    deadlines: Option<Deadlines>,
+) -> Result<(Option<RetryPolicy>, Deadlines), String> {
+    fn layered<T: serde::Serialize + serde::de::DeserializeOwned>(
+        defaults: &JsonObject,
+        key: &str,
+        request: Option<&T>,
+    ) -> Result<Option<T>, String> {
+        let base = match defaults.get(key) {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(o)) => Some(o.clone()),
+            Some(_) => return Err(format!("the target's defaults.{key} must be an object")),
+        };
+        let over = request.map(|r| match serde_json::to_value(r) {
+            Ok(Value::Object(o)) => o,
+            _ => JsonObject::new(),
+        });
+        let merged = match (base, over) {
+            (None, None) => return Ok(None),
+            (Some(b), None) => b,
+            (None, Some(o)) => o,
+            (Some(b), Some(o)) => deep_merge(&b, &o),
+        };
+        serde_json::from_value(Value::Object(merged)).map(Some).map_err(|e| format!("the target's defaults.{key}: {e}"))
+    }
+    let policy = layered(defaults, "retry_policy", policy.as_ref())?.map(RetryPolicyRequest::resolve).transpose()?;
+    let deadlines = layered(defaults, "deadlines", deadlines.as_ref())?.unwrap_or_default();
+    deadlines.check()?;
+    Ok((policy, deadlines))
+}
+
 /// Creates a new task, claiming `claim` with it.
 async fn create_new(
     intake: &Intake,
@@ -309,7 +358,12 @@ async fn create_new(
         // A turn to a peer's cached target is relayed: it runs on that peer (contract §9.6 step 4).
         turn.remote_peer_id = relayed_to(&target).map(str::to_owned);
     }
-    let runtime_options = deep_merge(&target.defaults, &req.runtime_options);
+    let mut runtime_options = deep_merge(&target.defaults, &req.runtime_options);
+    // Target defaults of the node's own, not options for the agent.
+    runtime_options.remove("retry_policy");
+    runtime_options.remove("deadlines");
+    let (retry_policy, deadlines) =
+        attempt_rules(&target.defaults, req.retry_policy, req.deadlines).map_err(IntakeError::Invalid)?;
     let now = clock::now_rfc3339();
     let conversation_id = non_empty(req.conversation_id).or_else(|| thread_id.clone()).unwrap_or_else(ids::new_id);
     let record = TaskRecord {
@@ -329,6 +383,7 @@ async fn create_new(
         delivery: req.delivery,
         metadata: req.metadata,
         priority: req.priority,
+        attempts: Attempts::first(retry_policy, deadlines, &now),
         created_at: now.clone(),
         updated_at: now,
     };

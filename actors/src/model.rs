@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -30,23 +29,26 @@ macro_rules! string_enum {
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(self.as_str())
             }
         }
 
-        impl FromStr for $name {
-            type Err = UnknownValue;
+        impl std::str::FromStr for $name {
+            type Err = $crate::model::UnknownValue;
             fn from_str(s: &str) -> Result<Self, Self::Err> {
                 match s {
                     $($text => Ok($name::$variant),)+
-                    _ => Err(UnknownValue { kind: stringify!($name), value: s.to_owned() }),
+                    _ => Err($crate::model::UnknownValue { kind: stringify!($name), value: s.to_owned() }),
                 }
             }
         }
     };
 }
+
+mod retry;
+pub use retry::{Attempts, Backoff, DeadlineKind, Deadlines, NoRetry, RetryPolicy, RetryPolicyRequest, remaining_ms};
 
 /// A string that is not one of an enum's wire spellings.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -159,6 +161,7 @@ string_enum!(
         TaskCompleted => "task.completed",
         TaskFailed => "task.failed",
         TaskCancelled => "task.cancelled",
+        TaskRetryScheduled => "task.retry_scheduled",
         ArtifactCreated => "artifact.created",
         RuntimeHealth => "runtime.health",
     }
@@ -279,12 +282,18 @@ pub enum FailureReason {
     /// After an origin restart, a relayed task's destination no longer knew it or stayed
     /// unreachable past the re-open bound.
     RemoteRelayInterrupted,
+    /// `deadlines.schedule_to_start_ms` elapsed before the agent started the attempt.
+    ScheduleToStartTimeout,
+    /// `deadlines.start_to_close_ms` elapsed after the agent started the attempt.
+    StartToCloseTimeout,
+    /// A started attempt went `deadlines.heartbeat_timeout_ms` without a progress event.
+    HeartbeatTimeout,
     /// A reason the agent (or a script) named itself.
     Other(String),
 }
 
 impl FailureReason {
-    const KNOWN: [(FailureReason, &'static str); 18] = [
+    const KNOWN: [(FailureReason, &'static str); 21] = [
         (FailureReason::Timeout, "timeout"),
         (FailureReason::Interrupted, "interrupted"),
         (FailureReason::Crashed, "crashed"),
@@ -303,6 +312,9 @@ impl FailureReason {
         (FailureReason::RemoteRelayFailed, "remote relay failed"),
         (FailureReason::RemoteEventStreamFailed, "remote event stream failed"),
         (FailureReason::RemoteRelayInterrupted, "remote relay interrupted"),
+        (FailureReason::ScheduleToStartTimeout, "schedule_to_start_timeout"),
+        (FailureReason::StartToCloseTimeout, "start_to_close_timeout"),
+        (FailureReason::HeartbeatTimeout, "heartbeat_timeout"),
     ];
 
     /// The wire spelling.
@@ -485,6 +497,10 @@ pub struct TaskRecord {
     /// Dispatch order on a busy runtime scope.
     #[serde(default)]
     pub priority: Priority,
+    /// Attempt number, retry policy and deadlines (flattened: `attempt`, `max_attempts`,
+    /// `next_retry_at`, `retry_policy`, `deadlines`, …).
+    #[serde(flatten)]
+    pub attempts: Attempts,
     pub created_at: String,
     pub updated_at: String,
 }

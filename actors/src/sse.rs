@@ -180,10 +180,9 @@ fn start_catch_up(myself: &ActorRef<SubscriberMsg>, state: &mut SubscriberState)
                     client_gone = true;
                     break 'pages;
                 }
+                // A terminal event ends the stream only as the task's last one: an operator's
+                // retry may have appended a new attempt after it.
                 last_sent = seq;
-                if terminal {
-                    break 'pages;
-                }
             }
             if !full_page {
                 break;

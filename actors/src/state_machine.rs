@@ -9,7 +9,11 @@
 //!   launch events, `task.awaiting_input` while awaiting) are refused when repeated;
 //! * API requests (`task.cancel_requested`, `task.resume_requested`) keep the *current* state, so
 //!   they can never overwrite a newer one;
-//! * `seq` is allocated here, contiguous from 1.
+//! * `seq` is allocated here, contiguous from 1;
+//! * one way back: `task.retry_scheduled` returns a live task whose attempt failed (or, by an
+//!   operator's retry, a `failed` or `cancelled` one) to `created`, to be dispatched again; never
+//!   a `completed` task, never one whose cancel is in flight (cancel wins). Whether a policy
+//!   allows the retry is the task actor's decision ([`crate::model::RetryPolicy::decide`]).
 //!
 //! No IO: unit tests cover the whole table.
 
@@ -99,10 +103,18 @@ impl TaskLifecycle {
         use EventKind as K;
         use TaskStatus as S;
         let from = self.status;
+        let not_allowed = Err(Rejection::NotAllowed { kind, from });
+        if kind == K::TaskRetryScheduled {
+            let retryable = match from {
+                S::Completed => false,
+                S::Failed | S::Cancelled => true,
+                _ => !self.cancel_requested,
+            };
+            return if self.last_seq >= 2 && retryable { Ok(S::Created) } else { not_allowed };
+        }
         if from.is_terminal() {
             return Err(Rejection::Terminal(from));
         }
-        let not_allowed = Err(Rejection::NotAllowed { kind, from });
         let to = match kind {
             K::TaskCreated => {
                 return if self.last_seq == 0 { Ok(S::Created) } else { Err(Rejection::Duplicate(kind)) };
@@ -133,6 +145,8 @@ impl TaskLifecycle {
             K::TaskCompleted => S::Completed,
             K::TaskFailed => S::Failed,
             K::TaskCancelled => S::Cancelled,
+            // Decided above.
+            K::TaskRetryScheduled => return not_allowed,
         };
         if self.last_seq == 0 {
             return not_allowed;
@@ -155,6 +169,11 @@ impl TaskLifecycle {
             EventKind::TaskCancelRequested => self.cancel_requested = true,
             EventKind::TaskResumed | EventKind::TaskRunning | EventKind::TaskAwaitingInput => {
                 self.resume_pending = false
+            }
+            // A new attempt starts with nothing pending.
+            EventKind::TaskRetryScheduled => {
+                self.resume_pending = false;
+                self.cancel_requested = false;
             }
             _ => {}
         }
@@ -264,12 +283,44 @@ mod tests {
     }
 
     #[test]
-    fn terminal_states_absorb_everything() {
+    fn terminal_states_absorb_everything_but_a_retry_of_a_failed_or_cancelled_task() {
         for terminal in [S::Completed, S::Failed, S::Cancelled] {
-            for kind in K::ALL {
+            for kind in K::ALL.iter().filter(|k| **k != K::TaskRetryScheduled) {
                 assert_eq!(at(terminal).check(*kind), Err(Rejection::Terminal(terminal)), "{kind} after {terminal}");
             }
         }
+        let retry = K::TaskRetryScheduled;
+        assert_eq!(at(S::Completed).check(retry), Err(Rejection::NotAllowed { kind: retry, from: S::Completed }));
+        assert_eq!(at(S::Failed).check(retry), Ok(S::Created));
+        assert_eq!(at(S::Cancelled).check(retry), Ok(S::Created));
+    }
+
+    #[test]
+    fn a_retry_returns_a_live_attempt_to_created_unless_a_cancel_is_in_flight() {
+        let retry = K::TaskRetryScheduled;
+        for from in [S::Created, S::PendingLaunch, S::Launching, S::Ready, S::Dispatching, S::Running, S::AwaitingInput]
+        {
+            assert_eq!(at(from).check(retry), Ok(S::Created), "{from}");
+            let mut cancelling = at(from);
+            let _ = cancelling.admit(K::TaskCancelRequested);
+            assert_eq!(cancelling.check(retry), Err(Rejection::NotAllowed { kind: retry, from }), "{from}");
+        }
+        // Not before the task is created and routed.
+        assert!(run(&[K::TaskCreated]).check(retry).is_err());
+        // A whole retried life: fail, retry, dispatch again, complete; seqs stay contiguous and
+        // the new attempt starts with no pending resume.
+        let mut lc = run(&[K::TaskCreated, K::TaskRouted, K::RuntimeReady, K::TaskDispatching, K::TaskAwaitingInput]);
+        let _ = lc.admit(K::TaskResumeRequested);
+        assert_eq!(lc.admit(retry), Ok((7, S::Created)));
+        assert_eq!(lc.check(K::TaskRouted), Err(Rejection::Duplicate(K::TaskRouted)));
+        for k in [K::RuntimeReady, K::TaskDispatching, K::TaskAwaitingInput] {
+            assert!(lc.admit(k).is_ok(), "{k}");
+        }
+        assert_eq!(lc.check_resume(), Ok(()));
+        assert_eq!(lc.admit(K::TaskResumeRequested).map(|(seq, _)| seq), Ok(11));
+        assert_eq!(lc.admit(K::TaskResumed), Ok((12, S::Running)));
+        assert_eq!(lc.admit(K::TaskCompleted), Ok((13, S::Completed)));
+        assert!(lc.check(retry).is_err());
     }
 
     #[test]
@@ -310,6 +361,11 @@ mod tests {
         for from in S::ALL {
             for kind in K::ALL {
                 if let Ok(to) = at(*from).check(*kind) {
+                    if *kind == K::TaskRetryScheduled {
+                        // The one way back, tested on its own.
+                        assert_eq!(to, S::Created);
+                        continue;
+                    }
                     assert!(!from.is_terminal());
                     let rank = |s: S| S::ALL.iter().position(|x| *x == s).unwrap_or(0);
                     let back_to_running = *from == S::AwaitingInput && to == S::Running;

@@ -20,8 +20,8 @@ use crate::clock;
 use crate::error::{AskError, StorageError};
 use crate::ids;
 use crate::model::{
-    EventKind, EventSource, FailureReason, JsonObject, LastError, RemoteRef, TargetSpec, TaskEvent, TaskRecord,
-    TaskStatus,
+    Attempts, DeadlineKind, EventKind, EventSource, FailureReason, JsonObject, LastError, RemoteRef, RetryPolicy,
+    TargetSpec, TaskEvent, TaskRecord, TaskStatus, remaining_ms,
 };
 use crate::port::{
     AdapterEvent, Dispatch, LaunchPhase, PendingInput, RuntimeError, RuntimeHandle, SessionMsg, SessionPort,
@@ -41,6 +41,10 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(600);
 /// Extra time the task actor gives a runtime beyond the cancel grace before it ends a cancelled
 /// task itself (the runtime kills its process at the grace).
 const CANCEL_BACKSTOP: Duration = Duration::from_secs(5);
+/// Added to the actor's generation when a retry starts a new attempt: reports, acquisitions and
+/// timers of the failed attempt then carry an older generation and are dropped. Far above the
+/// supervisor's restart increments (+1 per incarnation), so the two never meet.
+const ATTEMPT_STRIDE: u64 = 1 << 32;
 
 /// Errors a task actor returns to the API.
 #[derive(Clone, Debug, thiserror::Error)]
@@ -57,6 +61,12 @@ pub enum TaskError {
     /// The resume payload does not answer the pending request.
     #[error("{0}")]
     BadResume(String),
+    /// Only a `failed` or `cancelled` task can be retried by request.
+    #[error("task is {0}: only a failed or cancelled task can be retried")]
+    NotRetryable(TaskStatus),
+    /// The task's target is no longer registered: it has nowhere to run again.
+    #[error("the task's target '{0}' is no longer registered")]
+    TargetGone(String),
     #[error(transparent)]
     Ask(#[from] AskError),
 }
@@ -135,6 +145,39 @@ pub enum Deadline {
     Timeout,
     /// The runtime did not confirm a cancel in time.
     CancelGrace,
+    /// A scheduled retry is due: dispatch the next attempt.
+    Retry,
+    /// One of the task's `deadlines` elapsed.
+    Bound(DeadlineKind),
+}
+
+/// The task actor's armed timers, at most one per [`Deadline`]; each is aborted when replaced,
+/// when its condition ends, and when the task ends.
+#[derive(Default)]
+struct Timers(Vec<(Deadline, JoinHandle<Result<(), ractor::MessagingErr<TaskMsg>>>)>);
+
+impl Timers {
+    /// Fires `TaskMsg::Deadline { generation, which }` after `after`, replacing an armed one.
+    fn arm(&mut self, myself: &ActorRef<TaskMsg>, generation: u64, which: Deadline, after: Duration) {
+        self.disarm(which);
+        let handle = myself.send_after(after, move || TaskMsg::Deadline { generation, which });
+        self.0.push((which, handle));
+    }
+
+    fn disarm(&mut self, which: Deadline) {
+        self.0.retain(|(d, h)| {
+            if *d == which {
+                h.abort();
+            }
+            *d != which
+        });
+    }
+
+    fn disarm_all(&mut self) {
+        for (_, h) in self.0.drain(..) {
+            h.abort();
+        }
+    }
 }
 
 /// Messages of a task actor.
@@ -157,6 +200,9 @@ pub enum TaskMsg {
     Deadline { generation: u64, which: Deadline },
     /// Its actor kept failing: record the task failed with this detail.
     Abandon(String),
+    /// An operator retries a `failed` or `cancelled` task: a new attempt is scheduled now.
+    /// Replies with the status after it was recorded (`created`).
+    Retry { reason: Option<String>, reply: RpcReplyPort<Result<TaskStatus, TaskError>> },
 }
 
 impl From<TaskReport> for TaskMsg {
@@ -189,10 +235,21 @@ struct Draft {
     remote: Option<RemoteRef>,
     /// Result artifact written with this event.
     result: Option<NewArtifact>,
+    /// The attempt bookkeeping this event starts (a scheduled retry); it also clears `remote`.
+    attempts: Option<Attempts>,
 }
 
 fn draft(kind: EventKind, source: EventSource, message: impl Into<String>) -> Draft {
-    Draft { kind, source, message: message.into(), data: JsonObject::new(), error: None, remote: None, result: None }
+    Draft {
+        kind,
+        source,
+        message: message.into(),
+        data: JsonObject::new(),
+        error: None,
+        remote: None,
+        result: None,
+        attempts: None,
+    }
 }
 
 impl Draft {
@@ -231,10 +288,11 @@ pub struct TaskState {
     new_turn: Option<crate::storage::NewTurn>,
     /// The idempotency key to claim with the creation write (taken by it).
     claim: Option<crate::storage::IdempotencyClaim>,
-    /// `delivery.timeout_ms` timer, aborted when the task ends.
-    timeout_timer: Option<JoinHandle<Result<(), ractor::MessagingErr<TaskMsg>>>>,
-    /// Cancel confirmation timer.
-    cancel_timer: Option<JoinHandle<Result<(), ractor::MessagingErr<TaskMsg>>>>,
+    /// Whether the agent has started the current attempt (its first report arrived): ends the
+    /// `schedule_to_start_ms` bound and starts `start_to_close_ms` and the heartbeat.
+    started: bool,
+    /// `delivery.timeout_ms`, the cancel grace, a scheduled retry and the `deadlines`.
+    timers: Timers,
     /// Everything else the actor talks to.
     deps: TaskDeps,
 }
@@ -279,8 +337,8 @@ impl Actor for TaskActor {
             redispatch: false,
             new_turn,
             claim,
-            timeout_timer: None,
-            cancel_timer: None,
+            started: false,
+            timers: Timers::default(),
             deps,
         })
     }
@@ -296,6 +354,7 @@ impl Actor for TaskActor {
                 match create(state).await {
                     Ok(()) => {
                         let _ = reply.send(Ok(state.record.clone()));
+                        arm_schedule_to_start(&myself, state);
                         acquire_runtime(&myself, state);
                     }
                     Err(e) => {
@@ -381,6 +440,18 @@ impl Actor for TaskActor {
                 }
                 myself.stop(Some("abandoned".into()));
             }
+            TaskMsg::Retry { reason, reply } => {
+                let result = retry_by_request(&myself, state, reason).await;
+                let failed_write = matches!(result, Err(TaskError::Storage(_)));
+                let _ = reply.send(result);
+                if failed_write {
+                    return Err("storage write failed during a retry".into());
+                }
+                // A refused retry of a settled task: its actor was started only for it.
+                if state.lifecycle.status().is_terminal() {
+                    myself.stop(Some("retry refused".into()));
+                }
+            }
             TaskMsg::Acquired { .. } | TaskMsg::Report(_) | TaskMsg::Deadline { .. } => {
                 tracing::debug!(task_id = %state.record.task_id, generation = state.generation, "dropped a message for an older incarnation");
             }
@@ -407,12 +478,7 @@ fn lookup_target(deps: &TaskDeps, task: &TaskRecord) -> Option<TargetSpec> {
 }
 
 fn abort_timers(state: &mut TaskState) {
-    if let Some(t) = state.timeout_timer.take() {
-        t.abort();
-    }
-    if let Some(t) = state.cancel_timer.take() {
-        t.abort();
-    }
+    state.timers.disarm_all();
 }
 
 fn failed(reason: FailureReason, detail: impl Into<String>, message: impl Into<String>) -> Draft {
@@ -467,13 +533,182 @@ fn record_transitions(record: &TaskRecord, transitions: &[(TaskStatus, TaskStatu
 
 /// Appends events and stops the actor once the task is terminal. A storage failure fails the
 /// actor, so its supervisor restarts it from what is durable.
-async fn append(myself: &ActorRef<TaskMsg>, state: &mut TaskState, drafts: Vec<Draft>) -> Result<(), TaskError> {
+///
+/// A failed attempt the task's retry policy retries is not appended as `task.failed`: it
+/// becomes `task.retry_scheduled` and the next attempt is dispatched after the policy's delay.
+async fn append(myself: &ActorRef<TaskMsg>, state: &mut TaskState, mut drafts: Vec<Draft>) -> Result<(), TaskError> {
+    let retry = plan_retry(state, &mut drafts);
     persist(state, drafts, Vec::new()).await?;
     if state.lifecycle.status().is_terminal() {
         abort_timers(state);
         myself.stop(Some(format!("task {}", state.lifecycle.status())));
+    } else if let Some(delay) = retry
+        && state.lifecycle.status() == TaskStatus::Created
+    {
+        start_next_attempt(myself, state, delay);
     }
     Ok(())
+}
+
+/// If `drafts` fail the attempt and the policy retries it, replaces that failure (and anything
+/// after it) with `task.retry_scheduled`; returns the delay before the next attempt.
+fn plan_retry(state: &TaskState, drafts: &mut Vec<Draft>) -> Option<Duration> {
+    let at = drafts.iter().position(|d| d.kind == EventKind::TaskFailed)?;
+    let error = drafts[at].error.clone().unwrap_or(LastError { reason: FailureReason::RemoteFailed, detail: None });
+    let attempts = &state.record.attempts;
+    let decided = RetryPolicy::decide(
+        attempts.retry_policy.as_ref(),
+        attempts.attempt,
+        &error.reason,
+        state.lifecycle.cancel_requested(),
+        rand::random::<u64>(),
+    );
+    let delay_ms = match decided {
+        Ok(ms) => ms,
+        Err(why) => {
+            if attempts.max_attempts > 1 {
+                tracing::debug!(task_id = %state.record.task_id, attempt = attempts.attempt, ?why, "attempt failed; not retried");
+            }
+            return None;
+        }
+    };
+    let due =
+        time::OffsetDateTime::now_utc() + time::Duration::milliseconds(i64::try_from(delay_ms).unwrap_or(i64::MAX));
+    let due = clock::format_rfc3339(due);
+    let next = Attempts {
+        attempt: attempts.attempt + 1,
+        next_retry_at: Some(due.clone()),
+        attempt_scheduled_at: Some(due.clone()),
+        attempt_started_at: None,
+        ..attempts.clone()
+    };
+    let message = format!(
+        "Attempt {} of {} failed ({}); next attempt in {delay_ms} ms",
+        attempts.attempt,
+        attempts.max_attempts,
+        error.reason.as_str()
+    );
+    let mut d = draft(EventKind::TaskRetryScheduled, EventSource::Core, message).data(json!({
+        "reason": error.reason,
+        "detail": error.detail,
+        "attempt": attempts.attempt,
+        "next_attempt": next.attempt,
+        "max_attempts": attempts.max_attempts,
+        "delay_ms": delay_ms,
+        "next_retry_at": due,
+    }));
+    d.error = Some(error);
+    d.attempts = Some(next);
+    drafts.truncate(at);
+    drafts.push(d);
+    Some(Duration::from_millis(delay_ms))
+}
+
+/// After a durable `task.retry_scheduled`: fences off the failed attempt (a new generation, no
+/// session, no timers) and arms the retry.
+fn start_next_attempt(myself: &ActorRef<TaskMsg>, state: &mut TaskState, delay: Duration) {
+    abort_timers(state);
+    state.generation += ATTEMPT_STRIDE;
+    state.session = None;
+    state.awaiting = None;
+    state.reattach = None;
+    state.redispatch = false;
+    state.started = false;
+    tracing::info!(
+        actor_kind = "task", task_id = %state.record.task_id, attempt = state.record.attempts.attempt,
+        max_attempts = state.record.attempts.max_attempts, delay_ms = delay.as_millis() as u64,
+        reason = state.record.last_error.as_ref().map_or("", |e| e.reason.as_str()), "retry scheduled"
+    );
+    state.timers.arm(myself, state.generation, Deadline::Retry, delay);
+}
+
+/// An operator's retry of a settled task: `task.retry_scheduled` (source `api`) starts attempt
+/// `attempt + 1` at once (`max_attempts` grows to allow it), and the task is dispatched again.
+async fn retry_by_request(
+    myself: &ActorRef<TaskMsg>,
+    state: &mut TaskState,
+    reason: Option<String>,
+) -> Result<TaskStatus, TaskError> {
+    let status = state.lifecycle.status();
+    if !matches!(status, TaskStatus::Failed | TaskStatus::Cancelled) {
+        return Err(TaskError::NotRetryable(status));
+    }
+    if state.target.is_none() {
+        let target = state.record.resolved_agent_id.clone().unwrap_or_default();
+        return Err(TaskError::TargetGone(target));
+    }
+    if state.payload.is_none() {
+        state.payload = Some(load_payload(state).await.map_err(TaskError::Artifact)?);
+    }
+    let now = clock::now_rfc3339();
+    let attempts = &state.record.attempts;
+    let next = Attempts {
+        attempt: attempts.attempt + 1,
+        max_attempts: attempts.max_attempts.max(attempts.attempt + 1),
+        next_retry_at: None,
+        attempt_scheduled_at: Some(now),
+        attempt_started_at: None,
+        ..attempts.clone()
+    };
+    let mut data = json!({ "attempt": attempts.attempt, "next_attempt": next.attempt, "max_attempts": next.max_attempts, "delay_ms": 0 });
+    if let Some(r) = reason {
+        data["reason"] = json!(r);
+    }
+    let mut d =
+        draft(EventKind::TaskRetryScheduled, EventSource::Api, format!("Retry requested (attempt {})", next.attempt))
+            .data(data);
+    d.attempts = Some(next);
+    persist(state, vec![d], Vec::new()).await?;
+    if state.lifecycle.status() != TaskStatus::Created {
+        return Ok(state.lifecycle.status());
+    }
+    start_next_attempt(myself, state, Duration::ZERO);
+    Ok(state.lifecycle.status())
+}
+
+/// The retry is due: the next attempt is scheduled now and waits for its runtime.
+fn on_retry_due(myself: &ActorRef<TaskMsg>, state: &mut TaskState) {
+    if state.lifecycle.status() != TaskStatus::Created {
+        return;
+    }
+    // Written with the attempt's next event (`runtime.*`, `task.dispatching`).
+    state.record.attempts.next_retry_at = None;
+    arm_schedule_to_start(myself, state);
+    acquire_runtime(myself, state);
+}
+
+/// Arms `deadlines.schedule_to_start_ms` with what is left of it since the attempt was scheduled.
+fn arm_schedule_to_start(myself: &ActorRef<TaskMsg>, state: &mut TaskState) {
+    let attempts = &state.record.attempts;
+    let Some(ms) = attempts.deadlines.schedule_to_start_ms else { return };
+    let left = remaining_ms(attempts.attempt_scheduled_at.as_deref(), ms, time::OffsetDateTime::now_utc());
+    let which = Deadline::Bound(DeadlineKind::ScheduleToStart);
+    state.timers.arm(myself, state.generation, which, Duration::from_millis(left));
+}
+
+/// The agent reported on the attempt: the first report starts it (`schedule_to_start_ms` ends,
+/// `start_to_close_ms` begins); every report is a heartbeat, except while the task awaits input.
+fn on_progress(myself: &ActorRef<TaskMsg>, state: &mut TaskState) {
+    let deadlines = state.record.attempts.deadlines;
+    if !state.started {
+        state.started = true;
+        state.timers.disarm(Deadline::Bound(DeadlineKind::ScheduleToStart));
+        if state.record.attempts.attempt_started_at.is_none() {
+            state.record.attempts.attempt_started_at = Some(clock::now_rfc3339());
+        }
+        if let Some(ms) = deadlines.start_to_close_ms {
+            let left =
+                remaining_ms(state.record.attempts.attempt_started_at.as_deref(), ms, time::OffsetDateTime::now_utc());
+            let which = Deadline::Bound(DeadlineKind::StartToClose);
+            state.timers.arm(myself, state.generation, which, Duration::from_millis(left));
+        }
+    }
+    let heartbeat = Deadline::Bound(DeadlineKind::Heartbeat);
+    match deadlines.heartbeat_timeout_ms {
+        Some(_) if state.lifecycle.status() == TaskStatus::AwaitingInput => state.timers.disarm(heartbeat),
+        Some(ms) => state.timers.arm(myself, state.generation, heartbeat, Duration::from_millis(ms)),
+        None => {}
+    }
 }
 
 /// Checks each draft against the state machine (refused ones are logged and skipped), writes the
@@ -509,6 +744,17 @@ async fn persist(state: &mut TaskState, drafts: Vec<Draft>, mut artifacts: Vec<N
         if let Some(artifact) = d.result {
             r.result_artifact_id = Some(artifact.meta.artifact_id.clone());
             artifacts.push(artifact);
+        }
+        if let Some(attempts) = d.attempts {
+            r.attempts = attempts;
+            r.remote = None;
+        }
+        if to.is_terminal() {
+            r.attempts.next_retry_at = None;
+        }
+        if kind == EventKind::TaskCompleted {
+            // An earlier attempt's failure no longer describes the task.
+            r.last_error = None;
         }
         events.push(TaskEvent {
             event_id: ids::new_id(),
@@ -703,12 +949,7 @@ async fn on_acquired(
         return Ok(());
     }
     if let Some(ms) = state.record.delivery.timeout_ms {
-        let generation = state.generation;
-        state.timeout_timer =
-            Some(myself.send_after(Duration::from_millis(ms), move || TaskMsg::Deadline {
-                generation,
-                which: Deadline::Timeout,
-            }));
+        state.timers.arm(myself, state.generation, Deadline::Timeout, Duration::from_millis(ms));
     }
     if submitted {
         state.session = Some(handle.session);
@@ -804,7 +1045,13 @@ async fn on_adapter_events(
             drafts.push(d);
         }
     }
-    append(myself, state, drafts).await
+    let generation = state.generation;
+    append(myself, state, drafts).await?;
+    // Not for an attempt that just ended (a retry moved the generation on).
+    if generation == state.generation && !state.lifecycle.status().is_terminal() {
+        on_progress(myself, state);
+    }
+    Ok(())
 }
 
 /// The event an adapter report becomes (`None` for reports that change no state).
@@ -892,10 +1139,8 @@ async fn cancel(
                 session
                     .send(SessionMsg::Cancel { task_id: state.record.task_id.clone(), generation: state.generation });
             }
-            let generation = state.generation;
             let grace = state.deps.cancel_grace + CANCEL_BACKSTOP;
-            state.cancel_timer =
-                Some(myself.send_after(grace, move || TaskMsg::Deadline { generation, which: Deadline::CancelGrace }));
+            state.timers.arm(myself, state.generation, Deadline::CancelGrace, grace);
             Ok(state.lifecycle.status())
         }
     }
@@ -905,9 +1150,16 @@ async fn on_deadline(myself: &ActorRef<TaskMsg>, state: &mut TaskState, which: D
     if state.lifecycle.status().is_terminal() {
         return Ok(());
     }
-    let stop_runtime = |state: &TaskState| {
-        if let Some(session) = &state.session {
-            session.send(SessionMsg::Cancel { task_id: state.record.task_id.clone(), generation: state.generation });
+    if which == Deadline::Retry {
+        on_retry_due(myself, state);
+        return Ok(());
+    }
+    // The attempt's session and generation, taken before the failure is appended: a retry
+    // moves both on, and the runtime must be told to stop the attempt that timed out.
+    let (session, generation, task_id) = (state.session.clone(), state.generation, state.record.task_id.clone());
+    let stop_runtime = move || {
+        if let Some(session) = session {
+            session.send(SessionMsg::Cancel { task_id, generation });
         }
     };
     match which {
@@ -924,7 +1176,32 @@ async fn on_deadline(myself: &ActorRef<TaskMsg>, state: &mut TaskState, which: D
                 )],
             )
             .await?;
-            stop_runtime(state);
+            stop_runtime();
+        }
+        Deadline::Bound(kind) => {
+            let deadlines = state.record.attempts.deadlines;
+            let ms = match kind {
+                DeadlineKind::ScheduleToStart => deadlines.schedule_to_start_ms,
+                DeadlineKind::StartToClose => deadlines.start_to_close_ms,
+                DeadlineKind::Heartbeat => deadlines.heartbeat_timeout_ms,
+            }
+            .unwrap_or_default();
+            let (detail, message) = match kind {
+                DeadlineKind::ScheduleToStart => (
+                    format!("the agent did not start the attempt within deadlines.schedule_to_start_ms = {ms}"),
+                    format!("Attempt not started within {ms} ms"),
+                ),
+                DeadlineKind::StartToClose => (
+                    format!("the attempt did not end within deadlines.start_to_close_ms = {ms} of its start"),
+                    format!("Attempt did not finish within {ms} ms of its start"),
+                ),
+                DeadlineKind::Heartbeat => (
+                    format!("no progress from the agent for deadlines.heartbeat_timeout_ms = {ms}"),
+                    format!("No heartbeat for {ms} ms"),
+                ),
+            };
+            append(myself, state, vec![failed(kind.reason(), detail, message)]).await?;
+            stop_runtime();
         }
         Deadline::CancelGrace => {
             let grace = state.deps.cancel_grace + CANCEL_BACKSTOP;
@@ -934,8 +1211,9 @@ async fn on_deadline(myself: &ActorRef<TaskMsg>, state: &mut TaskState, which: D
                 format!("Runtime did not confirm the cancel within {} ms; cancelled by the node", grace.as_millis()),
             );
             append(myself, state, vec![d]).await?;
-            stop_runtime(state);
+            stop_runtime();
         }
+        Deadline::Retry => {}
     }
     Ok(())
 }
@@ -1049,6 +1327,9 @@ async fn recover(myself: &ActorRef<TaskMsg>, state: &mut TaskState) -> Result<()
             }
             state.reattach = Some(run);
             tracing::info!(actor_kind = "task", task_id = %state.record.task_id, status = %status, "recovered task re-attaches to its remote run");
+            // The agent had started it: its start-to-close bound goes on with what is left,
+            // the heartbeat starts afresh.
+            on_progress(myself, state);
             acquire_runtime(myself, state);
             Ok(())
         }
@@ -1062,11 +1343,28 @@ async fn recover(myself: &ActorRef<TaskMsg>, state: &mut TaskState) -> Result<()
                 return Ok(());
             }
             state.redispatch = status.is_dispatched();
+            // A retry that was waiting for its delay: re-armed with what is left of it.
+            if let Some(due) = state.record.attempts.next_retry_at.clone() {
+                let left = retry_delay_left(&due, time::OffsetDateTime::now_utc());
+                tracing::info!(actor_kind = "task", task_id = %state.record.task_id, attempt = state.record.attempts.attempt, delay_ms = left.as_millis() as u64, "recovered task's retry re-armed");
+                state.timers.arm(myself, state.generation, Deadline::Retry, left);
+                return Ok(());
+            }
             tracing::info!(actor_kind = "task", task_id = %state.record.task_id, status = %status, "recovered task resumes dispatch");
+            arm_schedule_to_start(myself, state);
             acquire_runtime(myself, state);
             Ok(())
         }
     }
+}
+
+/// What is left of a retry delay due at `due` (RFC 3339) at `now`: nothing once due, or if `due`
+/// is unreadable. Pure.
+pub fn retry_delay_left(due: &str, now: time::OffsetDateTime) -> Duration {
+    let Ok(due) = time::OffsetDateTime::parse(due, &time::format_description::well_known::Rfc3339) else {
+        return Duration::ZERO;
+    };
+    Duration::from_millis((due - now).whole_milliseconds().max(0) as u64)
 }
 
 /// Loads the payload for a recovered task; an unreadable one fails the task `interrupted`

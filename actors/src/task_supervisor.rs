@@ -25,6 +25,9 @@ pub enum TaskSupMsg {
     Spawn(Box<NewTask>, RpcReplyPort<Result<ActorRef<TaskMsg>, TaskError>>),
     /// The live actor of a task, if it has one (terminal tasks have none).
     Lookup(String, RpcReplyPort<Option<ActorRef<TaskMsg>>>),
+    /// The actor of a task, started from storage if it has none (a settled task an operator
+    /// retries; it stops again if the request is refused).
+    Revive(String, RpcReplyPort<Result<ActorRef<TaskMsg>, TaskError>>),
     /// Internal: restart a failed task actor after its backoff.
     Restart { task_id: String, generation: u64 },
     /// Number of live task actors.
@@ -139,6 +142,15 @@ impl Actor for TaskSupervisor {
             }
             TaskSupMsg::Lookup(task_id, reply) => {
                 let _ = reply.send(state.children.get(&task_id).map(|c| c.actor.clone()));
+            }
+            TaskSupMsg::Revive(task_id, reply) => {
+                let actor = match state.children.get(&task_id) {
+                    Some(child) => Ok(child.actor.clone()),
+                    None => spawn_task(&myself, state, task_id.clone(), TaskInit::Reload(task_id), 1)
+                        .await
+                        .map_err(|e| TaskError::Spawn(e.to_string())),
+                };
+                let _ = reply.send(actor);
             }
             TaskSupMsg::Restart { task_id, generation } => {
                 if state.pending_restart.get(&task_id) != Some(&generation) {

@@ -297,6 +297,7 @@ impl Actor for ThreadCoordinator {
                             metadata: plan.metadata.clone(),
                             idempotency: None,
                             priority: Default::default(),
+                            ..Default::default()
                         };
                         if let Some(p) = state.runs.get_mut(&thread_id) {
                             // Nothing else is watched until the next task exists.

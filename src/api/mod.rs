@@ -66,6 +66,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(node::resume))
         .routes(routes!(node::cancel))
         .routes(routes!(tasks::create, tasks::list))
+        .routes(routes!(tasks::bulk))
         .routes(routes!(tasks::get))
         .routes(routes!(events::stream))
         .routes(routes!(tasks::resume))

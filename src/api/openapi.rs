@@ -110,6 +110,85 @@ pub struct CreateTaskBody {
     #[serde(default)]
     #[schema(pattern = "^(low|normal|high)$")]
     priority: Option<String>,
+    /// How failed attempts are retried (default: the target's `defaults.retry_policy`, else never).
+    #[serde(default)]
+    retry_policy: Option<RetryPolicyBody>,
+    /// Bounds on each attempt (default: the target's `defaults.deadlines`).
+    #[serde(default)]
+    deadlines: Option<DeadlinesBody>,
+}
+
+/// `POST /v1/tasks/bulk`: which tasks (exactly one of `ids` and `filter`) and what to do.
+#[derive(ToSchema, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // describes a body, never built
+pub struct BulkBody {
+    /// `cancel`, or `retry` (a new attempt of a failed or cancelled task, now).
+    #[schema(pattern = "^(cancel|retry)$")]
+    action: String,
+    /// The tasks by id (at most 10,000).
+    #[serde(default)]
+    ids: Option<Vec<String>>,
+    /// The tasks by the listing's filters (`status` may be a string or an array; `retrying` and
+    /// `stuck` are booleans); one that names no condition is refused.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    filter: Option<serde_json::Value>,
+    /// Only count and list the tasks.
+    #[serde(default)]
+    dry_run: Option<bool>,
+    /// Recorded with each cancel or retry.
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// How a task's failed attempts are retried; each field defaults on its own.
+#[derive(ToSchema, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // describes a body, never built
+pub struct RetryPolicyBody {
+    /// Attempts in all, the first included (default 3).
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 100)]
+    max_attempts: Option<u32>,
+    /// `fixed` or `exponential` (default; the delay doubles per attempt).
+    #[serde(default)]
+    #[schema(pattern = "^(fixed|exponential)$")]
+    backoff: Option<String>,
+    /// Delay before the first retry (default 1000).
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 86400000)]
+    initial_delay_ms: Option<u64>,
+    /// Upper bound of any delay (default 60000, at least `initial_delay_ms`).
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 86400000)]
+    max_delay_ms: Option<u64>,
+    /// Draw each delay from [delay/2, delay] (default false).
+    #[serde(default)]
+    jitter: Option<bool>,
+    /// Failure reasons retried (default: all but `adapter missing` and `crashed`).
+    #[serde(default)]
+    retry_on: Option<Vec<String>>,
+}
+
+/// Bounds on each attempt of a task, in milliseconds; each fails the attempt with its own reason.
+#[derive(ToSchema, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // describes a body, never built
+pub struct DeadlinesBody {
+    /// From scheduling (creation, or the retry coming due) to the agent starting the attempt:
+    /// `schedule_to_start_timeout`.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 2592000000u64)]
+    schedule_to_start_ms: Option<u64>,
+    /// From the agent starting the attempt to its end: `start_to_close_timeout`.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 2592000000u64)]
+    start_to_close_ms: Option<u64>,
+    /// Longest silence of a started attempt (not while awaiting input): `heartbeat_timeout`.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 2592000000u64)]
+    heartbeat_timeout_ms: Option<u64>,
 }
 
 /// How the caller wants results delivered.
@@ -158,6 +237,9 @@ pub fn base() -> OpenApi {
         .schema("Object", Object::schema())
         .schema("CreateTaskBody", CreateTaskBody::schema())
         .schema("DeliveryBody", DeliveryBody::schema())
+        .schema("RetryPolicyBody", RetryPolicyBody::schema())
+        .schema("BulkBody", BulkBody::schema())
+        .schema("DeadlinesBody", DeadlinesBody::schema())
         .schema("NodeErrorBody", NodeErrorBody::schema());
     let tags = TAGS.map(|(name, what)| TagBuilder::new().name(name).description(Some(what)).build());
     OpenApiBuilder::new().info(info).components(Some(components.build())).tags(Some(tags)).build()

@@ -147,6 +147,24 @@ fn status_reply(task_id: &str, status: TaskStatus) -> (StatusCode, Json<Value>) 
     (code, Json(json!({ "task_id": task_id, "status": status })))
 }
 
+/// `POST /v1/tasks/bulk`: cancel or retry the tasks named by `ids` or `filter`; a dry run only
+/// counts and lists them.
+#[utoipa::path(
+    post,
+    path = "/v1/tasks/bulk",
+    operation_id = "bulk_tasks",
+    tag = "tasks",
+    request_body(content = super::openapi::BulkBody, content_type = "application/json"),
+    responses((status = 200, description = "`{action, dry_run, matched, applied, failed, task_ids, failures: [{task_id, error, status}], truncated}`", body = super::openapi::Object))
+)]
+pub async fn bulk(
+    State(st): State<AppState>,
+    HttpCaller(caller): HttpCaller,
+    StrictJson(req): StrictJson<aethrolink_actors::service::bulk::BulkRequest>,
+) -> Result<Json<aethrolink_actors::service::bulk::BulkOutcome>, ApiError> {
+    Ok(Json(st.services.bulk_tasks(&caller, req).await?))
+}
+
 /// Body of `POST /v1/tasks/{id}/cancel` (optional).
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -55,6 +55,8 @@ pub enum Command {
     TaskWait(TaskWaitArgs),
     /// List tasks.
     TaskList(TaskListArgs),
+    /// Cancel or retry many tasks, by id or by the listing filters (`--dry-run` only counts).
+    TaskBulk(TaskBulkArgs),
     /// Answer a task that is awaiting input.
     TaskResume(TaskResumeArgs),
     /// Cancel a task.
@@ -375,6 +377,46 @@ pub struct TaskWaitArgs {
 
 #[derive(Debug, Args)]
 pub struct TaskListArgs {
+    #[command(flatten)]
+    pub filter: TaskFilterArgs,
+    /// Continue a listing from the `next_cursor` of the previous page.
+    #[arg(long)]
+    pub cursor: Option<String>,
+    /// Page size (1–500, default 50).
+    #[arg(long)]
+    pub limit: Option<u32>,
+}
+
+/// What a bulk action does to each task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BulkActionArg {
+    /// Cancel each task (as task-cancel).
+    Cancel,
+    /// Start a new attempt of each failed or cancelled task now.
+    Retry,
+}
+
+#[derive(Debug, Args)]
+pub struct TaskBulkArgs {
+    /// `cancel` or `retry`.
+    #[arg(value_enum)]
+    pub action: BulkActionArg,
+    /// A task to act on (repeatable); instead of the filter flags.
+    #[arg(long = "id", value_name = "TASK_ID")]
+    pub ids: Vec<String>,
+    #[command(flatten)]
+    pub filter: TaskFilterArgs,
+    /// Only count and list the tasks it would act on.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Recorded with each cancel or retry.
+    #[arg(long)]
+    pub reason: Option<String>,
+}
+
+/// The listing filters (`task-list`, `task-bulk`).
+#[derive(Debug, Args)]
+pub struct TaskFilterArgs {
     /// Only tasks in one of these statuses (comma-separated: created, running, awaiting_input,
     /// completed, failed, …).
     #[arg(long)]
@@ -421,12 +463,6 @@ pub struct TaskListArgs {
     /// Only tasks whose last event mentions this text (case-insensitive).
     #[arg(long = "text", alias = "q")]
     pub text: Option<String>,
-    /// Continue a listing from the `next_cursor` of the previous page.
-    #[arg(long)]
-    pub cursor: Option<String>,
-    /// Page size (1–500, default 50).
-    #[arg(long)]
-    pub limit: Option<u32>,
 }
 
 /// How to answer a permission request by kind (the agent's offered option of that kind is picked).

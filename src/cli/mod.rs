@@ -25,10 +25,10 @@ use serde_json::{Map, Value, json};
 
 pub use agents::parse_defaults;
 pub use args::{
-    CallArgs, Cli, Command, DEFAULT_SERVER, Decision, FollowArgs, HeartbeatArgs, PeerAddArgs, PeerIdArg, RegisterArgs,
-    StateArgs, TargetArg, TargetIdArg, TargetStartArgs, TargetsArgs, TaskCancelArgs, TaskEventsArgs, TaskIdArg,
-    TaskListArgs, TaskResumeArgs, TaskWaitArgs, ThreadContinueArgs, ThreadCreateArgs, ThreadIdArg, ThreadsArgs,
-    TokenCreateArgs, TokenIdArg,
+    BulkActionArg, CallArgs, Cli, Command, DEFAULT_SERVER, Decision, FollowArgs, HeartbeatArgs, PeerAddArgs, PeerIdArg,
+    RegisterArgs, StateArgs, TargetArg, TargetIdArg, TargetStartArgs, TargetsArgs, TaskBulkArgs, TaskCancelArgs,
+    TaskEventsArgs, TaskFilterArgs, TaskIdArg, TaskListArgs, TaskResumeArgs, TaskWaitArgs, ThreadContinueArgs,
+    ThreadCreateArgs, ThreadIdArg, ThreadsArgs, TokenCreateArgs, TokenIdArg,
 };
 pub use client::CliError;
 pub use follow::format_event;
@@ -51,6 +51,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::TaskEvents(a) => tasks::events(client, out, a).await,
         Command::TaskWait(a) => tasks::wait(client, out, a).await,
         Command::TaskList(a) => tasks::list(client, out, a).await,
+        Command::TaskBulk(a) => tasks::bulk(client, out, a).await,
         Command::TaskResume(a) => tasks::resume(client, out, a).await,
         Command::TaskCancel(a) => tasks::cancel(client, out, a).await,
         Command::Targets(a) => agents::targets(client, out, a).await,

@@ -7,7 +7,10 @@ use serde_json::{Value, json};
 use super::agents::{Sender, SenderSource, resolve_sender};
 use super::client::{CliError, Client, Output, line, note};
 use super::follow::{Follower, Stop, Stopped, WaitFor, format_event, report_outcome, stop_at, wait_for_task};
-use super::{CallArgs, TaskCancelArgs, TaskEventsArgs, TaskIdArg, TaskListArgs, TaskResumeArgs, TaskWaitArgs};
+use super::{
+    BulkActionArg, CallArgs, TaskBulkArgs, TaskCancelArgs, TaskEventsArgs, TaskFilterArgs, TaskIdArg, TaskListArgs,
+    TaskResumeArgs, TaskWaitArgs,
+};
 use super::{field_str, parse_object, payload};
 
 pub(super) async fn call(client: &Client, out: Output, a: CallArgs) -> Result<(), CliError> {
@@ -124,28 +127,79 @@ pub(super) async fn wait(client: &Client, out: Output, a: TaskWaitArgs) -> Resul
     }
 }
 
-pub(super) async fn list(client: &Client, out: Output, a: TaskListArgs) -> Result<(), CliError> {
-    let mut query = Vec::new();
+/// The listing filters set, as (query parameter, value).
+fn filter_params(f: TaskFilterArgs) -> Vec<(&'static str, String)> {
     let flag = |on: bool| on.then(|| "true".to_owned());
-    for (k, v) in [
-        ("status", a.status),
-        ("target", a.target),
-        ("intent", a.intent),
-        ("conversation_id", a.conversation_id),
-        ("thread_id", a.thread_id),
-        ("sender", a.sender),
-        ("correlation_id", a.correlation_id),
-        ("retrying", flag(a.retrying)),
-        ("stuck", flag(a.stuck)),
-        ("stuck_after_ms", a.stuck_after_ms.map(|ms| ms.to_string())),
-        ("created_after", a.created_after),
-        ("created_before", a.created_before),
-        ("updated_after", a.updated_after),
-        ("updated_before", a.updated_before),
-        ("q", a.text),
-        ("cursor", a.cursor),
-        ("limit", a.limit.map(|l| l.to_string())),
-    ] {
+    [
+        ("status", f.status),
+        ("target", f.target),
+        ("intent", f.intent),
+        ("conversation_id", f.conversation_id),
+        ("thread_id", f.thread_id),
+        ("sender", f.sender),
+        ("correlation_id", f.correlation_id),
+        ("retrying", flag(f.retrying)),
+        ("stuck", flag(f.stuck)),
+        ("stuck_after_ms", f.stuck_after_ms.map(|ms| ms.to_string())),
+        ("created_after", f.created_after),
+        ("created_before", f.created_before),
+        ("updated_after", f.updated_after),
+        ("updated_before", f.updated_before),
+        ("q", f.text),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.map(|v| (k, v)))
+    .collect()
+}
+
+pub(super) async fn bulk(client: &Client, out: Output, a: TaskBulkArgs) -> Result<(), CliError> {
+    let action = match a.action {
+        BulkActionArg::Cancel => "cancel",
+        BulkActionArg::Retry => "retry",
+    };
+    let mut body = json!({ "action": action, "dry_run": a.dry_run });
+    let filter = filter_params(a.filter);
+    if !a.ids.is_empty() {
+        body["ids"] = json!(a.ids);
+    }
+    if !filter.is_empty() || a.ids.is_empty() {
+        // The node refuses an empty filter with a message saying why.
+        let mut f = serde_json::Map::new();
+        for (k, v) in filter {
+            let value = match k {
+                "retrying" | "stuck" => json!(true),
+                "stuck_after_ms" => v.parse::<u64>().map_or(json!(v), |n| json!(n)),
+                _ => json!(v),
+            };
+            f.insert(k.to_owned(), value);
+        }
+        body["filter"] = Value::Object(f);
+    }
+    if let Some(r) = a.reason {
+        body["reason"] = json!(r);
+    }
+    let v = client.post("/v1/tasks/bulk", &body).await?;
+    let count = |k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
+    let mut text = if a.dry_run {
+        format!("{} tasks match (dry run: nothing changed)", count("matched"))
+    } else {
+        format!("{action}: {} matched, {} applied, {} failed", count("matched"), count("applied"), count("failed"))
+    };
+    if v.get("truncated").and_then(Value::as_bool) == Some(true) {
+        text.push_str(" (more matched than one request acts on; run it again)");
+    }
+    for id in v.get("task_ids").and_then(Value::as_array).into_iter().flatten().filter(|_| a.dry_run) {
+        text.push_str(&format!("\n  {}", id.as_str().unwrap_or_default()));
+    }
+    for f in v.get("failures").and_then(Value::as_array).into_iter().flatten() {
+        text.push_str(&format!("\n  {}: {}", field_str(f, "task_id"), field_str(f, "error")));
+    }
+    out.print(&v, text)
+}
+
+pub(super) async fn list(client: &Client, out: Output, a: TaskListArgs) -> Result<(), CliError> {
+    let mut query = filter_params(a.filter);
+    for (k, v) in [("cursor", a.cursor), ("limit", a.limit.map(|l| l.to_string()))] {
         if let Some(v) = v {
             query.push((k, v));
         }

@@ -23,6 +23,11 @@ Per-prompt behaviour, chosen by the prompt text:
   "!fs"                                   -> asks the client fs/read_text_file, reports the error code
   "!refuse"                               -> stopReason refusal
   "!after NAME"                           -> "after:<the previous !after NAME of the session, or none>"
+  "!flaky FILE N"                         -> the first N prompts (counted in FILE, across processes)
+                                             fail (a JSON-RPC error answers session/prompt);
+                                             later ones answer "ok after N failures"
+  "!hang-once FILE"                       -> the first prompt (FILE absent; it creates it) hangs until
+                                             cancelled; later ones answer "ok"
 Structured events (OpenClaw: notifications with params {session_id, event: {kind, message, data}}):
   "!structured-await"                     -> task.awaiting_input {prompt}; then waits for session/cancel
   "!structured-heartbeat"                 -> three task.running "Heartbeat" {heartbeat: true} 50 ms apart,
@@ -114,7 +119,10 @@ def prompt(rid, params):
     finally:
         with lock:
             active[sid] -= 1
-    send({"jsonrpc": "2.0", "id": rid, "result": {"stopReason": stop}})
+    if isinstance(stop, dict):
+        send({"jsonrpc": "2.0", "id": rid, "error": stop})
+    else:
+        send({"jsonrpc": "2.0", "id": rid, "result": {"stopReason": stop}})
 
 
 def turn(sid, text, low, state):
@@ -131,6 +139,27 @@ def turn(sid, text, low, state):
         name = text.strip()[len("!after "):].strip()
         chunk(sid, "after:" + (state.get("last_after") or "none"))
         state["last_after"] = name
+    elif low.startswith("!flaky "):
+        _, path, n = text.strip().split()
+        try:
+            with open(path) as f:
+                count = int(f.read().strip() or "0")
+        except FileNotFoundError:
+            count = 0
+        if count < int(n):
+            with open(path, "w") as f:
+                f.write(str(count + 1))
+            stop = {"code": -32000, "message": f"flaky failure {count + 1}"}
+        else:
+            chunk(sid, f"ok after {n} failures")
+    elif low.startswith("!hang-once "):
+        path = text.strip().split()[1]
+        if os.path.exists(path):
+            chunk(sid, "ok")
+        else:
+            open(path, "w").close()
+            cancelled[sid].wait()
+            stop = "cancelled"
     elif low == "!stream":
         update(sid, {"sessionUpdate": "plan", "entries": [{"content": "stream ten chunks", "priority": "high", "status": "in_progress"}]})
         update(sid, {"sessionUpdate": "tool_call", "toolCallId": "t1", "title": "Count", "kind": "think", "status": "in_progress"})

@@ -162,6 +162,10 @@ impl From<TaskError> for ServiceError {
                 ServiceError::hidden(ErrorKind::Unavailable, "the node could not start the task; retry shortly", m)
             }
             TaskError::BadResume(m) => ServiceError::invalid(m),
+            TaskError::NotRetryable(status) => {
+                ServiceError::conflict(TaskError::NotRetryable(status).to_string()).with("status", status.as_str())
+            }
+            e @ TaskError::TargetGone(_) => ServiceError::conflict(e.to_string()),
         }
     }
 }

@@ -5,6 +5,7 @@
 //!
 //! * [`tasks`] — create, get, list, cancel, resume; event history and live subscription;
 //!   artifacts.
+//! * [`bulk`] — cancel or retry many tasks by id or listing filter, with a dry run.
 //! * [`agents`] — register, heartbeat, unregister, list, get.
 //! * [`targets`] — targets with their runtime state; health, start, stop, launches.
 //! * [`threads`] — create, get, list, turns, continue (with auto-handoff), inspect.
@@ -15,6 +16,7 @@
 
 pub mod agents;
 pub mod auth;
+pub mod bulk;
 pub mod caller;
 pub mod error;
 pub mod node;

@@ -211,6 +211,7 @@ impl Services {
                 key: req.origin_proxy_task_id.clone(),
             }),
             priority: Default::default(),
+            ..Default::default()
         };
         let task: TaskRecord = self
             .create_task(caller, request)

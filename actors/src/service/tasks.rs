@@ -51,6 +51,12 @@ pub struct CreateTask {
     /// Dispatch order on a busy runtime scope (`low`, `normal`, `high`; default `normal`).
     #[serde(default)]
     pub priority: crate::model::Priority,
+    /// How failed attempts are retried (default: the target's `defaults.retry_policy`, else never).
+    #[serde(default)]
+    pub retry_policy: Option<crate::model::RetryPolicyRequest>,
+    /// Bounds on each attempt (default: the target's `defaults.deadlines`).
+    #[serde(default)]
+    pub deadlines: Option<crate::model::Deadlines>,
 }
 
 impl From<CreateTask> for TaskRequest {
@@ -68,6 +74,8 @@ impl From<CreateTask> for TaskRequest {
             // Scoped by the service, which knows the caller.
             idempotency: None,
             priority: req.priority,
+            retry_policy: req.retry_policy,
+            deadlines: req.deadlines,
         }
     }
 }

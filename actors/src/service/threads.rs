@@ -295,6 +295,7 @@ impl Services {
             metadata: req.metadata.clone(),
             idempotency: None,
             priority: Default::default(),
+            ..Default::default()
         };
         let task = create_task(&self.dir.intake, request).await?;
         let max_turns = req.max_turns.unwrap_or(1).max(1);
@@ -531,6 +532,7 @@ mod tests {
             delivery: Default::default(),
             metadata: JsonObject::new(),
             priority: Default::default(),
+            attempts: Default::default(),
             created_at: String::new(),
             updated_at: String::new(),
         };

@@ -91,7 +91,9 @@ pub struct StoredTask {
 
 const TASK_COLUMNS: &str = "task_id, thread_id, conversation_id, sender, intent, requested_agent_id, \
     resolved_agent_id, runtime_options_json, payload_artifact_id, status, remote_binding, remote_execution_id, \
-    remote_session_id, last_error_json, result_artifact_id, delivery_json, metadata_json, priority, last_seq, created_at, updated_at";
+    remote_session_id, last_error_json, result_artifact_id, delivery_json, metadata_json, priority, \
+    attempt, max_attempts, next_retry_at, retry_policy_json, deadlines_json, attempt_scheduled_at, attempt_started_at, \
+    last_seq, created_at, updated_at";
 
 /// Who holds an idempotency key: the task it created, the hash of the request that created it,
 /// and when (a claim past the retention window no longer counts).
@@ -132,9 +134,8 @@ impl StoreReader {
     /// A page of tasks matching `filter`, newest-updated first.
     pub async fn tasks(&self, filter: &TaskFilter) -> Result<TaskPage, StorageError> {
         let limit = filter.limit.clamp(1, MAX_PAGE);
-        let retry_column = if filter.retrying { self.has_task_column("next_retry_at").await? } else { false };
         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!("SELECT {TASK_COLUMNS} FROM tasks WHERE 1 = 1"));
-        push_filter(&mut qb, filter, retry_column);
+        push_filter(&mut qb, filter);
         qb.push(" ORDER BY updated_at DESC, task_id DESC LIMIT ").push_bind(i64::from(limit) + 1);
         let rows = qb.build().fetch_all(&self.pool).await?;
         let mut tasks = rows.iter().map(|r| task_from_row(r).map(|s| s.task)).collect::<Result<Vec<_>, _>>()?;
@@ -148,14 +149,6 @@ impl StoreReader {
     }
 
     /// Whether the `tasks` table has `column` (a filter on a column a later migration adds).
-    async fn has_task_column(&self, column: &str) -> Result<bool, StorageError> {
-        let row = sqlx::query("SELECT 1 FROM pragma_table_info('tasks') WHERE name = ?")
-            .bind(column.to_owned())
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.is_some())
-    }
-
     /// Every task that has not reached a terminal state (restart recovery).
     pub async fn live_tasks(&self) -> Result<Vec<StoredTask>, StorageError> {
         let sql = format!(
@@ -227,8 +220,8 @@ fn contains_pattern(text: &str) -> String {
     p
 }
 
-/// The `AND …` conditions of `filter`; `retry_column`: the table has `next_retry_at`.
-fn push_filter(qb: &mut QueryBuilder<Sqlite>, filter: &TaskFilter, retry_column: bool) {
+/// The `AND …` conditions of `filter`.
+fn push_filter(qb: &mut QueryBuilder<Sqlite>, filter: &TaskFilter) {
     if !filter.statuses.is_empty() {
         qb.push(" AND status IN (");
         let mut list = qb.separated(", ");
@@ -251,12 +244,13 @@ fn push_filter(qb: &mut QueryBuilder<Sqlite>, filter: &TaskFilter, retry_column:
         }
     }
     if filter.retrying {
-        // Before retries exist no task has a scheduled one.
-        qb.push(if retry_column { " AND next_retry_at IS NOT NULL" } else { " AND 0" });
+        qb.push(" AND next_retry_at IS NOT NULL");
         qb.push(format_args!(" AND status IN {LIVE}"));
     }
     if let Some(since) = &filter.stuck_since {
-        qb.push(format_args!(" AND status IN {LIVE_UNATTENDED} AND updated_at < ")).push_bind(since.clone());
+        // A task waiting for its scheduled retry is not stuck: it waits on purpose.
+        qb.push(format_args!(" AND status IN {LIVE_UNATTENDED} AND next_retry_at IS NULL AND updated_at < "))
+            .push_bind(since.clone());
     }
     let bounds = [
         ("created_at >", &filter.created_after),
@@ -315,6 +309,15 @@ fn task_from_row(r: &SqliteRow) -> Result<StoredTask, StorageError> {
         delivery: json_col(r, "delivery_json")?,
         metadata: json_col(r, "metadata_json")?,
         priority: parse_col(r, "priority")?,
+        attempts: crate::model::Attempts {
+            attempt: u32::try_from(r.try_get::<i64, _>("attempt")?).unwrap_or(1),
+            max_attempts: u32::try_from(r.try_get::<i64, _>("max_attempts")?).unwrap_or(1),
+            next_retry_at: r.try_get("next_retry_at")?,
+            retry_policy: opt_json_col(r, "retry_policy_json")?,
+            deadlines: opt_json_col(r, "deadlines_json")?.unwrap_or_default(),
+            attempt_scheduled_at: r.try_get("attempt_scheduled_at")?,
+            attempt_started_at: r.try_get("attempt_started_at")?,
+        },
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
     };

@@ -464,6 +464,7 @@ mod tests {
             delivery: DeliveryPolicy::default(),
             metadata: JsonObject::new(),
             priority: Default::default(),
+            attempts: Default::default(),
             created_at: "2026-01-01T00:00:00.000000000Z".into(),
             updated_at: "2026-01-01T00:00:00.000000000Z".into(),
         }

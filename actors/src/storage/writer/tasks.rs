@@ -45,7 +45,8 @@ pub(super) fn upsert_tasks_statement(rows: &[(&TaskRecord, u64)]) -> QueryBuilde
         "INSERT INTO tasks (task_id, thread_id, conversation_id, sender, intent, requested_agent_id, \
          resolved_agent_id, runtime_options_json, payload_artifact_id, status, remote_binding, \
          remote_execution_id, remote_session_id, last_error_json, result_artifact_id, delivery_json, \
-         metadata_json, priority, last_seq, created_at, updated_at) ",
+         metadata_json, priority, attempt, max_attempts, next_retry_at, retry_policy_json, deadlines_json, \
+         attempt_scheduled_at, attempt_started_at, last_seq, created_at, updated_at) ",
     );
     qb.push_values(rows, |mut b, (t, last_seq)| {
         let remote = t.remote.clone().unwrap_or_default();
@@ -67,6 +68,13 @@ pub(super) fn upsert_tasks_statement(rows: &[(&TaskRecord, u64)]) -> QueryBuilde
             .push_bind(json_text(&t.delivery))
             .push_bind(json_text(&t.metadata))
             .push_bind(t.priority.as_str())
+            .push_bind(i64::from(t.attempts.attempt))
+            .push_bind(i64::from(t.attempts.max_attempts))
+            .push_bind(t.attempts.next_retry_at.clone())
+            .push_bind(t.attempts.retry_policy.as_ref().map(json_text))
+            .push_bind((!t.attempts.deadlines.is_empty()).then(|| json_text(&t.attempts.deadlines)))
+            .push_bind(t.attempts.attempt_scheduled_at.clone())
+            .push_bind(t.attempts.attempt_started_at.clone())
             .push_bind(i64::try_from(*last_seq).unwrap_or(i64::MAX))
             .push_bind(t.created_at.clone())
             .push_bind(t.updated_at.clone());
@@ -75,6 +83,8 @@ pub(super) fn upsert_tasks_statement(rows: &[(&TaskRecord, u64)]) -> QueryBuilde
         " ON CONFLICT(task_id) DO UPDATE SET status = excluded.status, remote_binding = excluded.remote_binding, \
          remote_execution_id = excluded.remote_execution_id, remote_session_id = excluded.remote_session_id, \
          last_error_json = excluded.last_error_json, result_artifact_id = excluded.result_artifact_id, \
+         attempt = excluded.attempt, max_attempts = excluded.max_attempts, next_retry_at = excluded.next_retry_at, \
+         attempt_scheduled_at = excluded.attempt_scheduled_at, attempt_started_at = excluded.attempt_started_at, \
          last_seq = excluded.last_seq, updated_at = excluded.updated_at",
     );
     qb
