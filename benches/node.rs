@@ -24,6 +24,10 @@
 //!   seeded straight into a fresh node's database, p50/p99 per query (`BENCH_ONLY=listing` runs
 //!   only this part).
 //!
+//! * Idempotency: task creation throughput (POST /v1/tasks answered, `BENCH_CONCURRENCY`
+//!   clients) with a fresh `Idempotency-Key` per request against none, in alternating rounds of
+//!   `BENCH_SECONDS` (`BENCH_ONLY=idempotency` runs only this part).
+//!
 //! Run: `cargo bench --bench node` (the load generator shares the machine's cores).
 
 use std::io::{BufRead, BufReader};
@@ -86,6 +90,9 @@ fn peak_rss_kib(pid: u32) -> u64 {
 async fn main() -> Result {
     if std::env::var("BENCH_ONLY").as_deref() == Ok("listing") {
         return listing().await;
+    }
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("idempotency") {
+        return idempotency().await;
     }
     let agent = format!("{}/tests/agents/fake_acp_agent.py", env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir()?;
@@ -329,6 +336,69 @@ fn start_node(dir: &std::path::Path) -> Result<(std::process::Child, String)> {
 fn stop_node(child: &mut std::process::Child) -> Result {
     Command::new("kill").arg("-TERM").arg(child.id().to_string()).status()?;
     child.wait()?;
+    Ok(())
+}
+
+/// Creations answered in `seconds` by `clients` concurrent clients, each request with a fresh
+/// `Idempotency-Key` when `keyed`.
+async fn creation_round(http: &reqwest::Client, base: &str, clients: usize, seconds: u64, keyed: bool) -> Result<u64> {
+    let done = Arc::new(AtomicU64::new(0));
+    let next_key = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut workers = Vec::new();
+    for _ in 0..clients {
+        let (http, base, done, next_key) = (http.clone(), base.to_owned(), done.clone(), next_key.clone());
+        workers.push(tokio::spawn(async move {
+            while Instant::now() < deadline {
+                let mut req = http
+                    .post(format!("{base}/v1/tasks"))
+                    .json(&json!({"target_agent_id": "echo", "intent": "bench", "payload": {"text": "ping"}}));
+                if keyed {
+                    let key = format!("bench-{}-{}", std::process::id(), next_key.fetch_add(1, Ordering::Relaxed));
+                    req = req.header("idempotency-key", key);
+                }
+                let resp = req.send().await?;
+                if resp.status().as_u16() != 202 {
+                    return Err::<(), Box<dyn std::error::Error + Send + Sync>>(
+                        format!("create answered {}", resp.status()).into(),
+                    );
+                }
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(())
+        }));
+    }
+    for w in workers {
+        w.await??;
+    }
+    Ok(done.load(Ordering::Relaxed))
+}
+
+/// Creation throughput with idempotency keys against without, alternating rounds.
+async fn idempotency() -> Result {
+    let clients = env_num("BENCH_CONCURRENCY", 32) as usize;
+    let seconds = env_num("BENCH_SECONDS", 5);
+    let rounds = env_num("BENCH_ROUNDS", 3);
+    let dir = tempfile::tempdir()?;
+    std::fs::write(
+        dir.path().join("registry.yaml"),
+        "targets:\n  echo:\n    adapter: loopback\n    capabilities: [bench]\n",
+    )?;
+    let (mut child, base) = start_node(dir.path())?;
+    let http = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
+    creation_round(&http, &base, clients, 2, false).await?; // warm-up
+    let (mut plain, mut keyed) = (0u64, 0u64);
+    for _ in 0..rounds {
+        plain += creation_round(&http, &base, clients, seconds, false).await?;
+        keyed += creation_round(&http, &base, clients, seconds, true).await?;
+    }
+    let total = (rounds * seconds) as f64;
+    let (plain_rate, keyed_rate) = (plain as f64 / total, keyed as f64 / total);
+    println!("idempotency: {clients} clients, {rounds} alternating rounds of {seconds} s each");
+    println!("  creations/s without a key: {plain_rate:.0}");
+    println!("  creations/s with a fresh Idempotency-Key: {keyed_rate:.0}");
+    println!("  keyed / plain: {:.1} %", 100.0 * keyed_rate / plain_rate.max(1.0));
+    stop_node(&mut child)?;
     Ok(())
 }
 

@@ -154,7 +154,10 @@ pub enum Deadline {
 /// The task actor's armed timers, at most one per [`Deadline`]; each is aborted when replaced,
 /// when its condition ends, and when the task ends.
 #[derive(Default)]
-struct Timers(Vec<(Deadline, JoinHandle<Result<(), ractor::MessagingErr<TaskMsg>>>)>);
+struct Timers(Vec<(Deadline, TimerHandle)>);
+
+/// A `send_after` timer.
+type TimerHandle = JoinHandle<Result<(), ractor::MessagingErr<TaskMsg>>>;
 
 impl Timers {
     /// Fires `TaskMsg::Deadline { generation, which }` after `after`, replacing an armed one.
