@@ -156,3 +156,29 @@ async fn a_queued_acp_task_survives_a_sigterm_restart() -> Result {
     assert!(text.contains("survived"), "{events:?}");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_pause_holds_turns_already_queued_in_a_session_and_running_ones_finish() -> Result {
+    let node = Node::start_with(opts())?;
+    let running = prompt(&node, "c3", "!permission", None).await?;
+    node.wait_status(&running, "awaiting_input").await?;
+    let queued = prompt(&node, "c3", "say exactly held", None).await?;
+    node.wait_status(&queued, "dispatching").await?;
+    let (status, _) = node.post("/v1/targets/fake/pause", json!({})).await?;
+    assert_eq!(status, 200);
+    // The running turn finishes while paused; the one queued behind it in the same session
+    // does not start.
+    let (status, _) =
+        node.post(&format!("/v1/tasks/{running}/resume"), json!({"payload": {"decision": "allow"}})).await?;
+    assert!(status < 300);
+    assert_eq!(done(&node, &running).await?["status"], "completed");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let t = node.task(&queued).await?;
+    assert_eq!(t["status"], "dispatching", "{t}");
+    assert!(t.get("remote").is_none(), "the agent never got it: {t}");
+    let (status, _) = node.post("/v1/targets/fake/resume", json!({})).await?;
+    assert_eq!(status, 200);
+    let t = done(&node, &queued).await?;
+    assert_eq!(t["status"], "completed", "{t}");
+    Ok(())
+}

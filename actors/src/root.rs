@@ -277,13 +277,16 @@ async fn start_service(
             a.get_cell()
         }
         Service::Runtimes => {
+            let (pauses_tx, pauses) = crate::runtime::DispatchPauses::channel();
             let deps = Arc::new(crate::runtime::RuntimeDeps {
                 storage: state.dir.storage.clone(),
                 reader: state.dir.reader.clone(),
                 cancel_grace: state.dir.settings.cancel_grace,
                 signer: state.dir.settings.signer.clone(),
+                pauses,
             });
-            let (a, _) = Actor::spawn_linked(name, RuntimeSupervisor, deps, sup).await?;
+            let args = crate::runtime::RuntimeSupArgs { deps, pauses_tx };
+            let (a, _) = Actor::spawn_linked(name, RuntimeSupervisor, args, sup).await?;
             state.dir.runtimes.set(Some(a.clone()));
             a.get_cell()
         }

@@ -7,6 +7,33 @@ use std::time::Duration;
 use crate::storage::{StorageMsg, StoreReader, WriteOp};
 use crate::supervision::Slot;
 
+/// Which targets an operator paused, as the runtime supervisor last published it: a session
+/// starts no queued turn of a paused target (running ones finish), and starts them again once
+/// it is resumed. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct DispatchPauses(tokio::sync::watch::Receiver<Arc<std::collections::BTreeSet<String>>>);
+
+impl DispatchPauses {
+    /// A publisher and the view it updates.
+    pub fn channel() -> (tokio::sync::watch::Sender<Arc<std::collections::BTreeSet<String>>>, DispatchPauses) {
+        let (tx, rx) = tokio::sync::watch::channel(Arc::new(std::collections::BTreeSet::new()));
+        (tx, DispatchPauses(rx))
+    }
+
+    pub fn is_paused(&self, target_id: &str) -> bool {
+        self.0.borrow().contains(target_id)
+    }
+
+    /// Completes once `target_id` is not paused (or the publisher is gone).
+    pub async fn resumed(mut self, target_id: String) {
+        while self.0.borrow_and_update().contains(&target_id) {
+            if self.0.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
 /// The runtime supervisor's arguments, shared (`Arc`) by every runtime actor it spawns.
 pub struct RuntimeDeps {
     /// The storage actor's slot: launch history, lease release and session bindings are written
@@ -19,6 +46,8 @@ pub struct RuntimeDeps {
     pub cancel_grace: Duration,
     /// Signs relayed node-protocol requests with this node's key (`None`: unsigned).
     pub signer: Option<Arc<crate::identity::NodeIdentity>>,
+    /// Paused targets (published by the runtime supervisor).
+    pub pauses: DispatchPauses,
 }
 
 impl RuntimeDeps {

@@ -36,7 +36,7 @@ pub use crate::port::{
     AdapterEvent, Dispatch, LaunchPhase, RuntimeError, RuntimeHandle, SessionMsg, SessionPort, TaskReplyTo, TaskReport,
     Waiter,
 };
-pub use deps::RuntimeDeps;
+pub use deps::{DispatchPauses, RuntimeDeps};
 
 use crate::adapters::{AdapterCatalog, AdapterEntry, AdapterKind};
 use crate::model::{JsonObject, RuntimeState, TargetSpec};
@@ -167,10 +167,19 @@ struct Parked {
     since: Instant,
 }
 
+/// What the runtime supervisor starts with.
+pub struct RuntimeSupArgs {
+    pub deps: Arc<RuntimeDeps>,
+    /// Publishes the paused targets to the sessions (`deps.pauses` is its view).
+    pub pauses_tx: tokio::sync::watch::Sender<Arc<std::collections::BTreeSet<String>>>,
+}
+
 /// State of the runtime supervisor.
 pub struct RuntimeSupState {
     /// Targets whose dispatching is paused (loaded from storage at start).
     paused: HashMap<String, crate::storage::reader::TargetPause>,
+    /// Publishes `paused`'s keys to every session, which hold their queued turns meanwhile.
+    pauses_tx: tokio::sync::watch::Sender<Arc<std::collections::BTreeSet<String>>>,
     /// Acquisitions of tasks for paused targets, in arrival order.
     parked: Vec<Parked>,
     /// A [`RuntimeSupMsg::RefreshParked`] is on its way.
@@ -377,17 +386,21 @@ async fn reap_leftovers(deps: &RuntimeDeps) -> Result<(), ActorProcessingErr> {
 impl Actor for RuntimeSupervisor {
     type Msg = RuntimeSupMsg;
     type State = RuntimeSupState;
-    type Arguments = Arc<RuntimeDeps>;
+    type Arguments = RuntimeSupArgs;
 
     async fn pre_start(
         &self,
         myself: ActorRef<RuntimeSupMsg>,
-        deps: Arc<RuntimeDeps>,
+        args: RuntimeSupArgs,
     ) -> Result<RuntimeSupState, ActorProcessingErr> {
+        let RuntimeSupArgs { deps, pauses_tx } = args;
         let loopback = spawn_loopback(&myself, 1).await?;
-        let paused = deps.reader.target_pauses().await?.into_iter().map(|p| (p.target_id.clone(), p)).collect();
+        let paused: HashMap<String, crate::storage::reader::TargetPause> =
+            deps.reader.target_pauses().await?.into_iter().map(|p| (p.target_id.clone(), p)).collect();
+        pauses_tx.send_replace(Arc::new(paused.keys().cloned().collect()));
         Ok(RuntimeSupState {
             paused,
+            pauses_tx,
             parked: Vec::new(),
             refresh_armed: false,
             loopback: Some(loopback),
@@ -448,6 +461,7 @@ impl Actor for RuntimeSupervisor {
                         }
                     }
                 }
+                state.pauses_tx.send_replace(Arc::new(state.paused.keys().cloned().collect()));
                 let _ = reply.send(());
             }
             RuntimeSupMsg::RefreshParked => {

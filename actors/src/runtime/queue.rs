@@ -67,6 +67,11 @@ impl<T: Turn> SessionQueue<T> {
         self.waiting.insert(at, work);
     }
 
+    /// Whether work would start now: no turn runs and some waits.
+    pub fn would_start(&self) -> bool {
+        self.turn.is_none() && !self.waiting.is_empty()
+    }
+
     /// The next work to start, if no turn runs and some waits.
     pub fn next_to_start(&mut self) -> Option<T::Work> {
         if self.turn.is_some() {

@@ -47,6 +47,8 @@ pub enum AcpSessionMsg {
     },
     /// `session/update` params for this session.
     Update(Value),
+    /// The target was resumed after a pause: start the queued turns.
+    Resumed,
     /// A structured event (`params.event`) for this session (dialects that have them).
     Structured(Value),
     /// The wait for the prompt answer of `turn`, whose task a structured terminal event ended,
@@ -135,6 +137,8 @@ pub struct AcpSessionState {
     /// prompt at a time per session and the old prompt's late messages must not reach the next
     /// task; the answer itself is dropped.
     draining: Option<u64>,
+    /// Its target is paused and a watcher will cast `Resumed` once it is not: queued turns wait.
+    held: bool,
 }
 
 /// One ACP session (sticky scope).
@@ -149,7 +153,17 @@ impl QueueTurn for Turn {
 
 impl AcpSession {
     fn start_next(myself: &ActorRef<AcpSessionMsg>, state: &mut AcpSessionState) {
-        if state.draining.is_some() {
+        if state.draining.is_some() || state.held {
+            return;
+        }
+        // An operator paused the target: queued turns wait, the running one has finished.
+        if state.work.would_start() && state.args.deps.pauses.is_paused(&state.args.target_id) {
+            state.held = true;
+            let (pauses, target, me) = (state.args.deps.pauses.clone(), state.args.target_id.clone(), myself.clone());
+            tokio::spawn(async move {
+                pauses.resumed(target).await;
+                let _ = me.cast(AcpSessionMsg::Resumed);
+            });
             return;
         }
         let Some(dispatch) = state.work.next_to_start() else { return };
@@ -259,7 +273,7 @@ impl Actor for AcpSession {
         _myself: ActorRef<AcpSessionMsg>,
         args: AcpSessionArgs,
     ) -> Result<AcpSessionState, ActorProcessingErr> {
-        Ok(AcpSessionState { args, session_id: None, work: SessionQueue::default(), draining: None })
+        Ok(AcpSessionState { args, session_id: None, work: SessionQueue::default(), draining: None, held: false })
     }
 
     async fn handle(
@@ -336,6 +350,10 @@ impl Actor for AcpSession {
                 }
             }
             AcpSessionMsg::SetupDone { .. } => {}
+            AcpSessionMsg::Resumed => {
+                state.held = false;
+                Self::start_next(&myself, state);
+            }
             AcpSessionMsg::Update(params) => {
                 let Some(t) = state.work.current_mut().filter(|t| t.prompted) else { return Ok(()) };
                 match map_update(&params) {

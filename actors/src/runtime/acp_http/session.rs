@@ -33,6 +33,8 @@ use crate::storage::{SessionBindingRecord, WriteOp};
 /// Messages of an HTTP session actor.
 pub enum HttpSessionMsg {
     Submit(Box<Dispatch>),
+    /// The target was resumed after a pause: start the queued tasks.
+    Resumed,
     /// Follow a run submitted before a node restart (`awaiting`: the task waits for input).
     Attach {
         dispatch: Box<Dispatch>,
@@ -124,6 +126,8 @@ pub struct HttpSessionState {
     /// Tasks waiting for the current one (creation order) and the task being run; follower
     /// messages of other turns are dropped.
     work: SessionQueue<HttpTurn>,
+    /// Its target is paused and a watcher will cast `Resumed` once it is not: queued tasks wait.
+    held: bool,
 }
 
 /// One HTTP session (sticky scope).
@@ -161,6 +165,20 @@ impl HttpSession {
     }
 
     fn start_next(myself: &ActorRef<HttpSessionMsg>, state: &mut HttpSessionState) {
+        if state.held {
+            return;
+        }
+        // An operator paused the target: queued tasks wait, the running one has finished.
+        let target_id = &state.args.target.target_id;
+        if state.work.would_start() && state.args.deps.pauses.is_paused(target_id) {
+            state.held = true;
+            let (pauses, target, me) = (state.args.deps.pauses.clone(), target_id.clone(), myself.clone());
+            tokio::spawn(async move {
+                pauses.resumed(target).await;
+                let _ = me.cast(HttpSessionMsg::Resumed);
+            });
+            return;
+        }
         while let Some(dispatch) = state.work.next_to_start() {
             let explicit = http::explicit_session(&dispatch.runtime_options);
             if explicit.is_some() {
@@ -380,7 +398,7 @@ impl Actor for HttpSession {
         args: HttpSessionArgs,
     ) -> Result<HttpSessionState, ActorProcessingErr> {
         let session_id = args.session_id.clone();
-        Ok(HttpSessionState { args, session_id, work: SessionQueue::default() })
+        Ok(HttpSessionState { args, session_id, work: SessionQueue::default(), held: false })
     }
 
     async fn post_start(
@@ -421,6 +439,10 @@ impl Actor for HttpSession {
         state: &mut HttpSessionState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
+            HttpSessionMsg::Resumed => {
+                state.held = false;
+                Self::start_next(&myself, state);
+            }
             HttpSessionMsg::Submit(d) => {
                 state.work.push(*d);
                 Self::start_next(&myself, state);
