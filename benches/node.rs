@@ -447,6 +447,13 @@ async fn listing() -> Result {
          'Seeded ' || i || CASE WHEN i % 1000 = 0 THEN ' needle' ELSE '' END, '{{}}', '2026-01-01T00:00:00.000000000Z' FROM s"
     );
     sqlx::query(sqlx::AssertSqlSafe(events)).execute(&pool).await?;
+    // The text index the writer keeps (as migration 0013 backfills it).
+    sqlx::query(
+        "INSERT INTO task_text (rowid, text) SELECT t.rowid, coalesce(e.message, '') || ' ' || e.data_json \
+         FROM tasks t JOIN task_events e ON e.task_id = t.task_id AND e.seq = t.last_seq",
+    )
+    .execute(&pool)
+    .await?;
     sqlx::query("ANALYZE").execute(&pool).await?;
     pool.close().await;
     let (mut child, base) = start_node(dir.path())?;

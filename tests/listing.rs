@@ -45,6 +45,13 @@ async fn seeded_node() -> Result<Node> {
          printf('2026-01-01T%02d:%02d:%02d.000000000Z', i / 3600, (i / 60) % 60, i % 60) FROM n"
     );
     sqlx::query(sqlx::AssertSqlSafe(events)).execute(&pool).await?;
+    // The text index the writer keeps (as migration 0013 backfills it).
+    sqlx::query(
+        "INSERT INTO task_text (rowid, text) SELECT t.rowid, coalesce(e.message, '') || ' ' || e.data_json \
+         FROM tasks t JOIN task_events e ON e.task_id = t.task_id AND e.seq = t.last_seq",
+    )
+    .execute(&pool)
+    .await?;
     for table in ["task_events", "tasks"] {
         let drop = format!("DELETE FROM {table} WHERE task_id = '{template}'");
         sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&pool).await?;
@@ -194,5 +201,32 @@ async fn bad_parameters_are_refused_naming_them() -> Result {
     let long = "x".repeat(300);
     let (status, body) = node.get(&format!("/v1/tasks?q={long}")).await?;
     assert_eq!((status, body["parameter"].as_str()), (400, Some("q")), "{body}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn text_search_follows_each_tasks_latest_event() -> Result {
+    let node = Node::start()?;
+    let id = node.create(json!({"mode": "await_input", "prompt": "Approve the Zebra-42 plan?"})).await?;
+    node.wait_status(&id, "awaiting_input").await?;
+    let found = |v: &Value| v["tasks"].as_array().map(|ts| ts.iter().filter(|t| t["task_id"] == id.as_str()).count());
+    let (_, page) = node.get("/v1/tasks?q=zebra-42").await?;
+    assert_eq!(found(&page), Some(1), "{page}");
+    // Two characters: no trigram, the scan finds it all the same.
+    let (_, page) = node.get("/v1/tasks?q=a-4").await?;
+    assert_eq!(found(&page), Some(1), "{page}");
+    let (_, page) = node.get("/v1/tasks?q=2%20p").await?;
+    assert_eq!(found(&page), Some(1), "{page}");
+    // A quote is text, not query syntax.
+    let (status, page) = node.get("/v1/tasks?q=%22zebra").await?;
+    assert_eq!((status, found(&page)), (200, Some(0)), "{page}");
+    // Once a newer event replaces it, the old text no longer matches.
+    let (status, _) = node.post(&format!("/v1/tasks/{id}/resume"), json!({"payload": {"answer": "fine"}})).await?;
+    assert!(status < 300);
+    node.events_until_done(&id).await?;
+    let (_, page) = node.get("/v1/tasks?q=zebra-42").await?;
+    assert_eq!(found(&page), Some(0), "{page}");
+    let (_, page) = node.get("/v1/tasks?q=fine").await?;
+    assert_eq!(found(&page), Some(1), "{page}");
     Ok(())
 }

@@ -206,6 +206,12 @@ const LIVE: &str = "('created', 'pending_launch', 'launching', 'ready', 'dispatc
 /// [`LIVE`] less `awaiting_input` (a task waiting for a person is not stuck).
 const LIVE_UNATTENDED: &str = "('created', 'pending_launch', 'launching', 'ready', 'dispatching', 'running')";
 
+/// An FTS5 query matching `text` as one phrase (its `"` doubled), so nothing in it is query
+/// syntax. Pure.
+fn fts_phrase(text: &str) -> String {
+    format!("\"{}\"", text.replace('"', "\"\""))
+}
+
 /// `LIKE` pattern matching `text` anywhere (its `%`, `_` and `\\` taken literally).
 fn contains_pattern(text: &str) -> String {
     let mut p = String::with_capacity(text.len() + 2);
@@ -263,7 +269,12 @@ fn push_filter(qb: &mut QueryBuilder<Sqlite>, filter: &TaskFilter) {
             qb.push(format_args!(" AND {cmp} ")).push_bind(v.clone());
         }
     }
-    if let Some(text) = &filter.text {
+    if let Some(text) = filter.text.as_deref().filter(|t| t.chars().count() >= 3) {
+        // The trigram index finds any substring of three characters or more (case-insensitive).
+        qb.push(" AND tasks.rowid IN (SELECT rowid FROM task_text WHERE task_text MATCH ")
+            .push_bind(fts_phrase(text))
+            .push(")");
+    } else if let Some(text) = &filter.text {
         let pattern = contains_pattern(text);
         qb.push(
             " AND EXISTS (SELECT 1 FROM task_events e WHERE e.task_id = tasks.task_id AND e.seq = tasks.last_seq \

@@ -384,6 +384,10 @@ async fn write_all(conn: &mut SqliteConnection, ops: &[WriteOp]) -> Result<(), S
     for chunk in plan.events.chunks(ROWS_PER_STATEMENT) {
         tasks::insert_events(conn, chunk).await?;
     }
+    let last_texts = tasks::last_texts(&plan.events);
+    for chunk in last_texts.chunks(ROWS_PER_STATEMENT) {
+        tasks::index_texts(conn, chunk).await?;
+    }
     for (task_id, claim) in plan.claims {
         tasks::claim_idempotency_key(conn, task_id, claim).await?;
     }

@@ -109,6 +109,54 @@ pub(super) fn insert_events_statement(rows: &[&TaskEvent]) -> QueryBuilder<Sqlit
     qb
 }
 
+/// Most bytes of an event's text the search index keeps (`GET /v1/tasks?q=`).
+pub const INDEXED_TEXT_BYTES: usize = 4096;
+
+/// What `q=` searches of an event: its message and its data, cut to [`INDEXED_TEXT_BYTES`] at a
+/// character boundary. Pure.
+pub fn searchable_text(e: &TaskEvent) -> String {
+    let mut text = e.message.clone().unwrap_or_default();
+    text.push(' ');
+    text.push_str(&json_text(&e.data));
+    if text.len() > INDEXED_TEXT_BYTES {
+        let mut end = INDEXED_TEXT_BYTES;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
+/// The last event of each task among `events` (a write's), as (task id, searchable text).
+pub(super) fn last_texts(events: &[&TaskEvent]) -> Vec<(String, String)> {
+    let mut last: std::collections::HashMap<&str, &TaskEvent> = std::collections::HashMap::new();
+    for e in events {
+        let slot = last.entry(e.task_id.as_str()).or_insert(e);
+        if e.seq > slot.seq {
+            *slot = e;
+        }
+    }
+    last.into_iter().map(|(id, e)| (id.to_owned(), searchable_text(e))).collect()
+}
+
+/// One statement replacing the indexed text of each task in `rows`.
+pub(super) fn index_texts_statement(rows: &[(String, String)]) -> QueryBuilder<Sqlite> {
+    let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("WITH v(task_id, text) AS (");
+    qb.push_values(rows, |mut b, (id, text)| {
+        b.push_bind(id.clone()).push_bind(text.clone());
+    });
+    qb.push(
+        ") INSERT OR REPLACE INTO task_text (rowid, text) SELECT t.rowid, v.text FROM v JOIN tasks t ON t.task_id = v.task_id",
+    );
+    qb
+}
+
+pub(super) async fn index_texts(conn: &mut SqliteConnection, rows: &[(String, String)]) -> Result<(), StorageError> {
+    index_texts_statement(rows).build().execute(&mut *conn).await?;
+    Ok(())
+}
+
 pub(super) async fn insert_artifacts(conn: &mut SqliteConnection, rows: &[&NewArtifact]) -> Result<(), StorageError> {
     insert_artifacts_statement(rows).build().execute(&mut *conn).await?;
     Ok(())
