@@ -246,3 +246,55 @@ async fn heartbeat_every_keeps_the_lease_alive_until_interrupted() -> Result {
     child.wait()?;
     Ok(())
 }
+
+#[tokio::test]
+async fn call_with_a_retry_policy_and_task_bulk() -> Result {
+    let node = Node::start()?;
+    let out = run(
+        &node,
+        [
+            "call",
+            "--target-agent-id",
+            "echo",
+            "--intent",
+            "demo.echo",
+            "--payload-json",
+            r#"{"mode":"fail","reason":"boom"}"#,
+            "--retry-json",
+            r#"{"max_attempts":2,"initial_delay_ms":10}"#,
+            "--priority",
+            "high",
+            "--json",
+        ]
+        .map(String::from)
+        .to_vec(),
+    )
+    .await?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let created: Value = serde_json::from_str(stdout(&out).trim())?;
+    let id = created["task"]["task_id"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(created["task"]["max_attempts"], 2);
+    node.events_until_done(&id).await?;
+    let t = node.task(&id).await?;
+    assert_eq!(
+        (t["status"].as_str(), t["attempt"].as_u64(), t["priority"].as_str()),
+        (Some("failed"), Some(2), Some("high"))
+    );
+
+    let bad = cli(&node, &["call", "--intent", "demo.echo", "--retry-json", "[1]"])?;
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("--retry-json"));
+
+    let dry = cli(&node, &["task-bulk", "retry", "--status", "failed", "--dry-run"])?;
+    assert!(dry.status.success(), "{}", String::from_utf8_lossy(&dry.stderr));
+    assert!(stdout(&dry).contains("1 tasks match") && stdout(&dry).contains(&id), "{}", stdout(&dry));
+    let retried = cli(&node, &["task-bulk", "retry", "--id", &id])?;
+    assert!(stdout(&retried).contains("1 applied"), "{}", stdout(&retried));
+    let empty = cli(&node, &["task-bulk", "cancel"])?;
+    assert!(!empty.status.success());
+    assert!(
+        String::from_utf8_lossy(&empty.stderr).contains("names no condition"),
+        "{}",
+        String::from_utf8_lossy(&empty.stderr)
+    );
+    Ok(())
+}

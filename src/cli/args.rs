@@ -321,6 +321,15 @@ pub struct CallArgs {
     /// Fail the task if it has no result after this many milliseconds.
     #[arg(long)]
     pub timeout_ms: Option<u64>,
+    /// Dispatch order on a busy session: low, normal (default) or high.
+    #[arg(long)]
+    pub priority: Option<String>,
+    /// Retry failed attempts: a retry_policy JSON object, e.g. '{"max_attempts":3}'.
+    #[arg(long)]
+    pub retry_json: Option<String>,
+    /// Bounds on each attempt: a deadlines JSON object, e.g. '{"heartbeat_timeout_ms":30000}'.
+    #[arg(long)]
+    pub deadlines_json: Option<String>,
     /// Renew the sender's presence lease before sending (when it is a registered agent).
     #[arg(long)]
     pub heartbeat: bool,

@@ -41,6 +41,15 @@ pub(super) async fn call(client: &Client, out: Output, a: CallArgs) -> Result<()
     if let Some(ms) = a.timeout_ms {
         body["delivery"] = json!({ "timeout_ms": ms });
     }
+    if let Some(p) = &a.priority {
+        body["priority"] = json!(p);
+    }
+    if let Some(r) = &a.retry_json {
+        body["retry_policy"] = Value::Object(parse_object("--retry-json", r)?);
+    }
+    if let Some(d) = &a.deadlines_json {
+        body["deadlines"] = Value::Object(parse_object("--deadlines-json", d)?);
+    }
     let created = client.post("/v1/tasks", &body).await?;
     let task = created.get("task").cloned().unwrap_or(Value::Null);
     let task_id = field_str(&task, "task_id");
