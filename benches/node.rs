@@ -343,18 +343,19 @@ fn stop_node(child: &mut std::process::Child) -> Result {
 /// `Idempotency-Key` when `keyed`.
 async fn creation_round(http: &reqwest::Client, base: &str, clients: usize, seconds: u64, keyed: bool) -> Result<u64> {
     let done = Arc::new(AtomicU64::new(0));
-    let next_key = Arc::new(AtomicU64::new(0));
+    // Fresh keys across rounds: a key used before would be a replay (200).
+    static NEXT_KEY: AtomicU64 = AtomicU64::new(0);
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let mut workers = Vec::new();
     for _ in 0..clients {
-        let (http, base, done, next_key) = (http.clone(), base.to_owned(), done.clone(), next_key.clone());
+        let (http, base, done) = (http.clone(), base.to_owned(), done.clone());
         workers.push(tokio::spawn(async move {
             while Instant::now() < deadline {
                 let mut req = http
                     .post(format!("{base}/v1/tasks"))
                     .json(&json!({"target_agent_id": "echo", "intent": "bench", "payload": {"text": "ping"}}));
                 if keyed {
-                    let key = format!("bench-{}-{}", std::process::id(), next_key.fetch_add(1, Ordering::Relaxed));
+                    let key = format!("bench-{}-{}", std::process::id(), NEXT_KEY.fetch_add(1, Ordering::Relaxed));
                     req = req.header("idempotency-key", key);
                 }
                 let resp = req.send().await?;

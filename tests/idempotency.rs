@@ -123,6 +123,23 @@ async fn a_key_holds_across_a_restart() -> Result {
         (status, replayed.as_deref(), again["task"]["task_id"].as_str()),
         (200, Some("true"), Some(id.as_str()))
     );
+
+    // Past the retention window the key is free again: the same request creates a new task.
+    let mut node = node;
+    node.stop()?;
+    let url = format!("sqlite://{}", dir.join("node.db").display());
+    let pool = sqlx::sqlite::SqlitePoolOptions::new().max_connections(1).connect(&url).await?;
+    sqlx::query("UPDATE idempotency_keys SET created_at = '2000-01-01T00:00:00.000000000Z'").execute(&pool).await?;
+    pool.close().await;
+    let node = Node::start_in(&dir, NodeOpts::default())?;
+    let (status, replayed, fresh) = create(&node, Some("durable"), &echo("x")).await?;
+    assert_eq!((status, replayed), (202, None), "{fresh}");
+    assert_ne!(fresh["task"]["task_id"].as_str(), Some(id.as_str()));
+    let (status, replayed, again) = create(&node, Some("durable"), &echo("x")).await?;
+    assert_eq!(
+        (status, replayed.as_deref(), &again["task"]["task_id"]),
+        (200, Some("true"), &fresh["task"]["task_id"])
+    );
     Ok(())
 }
 

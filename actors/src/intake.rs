@@ -242,9 +242,8 @@ pub async fn create_task_once(intake: &Intake, req: TaskRequest) -> Result<Creat
     let hash = request_hash(&req);
     let retention = time::Duration::seconds(IDEMPOTENCY_RETENTION.as_secs() as i64);
     let reclaim_before = clock::Timestamp::at(time::OffsetDateTime::now_utc() - retention).to_string();
-    if let Some(replay) = replay(intake, &key, &hash, &reclaim_before).await? {
-        return Ok(replay);
-    }
+    // No read first: the claim is written with the task, and only a refused claim (the key is
+    // held) looks the holder up. A new key costs one row in the creation's transaction.
     let claim = IdempotencyClaim {
         scope: key.scope.clone(),
         key: key.key.clone(),

@@ -388,8 +388,8 @@ async fn write_all(conn: &mut SqliteConnection, ops: &[WriteOp]) -> Result<(), S
     for chunk in last_texts.chunks(ROWS_PER_STATEMENT) {
         tasks::index_texts(conn, chunk).await?;
     }
-    for (task_id, claim) in plan.claims {
-        tasks::claim_idempotency_key(conn, task_id, claim).await?;
+    for chunk in plan.claims.chunks(ROWS_PER_STATEMENT) {
+        tasks::claim_idempotency_keys(conn, chunk).await?;
     }
     for turn in plan.turns {
         tasks::write_turn(conn, turn.task, turn.thread_id, turn.new_turn, turn.events).await?;

@@ -172,30 +172,35 @@ pub(super) async fn insert_events(conn: &mut SqliteConnection, rows: &[&TaskEven
     Ok(())
 }
 
-/// Claims an idempotency key for `task_id`: a new key, or one whose claim is older than the
-/// retention window; a fresh claim by another task refuses the whole write (the caller then
-/// finds the holder and answers with it).
-pub(super) async fn claim_idempotency_key(
+/// Claims idempotency keys, each for its task, in one statement: a new key, or one whose claim
+/// is older than the retention window; a fresh claim by another task (or the same key twice in
+/// one batch) refuses the whole write (the writer then retries its writes one by one, and the
+/// loser answers with the holder's task).
+pub(super) async fn claim_idempotency_keys(
     conn: &mut SqliteConnection,
-    task_id: &str,
-    claim: &IdempotencyClaim,
+    claims: &[(&str, &IdempotencyClaim)],
 ) -> Result<(), StorageError> {
-    let claimed = sqlx::query(
-        "INSERT INTO idempotency_keys (scope, idem_key, task_id, request_hash, created_at) VALUES (?, ?, ?, ?, ?) \
-         ON CONFLICT (scope, idem_key) DO UPDATE SET task_id = excluded.task_id, \
+    let Some(reclaim_before) = claims.iter().map(|(_, c)| c.reclaim_before.as_str()).min() else { return Ok(()) };
+    let now = crate::clock::now_rfc3339();
+    let mut qb: QueryBuilder<Sqlite> =
+        QueryBuilder::new("INSERT INTO idempotency_keys (scope, idem_key, task_id, request_hash, created_at) ");
+    qb.push_values(claims, |mut b, (task_id, c)| {
+        b.push_bind(c.scope.clone())
+            .push_bind(c.key.clone())
+            .push_bind(task_id.to_string())
+            .push_bind(c.request_hash.clone())
+            .push_bind(now.clone());
+    });
+    qb.push(
+        " ON CONFLICT (scope, idem_key) DO UPDATE SET task_id = excluded.task_id, \
          request_hash = excluded.request_hash, created_at = excluded.created_at \
-         WHERE idempotency_keys.created_at < ?",
+         WHERE idempotency_keys.created_at < ",
     )
-    .bind(&claim.scope)
-    .bind(&claim.key)
-    .bind(task_id)
-    .bind(&claim.request_hash)
-    .bind(crate::clock::now_rfc3339())
-    .bind(&claim.reclaim_before)
-    .execute(&mut *conn)
-    .await?;
-    if claimed.rows_affected() == 0 {
-        return Err(StorageError::Rejected(format!("idempotency key '{}' is held by another task", claim.key)));
+    .push_bind(reclaim_before.to_owned());
+    let claimed = qb.build().execute(&mut *conn).await?;
+    if claimed.rows_affected() < claims.len() as u64 {
+        let held: Vec<&str> = claims.iter().map(|(_, c)| c.key.as_str()).collect();
+        return Err(StorageError::Rejected(format!("idempotency key '{}' is held by another task", held.join("', '"))));
     }
     Ok(())
 }
