@@ -319,3 +319,22 @@ async fn bulk_cancel_by_filter_with_a_dry_run_then_bulk_retry_by_ids() -> Result
     assert!(kinds(&events).contains(&"task.retry_scheduled".to_owned()));
     Ok(())
 }
+
+#[tokio::test]
+async fn a_deadline_is_re_armed_after_a_restart_with_what_is_left_of_it() -> Result {
+    let mut node = Node::start_with(opts())?;
+    let (status, _) = node.post("/v1/targets/echo/pause", json!({})).await?;
+    assert_eq!(status, 200);
+    let id = node
+        .create_with(json!({"target_agent_id": "echo", "intent": "demo.echo", "payload": {"text": "x"},
+            "deadlines": {"schedule_to_start_ms": 1500}}))
+        .await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    node.kill()?;
+    let dir = node.dir.clone();
+    let node = Node::start_in(&dir, opts())?;
+    // The target is still paused: only the re-armed deadline can end the task.
+    let (task, _) = done(&node, &id).await?;
+    assert_eq!(task["last_error"]["reason"], "schedule_to_start_timeout", "{task}");
+    Ok(())
+}
