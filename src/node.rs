@@ -326,10 +326,9 @@ pub async fn serve(
     });
     // The gateway has no TLS yet: off loopback it needs --insecure-plaintext like the HTTP API.
     let aether = match &listeners.aether {
-        Some(l) => l
-            .local_addr()
-            .map_err(NodeError::Serve)
-            .and_then(|bound| check_exposure(bound, false, options.insecure_plaintext).map(|()| Some(bound)).map_err(NodeError::Config)),
+        Some(l) => l.local_addr().map_err(NodeError::Serve).and_then(|bound| {
+            check_exposure(bound, false, options.insecure_plaintext).map(|()| Some(bound)).map_err(NodeError::Config)
+        }),
         None => Ok(None),
     };
     let browser = browser.and_then(|b| aether.map(|a| (b, a)));

@@ -200,7 +200,16 @@ async fn invalid_registry_file_refuses_to_start_naming_file_line_and_field() -> 
     assert!(err.contains("bad.yaml") && err.contains("capabilitees") && err.contains("line 4"), "{err}");
 
     let missing = std::process::Command::new(common::node_bin())
-        .args(["--port", "0", "--aether-port", "0", "--database", "sqlite::memory:", "--registry", "/nonexistent/registry.yaml"])
+        .args([
+            "--port",
+            "0",
+            "--aether-port",
+            "0",
+            "--database",
+            "sqlite::memory:",
+            "--registry",
+            "/nonexistent/registry.yaml",
+        ])
         .output()?;
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/registry.yaml"));

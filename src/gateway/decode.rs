@@ -121,20 +121,20 @@ mod tests {
             payload: Some(Payload::KvOp(KvOperation { request_id: "r1".into(), ..Default::default() })),
             ..Default::default()
         };
-        assert_eq!(request(kv), Request::Unserved {
-            operation: "kv_op",
-            correlation: Correlation::RequestId("r1".into())
-        });
+        assert_eq!(
+            request(kv),
+            Request::Unserved { operation: "kv_op", correlation: Correlation::RequestId("r1".into()) }
+        );
         let sync_kv = UpstreamMessage { payload: Some(Payload::KvOp(KvOperation::default())), ..Default::default() };
         assert_eq!(request(sync_kv), Request::Unserved { operation: "kv_op", correlation: Correlation::None });
         let ws = UpstreamMessage {
             payload: Some(Payload::WorkspaceOp(WorkspaceOperation::default())),
             ..Default::default()
         };
-        assert_eq!(request(ws), Request::Unserved {
-            operation: "workspace_op",
-            correlation: Correlation::Fifo(FifoKind::Workspace)
-        });
+        assert_eq!(
+            request(ws),
+            Request::Unserved { operation: "workspace_op", correlation: Correlation::Fifo(FifoKind::Workspace) }
+        );
         let init = UpstreamMessage { payload: Some(Payload::Init(InitConnection::default())), ..Default::default() };
         assert!(matches!(request(init), Request::Violation(_)));
     }

@@ -108,8 +108,12 @@ mod tests {
         }
         assert!(matches!(refused(Correlation::Fifo(FifoKind::Workspace)), Some(Payload::Workspace(r)) if !r.success));
         assert!(matches!(refused(Correlation::Fifo(FifoKind::Acl)), Some(Payload::Acl(r)) if !r.success));
-        assert!(matches!(refused(Correlation::Proxy("p".into())), Some(Payload::ProxyHttpResponse(r)) if r.status_code == 501));
-        assert!(matches!(refused(Correlation::Tunnel("t".into())), Some(Payload::TunnelClose(r)) if r.tunnel_id == "t"));
+        assert!(
+            matches!(refused(Correlation::Proxy("p".into())), Some(Payload::ProxyHttpResponse(r)) if r.status_code == 501)
+        );
+        assert!(
+            matches!(refused(Correlation::Tunnel("t".into())), Some(Payload::TunnelClose(r)) if r.tunnel_id == "t")
+        );
     }
 
     #[test]

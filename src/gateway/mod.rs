@@ -133,8 +133,9 @@ pub async fn serve(
     grace: Duration,
 ) -> Result<(), tonic::transport::Error> {
     let gateway = Gateway { services, policy, shutdown: shutdown.clone() };
-    let service =
-        AetherGatewayServer::new(gateway).max_decoding_message_size(MAX_DECODING).max_encoding_message_size(MAX_ENCODING);
+    let service = AetherGatewayServer::new(gateway)
+        .max_decoding_message_size(MAX_DECODING)
+        .max_encoding_message_size(MAX_ENCODING);
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     let signal = {
         let shutdown = shutdown.clone();

@@ -210,10 +210,8 @@ mod tests {
 
     #[test]
     fn unserved_requests_are_refused_with_their_correlation() {
-        let (out, ends) = answer(Request::Unserved {
-            operation: "kv_op",
-            correlation: Correlation::RequestId("r-1".into()),
-        });
+        let (out, ends) =
+            answer(Request::Unserved { operation: "kv_op", correlation: Correlation::RequestId("r-1".into()) });
         assert!(!ends);
         let Outbound::Refused { code, message, correlation } = out else { panic!("not a refusal: {out:?}") };
         assert_eq!(code.as_str(), "ERR_NOT_IMPLEMENTED");

@@ -13,16 +13,37 @@ pub const IDENTIFIER_MAX: usize = 128;
 /// The principal a client claims in `InitConnection.client_type`, fields as sent.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ClaimedPrincipal {
-    Agent { workspace: String, implementation: String, specifier: String },
+    Agent {
+        workspace: String,
+        implementation: String,
+        specifier: String,
+    },
     /// `unique_specifier` empty: a pooled task (the server gives it an id).
-    Task { workspace: String, implementation: String, unique_specifier: String },
-    User { user_id: String, window_id: String },
+    Task {
+        workspace: String,
+        implementation: String,
+        unique_specifier: String,
+    },
+    User {
+        user_id: String,
+        window_id: String,
+    },
     /// `specifier` empty: the server makes one.
-    Orchestrator { implementation: String, specifier: String },
+    Orchestrator {
+        implementation: String,
+        specifier: String,
+    },
     WorkflowEngine,
     MetricsBridge,
-    Bridge { implementation: String, specifier: String },
-    Service { implementation: String, specifier: String, consumes_pool_tasks: bool },
+    Bridge {
+        implementation: String,
+        specifier: String,
+    },
+    Service {
+        implementation: String,
+        specifier: String,
+        consumes_pool_tasks: bool,
+    },
 }
 
 /// The kind of a principal.
@@ -159,7 +180,13 @@ impl ClaimedPrincipal {
                     identity(PrincipalKind::PooledTask, format!("ta::{ws}::{imp}::{id}"), Some(ws), Some(imp), Some(id))
                 } else {
                     let spec = field("task.unique_specifier", unique_specifier)?;
-                    identity(PrincipalKind::UniqueTask, format!("tu::{ws}::{imp}::{spec}"), Some(ws), Some(imp), Some(spec))
+                    identity(
+                        PrincipalKind::UniqueTask,
+                        format!("tu::{ws}::{imp}::{spec}"),
+                        Some(ws),
+                        Some(imp),
+                        Some(spec),
+                    )
                 }
             }
             ClaimedPrincipal::User { user_id, window_id } => {
@@ -179,7 +206,8 @@ impl ClaimedPrincipal {
                 identity(PrincipalKind::MetricsBridge, "metrics::shard0".into(), None, None, None)
             }
             ClaimedPrincipal::Bridge { implementation, specifier } => {
-                let (imp, spec) = (field("bridge.implementation", implementation)?, field("bridge.specifier", specifier)?);
+                let (imp, spec) =
+                    (field("bridge.implementation", implementation)?, field("bridge.specifier", specifier)?);
                 identity(PrincipalKind::Bridge, format!("br::{imp}::{spec}"), None, Some(imp), Some(spec))
             }
             ClaimedPrincipal::Service { implementation, specifier, .. } => {
@@ -217,12 +245,18 @@ mod tests {
             unique_specifier: String::new(),
         };
         let id = pooled.resolve(|| "u1".into());
-        assert_eq!(id.as_ref().map(|i| (i.kind, i.key.as_str())), Ok((PrincipalKind::PooledTask, "ta::default::processor::u1")));
+        assert_eq!(
+            id.as_ref().map(|i| (i.kind, i.key.as_str())),
+            Ok((PrincipalKind::PooledTask, "ta::default::processor::u1"))
+        );
         let unique =
             ClaimedPrincipal::Task { workspace: "w".into(), implementation: "p".into(), unique_specifier: "x".into() };
         assert_eq!(unique.resolve(never).map(|i| i.key), Ok("tu::w::p::x".to_owned()));
         let user = ClaimedPrincipal::User { user_id: "alice@example.com".into(), window_id: "w1".into() };
-        assert_eq!(user.resolve(never).map(|i| (i.key, i.workspace)), Ok(("us::alice@example.com::w1".to_owned(), None)));
+        assert_eq!(
+            user.resolve(never).map(|i| (i.key, i.workspace)),
+            Ok(("us::alice@example.com::w1".to_owned(), None))
+        );
         let orc = ClaimedPrincipal::Orchestrator { implementation: "local".into(), specifier: String::new() };
         assert_eq!(orc.resolve(|| "ab12cd34".into()).map(|i| i.key), Ok("orc::local::ab12cd34".to_owned()));
         assert_eq!(ClaimedPrincipal::WorkflowEngine.resolve(never).map(|i| i.key), Ok("wfe::shard0".to_owned()));
@@ -232,7 +266,10 @@ mod tests {
             specifier: "a".into(),
             consumes_pool_tasks: true,
         };
-        assert_eq!(sv.resolve(never).map(|i| (i.kind, i.key, i.workspace)), Ok((PrincipalKind::Service, "sv::search::a".to_owned(), None)));
+        assert_eq!(
+            sv.resolve(never).map(|i| (i.kind, i.key, i.workspace)),
+            Ok((PrincipalKind::Service, "sv::search::a".to_owned(), None))
+        );
     }
 
     #[test]

@@ -169,10 +169,10 @@ impl Actor for PresenceActor {
                 let args = ConnectionArgs { session: session.clone(), outbound };
                 match Actor::spawn_linked(None, ConnectionActor, args, myself.get_cell()).await {
                     Ok((connection, _)) => {
-                        state.book.hold(key.clone(), Holder {
-                            session_id: session.session_id.clone(),
-                            handle: connection.get_id(),
-                        });
+                        state.book.hold(
+                            key.clone(),
+                            Holder { session_id: session.session_id.clone(), handle: connection.get_id() },
+                        );
                         state.connections.insert(connection.get_id(), (key.clone(), connection.clone()));
                         metrics::gauge!(crate::telemetry::AETHER_SESSIONS).set(state.connections.len() as f64);
                         tracing::info!(
@@ -213,14 +213,22 @@ impl Actor for PresenceActor {
         if let Some(key) = key {
             let released = state.book.release(&key, &id);
             match failure {
-                Some(error) => tracing::warn!(actor_kind = "aether_connection", identity = %key, %error, "gateway session failed; stream closed"),
-                None => tracing::info!(actor_kind = "aether_connection", identity = %key, released, "gateway session closed"),
+                Some(error) => {
+                    tracing::warn!(actor_kind = "aether_connection", identity = %key, %error, "gateway session failed; stream closed")
+                }
+                None => {
+                    tracing::info!(actor_kind = "aether_connection", identity = %key, released, "gateway session closed")
+                }
             }
         }
         Ok(())
     }
 
-    async fn post_stop(&self, _myself: ActorRef<PresenceMsg>, state: &mut PresenceState) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<PresenceMsg>,
+        state: &mut PresenceState,
+    ) -> Result<(), ActorProcessingErr> {
         for (_, (_, connection)) in state.connections.drain() {
             connection.stop(Some("node shutting down".into()));
         }
