@@ -87,6 +87,29 @@ fn the_sdk_connects_is_refused_and_gets_answers() -> Result {
     Ok(())
 }
 
+#[test]
+fn kv_and_checkpoints_work_through_the_sdk() -> Result {
+    let Some(python) = sdk_python() else {
+        skip();
+        return Ok(());
+    };
+    let node = node(&[])?;
+    let script = script("sdk_kv.py");
+    let out = run(&python, &[script.to_str().ok_or("path")?, &node.aether])
+        .map_err(|e| format!("{e}\nnode log:\n{}", node.log()))?;
+    for check in [
+        "ok global KV is shared between agents; a missing key is an empty success",
+        "ok user scope is private to the calling agent",
+        "ok workspace KV put, list by prefix, delete",
+        "ok checkpoints save, load, list, delete per identity",
+        "ok checkpoints survive reconnects",
+        "ok sync KV replies without a request id; sync checkpoints",
+    ] {
+        assert!(out.contains(check), "missing {check:?} in:\n{out}");
+    }
+    Ok(())
+}
+
 /// Starts the raw-stream script against `node`; returns the child and its stdout lines.
 fn raw_stream(python: &Path, node: &Node) -> Result<(std::process::Child, std::sync::mpsc::Receiver<String>)> {
     let mut child = Command::new(python)

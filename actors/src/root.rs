@@ -313,7 +313,11 @@ async fn start_service(
             a.get_cell()
         }
         Service::Presence => {
-            let (a, _) = Actor::spawn_linked(name, PresenceActor, (), sup).await?;
+            let store = crate::aether::connection::SessionStore {
+                storage: state.dir.storage.clone(),
+                reader: state.dir.reader.clone(),
+            };
+            let (a, _) = Actor::spawn_linked(name, PresenceActor, store, sup).await?;
             state.dir.presence.set(Some(a.clone()));
             a.get_cell()
         }

@@ -3,11 +3,13 @@
 
 use aethrolink_actors::aether::connection::{Correlation, FifoKind, Request};
 use aethrolink_actors::aether::identity::ClaimedPrincipal;
+use aethrolink_actors::aether::kv::{CheckpointOp, CheckpointRequest, KvOp, KvRequest, KvScope};
 use aethrolink_actors::service::aether::GatewayConnect;
 
 use super::proto::init_connection::ClientType;
+use super::proto::kv_operation::OpType;
 use super::proto::upstream_message::Payload;
-use super::proto::{InitConnection, UpstreamMessage};
+use super::proto::{CheckpointOperation, InitConnection, KvOperation, UpstreamMessage};
 
 /// `InitConnection` into the core's connect request; `Err` names what is missing.
 pub fn connect(init: InitConnection) -> Result<GatewayConnect, &'static str> {
@@ -45,6 +47,43 @@ fn by_id(id: String) -> Correlation {
     if id.is_empty() { Correlation::None } else { Correlation::RequestId(id) }
 }
 
+/// A `KVOperation` (an absent `op` is GET: zero values are real operations).
+fn kv(op: KvOperation) -> KvRequest {
+    let kind = match OpType::try_from(op.op) {
+        Ok(OpType::Get) => KvOp::Get,
+        Ok(OpType::Put) => KvOp::Put,
+        Ok(OpType::Delete) => KvOp::Delete,
+        Ok(OpType::List) => KvOp::List,
+        Ok(other) => KvOp::Unserved(other.as_str_name()),
+        Err(_) => KvOp::Unserved("operation (unknown)"),
+    };
+    KvRequest {
+        op: kind,
+        scope: KvScope::from_wire(op.scope),
+        key: op.key,
+        value: op.value,
+        user_id: op.user_id,
+        workspace: op.workspace,
+        ttl_seconds: op.ttl,
+        limit: op.limit,
+        request_id: op.request_id,
+    }
+}
+
+/// A `CheckpointOperation` (an absent `op` is SAVE).
+fn checkpoint(op: CheckpointOperation) -> Request {
+    match CheckpointOp::from_wire(op.op) {
+        Some(kind) => Request::Checkpoint(CheckpointRequest {
+            op: kind,
+            key: op.key,
+            data: op.data,
+            ttl: op.ttl,
+            request_id: op.request_id,
+        }),
+        None => Request::Unserved { operation: "checkpoint_op (unknown operation)", correlation: by_id(op.request_id) },
+    }
+}
+
 /// A frame after `InitConnection` into the session's request.
 pub fn request(frame: UpstreamMessage) -> Request {
     let unserved = |operation, correlation| Request::Unserved { operation, correlation };
@@ -56,9 +95,9 @@ pub fn request(frame: UpstreamMessage) -> Request {
         Payload::Init(_) => Request::Violation("InitConnection may only be the first message of a stream".into()),
         Payload::Send(_) => unserved("send", Correlation::None),
         Payload::SwitchWorkspace(_) => unserved("switch_workspace", Correlation::None),
-        Payload::KvOp(op) => unserved("kv_op", by_id(op.request_id)),
+        Payload::KvOp(op) => Request::Kv(kv(op)),
         Payload::CreateTask(op) => unserved("create_task", by_id(op.request_id)),
-        Payload::CheckpointOp(op) => unserved("checkpoint_op", by_id(op.request_id)),
+        Payload::CheckpointOp(op) => checkpoint(op),
         Payload::AdminQuery(op) => unserved("admin_query", by_id(op.request_id)),
         Payload::SessionOp(op) => unserved("session_op", by_id(op.request_id)),
         Payload::TaskQuery(op) => unserved("task_query", by_id(op.request_id)),
@@ -91,7 +130,7 @@ pub fn request(frame: UpstreamMessage) -> Request {
 
 #[cfg(test)]
 mod tests {
-    use super::super::proto::{AgentIdentity, KvOperation, WorkspaceOperation};
+    use super::super::proto::{AgentIdentity, WorkspaceOperation};
     use super::*;
 
     #[test]
@@ -121,12 +160,25 @@ mod tests {
             payload: Some(Payload::KvOp(KvOperation { request_id: "r1".into(), ..Default::default() })),
             ..Default::default()
         };
+        // An absent op is GET; an absent scope is the workspace.
+        let Request::Kv(get) = request(kv) else { panic!("not a KV request") };
+        assert_eq!((get.op, get.scope, get.request_id.as_str()), (KvOp::Get, KvScope::Workspace, "r1"));
+        let incr = UpstreamMessage {
+            payload: Some(Payload::KvOp(KvOperation { op: OpType::Increment as i32, ..Default::default() })),
+            ..Default::default()
+        };
+        assert!(matches!(request(incr), Request::Kv(KvRequest { op: KvOp::Unserved("INCREMENT"), .. })));
+        let save = UpstreamMessage {
+            payload: Some(Payload::CheckpointOp(CheckpointOperation::default())),
+            ..Default::default()
+        };
+        assert!(matches!(request(save), Request::Checkpoint(CheckpointRequest { op: CheckpointOp::Save, .. })));
+        let query = super::super::proto::TaskQuery { request_id: "t1".into(), ..Default::default() };
+        let task = UpstreamMessage { payload: Some(Payload::TaskQuery(query)), ..Default::default() };
         assert_eq!(
-            request(kv),
-            Request::Unserved { operation: "kv_op", correlation: Correlation::RequestId("r1".into()) }
+            request(task),
+            Request::Unserved { operation: "task_query", correlation: Correlation::RequestId("t1".into()) }
         );
-        let sync_kv = UpstreamMessage { payload: Some(Payload::KvOp(KvOperation::default())), ..Default::default() };
-        assert_eq!(request(sync_kv), Request::Unserved { operation: "kv_op", correlation: Correlation::None });
         let ws = UpstreamMessage {
             payload: Some(Payload::WorkspaceOp(WorkspaceOperation::default())),
             ..Default::default()

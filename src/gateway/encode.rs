@@ -11,8 +11,8 @@ use tonic::Status;
 
 use super::proto::downstream_message::Payload;
 use super::proto::{
-    AclResponse, AgentResponse, ConfigSnapshot, ConnectionAck, DownstreamMessage, ErrorResponse, ProxyHttpResponse,
-    TunnelClose, WorkspaceResponse,
+    AclResponse, AgentResponse, CheckpointResponse, ConfigSnapshot, ConnectionAck, DownstreamMessage, ErrorResponse,
+    KvResponse, ProxyHttpResponse, TunnelClose, WorkspaceResponse,
 };
 
 /// The node's version, told in the ack.
@@ -32,6 +32,23 @@ pub fn outbound(out: Outbound) -> Result<DownstreamMessage, Status> {
             ..Default::default()
         })),
         Outbound::Config => frame(Payload::Config(ConfigSnapshot::default())),
+        Outbound::Kv(r) => frame(Payload::Kv(KvResponse {
+            success: r.success,
+            value: r.value,
+            keys: r.keys,
+            kv_map: r.entries.into_iter().collect(),
+            request_id: r.request_id,
+            has_more: r.has_more,
+            ..Default::default()
+        })),
+        Outbound::Checkpoint(r) => frame(Payload::Checkpoint(CheckpointResponse {
+            success: r.success,
+            data: r.data,
+            keys: r.keys,
+            error: r.error,
+            saved_at: r.saved_at,
+            request_id: r.request_id,
+        })),
         Outbound::Refused { code, message, correlation } => {
             let error = |request_id: String| {
                 frame(Payload::Error(ErrorResponse {

@@ -7,10 +7,15 @@
 //! recoverable status and the SDK reconnects). Supervised by the presence actor, never
 //! restarted (the client reconnects, with `resume_session_id`), like SSE subscribers.
 
+use std::sync::Arc;
+
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::mpsc;
 
 use super::identity::Identity;
+use super::kv::{self, CheckpointOp, CheckpointReply, CheckpointRequest, KvError, KvOp, KvReply, KvRequest};
+use crate::storage::{StorageMsg, StoreReader, WriteOp};
+use crate::supervision::{ASK_TIMEOUT, Slot};
 
 /// Capacity of a stream's outbound channel (frames not yet written to the client).
 pub const OUTBOUND_CAPACITY: usize = 256;
@@ -66,6 +71,10 @@ pub enum FifoKind {
 pub enum Request {
     /// An operation this node does not serve (yet): `operation` names it for the answer.
     Unserved { operation: &'static str, correlation: Correlation },
+    /// A KV operation.
+    Kv(KvRequest),
+    /// A checkpoint operation.
+    Checkpoint(CheckpointRequest),
     /// A frame that breaks the protocol (a second `InitConnection`): the stream ends.
     Violation(String),
 }
@@ -75,6 +84,7 @@ pub enum Request {
 pub enum ErrorCode {
     NotImplemented,
     InvalidArgument,
+    KvError,
 }
 
 impl ErrorCode {
@@ -82,6 +92,7 @@ impl ErrorCode {
         match self {
             ErrorCode::NotImplemented => "ERR_NOT_IMPLEMENTED",
             ErrorCode::InvalidArgument => "ERR_INVALID_ARGUMENT",
+            ErrorCode::KvError => "KV_ERROR",
         }
     }
 }
@@ -93,6 +104,10 @@ pub enum Outbound {
     Ack { session_id: String, resumed: bool },
     /// The baseline `ConfigSnapshot` (agents and tasks), after the ack.
     Config,
+    /// A `KVResponse`.
+    Kv(KvReply),
+    /// A `CheckpointResponse`.
+    Checkpoint(CheckpointReply),
     /// An operation is not served: `code` with `message`, correlated as the request was.
     Refused { code: ErrorCode, message: String, correlation: Correlation },
     /// End the stream with an error of this kind (never a plain OK).
@@ -116,10 +131,18 @@ pub enum ConnectionMsg {
     Closed,
 }
 
+/// The storage a session's KV and checkpoints live in.
+#[derive(Clone)]
+pub struct SessionStore {
+    pub storage: Arc<Slot<StorageMsg>>,
+    pub reader: StoreReader,
+}
+
 /// Arguments of a connection actor.
 pub struct ConnectionArgs {
     pub session: Session,
     pub outbound: mpsc::Sender<Outbound>,
+    pub store: SessionStore,
 }
 
 /// State of a connection actor.
@@ -128,14 +151,20 @@ pub struct ConnectionState {
     session: Session,
     /// The stream's outbound frames (bounded; `try_send` only, so no handler waits on a client).
     outbound: mpsc::Sender<Outbound>,
+    /// Where KV rows and checkpoints are read and written (writes only via the storage actor).
+    store: SessionStore,
 }
 
 /// One gateway stream.
 pub struct ConnectionActor;
 
-/// What a request is answered with. Pure.
+/// What a request that needs no storage is answered with. Pure.
 pub fn answer(request: Request) -> (Outbound, bool) {
     match request {
+        Request::Kv(req) => (Outbound::Kv(KvReply { request_id: req.request_id, ..KvReply::default() }), false),
+        Request::Checkpoint(req) => {
+            (Outbound::Checkpoint(CheckpointReply { request_id: req.request_id, ..CheckpointReply::default() }), false)
+        }
         Request::Unserved { operation, correlation } => (
             Outbound::Refused {
                 code: ErrorCode::NotImplemented,
@@ -165,6 +194,125 @@ impl ConnectionState {
     }
 }
 
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl ConnectionState {
+    async fn write(&self, op: WriteOp) -> Result<(), ()> {
+        match self.store.storage.ask(ASK_TIMEOUT, |r| StorageMsg::Write(op, r)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                tracing::warn!(actor_kind = "aether_connection", error = %e, "gateway write failed");
+                Err(())
+            }
+            Err(e) => {
+                tracing::warn!(actor_kind = "aether_connection", error = %e, "storage unavailable");
+                Err(())
+            }
+        }
+    }
+
+    /// Carries out a KV request for this session's principal.
+    async fn kv(&self, req: KvRequest) -> Result<KvReply, KvError> {
+        if let KvOp::Unserved(name) = req.op {
+            return Err(KvError::Unserved(name));
+        }
+        let identity = &self.session.identity;
+        let ns = kv::namespace(req.scope, identity, &req.user_id, &req.workspace)?;
+        let now = now_ms();
+        let mut reply = KvReply { request_id: req.request_id.clone(), success: true, ..KvReply::default() };
+        let storage = |e: crate::error::StorageError| {
+            tracing::warn!(actor_kind = "aether_connection", error = %e, "gateway read failed");
+            KvError::Storage
+        };
+        match req.op {
+            KvOp::Get => {
+                // A missing key is a success with an empty value (as upstream).
+                reply.value =
+                    self.store.reader.aether_kv_get(&ns, &req.key, now).await.map_err(storage)?.unwrap_or_default();
+            }
+            KvOp::Put => {
+                kv::check_put(&req)?;
+                let expires_at = kv::kv_expiry(now, req.ttl_seconds);
+                let op = WriteOp::AetherKv { namespace: ns, key: req.key, value: Some(req.value), expires_at, now };
+                self.write(op).await.map_err(|()| KvError::Storage)?;
+            }
+            KvOp::Delete => {
+                let op = WriteOp::AetherKv { namespace: ns, key: req.key, value: None, expires_at: None, now };
+                self.write(op).await.map_err(|()| KvError::Storage)?;
+            }
+            KvOp::List => {
+                let limit = kv::list_limit(req.limit);
+                let mut rows =
+                    self.store.reader.aether_kv_list(&ns, &req.key, now, limit + 1).await.map_err(storage)?;
+                reply.has_more = rows.len() > limit as usize;
+                rows.truncate(limit as usize);
+                reply.keys = rows.iter().map(|(k, _)| k.clone()).collect();
+                reply.entries = rows;
+            }
+            KvOp::Unserved(name) => return Err(KvError::Unserved(name)),
+        }
+        Ok(reply)
+    }
+
+    /// Carries out a checkpoint request (checkpoints belong to the session's identity string).
+    async fn checkpoint(&self, req: CheckpointRequest) -> CheckpointReply {
+        let mut reply = CheckpointReply { request_id: req.request_id.clone(), ..CheckpointReply::default() };
+        let identity = self.session.identity.key.clone();
+        let key = kv::checkpoint_key(&req.key).to_owned();
+        let now = now_ms();
+        let outcome: Result<(), String> = match req.op {
+            CheckpointOp::Save if req.data.len() > kv::CHECKPOINT_MAX => {
+                Err(format!("checkpoint is {} bytes; at most {}", req.data.len(), kv::CHECKPOINT_MAX))
+            }
+            CheckpointOp::Save => {
+                let saved_at = now / 1000;
+                let op = WriteOp::AetherCheckpoint {
+                    identity,
+                    key,
+                    save: Some((req.data, saved_at)),
+                    expires_at: kv::checkpoint_expiry(now, req.ttl),
+                };
+                reply.saved_at = saved_at;
+                self.write(op).await.map_err(|()| "storage failed; retry".to_owned())
+            }
+            CheckpointOp::Load => match self.store.reader.aether_checkpoint(&identity, &key, now).await {
+                // A missing checkpoint is a success with empty data (as upstream).
+                Ok(found) => {
+                    if let Some(found) = found {
+                        reply.data = found.data;
+                        reply.saved_at = found.saved_at;
+                    }
+                    Ok(())
+                }
+                Err(e) => Err(e.to_string()),
+            },
+            CheckpointOp::Delete => {
+                let op = WriteOp::AetherCheckpoint { identity, key, save: None, expires_at: None };
+                self.write(op).await.map_err(|()| "storage failed; retry".to_owned())
+            }
+            CheckpointOp::List => match self.store.reader.aether_checkpoint_keys(&identity, now).await {
+                Ok(keys) => {
+                    reply.keys = keys;
+                    Ok(())
+                }
+                Err(e) => Err(e.to_string()),
+            },
+        };
+        match outcome {
+            Ok(()) => reply.success = true,
+            Err(error) => {
+                reply.error = error;
+                reply.saved_at = 0;
+            }
+        }
+        reply
+    }
+}
+
 impl Actor for ConnectionActor {
     type Msg = ConnectionMsg;
     type State = ConnectionState;
@@ -175,7 +323,7 @@ impl Actor for ConnectionActor {
         _myself: ActorRef<ConnectionMsg>,
         args: ConnectionArgs,
     ) -> Result<ConnectionState, ActorProcessingErr> {
-        let state = ConnectionState { session: args.session, outbound: args.outbound };
+        let state = ConnectionState { session: args.session, outbound: args.outbound, store: args.store };
         // The ack is the first frame, before anything else is read or answered; then the
         // baseline config for agents and tasks.
         let ack = Outbound::Ack { session_id: state.session.session_id.clone(), resumed: state.session.resumed };
@@ -192,6 +340,36 @@ impl Actor for ConnectionActor {
         state: &mut ConnectionState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
+            // KV and checkpoints are answered here, in arrival order: a read or a write through the
+            // storage actor is short and bounded (ASK_TIMEOUT), and the order is what the SDK sees.
+            ConnectionMsg::Request(Request::Kv(req)) => {
+                let request_id = req.request_id.clone();
+                let sent = match state.kv(req).await {
+                    Ok(reply) => state.send(Outbound::Kv(reply)),
+                    // Typed failure first (the waiting call returns it), then the error for on_error.
+                    Err(e) => {
+                        let failed = Outbound::Kv(KvReply { request_id: request_id.clone(), ..KvReply::default() });
+                        let code = match e {
+                            KvError::Unserved(_) => ErrorCode::NotImplemented,
+                            KvError::Invalid(_) => ErrorCode::InvalidArgument,
+                            KvError::Principal(_) | KvError::Storage => ErrorCode::KvError,
+                        };
+                        let correlation =
+                            if request_id.is_empty() { Correlation::None } else { Correlation::RequestId(request_id) };
+                        state.send(failed)
+                            && state.send(Outbound::Refused { code, message: e.to_string(), correlation })
+                    }
+                };
+                if !sent {
+                    myself.stop(Some("session ended".into()));
+                }
+            }
+            ConnectionMsg::Request(Request::Checkpoint(req)) => {
+                let reply = state.checkpoint(req).await;
+                if !state.send(Outbound::Checkpoint(reply)) {
+                    myself.stop(Some("session ended".into()));
+                }
+            }
             ConnectionMsg::Request(request) => {
                 let (out, ends) = answer(request);
                 if !state.send(out) || ends {

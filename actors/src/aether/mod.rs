@@ -6,4 +6,5 @@
 
 pub mod connection;
 pub mod identity;
+pub mod kv;
 pub mod presence;

@@ -13,7 +13,9 @@ use std::collections::HashMap;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use tokio::sync::mpsc;
 
-use super::connection::{ConnectionActor, ConnectionArgs, ConnectionMsg, Outbound, Session, SessionAuthority};
+use super::connection::{
+    ConnectionActor, ConnectionArgs, ConnectionMsg, Outbound, Session, SessionAuthority, SessionStore,
+};
 use super::identity::Identity;
 
 /// Who holds an identity.
@@ -123,6 +125,8 @@ pub struct PresenceState {
     /// Each live connection actor: its identity (to release the lock when it stops) and its
     /// handle (to stop it on takeover and at shutdown).
     connections: HashMap<ActorId, (String, ActorRef<ConnectionMsg>)>,
+    /// Handed to every connection (its KV and checkpoints).
+    store: SessionStore,
 }
 
 /// The presence actor.
@@ -135,10 +139,14 @@ fn new_session_id() -> String {
 impl Actor for PresenceActor {
     type Msg = PresenceMsg;
     type State = PresenceState;
-    type Arguments = ();
+    type Arguments = SessionStore;
 
-    async fn pre_start(&self, _myself: ActorRef<PresenceMsg>, _: ()) -> Result<PresenceState, ActorProcessingErr> {
-        Ok(PresenceState { book: PresenceBook::default(), connections: HashMap::new() })
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<PresenceMsg>,
+        store: SessionStore,
+    ) -> Result<PresenceState, ActorProcessingErr> {
+        Ok(PresenceState { book: PresenceBook::default(), connections: HashMap::new(), store })
     }
 
     async fn handle(
@@ -166,7 +174,7 @@ impl Actor for PresenceActor {
                     Claim::Free => false,
                 };
                 let session = Session { session_id: new_session_id(), identity, authority, resumed };
-                let args = ConnectionArgs { session: session.clone(), outbound };
+                let args = ConnectionArgs { session: session.clone(), outbound, store: state.store.clone() };
                 match Actor::spawn_linked(None, ConnectionActor, args, myself.get_cell()).await {
                     Ok((connection, _)) => {
                         state.book.hold(
