@@ -110,6 +110,28 @@ fn kv_and_checkpoints_work_through_the_sdk() -> Result {
     Ok(())
 }
 
+#[test]
+fn connected_agents_exchange_messages() -> Result {
+    let Some(python) = sdk_python() else {
+        skip();
+        return Ok(());
+    };
+    let node = node(&[])?;
+    let script = script("sdk_messages.py");
+    let out = run(&python, &[script.to_str().ok_or("path")?, &node.aether])
+        .map_err(|e| format!("{e}\nnode log:\n{}", node.log()))?;
+    for check in [
+        "ok agent to agent, source stamped by the node",
+        "ok an agent receives its own message",
+        "ok workspace broadcast reaches every agent",
+        "ok an invalid topic is refused",
+        "ok a sync client receives",
+    ] {
+        assert!(out.contains(check), "missing {check:?} in:\n{out}");
+    }
+    Ok(())
+}
+
 /// Starts the raw-stream script against `node`; returns the child and its stdout lines.
 fn raw_stream(python: &Path, node: &Node) -> Result<(std::process::Child, std::sync::mpsc::Receiver<String>)> {
     let mut child = Command::new(python)

@@ -1,7 +1,7 @@
 //! Upstream frames into the core's requests: `InitConnection` into a [`GatewayConnect`], every
 //! other case into a session [`Request`] (each with the correlation the SDK waits on).
 
-use aethrolink_actors::aether::connection::{Correlation, FifoKind, Request};
+use aethrolink_actors::aether::connection::{Correlation, FifoKind, Request, SendRequest};
 use aethrolink_actors::aether::identity::ClaimedPrincipal;
 use aethrolink_actors::aether::kv::{CheckpointOp, CheckpointRequest, KvOp, KvRequest, KvScope};
 use aethrolink_actors::service::aether::GatewayConnect;
@@ -93,7 +93,11 @@ pub fn request(frame: UpstreamMessage) -> Request {
     };
     match payload {
         Payload::Init(_) => Request::Violation("InitConnection may only be the first message of a stream".into()),
-        Payload::Send(_) => unserved("send", Correlation::None),
+        Payload::Send(m) => Request::Send(SendRequest {
+            target_topic: m.target_topic,
+            payload: m.payload,
+            message_type: m.message_type,
+        }),
         Payload::SwitchWorkspace(_) => unserved("switch_workspace", Correlation::None),
         Payload::KvOp(op) => Request::Kv(kv(op)),
         Payload::CreateTask(op) => unserved("create_task", by_id(op.request_id)),

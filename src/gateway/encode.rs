@@ -12,7 +12,7 @@ use tonic::Status;
 use super::proto::downstream_message::Payload;
 use super::proto::{
     AclResponse, AgentResponse, CheckpointResponse, ConfigSnapshot, ConnectionAck, DownstreamMessage, ErrorResponse,
-    KvResponse, ProxyHttpResponse, TunnelClose, WorkspaceResponse,
+    IncomingMessage, KvResponse, ProxyHttpResponse, TunnelClose, WorkspaceResponse,
 };
 
 /// The node's version, told in the ack.
@@ -32,6 +32,13 @@ pub fn outbound(out: Outbound) -> Result<DownstreamMessage, Status> {
             ..Default::default()
         })),
         Outbound::Config => frame(Payload::Config(ConfigSnapshot::default())),
+        Outbound::Message(m) => frame(Payload::Msg(IncomingMessage {
+            source_topic: m.source_topic,
+            payload: std::sync::Arc::unwrap_or_clone(m.payload),
+            message_type: m.message_type,
+            workspace: m.workspace,
+            ..Default::default()
+        })),
         Outbound::Kv(r) => frame(Payload::Kv(KvResponse {
             success: r.success,
             value: r.value,

@@ -82,7 +82,7 @@ def sync_checks():
     assert agents is not None and not agents.success and "not served" in agents.error, agents
     ok("unserved request answered with a correlated error")
 
-    a.client.send_message_to_agent("default", "other", "01", b"hi")  # no id: an uncorrelated error
+    a.client.switch_workspace("elsewhere")  # not served, no id: an uncorrelated error
     wait_for(lambda: any(getattr(e, "code", "") == "ERR_NOT_IMPLEMENTED" for e in a.errors), what="on_error")
     ok("uncorrelated unserved request reaches on_error")
 

@@ -14,6 +14,8 @@ use tokio::sync::mpsc;
 
 use super::identity::Identity;
 use super::kv::{self, CheckpointOp, CheckpointReply, CheckpointRequest, KvError, KvOp, KvReply, KvRequest};
+use super::presence::PresenceMsg;
+use super::topics::{self, SendError};
 use crate::storage::{StorageMsg, StoreReader, WriteOp};
 use crate::supervision::{ASK_TIMEOUT, Slot};
 
@@ -71,6 +73,8 @@ pub enum FifoKind {
 pub enum Request {
     /// An operation this node does not serve (yet): `operation` names it for the answer.
     Unserved { operation: &'static str, correlation: Correlation },
+    /// A message to a topic.
+    Send(SendRequest),
     /// A KV operation.
     Kv(KvRequest),
     /// A checkpoint operation.
@@ -79,12 +83,35 @@ pub enum Request {
     Violation(String),
 }
 
+/// A message a client sends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SendRequest {
+    pub target_topic: String,
+    pub payload: Vec<u8>,
+    /// The wire `MessageType` number, passed through.
+    pub message_type: i32,
+}
+
+/// A message as delivered (`IncomingMessage`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Incoming {
+    /// The sender's identity string, stamped by the node (not spoofable).
+    pub source_topic: String,
+    pub payload: Arc<Vec<u8>>,
+    pub message_type: i32,
+    /// The sender's workspace (empty for workspace-less senders).
+    pub workspace: String,
+}
+
 /// Error codes of `ErrorResponse` (upstream's vocabulary, spelled as upstream does).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorCode {
     NotImplemented,
     InvalidArgument,
     KvError,
+    InvalidTopic,
+    PermissionDenied,
+    PayloadTooLarge,
 }
 
 impl ErrorCode {
@@ -93,6 +120,9 @@ impl ErrorCode {
             ErrorCode::NotImplemented => "ERR_NOT_IMPLEMENTED",
             ErrorCode::InvalidArgument => "ERR_INVALID_ARGUMENT",
             ErrorCode::KvError => "KV_ERROR",
+            ErrorCode::InvalidTopic => "ERR_INVALID_TOPIC",
+            ErrorCode::PermissionDenied => "ERR_PERMISSION_DENIED",
+            ErrorCode::PayloadTooLarge => "ERR_PAYLOAD_TOO_LARGE",
         }
     }
 }
@@ -104,6 +134,8 @@ pub enum Outbound {
     Ack { session_id: String, resumed: bool },
     /// The baseline `ConfigSnapshot` (agents and tasks), after the ack.
     Config,
+    /// A delivered message.
+    Message(Incoming),
     /// A `KVResponse`.
     Kv(KvReply),
     /// A `CheckpointResponse`.
@@ -127,6 +159,8 @@ pub enum EndKind {
 pub enum ConnectionMsg {
     /// A request from the stream, in arrival order.
     Request(Request),
+    /// A message routed to this session by the presence actor.
+    Deliver(Incoming),
     /// The client closed the stream (or it broke): the session ends.
     Closed,
 }
@@ -143,6 +177,8 @@ pub struct ConnectionArgs {
     pub session: Session,
     pub outbound: mpsc::Sender<Outbound>,
     pub store: SessionStore,
+    /// Where sends are routed (the parent).
+    pub presence: ActorRef<PresenceMsg>,
 }
 
 /// State of a connection actor.
@@ -153,6 +189,8 @@ pub struct ConnectionState {
     outbound: mpsc::Sender<Outbound>,
     /// Where KV rows and checkpoints are read and written (writes only via the storage actor).
     store: SessionStore,
+    /// The presence actor, which knows every live session: sends are routed through it.
+    presence: ActorRef<PresenceMsg>,
 }
 
 /// One gateway stream.
@@ -161,6 +199,14 @@ pub struct ConnectionActor;
 /// What a request that needs no storage is answered with. Pure.
 pub fn answer(request: Request) -> (Outbound, bool) {
     match request {
+        Request::Send(_) => (
+            Outbound::Refused {
+                code: ErrorCode::NotImplemented,
+                message: "ERR_NOT_IMPLEMENTED: send needs a session".into(),
+                correlation: Correlation::None,
+            },
+            false,
+        ),
         Request::Kv(req) => (Outbound::Kv(KvReply { request_id: req.request_id, ..KvReply::default() }), false),
         Request::Checkpoint(req) => {
             (Outbound::Checkpoint(CheckpointReply { request_id: req.request_id, ..CheckpointReply::default() }), false)
@@ -192,6 +238,17 @@ impl ConnectionState {
             Err(mpsc::error::TrySendError::Closed(_)) => false,
         }
     }
+}
+
+/// A refused send as its uncorrelated error (`SendMessage` has no request id).
+fn refused_send(e: &SendError) -> Outbound {
+    let code = match e {
+        SendError::Unserved(_) => ErrorCode::NotImplemented,
+        SendError::InvalidTopic(_) => ErrorCode::InvalidTopic,
+        SendError::Denied(..) => ErrorCode::PermissionDenied,
+        SendError::TooLarge(_) => ErrorCode::PayloadTooLarge,
+    };
+    Outbound::Refused { code, message: e.to_string(), correlation: Correlation::None }
 }
 
 fn now_ms() -> i64 {
@@ -323,7 +380,12 @@ impl Actor for ConnectionActor {
         _myself: ActorRef<ConnectionMsg>,
         args: ConnectionArgs,
     ) -> Result<ConnectionState, ActorProcessingErr> {
-        let state = ConnectionState { session: args.session, outbound: args.outbound, store: args.store };
+        let state = ConnectionState {
+            session: args.session,
+            outbound: args.outbound,
+            store: args.store,
+            presence: args.presence,
+        };
         // The ack is the first frame, before anything else is read or answered; then the
         // baseline config for agents and tasks.
         let ack = Outbound::Ack { session_id: state.session.session_id.clone(), resumed: state.session.resumed };
@@ -361,6 +423,33 @@ impl Actor for ConnectionActor {
                     }
                 };
                 if !sent {
+                    myself.stop(Some("session ended".into()));
+                }
+            }
+            ConnectionMsg::Request(Request::Send(req)) => {
+                let refusal = match topics::route(&state.session.identity, &req.target_topic, req.payload.len()) {
+                    Ok(route) => {
+                        let identity = &state.session.identity;
+                        let message = Incoming {
+                            source_topic: identity.key.clone(),
+                            payload: Arc::new(req.payload),
+                            message_type: req.message_type,
+                            workspace: identity.workspace.clone().unwrap_or_default(),
+                        };
+                        // A cast to the parent: it never calls back into this actor.
+                        let _ = state.presence.cast(PresenceMsg::Route { route, message });
+                        None
+                    }
+                    Err(e) => Some(e),
+                };
+                if let Some(e) = refusal
+                    && !state.send(refused_send(&e))
+                {
+                    myself.stop(Some("session ended".into()));
+                }
+            }
+            ConnectionMsg::Deliver(message) => {
+                if !state.send(Outbound::Message(message)) {
                     myself.stop(Some("session ended".into()));
                 }
             }

@@ -8,3 +8,4 @@ pub mod connection;
 pub mod identity;
 pub mod kv;
 pub mod presence;
+pub mod topics;

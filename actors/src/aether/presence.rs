@@ -13,10 +13,12 @@ use std::collections::HashMap;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use tokio::sync::mpsc;
 
+use super::connection::Incoming;
 use super::connection::{
     ConnectionActor, ConnectionArgs, ConnectionMsg, Outbound, Session, SessionAuthority, SessionStore,
 };
 use super::identity::Identity;
+use super::topics::{self, Route};
 
 /// Who holds an identity.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -114,6 +116,8 @@ pub enum OpenRefused {
 pub enum PresenceMsg {
     /// Take the identity's lock and start its connection actor.
     Open(Box<OpenRequest>, RpcReplyPort<Result<Opened, OpenRefused>>),
+    /// Deliver a message to the live sessions `route` names (none live: dropped, at most once).
+    Route { route: Route, message: Incoming },
     /// Number of live sessions.
     Count(RpcReplyPort<usize>),
 }
@@ -124,7 +128,7 @@ pub struct PresenceState {
     book: PresenceBook<ActorId>,
     /// Each live connection actor: its identity (to release the lock when it stops) and its
     /// handle (to stop it on takeover and at shutdown).
-    connections: HashMap<ActorId, (String, ActorRef<ConnectionMsg>)>,
+    connections: HashMap<ActorId, (Identity, ActorRef<ConnectionMsg>)>,
     /// Handed to every connection (its KV and checkpoints).
     store: SessionStore,
 }
@@ -174,14 +178,19 @@ impl Actor for PresenceActor {
                     Claim::Free => false,
                 };
                 let session = Session { session_id: new_session_id(), identity, authority, resumed };
-                let args = ConnectionArgs { session: session.clone(), outbound, store: state.store.clone() };
+                let args = ConnectionArgs {
+                    session: session.clone(),
+                    outbound,
+                    store: state.store.clone(),
+                    presence: myself.clone(),
+                };
                 match Actor::spawn_linked(None, ConnectionActor, args, myself.get_cell()).await {
                     Ok((connection, _)) => {
                         state.book.hold(
                             key.clone(),
                             Holder { session_id: session.session_id.clone(), handle: connection.get_id() },
                         );
-                        state.connections.insert(connection.get_id(), (key.clone(), connection.clone()));
+                        state.connections.insert(connection.get_id(), (session.identity.clone(), connection.clone()));
                         metrics::gauge!(crate::telemetry::AETHER_SESSIONS).set(state.connections.len() as f64);
                         tracing::info!(
                             actor_kind = "aether_presence", identity = %key, session_id = %session.session_id,
@@ -192,6 +201,21 @@ impl Actor for PresenceActor {
                     Err(e) => {
                         let _ = reply.send(Err(OpenRefused::Spawn(e.to_string())));
                     }
+                }
+            }
+            PresenceMsg::Route { route, message } => {
+                // Identity order: a single-destination route picks the same session every time.
+                let mut targets: Vec<&(Identity, ActorRef<ConnectionMsg>)> =
+                    state.connections.values().filter(|(identity, _)| topics::matches(&route, identity)).collect();
+                targets.sort_by(|a, b| a.0.key.cmp(&b.0.key));
+                if !topics::fans_out(&route) {
+                    targets.truncate(1);
+                }
+                if targets.is_empty() {
+                    tracing::debug!(actor_kind = "aether_presence", ?route, source = %message.source_topic, "no live session; message dropped");
+                }
+                for (_, connection) in targets {
+                    let _ = connection.cast(ConnectionMsg::Deliver(message.clone()));
                 }
             }
             PresenceMsg::Count(reply) => {
@@ -216,7 +240,7 @@ impl Actor for PresenceActor {
         };
         // A taken-over connection was removed already, but may still hold nothing: release
         // checks the holder.
-        let key = state.connections.remove(&id).map(|(key, _)| key);
+        let key = state.connections.remove(&id).map(|(identity, _)| identity.key);
         metrics::gauge!(crate::telemetry::AETHER_SESSIONS).set(state.connections.len() as f64);
         if let Some(key) = key {
             let released = state.book.release(&key, &id);
