@@ -324,10 +324,20 @@ pub async fn serve(
             .map(|policy| (bound, policy))
             .map_err(|e| NodeError::Config(ConfigError::Flag(e)))
     });
-    // The gateway has no TLS yet: off loopback it needs --insecure-plaintext like the HTTP API.
+    // The gateway has no TLS yet: off loopback it is served only with --insecure-plaintext (a
+    // node whose HTTP API is TLS on a public address still starts, without the gateway).
     let aether = match &listeners.aether {
-        Some(l) => l.local_addr().map_err(NodeError::Serve).and_then(|bound| {
-            check_exposure(bound, false, options.insecure_plaintext).map(|()| Some(bound)).map_err(NodeError::Config)
+        Some(l) => l.local_addr().map_err(NodeError::Serve).map(|bound| {
+            if bound.ip().is_loopback() || options.insecure_plaintext {
+                Some(bound)
+            } else {
+                tracing::warn!(
+                    addr = %bound,
+                    "the Aether gateway is not served: it has no TLS yet and --host is not loopback; pass \
+                     --insecure-plaintext to serve it in plaintext"
+                );
+                None
+            }
         }),
         None => Ok(None),
     };

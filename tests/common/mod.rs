@@ -105,17 +105,21 @@ impl Node {
         let stdout = child.stdout.take().ok_or("no stdout")?;
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            // The HTTP address, then the gateway's (written together).
+            // The HTTP address, then the gateway's (written in the same write, when served).
             let mut reader = BufReader::new(stdout);
-            let (mut line, mut aether) = (String::new(), String::new());
-            let _ = reader.read_line(&mut line);
-            let _ = reader.read_line(&mut aether);
-            let _ = tx.send((line, aether));
+            for _ in 0..2 {
+                let mut line = String::new();
+                let _ = reader.read_line(&mut line);
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
         });
-        let (line, aether) = rx.recv_timeout(Duration::from_secs(30)).map_err(|_| {
+        let line = rx.recv_timeout(Duration::from_secs(30)).map_err(|_| {
             let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
             format!("node did not print its address; stderr:\n{log}")
         })?;
+        let aether = rx.recv_timeout(Duration::from_secs(2)).unwrap_or_default();
         let base = line
             .trim()
             .strip_prefix("alink-node listening on ")
