@@ -114,7 +114,7 @@ async fn main() -> Result {
         ),
     )?;
     let mut child = Command::new(env!("CARGO_BIN_EXE_alink-node"))
-        .args(["--port", "0", "--log-format", "json"])
+        .args(["--port", "0", "--aether-port", "0", "--log-format", "json"])
         .arg("--database")
         .arg(format!("sqlite://{}", dir.path().join("bench.db").display()))
         .arg("--artifact-dir")
@@ -316,7 +316,7 @@ async fn main() -> Result {
 /// Starts a node on `dir`'s database; returns it and its base URL.
 fn start_node(dir: &std::path::Path) -> Result<(std::process::Child, String)> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_alink-node"))
-        .args(["--port", "0"])
+        .args(["--port", "0", "--aether-port", "0"])
         .arg("--database")
         .arg(format!("sqlite://{}", dir.join("listing.db").display()))
         .arg("--artifact-dir")

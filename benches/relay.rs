@@ -35,7 +35,7 @@ fn start(dir: &Path, registry: &str, extra: &[&str]) -> Result<BenchNode> {
     std::fs::create_dir_all(dir)?;
     std::fs::write(dir.join("registry.yaml"), registry)?;
     let mut child = Command::new(env!("CARGO_BIN_EXE_alink-node"))
-        .args(["--port", "0"])
+        .args(["--port", "0", "--aether-port", "0"])
         .arg("--database")
         .arg(format!("sqlite://{}", dir.join("bench.db").display()))
         .arg("--artifact-dir")

@@ -33,6 +33,10 @@ pub struct NodeArgs {
     /// Port to bind (0 picks a free one; the bound address is printed on stdout).
     #[arg(long, env = "ALINK_PORT", default_value_t = 7777)]
     pub port: u16,
+    /// Port of the Aether gateway (gRPC, on `--host`; 0 picks a free one, printed on stdout
+    /// after the HTTP address).
+    #[arg(long, env = "ALINK_AETHER_PORT", default_value_t = 50051)]
+    pub aether_port: u16,
     /// SQLite database: `sqlite://./aethrolink.db`, `sqlite:///abs/path.db` or `sqlite::memory:`.
     #[arg(long, env = "ALINK_DATABASE", default_value = "sqlite://./aethrolink.db")]
     pub database: String,
@@ -176,11 +180,20 @@ impl NodeArgs {
 
     /// The address to bind.
     pub fn bind_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.addr_with_port(self.port)
+    }
+
+    /// The Aether gateway's address (`--host`, `--aether-port`).
+    pub fn aether_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.addr_with_port(self.aether_port)
+    }
+
+    fn addr_with_port(&self, port: u16) -> Result<SocketAddr, ConfigError> {
         let host = self.host.trim_start_matches('[').trim_end_matches(']');
         let ip = if host == "localhost" { "127.0.0.1" } else { host };
-        format!("{ip}:{}", self.port)
+        format!("{ip}:{port}")
             .parse::<SocketAddr>()
-            .or_else(|_| format!("[{ip}]:{}", self.port).parse())
+            .or_else(|_| format!("[{ip}]:{port}").parse())
             .map_err(|_| ConfigError::Flag(format!("--host '{}' is not an IP address", self.host)))
     }
 }

@@ -2,6 +2,7 @@
 //!
 //! * [`config`] — node flags (with `ALINK_*` environment equivalents) and the registry YAML file.
 //! * [`api`] — the HTTP API (AethroLink v1) with SSE.
+//! * [`gateway`] — the Aether control-plane gateway (gRPC).
 //! * [`node`] — wires the supervision tree, the listener and shutdown together.
 //! * [`listener`] — the HTTP accept loop: timeouts, connection limit, bounded shutdown.
 //! * [`tls`] — the listener's TLS configuration (`--tls-cert`, `--tls-key`).
@@ -14,6 +15,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod duration;
+pub mod gateway;
 pub mod listener;
 pub mod local_token;
 pub mod logging;

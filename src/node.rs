@@ -22,6 +22,7 @@ use aethrolink_actors::identity::node_auth::AcceptPolicy;
 use aethrolink_actors::identity::signature::NonceCache;
 use aethrolink_actors::root::{CoreSettings, RootArgs, RootMsg, RootSupervisor};
 use aethrolink_actors::service::Services;
+use aethrolink_actors::service::aether::AnonymousPolicy;
 use aethrolink_actors::storage::lock::{DatabaseLock, DatabaseLockError};
 use aethrolink_actors::storage::{DatabaseLocation, Db, StorageMsg, WriteOp};
 use aethrolink_actors::supervision::ASK_TIMEOUT;
@@ -213,6 +214,8 @@ impl From<&NodeArgs> for ServeOptions {
 pub struct Listeners {
     /// The HTTP API.
     pub http: tokio::net::TcpListener,
+    /// The Aether gateway (gRPC); `None`: not served (in-process tests).
+    pub aether: Option<tokio::net::TcpListener>,
 }
 
 /// Loads configuration, locks the database, opens storage and starts the supervision tree, which
@@ -279,8 +282,13 @@ pub async fn run(args: NodeArgs, shutdown: CancellationToken) -> Result<(), Node
     let http = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| NodeError::Listen { addr: addr.to_string(), source })?;
+    let aether_addr = args.aether_addr()?;
+    let aether = tokio::net::TcpListener::bind(aether_addr)
+        .await
+        .map_err(|source| NodeError::Listen { addr: aether_addr.to_string(), source })?;
     let core = start_core_after(&args, preflight).await?;
-    serve(core, Listeners { http }, shutdown, ServeOptions { tls, ..ServeOptions::from(&args) }).await
+    let listeners = Listeners { http, aether: Some(aether) };
+    serve(core, listeners, shutdown, ServeOptions { tls, ..ServeOptions::from(&args) }).await
 }
 
 /// Serves the bindings over a running core until `shutdown` is cancelled (or the tree dies),
@@ -316,7 +324,25 @@ pub async fn serve(
             .map(|policy| (bound, policy))
             .map_err(|e| NodeError::Config(ConfigError::Flag(e)))
     });
-    let (bound, browser) = match browser {
+    // The gateway has no TLS yet: off loopback it is served only with --insecure-plaintext (a
+    // node whose HTTP API is TLS on a public address still starts, without the gateway).
+    let aether = match &listeners.aether {
+        Some(l) => l.local_addr().map_err(NodeError::Serve).map(|bound| {
+            if bound.ip().is_loopback() || options.insecure_plaintext {
+                Some(bound)
+            } else {
+                tracing::warn!(
+                    addr = %bound,
+                    "the Aether gateway is not served: it has no TLS yet and --host is not loopback; pass \
+                     --insecure-plaintext to serve it in plaintext"
+                );
+                None
+            }
+        }),
+        None => Ok(None),
+    };
+    let browser = browser.and_then(|b| aether.map(|a| (b, a)));
+    let ((bound, browser), aether_bound) = match browser {
         Ok(ok) => ok,
         Err(e) => {
             // Nothing is served: stop the tree that was started for it.
@@ -351,11 +377,39 @@ pub async fn serve(
         ensure_local_admin_token(&state.services, dir, bound).await;
     }
     let state = AppState { auth, ..state };
-    // The one line on stdout, once the node is ready to serve (and its local admin token is
-    // written): scripts and tests started on port 0 read the address here.
+    // The lines on stdout, once the node is ready to serve (and its local admin token is
+    // written): scripts and tests started on port 0 read the addresses here. The HTTP line is
+    // first; both go out in one write, so a reader that reads only the first line and closes
+    // the pipe cannot make the second fail.
     let scheme = if tls { "https" } else { "http" };
-    println!("alink-node listening on {scheme}://{bound}");
+    let mut lines = format!("alink-node listening on {scheme}://{bound}\n");
+    if let Some(a) = aether_bound {
+        lines.push_str(&format!("alink-node aether gateway listening on {a}\n"));
+    }
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(lines.as_bytes()).and_then(|()| out.flush());
+    }
     tracing::info!(node_id = %state.services.node_id(), addr = %bound, tls, "listening");
+    let gateway = match (listeners.aether, aether_bound) {
+        (Some(listener), Some(a)) => {
+            let policy = if a.ip().is_loopback() && !options.require_auth {
+                AnonymousPolicy::AdmitClaimed
+            } else {
+                AnonymousPolicy::Refuse
+            };
+            tracing::info!(addr = %a, anonymous = ?policy, "aether gateway listening");
+            let (services, token, grace) = (state.services.clone(), shutdown.clone(), options.shutdown_grace);
+            Some(tokio::spawn(async move {
+                if let Err(e) = crate::gateway::serve(listener, services, policy, token.clone(), grace).await {
+                    tracing::error!(error = %e, "aether gateway failed; shutting down");
+                    token.cancel();
+                }
+            }))
+        }
+        _ => None,
+    };
     let app = router(state, options.max_body_bytes, browser);
     let settings = ListenerSettings {
         header_read_timeout: options.header_read_timeout,
@@ -379,6 +433,9 @@ pub async fn serve(
         })
     };
     server.await;
+    if let Some(gateway) = gateway {
+        let _ = gateway.await;
+    }
     tracing::info!("connections closed; stopping the supervision tree");
     let stopped = root.stop_and_wait(Some("node shutting down".into()), Some(TREE_STOP_TIMEOUT)).await;
     watcher.abort();

@@ -263,7 +263,7 @@ async fn the_admin_key_is_the_operator_and_a_shared_key_file_refuses_the_start()
     std::fs::write(&file, format!("{key}\n"))?;
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644))?;
     let out = std::process::Command::new(common::node_bin())
-        .args(["--port", "0", "--database", "sqlite::memory:", "--admin-key-file"])
+        .args(["--port", "0", "--aether-port", "0", "--database", "sqlite::memory:", "--admin-key-file"])
         .arg(&file)
         .current_dir(dir.path())
         .env("ALINK_STATE_DIR", dir.path().join("state"))

@@ -190,7 +190,7 @@ async fn invalid_registry_file_refuses_to_start_naming_file_line_and_field() -> 
     let path = dir.path().join("bad.yaml");
     std::fs::write(&path, "targets:\n  echo:\n    adapter: loopback\n    capabilitees: [x]\n")?;
     let out = std::process::Command::new(common::node_bin())
-        .args(["--port", "0", "--database", "sqlite::memory:", "--registry"])
+        .args(["--port", "0", "--aether-port", "0", "--database", "sqlite::memory:", "--registry"])
         .arg(&path)
         .arg("--artifact-dir")
         .arg(dir.path().join("a"))
@@ -200,7 +200,16 @@ async fn invalid_registry_file_refuses_to_start_naming_file_line_and_field() -> 
     assert!(err.contains("bad.yaml") && err.contains("capabilitees") && err.contains("line 4"), "{err}");
 
     let missing = std::process::Command::new(common::node_bin())
-        .args(["--port", "0", "--database", "sqlite::memory:", "--registry", "/nonexistent/registry.yaml"])
+        .args([
+            "--port",
+            "0",
+            "--aether-port",
+            "0",
+            "--database",
+            "sqlite::memory:",
+            "--registry",
+            "/nonexistent/registry.yaml",
+        ])
         .output()?;
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/registry.yaml"));
@@ -211,7 +220,7 @@ async fn invalid_registry_file_refuses_to_start_naming_file_line_and_field() -> 
 async fn missing_default_registry_is_fine_and_memory_database_works() -> Result {
     let dir = tempfile::tempdir()?;
     let mut child = std::process::Command::new(common::node_bin())
-        .args(["--port", "0", "--database", "sqlite::memory:"])
+        .args(["--port", "0", "--aether-port", "0", "--database", "sqlite::memory:"])
         .arg("--artifact-dir")
         .arg(dir.path().join("a"))
         .current_dir(dir.path())

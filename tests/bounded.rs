@@ -347,7 +347,7 @@ async fn tls_serves_http1_and_h2_and_plain_http_on_its_port_fails() -> Result {
 fn refused_start(args: &[&str]) -> Result<(String, std::path::PathBuf)> {
     let dir = tempfile::tempdir()?.keep();
     let out = std::process::Command::new(common::node_bin())
-        .args(["--port", "0", "--database"])
+        .args(["--port", "0", "--aether-port", "0", "--database"])
         .arg(format!("sqlite://{}", dir.join("node.db").display()))
         .arg("--artifact-dir")
         .arg(dir.join("artifacts"))

@@ -44,6 +44,7 @@ fn refused_start(dir: &Path) -> Result<String> {
     let mut child = Command::new(common::node_bin())
         .arg("--port")
         .arg("0")
+        .args(["--aether-port", "0"])
         .arg("--database")
         .arg(format!("sqlite://{}", dir.join("node.db").display()))
         .arg("--artifact-dir")
@@ -146,7 +147,7 @@ async fn an_in_memory_node_has_a_key_too() -> Result {
     use std::io::BufRead as _;
     let dir = tempfile::tempdir()?;
     let mut child = Command::new(common::node_bin())
-        .args(["--port", "0", "--database", "sqlite::memory:", "--artifact-dir"])
+        .args(["--port", "0", "--aether-port", "0", "--database", "sqlite::memory:", "--artifact-dir"])
         .arg(dir.path().join("artifacts"))
         .current_dir(dir.path())
         .stdout(Stdio::piped())

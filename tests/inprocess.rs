@@ -61,7 +61,7 @@ impl InProcess {
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
         let served = tokio::spawn(async move {
-            if let Err(e) = serve(core, Listeners { http }, token, ServeOptions::default()).await {
+            if let Err(e) = serve(core, Listeners { http, aether: None }, token, ServeOptions::default()).await {
                 eprintln!("serve ended with an error: {e}");
             }
         });

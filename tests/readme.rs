@@ -92,7 +92,7 @@ impl ReadmeNode {
     fn start(home: &Path) -> Result<ReadmeNode> {
         let stderr = home.join("node.log");
         let mut cmd = Command::new(node_bin());
-        cmd.args(["--port", "0"])
+        cmd.args(["--port", "0", "--aether-port", "0"])
             .arg("--database")
             .arg(format!("sqlite://{}", home.join("aethrolink.db").display()))
             .arg("--artifact-dir")

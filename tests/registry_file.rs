@@ -15,7 +15,7 @@ fn start_with_registry(registry: &str) -> Result<(bool, String, Vec<String>)> {
     std::fs::create_dir(dir.path().join("configs"))?;
     std::fs::write(dir.path().join("configs/bad.yaml"), registry)?;
     let out = Command::new(common::node_bin())
-        .args(["--port", "0", "--database", "sqlite://./node.db", "--artifact-dir", "artifacts"])
+        .args(["--port", "0", "--aether-port", "0", "--database", "sqlite://./node.db", "--artifact-dir", "artifacts"])
         .args(["--registry", "configs/bad.yaml"])
         .current_dir(dir.path())
         .output()?;

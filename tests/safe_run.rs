@@ -203,6 +203,7 @@ fn second_node(first: &Node, database: &Path, port: u16, artifacts: &Path) -> Co
     let mut cmd = Command::new(node_bin());
     cmd.arg("--port")
         .arg(port.to_string())
+        .args(["--aether-port", "0"])
         .arg("--database")
         .arg(format!("sqlite://{}", database.display()))
         .arg("--registry")

@@ -61,7 +61,7 @@ fn the_registry_file_still_refuses_an_adapter_this_node_does_not_run() -> Result
     let path = dir.path().join("future.yaml");
     std::fs::write(&path, "targets:\n  future:\n    adapter: a2a_future\n    capabilities: [x]\n")?;
     let out = std::process::Command::new(common::node_bin())
-        .args(["--port", "0", "--database", "sqlite::memory:", "--registry"])
+        .args(["--port", "0", "--aether-port", "0", "--database", "sqlite::memory:", "--registry"])
         .arg(&path)
         .arg("--artifact-dir")
         .arg(dir.path().join("a"))

@@ -24,6 +24,8 @@
 //! * [`node_proto`] — the node-to-node protocol's wire types (`aethrolink.node.v1`).
 //! * [`peers`] — the peer directory: static peers, their cached targets, sync.
 //! * [`sse`] — the SSE hub and one subscriber actor per connection.
+//! * [`aether`] — the Aether gateway's core: principals and identity strings, the presence actor
+//!   (identity locks) and one connection actor per gateway stream.
 //! * [`restart`] — the one restart policy every supervisor uses.
 //! * [`identity`] — the node's Ed25519 key pair and id, and HTTP Message Signatures (RFC 9421)
 //!   with it (pure; the node-protocol binding will sign and verify with it).
@@ -35,6 +37,7 @@
 //! `tests/layering.rs`.
 
 pub mod adapters;
+pub mod aether;
 pub mod artifacts;
 pub mod clock;
 pub mod error;

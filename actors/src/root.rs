@@ -3,9 +3,11 @@
 //! [`crate::runtime::RuntimeDeps`], the registry its adapter catalog) from [`CoreHandles`], which
 //! only the root and the service layer see.
 //!
-//! Start order: storage → registry → peer directory → runtime supervisor → SSE hub → thread coordinator (its
-//! thread recovery runs in `pre_start`) → task supervisor (whose recovery needs all the others).
-//! Stop order is the reverse of what depends on what: SSE hub (ends streams) → task supervisor →
+//! Start order: storage → registry → peer directory → runtime supervisor → SSE hub → Aether presence →
+//! thread coordinator (its thread recovery runs in `pre_start`) → task supervisor (whose recovery
+//! needs all the others).
+//! Stop order is the reverse of what depends on what: Aether presence (ends gateway sessions) →
+//! SSE hub (ends streams) → task supervisor →
 //! thread coordinator → runtime supervisor → peer directory → registry → storage, drained last so
 //! every queued write commits. A child that fails is restarted under [`RestartPolicy::SERVICE`];
 //! past its intensity limit the root fails, which ends the node with an error.
@@ -18,6 +20,7 @@ use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPo
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::aether::presence::{PresenceActor, PresenceMsg};
 use crate::artifacts::ArtifactStore;
 use crate::intake::Intake;
 use crate::model::TargetSpec;
@@ -60,6 +63,8 @@ pub struct CoreHandles {
     pub sse: Arc<Slot<SseHubMsg>>,
     pub threads: Arc<Slot<ThreadMsg>>,
     pub peers: Arc<Slot<PeerMsg>>,
+    /// The Aether gateway's identity locks and connection actors.
+    pub presence: Arc<Slot<PresenceMsg>>,
     /// Reads (separate pool).
     pub reader: StoreReader,
     /// Artifact bytes.
@@ -111,19 +116,22 @@ pub enum Service {
     Threads,
     Tasks,
     Peers,
+    Presence,
 }
 
 impl Service {
-    const START_ORDER: [Service; 7] = [
+    const START_ORDER: [Service; 8] = [
         Service::Storage,
         Service::Registry,
         Service::Peers,
         Service::Runtimes,
         Service::SseHub,
+        Service::Presence,
         Service::Threads,
         Service::Tasks,
     ];
-    const STOP_ORDER: [Service; 7] = [
+    const STOP_ORDER: [Service; 8] = [
+        Service::Presence,
         Service::SseHub,
         Service::Tasks,
         Service::Threads,
@@ -142,6 +150,7 @@ impl Service {
             Service::Threads => "thread_coordinator",
             Service::Tasks => "task_supervisor",
             Service::Peers => "peer_directory",
+            Service::Presence => "aether_presence",
         }
     }
 }
@@ -212,6 +221,7 @@ impl RootSupervisor {
             sse: Slot::new("sse hub"),
             threads: Slot::new("thread coordinator"),
             peers: Slot::new("peer directory"),
+            presence: Slot::new("aether presence"),
             reader,
             artifacts: args.artifacts,
             targets: targets_rx,
@@ -305,6 +315,15 @@ async fn start_service(
             state.dir.tasks.set(Some(a.clone()));
             a.get_cell()
         }
+        Service::Presence => {
+            let store = crate::aether::connection::SessionStore {
+                storage: state.dir.storage.clone(),
+                reader: state.dir.reader.clone(),
+            };
+            let (a, _) = Actor::spawn_linked(name, PresenceActor, store, sup).await?;
+            state.dir.presence.set(Some(a.clone()));
+            a.get_cell()
+        }
     };
     state.children.insert(cell.get_id(), service);
     tracing::info!(actor_kind = service.name(), actor = %actor_label(&cell), generation, "service started");
@@ -320,6 +339,7 @@ fn clear_slot(dir: &CoreHandles, service: Service) {
         Service::Threads => dir.threads.set(None),
         Service::Tasks => dir.tasks.set(None),
         Service::Peers => dir.peers.set(None),
+        Service::Presence => dir.presence.set(None),
     }
 }
 
@@ -332,6 +352,7 @@ fn slot_cell(dir: &CoreHandles, service: Service) -> Option<ActorCell> {
         Service::Threads => dir.threads.get().ok().map(|a| a.get_cell()),
         Service::Tasks => dir.tasks.get().ok().map(|a| a.get_cell()),
         Service::Peers => dir.peers.get().ok().map(|a| a.get_cell()),
+        Service::Presence => dir.presence.get().ok().map(|a| a.get_cell()),
     }
 }
 

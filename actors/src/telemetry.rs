@@ -27,6 +27,8 @@ pub const RUNTIME_LAUNCH_DURATION: &str = "alink_runtime_launch_duration_seconds
 pub const RUNTIMES_LIVE: &str = "alink_runtimes_live";
 /// SSE subscribers now (task event streams being served).
 pub const SSE_SUBSCRIBERS: &str = "alink_sse_subscribers";
+/// Gauge: live Aether gateway sessions.
+pub const AETHER_SESSIONS: &str = "alink_aether_sessions";
 /// Times a slow SSE client lagged (its buffer was full; it catches up from storage).
 pub const SSE_LAGGED: &str = "alink_sse_lagged_total";
 /// Storage transactions committed (one per group commit).
@@ -68,6 +70,7 @@ pub fn describe() {
     describe_histogram!(RUNTIME_LAUNCH_DURATION, Unit::Seconds, "Spawn to ready of launches that became ready.");
     describe_gauge!(RUNTIMES_LIVE, Unit::Count, "Agent processes running now.");
     describe_gauge!(SSE_SUBSCRIBERS, Unit::Count, "Task event streams being served now.");
+    describe_gauge!(AETHER_SESSIONS, Unit::Count, "Aether gateway sessions connected now.");
     describe_counter!(SSE_LAGGED, Unit::Count, "Times a slow event-stream client lagged and caught up from storage.");
     describe_counter!(STORAGE_COMMITS, Unit::Count, "Storage transactions committed.");
     describe_histogram!(STORAGE_COMMIT_DURATION, Unit::Seconds, "Storage transaction duration, fsync included.");

@@ -19,8 +19,9 @@ const LAYERS: &[&[&str]] = &[
     &["storage"],
     // What tasks and runtimes exchange; what nodes exchange.
     &["port", "node_proto"],
-    // Services with no knowledge of tasks: runtimes, discovery, SSE fan-out.
-    &["runtime", "registry", "sse", "peers"],
+    // Services with no knowledge of tasks: runtimes, discovery, SSE fan-out, the Aether
+    // gateway's presence and connection actors.
+    &["runtime", "registry", "sse", "peers", "aether"],
     // One actor per live task, and its supervisor.
     &["task"],
     &["task_supervisor"],

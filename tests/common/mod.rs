@@ -21,6 +21,8 @@ pub const REGISTRY: &str = "targets:\n  echo:\n    adapter: loopback\n    defaul
 pub struct Node {
     child: Option<Child>,
     pub base: String,
+    /// The Aether gateway's address (`host:port`, what the SDK's `connect()` takes).
+    pub aether: String,
     pub dir: PathBuf,
     pub http: reqwest::Client,
     stderr_path: PathBuf,
@@ -76,6 +78,10 @@ impl Node {
         if !opts.extra_args.iter().any(|a| a == "--port" || a.starts_with("--port=")) {
             cmd.arg("--port").arg("0");
         }
+        // The gateway on a free port too (its default, 50051, would collide between tests).
+        if !opts.extra_args.iter().any(|a| a == "--aether-port" || a.starts_with("--aether-port=")) {
+            cmd.arg("--aether-port").arg("0");
+        }
         cmd.arg("--database")
             .arg(format!("sqlite://{}", dir.join("node.db").display()))
             .arg("--artifact-dir")
@@ -85,6 +91,7 @@ impl Node {
             // The local admin token file goes beside the database, not into the user's home.
             .env("ALINK_STATE_DIR", dir.join("state"))
             .env_remove("ALINK_ALLOW_ANONYMOUS_REGISTER")
+            .env_remove("ALINK_AETHER_PORT")
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr_path)?)
             .current_dir(dir);
@@ -98,14 +105,21 @@ impl Node {
         let stdout = child.stdout.take().ok_or("no stdout")?;
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
+            // The HTTP address, then the gateway's (written in the same write, when served).
+            let mut reader = BufReader::new(stdout);
+            for _ in 0..2 {
+                let mut line = String::new();
+                let _ = reader.read_line(&mut line);
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
         });
         let line = rx.recv_timeout(Duration::from_secs(30)).map_err(|_| {
             let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
             format!("node did not print its address; stderr:\n{log}")
         })?;
+        let aether = rx.recv_timeout(Duration::from_secs(2)).unwrap_or_default();
         let base = line
             .trim()
             .strip_prefix("alink-node listening on ")
@@ -114,7 +128,8 @@ impl Node {
                 format!("unexpected first line {line:?}; stderr:\n{log}")
             })?
             .to_owned();
-        Ok(Node { child: Some(child), base, dir: dir.to_path_buf(), http: reqwest::Client::new(), stderr_path })
+        let aether = aether.trim().strip_prefix("alink-node aether gateway listening on ").unwrap_or("").to_owned();
+        Ok(Node { child: Some(child), base, aether, dir: dir.to_path_buf(), http: reqwest::Client::new(), stderr_path })
     }
 
     pub fn url(&self, path: &str) -> String {

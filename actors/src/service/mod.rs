@@ -13,7 +13,10 @@
 //! * [`node_tasks`] — the destination side of the node protocol: submit, events, resume, cancel.
 //! * [`node`] — health, readiness, stats, identity.
 //! * [`auth`] — credentials into callers (tokens, the admin key); tokens made, listed, revoked.
+//! * [`aether`] — the Aether gateway: an `InitConnection` into a session (principal, credential,
+//!   identity lock) served by its connection actor.
 
+pub mod aether;
 pub mod agents;
 pub mod auth;
 pub mod bulk;

@@ -74,6 +74,7 @@ impl Services {
             d.threads.get().map(|_| ()),
             d.tasks.get().map(|_| ()),
             d.peers.get().map(|_| ()),
+            d.presence.get().map(|_| ()),
         ];
         for s in services {
             s?;

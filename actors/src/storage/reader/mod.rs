@@ -3,6 +3,7 @@
 //! [`StoreReader`]'s queries are grouped by table, one submodule each (`tasks`, `agents`,
 //! `threads`, `runtime`, `node`), like the writer's; the column decoders shared by all are here.
 
+mod aether;
 mod agents;
 pub mod node;
 mod peers;
@@ -15,6 +16,7 @@ use serde::de::DeserializeOwned;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqlitePool};
 
+pub use aether::StoredCheckpoint;
 pub use runtime::{LaunchRow, OpenLease, TargetPause};
 pub use tasks::{IdempotencyHolder, StoredTask, TaskCursor, TaskFilter, TaskPage};
 

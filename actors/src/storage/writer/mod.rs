@@ -11,6 +11,7 @@
 //! `threads`, `runtime`, `node`); a new table is a new submodule, a [`WriteOp`] variant and its
 //! arm in `WritePlan::new` (and in `write_in_order` when it is written as it arrived).
 
+mod aether;
 mod agents;
 mod node;
 mod peers;
@@ -87,6 +88,10 @@ pub enum WriteOp {
     TokenRevoke { token_ids: Vec<String>, at: crate::clock::Timestamp },
     /// Pauses dispatching to a target (`pause`: when, by whom) or resumes it (`None`).
     TargetPause { target_id: String, pause: Option<(String, String)> },
+    /// An Aether KV row set (`value`) or deleted (`None`); times in unix ms.
+    AetherKv { namespace: String, key: String, value: Option<Vec<u8>>, expires_at: Option<i64>, now: i64 },
+    /// An Aether checkpoint saved (`Some((data, saved_at unix s))`) or deleted (`None`).
+    AetherCheckpoint { identity: String, key: String, save: Option<(Vec<u8>, i64)>, expires_at: Option<i64> },
 }
 
 impl WriteOp {
@@ -107,6 +112,8 @@ impl WriteOp {
             WriteOp::TokenCreate { .. } => "token",
             WriteOp::TokenRevoke { .. } => "token revoke",
             WriteOp::TargetPause { .. } => "target pause",
+            WriteOp::AetherKv { .. } => "aether kv",
+            WriteOp::AetherCheckpoint { .. } => "aether checkpoint",
         }
     }
 }
@@ -362,7 +369,9 @@ impl<'a> WritePlan<'a> {
                 | WriteOp::Peer { .. }
                 | WriteOp::TokenCreate { .. }
                 | WriteOp::TokenRevoke { .. }
-                | WriteOp::TargetPause { .. } => plan.in_order.push(op),
+                | WriteOp::TargetPause { .. }
+                | WriteOp::AetherKv { .. }
+                | WriteOp::AetherCheckpoint { .. } => plan.in_order.push(op),
             }
         }
         plan
@@ -430,6 +439,14 @@ async fn write_in_order(conn: &mut SqliteConnection, op: &WriteOp) -> Result<(),
         }
         WriteOp::TokenRevoke { token_ids, at } => tokens::revoke(conn, token_ids, at).await,
         WriteOp::TargetPause { target_id, pause } => runtime::set_target_pause(conn, target_id, pause.as_ref()).await,
+        WriteOp::AetherKv { namespace, key, value, expires_at, now } => match value {
+            Some(value) => aether::kv_put(conn, namespace, key, value, *expires_at, *now).await,
+            None => aether::kv_delete(conn, namespace, key).await,
+        },
+        WriteOp::AetherCheckpoint { identity, key, save, expires_at } => match save {
+            Some((data, saved_at)) => aether::checkpoint_save(conn, identity, key, data, *saved_at, *expires_at).await,
+            None => aether::checkpoint_delete(conn, identity, key).await,
+        },
         // Grouped into multi-row statements by the plan, never written one by one here.
         WriteOp::Task { .. } | WriteOp::Agent(_) | WriteOp::NodeMeta { .. } => Ok(()),
     }

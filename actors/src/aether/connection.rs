@@ -1,0 +1,495 @@
+//! One actor per connected gateway stream: it owns the session (identity, session id, who
+//! authenticated it) and answers the stream's requests, in arrival order, into the stream's
+//! outbound channel, which the binding encodes into frames.
+//!
+//! It never waits on the client: replies go into a bounded channel with `try_send`; a client
+//! that does not read (the channel is full) loses its session (the stream then ends with a
+//! recoverable status and the SDK reconnects). Supervised by the presence actor, never
+//! restarted (the client reconnects, with `resume_session_id`), like SSE subscribers.
+
+use std::sync::Arc;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio::sync::mpsc;
+
+use super::identity::Identity;
+use super::kv::{self, CheckpointOp, CheckpointReply, CheckpointRequest, KvError, KvOp, KvReply, KvRequest};
+use super::presence::PresenceMsg;
+use super::topics::{self, SendError};
+use crate::storage::{StorageMsg, StoreReader, WriteOp};
+use crate::supervision::{ASK_TIMEOUT, Slot};
+
+/// Capacity of a stream's outbound channel (frames not yet written to the client).
+pub const OUTBOUND_CAPACITY: usize = 256;
+
+/// How a session was authenticated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SessionAuthority {
+    /// The operator's admin key.
+    Admin,
+    /// An API token, by id.
+    Token(String),
+    /// No credential: admitted as the claimed principal (loopback node only).
+    Claimed,
+}
+
+/// A session as the presence actor grants it.
+#[derive(Clone, Debug)]
+pub struct Session {
+    /// Opaque, non-empty; the SDK sends it back as `resume_session_id` on reconnect.
+    pub session_id: String,
+    pub identity: Identity,
+    pub authority: SessionAuthority,
+    /// This connection took over a live session of the same identity (`resume_session_id`).
+    pub resumed: bool,
+}
+
+/// How a request is correlated by the SDK, so that a refusal reaches the waiting call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Correlation {
+    /// By `request_id` (or `client_request_id`): an error carrying the id resolves the call.
+    RequestId(String),
+    /// First in, first out by response type: only a typed reply resolves the call (an error
+    /// would leave it waiting 10 s).
+    Fifo(FifoKind),
+    /// A proxied HTTP request: only a proxy response resolves it.
+    Proxy(String),
+    /// A tunnel: answered by closing it.
+    Tunnel(String),
+    /// Nothing waits: the error goes to the client's error callback.
+    None,
+}
+
+/// The FIFO-correlated response types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FifoKind {
+    Workspace,
+    Agent,
+    Acl,
+}
+
+/// What a stream asks of its session (decoded by the binding).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// An operation this node does not serve (yet): `operation` names it for the answer.
+    Unserved { operation: &'static str, correlation: Correlation },
+    /// A message to a topic.
+    Send(SendRequest),
+    /// A KV operation.
+    Kv(KvRequest),
+    /// A checkpoint operation.
+    Checkpoint(CheckpointRequest),
+    /// A frame that breaks the protocol (a second `InitConnection`): the stream ends.
+    Violation(String),
+}
+
+/// A message a client sends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SendRequest {
+    pub target_topic: String,
+    pub payload: Vec<u8>,
+    /// The wire `MessageType` number, passed through.
+    pub message_type: i32,
+}
+
+/// A message as delivered (`IncomingMessage`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Incoming {
+    /// The sender's identity string, stamped by the node (not spoofable).
+    pub source_topic: String,
+    pub payload: Arc<Vec<u8>>,
+    pub message_type: i32,
+    /// The sender's workspace (empty for workspace-less senders).
+    pub workspace: String,
+}
+
+/// Error codes of `ErrorResponse` (upstream's vocabulary, spelled as upstream does).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorCode {
+    NotImplemented,
+    InvalidArgument,
+    KvError,
+    InvalidTopic,
+    PermissionDenied,
+    PayloadTooLarge,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::NotImplemented => "ERR_NOT_IMPLEMENTED",
+            ErrorCode::InvalidArgument => "ERR_INVALID_ARGUMENT",
+            ErrorCode::KvError => "KV_ERROR",
+            ErrorCode::InvalidTopic => "ERR_INVALID_TOPIC",
+            ErrorCode::PermissionDenied => "ERR_PERMISSION_DENIED",
+            ErrorCode::PayloadTooLarge => "ERR_PAYLOAD_TOO_LARGE",
+        }
+    }
+}
+
+/// What the session sends down its stream (the binding encodes it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outbound {
+    /// The first frame: `ConnectionAck`.
+    Ack { session_id: String, resumed: bool },
+    /// The baseline `ConfigSnapshot` (agents and tasks), after the ack.
+    Config,
+    /// A delivered message.
+    Message(Incoming),
+    /// A `KVResponse`.
+    Kv(KvReply),
+    /// A `CheckpointResponse`.
+    Checkpoint(CheckpointReply),
+    /// An operation is not served: `code` with `message`, correlated as the request was.
+    Refused { code: ErrorCode, message: String, correlation: Correlation },
+    /// End the stream with an error of this kind (never a plain OK).
+    End { end: EndKind, message: String },
+}
+
+/// How a stream is ended by the node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndKind {
+    /// The client broke the protocol (fatal for the SDK).
+    InvalidArgument,
+    /// Reconnect (recoverable for the SDK).
+    Unavailable,
+}
+
+/// Messages of a connection actor.
+pub enum ConnectionMsg {
+    /// A request from the stream, in arrival order.
+    Request(Request),
+    /// A message routed to this session by the presence actor.
+    Deliver(Incoming),
+    /// The client closed the stream (or it broke): the session ends.
+    Closed,
+}
+
+/// The storage a session's KV and checkpoints live in.
+#[derive(Clone)]
+pub struct SessionStore {
+    pub storage: Arc<Slot<StorageMsg>>,
+    pub reader: StoreReader,
+}
+
+/// Arguments of a connection actor.
+pub struct ConnectionArgs {
+    pub session: Session,
+    pub outbound: mpsc::Sender<Outbound>,
+    pub store: SessionStore,
+    /// Where sends are routed (the parent).
+    pub presence: ActorRef<PresenceMsg>,
+}
+
+/// State of a connection actor.
+pub struct ConnectionState {
+    /// The session this stream holds: identity, id, authority (every reply is on its behalf).
+    session: Session,
+    /// The stream's outbound frames (bounded; `try_send` only, so no handler waits on a client).
+    outbound: mpsc::Sender<Outbound>,
+    /// Where KV rows and checkpoints are read and written (writes only via the storage actor).
+    store: SessionStore,
+    /// The presence actor, which knows every live session: sends are routed through it.
+    presence: ActorRef<PresenceMsg>,
+}
+
+/// One gateway stream.
+pub struct ConnectionActor;
+
+/// What a request that needs no storage is answered with. Pure.
+pub fn answer(request: Request) -> (Outbound, bool) {
+    match request {
+        Request::Send(_) => (
+            Outbound::Refused {
+                code: ErrorCode::NotImplemented,
+                message: "ERR_NOT_IMPLEMENTED: send needs a session".into(),
+                correlation: Correlation::None,
+            },
+            false,
+        ),
+        Request::Kv(req) => (Outbound::Kv(KvReply { request_id: req.request_id, ..KvReply::default() }), false),
+        Request::Checkpoint(req) => {
+            (Outbound::Checkpoint(CheckpointReply { request_id: req.request_id, ..CheckpointReply::default() }), false)
+        }
+        Request::Unserved { operation, correlation } => (
+            Outbound::Refused {
+                code: ErrorCode::NotImplemented,
+                message: format!("ERR_NOT_IMPLEMENTED: {operation} is not served by this node"),
+                correlation,
+            },
+            false,
+        ),
+        Request::Violation(message) => (Outbound::End { end: EndKind::InvalidArgument, message }, true),
+    }
+}
+
+impl ConnectionState {
+    /// Queues a frame; `false` when the client is not reading (or gone): the session ends.
+    fn send(&self, out: Outbound) -> bool {
+        match self.outbound.try_send(out) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!(
+                    actor_kind = "aether_connection", identity = %self.session.identity, session_id = %self.session.session_id,
+                    "client is not reading its stream; session closed"
+                );
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+}
+
+/// A refused send as its uncorrelated error (`SendMessage` has no request id).
+fn refused_send(e: &SendError) -> Outbound {
+    let code = match e {
+        SendError::Unserved(_) => ErrorCode::NotImplemented,
+        SendError::InvalidTopic(_) => ErrorCode::InvalidTopic,
+        SendError::Denied(..) => ErrorCode::PermissionDenied,
+        SendError::TooLarge(_) => ErrorCode::PayloadTooLarge,
+    };
+    Outbound::Refused { code, message: e.to_string(), correlation: Correlation::None }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl ConnectionState {
+    async fn write(&self, op: WriteOp) -> Result<(), ()> {
+        match self.store.storage.ask(ASK_TIMEOUT, |r| StorageMsg::Write(op, r)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                tracing::warn!(actor_kind = "aether_connection", error = %e, "gateway write failed");
+                Err(())
+            }
+            Err(e) => {
+                tracing::warn!(actor_kind = "aether_connection", error = %e, "storage unavailable");
+                Err(())
+            }
+        }
+    }
+
+    /// Carries out a KV request for this session's principal.
+    async fn kv(&self, req: KvRequest) -> Result<KvReply, KvError> {
+        if let KvOp::Unserved(name) = req.op {
+            return Err(KvError::Unserved(name));
+        }
+        let identity = &self.session.identity;
+        let ns = kv::namespace(req.scope, identity, &req.user_id, &req.workspace)?;
+        let now = now_ms();
+        let mut reply = KvReply { request_id: req.request_id.clone(), success: true, ..KvReply::default() };
+        let storage = |e: crate::error::StorageError| {
+            tracing::warn!(actor_kind = "aether_connection", error = %e, "gateway read failed");
+            KvError::Storage
+        };
+        match req.op {
+            KvOp::Get => {
+                // A missing key is a success with an empty value (as upstream).
+                reply.value =
+                    self.store.reader.aether_kv_get(&ns, &req.key, now).await.map_err(storage)?.unwrap_or_default();
+            }
+            KvOp::Put => {
+                kv::check_put(&req)?;
+                let expires_at = kv::kv_expiry(now, req.ttl_seconds);
+                let op = WriteOp::AetherKv { namespace: ns, key: req.key, value: Some(req.value), expires_at, now };
+                self.write(op).await.map_err(|()| KvError::Storage)?;
+            }
+            KvOp::Delete => {
+                let op = WriteOp::AetherKv { namespace: ns, key: req.key, value: None, expires_at: None, now };
+                self.write(op).await.map_err(|()| KvError::Storage)?;
+            }
+            KvOp::List => {
+                let limit = kv::list_limit(req.limit);
+                let mut rows =
+                    self.store.reader.aether_kv_list(&ns, &req.key, now, limit + 1).await.map_err(storage)?;
+                reply.has_more = rows.len() > limit as usize;
+                rows.truncate(limit as usize);
+                reply.keys = rows.iter().map(|(k, _)| k.clone()).collect();
+                reply.entries = rows;
+            }
+            KvOp::Unserved(name) => return Err(KvError::Unserved(name)),
+        }
+        Ok(reply)
+    }
+
+    /// Carries out a checkpoint request (checkpoints belong to the session's identity string).
+    async fn checkpoint(&self, req: CheckpointRequest) -> CheckpointReply {
+        let mut reply = CheckpointReply { request_id: req.request_id.clone(), ..CheckpointReply::default() };
+        let identity = self.session.identity.key.clone();
+        let key = kv::checkpoint_key(&req.key).to_owned();
+        let now = now_ms();
+        let outcome: Result<(), String> = match req.op {
+            CheckpointOp::Save if req.data.len() > kv::CHECKPOINT_MAX => {
+                Err(format!("checkpoint is {} bytes; at most {}", req.data.len(), kv::CHECKPOINT_MAX))
+            }
+            CheckpointOp::Save => {
+                let saved_at = now / 1000;
+                let op = WriteOp::AetherCheckpoint {
+                    identity,
+                    key,
+                    save: Some((req.data, saved_at)),
+                    expires_at: kv::checkpoint_expiry(now, req.ttl),
+                };
+                reply.saved_at = saved_at;
+                self.write(op).await.map_err(|()| "storage failed; retry".to_owned())
+            }
+            CheckpointOp::Load => match self.store.reader.aether_checkpoint(&identity, &key, now).await {
+                // A missing checkpoint is a success with empty data (as upstream).
+                Ok(found) => {
+                    if let Some(found) = found {
+                        reply.data = found.data;
+                        reply.saved_at = found.saved_at;
+                    }
+                    Ok(())
+                }
+                Err(e) => Err(e.to_string()),
+            },
+            CheckpointOp::Delete => {
+                let op = WriteOp::AetherCheckpoint { identity, key, save: None, expires_at: None };
+                self.write(op).await.map_err(|()| "storage failed; retry".to_owned())
+            }
+            CheckpointOp::List => match self.store.reader.aether_checkpoint_keys(&identity, now).await {
+                Ok(keys) => {
+                    reply.keys = keys;
+                    Ok(())
+                }
+                Err(e) => Err(e.to_string()),
+            },
+        };
+        match outcome {
+            Ok(()) => reply.success = true,
+            Err(error) => {
+                reply.error = error;
+                reply.saved_at = 0;
+            }
+        }
+        reply
+    }
+}
+
+impl Actor for ConnectionActor {
+    type Msg = ConnectionMsg;
+    type State = ConnectionState;
+    type Arguments = ConnectionArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<ConnectionMsg>,
+        args: ConnectionArgs,
+    ) -> Result<ConnectionState, ActorProcessingErr> {
+        let state = ConnectionState {
+            session: args.session,
+            outbound: args.outbound,
+            store: args.store,
+            presence: args.presence,
+        };
+        // The ack is the first frame, before anything else is read or answered; then the
+        // baseline config for agents and tasks.
+        let ack = Outbound::Ack { session_id: state.session.session_id.clone(), resumed: state.session.resumed };
+        if state.send(ack) && state.session.identity.kind.receives_config() {
+            state.send(Outbound::Config);
+        }
+        Ok(state)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<ConnectionMsg>,
+        msg: ConnectionMsg,
+        state: &mut ConnectionState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            // KV and checkpoints are answered here, in arrival order: a read or a write through the
+            // storage actor is short and bounded (ASK_TIMEOUT), and the order is what the SDK sees.
+            ConnectionMsg::Request(Request::Kv(req)) => {
+                let request_id = req.request_id.clone();
+                let sent = match state.kv(req).await {
+                    Ok(reply) => state.send(Outbound::Kv(reply)),
+                    // Typed failure first (the waiting call returns it), then the error for on_error.
+                    Err(e) => {
+                        let failed = Outbound::Kv(KvReply { request_id: request_id.clone(), ..KvReply::default() });
+                        let code = match e {
+                            KvError::Unserved(_) => ErrorCode::NotImplemented,
+                            KvError::Invalid(_) => ErrorCode::InvalidArgument,
+                            KvError::Principal(_) | KvError::Storage => ErrorCode::KvError,
+                        };
+                        let correlation =
+                            if request_id.is_empty() { Correlation::None } else { Correlation::RequestId(request_id) };
+                        state.send(failed)
+                            && state.send(Outbound::Refused { code, message: e.to_string(), correlation })
+                    }
+                };
+                if !sent {
+                    myself.stop(Some("session ended".into()));
+                }
+            }
+            ConnectionMsg::Request(Request::Send(req)) => {
+                let refusal = match topics::route(&state.session.identity, &req.target_topic, req.payload.len()) {
+                    Ok(route) => {
+                        let identity = &state.session.identity;
+                        let message = Incoming {
+                            source_topic: identity.key.clone(),
+                            payload: Arc::new(req.payload),
+                            message_type: req.message_type,
+                            workspace: identity.workspace.clone().unwrap_or_default(),
+                        };
+                        // A cast to the parent: it never calls back into this actor.
+                        let _ = state.presence.cast(PresenceMsg::Route { route, message });
+                        None
+                    }
+                    Err(e) => Some(e),
+                };
+                if let Some(e) = refusal
+                    && !state.send(refused_send(&e))
+                {
+                    myself.stop(Some("session ended".into()));
+                }
+            }
+            ConnectionMsg::Deliver(message) => {
+                if !state.send(Outbound::Message(message)) {
+                    myself.stop(Some("session ended".into()));
+                }
+            }
+            ConnectionMsg::Request(Request::Checkpoint(req)) => {
+                let reply = state.checkpoint(req).await;
+                if !state.send(Outbound::Checkpoint(reply)) {
+                    myself.stop(Some("session ended".into()));
+                }
+            }
+            ConnectionMsg::Request(request) => {
+                let (out, ends) = answer(request);
+                if !state.send(out) || ends {
+                    myself.stop(Some("session ended".into()));
+                }
+            }
+            ConnectionMsg::Closed => myself.stop(Some("stream closed".into())),
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unserved_requests_are_refused_with_their_correlation() {
+        let (out, ends) =
+            answer(Request::Unserved { operation: "kv_op", correlation: Correlation::RequestId("r-1".into()) });
+        assert!(!ends);
+        let Outbound::Refused { code, message, correlation } = out else { panic!("not a refusal: {out:?}") };
+        assert_eq!(code.as_str(), "ERR_NOT_IMPLEMENTED");
+        assert!(message.contains("kv_op"), "{message}");
+        assert_eq!(correlation, Correlation::RequestId("r-1".into()));
+    }
+
+    #[test]
+    fn a_protocol_violation_ends_the_stream() {
+        let (out, ends) = answer(Request::Violation("second InitConnection".into()));
+        assert!(ends);
+        assert_eq!(out, Outbound::End { end: EndKind::InvalidArgument, message: "second InitConnection".into() });
+    }
+}

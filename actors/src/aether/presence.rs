@@ -1,0 +1,292 @@
+//! The presence actor: owns the identity locks of the Aether gateway (one live session per
+//! identity string) and is the parent of every connection actor.
+//!
+//! A second live connection for an identity is refused (`AlreadyConnected`) unless it carries
+//! the holder's session id as `resume_session_id`: then it takes the session over (the SDK
+//! reconnecting over a stream the node has not noticed is dead yet) and the old connection
+//! actor is stopped. A lock is released when its connection actor stops (the stream closed or
+//! broke; dead peers are found by the server's HTTP/2 keepalive pings). The decisions are the
+//! pure [`PresenceBook`].
+
+use std::collections::HashMap;
+
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use tokio::sync::mpsc;
+
+use super::connection::Incoming;
+use super::connection::{
+    ConnectionActor, ConnectionArgs, ConnectionMsg, Outbound, Session, SessionAuthority, SessionStore,
+};
+use super::identity::Identity;
+use super::topics::{self, Route};
+
+/// Who holds an identity.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Holder<H> {
+    pub session_id: String,
+    pub handle: H,
+}
+
+/// A claim's outcome.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Claim<H> {
+    /// Nobody holds the identity.
+    Free,
+    /// The holder's session is resumed: it is replaced (and `previous` is to be stopped).
+    Takeover { previous: H },
+    /// Someone else holds it.
+    Held,
+}
+
+/// The identity locks. Pure.
+#[derive(Debug)]
+pub struct PresenceBook<H> {
+    /// Holder by identity string.
+    held: HashMap<String, Holder<H>>,
+}
+
+impl<H> Default for PresenceBook<H> {
+    fn default() -> Self {
+        PresenceBook { held: HashMap::new() }
+    }
+}
+
+impl<H: Clone + PartialEq> PresenceBook<H> {
+    /// Whether `identity` may be taken by a connection presenting `resume_session_id`.
+    pub fn claim(&self, identity: &str, resume_session_id: Option<&str>) -> Claim<H> {
+        match self.held.get(identity) {
+            None => Claim::Free,
+            Some(holder) if resume_session_id.is_some_and(|r| r == holder.session_id) => {
+                Claim::Takeover { previous: holder.handle.clone() }
+            }
+            Some(_) => Claim::Held,
+        }
+    }
+
+    /// Records `holder` for `identity` (after a `Free` or `Takeover` claim).
+    pub fn hold(&mut self, identity: String, holder: Holder<H>) {
+        self.held.insert(identity, holder);
+    }
+
+    /// Releases `identity` if `handle` still holds it (a taken-over holder releases nothing).
+    pub fn release(&mut self, identity: &str, handle: &H) -> bool {
+        if self.held.get(identity).is_some_and(|h| &h.handle == handle) {
+            self.held.remove(identity);
+            return true;
+        }
+        false
+    }
+
+    /// Identities held.
+    pub fn len(&self) -> usize {
+        self.held.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.held.is_empty()
+    }
+}
+
+/// A request to open a session.
+pub struct OpenRequest {
+    pub identity: Identity,
+    pub authority: SessionAuthority,
+    /// The SDK's `resume_session_id` (absent on a first connect).
+    pub resume_session_id: Option<String>,
+    /// The stream's outbound frames.
+    pub outbound: mpsc::Sender<Outbound>,
+}
+
+/// A session opened: its id and the connection actor that serves it.
+pub struct Opened {
+    pub session: Session,
+    pub connection: ActorRef<ConnectionMsg>,
+}
+
+/// Why a session was not opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenRefused {
+    #[error("identity {0} is already connected")]
+    AlreadyConnected(String),
+    #[error("could not start the session: {0}")]
+    Spawn(String),
+}
+
+/// Messages of the presence actor.
+pub enum PresenceMsg {
+    /// Take the identity's lock and start its connection actor.
+    Open(Box<OpenRequest>, RpcReplyPort<Result<Opened, OpenRefused>>),
+    /// Deliver a message to the live sessions `route` names (none live: dropped, at most once).
+    Route { route: Route, message: Incoming },
+    /// Number of live sessions.
+    Count(RpcReplyPort<usize>),
+}
+
+/// State of the presence actor.
+pub struct PresenceState {
+    /// The identity locks, held by connection actor id.
+    book: PresenceBook<ActorId>,
+    /// Each live connection actor: its identity (to release the lock when it stops) and its
+    /// handle (to stop it on takeover and at shutdown).
+    connections: HashMap<ActorId, (Identity, ActorRef<ConnectionMsg>)>,
+    /// Handed to every connection (its KV and checkpoints).
+    store: SessionStore,
+}
+
+/// The presence actor.
+pub struct PresenceActor;
+
+fn new_session_id() -> String {
+    format!("as_{}", crate::ids::new_id().to_ascii_lowercase())
+}
+
+impl Actor for PresenceActor {
+    type Msg = PresenceMsg;
+    type State = PresenceState;
+    type Arguments = SessionStore;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<PresenceMsg>,
+        store: SessionStore,
+    ) -> Result<PresenceState, ActorProcessingErr> {
+        Ok(PresenceState { book: PresenceBook::default(), connections: HashMap::new(), store })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<PresenceMsg>,
+        msg: PresenceMsg,
+        state: &mut PresenceState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            PresenceMsg::Open(request, reply) => {
+                let OpenRequest { identity, authority, resume_session_id, outbound } = *request;
+                let key = identity.key.clone();
+                let resumed = match state.book.claim(&key, resume_session_id.as_deref()) {
+                    Claim::Held => {
+                        tracing::info!(actor_kind = "aether_presence", identity = %key, "duplicate identity refused");
+                        let _ = reply.send(Err(OpenRefused::AlreadyConnected(key)));
+                        return Ok(());
+                    }
+                    Claim::Takeover { previous } => {
+                        if let Some((_, old)) = state.connections.remove(&previous) {
+                            old.stop(Some("session resumed by a new connection".into()));
+                        }
+                        true
+                    }
+                    Claim::Free => false,
+                };
+                let session = Session { session_id: new_session_id(), identity, authority, resumed };
+                let args = ConnectionArgs {
+                    session: session.clone(),
+                    outbound,
+                    store: state.store.clone(),
+                    presence: myself.clone(),
+                };
+                match Actor::spawn_linked(None, ConnectionActor, args, myself.get_cell()).await {
+                    Ok((connection, _)) => {
+                        state.book.hold(
+                            key.clone(),
+                            Holder { session_id: session.session_id.clone(), handle: connection.get_id() },
+                        );
+                        state.connections.insert(connection.get_id(), (session.identity.clone(), connection.clone()));
+                        metrics::gauge!(crate::telemetry::AETHER_SESSIONS).set(state.connections.len() as f64);
+                        tracing::info!(
+                            actor_kind = "aether_presence", identity = %key, session_id = %session.session_id,
+                            resumed, "gateway session opened"
+                        );
+                        let _ = reply.send(Ok(Opened { session, connection }));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(OpenRefused::Spawn(e.to_string())));
+                    }
+                }
+            }
+            PresenceMsg::Route { route, message } => {
+                // Identity order: a single-destination route picks the same session every time.
+                let mut targets: Vec<&(Identity, ActorRef<ConnectionMsg>)> =
+                    state.connections.values().filter(|(identity, _)| topics::matches(&route, identity)).collect();
+                targets.sort_by(|a, b| a.0.key.cmp(&b.0.key));
+                if !topics::fans_out(&route) {
+                    targets.truncate(1);
+                }
+                if targets.is_empty() {
+                    tracing::debug!(actor_kind = "aether_presence", ?route, source = %message.source_topic, "no live session; message dropped");
+                }
+                for (_, connection) in targets {
+                    let _ = connection.cast(ConnectionMsg::Deliver(message.clone()));
+                }
+            }
+            PresenceMsg::Count(reply) => {
+                let _ = reply.send(state.connections.len());
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        _myself: ActorRef<PresenceMsg>,
+        evt: SupervisionEvent,
+        state: &mut PresenceState,
+    ) -> Result<(), ActorProcessingErr> {
+        // Connections are temporary children: never restarted (the client reconnects), only
+        // forgotten, and their lock released.
+        let (id, failure) = match evt {
+            SupervisionEvent::ActorTerminated(cell, _, _) => (cell.get_id(), None),
+            SupervisionEvent::ActorFailed(cell, err) => (cell.get_id(), Some(err.to_string())),
+            _ => return Ok(()),
+        };
+        // A taken-over connection was removed already, but may still hold nothing: release
+        // checks the holder.
+        let key = state.connections.remove(&id).map(|(identity, _)| identity.key);
+        metrics::gauge!(crate::telemetry::AETHER_SESSIONS).set(state.connections.len() as f64);
+        if let Some(key) = key {
+            let released = state.book.release(&key, &id);
+            match failure {
+                Some(error) => {
+                    tracing::warn!(actor_kind = "aether_connection", identity = %key, %error, "gateway session failed; stream closed")
+                }
+                None => {
+                    tracing::info!(actor_kind = "aether_connection", identity = %key, released, "gateway session closed")
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<PresenceMsg>,
+        state: &mut PresenceState,
+    ) -> Result<(), ActorProcessingErr> {
+        for (_, (_, connection)) in state.connections.drain() {
+            connection.stop(Some("node shutting down".into()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_live_session_per_identity_unless_resumed() {
+        let mut book: PresenceBook<u32> = PresenceBook::default();
+        assert_eq!(book.claim("ag::w::i::s", None), Claim::Free);
+        book.hold("ag::w::i::s".into(), Holder { session_id: "s1".into(), handle: 1 });
+        assert_eq!(book.claim("ag::w::i::s", None), Claim::Held);
+        assert_eq!(book.claim("ag::w::i::s", Some("other")), Claim::Held);
+        assert_eq!(book.claim("ag::w::i::t", None), Claim::Free);
+        assert_eq!(book.claim("ag::w::i::s", Some("s1")), Claim::Takeover { previous: 1 });
+        book.hold("ag::w::i::s".into(), Holder { session_id: "s2".into(), handle: 2 });
+        // The taken-over holder stopping later releases nothing.
+        assert!(!book.release("ag::w::i::s", &1));
+        assert_eq!(book.claim("ag::w::i::s", None), Claim::Held);
+        assert!(book.release("ag::w::i::s", &2));
+        assert_eq!(book.claim("ag::w::i::s", None), Claim::Free);
+        assert!(book.is_empty());
+    }
+}

@@ -1,0 +1,197 @@
+//! Upstream frames into the core's requests: `InitConnection` into a [`GatewayConnect`], every
+//! other case into a session [`Request`] (each with the correlation the SDK waits on).
+
+use aethrolink_actors::aether::connection::{Correlation, FifoKind, Request, SendRequest};
+use aethrolink_actors::aether::identity::ClaimedPrincipal;
+use aethrolink_actors::aether::kv::{CheckpointOp, CheckpointRequest, KvOp, KvRequest, KvScope};
+use aethrolink_actors::service::aether::GatewayConnect;
+
+use super::proto::init_connection::ClientType;
+use super::proto::kv_operation::OpType;
+use super::proto::upstream_message::Payload;
+use super::proto::{CheckpointOperation, InitConnection, KvOperation, UpstreamMessage};
+
+/// `InitConnection` into the core's connect request; `Err` names what is missing.
+pub fn connect(init: InitConnection) -> Result<GatewayConnect, &'static str> {
+    let principal = match init.client_type.ok_or("InitConnection.client_type is required")? {
+        ClientType::Agent(a) => {
+            ClaimedPrincipal::Agent { workspace: a.workspace, implementation: a.implementation, specifier: a.specifier }
+        }
+        ClientType::Task(t) => ClaimedPrincipal::Task {
+            workspace: t.workspace,
+            implementation: t.implementation,
+            unique_specifier: t.unique_specifier,
+        },
+        ClientType::User(u) => ClaimedPrincipal::User { user_id: u.user_id, window_id: u.window_id },
+        ClientType::Orchestrator(o) => {
+            ClaimedPrincipal::Orchestrator { implementation: o.implementation, specifier: o.specifier }
+        }
+        ClientType::WorkflowEngine(_) => ClaimedPrincipal::WorkflowEngine,
+        ClientType::MetricsBridge(_) => ClaimedPrincipal::MetricsBridge,
+        ClientType::Bridge(b) => ClaimedPrincipal::Bridge { implementation: b.implementation, specifier: b.specifier },
+        ClientType::Service(s) => ClaimedPrincipal::Service {
+            implementation: s.implementation,
+            specifier: s.specifier,
+            consumes_pool_tasks: !s.no_pool_consumer,
+        },
+    };
+    Ok(GatewayConnect {
+        principal,
+        credentials: init.credentials,
+        resume_session_id: init.resume_session_id,
+        client: format!("{} {}", init.client_sdk, init.client_version).trim().to_owned(),
+    })
+}
+
+fn by_id(id: String) -> Correlation {
+    if id.is_empty() { Correlation::None } else { Correlation::RequestId(id) }
+}
+
+/// A `KVOperation` (an absent `op` is GET: zero values are real operations).
+fn kv(op: KvOperation) -> KvRequest {
+    let kind = match OpType::try_from(op.op) {
+        Ok(OpType::Get) => KvOp::Get,
+        Ok(OpType::Put) => KvOp::Put,
+        Ok(OpType::Delete) => KvOp::Delete,
+        Ok(OpType::List) => KvOp::List,
+        Ok(other) => KvOp::Unserved(other.as_str_name()),
+        Err(_) => KvOp::Unserved("operation (unknown)"),
+    };
+    KvRequest {
+        op: kind,
+        scope: KvScope::from_wire(op.scope),
+        key: op.key,
+        value: op.value,
+        user_id: op.user_id,
+        workspace: op.workspace,
+        ttl_seconds: op.ttl,
+        limit: op.limit,
+        request_id: op.request_id,
+    }
+}
+
+/// A `CheckpointOperation` (an absent `op` is SAVE).
+fn checkpoint(op: CheckpointOperation) -> Request {
+    match CheckpointOp::from_wire(op.op) {
+        Some(kind) => Request::Checkpoint(CheckpointRequest {
+            op: kind,
+            key: op.key,
+            data: op.data,
+            ttl: op.ttl,
+            request_id: op.request_id,
+        }),
+        None => Request::Unserved { operation: "checkpoint_op (unknown operation)", correlation: by_id(op.request_id) },
+    }
+}
+
+/// A frame after `InitConnection` into the session's request.
+pub fn request(frame: UpstreamMessage) -> Request {
+    let unserved = |operation, correlation| Request::Unserved { operation, correlation };
+    let Some(payload) = frame.payload else {
+        // An unknown oneof case (a newer SDK) decodes as no payload.
+        return unserved("this message type", Correlation::None);
+    };
+    match payload {
+        Payload::Init(_) => Request::Violation("InitConnection may only be the first message of a stream".into()),
+        Payload::Send(m) => Request::Send(SendRequest {
+            target_topic: m.target_topic,
+            payload: m.payload,
+            message_type: m.message_type,
+        }),
+        Payload::SwitchWorkspace(_) => unserved("switch_workspace", Correlation::None),
+        Payload::KvOp(op) => Request::Kv(kv(op)),
+        Payload::CreateTask(op) => unserved("create_task", by_id(op.request_id)),
+        Payload::CheckpointOp(op) => checkpoint(op),
+        Payload::AdminQuery(op) => unserved("admin_query", by_id(op.request_id)),
+        Payload::SessionOp(op) => unserved("session_op", by_id(op.request_id)),
+        Payload::TaskQuery(op) => unserved("task_query", by_id(op.request_id)),
+        Payload::TaskOp(op) => unserved("task_op", by_id(op.request_id)),
+        Payload::WorkspaceOp(_) => unserved("workspace_op", Correlation::Fifo(FifoKind::Workspace)),
+        Payload::AgentOp(_) => unserved("agent_op", Correlation::Fifo(FifoKind::Agent)),
+        Payload::AclOp(_) => unserved("acl_op", Correlation::Fifo(FifoKind::Acl)),
+        Payload::Progress(_) => unserved("progress", Correlation::None),
+        Payload::WorkflowOp(op) => unserved("workflow_op", by_id(op.request_id)),
+        Payload::WorkflowResponse(_) => unserved("workflow_response", Correlation::None),
+        Payload::TokenOp(op) => unserved("token_op", by_id(op.request_id)),
+        Payload::AuditQuery(op) => unserved("audit_query", by_id(op.request_id)),
+        Payload::AuthorityGrantOp(op) => unserved("authority_grant_op", by_id(op.request_id)),
+        Payload::ProxyHttpRequest(op) => unserved("proxy_http_request", Correlation::Proxy(op.request_id)),
+        Payload::ProxyHttpBodyChunk(_) => unserved("proxy_http_body_chunk", Correlation::None),
+        Payload::TunnelOpen(op) => unserved("tunnel_open", Correlation::Tunnel(op.tunnel_id)),
+        Payload::TunnelData(_) => unserved("tunnel_data", Correlation::None),
+        Payload::TunnelClose(_) => unserved("tunnel_close", Correlation::None),
+        Payload::ProxyHttpResponse(_) => unserved("proxy_http_response", Correlation::None),
+        Payload::TunnelAck(_) => unserved("tunnel_ack", Correlation::None),
+        Payload::ResolveAuthorityRequest(op) => unserved("resolve_authority_request", by_id(op.request_id)),
+        Payload::ConnectionStatusRequest(op) => unserved("connection_status_request", by_id(op.request_id)),
+        Payload::SubmitAuditEvent(op) => unserved("submit_audit_event", by_id(op.client_request_id)),
+        Payload::AuthorityRequestOp(op) => unserved("authority_request_op", by_id(op.client_request_id)),
+        Payload::TaskSubscriptionOp(op) => unserved("task_subscription_op", by_id(op.client_request_id)),
+        Payload::AccessCheck(op) => unserved("access_check", by_id(op.request_id)),
+        Payload::BatchAccessCheck(op) => unserved("batch_access_check", by_id(op.request_id)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::proto::{AgentIdentity, WorkspaceOperation};
+    use super::*;
+
+    #[test]
+    fn init_names_the_claimed_principal_and_keeps_the_credentials() {
+        let init = InitConnection {
+            client_type: Some(ClientType::Agent(AgentIdentity {
+                workspace: "default".into(),
+                implementation: "my-agent".into(),
+                specifier: "01".into(),
+            })),
+            credentials: [("x-api-key".to_owned(), "k".to_owned())].into(),
+            resume_session_id: "as_1".into(),
+            client_sdk: "python".into(),
+            client_version: "0.2.3".into(),
+            ..Default::default()
+        };
+        let c = connect(init);
+        assert_eq!(c.as_ref().map(|c| c.client.as_str()), Ok("python 0.2.3"));
+        assert_eq!(c.as_ref().map(|c| c.resume_session_id.as_str()), Ok("as_1"));
+        assert!(matches!(c.map(|c| c.principal), Ok(ClaimedPrincipal::Agent { .. })));
+        assert_eq!(connect(InitConnection::default()).err(), Some("InitConnection.client_type is required"));
+    }
+
+    #[test]
+    fn unserved_frames_keep_what_the_sdk_correlates_on() {
+        let kv = UpstreamMessage {
+            payload: Some(Payload::KvOp(KvOperation { request_id: "r1".into(), ..Default::default() })),
+            ..Default::default()
+        };
+        // An absent op is GET; an absent scope is the workspace.
+        let Request::Kv(get) = request(kv) else { panic!("not a KV request") };
+        assert_eq!((get.op, get.scope, get.request_id.as_str()), (KvOp::Get, KvScope::Workspace, "r1"));
+        let incr = UpstreamMessage {
+            payload: Some(Payload::KvOp(KvOperation { op: OpType::Increment as i32, ..Default::default() })),
+            ..Default::default()
+        };
+        assert!(matches!(request(incr), Request::Kv(KvRequest { op: KvOp::Unserved("INCREMENT"), .. })));
+        let save = UpstreamMessage {
+            payload: Some(Payload::CheckpointOp(CheckpointOperation::default())),
+            ..Default::default()
+        };
+        assert!(matches!(request(save), Request::Checkpoint(CheckpointRequest { op: CheckpointOp::Save, .. })));
+        let query = super::super::proto::TaskQuery { request_id: "t1".into(), ..Default::default() };
+        let task = UpstreamMessage { payload: Some(Payload::TaskQuery(query)), ..Default::default() };
+        assert_eq!(
+            request(task),
+            Request::Unserved { operation: "task_query", correlation: Correlation::RequestId("t1".into()) }
+        );
+        let ws = UpstreamMessage {
+            payload: Some(Payload::WorkspaceOp(WorkspaceOperation::default())),
+            ..Default::default()
+        };
+        assert_eq!(
+            request(ws),
+            Request::Unserved { operation: "workspace_op", correlation: Correlation::Fifo(FifoKind::Workspace) }
+        );
+        let init = UpstreamMessage { payload: Some(Payload::Init(InitConnection::default())), ..Default::default() };
+        assert!(matches!(request(init), Request::Violation(_)));
+    }
+}

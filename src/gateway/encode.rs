@@ -1,0 +1,152 @@
+//! The core's answers into downstream frames and gRPC statuses.
+//!
+//! Statuses are chosen for what the SDK does with them: `UNAUTHENTICATED`, `PERMISSION_DENIED`,
+//! `ALREADY_EXISTS` and `INVALID_ARGUMENT` stop a client for good; `UNAVAILABLE` makes it
+//! reconnect (with `resume_session_id`). A stream is never ended with OK by the node: the SDK
+//! would be left a zombie.
+
+use aethrolink_actors::aether::connection::{Correlation, EndKind, FifoKind, Outbound};
+use aethrolink_actors::service::{ErrorKind, ServiceError};
+use tonic::Status;
+
+use super::proto::downstream_message::Payload;
+use super::proto::{
+    AclResponse, AgentResponse, CheckpointResponse, ConfigSnapshot, ConnectionAck, DownstreamMessage, ErrorResponse,
+    IncomingMessage, KvResponse, ProxyHttpResponse, TunnelClose, WorkspaceResponse,
+};
+
+/// The node's version, told in the ack.
+const SERVER_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+fn frame(payload: Payload) -> DownstreamMessage {
+    DownstreamMessage { payload: Some(payload), ..Default::default() }
+}
+
+/// An outbound item as a frame, or the status that ends the stream.
+pub fn outbound(out: Outbound) -> Result<DownstreamMessage, Status> {
+    Ok(match out {
+        Outbound::Ack { session_id, resumed } => frame(Payload::ConnectionAck(ConnectionAck {
+            session_id,
+            resumed,
+            server_version: SERVER_VERSION.into(),
+            ..Default::default()
+        })),
+        Outbound::Config => frame(Payload::Config(ConfigSnapshot::default())),
+        Outbound::Message(m) => frame(Payload::Msg(IncomingMessage {
+            source_topic: m.source_topic,
+            payload: std::sync::Arc::unwrap_or_clone(m.payload),
+            message_type: m.message_type,
+            workspace: m.workspace,
+            ..Default::default()
+        })),
+        Outbound::Kv(r) => frame(Payload::Kv(KvResponse {
+            success: r.success,
+            value: r.value,
+            keys: r.keys,
+            kv_map: r.entries.into_iter().collect(),
+            request_id: r.request_id,
+            has_more: r.has_more,
+            ..Default::default()
+        })),
+        Outbound::Checkpoint(r) => frame(Payload::Checkpoint(CheckpointResponse {
+            success: r.success,
+            data: r.data,
+            keys: r.keys,
+            error: r.error,
+            saved_at: r.saved_at,
+            request_id: r.request_id,
+        })),
+        Outbound::Refused { code, message, correlation } => {
+            let error = |request_id: String| {
+                frame(Payload::Error(ErrorResponse {
+                    code: code.as_str().into(),
+                    message: message.clone(),
+                    request_id,
+                    ..Default::default()
+                }))
+            };
+            match correlation {
+                Correlation::RequestId(id) => error(id),
+                Correlation::None => error(String::new()),
+                // FIFO calls resolve only on their own response type.
+                Correlation::Fifo(FifoKind::Workspace) => frame(Payload::Workspace(WorkspaceResponse {
+                    success: false,
+                    error: message,
+                    ..Default::default()
+                })),
+                Correlation::Fifo(FifoKind::Agent) => {
+                    frame(Payload::Agent(AgentResponse { success: false, error: message, ..Default::default() }))
+                }
+                Correlation::Fifo(FifoKind::Acl) => {
+                    frame(Payload::Acl(AclResponse { success: false, error: message, ..Default::default() }))
+                }
+                Correlation::Proxy(request_id) => frame(Payload::ProxyHttpResponse(ProxyHttpResponse {
+                    request_id,
+                    status_code: 501,
+                    ..Default::default()
+                })),
+                Correlation::Tunnel(tunnel_id) => {
+                    frame(Payload::TunnelClose(TunnelClose { tunnel_id, ..Default::default() }))
+                }
+            }
+        }
+        Outbound::End { end: EndKind::InvalidArgument, message } => return Err(Status::invalid_argument(message)),
+        Outbound::End { end: EndKind::Unavailable, message } => return Err(Status::unavailable(message)),
+    })
+}
+
+/// A refused connect as the status the SDK understands.
+pub fn status_of(e: &ServiceError) -> Status {
+    let message = e.message.clone();
+    match e.kind {
+        ErrorKind::Invalid | ErrorKind::Unprocessable => Status::invalid_argument(message),
+        ErrorKind::Unauthenticated => Status::unauthenticated(message),
+        ErrorKind::Forbidden => Status::permission_denied(message),
+        ErrorKind::Conflict => Status::already_exists(message),
+        ErrorKind::NotFound => Status::not_found(message),
+        ErrorKind::Unavailable => Status::unavailable(message),
+        ErrorKind::Internal => Status::internal(message),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aethrolink_actors::aether::connection::ErrorCode;
+    use tonic::Code;
+
+    use super::*;
+
+    fn refused(correlation: Correlation) -> Option<Payload> {
+        outbound(Outbound::Refused { code: ErrorCode::NotImplemented, message: "no".into(), correlation })
+            .ok()
+            .and_then(|f| f.payload)
+    }
+
+    #[test]
+    fn refusals_reach_the_waiting_call() {
+        match refused(Correlation::RequestId("r1".into())) {
+            Some(Payload::Error(e)) => {
+                assert_eq!((e.code.as_str(), e.request_id.as_str()), ("ERR_NOT_IMPLEMENTED", "r1"))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(refused(Correlation::Fifo(FifoKind::Workspace)), Some(Payload::Workspace(r)) if !r.success));
+        assert!(matches!(refused(Correlation::Fifo(FifoKind::Acl)), Some(Payload::Acl(r)) if !r.success));
+        assert!(
+            matches!(refused(Correlation::Proxy("p".into())), Some(Payload::ProxyHttpResponse(r)) if r.status_code == 501)
+        );
+        assert!(
+            matches!(refused(Correlation::Tunnel("t".into())), Some(Payload::TunnelClose(r)) if r.tunnel_id == "t")
+        );
+    }
+
+    #[test]
+    fn the_ack_carries_the_session_id_and_ends_are_never_ok() {
+        let ack = outbound(Outbound::Ack { session_id: "as_1".into(), resumed: false }).ok().and_then(|f| f.payload);
+        assert!(matches!(ack, Some(Payload::ConnectionAck(a)) if a.session_id == "as_1"));
+        let end = outbound(Outbound::End { end: EndKind::Unavailable, message: "bye".into() });
+        assert_eq!(end.err().map(|s| s.code()), Some(Code::Unavailable));
+        assert_eq!(status_of(&ServiceError::new(ErrorKind::Conflict, "dup")).code(), Code::AlreadyExists);
+        assert_eq!(status_of(&ServiceError::new(ErrorKind::Unauthenticated, "no")).code(), Code::Unauthenticated);
+    }
+}
