@@ -112,6 +112,65 @@ pub enum RuntimeSupMsg {
     RefreshParked,
     /// Internal: restart the loopback runtime after its backoff.
     RestartLoopback { generation: u64 },
+    /// The runtime actors alive now (the node's supervision view).
+    Children(RpcReplyPort<Vec<RuntimeChild>>),
+}
+
+/// One runtime actor under the runtime supervisor, as the node's supervision view shows it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RuntimeChild {
+    /// `loopback`, `acp` (an ACP stdio agent or an `acp_http` server) or `peer`.
+    pub kind: &'static str,
+    /// The target (loopback: `loopback`; peer: the peer's id).
+    pub id: String,
+    /// The subcontext of an ACP runtime.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subcontext_key: Option<String>,
+    /// Restarts after a failure of the actor itself. ACP and peer runtimes are not restarted
+    /// (the next task creates a new one; an agent process's own relaunches are its launch
+    /// history), so only the loopback runtime counts them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restarts: Option<u64>,
+    /// Running now (the loopback runtime is absent while it waits for its restart).
+    pub running: bool,
+}
+
+/// The runtime children of `state`, loopback first, then ACP runtimes and peers by id. Pure.
+fn runtime_children(state: &RuntimeSupState) -> Vec<RuntimeChild> {
+    let mut out = vec![RuntimeChild {
+        kind: "loopback",
+        id: "loopback".to_owned(),
+        subcontext_key: None,
+        restarts: Some(state.loopback_generation.saturating_sub(1)),
+        running: state.loopback.is_some(),
+    }];
+    let mut acp: Vec<RuntimeChild> = state
+        .acp
+        .keys()
+        .map(|(target, sub)| RuntimeChild {
+            kind: "acp",
+            id: target.clone(),
+            subcontext_key: Some(sub.clone()),
+            restarts: None,
+            running: true,
+        })
+        .collect();
+    acp.sort_by(|a, b| (&a.id, &a.subcontext_key).cmp(&(&b.id, &b.subcontext_key)));
+    let mut peers: Vec<RuntimeChild> = state
+        .peers
+        .keys()
+        .map(|link| RuntimeChild {
+            kind: "peer",
+            id: link.peer_id.clone(),
+            subcontext_key: None,
+            restarts: None,
+            running: true,
+        })
+        .collect();
+    peers.sort_by(|a, b| a.id.cmp(&b.id));
+    out.extend(acp);
+    out.extend(peers);
+    out
 }
 
 /// Health of a target's runtime for one subcontext (contract routes 27–29), as its runtime
@@ -569,6 +628,9 @@ impl Actor for RuntimeSupervisor {
                     }
                     let _ = reply.send(out);
                 });
+            }
+            RuntimeSupMsg::Children(reply) => {
+                let _ = reply.send(runtime_children(state));
             }
             RuntimeSupMsg::RestartLoopback { generation } => {
                 if generation != state.loopback_generation || state.loopback.is_some() {
