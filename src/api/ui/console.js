@@ -9,6 +9,7 @@ const STATUSES = ['created', 'pending_launch', 'launching', 'ready', 'dispatchin
   'awaiting_input', 'completed', 'failed', 'cancelled'];
 const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
 const PAGE = 25;
+const PUBLIC_READS = new Set(['/v1/node/identity', '/v1/node/health']);
 
 // ---------- small helpers ----------
 
@@ -102,7 +103,8 @@ async function api(method, path, body) {
   try { data = text ? JSON.parse(text) : null; } catch (_) { /* not JSON */ }
   if (resp.status === 401) authNeeded(data);
   if (!resp.ok) throw new ApiError(resp.status, data);
-  authOk();
+  // The identity is public: its answer says nothing about the token.
+  if (!PUBLIC_READS.has(path)) authOk();
   return data;
 }
 
@@ -223,7 +225,7 @@ function render(...nodes) {
 }
 
 function errorBox() {
-  return el('div', { class: 'error', role: 'alert', 'aria-live': 'assertive' });
+  return el('div', { class: 'error', id: 'view-error', role: 'alert', 'aria-live': 'assertive' });
 }
 
 function showError(box, err) {
@@ -411,7 +413,8 @@ async function viewTask(id) {
       const row = el('div', { class: 'actions' });
       for (const o of options) {
         const optionId = o.optionId || o.option_id || o.id;
-        const b = el('button', { type: 'button', class: 'primary', dataset: { optionId }, text: o.name || optionId });
+        const rejects = typeof o.kind === 'string' && o.kind.startsWith('reject');
+        const b = el('button', { type: 'button', class: rejects ? 'danger' : 'primary', dataset: { optionId }, text: o.name || optionId });
         if (o.kind) b.title = o.kind;
         b.addEventListener('click', () => sendResume({ option_id: optionId }, b));
         row.append(b);
