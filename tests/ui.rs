@@ -188,7 +188,8 @@ impl Browser {
     /// The element `css` (waiting until it exists); its WebDriver reference.
     async fn find(&self, css: &str) -> Result<String> {
         self.until(css, "return document.querySelector(arguments[0]) !== null", json!([css])).await?;
-        let v = self.call(reqwest::Method::POST, "/element", Some(json!({"using": "css selector", "value": css}))).await?;
+        let v =
+            self.call(reqwest::Method::POST, "/element", Some(json!({"using": "css selector", "value": css}))).await?;
         Ok(v[ELEMENT].as_str().ok_or("no element reference")?.to_owned())
     }
 
@@ -214,7 +215,9 @@ impl Browser {
 
     /// Whether the page scrolls sideways.
     async fn scrolls_sideways(&self) -> Result<bool> {
-        let v = self.run("return document.documentElement.scrollWidth > document.documentElement.clientWidth", json!([])).await?;
+        let v = self
+            .run("return document.documentElement.scrollWidth > document.documentElement.clientWidth", json!([]))
+            .await?;
         Ok(v == json!(true))
     }
 
@@ -351,11 +354,23 @@ async fn the_live_feed_carries_every_tasks_events_and_node_stats_show_the_tree()
     assert_eq!(status, 400, "{v}");
 
     let (_, stats) = node.get("/v1/node/stats").await?;
-    let services: Vec<&str> =
-        stats["supervision"]["services"].as_array().into_iter().flatten().filter_map(|s| s["service"].as_str()).collect();
+    let services: Vec<&str> = stats["supervision"]["services"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["service"].as_str())
+        .collect();
     assert_eq!(
         services,
-        ["storage", "registry", "peer_directory", "runtime_supervisor", "sse_hub", "thread_coordinator", "task_supervisor"]
+        [
+            "storage",
+            "registry",
+            "peer_directory",
+            "runtime_supervisor",
+            "sse_hub",
+            "thread_coordinator",
+            "task_supervisor"
+        ]
     );
     for s in stats["supervision"]["services"].as_array().into_iter().flatten() {
         assert_eq!(s["running"], true, "{s}");
@@ -379,7 +394,9 @@ async fn the_console_follows_tasks_answers_permissions_cancels_and_drives_target
     let hang = fake_task(&node, "!hang").await?;
     node.wait_status(&hang, "running").await?;
     browser.until_data("[data-target-id=fake]", "state", "up").await?;
-    browser.until("a pid", "return document.querySelector('[data-target-id=fake] .pid').textContent !== '—'", json!([])).await?;
+    browser
+        .until("a pid", "return document.querySelector('[data-target-id=fake] .pid').textContent !== '—'", json!([]))
+        .await?;
     assert!(!browser.scrolls_sideways().await?, "targets view scrolls sideways at 1280 px");
     browser.screenshot("targets").await?;
 
@@ -388,7 +405,13 @@ async fn the_console_follows_tasks_answers_permissions_cancels_and_drives_target
     browser.until_data("#task-status", "status", "running").await?;
     browser.click("#cancel-task").await?;
     browser.until_data("#task-status", "status", "cancelled").await?;
-    browser.until("the cancelled event", "return document.querySelector('#timeline [data-kind=\"task.cancelled\"]') !== null", json!([])).await?;
+    browser
+        .until(
+            "the cancelled event",
+            "return document.querySelector('#timeline [data-kind=\"task.cancelled\"]') !== null",
+            json!([]),
+        )
+        .await?;
     assert_eq!(node.task(&hang).await?["status"], "cancelled");
 
     // The list shows a task created through the API and follows it to completed, no reload.
@@ -400,7 +423,11 @@ async fn the_console_follows_tasks_answers_permissions_cancels_and_drives_target
     browser.until_data(&row, "status", "awaiting_input").await?;
     node.post(&format!("/v1/tasks/{waiting}/resume"), json!({"payload": {"text": "approved"}})).await?;
     browser.until_data(&row, "status", "completed").await?;
-    assert_eq!(browser.run("return window.__sameDocument === true", json!([])).await?, json!(true), "the page reloaded");
+    assert_eq!(
+        browser.run("return window.__sameDocument === true", json!([])).await?,
+        json!(true),
+        "the page reloaded"
+    );
     assert!(!browser.scrolls_sideways().await?, "task list scrolls sideways at 1280 px");
     browser.screenshot("tasks").await?;
 
@@ -408,7 +435,11 @@ async fn the_console_follows_tasks_answers_permissions_cancels_and_drives_target
     browser.click("#filter-status input[data-status=completed]").await?;
     browser.until_data(&row, "status", "completed").await?;
     browser
-        .until("no cancelled row", "return document.querySelector(`#task-list tr[data-task-id='${arguments[0]}']`) === null", json!([hang]))
+        .until(
+            "no cancelled row",
+            "return document.querySelector(`#task-list tr[data-task-id='${arguments[0]}']`) === null",
+            json!([hang]),
+        )
         .await?;
     browser.click("#filter-status input[data-status=completed]").await?;
 
@@ -451,7 +482,9 @@ async fn the_console_follows_tasks_answers_permissions_cancels_and_drives_target
     browser.type_into("#continue-intent", "demo.echo").await?;
     browser.type_into("#continue-text", "hello from the console").await?;
     browser.click("#continue-form button[type=submit]").await?;
-    browser.until("the first turn", "return document.querySelectorAll('#turns tbody tr').length === 1", json!([])).await?;
+    browser
+        .until("the first turn", "return document.querySelectorAll('#turns tbody tr').length === 1", json!([]))
+        .await?;
     browser.until("echo → fake next", "return document.body.innerText.includes('echo → fake')", json!([])).await?;
     browser.screenshot("thread").await?;
 
@@ -484,7 +517,8 @@ async fn the_console_follows_tasks_answers_permissions_cancels_and_drives_target
 async fn with_auth_on_the_console_asks_for_a_token_and_then_uses_it() -> Result {
     let Some((driver, chromium)) = browser_binaries() else { return Ok(()) };
     let key = "console-test-admin-key-0123456789";
-    let node = Node::start_with(NodeOpts { anonymous_register: false, ..opts(&["--require-auth", "--admin-key", key]) })?;
+    let node =
+        Node::start_with(NodeOpts { anonymous_register: false, ..opts(&["--require-auth", "--admin-key", key]) })?;
     let browser = Browser::start(&driver, &chromium).await?;
     browser.goto(&node.url("/ui#/tasks")).await?;
     browser

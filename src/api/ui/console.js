@@ -170,11 +170,12 @@ function stream(path, { onEvent, onState, lastId }) {
 
 function authNeeded(body) {
   const box = document.getElementById('auth-message');
-  const why = body && body.error ? ` (${body.error})` : '';
+  const why = body && body.error ? ` (the node says: ${body.error})` : '';
   box.textContent = token()
     ? `The node refused the token${why}. Enter a valid token above.`
-    : `This node needs a token${why}. Enter an API token above (alink-cli uses the local admin token file, ` +
-      'e.g. ~/.local/state/aethrolink/tokens/loopback-<port>.token; docs/security.md explains tokens).';
+    : `This node needs a token${why}. Enter an API token in the Token field above: the local admin ` +
+      'token file alink-cli uses (~/.local/state/aethrolink/tokens/loopback-<port>.token) or one made ' +
+      'with POST /v1/tokens (docs/security.md).';
   box.hidden = false;
 }
 
@@ -249,8 +250,8 @@ async function viewTasks() {
       el('th', { text: 'Task' }), el('th', { text: 'Status' }), el('th', { text: 'Target' }),
       el('th', { text: 'Intent' }), el('th', { class: 'wide', text: 'Created' }), el('th', { text: 'Updated' }))),
     tbody);
-  const prev = el('button', { type: 'button', id: 'page-prev', text: '← Newer' });
-  const next = el('button', { type: 'button', id: 'page-next', text: 'Older →' });
+  const prev = el('button', { type: 'button', id: 'page-prev', text: '← Newer', disabled: true });
+  const next = el('button', { type: 'button', id: 'page-next', text: 'Older →', disabled: true });
   const pageInfo = el('span', { class: 'muted' });
   render(el('h1', { text: 'Tasks' }),
     el('form', { class: 'filters', onsubmit: (e) => e.preventDefault() },
