@@ -443,6 +443,27 @@ async fn the_console_follows_tasks_answers_permissions_cancels_and_drives_target
         .await?;
     browser.click("#filter-status input[data-status=completed]").await?;
 
+    // Paged: 25 a page, older ones behind "Older".
+    let mut echoes = Vec::new();
+    for i in 0..25 {
+        echoes.push(node.create(json!({ "text": format!("page filler {i}") })).await?);
+    }
+    for id in &echoes {
+        node.wait_status(id, "completed").await?;
+    }
+    browser
+        .until(
+            "25 rows",
+            "return document.querySelectorAll('#task-list tbody tr[data-task-id]').length === 25",
+            json!([]),
+        )
+        .await?;
+    browser.until("an older page", "return !document.getElementById('page-next').disabled", json!([])).await?;
+    browser.click("#page-next").await?;
+    browser.until_data(&row, "status", "completed").await?;
+    browser.click("#page-prev").await?;
+    browser.until_data(&format!("#task-list tr[data-task-id='{}']", echoes[24]), "status", "completed").await?;
+
     // A permission request: its options are buttons; clicking one completes the task.
     let ask = fake_task(&node, "!permission").await?;
     browser.goto(&node.url(&format!("/ui#/task/{ask}"))).await?;
@@ -501,7 +522,7 @@ async fn the_console_follows_tasks_answers_permissions_cancels_and_drives_target
     // Dark mode and a narrow window.
     browser.color_scheme("dark").await?;
     browser.goto(&node.url("/ui#/tasks")).await?;
-    browser.until_data(&row, "status", "completed").await?;
+    browser.until_data(&format!("#task-list tr[data-task-id='{ask}']"), "status", "completed").await?;
     let bg = browser.run("return getComputedStyle(document.body).backgroundColor", json!([])).await?;
     assert_eq!(bg, json!("rgb(19, 21, 25)"), "dark background");
     browser.screenshot("tasks-dark").await?;
