@@ -242,6 +242,16 @@ impl Browser {
         Ok(())
     }
 
+    /// Presses one key (a WebDriver key code such as Tab `\u{E004}`, Enter `\u{E007}`) where the
+    /// focus is.
+    async fn press(&self, key: &str) -> Result {
+        let actions = json!({"actions": [{"type": "key", "id": "keyboard", "actions": [
+            {"type": "keyDown", "value": key}, {"type": "keyUp", "value": key}
+        ]}]});
+        self.call(reqwest::Method::POST, "/actions", Some(actions)).await?;
+        Ok(())
+    }
+
     async fn window(&self, width: u32, height: u32) -> Result {
         self.call(reqwest::Method::POST, "/window/rect", Some(json!({"width": width, "height": height}))).await?;
         Ok(())
@@ -518,6 +528,21 @@ async fn the_console_follows_tasks_answers_permissions_cancels_and_drives_target
     browser.until("the public key", "return document.body.innerText.includes(arguments[0])", json!([key])).await?;
     assert!(!browser.scrolls_sideways().await?, "node view scrolls sideways at 1280 px");
     browser.screenshot("node").await?;
+
+    // Keyboard: from the top of a fresh page, Tab reaches the skip link, then the views; Enter
+    // opens one.
+    browser.goto("about:blank").await?;
+    browser.goto(&node.url("/ui#/node")).await?;
+    browser.find("#supervision").await?;
+    let focused = "return document.activeElement ? (document.activeElement.textContent || '').trim() : ''";
+    browser.press("\u{E004}").await?;
+    assert_eq!(browser.run(focused, json!([])).await?, json!("Skip to content"));
+    for _ in 0..2 {
+        browser.press("\u{E004}").await?;
+    }
+    assert_eq!(browser.run(focused, json!([])).await?, json!("Targets"));
+    browser.press("\u{E007}").await?;
+    browser.until_data("[data-target-id=fake]", "state", "down").await?;
 
     // Dark mode and a narrow window.
     browser.color_scheme("dark").await?;

@@ -135,18 +135,22 @@ pub struct RuntimeChild {
     pub running: bool,
 }
 
-/// The runtime children of `state`, loopback first, then ACP runtimes and peers by id. Pure.
-fn runtime_children(state: &RuntimeSupState) -> Vec<RuntimeChild> {
+/// The runtime children: the loopback runtime (its incarnation and whether it is up), then ACP
+/// runtimes by (target, subcontext), then peers by id. Pure.
+fn runtime_children<'a>(
+    loopback_generation: u64,
+    loopback_running: bool,
+    acp: impl Iterator<Item = &'a (String, String)>,
+    peers: impl Iterator<Item = &'a peer::PeerLink>,
+) -> Vec<RuntimeChild> {
     let mut out = vec![RuntimeChild {
         kind: "loopback",
         id: "loopback".to_owned(),
         subcontext_key: None,
-        restarts: Some(state.loopback_generation.saturating_sub(1)),
-        running: state.loopback.is_some(),
+        restarts: Some(loopback_generation.saturating_sub(1)),
+        running: loopback_running,
     }];
-    let mut acp: Vec<RuntimeChild> = state
-        .acp
-        .keys()
+    let mut acp: Vec<RuntimeChild> = acp
         .map(|(target, sub)| RuntimeChild {
             kind: "acp",
             id: target.clone(),
@@ -156,9 +160,7 @@ fn runtime_children(state: &RuntimeSupState) -> Vec<RuntimeChild> {
         })
         .collect();
     acp.sort_by(|a, b| (&a.id, &a.subcontext_key).cmp(&(&b.id, &b.subcontext_key)));
-    let mut peers: Vec<RuntimeChild> = state
-        .peers
-        .keys()
+    let mut peers: Vec<RuntimeChild> = peers
         .map(|link| RuntimeChild {
             kind: "peer",
             id: link.peer_id.clone(),
@@ -630,7 +632,12 @@ impl Actor for RuntimeSupervisor {
                 });
             }
             RuntimeSupMsg::Children(reply) => {
-                let _ = reply.send(runtime_children(state));
+                let _ = reply.send(runtime_children(
+                    state.loopback_generation,
+                    state.loopback.is_some(),
+                    state.acp.keys(),
+                    state.peers.keys(),
+                ));
             }
             RuntimeSupMsg::RestartLoopback { generation } => {
                 if generation != state.loopback_generation || state.loopback.is_some() {
@@ -722,6 +729,28 @@ mod tests {
 
     fn spec(adapter: &str) -> TargetSpec {
         TargetSpec::new("t", adapter)
+    }
+
+    #[test]
+    fn runtime_children_list_loopback_then_acp_then_peers_in_order() {
+        let acp = [("zed".to_owned(), "default".to_owned()), ("alpha".to_owned(), "b".to_owned())];
+        let peers = [peer::PeerLink { peer_id: "p2".into(), base_url: "http://h:2".into() }];
+        let kids = runtime_children(3, false, acp.iter(), peers.iter());
+        let seen: Vec<(&str, &str, Option<&str>)> =
+            kids.iter().map(|k| (k.kind, k.id.as_str(), k.subcontext_key.as_deref())).collect();
+        assert_eq!(
+            seen,
+            [
+                ("loopback", "loopback", None),
+                ("acp", "alpha", Some("b")),
+                ("acp", "zed", Some("default")),
+                ("peer", "p2", None)
+            ]
+        );
+        assert_eq!(kids[0].restarts, Some(2), "generation 3 is the second restart");
+        assert!(!kids[0].running);
+        assert!(kids[1..].iter().all(|k| k.restarts.is_none() && k.running));
+        assert_eq!(runtime_children(1, true, [].iter(), [].iter())[0].restarts, Some(0));
     }
 
     #[test]
