@@ -381,7 +381,7 @@ async function viewTask(id) {
     try {
       const r = await api('POST', `/v1/tasks/${encodeURIComponent(id)}/cancel`, { reason: 'cancelled from the console' });
       showError(err, null);
-      notice.textContent = `Cancel requested: ${r.status}`;
+      notice.textContent = TERMINAL.has(r.status) ? `Task ${r.status}.` : 'Cancel requested; waiting for the runtime to confirm.';
     } catch (e) {
       showError(err, e);
     }
@@ -394,7 +394,7 @@ async function viewTask(id) {
     try {
       const r = await api('POST', `/v1/tasks/${encodeURIComponent(id)}/resume`, body);
       showError(err, null);
-      notice.textContent = `Answer sent: ${r.status}`;
+      notice.textContent = r.status === 'awaiting_input' ? 'Answer accepted; the task goes on.' : `Answer accepted (task ${r.status}).`;
     } catch (e) {
       showError(err, e);
       if (button) button.disabled = false;
