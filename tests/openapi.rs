@@ -103,7 +103,9 @@ async fn the_document_is_openapi_3_1_and_lists_every_route() -> Result {
         // SSE of an unknown task: 404 at once; a stream would be a real route too.
         let resp = request.timeout(std::time::Duration::from_secs(10)).send().await?;
         let status = resp.status().as_u16();
-        let body = resp.text().await.unwrap_or_default();
+        // The feed of every task's events never ends: its answer is the head.
+        let endless = path == "/v1/events" && status == 200;
+        let body = if endless { String::new() } else { resp.text().await.unwrap_or_default() };
         assert_ne!(status, 405, "{method} {path} is documented but not routed: {body}");
         assert!(!body.contains("no route for"), "{method} {path} is documented but not routed: {body}");
         assert!(

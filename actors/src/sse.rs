@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 
 use crate::model::TaskEvent;
 use crate::storage::StoreReader;
@@ -25,6 +25,9 @@ use crate::supervision::{ASK_TIMEOUT, ask};
 pub const SINK_CAPACITY: usize = 64;
 /// Events read from storage per catch-up query.
 const CATCH_UP_PAGE: u32 = 256;
+/// Events of every task buffered for each watcher ([`SseHubMsg::Watch`]); a watcher further
+/// behind than this is told how many it missed (it re-reads what it shows).
+pub const WATCH_CAPACITY: usize = 1024;
 
 /// Messages of the SSE hub.
 pub enum SseHubMsg {
@@ -34,6 +37,11 @@ pub enum SseHubMsg {
     Publish { task_id: String, events: Vec<Arc<TaskEvent>> },
     /// Number of connected subscribers.
     Count(RpcReplyPort<usize>),
+    /// Watch every task's durable events from now on (no history): the task list's live view.
+    /// The receiver lags (never blocks the hub) when its reader is slow.
+    Watch(RpcReplyPort<broadcast::Receiver<Arc<TaskEvent>>>),
+    /// Number of open watchers.
+    WatcherCount(RpcReplyPort<usize>),
 }
 
 /// State of the SSE hub.
@@ -42,6 +50,9 @@ pub struct SseHubState {
     by_task: HashMap<String, Vec<ActorRef<SubscriberMsg>>>,
     /// Task id of each subscriber, to drop it when it stops.
     by_actor: HashMap<ActorId, String>,
+    /// Every published event, for watchers of all tasks: a broadcast channel, so a slow
+    /// watcher loses the oldest events (and is told) instead of holding up the hub.
+    all: broadcast::Sender<Arc<TaskEvent>>,
 }
 
 /// The SSE hub: parent of every subscriber actor.
@@ -53,7 +64,8 @@ impl Actor for SseHub {
     type Arguments = ();
 
     async fn pre_start(&self, _myself: ActorRef<SseHubMsg>, _: ()) -> Result<SseHubState, ActorProcessingErr> {
-        Ok(SseHubState { by_task: HashMap::new(), by_actor: HashMap::new() })
+        let (all, _) = broadcast::channel(WATCH_CAPACITY);
+        Ok(SseHubState { by_task: HashMap::new(), by_actor: HashMap::new(), all })
     }
 
     async fn handle(
@@ -70,6 +82,12 @@ impl Actor for SseHub {
                 let _ = reply.send(());
             }
             SseHubMsg::Publish { task_id, events } => {
+                if state.all.receiver_count() > 0 {
+                    for event in &events {
+                        // Never waits: a lagging watcher loses its oldest events.
+                        let _ = state.all.send(event.clone());
+                    }
+                }
                 if let Some(subs) = state.by_task.get(&task_id) {
                     for s in subs {
                         // A mailbox enqueue: never waits on the client.
@@ -79,6 +97,12 @@ impl Actor for SseHub {
             }
             SseHubMsg::Count(reply) => {
                 let _ = reply.send(state.by_actor.len());
+            }
+            SseHubMsg::Watch(reply) => {
+                let _ = reply.send(state.all.subscribe());
+            }
+            SseHubMsg::WatcherCount(reply) => {
+                let _ = reply.send(state.all.receiver_count());
             }
         }
         Ok(())

@@ -1,6 +1,7 @@
 //! Helpers every actor shares: bounded requests between actors, the actor directory slots, and
 //! the structured log lines of supervision events.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -38,12 +39,15 @@ pub struct Slot<M: Message> {
     current: RwLock<Option<ActorRef<M>>>,
     /// Name used in errors and logs.
     name: &'static str,
+    /// How many incarnations were installed: the first start plus every restart (the node's
+    /// supervision view reports restarts from it).
+    installs: AtomicU64,
 }
 
 impl<M: Message> Slot<M> {
     /// An empty slot.
     pub fn new(name: &'static str) -> Arc<Self> {
-        Arc::new(Slot { current: RwLock::new(None), name })
+        Arc::new(Slot { current: RwLock::new(None), name, installs: AtomicU64::new(0) })
     }
 
     /// The live actor, if any.
@@ -61,7 +65,15 @@ impl<M: Message> Slot<M> {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
+        if actor.is_some() {
+            self.installs.fetch_add(1, Ordering::Relaxed);
+        }
         *guard = actor;
+    }
+
+    /// How often the actor was restarted: incarnations installed after the first.
+    pub fn restarts(&self) -> u64 {
+        self.installs.load(Ordering::Relaxed).saturating_sub(1)
     }
 
     /// Sends a message without waiting.

@@ -2,6 +2,9 @@
 //! history then live with no gap and no duplicate, closing after the terminal event, 15 s
 //! keep-alive comments, resumable with `Last-Event-ID` or `?after=<seq>`. With
 //! `Accept: application/json` the stored history is returned as `{"events": [...]}` instead.
+//!
+//! `GET /v1/events`: every task's events from now on (no history, no end): what a live task
+//! list follows. A reader that falls behind gets `event: lagged` and should list again.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -16,7 +19,8 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde_json::json;
-use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_stream::wrappers::{BroadcastStream, ReceiverStream};
 
 use super::{ApiError, AppState, HttpCaller};
 
@@ -75,6 +79,42 @@ pub async fn stream(
         .map(move |event| {
             let _keep = &guard;
             Ok::<_, Infallible>(frame(&event))
+        })
+        .take_until(async move { shutdown.cancelled().await });
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)).text("keep-alive"))
+        .into_response())
+}
+
+/// `GET /v1/events`: every task's events as they become durable, until the client goes or the
+/// node stops.
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    operation_id = "watch_events",
+    tag = "tasks",
+    responses((status = 200, description = "Server-sent events: every task's events from now on (`event: task.event`, no id), and `event: lagged` (`{\"missed\": n}`) when the reader fell behind; it never ends by itself", content_type = "text/event-stream", body = String))
+)]
+pub async fn watch(
+    State(st): State<AppState>,
+    HttpCaller(caller): HttpCaller,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    if let Some(key) = params.keys().next() {
+        return Err(ApiError::bad_request(format!("unknown query parameter '{key}'; this stream takes none")));
+    }
+    let receiver = st.services.watch_task_events(&caller).await?;
+    let shutdown = st.shutdown.clone();
+    let events = BroadcastStream::new(receiver)
+        .map(|item| {
+            Ok::<_, Infallible>(match item {
+                Ok(event) => Event::default()
+                    .event("task.event")
+                    .data(serde_json::to_string(&*event).unwrap_or_else(|_| "{}".to_owned())),
+                Err(BroadcastStreamRecvError::Lagged(missed)) => {
+                    Event::default().event("lagged").data(json!({ "missed": missed }).to_string())
+                }
+            })
         })
         .take_until(async move { shutdown.cancelled().await });
     Ok(Sse::new(events)

@@ -17,6 +17,7 @@ mod peers;
 pub mod prometheus;
 mod tasks;
 mod threads;
+mod ui;
 
 use aethrolink_actors::service::Services;
 use aethrolink_actors::service::node::{NodeHealth, NodeIdentityDocument, NodeStats, Readiness};
@@ -69,6 +70,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(tasks::bulk))
         .routes(routes!(tasks::get))
         .routes(routes!(events::stream))
+        .routes(routes!(events::watch))
         .routes(routes!(tasks::resume))
         .routes(routes!(tasks::cancel))
         .routes(routes!(agents::targets))
@@ -113,6 +115,9 @@ pub fn openapi_json() -> &'static str {
 pub fn router(state: AppState, max_body_bytes: usize, browser: guard::BrowserPolicy) -> Router {
     let (routes, _) = routes().split_for_parts();
     routes
+        // The web console: not API operations (kept out of the OpenAPI document), behind the
+        // same guard layers.
+        .merge(ui::routes())
         // After routing, so each request is counted under the route it matched.
         .route_layer(axum::middleware::from_fn(prometheus::track))
         .fallback(not_found)

@@ -112,6 +112,67 @@ pub enum RuntimeSupMsg {
     RefreshParked,
     /// Internal: restart the loopback runtime after its backoff.
     RestartLoopback { generation: u64 },
+    /// The runtime actors alive now (the node's supervision view).
+    Children(RpcReplyPort<Vec<RuntimeChild>>),
+}
+
+/// One runtime actor under the runtime supervisor, as the node's supervision view shows it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RuntimeChild {
+    /// `loopback`, `acp` (an ACP stdio agent or an `acp_http` server) or `peer`.
+    pub kind: &'static str,
+    /// The target (loopback: `loopback`; peer: the peer's id).
+    pub id: String,
+    /// The subcontext of an ACP runtime.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subcontext_key: Option<String>,
+    /// Restarts after a failure of the actor itself. ACP and peer runtimes are not restarted
+    /// (the next task creates a new one; an agent process's own relaunches are its launch
+    /// history), so only the loopback runtime counts them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restarts: Option<u64>,
+    /// Running now (the loopback runtime is absent while it waits for its restart).
+    pub running: bool,
+}
+
+/// The runtime children: the loopback runtime (its incarnation and whether it is up), then ACP
+/// runtimes by (target, subcontext), then peers by id. Pure.
+fn runtime_children<'a>(
+    loopback_generation: u64,
+    loopback_running: bool,
+    acp: impl Iterator<Item = &'a (String, String)>,
+    peers: impl Iterator<Item = &'a peer::PeerLink>,
+) -> Vec<RuntimeChild> {
+    let mut out = vec![RuntimeChild {
+        kind: "loopback",
+        id: "loopback".to_owned(),
+        subcontext_key: None,
+        restarts: Some(loopback_generation.saturating_sub(1)),
+        running: loopback_running,
+    }];
+    let mut acp: Vec<RuntimeChild> = acp
+        .map(|(target, sub)| RuntimeChild {
+            kind: "acp",
+            id: target.clone(),
+            subcontext_key: Some(sub.clone()),
+            restarts: None,
+            running: true,
+        })
+        .collect();
+    acp.sort_by(|a, b| (&a.id, &a.subcontext_key).cmp(&(&b.id, &b.subcontext_key)));
+    let mut peers: Vec<RuntimeChild> = peers
+        .map(|link| RuntimeChild {
+            kind: "peer",
+            id: link.peer_id.clone(),
+            subcontext_key: None,
+            restarts: None,
+            running: true,
+        })
+        .collect();
+    peers.sort_by(|a, b| a.id.cmp(&b.id));
+    out.extend(acp);
+    out.extend(peers);
+    out
 }
 
 /// Health of a target's runtime for one subcontext (contract routes 27–29), as its runtime
@@ -584,6 +645,14 @@ impl Actor for RuntimeSupervisor {
                     let _ = reply.send(out);
                 });
             }
+            RuntimeSupMsg::Children(reply) => {
+                let _ = reply.send(runtime_children(
+                    state.loopback_generation,
+                    state.loopback.is_some(),
+                    state.acp.keys(),
+                    state.peers.keys(),
+                ));
+            }
             RuntimeSupMsg::RestartLoopback { generation } => {
                 if generation != state.loopback_generation || state.loopback.is_some() {
                     return Ok(());
@@ -674,6 +743,28 @@ mod tests {
 
     fn spec(adapter: &str) -> TargetSpec {
         TargetSpec::new("t", adapter)
+    }
+
+    #[test]
+    fn runtime_children_list_loopback_then_acp_then_peers_in_order() {
+        let acp = [("zed".to_owned(), "default".to_owned()), ("alpha".to_owned(), "b".to_owned())];
+        let peers = [peer::PeerLink { peer_id: "p2".into(), base_url: "http://h:2".into() }];
+        let kids = runtime_children(3, false, acp.iter(), peers.iter());
+        let seen: Vec<(&str, &str, Option<&str>)> =
+            kids.iter().map(|k| (k.kind, k.id.as_str(), k.subcontext_key.as_deref())).collect();
+        assert_eq!(
+            seen,
+            [
+                ("loopback", "loopback", None),
+                ("acp", "alpha", Some("b")),
+                ("acp", "zed", Some("default")),
+                ("peer", "p2", None)
+            ]
+        );
+        assert_eq!(kids[0].restarts, Some(2), "generation 3 is the second restart");
+        assert!(!kids[0].running);
+        assert!(kids[1..].iter().all(|k| k.restarts.is_none() && k.running));
+        assert_eq!(runtime_children(1, true, [].iter(), [].iter())[0].restarts, Some(0));
     }
 
     #[test]

@@ -6,9 +6,10 @@ use serde::Serialize;
 use super::{Caller, Need, ServiceError, Services};
 use crate::clock::Timestamp;
 use crate::identity::{KeyId, PublishedKey};
+use crate::runtime::{RuntimeChild, RuntimeSupMsg};
 use crate::sse::SseHubMsg;
 use crate::storage::StorageMsg;
-use crate::supervision::ASK_TIMEOUT;
+use crate::supervision::{ASK_TIMEOUT, Slot, actor_label};
 use crate::task_supervisor::TaskSupMsg;
 
 /// What `readyz` reports.
@@ -30,9 +31,63 @@ pub struct StorageCounters {
 #[derive(Clone, Debug, Serialize)]
 pub struct NodeStats {
     pub node_id: String,
+    /// This build's version.
+    pub version: &'static str,
     pub live_task_actors: usize,
     pub sse_subscribers: usize,
+    /// Open watchers of every task's events (`GET /v1/events`).
+    pub sse_watchers: usize,
     pub storage: StorageCounters,
+    /// The supervision tree as it is now.
+    pub supervision: Supervision,
+}
+
+/// The root supervisor's children as they are now, in start order.
+#[derive(Clone, Debug, Serialize)]
+pub struct Supervision {
+    pub root: &'static str,
+    pub services: Vec<ServiceNode>,
+}
+
+/// One service under the root.
+#[derive(Clone, Debug, Serialize)]
+pub struct ServiceNode {
+    /// `storage`, `registry`, `peer_directory`, `runtime_supervisor`, `sse_hub`,
+    /// `thread_coordinator`, `task_supervisor`.
+    pub service: &'static str,
+    /// The live incarnation's actor name (`<service>:<generation>`); absent while it restarts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    pub running: bool,
+    /// Restarts after failures since the node started.
+    pub restarts: u64,
+    /// Runtime supervisor: its runtime actors (absent if it did not answer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runtimes: Option<Vec<RuntimeChild>>,
+    /// SSE hub: subscriber actors (one per task stream) and watchers of every task.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subscribers: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub watchers: Option<usize>,
+    /// Task supervisor: live task actors.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_actors: Option<usize>,
+}
+
+impl ServiceNode {
+    fn of<M: ractor::Message>(service: &'static str, slot: &Slot<M>) -> Self {
+        let actor = slot.get().ok().map(|a| actor_label(&a.get_cell()));
+        ServiceNode {
+            service,
+            running: actor.is_some(),
+            actor,
+            restarts: slot.restarts(),
+            runtimes: None,
+            subscribers: None,
+            watchers: None,
+            task_actors: None,
+        }
+    }
 }
 
 /// Node identity and protocol (contract §9.4), plus this node's public key and its id: fields
@@ -87,12 +142,31 @@ impl Services {
         caller.require(Need::Read)?;
         let tasks = self.dir.tasks.ask(ASK_TIMEOUT, TaskSupMsg::Count).await?;
         let subscribers = self.dir.sse.ask(ASK_TIMEOUT, SseHubMsg::Count).await?;
+        let watchers = self.dir.sse.ask(ASK_TIMEOUT, SseHubMsg::WatcherCount).await?;
         let storage = self.dir.storage.ask(ASK_TIMEOUT, StorageMsg::Stats).await?;
+        let runtimes = self.dir.runtimes.ask(ASK_TIMEOUT, RuntimeSupMsg::Children).await.ok();
+        let d = &self.dir;
+        let services = vec![
+            ServiceNode::of("storage", &d.storage),
+            ServiceNode::of("registry", &d.registry),
+            ServiceNode::of("peer_directory", &d.peers),
+            ServiceNode { runtimes, ..ServiceNode::of("runtime_supervisor", &d.runtimes) },
+            ServiceNode {
+                subscribers: Some(subscribers),
+                watchers: Some(watchers),
+                ..ServiceNode::of("sse_hub", &d.sse)
+            },
+            ServiceNode::of("thread_coordinator", &d.threads),
+            ServiceNode { task_actors: Some(tasks), ..ServiceNode::of("task_supervisor", &d.tasks) },
+        ];
         Ok(NodeStats {
             node_id: self.node_id().to_owned(),
+            version: env!("CARGO_PKG_VERSION"),
             live_task_actors: tasks,
             sse_subscribers: subscribers,
+            sse_watchers: watchers,
             storage: StorageCounters { commits: storage.commits, writes: storage.writes, max_batch: storage.max_batch },
+            supervision: Supervision { root: "aethrolink.root", services },
         })
     }
 

@@ -429,6 +429,16 @@ impl Services {
         Ok(EventSubscription { events, guard: SubscriptionGuard(subscriber) })
     }
 
+    /// Watches every task's events from now on (no history; the task list's live view): a
+    /// receiver of the SSE hub's broadcast, which tells a slow reader how many events it missed.
+    pub async fn watch_task_events(
+        &self,
+        caller: &Caller,
+    ) -> Result<tokio::sync::broadcast::Receiver<Arc<TaskEvent>>, ServiceError> {
+        caller.require(Need::Read)?;
+        Ok(self.dir.sse.ask(TASK_ASK, crate::sse::SseHubMsg::Watch).await?)
+    }
+
     /// An artifact's metadata and bytes.
     pub async fn artifact(&self, caller: &Caller, artifact_id: &str) -> Result<(ArtifactMeta, Vec<u8>), ServiceError> {
         caller.require(Need::Read)?;
