@@ -234,11 +234,9 @@ fn the_sdk_connects_over_tls_and_mtls_refuses_clients_without_a_certificate() ->
     let tls_args = ["--aether-tls-cert", path_str(&server.cert)?, "--aether-tls-key", path_str(&server.key)?];
 
     let node_tls = node(&tls_args)?;
-    let out = run(
-        &python,
-        &[path_str(&script)?, &node_tls.aether, path_str(&server.ca)?, path_str(&foreign.ca)?, "tls"],
-    )
-    .map_err(|e| format!("{e}\nnode log:\n{}", node_tls.log()))?;
+    let out =
+        run(&python, &[path_str(&script)?, &node_tls.aether, path_str(&server.ca)?, path_str(&foreign.ca)?, "tls"])
+            .map_err(|e| format!("{e}\nnode log:\n{}", node_tls.log()))?;
     for check in ["ok connected over TLS with the custom CA", "ok foreign CA refused"] {
         assert!(out.contains(check), "missing {check:?}:\n{out}");
     }
