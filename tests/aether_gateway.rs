@@ -240,6 +240,7 @@ fn the_sdk_connects_over_tls_and_mtls_refuses_clients_without_a_certificate() ->
     for check in ["ok connected over TLS with the custom CA", "ok foreign CA refused"] {
         assert!(out.contains(check), "missing {check:?}:\n{out}");
     }
+    assert!(node_tls.log().contains("gateway TLS handshake refused"), "the node refused it: {}", node_tls.log());
     drop(node_tls);
 
     let mut mtls_args = tls_args.to_vec();
@@ -261,5 +262,7 @@ fn the_sdk_connects_over_tls_and_mtls_refuses_clients_without_a_certificate() ->
     for check in ["ok mTLS client certificate accepted", "ok mTLS without a client certificate refused"] {
         assert!(out.contains(check), "missing {check:?}:\n{out}");
     }
+    let log = node_mtls.log();
+    assert!(log.contains("gateway TLS handshake refused"), "no client certificate: refused at the handshake: {log}");
     Ok(())
 }
