@@ -123,6 +123,17 @@ pub struct NodeArgs {
     /// The PEM private key (PKCS#8, SEC1 or RSA) of `--tls-cert`; needs `--tls-cert`.
     #[arg(long, env = "ALINK_TLS_KEY", value_name = "PEM", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Serve the Aether gateway over TLS with this PEM certificate chain (leaf first); needs
+    /// `--aether-tls-key`. With it the gateway is served off loopback too.
+    #[arg(long, env = "ALINK_AETHER_TLS_CERT", value_name = "PEM", requires = "aether_tls_key")]
+    pub aether_tls_cert: Option<PathBuf>,
+    /// The PEM private key (PKCS#8, SEC1 or RSA) of `--aether-tls-cert`; needs `--aether-tls-cert`.
+    #[arg(long, env = "ALINK_AETHER_TLS_KEY", value_name = "PEM", requires = "aether_tls_cert")]
+    pub aether_tls_key: Option<PathBuf>,
+    /// Require gateway clients to present a certificate chained to this PEM CA (mTLS); needs
+    /// `--aether-tls-cert`.
+    #[arg(long, env = "ALINK_AETHER_TLS_CLIENT_CA", value_name = "PEM", requires = "aether_tls_cert")]
+    pub aether_tls_client_ca: Option<PathBuf>,
     /// Serve plaintext HTTP on a non-loopback address. Without it (or TLS) such a bind is refused.
     #[arg(long, env = "ALINK_INSECURE_PLAINTEXT", value_parser = clap::builder::FalseyValueParser::new(), default_value = "false")]
     pub insecure_plaintext: bool,
@@ -181,6 +192,22 @@ impl NodeArgs {
     /// The address to bind.
     pub fn bind_addr(&self) -> Result<SocketAddr, ConfigError> {
         self.addr_with_port(self.port)
+    }
+
+    /// The gateway's TLS configuration, read from `--aether-tls-*` (`None`: plaintext).
+    pub fn aether_tls(&self) -> Result<Option<crate::tls::TlsConfig>, ConfigError> {
+        match (&self.aether_tls_cert, &self.aether_tls_key) {
+            (Some(cert), Some(key)) => {
+                Ok(Some(crate::tls::TlsConfig::gateway(cert, key, self.aether_tls_client_ca.as_deref())?))
+            }
+            (None, None) if self.aether_tls_client_ca.is_some() => {
+                Err(ConfigError::Flag("--aether-tls-client-ca needs --aether-tls-cert and --aether-tls-key".into()))
+            }
+            (None, None) => Ok(None),
+            _ => Err(ConfigError::Flag(
+                "--aether-tls-cert and --aether-tls-key go together (give both, or neither)".into(),
+            )),
+        }
     }
 
     /// The Aether gateway's address (`--host`, `--aether-port`).

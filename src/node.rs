@@ -106,6 +106,8 @@ pub struct Preflight {
     admin_key: Option<String>,
     /// The listener's TLS configuration (`None`: plaintext).
     tls: Option<TlsConfig>,
+    /// The gateway's TLS configuration (`--aether-tls-*`; `None`: plaintext).
+    aether_tls: Option<TlsConfig>,
 }
 
 /// Reads the registry, checks the address and takes the database's lock: a second node on the
@@ -124,11 +126,12 @@ pub fn preflight(args: &NodeArgs) -> Result<Preflight, NodeError> {
     // A bad certificate or key, or plaintext off loopback, refuses the start before the lock.
     let tls = args.tls()?;
     check_exposure(addr, tls.is_some(), args.insecure_plaintext)?;
+    let aether_tls = args.aether_tls()?;
     let lock = DatabaseLock::acquire(&DatabaseLocation::parse(&args.database))?;
     if let Some(lock) = &lock {
         tracing::debug!(lock_file = %lock.path().display(), "database locked");
     }
-    Ok(Preflight { registry_path, file_targets, lock, admin_key, tls })
+    Ok(Preflight { registry_path, file_targets, lock, admin_key, tls, aether_tls })
 }
 
 /// How the bindings serve (from the node flags).
@@ -162,6 +165,9 @@ pub struct ServeOptions {
     pub tls: Option<TlsConfig>,
     /// Allow plaintext on a non-loopback address (`--insecure-plaintext`).
     pub insecure_plaintext: bool,
+    /// Serve the gateway over TLS (`--aether-tls-cert`, `--aether-tls-key`, optionally
+    /// `--aether-tls-client-ca`).
+    pub aether_tls: Option<TlsConfig>,
 }
 
 impl Default for ServeOptions {
@@ -181,12 +187,13 @@ impl Default for ServeOptions {
             shutdown_grace: Duration::from_secs(10),
             tls: None,
             insecure_plaintext: false,
+            aether_tls: None,
         }
     }
 }
 
 impl From<&NodeArgs> for ServeOptions {
-    /// The options the flags give; `tls` stays `None` (it is read by [`preflight`]).
+    /// The options the flags give; `tls` and `aether_tls` stay `None` (read by [`preflight`]).
     fn from(args: &NodeArgs) -> Self {
         ServeOptions {
             max_body_bytes: args.max_body_bytes,
@@ -206,6 +213,7 @@ impl From<&NodeArgs> for ServeOptions {
             shutdown_grace: args.shutdown_grace,
             tls: None,
             insecure_plaintext: args.insecure_plaintext,
+            aether_tls: None,
         }
     }
 }
@@ -227,7 +235,7 @@ pub async fn start_core(args: &NodeArgs) -> Result<Core, NodeError> {
 /// [`start_core`] once [`preflight`] has passed: opens storage and starts the supervision tree
 /// (recovery, the sweep of process groups a previous run left).
 pub async fn start_core_after(args: &NodeArgs, preflight: Preflight) -> Result<Core, NodeError> {
-    let Preflight { registry_path, file_targets, lock, admin_key, tls: _ } = preflight;
+    let Preflight { registry_path, file_targets, lock, admin_key, tls: _, aether_tls: _ } = preflight;
     let location = DatabaseLocation::parse(&args.database);
     let db =
         Db::open(&location).await.map_err(|source| NodeError::Storage { database: args.database.clone(), source })?;
@@ -276,6 +284,7 @@ pub async fn start_core_after(args: &NodeArgs, preflight: Preflight) -> Result<C
 pub async fn run(args: NodeArgs, shutdown: CancellationToken) -> Result<(), NodeError> {
     let mut preflight = preflight(&args)?;
     let tls = preflight.tls.take();
+    let aether_tls = preflight.aether_tls.take();
     // Bound before recovery and the sweep: a port in use ends the start with no side effect.
     // (Connections that arrive meanwhile wait in the backlog until serving starts.)
     let addr = args.bind_addr()?;
@@ -288,7 +297,7 @@ pub async fn run(args: NodeArgs, shutdown: CancellationToken) -> Result<(), Node
         .map_err(|source| NodeError::Listen { addr: aether_addr.to_string(), source })?;
     let core = start_core_after(&args, preflight).await?;
     let listeners = Listeners { http, aether: Some(aether) };
-    serve(core, listeners, shutdown, ServeOptions { tls, ..ServeOptions::from(&args) }).await
+    serve(core, listeners, shutdown, ServeOptions { tls, aether_tls, ..ServeOptions::from(&args) }).await
 }
 
 /// Serves the bindings over a running core until `shutdown` is cancelled (or the tree dies),
@@ -324,17 +333,17 @@ pub async fn serve(
             .map(|policy| (bound, policy))
             .map_err(|e| NodeError::Config(ConfigError::Flag(e)))
     });
-    // The gateway has no TLS yet: off loopback it is served only with --insecure-plaintext (a
-    // node whose HTTP API is TLS on a public address still starts, without the gateway).
+    // Off loopback the gateway is served over TLS (--aether-tls-cert) or with
+    // --insecure-plaintext; otherwise the node starts without it (its HTTP API may be TLS).
     let aether = match &listeners.aether {
         Some(l) => l.local_addr().map_err(NodeError::Serve).map(|bound| {
-            if bound.ip().is_loopback() || options.insecure_plaintext {
+            if bound.ip().is_loopback() || options.insecure_plaintext || options.aether_tls.is_some() {
                 Some(bound)
             } else {
                 tracing::warn!(
                     addr = %bound,
-                    "the Aether gateway is not served: it has no TLS yet and --host is not loopback; pass \
-                     --insecure-plaintext to serve it in plaintext"
+                    "the Aether gateway is not served: --host is not loopback and it has no TLS; pass \
+                     --aether-tls-cert and --aether-tls-key, or --insecure-plaintext to serve it in plaintext"
                 );
                 None
             }
@@ -399,10 +408,11 @@ pub async fn serve(
             } else {
                 AnonymousPolicy::Refuse
             };
-            tracing::info!(addr = %a, anonymous = ?policy, "aether gateway listening");
+            tracing::info!(addr = %a, anonymous = ?policy, tls = options.aether_tls.is_some(), "aether gateway listening");
             let (services, token, grace) = (state.services.clone(), shutdown.clone(), options.shutdown_grace);
+            let tls = options.aether_tls.as_ref().map(TlsConfig::server_config);
             Some(tokio::spawn(async move {
-                if let Err(e) = crate::gateway::serve(listener, services, policy, token.clone(), grace).await {
+                if let Err(e) = crate::gateway::serve(listener, tls, services, policy, token.clone(), grace).await {
                     tracing::error!(error = %e, "aether gateway failed; shutting down");
                     token.cancel();
                 }

@@ -187,3 +187,82 @@ fn a_node_that_requires_tokens_refuses_tokenless_clients() -> Result {
     assert_eq!(ended.as_deref(), Ok("ended UNAUTHENTICATED"));
     Ok(())
 }
+
+/// A CA, a certificate it signs for `names` (server or client), and their PEM files in `dir`.
+struct TestPki {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+fn pki(dir: &Path, prefix: &str, names: &[&str]) -> Result<TestPki> {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, format!("{prefix} test CA"));
+    let ca_key = rcgen::KeyPair::generate()?;
+    let ca_cert = ca_params.self_signed(&ca_key)?;
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf_params = rcgen::CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())?;
+    let leaf_key = rcgen::KeyPair::generate()?;
+    let leaf = leaf_params.signed_by(&leaf_key, &issuer)?;
+    let out = TestPki {
+        ca: dir.join(format!("{prefix}-ca.pem")),
+        cert: dir.join(format!("{prefix}-cert.pem")),
+        key: dir.join(format!("{prefix}-key.pem")),
+    };
+    std::fs::write(&out.ca, ca_cert.pem())?;
+    std::fs::write(&out.cert, leaf.pem())?;
+    std::fs::write(&out.key, leaf_key.serialize_pem())?;
+    Ok(out)
+}
+
+fn path_str(p: &Path) -> Result<&str> {
+    Ok(p.to_str().ok_or("path")?)
+}
+
+#[test]
+fn the_sdk_connects_over_tls_and_mtls_refuses_clients_without_a_certificate() -> Result {
+    let Some(python) = sdk_python() else {
+        skip();
+        return Ok(());
+    };
+    let dir = tempfile::tempdir()?;
+    let server = pki(dir.path(), "server", &["localhost", "127.0.0.1"])?;
+    let foreign = pki(dir.path(), "foreign", &["localhost"])?;
+    let client = pki(dir.path(), "client", &["gw-client"])?;
+    let script = script("sdk_tls.py");
+    let tls_args = ["--aether-tls-cert", path_str(&server.cert)?, "--aether-tls-key", path_str(&server.key)?];
+
+    let node_tls = node(&tls_args)?;
+    let out =
+        run(&python, &[path_str(&script)?, &node_tls.aether, path_str(&server.ca)?, path_str(&foreign.ca)?, "tls"])
+            .map_err(|e| format!("{e}\nnode log:\n{}", node_tls.log()))?;
+    for check in ["ok connected over TLS with the custom CA", "ok foreign CA refused"] {
+        assert!(out.contains(check), "missing {check:?}:\n{out}");
+    }
+    assert!(node_tls.log().contains("gateway TLS handshake refused"), "the node refused it: {}", node_tls.log());
+    drop(node_tls);
+
+    let mut mtls_args = tls_args.to_vec();
+    mtls_args.extend(["--aether-tls-client-ca", path_str(&client.ca)?]);
+    let node_mtls = node(&mtls_args)?;
+    let out = run(
+        &python,
+        &[
+            path_str(&script)?,
+            &node_mtls.aether,
+            path_str(&server.ca)?,
+            path_str(&foreign.ca)?,
+            "mtls",
+            path_str(&client.cert)?,
+            path_str(&client.key)?,
+        ],
+    )
+    .map_err(|e| format!("{e}\nnode log:\n{}", node_mtls.log()))?;
+    for check in ["ok mTLS client certificate accepted", "ok mTLS without a client certificate refused"] {
+        assert!(out.contains(check), "missing {check:?}:\n{out}");
+    }
+    let log = node_mtls.log();
+    assert!(log.contains("gateway TLS handshake refused"), "no client certificate: refused at the handshake: {log}");
+    Ok(())
+}

@@ -399,9 +399,47 @@ async fn plaintext_off_loopback_is_refused_unless_insecure_plaintext() -> Result
     assert!(node.log().contains("plaintext HTTP on a non-loopback address"), "{}", node.log());
 
     let certs = tempfile::tempdir()?;
-    let (cert, key, _) = make_cert(certs.path())?;
+    let (cert, key, der) = make_cert(certs.path())?;
     let tls = start(&["--host", "0.0.0.0", "--tls-cert", &cert, "--tls-key", &key])?;
     assert!(tls.base.starts_with("https://"), "with TLS no flag is needed: {}", tls.base);
+    assert!(tls.aether.is_empty(), "a plaintext gateway off loopback is not served: {}", tls.log());
+    assert!(tls.log().contains("--aether-tls-cert"), "the warning names the way out: {}", tls.log());
+    drop(tls);
+
+    // With its own TLS the gateway is served off loopback too, speaking h2 over TLS.
+    let gw = start(&[
+        "--host",
+        "0.0.0.0",
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key,
+        "--aether-tls-cert",
+        &cert,
+        "--aether-tls-key",
+        &key,
+    ])?;
+    let port = gw.aether.rsplit(':').next().unwrap_or_default().to_owned();
+    assert!(!port.is_empty(), "gateway served with TLS off loopback: {}", gw.log());
+    let tcp = TcpStream::connect(format!("127.0.0.1:{port}")).await?;
+    let stream = connector(der, &[b"h2"])?.connect("localhost".try_into()?, tcp).await?;
+    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    Ok(())
+}
+
+#[test]
+fn gateway_tls_flags_go_together_and_bad_files_refuse_the_start() -> Result {
+    let certs = tempfile::tempdir()?;
+    let (cert, key, _) = make_cert(certs.path())?;
+    let (err, _) = refused_start(&["--aether-tls-cert", &cert])?;
+    assert!(err.contains("--aether-tls-key"), "one without the other: {err}");
+    let (err, _) = refused_start(&["--aether-tls-client-ca", &cert])?;
+    assert!(err.contains("--aether-tls-cert"), "client CA alone: {err}");
+    let (err, _) = refused_start(&["--aether-tls-cert", &cert, "--aether-tls-key", &cert])?;
+    assert!(err.contains("--aether-tls-key"), "a certificate is not a key: {err}");
+    let (err, _) =
+        refused_start(&["--aether-tls-cert", &cert, "--aether-tls-key", &key, "--aether-tls-client-ca", &key])?;
+    assert!(err.contains("--aether-tls-client-ca"), "a key is not a CA: {err}");
     Ok(())
 }
 

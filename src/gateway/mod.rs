@@ -13,12 +13,17 @@
 //! On node shutdown every stream ends with `UNAVAILABLE` (the SDK reconnects), never OK. The
 //! server pings every 30 s (HTTP/2 keepalive, 10 s to answer): sync SDK clients never ping,
 //! and a dead peer must not hold its identity lock.
+//!
+//! Over TLS (`--aether-tls-*`) each handshake runs in its own task before the connection is
+//! handed to the server; under mTLS a client without a certificate chained to the configured
+//! CA is refused at the handshake.
 
 pub mod decode;
 pub mod encode;
 pub mod proto;
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aethrolink_actors::aether::connection::{OUTBOUND_CAPACITY, Outbound};
@@ -26,6 +31,7 @@ use aethrolink_actors::service::Services;
 use aethrolink_actors::service::aether::{AnonymousPolicy, GatewaySession};
 use futures::Stream;
 use tokio::sync::mpsc;
+use tokio_rustls::rustls::ServerConfig;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -123,10 +129,94 @@ fn downstream(
     })
 }
 
-/// Serves the gateway on `listener` until `shutdown` (then streams end `UNAVAILABLE` and the
+/// How long a client has to finish its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Handshakes finished but not yet taken by the server.
+const ACCEPTED_BACKLOG: usize = 64;
+
+/// A TLS connection as tonic's server takes it.
+struct TlsConn(tokio_rustls::server::TlsStream<tokio::net::TcpStream>);
+
+impl tonic::transport::server::Connected for TlsConn {
+    type ConnectInfo = ();
+    fn connect_info(&self) -> Self::ConnectInfo {}
+}
+
+impl tokio::io::AsyncRead for TlsConn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for TlsConn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+/// Accepts TCP connections and runs each TLS handshake in its own task (a slow or refused
+/// client does not hold up the others); finished ones go to the server through the channel.
+/// A refused handshake (no or a foreign client certificate under mTLS) only closes that
+/// connection.
+fn tls_incoming(
+    listener: tokio::net::TcpListener,
+    config: Arc<ServerConfig>,
+    shutdown: CancellationToken,
+) -> tokio_stream::wrappers::ReceiverStream<Result<TlsConn, std::io::Error>> {
+    let (tx, rx) = mpsc::channel(ACCEPTED_BACKLOG);
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                accepted = listener.accept() => accepted,
+            };
+            let tcp = match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(e) => {
+                    // Out of descriptors and the like: back off, keep serving.
+                    tracing::warn!(error = %e, "gateway accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let (acceptor, tx) = (acceptor.clone(), tx.clone());
+            tokio::spawn(async move {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => {
+                        let _ = tx.send(Ok(TlsConn(tls))).await;
+                    }
+                    Ok(Err(e)) => tracing::info!(error = %e, "gateway TLS handshake refused"),
+                    Err(_) => tracing::debug!("gateway TLS handshake timed out"),
+                }
+            });
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+/// Serves the gateway on `listener` (over TLS with `tls`) until `shutdown` (then streams end `UNAVAILABLE` and the
 /// server waits at most `grace` for connections to close).
 pub async fn serve(
     listener: tokio::net::TcpListener,
+    tls: Option<Arc<ServerConfig>>,
     services: Services,
     policy: AnonymousPolicy,
     shutdown: CancellationToken,
@@ -136,16 +226,22 @@ pub async fn serve(
     let service = AetherGatewayServer::new(gateway)
         .max_decoding_message_size(MAX_DECODING)
         .max_encoding_message_size(MAX_ENCODING);
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     let signal = {
         let shutdown = shutdown.clone();
         async move { shutdown.cancelled().await }
     };
-    let server = tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
-        .add_service(service)
-        .serve_with_incoming_shutdown(incoming, signal);
+        .add_service(service);
+    let server: Pin<Box<dyn std::future::Future<Output = Result<(), tonic::transport::Error>> + Send>> = match tls {
+        None => Box::pin(
+            router.serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), signal),
+        ),
+        Some(config) => {
+            Box::pin(router.serve_with_incoming_shutdown(tls_incoming(listener, config, shutdown.clone()), signal))
+        }
+    };
     tokio::pin!(server);
     tokio::select! {
         result = &mut server => result,
