@@ -217,6 +217,9 @@ async fn text_search_follows_each_tasks_latest_event() -> Result {
     assert_eq!(found(&page), Some(1), "{page}");
     let (_, page) = node.get("/v1/tasks?q=2%20p").await?;
     assert_eq!(found(&page), Some(1), "{page}");
+    // A NUL byte is text too: scanned, not an error.
+    let (status, page) = node.get("/v1/tasks?q=ab%00cd").await?;
+    assert_eq!((status, found(&page)), (200, Some(0)), "{page}");
     // A quote is text, not query syntax.
     let (status, page) = node.get("/v1/tasks?q=%22zebra").await?;
     assert_eq!((status, found(&page)), (200, Some(0)), "{page}");

@@ -453,6 +453,30 @@ async fn the_console_follows_tasks_answers_permissions_cancels_and_drives_target
         .await?;
     browser.click("#filter-status input[data-status=completed]").await?;
 
+    // "Waiting to retry": a task whose failed attempt waits for its retry, and nothing else.
+    let retrying = node
+        .create_with(json!({"target_agent_id": "echo", "intent": "demo.echo",
+            "payload": {"mode": "fail", "reason": "flaky"},
+            "retry_policy": {"max_attempts": 2, "initial_delay_ms": 600000}}))
+        .await?;
+    for _ in 0..200 {
+        if node.task(&retrying).await?["next_retry_at"].is_string() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    browser.click("#filter-retrying").await?;
+    browser.until_data(&format!("#task-list tr[data-task-id='{retrying}']"), "status", "created").await?;
+    browser
+        .until(
+            "only the retrying row",
+            "return document.querySelectorAll('#task-list tbody tr[data-task-id]').length === 1",
+            json!([]),
+        )
+        .await?;
+    browser.click("#filter-retrying").await?;
+    node.post(&format!("/v1/tasks/{retrying}/cancel"), json!({})).await?;
+
     // Paged: 25 a page, older ones behind "Older".
     let mut echoes = Vec::new();
     for i in 0..25 {

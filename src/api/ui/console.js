@@ -235,7 +235,7 @@ function showError(box, err) {
 
 // Tasks list ---------------------------------------------------------------
 
-const listState = { statuses: new Set(), target: '', q: '', cursors: [null] };
+const listState = { statuses: new Set(), target: '', q: '', stuck: false, retrying: false, cursors: [null] };
 
 async function viewTasks() {
   const err = errorBox();
@@ -244,6 +244,11 @@ async function viewTasks() {
   const statusBoxes = STATUSES.map((s) => el('label', {},
     el('input', { type: 'checkbox', value: s, checked: listState.statuses.has(s), dataset: { status: s } }), ` ${s}`));
   const fieldset = el('fieldset', { id: 'filter-status' }, el('legend', { text: 'Status' }), statusBoxes);
+  // What operators look for first: work that stopped moving, and work waiting to be retried.
+  const stuckBox = el('input', { type: 'checkbox', id: 'filter-stuck', checked: listState.stuck });
+  const retryingBox = el('input', { type: 'checkbox', id: 'filter-retrying', checked: listState.retrying });
+  const attention = el('fieldset', { id: 'filter-attention' }, el('legend', { text: 'Needs attention' }),
+    el('label', {}, stuckBox, ' stuck (no progress for 10 min)'), el('label', {}, retryingBox, ' waiting to retry'));
   const tbody = el('tbody');
   const table = el('table', { id: 'task-list' },
     el('thead', {}, el('tr', {},
@@ -256,6 +261,7 @@ async function viewTasks() {
   render(el('h1', { text: 'Tasks' }),
     el('form', { class: 'filters', onsubmit: (e) => e.preventDefault() },
       fieldset,
+      attention,
       el('div', { class: 'field' }, el('label', { for: 'filter-target', text: 'Target' }), targetSel),
       el('div', { class: 'field' }, el('label', { for: 'filter-q', text: 'Text' }), text)),
     err, el('div', { class: 'table-wrap' }, table), el('div', { class: 'pager' }, prev, next, pageInfo));
@@ -282,6 +288,8 @@ async function viewTasks() {
     for (const s of listState.statuses) params.append('status', s);
     if (listState.target) params.set('target', listState.target);
     if (listState.q) params.set('q', listState.q);
+    if (listState.stuck) params.set('stuck', 'true');
+    if (listState.retrying) params.set('retrying', 'true');
     params.set('limit', String(PAGE));
     const cursor = listState.cursors[listState.cursors.length - 1];
     if (cursor) params.set('cursor', cursor);
@@ -307,6 +315,8 @@ async function viewTasks() {
     reset();
   });
   targetSel.addEventListener('change', () => { listState.target = targetSel.value; reset(); });
+  stuckBox.addEventListener('change', () => { listState.stuck = stuckBox.checked; reset(); });
+  retryingBox.addEventListener('change', () => { listState.retrying = retryingBox.checked; reset(); });
   text.addEventListener('input', debounce(() => { listState.q = text.value.trim(); reset(); }, 300));
 
   const relist = debounce(load, 250);
@@ -458,6 +468,8 @@ async function viewTask(id) {
       ['conversation', task.conversation_id],
       ['thread', task.thread_id ? el('a', { href: `#/thread/${task.thread_id}`, text: task.thread_id }) : null],
       ['priority', task.priority],
+      ['attempt', (task.max_attempts || 1) > 1 ? `${task.attempt} of ${task.max_attempts}` : null],
+      ['next retry', task.next_retry_at ? when(task.next_retry_at) : null],
       ['last error', task.last_error ? `${task.last_error.reason}${task.last_error.detail ? `: ${task.last_error.detail}` : ''}` : null],
       ['created', when(task.created_at)],
       ['updated', when(task.updated_at)],

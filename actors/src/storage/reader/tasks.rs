@@ -269,7 +269,8 @@ fn push_filter(qb: &mut QueryBuilder<Sqlite>, filter: &TaskFilter) {
             qb.push(format_args!(" AND {cmp} ")).push_bind(v.clone());
         }
     }
-    if let Some(text) = filter.text.as_deref().filter(|t| t.chars().count() >= 3) {
+    // FTS5 refuses a NUL in a query; such text (and anything under three characters) is scanned.
+    if let Some(text) = filter.text.as_deref().filter(|t| t.chars().count() >= 3 && !t.contains('\0')) {
         // The trigram index finds any substring of three characters or more (case-insensitive).
         qb.push(" AND tasks.rowid IN (SELECT rowid FROM task_text WHERE task_text MATCH ")
             .push_bind(fts_phrase(text))
