@@ -314,7 +314,19 @@ async fn main() -> Result {
 }
 
 /// Starts a node on `dir`'s database; returns it and its base URL.
-fn start_node(dir: &std::path::Path) -> Result<(std::process::Child, String)> {
+/// A node the bench started; killed if the bench leaves early (an error), so none outlives it.
+struct NodeProc(Option<std::process::Child>);
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn start_node(dir: &std::path::Path) -> Result<(NodeProc, String)> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_alink-node"))
         .args(["--port", "0", "--aether-port", "0"])
         .arg("--database")
@@ -327,15 +339,19 @@ fn start_node(dir: &std::path::Path) -> Result<(std::process::Child, String)> {
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()?;
+    let stdout = child.stdout.take();
+    let node = NodeProc(Some(child));
     let mut line = String::new();
-    BufReader::new(child.stdout.take().ok_or("stdout")?).read_line(&mut line)?;
+    BufReader::new(stdout.ok_or("stdout")?).read_line(&mut line)?;
     let base = line.trim().strip_prefix("alink-node listening on ").ok_or("no address")?.to_owned();
-    Ok((child, base))
+    Ok((node, base))
 }
 
-fn stop_node(child: &mut std::process::Child) -> Result {
-    Command::new("kill").arg("-TERM").arg(child.id().to_string()).status()?;
-    child.wait()?;
+fn stop_node(node: &mut NodeProc) -> Result {
+    if let Some(mut child) = node.0.take() {
+        Command::new("kill").arg("-TERM").arg(child.id().to_string()).status()?;
+        child.wait()?;
+    }
     Ok(())
 }
 

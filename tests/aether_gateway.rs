@@ -26,7 +26,9 @@ fn script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/aether").join(name)
 }
 
+/// Skips locally; under CI (`CI=true`) a missing SDK fails, so CI never silently skips.
 fn skip() {
+    assert!(std::env::var("CI").is_err(), "CI must provide the Aether SDK venv (see .ci/run)");
     eprintln!("SKIPPED: no Aether SDK venv (set ALINK_AETHER_SDK_PYTHON, or run scripts/regen-aether-fds.sh)");
 }
 

@@ -1153,10 +1153,6 @@ async fn on_deadline(myself: &ActorRef<TaskMsg>, state: &mut TaskState, which: D
     if state.lifecycle.status().is_terminal() {
         return Ok(());
     }
-    if which == Deadline::Retry {
-        on_retry_due(myself, state);
-        return Ok(());
-    }
     // The attempt's session and generation, taken before the failure is appended: a retry
     // moves both on, and the runtime must be told to stop the attempt that timed out.
     let (session, generation, task_id) = (state.session.clone(), state.generation, state.record.task_id.clone());
@@ -1166,6 +1162,7 @@ async fn on_deadline(myself: &ActorRef<TaskMsg>, state: &mut TaskState, which: D
         }
     };
     match which {
+        Deadline::Retry => on_retry_due(myself, state),
         Deadline::Timeout => {
             let ms = state.record.delivery.timeout_ms.unwrap_or_default();
             // Fail first: the runtime's cancel confirmation then finds the task terminal.
@@ -1216,7 +1213,6 @@ async fn on_deadline(myself: &ActorRef<TaskMsg>, state: &mut TaskState, which: D
             append(myself, state, vec![d]).await?;
             stop_runtime();
         }
-        Deadline::Retry => {}
     }
     Ok(())
 }

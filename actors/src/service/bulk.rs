@@ -59,16 +59,15 @@ pub struct BulkFilter {
 }
 
 impl BulkFilter {
-    /// The listing query it stands for, or why it may not be used: a filter that names no
-    /// condition would match every task, so it is refused. Pure.
-    pub fn to_query(&self) -> Result<TaskListQuery, String> {
+    /// The listing query it stands for. Pure.
+    pub fn to_query(&self) -> TaskListQuery {
         let flag = |b: Option<bool>| b.map(|v| v.to_string());
         let status = match &self.status {
             None => Vec::new(),
             Some(StatusSet::One(s)) => vec![s.clone()],
             Some(StatusSet::Many(list)) => list.clone(),
         };
-        let q = TaskListQuery {
+        TaskListQuery {
             status,
             target: self.target.clone(),
             intent: self.intent.clone(),
@@ -76,9 +75,8 @@ impl BulkFilter {
             sender: self.sender.clone(),
             thread_id: self.thread_id.clone(),
             correlation_id: self.correlation_id.clone(),
-            // `false` narrows nothing, like an absent flag.
-            retrying: flag(self.retrying.filter(|b| *b)),
-            stuck: flag(self.stuck.filter(|b| *b)),
+            retrying: flag(self.retrying),
+            stuck: flag(self.stuck),
             stuck_after_ms: self.stuck_after_ms.map(|n| n.to_string()),
             created_after: self.created_after.clone(),
             created_before: self.created_before.clone(),
@@ -87,34 +85,13 @@ impl BulkFilter {
             q: self.q.clone(),
             cursor: None,
             limit: None,
-        };
-        let blank = |v: &Option<String>| v.as_deref().is_none_or(|s| s.trim().is_empty());
-        let narrows = q.status.iter().any(|s| !s.trim().is_empty())
-            || [
-                &q.target,
-                &q.intent,
-                &q.conversation_id,
-                &q.sender,
-                &q.thread_id,
-                &q.correlation_id,
-                &q.retrying,
-                &q.stuck,
-                &q.created_after,
-                &q.created_before,
-                &q.updated_after,
-                &q.updated_before,
-                &q.q,
-            ]
-            .iter()
-            .any(|v| !blank(v));
-        if !narrows {
-            return Err("filter names no condition; it would match every task (name at least one, \
-                        e.g. {\"status\": \"failed\"}, or pass ids)"
-                .into());
         }
-        Ok(q)
     }
 }
+
+/// Why a bulk filter is refused although each of its values is valid.
+const EMPTY_FILTER: &str = "filter names no condition; it would match every task (name at least one, \
+                            e.g. {\"status\": \"failed\"}, or pass ids)";
 
 /// A bulk request.
 #[derive(Clone, Debug, Deserialize)]
@@ -236,9 +213,13 @@ impl Services {
     /// The ids of the tasks `filter` matches (newest-updated first, at most [`MAX_BULK_TASKS`]),
     /// read before anything is changed (acting on them reorders the listing).
     async fn matching(&self, filter: &BulkFilter) -> Result<(Vec<String>, bool), ServiceError> {
-        let mut query = filter.to_query().map_err(|m| ServiceError::invalid(m).with("param", "filter"))?;
+        let mut query = filter.to_query();
         query.limit = Some(MAX_PAGE.to_string());
         let mut filter = task_filter(query)?;
+        // Read off the parsed filter: blank text and `false` flags narrow nothing.
+        if !filter.narrows() {
+            return Err(ServiceError::invalid(EMPTY_FILTER).with("parameter", "filter"));
+        }
         let mut ids = Vec::new();
         loop {
             let page = self.dir.reader.tasks(&filter).await?;
@@ -317,18 +298,21 @@ mod tests {
 
     #[test]
     fn an_empty_filter_is_refused_and_others_become_listing_queries() {
-        assert!(BulkFilter::default().to_query().is_err());
+        let narrows = |f: BulkFilter| task_filter(f.to_query()).map(|t| t.narrows()).ok();
+        assert_eq!(narrows(BulkFilter::default()), Some(false));
         let falsy =
             BulkFilter { retrying: Some(false), stuck: Some(false), q: Some("  ".into()), ..Default::default() };
-        assert!(falsy.to_query().is_err());
+        assert_eq!(narrows(falsy), Some(false));
         let by_status = BulkFilter {
             status: Some(StatusSet::Many(vec!["failed".into(), "cancelled".into()])),
             ..Default::default()
         };
-        assert_eq!(by_status.to_query().map(|q| q.status), Ok(vec!["failed".to_owned(), "cancelled".to_owned()]));
+        assert_eq!(by_status.to_query().status, vec!["failed".to_owned(), "cancelled".to_owned()]);
+        assert_eq!(narrows(by_status), Some(true));
         let stuck = BulkFilter { stuck: Some(true), stuck_after_ms: Some(5), ..Default::default() };
-        let q = stuck.to_query().unwrap_or_default();
+        let q = stuck.to_query();
         assert_eq!((q.stuck.as_deref(), q.stuck_after_ms.as_deref()), (Some("true"), Some("5")));
+        assert_eq!(narrows(stuck), Some(true));
         let parsed: Result<BulkRequest, _> =
             serde_json::from_str(r#"{"action":"cancel","filter":{"status":"running","target":"echo"},"dry_run":true}"#);
         assert!(parsed.is_ok_and(|r| r.dry_run && r.action == BulkAction::Cancel));

@@ -40,6 +40,27 @@ pub struct TaskFilter {
     pub limit: u32,
 }
 
+impl TaskFilter {
+    /// Whether any condition narrows the listing (a page size or a cursor does not).
+    pub fn narrows(&self) -> bool {
+        let options = [
+            &self.target,
+            &self.intent,
+            &self.conversation_id,
+            &self.sender,
+            &self.thread_id,
+            &self.correlation_id,
+            &self.stuck_since,
+            &self.created_after,
+            &self.created_before,
+            &self.updated_after,
+            &self.updated_before,
+            &self.text,
+        ];
+        !self.statuses.is_empty() || self.retrying || options.iter().any(|o| o.is_some())
+    }
+}
+
 /// A position in a task listing: the last task of the previous page. Opaque to clients: the
 /// base64url (no padding) of `<updated_at> <task_id>`.
 #[derive(Clone, Debug, PartialEq, Eq)]
