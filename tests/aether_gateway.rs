@@ -268,3 +268,29 @@ fn the_sdk_connects_over_tls_and_mtls_refuses_clients_without_a_certificate() ->
     assert!(log.contains("gateway TLS handshake refused"), "no client certificate: refused at the handshake: {log}");
     Ok(())
 }
+
+#[test]
+fn group_lanes_follow_users_workspaces() -> Result {
+    let Some(python) = sdk_python() else {
+        skip();
+        return Ok(());
+    };
+    let node = node(&[])?;
+    let script = script("sdk_lanes.py");
+    let out = run(&python, &[script.to_str().ok_or("path")?, &node.aether])
+        .map_err(|e| format!("{e}\nnode log:\n{}", node.log()))?;
+    for check in [
+        "ok a user's messages carry the workspace it switched to",
+        "ok gu:: reaches the users working in the workspace only",
+        "ok uw:: reaches that user's windows in that workspace",
+        "ok uu:: reaches every window of the user",
+        "ok a user's lanes follow its workspace switches",
+        "ok pg:: reaches the users of the workspace",
+        "ok an agent may not switch workspaces and stays usable",
+        "ok tb:: and the empty-id form reach a pooled task",
+        "ok task topics are answered not served",
+    ] {
+        assert!(out.contains(check), "missing {check:?} in:\n{out}");
+    }
+    Ok(())
+}

@@ -98,7 +98,7 @@ pub fn request(frame: UpstreamMessage) -> Request {
             payload: m.payload,
             message_type: m.message_type,
         }),
-        Payload::SwitchWorkspace(_) => unserved("switch_workspace", Correlation::None),
+        Payload::SwitchWorkspace(m) => Request::SwitchWorkspace(m.new_workspace_id),
         Payload::KvOp(op) => Request::Kv(kv(op)),
         Payload::CreateTask(op) => unserved("create_task", by_id(op.request_id)),
         Payload::CheckpointOp(op) => checkpoint(op),

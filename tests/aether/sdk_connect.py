@@ -82,8 +82,8 @@ def sync_checks():
     assert agents is not None and not agents.success and "not served" in agents.error, agents
     ok("unserved request answered with a correlated error")
 
-    a.client.switch_workspace("elsewhere")  # not served, no id: an uncorrelated error
-    wait_for(lambda: any(getattr(e, "code", "") == "ERR_NOT_IMPLEMENTED" for e in a.errors), what="on_error")
+    a.client.switch_workspace("elsewhere")  # users only, no id: an uncorrelated error
+    wait_for(lambda: any(getattr(e, "code", "") == "ERR_INVALID_PRINCIPAL" for e in a.errors), what="on_error")
     ok("uncorrelated unserved request reaches on_error")
 
     a.close()

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::mpsc;
 
-use super::identity::Identity;
+use super::identity::{Identity, PrincipalKind, check_identifier};
 use super::kv::{self, CheckpointOp, CheckpointReply, CheckpointRequest, KvError, KvOp, KvReply, KvRequest};
 use super::presence::PresenceMsg;
 use super::topics::{self, SendError};
@@ -79,6 +79,8 @@ pub enum Request {
     Kv(KvRequest),
     /// A checkpoint operation.
     Checkpoint(CheckpointRequest),
+    /// `SwitchWorkspace{new_workspace_id}` (users only).
+    SwitchWorkspace(String),
     /// A frame that breaks the protocol (a second `InitConnection`): the stream ends.
     Violation(String),
 }
@@ -112,6 +114,7 @@ pub enum ErrorCode {
     InvalidTopic,
     PermissionDenied,
     PayloadTooLarge,
+    InvalidPrincipal,
 }
 
 impl ErrorCode {
@@ -123,6 +126,7 @@ impl ErrorCode {
             ErrorCode::InvalidTopic => "ERR_INVALID_TOPIC",
             ErrorCode::PermissionDenied => "ERR_PERMISSION_DENIED",
             ErrorCode::PayloadTooLarge => "ERR_PAYLOAD_TOO_LARGE",
+            ErrorCode::InvalidPrincipal => "ERR_INVALID_PRINCIPAL",
         }
     }
 }
@@ -199,10 +203,10 @@ pub struct ConnectionActor;
 /// What a request that needs no storage is answered with. Pure.
 pub fn answer(request: Request) -> (Outbound, bool) {
     match request {
-        Request::Send(_) => (
+        Request::Send(_) | Request::SwitchWorkspace(_) => (
             Outbound::Refused {
                 code: ErrorCode::NotImplemented,
-                message: "ERR_NOT_IMPLEMENTED: send needs a session".into(),
+                message: "ERR_NOT_IMPLEMENTED: this request needs a session".into(),
                 correlation: Correlation::None,
             },
             false,
@@ -238,6 +242,27 @@ impl ConnectionState {
             Err(mpsc::error::TrySendError::Closed(_)) => false,
         }
     }
+}
+
+/// What `switch_workspace` does for `identity` (upstream: users only; no reply on success).
+/// `Ok(None)`: nothing changes (the same workspace). Pure.
+pub fn switch_workspace(identity: &Identity, new_workspace: &str) -> Result<Option<String>, (ErrorCode, String)> {
+    if identity.kind != PrincipalKind::User {
+        return Err((
+            ErrorCode::InvalidPrincipal,
+            format!(
+                "ERR_INVALID_PRINCIPAL: only users can switch workspaces ({} stays in its workspace)",
+                identity.key
+            ),
+        ));
+    }
+    if let Err(problem) = check_identifier(new_workspace) {
+        return Err((ErrorCode::InvalidArgument, format!("ERR_INVALID_ARGUMENT: new_workspace_id {problem}")));
+    }
+    if identity.workspace.as_deref() == Some(new_workspace) {
+        return Ok(None);
+    }
+    Ok(Some(new_workspace.to_owned()))
 }
 
 /// A refused send as its uncorrelated error (`SendMessage` has no request id).
@@ -448,6 +473,26 @@ impl Actor for ConnectionActor {
                     myself.stop(Some("session ended".into()));
                 }
             }
+            ConnectionMsg::Request(Request::SwitchWorkspace(new_workspace)) => {
+                match switch_workspace(&state.session.identity, &new_workspace) {
+                    Ok(Some(workspace)) => {
+                        tracing::info!(
+                            actor_kind = "aether_connection", identity = %state.session.identity,
+                            from = state.session.identity.workspace.as_deref().unwrap_or(""), to = %workspace,
+                            "user switched workspace"
+                        );
+                        state.session.identity.workspace = Some(workspace.clone());
+                        // The presence actor routes group lanes (gu::, uw::, pg::) by it.
+                        let _ = state.presence.cast(PresenceMsg::Moved { connection: myself.get_id(), workspace });
+                    }
+                    Ok(None) => {}
+                    Err((code, message)) => {
+                        if !state.send(Outbound::Refused { code, message, correlation: Correlation::None }) {
+                            myself.stop(Some("session ended".into()));
+                        }
+                    }
+                }
+            }
             ConnectionMsg::Deliver(message) => {
                 if !state.send(Outbound::Message(message)) {
                     myself.stop(Some("session ended".into()));
@@ -484,6 +529,26 @@ mod tests {
         assert_eq!(code.as_str(), "ERR_NOT_IMPLEMENTED");
         assert!(message.contains("kv_op"), "{message}");
         assert_eq!(correlation, Correlation::RequestId("r-1".into()));
+    }
+
+    #[test]
+    fn only_users_switch_workspaces() {
+        use super::super::identity::ClaimedPrincipal;
+        let resolve = |c: ClaimedPrincipal| c.resolve(|| "p".into()).unwrap_or_else(|e| panic!("{e}"));
+        let mut user = resolve(ClaimedPrincipal::User { user_id: "ann".into(), window_id: "w".into() });
+        assert_eq!(switch_workspace(&user, "team"), Ok(Some("team".into())));
+        user.workspace = Some("team".into());
+        assert_eq!(switch_workspace(&user, "team"), Ok(None));
+        assert!(matches!(switch_workspace(&user, "a::b"), Err((ErrorCode::InvalidArgument, _))));
+        assert!(matches!(switch_workspace(&user, ""), Err((ErrorCode::InvalidArgument, _))));
+        let agent = resolve(ClaimedPrincipal::Agent {
+            workspace: "default".into(),
+            implementation: "i".into(),
+            specifier: "s".into(),
+        });
+        let Err((code, message)) = switch_workspace(&agent, "team") else { panic!("an agent switched") };
+        assert_eq!(code.as_str(), "ERR_INVALID_PRINCIPAL");
+        assert!(message.contains("only users"), "{message}");
     }
 
     #[test]

@@ -90,12 +90,23 @@ pub struct Identity {
     /// `ag::ws::impl::spec`, `tu::…`, `ta::ws::impl::{id}`, `us::user::window`, `orc::impl::spec`,
     /// `wfe::shard0`, `metrics::shard0`, `br::impl::spec`, `sv::impl::spec`.
     pub key: String,
-    /// The workspace of agents and tasks (users pick one later; the others have none).
+    /// The workspace of agents and tasks; a user's current one, set by `switch_workspace`
+    /// (none until then); the others have none.
     pub workspace: Option<String>,
     /// Implementation and specifier of agents, tasks, orchestrators, bridges and services (a
     /// pooled task's specifier is its server-made id).
     pub implementation: Option<String>,
     pub specifier: Option<String>,
+}
+
+impl Identity {
+    /// A user's id (`us::{user}::{window}`); `None` for other principals.
+    pub fn user_id(&self) -> Option<&str> {
+        if self.kind != PrincipalKind::User {
+            return None;
+        }
+        self.key.strip_prefix("us::").and_then(|rest| rest.split("::").next())
+    }
 }
 
 impl fmt::Display for Identity {

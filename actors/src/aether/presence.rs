@@ -118,6 +118,8 @@ pub enum PresenceMsg {
     Open(Box<OpenRequest>, RpcReplyPort<Result<Opened, OpenRefused>>),
     /// Deliver a message to the live sessions `route` names (none live: dropped, at most once).
     Route { route: Route, message: Incoming },
+    /// A user's session switched workspace: its group lanes follow (`gu::`, `uw::`, `pg::`).
+    Moved { connection: ActorId, workspace: String },
     /// Number of live sessions.
     Count(RpcReplyPort<usize>),
 }
@@ -161,7 +163,7 @@ impl Actor for PresenceActor {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             PresenceMsg::Open(request, reply) => {
-                let OpenRequest { identity, authority, resume_session_id, outbound } = *request;
+                let OpenRequest { mut identity, authority, resume_session_id, outbound } = *request;
                 let key = identity.key.clone();
                 let resumed = match state.book.claim(&key, resume_session_id.as_deref()) {
                     Claim::Held => {
@@ -170,7 +172,12 @@ impl Actor for PresenceActor {
                         return Ok(());
                     }
                     Claim::Takeover { previous } => {
-                        if let Some((_, old)) = state.connections.remove(&previous) {
+                        if let Some((old_identity, old)) = state.connections.remove(&previous) {
+                            // A resumed user session keeps the workspace it switched to (the SDK
+                            // does not send switch_workspace again on reconnect).
+                            if identity.workspace.is_none() {
+                                identity.workspace = old_identity.workspace;
+                            }
                             old.stop(Some("session resumed by a new connection".into()));
                         }
                         true
@@ -216,6 +223,11 @@ impl Actor for PresenceActor {
                 }
                 for (_, connection) in targets {
                     let _ = connection.cast(ConnectionMsg::Deliver(message.clone()));
+                }
+            }
+            PresenceMsg::Moved { connection, workspace } => {
+                if let Some((identity, _)) = state.connections.get_mut(&connection) {
+                    identity.workspace = Some(workspace);
                 }
             }
             PresenceMsg::Count(reply) => {

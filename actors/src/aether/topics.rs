@@ -1,8 +1,9 @@
 //! Message topics of the Aether gateway, pure: which topics a send may name, who may send to
 //! which, and where a message goes among the connected sessions.
 //!
-//! Delivery is to live sessions only for now (at most once, like the SDK's own sends); a message
-//! to an identity that is not connected is dropped. Durable per-identity replay is later work.
+//! Group lanes (`ga::`, `tb::`, `gu::`, `uw::`, `uu::`, `pg::`) have tail semantics: they reach the
+//! sessions live when the message is routed, never a later one (upstream replays some of them
+//! on every connect; we do not copy that).
 
 use super::identity::{Identity, PrincipalKind};
 
@@ -26,6 +27,13 @@ pub enum Route {
     AnyService { implementation: String },
     /// Every connected agent of a workspace (`ga::ws`).
     AgentsOf(String),
+    /// Every connected user window whose current workspace is this one (`gu::ws`).
+    UsersOf(String),
+    /// Every window of a user (`uu::user`, `pg::us::user`), or only those whose current
+    /// workspace is `workspace` (`uw::user::ws`).
+    UserWindows { user: String, workspace: Option<String> },
+    /// The progress lane of a workspace (`pg::ws`): its agents and the users working in it.
+    ProgressOf(String),
 }
 
 /// Why a send is refused (an uncorrelated `ErrorResponse` with this code).
@@ -37,7 +45,7 @@ pub enum SendError {
     Denied(&'static str, String),
     #[error("ERR_PAYLOAD_TOO_LARGE: the payload is {0} bytes; at most {PAYLOAD_MAX}")]
     TooLarge(usize),
-    #[error("ERR_NOT_IMPLEMENTED: topics '{0}::…' are not served by this node")]
+    #[error("ERR_NOT_IMPLEMENTED: topics '{0}::…' are not served by this node yet (task topics come with tasks)")]
     Unserved(String),
 }
 
@@ -84,6 +92,21 @@ pub fn route(sender: &Identity, topic: &str, payload_len: usize) -> Result<Route
     let malformed = || SendError::InvalidTopic(format!("malformed topic {topic}"));
     match prefix {
         "ag" | "tu" => filled(4).then(|| Route::Identity(topic.to_owned())).ok_or_else(malformed),
+        // `tb::ws::impl` is the pooled tasks' group: one live member gets it, like the empty-id form.
+        "tb" => filled(3)
+            .then(|| Route::AnyPooledTask { workspace: parts[1].to_owned(), implementation: parts[2].to_owned() })
+            .ok_or_else(malformed),
+        "gu" => filled(2).then(|| Route::UsersOf(parts[1].to_owned())).ok_or_else(malformed),
+        "uu" => {
+            filled(2).then(|| Route::UserWindows { user: parts[1].to_owned(), workspace: None }).ok_or_else(malformed)
+        }
+        "uw" => filled(3)
+            .then(|| Route::UserWindows { user: parts[1].to_owned(), workspace: Some(parts[2].to_owned()) })
+            .ok_or_else(malformed),
+        "pg" if parts.len() == 3 && parts[1] == "us" && !parts[2].is_empty() => {
+            Ok(Route::UserWindows { user: parts[2].to_owned(), workspace: None })
+        }
+        "pg" => filled(2).then(|| Route::ProgressOf(parts[1].to_owned())).ok_or_else(malformed),
         "ta" if parts.len() == 4 && !parts[1].is_empty() && !parts[2].is_empty() => {
             if parts[3].is_empty() {
                 Ok(Route::AnyPooledTask { workspace: parts[1].to_owned(), implementation: parts[2].to_owned() })
@@ -115,12 +138,21 @@ pub fn matches(route: &Route, candidate: &Identity) -> bool {
             candidate.kind == PrincipalKind::Service && candidate.implementation.as_deref() == Some(implementation)
         }
         Route::AgentsOf(ws) => candidate.kind == PrincipalKind::Agent && candidate.workspace.as_deref() == Some(ws),
+        Route::UsersOf(ws) => candidate.kind == PrincipalKind::User && candidate.workspace.as_deref() == Some(ws),
+        Route::UserWindows { user, workspace } => {
+            candidate.user_id() == Some(user.as_str())
+                && workspace.as_ref().is_none_or(|ws| candidate.workspace.as_ref() == Some(ws))
+        }
+        Route::ProgressOf(ws) => {
+            matches!(candidate.kind, PrincipalKind::Agent | PrincipalKind::User)
+                && candidate.workspace.as_deref() == Some(ws)
+        }
     }
 }
 
 /// Whether `route` reaches every match (a broadcast) or one.
 pub fn fans_out(route: &Route) -> bool {
-    matches!(route, Route::AgentsOf(_))
+    matches!(route, Route::AgentsOf(_) | Route::UsersOf(_) | Route::UserWindows { .. } | Route::ProgressOf(_))
 }
 
 #[cfg(test)]
@@ -150,7 +182,20 @@ mod tests {
         assert!(matches!(route(&a, "ag::default::w", 1), Err(SendError::InvalidTopic(_))));
         assert!(matches!(route(&a, "orc::x::y", 1), Err(SendError::InvalidTopic(_))));
         assert!(matches!(route(&a, "", 1), Err(SendError::InvalidTopic(_))));
-        assert!(matches!(route(&a, "tb::default::proc", 1), Err(SendError::Unserved(_))));
+        assert_eq!(
+            route(&a, "tb::default::proc", 1),
+            Ok(Route::AnyPooledTask { workspace: "default".into(), implementation: "proc".into() })
+        );
+        assert!(matches!(route(&a, "tk::default::t1::msg", 1), Err(SendError::Unserved(_))));
+        assert_eq!(route(&a, "gu::default", 1), Ok(Route::UsersOf("default".into())));
+        assert_eq!(
+            route(&a, "uw::ann::default", 1),
+            Ok(Route::UserWindows { user: "ann".into(), workspace: Some("default".into()) })
+        );
+        assert_eq!(route(&a, "pg::us::ann", 1), Ok(Route::UserWindows { user: "ann".into(), workspace: None }));
+        assert_eq!(route(&a, "pg::default", 1), Ok(Route::ProgressOf("default".into())));
+        assert!(matches!(route(&a, "uw::ann", 1), Err(SendError::InvalidTopic(_))));
+        assert!(matches!(route(&a, "gu::", 1), Err(SendError::InvalidTopic(_))));
         assert_eq!(route(&a, "ag::default::w::02", PAYLOAD_MAX + 1), Err(SendError::TooLarge(PAYLOAD_MAX + 1)));
     }
 
@@ -182,5 +227,24 @@ mod tests {
         assert!(!matches(&Route::AgentsOf("other".into()), &agent("a")));
         assert!(matches(&Route::Identity("ag::default::w::a".into()), &agent("a")));
         assert!(fans_out(&Route::AgentsOf("x".into())) && !fans_out(&any));
+    }
+
+    #[test]
+    fn user_lanes_follow_the_current_workspace() {
+        let mut ann = id(ClaimedPrincipal::User { user_id: "ann".into(), window_id: "w1".into() });
+        let all = Route::UserWindows { user: "ann".into(), workspace: None };
+        let in_default = Route::UserWindows { user: "ann".into(), workspace: Some("default".into()) };
+        // No workspace until switch_workspace: only the user's own lanes reach her.
+        assert!(matches(&all, &ann));
+        assert!(!matches(&in_default, &ann));
+        assert!(!matches(&Route::UsersOf("default".into()), &ann));
+        ann.workspace = Some("default".into());
+        assert!(matches(&in_default, &ann));
+        assert!(matches(&Route::UsersOf("default".into()), &ann));
+        assert!(matches(&Route::ProgressOf("default".into()), &ann));
+        assert!(matches(&Route::ProgressOf("default".into()), &agent("a")));
+        assert!(!matches(&Route::UsersOf("default".into()), &agent("a")));
+        assert!(!matches(&Route::UserWindows { user: "bob".into(), workspace: None }, &ann));
+        assert!(fans_out(&all) && fans_out(&Route::UsersOf("x".into())));
     }
 }
