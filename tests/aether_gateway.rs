@@ -294,3 +294,32 @@ fn group_lanes_follow_users_workspaces() -> Result {
     }
     Ok(())
 }
+
+#[test]
+fn every_principal_kind_and_message_type_works() -> Result {
+    let Some(python) = sdk_python() else {
+        skip();
+        return Ok(());
+    };
+    let node = node(&[])?;
+    let script = script("sdk_principals.py");
+    let out = run(&python, &[script.to_str().ok_or("path")?, &node.aether])
+        .map_err(|e| format!("{e}\nnode log:\n{}", node.log()))?;
+    for check in [
+        "ok every async principal kind connects",
+        "ok each message type fires its typed handler, then the catch-all",
+        "ok events reach the workflow engine",
+        "ok metrics reach the metrics bridge",
+        "ok the metrics bridge may not send",
+        "ok a user may not send events",
+        "ok malformed metrics are refused with upstream's codes",
+        "ok payloads over 1 MiB are refused, 1 MiB is delivered",
+        "ok an orchestrator's messages are stamped orc::impl::spec and limited to agents and tasks",
+        "ok services reach unique and pooled tasks",
+        "ok the async context manager releases the identity",
+        "ok every sync principal kind connects; sync typed handlers fire",
+    ] {
+        assert!(out.contains(check), "missing {check:?} in:\n{out}");
+    }
+    Ok(())
+}

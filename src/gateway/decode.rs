@@ -4,12 +4,14 @@
 use aethrolink_actors::aether::connection::{Correlation, FifoKind, Request, SendRequest};
 use aethrolink_actors::aether::identity::ClaimedPrincipal;
 use aethrolink_actors::aether::kv::{CheckpointOp, CheckpointRequest, KvOp, KvRequest, KvScope};
+use aethrolink_actors::aether::topics::MetricShape;
 use aethrolink_actors::service::aether::GatewayConnect;
+use prost::Message as _;
 
 use super::proto::init_connection::ClientType;
 use super::proto::kv_operation::OpType;
 use super::proto::upstream_message::Payload;
-use super::proto::{CheckpointOperation, InitConnection, KvOperation, UpstreamMessage};
+use super::proto::{CheckpointOperation, InitConnection, KvOperation, MessageType, Metric, UpstreamMessage};
 
 /// `InitConnection` into the core's connect request; `Err` names what is missing.
 pub fn connect(init: InitConnection) -> Result<GatewayConnect, &'static str> {
@@ -84,6 +86,15 @@ fn checkpoint(op: CheckpointOperation) -> Request {
     }
 }
 
+/// A METRIC payload's shape (the node checks it before routing; the payload goes on as sent).
+fn metric_shape(payload: &[u8]) -> Result<MetricShape, String> {
+    let metric = Metric::decode(payload).map_err(|e| e.to_string())?;
+    Ok(MetricShape {
+        entries: metric.entries.into_iter().map(|e| (e.name, e.qty)).collect(),
+        metadata_keys: metric.metadata.len(),
+    })
+}
+
 /// A frame after `InitConnection` into the session's request.
 pub fn request(frame: UpstreamMessage) -> Request {
     let unserved = |operation, correlation| Request::Unserved { operation, correlation };
@@ -93,11 +104,15 @@ pub fn request(frame: UpstreamMessage) -> Request {
     };
     match payload {
         Payload::Init(_) => Request::Violation("InitConnection may only be the first message of a stream".into()),
-        Payload::Send(m) => Request::Send(SendRequest {
-            target_topic: m.target_topic,
-            payload: m.payload,
-            message_type: m.message_type,
-        }),
+        Payload::Send(m) => {
+            let metric = (m.message_type == MessageType::Metric as i32).then(|| metric_shape(&m.payload));
+            Request::Send(SendRequest {
+                target_topic: m.target_topic,
+                payload: m.payload,
+                message_type: m.message_type,
+                metric,
+            })
+        }
         Payload::SwitchWorkspace(m) => Request::SwitchWorkspace(m.new_workspace_id),
         Payload::KvOp(op) => Request::Kv(kv(op)),
         Payload::CreateTask(op) => unserved("create_task", by_id(op.request_id)),

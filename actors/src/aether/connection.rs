@@ -69,7 +69,7 @@ pub enum FifoKind {
 }
 
 /// What a stream asks of its session (decoded by the binding).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Request {
     /// An operation this node does not serve (yet): `operation` names it for the answer.
     Unserved { operation: &'static str, correlation: Correlation },
@@ -86,12 +86,15 @@ pub enum Request {
 }
 
 /// A message a client sends.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct SendRequest {
     pub target_topic: String,
     pub payload: Vec<u8>,
     /// The wire `MessageType` number, passed through.
     pub message_type: i32,
+    /// A METRIC message's payload as decoded by the binding (`Err`: not a `Metric`); `None`
+    /// for other types.
+    pub metric: Option<Result<topics::MetricShape, String>>,
 }
 
 /// A message as delivered (`IncomingMessage`).
@@ -115,6 +118,7 @@ pub enum ErrorCode {
     PermissionDenied,
     PayloadTooLarge,
     InvalidPrincipal,
+    Metric(topics::MetricProblem),
 }
 
 impl ErrorCode {
@@ -127,6 +131,7 @@ impl ErrorCode {
             ErrorCode::PermissionDenied => "ERR_PERMISSION_DENIED",
             ErrorCode::PayloadTooLarge => "ERR_PAYLOAD_TOO_LARGE",
             ErrorCode::InvalidPrincipal => "ERR_INVALID_PRINCIPAL",
+            ErrorCode::Metric(problem) => problem.as_str(),
         }
     }
 }
@@ -272,6 +277,7 @@ fn refused_send(e: &SendError) -> Outbound {
         SendError::InvalidTopic(_) => ErrorCode::InvalidTopic,
         SendError::Denied(..) => ErrorCode::PermissionDenied,
         SendError::TooLarge(_) => ErrorCode::PayloadTooLarge,
+        SendError::Metric(problem, _) => ErrorCode::Metric(*problem),
     };
     Outbound::Refused { code, message: e.to_string(), correlation: Correlation::None }
 }
@@ -452,7 +458,14 @@ impl Actor for ConnectionActor {
                 }
             }
             ConnectionMsg::Request(Request::Send(req)) => {
-                let refusal = match topics::route(&state.session.identity, &req.target_topic, req.payload.len()) {
+                let routed = topics::route(&state.session.identity, &req.target_topic, req.payload.len());
+                let checked = match &req.metric {
+                    Some(shape) => {
+                        routed.and_then(|r| topics::check_metric(shape.as_ref().map_err(String::as_str)).map(|()| r))
+                    }
+                    None => routed,
+                };
+                let refusal = match checked {
                     Ok(route) => {
                         let identity = &state.session.identity;
                         let message = Incoming {

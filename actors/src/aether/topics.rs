@@ -47,6 +47,82 @@ pub enum SendError {
     TooLarge(usize),
     #[error("ERR_NOT_IMPLEMENTED: topics '{0}::…' are not served by this node yet (task topics come with tasks)")]
     Unserved(String),
+    #[error("{}: {}", .0.as_str(), .1)]
+    Metric(MetricProblem, String),
+}
+
+/// Most entries in one METRIC message.
+pub const METRIC_ENTRIES_MAX: usize = 1024;
+/// Most metadata keys in one METRIC message.
+pub const METRIC_METADATA_MAX: usize = 64;
+
+/// What a METRIC payload holds, as the binding decoded it from its `Metric` proto.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetricShape {
+    /// Each entry's name and quantity.
+    pub entries: Vec<(String, f64)>,
+    pub metadata_keys: usize,
+}
+
+/// Why a METRIC payload is refused (upstream's codes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetricProblem {
+    /// Not a `Metric`, or too many entries or metadata keys.
+    Invalid,
+    Empty,
+    /// An entry without a name, or with a quantity that is not a finite number.
+    InvalidEntry,
+    /// A negative quantity (a credit) needs a capability no principal has on this node yet.
+    NegativeForbidden,
+}
+
+impl MetricProblem {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetricProblem::Invalid => "ERR_METRIC_INVALID",
+            MetricProblem::Empty => "ERR_METRIC_EMPTY",
+            MetricProblem::InvalidEntry => "ERR_METRIC_INVALID_ENTRY",
+            MetricProblem::NegativeForbidden => "ERR_METRIC_NEGATIVE_FORBIDDEN",
+        }
+    }
+}
+
+/// Checks a METRIC message's payload (`Err(why)`: it does not decode as a `Metric`).
+pub fn check_metric(shape: Result<&MetricShape, &str>) -> Result<(), SendError> {
+    let refuse = |problem, why: String| Err(SendError::Metric(problem, why));
+    let shape = match shape {
+        Ok(shape) => shape,
+        Err(why) => return refuse(MetricProblem::Invalid, format!("the payload is not a Metric: {why}")),
+    };
+    if shape.entries.is_empty() {
+        return refuse(MetricProblem::Empty, "a metric needs at least one entry".into());
+    }
+    if shape.entries.len() > METRIC_ENTRIES_MAX {
+        let n = shape.entries.len();
+        return refuse(MetricProblem::Invalid, format!("{n} entries; at most {METRIC_ENTRIES_MAX}"));
+    }
+    if shape.metadata_keys > METRIC_METADATA_MAX {
+        let n = shape.metadata_keys;
+        return refuse(MetricProblem::Invalid, format!("{n} metadata keys; at most {METRIC_METADATA_MAX}"));
+    }
+    for (i, (name, qty)) in shape.entries.iter().enumerate() {
+        if name.is_empty() {
+            return refuse(MetricProblem::InvalidEntry, format!("entry {i} has no name"));
+        }
+        if !qty.is_finite() {
+            return refuse(
+                MetricProblem::InvalidEntry,
+                format!("entry {i} ({name}) has a quantity that is not finite"),
+            );
+        }
+        if *qty < 0.0 {
+            return refuse(
+                MetricProblem::NegativeForbidden,
+                format!("entry {i} ({name}) is negative; credits need the metric_credit capability"),
+            );
+        }
+    }
+    Ok(())
 }
 
 impl SendError {
@@ -57,6 +133,7 @@ impl SendError {
             SendError::Denied(..) => "ERR_PERMISSION_DENIED",
             SendError::TooLarge(_) => "ERR_PAYLOAD_TOO_LARGE",
             SendError::Unserved(_) => "ERR_NOT_IMPLEMENTED",
+            SendError::Metric(problem, _) => problem.as_str(),
         }
     }
 }
@@ -227,6 +304,28 @@ mod tests {
         assert!(!matches(&Route::AgentsOf("other".into()), &agent("a")));
         assert!(matches(&Route::Identity("ag::default::w::a".into()), &agent("a")));
         assert!(fans_out(&Route::AgentsOf("x".into())) && !fans_out(&any));
+    }
+
+    #[test]
+    fn metric_payloads_are_checked() {
+        let shape = |entries: &[(&str, f64)], metadata_keys| MetricShape {
+            entries: entries.iter().map(|(n, q)| ((*n).to_owned(), *q)).collect(),
+            metadata_keys,
+        };
+        let code = |r: Result<(), SendError>| r.err().map(|e| e.code());
+        assert_eq!(code(check_metric(Ok(&shape(&[("tokens", 3.0)], 2)))), None);
+        assert_eq!(code(check_metric(Ok(&shape(&[("tokens", 0.0)], 0)))), None);
+        assert_eq!(code(check_metric(Err("truncated"))), Some("ERR_METRIC_INVALID"));
+        assert_eq!(code(check_metric(Ok(&shape(&[], 0)))), Some("ERR_METRIC_EMPTY"));
+        assert_eq!(code(check_metric(Ok(&shape(&[("", 1.0)], 0)))), Some("ERR_METRIC_INVALID_ENTRY"));
+        assert_eq!(code(check_metric(Ok(&shape(&[("x", f64::NAN)], 0)))), Some("ERR_METRIC_INVALID_ENTRY"));
+        assert_eq!(code(check_metric(Ok(&shape(&[("x", f64::INFINITY)], 0)))), Some("ERR_METRIC_INVALID_ENTRY"));
+        assert_eq!(code(check_metric(Ok(&shape(&[("x", -1.0)], 0)))), Some("ERR_METRIC_NEGATIVE_FORBIDDEN"));
+        assert_eq!(code(check_metric(Ok(&shape(&[("x", 1.0)], 65)))), Some("ERR_METRIC_INVALID"));
+        let many = vec![("x", 1.0); METRIC_ENTRIES_MAX + 1];
+        assert_eq!(code(check_metric(Ok(&shape(&many, 0)))), Some("ERR_METRIC_INVALID"));
+        let Err(e) = check_metric(Ok(&shape(&[("a", 1.0), ("", 1.0)], 0))) else { panic!("accepted") };
+        assert!(e.to_string().starts_with("ERR_METRIC_INVALID_ENTRY: entry 1"), "{e}");
     }
 
     #[test]
