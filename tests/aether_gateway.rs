@@ -323,3 +323,24 @@ fn every_principal_kind_and_message_type_works() -> Result {
     }
     Ok(())
 }
+
+#[test]
+fn the_config_snapshot_carries_private_kv() -> Result {
+    let Some(python) = sdk_python() else {
+        skip();
+        return Ok(());
+    };
+    let node = node(&[])?;
+    let script = script("sdk_config.py");
+    let out = run(&python, &[script.to_str().ok_or("path")?, &node.aether])
+        .map_err(|e| format!("{e}\nnode log:\n{}", node.log()))?;
+    for check in [
+        "ok a new agent's snapshot is empty",
+        "ok the snapshot carries the agent's private scopes",
+        "ok another agent's snapshot has none of it; the workspace scope is per workspace",
+        "ok a pooled task gets an empty snapshot",
+    ] {
+        assert!(out.contains(check), "missing {check:?} in:\n{out}");
+    }
+    Ok(())
+}

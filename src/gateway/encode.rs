@@ -31,7 +31,11 @@ pub fn outbound(out: Outbound) -> Result<DownstreamMessage, Status> {
             server_version: SERVER_VERSION.into(),
             ..Default::default()
         })),
-        Outbound::Config => frame(Payload::Config(ConfigSnapshot::default())),
+        Outbound::Config(config) => frame(Payload::Config(ConfigSnapshot {
+            workspace_exclusive_kv: config.workspace_exclusive.into_iter().collect(),
+            global_exclusive_kv: config.global_exclusive.into_iter().collect(),
+            ..Default::default()
+        })),
         Outbound::Message(m) => frame(Payload::Msg(IncomingMessage {
             source_topic: m.source_topic,
             payload: std::sync::Arc::unwrap_or_clone(m.payload),

@@ -142,7 +142,7 @@ pub enum Outbound {
     /// The first frame: `ConnectionAck`.
     Ack { session_id: String, resumed: bool },
     /// The baseline `ConfigSnapshot` (agents and tasks), after the ack.
-    Config,
+    Config(ConfigData),
     /// A delivered message.
     Message(Incoming),
     /// A `KVResponse`.
@@ -153,6 +153,46 @@ pub enum Outbound {
     Refused { code: ErrorCode, message: String, correlation: Correlation },
     /// End the stream with an error of this kind (never a plain OK).
     End { end: EndKind, message: String },
+}
+
+/// Most keys of one private scope pushed in the `ConfigSnapshot` (the rest: `kv_list`).
+pub const CONFIG_KEYS_MAX: u32 = 1000;
+/// Most value bytes in one `ConfigSnapshot` (the frame stays under the SDK's 4 MiB limit).
+pub const CONFIG_BYTES_MAX: usize = 2 * 1024 * 1024;
+
+/// What the `ConfigSnapshot` carries: the caller's private KV scopes, as upstream pushes them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConfigData {
+    /// `workspace-exclusive` keys and values of the caller in its workspace.
+    pub workspace_exclusive: Vec<(String, Vec<u8>)>,
+    /// `global-exclusive` keys and values of the caller.
+    pub global_exclusive: Vec<(String, Vec<u8>)>,
+}
+
+impl ConfigData {
+    /// Keeps at most [`CONFIG_BYTES_MAX`] of keys and values, workspace scope first, in key
+    /// order; `true` when something was left out. Pure.
+    pub fn bounded(mut self) -> (ConfigData, bool) {
+        let mut budget = CONFIG_BYTES_MAX;
+        let mut cut = false;
+        for rows in [&mut self.workspace_exclusive, &mut self.global_exclusive] {
+            let mut keep = 0;
+            for (k, v) in rows.iter() {
+                let size = k.len() + v.len();
+                if size > budget {
+                    break;
+                }
+                budget -= size;
+                keep += 1;
+            }
+            cut |= keep < rows.len();
+            rows.truncate(keep);
+            if cut {
+                budget = 0;
+            }
+        }
+        (self, cut)
+    }
 }
 
 /// How a stream is ended by the node.
@@ -346,6 +386,32 @@ impl ConnectionState {
         Ok(reply)
     }
 
+    /// The caller's private scopes for its `ConfigSnapshot` (empty for a caller without them,
+    /// e.g. a pooled task; a read failure sends an empty snapshot rather than none).
+    async fn config_snapshot(&self) -> ConfigData {
+        let identity = &self.session.identity;
+        let now = now_ms();
+        let mut config = ConfigData::default();
+        for (scope, rows) in [
+            (kv::KvScope::WorkspaceExclusive, &mut config.workspace_exclusive),
+            (kv::KvScope::GlobalExclusive, &mut config.global_exclusive),
+        ] {
+            let Ok(ns) = kv::namespace(scope, identity, "", "") else { continue };
+            match self.store.reader.aether_kv_list(&ns, "", now, CONFIG_KEYS_MAX).await {
+                Ok(found) => *rows = found,
+                Err(e) => tracing::warn!(actor_kind = "aether_connection", error = %e, "config snapshot read failed"),
+            }
+        }
+        let (config, cut) = config.bounded();
+        if cut {
+            tracing::debug!(
+                actor_kind = "aether_connection", identity = %identity,
+                "config snapshot cut at {CONFIG_BYTES_MAX} bytes; the rest is read with kv_list"
+            );
+        }
+        config
+    }
+
     /// Carries out a checkpoint request (checkpoints belong to the session's identity string).
     async fn checkpoint(&self, req: CheckpointRequest) -> CheckpointReply {
         let mut reply = CheckpointReply { request_id: req.request_id.clone(), ..CheckpointReply::default() };
@@ -421,7 +487,9 @@ impl Actor for ConnectionActor {
         // baseline config for agents and tasks.
         let ack = Outbound::Ack { session_id: state.session.session_id.clone(), resumed: state.session.resumed };
         if state.send(ack) && state.session.identity.kind.receives_config() {
-            state.send(Outbound::Config);
+            // Read before the first request is handled, so the snapshot comes before any reply.
+            let config = state.config_snapshot().await;
+            state.send(Outbound::Config(config));
         }
         Ok(state)
     }
@@ -562,6 +630,24 @@ mod tests {
         let Err((code, message)) = switch_workspace(&agent, "team") else { panic!("an agent switched") };
         assert_eq!(code.as_str(), "ERR_INVALID_PRINCIPAL");
         assert!(message.contains("only users"), "{message}");
+    }
+
+    #[test]
+    fn the_config_snapshot_stays_under_its_byte_bound() {
+        let big = |n: usize, k: &str| (k.to_owned(), vec![0u8; n]);
+        let config =
+            ConfigData { workspace_exclusive: vec![big(10, "a"), big(20, "b")], global_exclusive: vec![big(30, "c")] };
+        assert_eq!(config.clone().bounded(), (config, false));
+        let half = CONFIG_BYTES_MAX / 2;
+        let config = ConfigData {
+            workspace_exclusive: vec![big(half, "a"), big(half, "b")],
+            global_exclusive: vec![big(1, "c")],
+        };
+        let (kept, cut) = config.bounded();
+        assert!(cut);
+        assert_eq!(kept.workspace_exclusive.len(), 1);
+        // Nothing of the global scope once the workspace scope was cut (no gaps in the middle).
+        assert!(kept.global_exclusive.is_empty());
     }
 
     #[test]
