@@ -112,6 +112,10 @@ pub enum ErrorCode {
     InvalidTopic,
     PermissionDenied,
     PayloadTooLarge,
+    /// The target identity's queue is full.
+    Quota,
+    /// `sv::impl` with no live service of that implementation (retryable).
+    ServiceUnavailable,
 }
 
 impl ErrorCode {
@@ -123,6 +127,8 @@ impl ErrorCode {
             ErrorCode::InvalidTopic => "ERR_INVALID_TOPIC",
             ErrorCode::PermissionDenied => "ERR_PERMISSION_DENIED",
             ErrorCode::PayloadTooLarge => "ERR_PAYLOAD_TOO_LARGE",
+            ErrorCode::Quota => "ERR_QUOTA_001",
+            ErrorCode::ServiceUnavailable => "ERR_SV_UNAVAILABLE",
         }
     }
 }
@@ -161,6 +167,9 @@ pub enum ConnectionMsg {
     Request(Request),
     /// A message routed to this session by the presence actor.
     Deliver(Incoming),
+    /// The presence actor refused a send of this session (a full queue, no live service): an
+    /// uncorrelated `ErrorResponse`.
+    SendRefused { code: ErrorCode, message: String },
     /// The client closed the stream (or it broke): the session ends.
     Closed,
 }
@@ -436,8 +445,9 @@ impl Actor for ConnectionActor {
                             message_type: req.message_type,
                             workspace: identity.workspace.clone().unwrap_or_default(),
                         };
-                        // A cast to the parent: it never calls back into this actor.
-                        let _ = state.presence.cast(PresenceMsg::Route { route, message });
+                        // A cast to the parent: it never calls back into this actor (a refusal
+                        // comes back as a cast too).
+                        let _ = state.presence.cast(PresenceMsg::Route { route, message, from: myself.clone() });
                         None
                     }
                     Err(e) => Some(e),
@@ -450,6 +460,11 @@ impl Actor for ConnectionActor {
             }
             ConnectionMsg::Deliver(message) => {
                 if !state.send(Outbound::Message(message)) {
+                    myself.stop(Some("session ended".into()));
+                }
+            }
+            ConnectionMsg::SendRefused { code, message } => {
+                if !state.send(Outbound::Refused { code, message, correlation: Correlation::None }) {
                     myself.stop(Some("session ended".into()));
                 }
             }

@@ -1,8 +1,10 @@
 //! Message topics of the Aether gateway, pure: which topics a send may name, who may send to
 //! which, and where a message goes among the connected sessions.
 //!
-//! Delivery is to live sessions only for now (at most once, like the SDK's own sends); a message
-//! to an identity that is not connected is dropped. Durable per-identity replay is later work.
+//! Identity topics of unique principals are durable ([`durable`]): a message to one that is not
+//! connected is kept and replayed when it connects (`super::queue`). Broadcasts, the pooled-task
+//! and service wildcards, and a pooled task's own identity (node-made, never seen again after its
+//! session) reach live sessions only.
 
 use super::identity::{Identity, PrincipalKind};
 
@@ -102,6 +104,14 @@ pub fn route(sender: &Identity, topic: &str, payload_len: usize) -> Result<Route
     }
 }
 
+/// Whether messages to the identity string `key` (a [`Route::Identity`]) are kept while it is
+/// not connected: agents, unique tasks, user windows, services, bridges, the workflow engine and
+/// the metrics bridge. Not a pooled task's `ta::…::{id}` (it never reconnects as the same id).
+pub fn durable(key: &str) -> bool {
+    let prefix = key.split("::").next().unwrap_or("");
+    matches!(prefix, "ag" | "tu" | "us" | "sv" | "br") || key == "wfe::shard0" || key == "metrics::shard0"
+}
+
 /// Whether a live session `candidate` is a destination of `route`.
 pub fn matches(route: &Route, candidate: &Identity) -> bool {
     match route {
@@ -182,5 +192,16 @@ mod tests {
         assert!(!matches(&Route::AgentsOf("other".into()), &agent("a")));
         assert!(matches(&Route::Identity("ag::default::w::a".into()), &agent("a")));
         assert!(fans_out(&Route::AgentsOf("x".into())) && !fans_out(&any));
+    }
+
+    #[test]
+    fn identity_topics_of_unique_principals_are_durable() {
+        let a = agent("01");
+        for topic in ["ag::default::w::02", "tu::default::w::x", "us::u::w", "sv::s::1", "br::b::1", "event::*", "metric::*"] {
+            let Ok(Route::Identity(key)) = route(&a, topic, 1) else { panic!("{topic} is an identity route") };
+            assert!(durable(&key), "{topic}");
+        }
+        let Ok(Route::Identity(pooled)) = route(&a, "ta::default::w::abc", 1) else { panic!("ta identity") };
+        assert!(!durable(&pooled), "a pooled task's node-made id is live only");
     }
 }
