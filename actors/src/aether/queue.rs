@@ -291,6 +291,27 @@ impl<R> Mailboxes<R> {
         spill
     }
 
+    /// The live session `session` could not take `message` (its stream is gone, or full): the
+    /// session counts as closed from here on, and the message is kept like any other offline one.
+    pub fn undelivered(&mut self, identity: &str, session: SessionGen, message: Incoming) -> Verdict {
+        // Only a live phase delivers, and it holds no buffer: nothing to spill.
+        let mut spill = self.closed(identity, session);
+        match self.route(identity, false, message) {
+            Verdict::Append(more) if !spill.is_empty() => {
+                spill.extend(more);
+                Verdict::Append(spill)
+            }
+            // A live phase of another session would deliver again: keep it rather than loop.
+            Verdict::Deliver(message) => {
+                let m = self.boxes.entry(identity.to_owned()).or_insert_with(Mailbox::new);
+                m.phase = Phase::Offline;
+                m.append(std::slice::from_ref(&message));
+                Verdict::Append(vec![message])
+            }
+            other => other,
+        }
+    }
+
     /// The reader of `session` read the queue to its end and asks what next.
     pub fn drained(&mut self, identity: &str, session: SessionGen, reply: R) -> Step<R> {
         let current = self.boxes.get_mut(identity).and_then(|m| match &mut m.phase {
@@ -469,10 +490,38 @@ impl QueueState {
     /// its replay, or refused to `from`.
     pub fn route(&mut self, key: &str, message: Incoming, from: &ActorRef<ConnectionMsg>, ctx: &Ctx<'_>) {
         let live = ctx.live.get(key);
-        match self.mailboxes.route(key, live.is_some(), message) {
+        let verdict = self.mailboxes.route(key, live.is_some(), message);
+        self.carry_out(key, verdict, live, from, ctx);
+    }
+
+    fn carry_out(
+        &mut self,
+        key: &str,
+        verdict: Verdict,
+        live: Option<&LiveSession>,
+        from: &ActorRef<ConnectionMsg>,
+        ctx: &Ctx<'_>,
+    ) {
+        match verdict {
+            // Handed to the session's channel here, not through its connection actor: whether it
+            // was taken is known now, so a message to a session that just ended is kept, not lost.
             Verdict::Deliver(message) => {
-                if let Some(live) = live {
-                    let _ = live.connection.cast(ConnectionMsg::Deliver(message));
+                let Some(live) = live else { return };
+                let refused = match live.outbound.upgrade() {
+                    Some(tx) => match tx.try_send(Outbound::Message(message)) {
+                        Ok(()) => return,
+                        Err(mpsc::error::TrySendError::Full(out)) => {
+                            tracing::warn!(actor_kind = "aether_presence", identity = %key, "client is not reading its stream; session closed");
+                            live.connection.stop(Some("client is not reading its stream".into()));
+                            out
+                        }
+                        Err(mpsc::error::TrySendError::Closed(out)) => out,
+                    },
+                    None => Outbound::Message(message),
+                };
+                if let Outbound::Message(message) = refused {
+                    let verdict = self.mailboxes.undelivered(key, live.session, message);
+                    self.carry_out(key, verdict, None, from, ctx);
                 }
             }
             Verdict::Append(messages) => self.append(key, messages, ctx.myself),
@@ -941,6 +990,24 @@ mod tests {
         assert!(step.spawn_reader.is_none(), "no retry loop: the session is closed instead");
         assert!(!boxes.replaying(B, 1));
         assert!(matches!(boxes.route(B, true, msg(2)), Verdict::Append(_)), "offline until it reconnects");
+    }
+
+    #[test]
+    fn a_message_a_live_session_could_not_take_is_kept() {
+        let mut boxes: Mailboxes<u32> = Mailboxes::default();
+        // Live with nothing queued (no box), but its stream is already gone.
+        assert_eq!(boxes.route(B, true, msg(1)), Verdict::Deliver(msg(1)));
+        assert_eq!(boxes.undelivered(B, 3, msg(1)), Verdict::Append(vec![msg(1)]));
+        // Until presence hears the session ended, later messages are kept too, in order.
+        assert_eq!(boxes.route(B, true, msg(2)), Verdict::Append(vec![msg(2)]));
+        // Live after a replay (a box in the live phase).
+        let mut boxes: Mailboxes<u32> = Mailboxes::default();
+        assert_eq!(boxes.open(B, 4).spawn_reader, Some(4));
+        assert_eq!(boxes.drained(B, 4, 0).answer, Some((0, ReplayNext::Done)));
+        assert_eq!(boxes.route(B, true, msg(3)), Verdict::Deliver(msg(3)));
+        assert_eq!(boxes.undelivered(B, 4, msg(3)), Verdict::Append(vec![msg(3)]));
+        assert!(boxes.closed(B, 4).is_empty(), "already offline");
+        assert!(matches!(boxes.route(B, true, msg(4)), Verdict::Append(_)));
     }
 
     #[test]
