@@ -278,7 +278,8 @@ impl Actor for PresenceActor {
                 if targets.is_empty() {
                     if let Route::AnyService { implementation } = &route {
                         // Contract §3.3 step 3: retryable, the sender is told.
-                        let message = format!("ERR_SV_UNAVAILABLE: no service sv::{implementation} is connected; retry later");
+                        let message =
+                            format!("ERR_SV_UNAVAILABLE: no service sv::{implementation} is connected; retry later");
                         let _ = from.cast(ConnectionMsg::SendRefused { code: ErrorCode::ServiceUnavailable, message });
                     }
                     tracing::debug!(actor_kind = "aether_presence", ?route, source = %message.source_topic, "no live session; message dropped");

@@ -222,8 +222,7 @@ impl<R> Mailboxes<R> {
         };
         let (messages, bytes) = (m.queued + held, m.queued_bytes + held_bytes);
         if messages >= max_messages || bytes + message.payload.len() as u64 > max_bytes {
-            let refused =
-                QuotaExceeded { identity: identity.to_owned(), messages, bytes, max_messages, max_bytes };
+            let refused = QuotaExceeded { identity: identity.to_owned(), messages, bytes, max_messages, max_bytes };
             if m.idle() {
                 self.boxes.remove(identity);
             }
@@ -356,7 +355,12 @@ impl<R> Mailboxes<R> {
     /// The reader of `session` ended; `failed` when it could not finish (storage). A failed
     /// reader of the current replay ends the replay: its buffer is returned to append (the
     /// session is then to be closed, and the client reconnects).
-    pub fn reader_ended(&mut self, identity: &str, session: SessionGen, failed: bool) -> (Step<R>, Option<Vec<Incoming>>) {
+    pub fn reader_ended(
+        &mut self,
+        identity: &str,
+        session: SessionGen,
+        failed: bool,
+    ) -> (Step<R>, Option<Vec<Incoming>>) {
         let Some(m) = self.boxes.get_mut(identity) else { return (Step::default(), None) };
         if m.reader == Some(session) {
             m.reader = None;
@@ -601,9 +605,15 @@ impl QueueState {
         }
         let n = rows.len();
         match store.storage.ask(ASK_TIMEOUT, |r| StorageMsg::Write(WriteOp::AetherEnqueue(rows), r)).await {
-            Ok(Ok(())) => tracing::info!(actor_kind = "aether_presence", messages = n, "queued messages stored at shutdown"),
-            Ok(Err(e)) => tracing::error!(actor_kind = "aether_presence", error = %e, messages = n, "queued messages lost at shutdown"),
-            Err(e) => tracing::error!(actor_kind = "aether_presence", error = %e, messages = n, "queued messages lost at shutdown"),
+            Ok(Ok(())) => {
+                tracing::info!(actor_kind = "aether_presence", messages = n, "queued messages stored at shutdown")
+            }
+            Ok(Err(e)) => {
+                tracing::error!(actor_kind = "aether_presence", error = %e, messages = n, "queued messages lost at shutdown")
+            }
+            Err(e) => {
+                tracing::error!(actor_kind = "aether_presence", error = %e, messages = n, "queued messages lost at shutdown")
+            }
         }
     }
 
@@ -720,7 +730,9 @@ pub fn spawn_sweep(reader: StoreReader, storage: Arc<Slot<StorageMsg>>, presence
         let expired = match reader.aether_message_totals(0, before).await {
             Ok(totals) if totals.is_empty() => Vec::new(),
             Ok(totals) => {
-                match storage.ask(ASK_TIMEOUT, |r| StorageMsg::Write(WriteOp::AetherExpire { before_ms: before }, r)).await
+                match storage
+                    .ask(ASK_TIMEOUT, |r| StorageMsg::Write(WriteOp::AetherExpire { before_ms: before }, r))
+                    .await
                 {
                     Ok(Ok(())) => totals,
                     Ok(Err(e)) => {
@@ -925,7 +937,11 @@ mod tests {
     #[test]
     fn a_reader_waits_for_appends_made_while_it_read() {
         let mut boxes: Mailboxes<u32> = Mailboxes::with_limits(100_000, u64::MAX);
-        assert_eq!(boxes.open(B, 1).spawn_reader, Some(1), "always read on connect (the queue may hold rows from before a restart)");
+        assert_eq!(
+            boxes.open(B, 1).spawn_reader,
+            Some(1),
+            "always read on connect (the queue may hold rows from before a restart)"
+        );
         for i in 0..REPLAY_BUFFER_MAX as u32 {
             assert_eq!(boxes.route(B, true, msg(i)), Verdict::Held);
         }
@@ -933,7 +949,10 @@ mod tests {
         let Verdict::Append(spilled) = boxes.route(B, true, msg(9999)) else { panic!("no spill") };
         assert_eq!(spilled.len(), REPLAY_BUFFER_MAX + 1);
         assert_eq!(payloads(&spilled[REPLAY_BUFFER_MAX..]), vec!["9999"]);
-        assert!(matches!(boxes.route(B, true, msg(10_000)), Verdict::Append(_)), "spilled: later ones go to the queue too");
+        assert!(
+            matches!(boxes.route(B, true, msg(10_000)), Verdict::Append(_)),
+            "spilled: later ones go to the queue too"
+        );
         // The reader reaches the end before those commit: parked, then told to read again.
         assert!(boxes.drained(B, 1, 5).answer.is_none());
         let n = REPLAY_BUFFER_MAX as u64 + 2;
@@ -1039,11 +1058,7 @@ mod tests {
 
     #[test]
     fn tally_counts_per_identity_in_order() {
-        let rows = vec![
-            queued("x", msg(1), 0),
-            queued("y", msg(22), 0),
-            queued("x", msg(333), 0),
-        ];
+        let rows = vec![queued("x", msg(1), 0), queued("y", msg(22), 0), queued("x", msg(333), 0)];
         assert_eq!(tally(&rows), vec![("x".into(), 2, 4), ("y".into(), 1, 2)]);
     }
 }

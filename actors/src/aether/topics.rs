@@ -197,7 +197,9 @@ mod tests {
     #[test]
     fn identity_topics_of_unique_principals_are_durable() {
         let a = agent("01");
-        for topic in ["ag::default::w::02", "tu::default::w::x", "us::u::w", "sv::s::1", "br::b::1", "event::*", "metric::*"] {
+        for topic in
+            ["ag::default::w::02", "tu::default::w::x", "us::u::w", "sv::s::1", "br::b::1", "event::*", "metric::*"]
+        {
             let Ok(Route::Identity(key)) = route(&a, topic, 1) else { panic!("{topic} is an identity route") };
             assert!(durable(&key), "{topic}");
         }
