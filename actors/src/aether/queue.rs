@@ -1056,6 +1056,95 @@ mod tests {
         assert!(loaded.is_empty());
     }
 
+    /// The actors for real: a backlog larger than the outbound channel, a client that does not
+    /// read at first, messages sent during the replay — all arrive once, in order, and the
+    /// session is not ended for backpressure.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_big_backlog_is_paced_into_a_slow_client_in_order() -> Result<(), Box<dyn std::error::Error>> {
+        use crate::aether::connection::{OUTBOUND_CAPACITY, SessionAuthority};
+        use crate::aether::identity::ClaimedPrincipal;
+        use crate::aether::presence::{OpenRequest, PresenceActor};
+        use crate::storage::{DatabaseLocation, Db, StorageActor, StorageArgs};
+        use crate::supervision::ask;
+        use ractor::Actor;
+
+        let db = Db::open(&DatabaseLocation::Memory).await?;
+        let (storage_actor, _) = Actor::spawn(None, StorageActor, StorageArgs { db: db.clone() }).await?;
+        let storage = Slot::new("storage");
+        storage.set(Some(storage_actor.clone()));
+        let store = SessionStore { storage, reader: db.reader() };
+        let (presence, _) = Actor::spawn(None, PresenceActor, store).await?;
+        let agent = |spec: &str| {
+            ClaimedPrincipal::Agent { workspace: "w".into(), implementation: "i".into(), specifier: spec.into() }
+                .resolve(|| "x".into())
+        };
+        let open = |spec: &str| {
+            let (tx, rx) = mpsc::channel(OUTBOUND_CAPACITY);
+            let request = OpenRequest {
+                identity: agent(spec)?,
+                authority: SessionAuthority::Claimed,
+                resume_session_id: None,
+                outbound: tx,
+            };
+            Ok::<_, Box<dyn std::error::Error>>((request, rx))
+        };
+        let (request, _a_rx) = open("a")?;
+        let a = ask(&presence, "presence", ASK_TIMEOUT, |r| PresenceMsg::Open(Box::new(request), r))
+            .await?
+            .map_err(|e| e.to_string())?;
+        let send = |n: u32| {
+            let message = Incoming {
+                source_topic: "ag::w::i::a".into(),
+                payload: Arc::new(n.to_string().into_bytes()),
+                message_type: 0,
+                workspace: "w".into(),
+            };
+            let route = super::super::topics::Route::Identity("ag::w::i::b".into());
+            presence.cast(PresenceMsg::Route { route, message, from: a.connection.clone() })
+        };
+        let backlog = 1000u32;
+        for n in 0..backlog {
+            send(n)?;
+        }
+        // Wait for the appends to commit (they are batched behind the presence mailbox).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while db.reader().aether_message_totals(0, i64::MAX).await?.first().map(|t| t.1) != Some(u64::from(backlog)) {
+            assert!(tokio::time::Instant::now() < deadline, "the backlog was never stored");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let (request, mut rx) = open("b")?;
+        ask(&presence, "presence", ASK_TIMEOUT, |r| PresenceMsg::Open(Box::new(request), r))
+            .await?
+            .map_err(|e| e.to_string())?;
+        // The client does not read for a while: the replay fills the channel but leaves headroom.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(rx.len() <= OUTBOUND_CAPACITY - REPLAY_HEADROOM + 2, "headroom kept: {}", rx.len());
+        assert_eq!(ask(&presence, "presence", ASK_TIMEOUT, PresenceMsg::Count).await?, 2, "the session is not ended");
+        // Messages sent during the replay come after the backlog.
+        let live = 50u32;
+        for n in backlog..backlog + live {
+            send(n)?;
+        }
+        let mut got = Vec::new();
+        while got.len() < (backlog + live) as usize {
+            match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await? {
+                Some(Outbound::Message(m)) => got.push(String::from_utf8_lossy(&m.payload).parse::<u32>()?),
+                Some(_) => {}
+                None => return Err("the session ended".into()),
+            }
+        }
+        assert_eq!(got, (0..backlog + live).collect::<Vec<_>>());
+        assert!(tokio::time::timeout(Duration::from_millis(300), rx.recv()).await.is_err(), "nothing twice");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !db.reader().aether_message_totals(0, i64::MAX).await?.is_empty() {
+            assert!(tokio::time::Instant::now() < deadline, "delivered rows are deleted");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        presence.stop_and_wait(None, Some(Duration::from_secs(5))).await?;
+        storage_actor.drain_and_wait(Some(Duration::from_secs(5))).await?;
+        Ok(())
+    }
+
     #[test]
     fn tally_counts_per_identity_in_order() {
         let rows = vec![queued("x", msg(1), 0), queued("y", msg(22), 0), queued("x", msg(333), 0)];
