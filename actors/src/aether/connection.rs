@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use super::identity::Identity;
 use super::kv::{self, CheckpointOp, CheckpointReply, CheckpointRequest, KvError, KvOp, KvReply, KvRequest};
 use super::presence::PresenceMsg;
+use super::queue::now_ms;
 use super::topics::{self, SendError};
 use crate::storage::{StorageMsg, StoreReader, WriteOp};
 use crate::supervision::{ASK_TIMEOUT, Slot};
@@ -258,12 +259,6 @@ fn refused_send(e: &SendError) -> Outbound {
         SendError::TooLarge(_) => ErrorCode::PayloadTooLarge,
     };
     Outbound::Refused { code, message: e.to_string(), correlation: Correlation::None }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 impl ConnectionState {
