@@ -344,3 +344,47 @@ fn the_config_snapshot_carries_private_kv() -> Result {
     }
     Ok(())
 }
+
+#[test]
+fn messages_to_an_offline_agent_are_kept_and_replayed_in_order() -> Result {
+    let Some(python) = sdk_python() else {
+        skip();
+        return Ok(());
+    };
+    let node = node(&[])?;
+    let script = script("sdk_offline.py");
+    let out = run(&python, &[script.to_str().ok_or("path")?, &node.aether, "all", "200"])
+        .map_err(|e| format!("{e}\nnode log:\n{}", node.log()))?;
+    for check in [
+        "ok an async agent gets what was sent while it was offline, in order, exactly once",
+        "ok a reconnect replays only what is new",
+        "ok a sync agent gets them too",
+        "ok a message sent during the replay keeps its order",
+        "ok a service wildcard with no live service is refused",
+    ] {
+        assert!(out.contains(check), "missing {check:?} in:\n{out}");
+    }
+    Ok(())
+}
+
+#[test]
+fn messages_to_an_offline_agent_survive_a_node_restart() -> Result {
+    let Some(python) = sdk_python() else {
+        skip();
+        return Ok(());
+    };
+    let dir = tempfile::tempdir()?;
+    let script = script("sdk_offline.py");
+    let script = script.to_str().ok_or("path")?;
+    let mut first = Node::start_in(dir.path(), NodeOpts::default())?;
+    let out = run(&python, &[script, &first.aether, "send", "b-restart", "200"])
+        .map_err(|e| format!("{e}\nnode log:\n{}", first.log()))?;
+    assert!(out.contains("ok sent 200"), "{out}");
+    let (code, _) = first.stop()?;
+    assert_eq!(code, Some(0), "the node exits cleanly; log:\n{}", first.log());
+    let second = Node::start_in(dir.path(), NodeOpts::default())?;
+    let out = run(&python, &[script, &second.aether, "receive", "b-restart", "200"])
+        .map_err(|e| format!("{e}\nfirst node log:\n{}\nsecond node log:\n{}", first.log(), second.log()))?;
+    assert!(out.contains("ok received 200 in order, exactly once"), "{out}");
+    Ok(())
+}

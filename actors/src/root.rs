@@ -433,8 +433,9 @@ impl Actor for RootSupervisor {
     async fn post_stop(&self, _myself: ActorRef<RootMsg>, state: &mut RootState) -> Result<(), ActorProcessingErr> {
         for service in Service::STOP_ORDER {
             let Some(cell) = slot_cell(&state.dir, service) else { continue };
-            // Storage drains its mailbox so every queued write commits; the others just stop.
-            let stopped = if service == Service::Storage {
+            // Storage drains its mailbox so every queued write commits, and Aether presence so
+            // every send it took reaches its queue; the others just stop.
+            let stopped = if matches!(service, Service::Storage | Service::Presence) {
                 cell.drain_and_wait(Some(Duration::from_secs(10))).await.map_err(|e| e.to_string())
             } else {
                 cell.stop_and_wait(Some("node shutting down".into()), Some(Duration::from_secs(5)))

@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use super::identity::{Identity, PrincipalKind, check_identifier};
 use super::kv::{self, CheckpointOp, CheckpointReply, CheckpointRequest, KvError, KvOp, KvReply, KvRequest};
 use super::presence::PresenceMsg;
+use super::queue::now_ms;
 use super::topics::{self, SendError};
 use crate::storage::{StorageMsg, StoreReader, WriteOp};
 use crate::supervision::{ASK_TIMEOUT, Slot};
@@ -119,6 +120,10 @@ pub enum ErrorCode {
     PayloadTooLarge,
     InvalidPrincipal,
     Metric(topics::MetricProblem),
+    /// The target identity's queue is full.
+    Quota,
+    /// `sv::impl` with no live service of that implementation (retryable).
+    ServiceUnavailable,
 }
 
 impl ErrorCode {
@@ -132,6 +137,8 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => "ERR_PAYLOAD_TOO_LARGE",
             ErrorCode::InvalidPrincipal => "ERR_INVALID_PRINCIPAL",
             ErrorCode::Metric(problem) => problem.as_str(),
+            ErrorCode::Quota => "ERR_QUOTA_001",
+            ErrorCode::ServiceUnavailable => "ERR_SV_UNAVAILABLE",
         }
     }
 }
@@ -210,6 +217,9 @@ pub enum ConnectionMsg {
     Request(Request),
     /// A message routed to this session by the presence actor.
     Deliver(Incoming),
+    /// The presence actor refused a send of this session (a full queue, no live service): an
+    /// uncorrelated `ErrorResponse`.
+    SendRefused { code: ErrorCode, message: String },
     /// The client closed the stream (or it broke): the session ends.
     Closed,
 }
@@ -320,12 +330,6 @@ fn refused_send(e: &SendError) -> Outbound {
         SendError::Metric(problem, _) => ErrorCode::Metric(*problem),
     };
     Outbound::Refused { code, message: e.to_string(), correlation: Correlation::None }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 impl ConnectionState {
@@ -542,8 +546,9 @@ impl Actor for ConnectionActor {
                             message_type: req.message_type,
                             workspace: identity.workspace.clone().unwrap_or_default(),
                         };
-                        // A cast to the parent: it never calls back into this actor.
-                        let _ = state.presence.cast(PresenceMsg::Route { route, message });
+                        // A cast to the parent: it never calls back into this actor (a refusal
+                        // comes back as a cast too).
+                        let _ = state.presence.cast(PresenceMsg::Route { route, message, from: myself.clone() });
                         None
                     }
                     Err(e) => Some(e),
@@ -576,6 +581,11 @@ impl Actor for ConnectionActor {
             }
             ConnectionMsg::Deliver(message) => {
                 if !state.send(Outbound::Message(message)) {
+                    myself.stop(Some("session ended".into()));
+                }
+            }
+            ConnectionMsg::SendRefused { code, message } => {
+                if !state.send(Outbound::Refused { code, message, correlation: Correlation::None }) {
                     myself.stop(Some("session ended".into()));
                 }
             }

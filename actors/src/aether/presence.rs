@@ -7,6 +7,11 @@
 //! actor is stopped. A lock is released when its connection actor stops (the stream closed or
 //! broke; dead peers are found by the server's HTTP/2 keepalive pings). The decisions are the
 //! pure [`PresenceBook`].
+//!
+//! It also routes every send: an identity route is one lookup in the live sessions by identity;
+//! for a durable identity ([`topics::durable`]) the message goes through the per-identity queue
+//! ([`super::queue`]): kept while the identity is not connected, replayed in order when it
+//! connects.
 
 use std::collections::HashMap;
 
@@ -15,9 +20,10 @@ use tokio::sync::mpsc;
 
 use super::connection::Incoming;
 use super::connection::{
-    ConnectionActor, ConnectionArgs, ConnectionMsg, Outbound, Session, SessionAuthority, SessionStore,
+    ConnectionActor, ConnectionArgs, ConnectionMsg, ErrorCode, Outbound, Session, SessionAuthority, SessionStore,
 };
 use super::identity::Identity;
+use super::queue::{self, Ctx, LiveSession, QueueMsg, QueueState, SessionGen};
 use super::topics::{self, Route};
 
 /// Who holds an identity.
@@ -116,8 +122,11 @@ pub enum OpenRefused {
 pub enum PresenceMsg {
     /// Take the identity's lock and start its connection actor.
     Open(Box<OpenRequest>, RpcReplyPort<Result<Opened, OpenRefused>>),
-    /// Deliver a message to the live sessions `route` names (none live: dropped, at most once).
-    Route { route: Route, message: Incoming },
+    /// Deliver a message to the sessions `route` names: a durable identity's is kept while it
+    /// is not connected; other routes reach live sessions only. A refusal goes back to `from`.
+    Route { route: Route, message: Incoming, from: ActorRef<ConnectionMsg> },
+    /// The durable queue's own traffic (batched appends, replay readers, the retention sweep).
+    Queue(QueueMsg),
     /// A user's session switched workspace: its group lanes follow (`gu::`, `uw::`, `pg::`).
     Moved { connection: ActorId, workspace: String },
     /// Number of live sessions.
@@ -131,7 +140,14 @@ pub struct PresenceState {
     /// Each live connection actor: its identity (to release the lock when it stops) and its
     /// handle (to stop it on takeover and at shutdown).
     connections: HashMap<ActorId, (Identity, ActorRef<ConnectionMsg>)>,
-    /// Handed to every connection (its KV and checkpoints).
+    /// The same sessions by identity string, with their generation and outbound channel: an
+    /// identity route is one lookup, and a replay reader writes to the session it was started for.
+    live: HashMap<String, LiveSession>,
+    /// The next session generation (fences replay readers of ended sessions).
+    next_session: SessionGen,
+    /// The durable per-identity message queue: batched appends and replay bookkeeping.
+    queue: QueueState,
+    /// Handed to every connection (its KV and checkpoints); the queue's storage too.
     store: SessionStore,
 }
 
@@ -152,7 +168,31 @@ impl Actor for PresenceActor {
         _myself: ActorRef<PresenceMsg>,
         store: SessionStore,
     ) -> Result<PresenceState, ActorProcessingErr> {
-        Ok(PresenceState { book: PresenceBook::default(), connections: HashMap::new(), store })
+        // What the queue holds (the previous run's backlog): for the quota. One aggregate read.
+        let backlog = match store.reader.aether_message_totals(queue::retained_since(queue::now_ms()), i64::MAX).await {
+            Ok(backlog) => backlog,
+            Err(e) => {
+                tracing::warn!(actor_kind = "aether_presence", error = %e, "could not read the message queue's backlog; quota counts start at zero");
+                Vec::new()
+            }
+        };
+        Ok(PresenceState {
+            book: PresenceBook::default(),
+            connections: HashMap::new(),
+            live: HashMap::new(),
+            next_session: 1,
+            queue: QueueState::new(backlog),
+            store,
+        })
+    }
+
+    async fn post_start(
+        &self,
+        myself: ActorRef<PresenceMsg>,
+        _state: &mut PresenceState,
+    ) -> Result<(), ActorProcessingErr> {
+        myself.send_after(queue::SWEEP_INTERVAL, || PresenceMsg::Queue(QueueMsg::Sweep));
+        Ok(())
     }
 
     async fn handle(
@@ -185,6 +225,7 @@ impl Actor for PresenceActor {
                     Claim::Free => false,
                 };
                 let session = Session { session_id: new_session_id(), identity, authority, resumed };
+                let weak_outbound = outbound.downgrade();
                 let args = ConnectionArgs {
                     session: session.clone(),
                     outbound,
@@ -198,6 +239,19 @@ impl Actor for PresenceActor {
                             Holder { session_id: session.session_id.clone(), handle: connection.get_id() },
                         );
                         state.connections.insert(connection.get_id(), (session.identity.clone(), connection.clone()));
+                        let generation = state.next_session;
+                        state.next_session += 1;
+                        let live = LiveSession {
+                            connection: connection.clone(),
+                            session: generation,
+                            outbound: weak_outbound,
+                        };
+                        state.live.insert(key.clone(), live);
+                        if topics::durable(&key) {
+                            // Queued messages first (the ack and config are in the channel already).
+                            let ctx = Ctx { live: &state.live, store: &state.store, myself: &myself };
+                            state.queue.opened(&key, generation, &ctx);
+                        }
                         metrics::gauge!(crate::telemetry::AETHER_SESSIONS).set(state.connections.len() as f64);
                         tracing::info!(
                             actor_kind = "aether_presence", identity = %key, session_id = %session.session_id,
@@ -210,7 +264,17 @@ impl Actor for PresenceActor {
                     }
                 }
             }
-            PresenceMsg::Route { route, message } => {
+            PresenceMsg::Route { route: Route::Identity(key), message, from } => {
+                if topics::durable(&key) {
+                    let ctx = Ctx { live: &state.live, store: &state.store, myself: &myself };
+                    state.queue.route(&key, message, &from, &ctx);
+                } else if let Some(live) = state.live.get(&key) {
+                    let _ = live.connection.cast(ConnectionMsg::Deliver(message));
+                } else {
+                    tracing::debug!(actor_kind = "aether_presence", identity = %key, source = %message.source_topic, "no live session; message dropped");
+                }
+            }
+            PresenceMsg::Route { route, message, from } => {
                 // Identity order: a single-destination route picks the same session every time.
                 let mut targets: Vec<&(Identity, ActorRef<ConnectionMsg>)> =
                     state.connections.values().filter(|(identity, _)| topics::matches(&route, identity)).collect();
@@ -219,6 +283,12 @@ impl Actor for PresenceActor {
                     targets.truncate(1);
                 }
                 if targets.is_empty() {
+                    if let Route::AnyService { implementation } = &route {
+                        // Contract §3.3 step 3: retryable, the sender is told.
+                        let message =
+                            format!("ERR_SV_UNAVAILABLE: no service sv::{implementation} is connected; retry later");
+                        let _ = from.cast(ConnectionMsg::SendRefused { code: ErrorCode::ServiceUnavailable, message });
+                    }
                     tracing::debug!(actor_kind = "aether_presence", ?route, source = %message.source_topic, "no live session; message dropped");
                 }
                 for (_, connection) in targets {
@@ -230,6 +300,10 @@ impl Actor for PresenceActor {
                     identity.workspace = Some(workspace);
                 }
             }
+            PresenceMsg::Queue(msg) => {
+                let ctx = Ctx { live: &state.live, store: &state.store, myself: &myself };
+                state.queue.handle(msg, &ctx);
+            }
             PresenceMsg::Count(reply) => {
                 let _ = reply.send(state.connections.len());
             }
@@ -239,7 +313,7 @@ impl Actor for PresenceActor {
 
     async fn handle_supervisor_evt(
         &self,
-        _myself: ActorRef<PresenceMsg>,
+        myself: ActorRef<PresenceMsg>,
         evt: SupervisionEvent,
         state: &mut PresenceState,
     ) -> Result<(), ActorProcessingErr> {
@@ -256,6 +330,10 @@ impl Actor for PresenceActor {
         metrics::gauge!(crate::telemetry::AETHER_SESSIONS).set(state.connections.len() as f64);
         if let Some(key) = key {
             let released = state.book.release(&key, &id);
+            if released && let Some(live) = state.live.remove(&key) {
+                // What a replay had not handed yet stays queued.
+                state.queue.closed(&key, live.session, &myself);
+            }
             match failure {
                 Some(error) => {
                     tracing::warn!(actor_kind = "aether_connection", identity = %key, %error, "gateway session failed; stream closed")
@@ -276,6 +354,9 @@ impl Actor for PresenceActor {
         for (_, (_, connection)) in state.connections.drain() {
             connection.stop(Some("node shutting down".into()));
         }
+        // Batched appends and replay buffers are written before the node stops (storage stops
+        // after presence), so a message the node took is kept across a restart.
+        state.queue.shutdown(&state.store).await;
         Ok(())
     }
 }

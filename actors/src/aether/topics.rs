@@ -1,6 +1,11 @@
 //! Message topics of the Aether gateway, pure: which topics a send may name, who may send to
 //! which, and where a message goes among the connected sessions.
 //!
+//! Identity topics of unique principals are durable ([`durable`]): a message to one that is not
+//! connected is kept and replayed when it connects (`super::queue`). Broadcasts, the pooled-task
+//! and service wildcards, and a pooled task's own identity (node-made, never seen again after its
+//! session) reach live sessions only.
+//!
 //! Group lanes (`ga::`, `tb::`, `gu::`, `uw::`, `uu::`, `pg::`) have tail semantics: they reach the
 //! sessions live when the message is routed, never a later one (upstream replays some of them
 //! on every connect; we do not copy that).
@@ -202,6 +207,14 @@ pub fn route(sender: &Identity, topic: &str, payload_len: usize) -> Result<Route
     }
 }
 
+/// Whether messages to the identity string `key` (a [`Route::Identity`]) are kept while it is
+/// not connected: agents, unique tasks, user windows, services, bridges, the workflow engine and
+/// the metrics bridge. Not a pooled task's `ta::…::{id}` (it never reconnects as the same id).
+pub fn durable(key: &str) -> bool {
+    let prefix = key.split("::").next().unwrap_or("");
+    matches!(prefix, "ag" | "tu" | "us" | "sv" | "br") || key == "wfe::shard0" || key == "metrics::shard0"
+}
+
 /// Whether a live session `candidate` is a destination of `route`.
 pub fn matches(route: &Route, candidate: &Identity) -> bool {
     match route {
@@ -345,5 +358,18 @@ mod tests {
         assert!(!matches(&Route::UsersOf("default".into()), &agent("a")));
         assert!(!matches(&Route::UserWindows { user: "bob".into(), workspace: None }, &ann));
         assert!(fans_out(&all) && fans_out(&Route::UsersOf("x".into())));
+    }
+
+    #[test]
+    fn identity_topics_of_unique_principals_are_durable() {
+        let a = agent("01");
+        for topic in
+            ["ag::default::w::02", "tu::default::w::x", "us::u::w", "sv::s::1", "br::b::1", "event::*", "metric::*"]
+        {
+            let Ok(Route::Identity(key)) = route(&a, topic, 1) else { panic!("{topic} is an identity route") };
+            assert!(durable(&key), "{topic}");
+        }
+        let Ok(Route::Identity(pooled)) = route(&a, "ta::default::w::abc", 1) else { panic!("ta identity") };
+        assert!(!durable(&pooled), "a pooled task's node-made id is live only");
     }
 }

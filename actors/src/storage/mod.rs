@@ -17,10 +17,10 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 pub use reader::node::NODE_ID_IN_USE;
-pub use reader::{IdempotencyHolder, StoreReader, TaskFilter, TaskPage};
+pub use reader::{IdempotencyHolder, StoreReader, StoredMessage, TaskFilter, TaskPage};
 pub use writer::{
-    IdempotencyClaim, LaunchRecord, NewTurn, SessionBindingRecord, StorageActor, StorageArgs, StorageMsg, StorageStats,
-    WriteOp,
+    IdempotencyClaim, LaunchRecord, NewTurn, QueuedMessage, SessionBindingRecord, StorageActor, StorageArgs,
+    StorageMsg, StorageStats, WriteOp,
 };
 
 use crate::error::StorageError;

@@ -1,9 +1,21 @@
-//! Reads of the Aether gateway's KV rows and checkpoints; expired rows are invisible.
+//! Reads of the Aether gateway's KV rows, checkpoints and queued messages; expired rows are
+//! invisible.
 
 use sqlx::Row;
 
 use super::StoreReader;
 use crate::error::StorageError;
+
+/// A queued message as stored (`aether_messages`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredMessage {
+    /// Its place in publish order.
+    pub seq: i64,
+    pub source_topic: String,
+    pub message_type: i32,
+    pub workspace: String,
+    pub payload: Vec<u8>,
+}
 
 /// A checkpoint as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,5 +96,60 @@ impl StoreReader {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(|r| Ok(r.try_get("key")?)).collect()
+    }
+
+    /// `identity`'s queued messages after `after_seq`, created at or after `not_before_ms`, in
+    /// publish order, at most `limit`.
+    pub async fn aether_messages_page(
+        &self,
+        identity: &str,
+        after_seq: i64,
+        not_before_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredMessage>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT seq, source_topic, message_type, workspace, payload FROM aether_messages \
+             WHERE identity = ? AND seq > ? AND created_at >= ? ORDER BY seq LIMIT ?",
+        )
+        .bind(identity)
+        .bind(after_seq)
+        .bind(not_before_ms)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredMessage {
+                    seq: r.try_get("seq")?,
+                    source_topic: r.try_get("source_topic")?,
+                    message_type: r.try_get("message_type")?,
+                    workspace: r.try_get("workspace")?,
+                    payload: r.try_get("payload")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Per identity: how many queued messages, and their payload bytes, were created at or after
+    /// `from_ms` and before `until_ms` (the live backlog at start-up; the rows a sweep expires).
+    pub async fn aether_message_totals(
+        &self,
+        from_ms: i64,
+        until_ms: i64,
+    ) -> Result<Vec<(String, u64, u64)>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT identity, COUNT(*) AS n, COALESCE(SUM(length(payload)), 0) AS bytes FROM aether_messages \
+             WHERE created_at >= ? AND created_at < ? GROUP BY identity",
+        )
+        .bind(from_ms)
+        .bind(until_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let (n, bytes): (i64, i64) = (r.try_get("n")?, r.try_get("bytes")?);
+                Ok((r.try_get("identity")?, u64::try_from(n).unwrap_or(0), u64::try_from(bytes).unwrap_or(0)))
+            })
+            .collect()
     }
 }

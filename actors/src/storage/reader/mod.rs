@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqlitePool};
 
-pub use aether::StoredCheckpoint;
+pub use aether::{StoredCheckpoint, StoredMessage};
 pub use runtime::{LaunchRow, OpenLease, TargetPause};
 pub use tasks::{IdempotencyHolder, StoredTask, TaskCursor, TaskFilter, TaskPage};
 

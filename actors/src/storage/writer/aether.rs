@@ -1,6 +1,7 @@
-//! The Aether gateway's KV rows and checkpoints (`migrations/0011_aether.sql`).
+//! The Aether gateway's KV rows and checkpoints (`migrations/0011_aether.sql`) and its durable
+//! message queue (`migrations/0014_aether_messages.sql`).
 
-use sqlx::SqliteConnection;
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use crate::error::StorageError;
 
@@ -69,5 +70,56 @@ pub async fn checkpoint_delete(conn: &mut SqliteConnection, identity: &str, key:
         .bind(key)
         .execute(conn)
         .await?;
+    Ok(())
+}
+
+/// A message kept for an identity that is not connected (`migrations/0014_aether_messages.sql`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedMessage {
+    /// The identity string it is for (`ag::ws::impl::spec`, …).
+    pub identity: String,
+    pub source_topic: String,
+    pub message_type: i32,
+    pub workspace: String,
+    /// Shared with the delivered message: a queued payload is never copied before its INSERT.
+    pub payload: std::sync::Arc<Vec<u8>>,
+    /// Unix ms.
+    pub created_at: i64,
+}
+
+pub(super) fn enqueue_statement(rows: &[&QueuedMessage]) -> QueryBuilder<Sqlite> {
+    let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+        "INSERT INTO aether_messages (identity, source_topic, message_type, workspace, payload, created_at) ",
+    );
+    qb.push_values(rows, |mut b, m| {
+        b.push_bind(m.identity.clone())
+            .push_bind(m.source_topic.clone())
+            .push_bind(m.message_type)
+            .push_bind(m.workspace.clone())
+            .push_bind(m.payload.as_ref().clone())
+            .push_bind(m.created_at);
+    });
+    qb
+}
+
+/// Appends queued messages, in order (their seqs ascend in this order).
+pub async fn enqueue(conn: &mut SqliteConnection, rows: &[&QueuedMessage]) -> Result<(), StorageError> {
+    enqueue_statement(rows).build().execute(conn).await?;
+    Ok(())
+}
+
+/// Deletes `identity`'s queued messages up to `upto_seq` (they were handed to its session).
+pub async fn delivered(conn: &mut SqliteConnection, identity: &str, upto_seq: i64) -> Result<(), StorageError> {
+    sqlx::query("DELETE FROM aether_messages WHERE identity = ? AND seq <= ?")
+        .bind(identity)
+        .bind(upto_seq)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Deletes queued messages created before `before_ms` (past the retention).
+pub async fn expire(conn: &mut SqliteConnection, before_ms: i64) -> Result<(), StorageError> {
+    sqlx::query("DELETE FROM aether_messages WHERE created_at < ?").bind(before_ms).execute(conn).await?;
     Ok(())
 }

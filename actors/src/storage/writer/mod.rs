@@ -25,6 +25,7 @@ use std::collections::HashMap;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use sqlx::SqliteConnection;
 
+pub use aether::QueuedMessage;
 pub use runtime::{LaunchRecord, SessionBindingRecord};
 pub use tasks::NewTurn;
 
@@ -92,6 +93,13 @@ pub enum WriteOp {
     AetherKv { namespace: String, key: String, value: Option<Vec<u8>>, expires_at: Option<i64>, now: i64 },
     /// An Aether checkpoint saved (`Some((data, saved_at unix s))`) or deleted (`None`).
     AetherCheckpoint { identity: String, key: String, save: Option<(Vec<u8>, i64)>, expires_at: Option<i64> },
+    /// Aether messages kept for identities that are not connected, in publish order (one
+    /// multi-row INSERT per chunk; the presence actor batches them, so one write carries many).
+    AetherEnqueue(Vec<QueuedMessage>),
+    /// An identity's queued messages up to `upto_seq` were handed to its session: deleted.
+    AetherDelivered { identity: String, upto_seq: i64 },
+    /// Queued messages created before `before_ms` (unix ms) are past the retention: deleted.
+    AetherExpire { before_ms: i64 },
 }
 
 impl WriteOp {
@@ -114,6 +122,9 @@ impl WriteOp {
             WriteOp::TargetPause { .. } => "target pause",
             WriteOp::AetherKv { .. } => "aether kv",
             WriteOp::AetherCheckpoint { .. } => "aether checkpoint",
+            WriteOp::AetherEnqueue(_) => "aether enqueue",
+            WriteOp::AetherDelivered { .. } => "aether delivered",
+            WriteOp::AetherExpire { .. } => "aether expire",
         }
     }
 }
@@ -371,7 +382,10 @@ impl<'a> WritePlan<'a> {
                 | WriteOp::TokenRevoke { .. }
                 | WriteOp::TargetPause { .. }
                 | WriteOp::AetherKv { .. }
-                | WriteOp::AetherCheckpoint { .. } => plan.in_order.push(op),
+                | WriteOp::AetherCheckpoint { .. }
+                | WriteOp::AetherEnqueue(_)
+                | WriteOp::AetherDelivered { .. }
+                | WriteOp::AetherExpire { .. } => plan.in_order.push(op),
             }
         }
         plan
@@ -447,6 +461,15 @@ async fn write_in_order(conn: &mut SqliteConnection, op: &WriteOp) -> Result<(),
             Some((data, saved_at)) => aether::checkpoint_save(conn, identity, key, data, *saved_at, *expires_at).await,
             None => aether::checkpoint_delete(conn, identity, key).await,
         },
+        WriteOp::AetherEnqueue(rows) => {
+            let rows: Vec<&QueuedMessage> = rows.iter().collect();
+            for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                aether::enqueue(conn, chunk).await?;
+            }
+            Ok(())
+        }
+        WriteOp::AetherDelivered { identity, upto_seq } => aether::delivered(conn, identity, *upto_seq).await,
+        WriteOp::AetherExpire { before_ms } => aether::expire(conn, *before_ms).await,
         // Grouped into multi-row statements by the plan, never written one by one here.
         WriteOp::Task { .. } | WriteOp::Agent(_) | WriteOp::NodeMeta { .. } => Ok(()),
     }
@@ -624,10 +647,20 @@ mod tests {
     fn multi_row_statements_bind_every_column_of_every_row_within_sqlites_limit() {
         const SQLITE_MAX_VARIABLES: usize = 32_766;
         let (t, e, a) = (task("a"), event("a", 1), artifact("x"));
+        let q = QueuedMessage {
+            identity: "ag::w::i::s".into(),
+            source_topic: "ag::w::i::t".into(),
+            message_type: 1,
+            workspace: "w".into(),
+            payload: std::sync::Arc::new(vec![1]),
+            created_at: 0,
+        };
+
         let statements = [
             ("artifacts", tasks::insert_artifacts_statement(&[&a, &a, &a]).sql()),
             ("tasks", tasks::upsert_tasks_statement(&[(&t, 1), (&t, 2), (&t, 3)]).sql()),
             ("events", tasks::insert_events_statement(&[&e, &e, &e]).sql()),
+            ("aether messages", aether::enqueue_statement(&[&q, &q, &q]).sql()),
         ];
         for (name, sql) in statements {
             let sql = sql.as_str();
@@ -638,6 +671,44 @@ mod tests {
             assert_eq!(sql.matches('?').count(), 3 * columns, "{name}: one bind per column: {sql}");
             assert!(ROWS_PER_STATEMENT * columns <= SQLITE_MAX_VARIABLES, "{name}: a full chunk fits");
         }
+    }
+
+    #[tokio::test]
+    async fn aether_messages_are_queued_paged_delivered_and_expired() -> Result<(), Box<dyn std::error::Error>> {
+        let db = Db::open(&DatabaseLocation::Memory).await?;
+        let (storage, _) = Actor::spawn(None, StorageActor, StorageArgs { db: db.clone() }).await?;
+        let row = |identity: &str, n: u8, created_at: i64| QueuedMessage {
+            identity: identity.into(),
+            source_topic: "ag::w::i::a".into(),
+            message_type: 1,
+            workspace: "w".into(),
+            payload: std::sync::Arc::new(vec![n; usize::from(n)]),
+            created_at,
+        };
+        let batch = (1..=5).map(|n| row("ag::w::i::b", n, 1_000)).chain([row("ag::w::i::c", 9, 10)]).collect();
+        let write = |op: WriteOp| ask(&storage, "storage", Duration::from_secs(10), |r| StorageMsg::Write(op, r));
+        write(WriteOp::AetherEnqueue(batch)).await?.map_err(|e| e.to_string())?;
+        let reader = db.reader();
+        let page = reader.aether_messages_page("ag::w::i::b", 0, 0, 3).await?;
+        assert_eq!(page.iter().map(|m| m.payload.len()).collect::<Vec<_>>(), vec![1, 2, 3], "publish order");
+        assert!(page.windows(2).all(|w| w[0].seq < w[1].seq));
+        let mut totals = reader.aether_message_totals(0, i64::MAX).await?;
+        totals.sort();
+        assert_eq!(totals, vec![("ag::w::i::b".into(), 5, 15), ("ag::w::i::c".into(), 1, 9)]);
+        // Handed up to the page's last seq: deleted; the rest follows.
+        write(WriteOp::AetherDelivered { identity: "ag::w::i::b".into(), upto_seq: page[2].seq })
+            .await?
+            .map_err(|e| e.to_string())?;
+        let rest = reader.aether_messages_page("ag::w::i::b", 0, 0, 10).await?;
+        assert_eq!(rest.iter().map(|m| m.payload.len()).collect::<Vec<_>>(), vec![4, 5]);
+        // Past the retention: invisible to replay, then swept.
+        assert!(reader.aether_messages_page("ag::w::i::c", 0, 100, 10).await?.is_empty());
+        assert_eq!(reader.aether_message_totals(0, 100).await?, vec![("ag::w::i::c".into(), 1, 9)]);
+        write(WriteOp::AetherExpire { before_ms: 100 }).await?.map_err(|e| e.to_string())?;
+        assert!(reader.aether_messages_page("ag::w::i::c", 0, 0, 10).await?.is_empty());
+        assert_eq!(reader.aether_messages_page("ag::w::i::b", 0, 0, 10).await?.len(), 2);
+        storage.drain_and_wait(Some(Duration::from_secs(5))).await?;
+        Ok(())
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
