@@ -388,3 +388,33 @@ fn messages_to_an_offline_agent_survive_a_node_restart() -> Result {
     assert!(out.contains("ok received 200 in order, exactly once"), "{out}");
     Ok(())
 }
+
+#[test]
+fn counters_count_and_connections_are_listed() -> Result {
+    let Some(python) = sdk_python() else {
+        skip();
+        return Ok(());
+    };
+    let node = node(&[])?;
+    let script = script("sdk_counters.py");
+    let out = run(&python, &[script.to_str().ok_or("path")?, &node.aether, &node.base])
+        .map_err(|e| format!("{e}\nnode log:\n{}", node.log()))?;
+    for check in [
+        "ok live connections are listed over HTTP",
+        "ok increment and decrement count, shared in the global scope, stored as decimal text",
+        "ok guarded updates refuse past their ceiling or floor and change nothing",
+        "ok concurrent increments from two agents lose none",
+        "ok a counter over a value that is not one is refused and leaves it",
+        "ok counters follow the scopes",
+        "ok a sync increment is answered without a request id",
+        "ok closed sessions leave the listing",
+    ] {
+        assert!(out.contains(check), "missing {check:?} in:\n{out}");
+    }
+    let log = node.log();
+    for line in ["gateway client connected", "gateway session closed"] {
+        assert!(log.contains(line), "no {line:?} in the log:\n{log}");
+    }
+    assert!(log.contains("authority=claimed"), "the connect line names the authority:\n{log}");
+    Ok(())
+}

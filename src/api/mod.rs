@@ -9,6 +9,7 @@ mod artifacts;
 mod auth;
 mod error;
 mod events;
+mod gateway;
 pub mod guard;
 mod json;
 mod node;
@@ -92,6 +93,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(threads::continue_thread))
         .routes(routes!(peers::add, peers::list))
         .routes(routes!(peers::sync))
+        .routes(routes!(gateway::connections))
         .routes(routes!(auth::create, auth::list))
         .routes(routes!(auth::revoke))
         .routes(routes!(artifacts::get_legacy))

@@ -5,6 +5,7 @@ use aethrolink_actors::aether::connection::{Correlation, FifoKind, Request, Send
 use aethrolink_actors::aether::identity::ClaimedPrincipal;
 use aethrolink_actors::aether::kv::{CheckpointOp, CheckpointRequest, KvOp, KvRequest, KvScope};
 use aethrolink_actors::aether::topics::MetricShape;
+use aethrolink_actors::model::kv_update::{Guard, KvUpdate};
 use aethrolink_actors::service::aether::GatewayConnect;
 use prost::Message as _;
 
@@ -49,6 +50,12 @@ fn by_id(id: String) -> Correlation {
     if id.is_empty() { Correlation::None } else { Correlation::RequestId(id) }
 }
 
+/// A counter step as sent: 0 (absent) is one; a negative one counts as its magnitude (the
+/// operation says the direction).
+fn step(delta: i64) -> i64 {
+    if delta == 0 { 1 } else { delta.saturating_abs() }
+}
+
 /// A `KVOperation` (an absent `op` is GET: zero values are real operations).
 fn kv(op: KvOperation) -> KvRequest {
     let kind = match OpType::try_from(op.op) {
@@ -56,6 +63,24 @@ fn kv(op: KvOperation) -> KvRequest {
         Ok(OpType::Put) => KvOp::Put,
         Ok(OpType::Delete) => KvOp::Delete,
         Ok(OpType::List) => KvOp::List,
+        // The SDK's plain increment and decrement send no delta: one.
+        Ok(OpType::Increment) => KvOp::Update(KvUpdate::Add { delta: step(op.delta_value), guard: None }),
+        Ok(OpType::Decrement) => KvOp::Update(KvUpdate::Add { delta: -step(op.delta_value), guard: None }),
+        // A ceiling of 0 is "no guard" (the SDK's documented default); a floor of 0 is a floor.
+        Ok(OpType::IncrementIf) => KvOp::Update(KvUpdate::Add {
+            delta: step(op.delta_value),
+            guard: (op.guard_value != 0).then_some(Guard::Ceiling(op.guard_value)),
+        }),
+        Ok(OpType::DecrementIf) => {
+            KvOp::Update(KvUpdate::Add { delta: -step(op.delta_value), guard: Some(Guard::Floor(op.guard_value)) })
+        }
+        Ok(OpType::SetNx) => KvOp::Update(KvUpdate::SetIfAbsent { value: op.value.clone() }),
+        Ok(OpType::CompareAndSet) => {
+            KvOp::Update(KvUpdate::CompareAndSet { expected: op.expected_value.clone(), value: op.value.clone() })
+        }
+        Ok(OpType::CompareAndDelete) => {
+            KvOp::Update(KvUpdate::CompareAndDelete { expected: op.expected_value.clone() })
+        }
         Ok(other) => KvOp::Unserved(other.as_str_name()),
         Err(_) => KvOp::Unserved("operation (unknown)"),
     };
@@ -186,7 +211,10 @@ mod tests {
             payload: Some(Payload::KvOp(KvOperation { op: OpType::Increment as i32, ..Default::default() })),
             ..Default::default()
         };
-        assert!(matches!(request(incr), Request::Kv(KvRequest { op: KvOp::Unserved("INCREMENT"), .. })));
+        assert!(matches!(
+            request(incr),
+            Request::Kv(KvRequest { op: KvOp::Update(KvUpdate::Add { delta: 1, guard: None }), .. })
+        ));
         let save = UpstreamMessage {
             payload: Some(Payload::CheckpointOp(CheckpointOperation::default())),
             ..Default::default()

@@ -50,6 +50,8 @@ pub fn outbound(out: Outbound) -> Result<DownstreamMessage, Status> {
             kv_map: r.entries.into_iter().collect(),
             request_id: r.request_id,
             has_more: r.has_more,
+            counter_value: r.counter_value,
+            applied: r.applied,
             ..Default::default()
         })),
         Outbound::Checkpoint(r) => frame(Payload::Checkpoint(CheckpointResponse {

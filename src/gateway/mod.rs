@@ -66,20 +66,36 @@ impl AetherGateway for Gateway {
     type ConnectStream = Downstream;
 
     async fn connect(&self, request: Request<Streaming<UpstreamMessage>>) -> Result<Response<Downstream>, Status> {
+        let remote = request.remote_addr().map(|a| a.to_string()).unwrap_or_default();
+        let refused = |status: Status, claimed: &str| {
+            tracing::info!(
+                %remote, claimed, code = ?status.code(), reason = status.message(), "gateway connect refused"
+            );
+            status
+        };
         let mut inbound = request.into_inner();
         let first = tokio::time::timeout(FIRST_FRAME_TIMEOUT, inbound.message())
             .await
-            .map_err(|_| Status::deadline_exceeded("no InitConnection within 30 s"))??
-            .ok_or_else(|| Status::invalid_argument("the stream ended before InitConnection"))?;
+            .map_err(|_| refused(Status::deadline_exceeded("no InitConnection within 30 s"), ""))?
+            .map_err(|s| refused(s, ""))?
+            .ok_or_else(|| refused(Status::invalid_argument("the stream ended before InitConnection"), ""))?;
         let Some(Payload::Init(init)) = first.payload else {
-            return Err(Status::invalid_argument("first message must be InitConnection"));
+            return Err(refused(Status::invalid_argument("first message must be InitConnection"), ""));
         };
-        let connect = decode::connect(init).map_err(Status::invalid_argument)?;
+        let connect = decode::connect(init).map_err(|e| refused(Status::invalid_argument(e), ""))?;
+        // The identity the client claims, for the log (a pooled task's id is the node's to make).
+        let claimed = connect.principal.resolve(|| "*".into()).map(|i| i.key).unwrap_or_default();
         let (tx, rx) = mpsc::channel(OUTBOUND_CAPACITY);
-        let session = self.services.gateway_connect(connect, self.policy, tx).await.map_err(|e| {
-            tracing::info!(kind = ?e.kind, error = %e.message, "gateway connect refused");
-            encode::status_of(&e)
-        })?;
+        let session = self
+            .services
+            .gateway_connect(connect, self.policy, tx)
+            .await
+            .map_err(|e| refused(encode::status_of(&e), &claimed))?;
+        tracing::info!(
+            %remote, identity = %session.session.identity, session_id = %session.session.session_id,
+            authority = session.session.authority.as_str(), resumed = session.session.resumed,
+            "gateway client connected"
+        );
         tokio::spawn(read_frames(inbound, session, self.shutdown.clone()));
         Ok(Response::new(Box::pin(downstream(rx, self.shutdown.clone()))))
     }

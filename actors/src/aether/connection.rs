@@ -17,6 +17,7 @@ use super::kv::{self, CheckpointOp, CheckpointReply, CheckpointRequest, KvError,
 use super::presence::PresenceMsg;
 use super::queue::now_ms;
 use super::topics::{self, SendError};
+use crate::model::kv_update::OutcomeSlot;
 use crate::storage::{StorageMsg, StoreReader, WriteOp};
 use crate::supervision::{ASK_TIMEOUT, Slot};
 
@@ -32,6 +33,17 @@ pub enum SessionAuthority {
     Token(String),
     /// No credential: admitted as the claimed principal (loopback node only).
     Claimed,
+}
+
+impl SessionAuthority {
+    /// `admin`, `token` or `claimed` (logs and listings; never the credential).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            SessionAuthority::Admin => "admin",
+            SessionAuthority::Token(_) => "token",
+            SessionAuthority::Claimed => "claimed",
+        }
+    }
 }
 
 /// A session as the presence actor grants it.
@@ -384,6 +396,32 @@ impl ConnectionState {
                 rows.truncate(limit as usize);
                 reply.keys = rows.iter().map(|(k, _)| k.clone()).collect();
                 reply.entries = rows;
+            }
+            KvOp::Update(update) => {
+                if req.key.is_empty() {
+                    return Err(KvError::Invalid("key must not be empty".into()));
+                }
+                if req.value.len() > kv::KV_VALUE_MAX {
+                    let n = req.value.len();
+                    return Err(KvError::Invalid(format!("value is {n} bytes; at most {}", kv::KV_VALUE_MAX)));
+                }
+                let outcome = OutcomeSlot::default();
+                let op = WriteOp::AetherKvUpdate {
+                    namespace: ns,
+                    key: req.key,
+                    update,
+                    ttl_ms: (req.ttl_seconds > 0).then(|| req.ttl_seconds.saturating_mul(1000)),
+                    now,
+                    outcome: outcome.clone(),
+                };
+                self.write(op).await.map_err(|()| KvError::Storage)?;
+                let outcome = outcome.take().ok_or(KvError::Storage)?;
+                if let Some(error) = outcome.error {
+                    return Err(KvError::Invalid(error));
+                }
+                reply.counter_value = outcome.counter;
+                reply.applied = outcome.applied;
+                reply.value = outcome.value;
             }
             KvOp::Unserved(name) => return Err(KvError::Unserved(name)),
         }

@@ -49,13 +49,15 @@ impl KvScope {
 }
 
 /// A KV operation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KvOp {
     Get,
     Put,
     Delete,
     List,
-    /// Counters, conditional and set operations: not served yet (named in the answer).
+    /// Counters and conditional writes, applied atomically by the storage actor.
+    Update(crate::model::kv_update::KvUpdate),
+    /// Set operations and identity purges: not served yet (named in the answer).
     Unserved(&'static str),
 }
 
@@ -87,6 +89,10 @@ pub struct KvReply {
     pub keys: Vec<String>,
     pub entries: Vec<(String, Vec<u8>)>,
     pub has_more: bool,
+    /// A counter's value (INCREMENT, DECREMENT and their guarded forms).
+    pub counter_value: i64,
+    /// Whether a guarded or conditional update was carried out.
+    pub applied: bool,
 }
 
 /// Why a KV request cannot be carried out.

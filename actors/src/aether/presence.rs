@@ -131,6 +131,37 @@ pub enum PresenceMsg {
     Moved { connection: ActorId, workspace: String },
     /// Number of live sessions.
     Count(RpcReplyPort<usize>),
+    /// The live sessions, by identity (the HTTP API's and the console's view).
+    List(RpcReplyPort<Vec<ConnectionInfo>>),
+}
+
+/// A live gateway session as operators see it (never its credential).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ConnectionInfo {
+    /// `agent`, `task`, `pooled task`, `user`, … (the principal kind's wire name).
+    pub principal: &'static str,
+    pub identity: String,
+    /// The agent's or task's workspace; a user's current one; absent for the others.
+    pub workspace: Option<String>,
+    pub session_id: String,
+    /// `admin` (the operator's key), `token` or `claimed` (no credential, loopback).
+    pub authority: &'static str,
+    /// The API token's id when `authority` is `token`.
+    pub token_id: Option<String>,
+    /// When the session opened (RFC 3339).
+    pub connected_at: String,
+    /// The session took over a live one with `resume_session_id`.
+    pub resumed: bool,
+}
+
+/// What presence keeps of a session beyond its identity, for [`ConnectionInfo`].
+struct SessionFacts {
+    session_id: String,
+    authority: SessionAuthority,
+    connected_at: String,
+    /// For the session's duration in the disconnect log line.
+    opened: std::time::Instant,
+    resumed: bool,
 }
 
 /// State of the presence actor.
@@ -140,6 +171,8 @@ pub struct PresenceState {
     /// Each live connection actor: its identity (to release the lock when it stops) and its
     /// handle (to stop it on takeover and at shutdown).
     connections: HashMap<ActorId, (Identity, ActorRef<ConnectionMsg>)>,
+    /// Each live connection's session id, authority and start, for listings (same keys).
+    facts: HashMap<ActorId, SessionFacts>,
     /// The same sessions by identity string, with their generation and outbound channel: an
     /// identity route is one lookup, and a replay reader writes to the session it was started for.
     live: HashMap<String, LiveSession>,
@@ -179,6 +212,7 @@ impl Actor for PresenceActor {
         Ok(PresenceState {
             book: PresenceBook::default(),
             connections: HashMap::new(),
+            facts: HashMap::new(),
             live: HashMap::new(),
             next_session: 1,
             queue: QueueState::new(backlog),
@@ -212,6 +246,7 @@ impl Actor for PresenceActor {
                         return Ok(());
                     }
                     Claim::Takeover { previous } => {
+                        state.facts.remove(&previous);
                         if let Some((old_identity, old)) = state.connections.remove(&previous) {
                             // A resumed user session keeps the workspace it switched to (the SDK
                             // does not send switch_workspace again on reconnect).
@@ -239,6 +274,16 @@ impl Actor for PresenceActor {
                             Holder { session_id: session.session_id.clone(), handle: connection.get_id() },
                         );
                         state.connections.insert(connection.get_id(), (session.identity.clone(), connection.clone()));
+                        state.facts.insert(
+                            connection.get_id(),
+                            SessionFacts {
+                                session_id: session.session_id.clone(),
+                                authority: session.authority.clone(),
+                                connected_at: crate::clock::now_rfc3339(),
+                                opened: std::time::Instant::now(),
+                                resumed: session.resumed,
+                            },
+                        );
                         let generation = state.next_session;
                         state.next_session += 1;
                         let live = LiveSession {
@@ -304,6 +349,32 @@ impl Actor for PresenceActor {
                 let ctx = Ctx { live: &state.live, store: &state.store, myself: &myself };
                 state.queue.handle(msg, &ctx);
             }
+            PresenceMsg::List(reply) => {
+                let mut list: Vec<ConnectionInfo> = state
+                    .connections
+                    .iter()
+                    .filter_map(|(id, (identity, _))| {
+                        let facts = state.facts.get(id)?;
+                        let authority = facts.authority.as_str();
+                        let token_id = match &facts.authority {
+                            SessionAuthority::Token(id) => Some(id.clone()),
+                            SessionAuthority::Admin | SessionAuthority::Claimed => None,
+                        };
+                        Some(ConnectionInfo {
+                            principal: identity.kind.as_str(),
+                            identity: identity.key.clone(),
+                            workspace: identity.workspace.clone(),
+                            session_id: facts.session_id.clone(),
+                            authority,
+                            token_id,
+                            connected_at: facts.connected_at.clone(),
+                            resumed: facts.resumed,
+                        })
+                    })
+                    .collect();
+                list.sort_by(|a, b| a.identity.cmp(&b.identity));
+                let _ = reply.send(list);
+            }
             PresenceMsg::Count(reply) => {
                 let _ = reply.send(state.connections.len());
             }
@@ -327,6 +398,9 @@ impl Actor for PresenceActor {
         // A taken-over connection was removed already, but may still hold nothing: release
         // checks the holder.
         let key = state.connections.remove(&id).map(|(identity, _)| identity.key);
+        let facts = state.facts.remove(&id);
+        let session_id = facts.as_ref().map(|f| f.session_id.clone()).unwrap_or_default();
+        let duration_ms = facts.as_ref().map_or(0, |f| f.opened.elapsed().as_millis() as u64);
         metrics::gauge!(crate::telemetry::AETHER_SESSIONS).set(state.connections.len() as f64);
         if let Some(key) = key {
             let released = state.book.release(&key, &id);
@@ -336,10 +410,16 @@ impl Actor for PresenceActor {
             }
             match failure {
                 Some(error) => {
-                    tracing::warn!(actor_kind = "aether_connection", identity = %key, %error, "gateway session failed; stream closed")
+                    tracing::warn!(
+                        actor_kind = "aether_connection", identity = %key, %session_id, duration_ms, %error,
+                        "gateway session failed; stream closed"
+                    )
                 }
                 None => {
-                    tracing::info!(actor_kind = "aether_connection", identity = %key, released, "gateway session closed")
+                    tracing::info!(
+                        actor_kind = "aether_connection", identity = %key, %session_id, duration_ms, released,
+                        "gateway session closed"
+                    )
                 }
             }
         }
@@ -351,6 +431,7 @@ impl Actor for PresenceActor {
         _myself: ActorRef<PresenceMsg>,
         state: &mut PresenceState,
     ) -> Result<(), ActorProcessingErr> {
+        state.facts.clear();
         for (_, (_, connection)) in state.connections.drain() {
             connection.stop(Some("node shutting down".into()));
         }

@@ -1100,7 +1100,7 @@ mod tests {
                 workspace: "w".into(),
             };
             let route = super::super::topics::Route::Identity("ag::w::i::b".into());
-            presence.cast(PresenceMsg::Route { route, message, from: a.connection.clone() })
+            presence.cast(PresenceMsg::Route { route, message, from: a.connection.clone() }).map_err(|e| e.to_string())
         };
         let backlog = 1000u32;
         for n in 0..backlog {

@@ -12,10 +12,10 @@ use std::collections::HashMap;
 
 use tokio::sync::mpsc;
 
-use super::{Binding, ErrorKind, Principal, ServiceError, Services};
+use super::{Binding, Caller, ErrorKind, Need, Principal, ServiceError, Services};
 use crate::aether::connection::{ConnectionMsg, Outbound, Request, Session, SessionAuthority};
 use crate::aether::identity::ClaimedPrincipal;
-use crate::aether::presence::{OpenRefused, OpenRequest, PresenceMsg};
+use crate::aether::presence::{ConnectionInfo, OpenRefused, OpenRequest, PresenceMsg};
 use crate::supervision::ASK_TIMEOUT;
 
 /// What a client sent in its `InitConnection`.
@@ -139,6 +139,12 @@ impl Services {
                 Err(ServiceError::hidden(ErrorKind::Unavailable, "could not start the session; retry", detail))
             }
         }
+    }
+
+    /// The live gateway sessions, by identity (`GET /v1/aether/connections`).
+    pub async fn gateway_connections(&self, caller: &Caller) -> Result<Vec<ConnectionInfo>, ServiceError> {
+        caller.require(Need::Read)?;
+        Ok(self.dir.presence.ask(ASK_TIMEOUT, PresenceMsg::List).await?)
     }
 
     /// Live gateway sessions.

@@ -1,9 +1,10 @@
 //! The Aether gateway's KV rows and checkpoints (`migrations/0011_aether.sql`) and its durable
 //! message queue (`migrations/0014_aether_messages.sql`).
 
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
 use crate::error::StorageError;
+use crate::model::kv_update::{KvUpdate, OutcomeSlot, RowChange};
 
 /// Inserts or replaces a KV row.
 pub async fn kv_put(
@@ -36,6 +37,43 @@ pub async fn kv_delete(conn: &mut SqliteConnection, namespace: &str, key: &str) 
         .bind(key)
         .execute(conn)
         .await?;
+    Ok(())
+}
+
+/// Applies an atomic update to a KV row (read, decide, write in the caller's transaction) and
+/// leaves the outcome in `outcome`.
+pub async fn kv_update(
+    conn: &mut SqliteConnection,
+    namespace: &str,
+    key: &str,
+    update: &KvUpdate,
+    ttl_ms: Option<i64>,
+    now: i64,
+    outcome: &OutcomeSlot,
+) -> Result<(), StorageError> {
+    let row = sqlx::query(
+        "SELECT value, expires_at FROM aether_kv WHERE namespace = ? AND key = ? \
+         AND (expires_at IS NULL OR expires_at > ?)",
+    )
+    .bind(namespace)
+    .bind(key)
+    .bind(now)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let (current, expires_at): (Option<Vec<u8>>, Option<i64>) = match row {
+        Some(row) => (Some(row.try_get("value")?), row.try_get("expires_at")?),
+        None => (None, None),
+    };
+    let (change, result) = update.apply(current.as_deref());
+    match change {
+        RowChange::Keep => {}
+        RowChange::Write { value, fresh } => {
+            let expires_at = if fresh { ttl_ms.map(|t| now + t) } else { expires_at };
+            kv_put(conn, namespace, key, &value, expires_at, now).await?;
+        }
+        RowChange::Delete => kv_delete(conn, namespace, key).await?,
+    }
+    outcome.set(result);
     Ok(())
 }
 

@@ -91,6 +91,16 @@ pub enum WriteOp {
     TargetPause { target_id: String, pause: Option<(String, String)> },
     /// An Aether KV row set (`value`) or deleted (`None`); times in unix ms.
     AetherKv { namespace: String, key: String, value: Option<Vec<u8>>, expires_at: Option<i64>, now: i64 },
+    /// An atomic update of an Aether KV row (counters, conditional writes), its outcome left
+    /// in `outcome` for the caller to read after the commit. `ttl_ms` applies to a fresh row.
+    AetherKvUpdate {
+        namespace: String,
+        key: String,
+        update: crate::model::kv_update::KvUpdate,
+        ttl_ms: Option<i64>,
+        now: i64,
+        outcome: crate::model::kv_update::OutcomeSlot,
+    },
     /// An Aether checkpoint saved (`Some((data, saved_at unix s))`) or deleted (`None`).
     AetherCheckpoint { identity: String, key: String, save: Option<(Vec<u8>, i64)>, expires_at: Option<i64> },
     /// Aether messages kept for identities that are not connected, in publish order (one
@@ -121,6 +131,7 @@ impl WriteOp {
             WriteOp::TokenRevoke { .. } => "token revoke",
             WriteOp::TargetPause { .. } => "target pause",
             WriteOp::AetherKv { .. } => "aether kv",
+            WriteOp::AetherKvUpdate { .. } => "aether kv update",
             WriteOp::AetherCheckpoint { .. } => "aether checkpoint",
             WriteOp::AetherEnqueue(_) => "aether enqueue",
             WriteOp::AetherDelivered { .. } => "aether delivered",
@@ -382,6 +393,7 @@ impl<'a> WritePlan<'a> {
                 | WriteOp::TokenRevoke { .. }
                 | WriteOp::TargetPause { .. }
                 | WriteOp::AetherKv { .. }
+                | WriteOp::AetherKvUpdate { .. }
                 | WriteOp::AetherCheckpoint { .. }
                 | WriteOp::AetherEnqueue(_)
                 | WriteOp::AetherDelivered { .. }
@@ -457,6 +469,9 @@ async fn write_in_order(conn: &mut SqliteConnection, op: &WriteOp) -> Result<(),
             Some(value) => aether::kv_put(conn, namespace, key, value, *expires_at, *now).await,
             None => aether::kv_delete(conn, namespace, key).await,
         },
+        WriteOp::AetherKvUpdate { namespace, key, update, ttl_ms, now, outcome } => {
+            aether::kv_update(conn, namespace, key, update, *ttl_ms, *now, outcome).await
+        }
         WriteOp::AetherCheckpoint { identity, key, save, expires_at } => match save {
             Some((data, saved_at)) => aether::checkpoint_save(conn, identity, key, data, *saved_at, *expires_at).await,
             None => aether::checkpoint_delete(conn, identity, key).await,
