@@ -418,3 +418,116 @@ fn counters_count_and_connections_are_listed() -> Result {
     assert!(log.contains("authority=claimed"), "the connect line names the authority:\n{log}");
     Ok(())
 }
+
+#[test]
+fn malformed_and_oversize_frames_are_refused_while_the_node_keeps_serving() -> Result {
+    let Some(python) = sdk_python() else {
+        skip();
+        return Ok(());
+    };
+    let node = node(&[])?;
+    let script = script("raw_frames.py");
+    let out = run(&python, &[script.to_str().ok_or("path")?, &node.aether])
+        .map_err(|e| format!("{e}\nnode log:\n{}", node.log()))?;
+    for check in [
+        "ok a first frame that is not protobuf ends the stream with an error",
+        "ok a malformed frame after the ack ends that stream with an error",
+        "ok an oversize frame ends that stream with an error",
+        "ok the identity of a broken stream is released",
+        "ok the node keeps serving other clients",
+    ] {
+        assert!(out.contains(check), "missing {check:?} in:\n{out}");
+    }
+    Ok(())
+}
+
+#[test]
+fn a_client_that_vanishes_mid_stream_leaves_nothing_behind() -> Result {
+    let Some(python) = sdk_python() else {
+        skip();
+        return Ok(());
+    };
+    let node = node(&[])?;
+    let script = script("sdk_vanish.py");
+    let out = run(&python, &[script.to_str().ok_or("path")?, &node.aether, &node.base])
+        .map_err(|e| format!("{e}\nnode log:\n{}", node.log()))?;
+    for check in [
+        "ok a client streaming messages and KV requests is killed mid-stream",
+        "ok its session leaves the connection listing",
+        "messages it sent arrived in order, exactly once",
+        "ok its identity is free again and a message sent meanwhile is delivered",
+        "ok nothing is left connected",
+    ] {
+        assert!(out.contains(check), "missing {check:?} in:\n{out}");
+    }
+    Ok(())
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Waits for the next stdout line of the reconnect script (bounded).
+fn next_line(lines: &std::sync::mpsc::Receiver<String>, within: Duration) -> Option<String> {
+    lines.recv_timeout(within).ok()
+}
+
+#[test]
+fn sdk_clients_reconnect_after_the_node_restarts_and_after_it_crashes() -> Result {
+    let Some(python) = sdk_python() else {
+        skip();
+        return Ok(());
+    };
+    let dir = tempfile::tempdir()?;
+    let (http, gateway) = (free_port()?.to_string(), free_port()?.to_string());
+    let opts = || NodeOpts {
+        extra_args: vec!["--port".into(), http.clone(), "--aether-port".into(), gateway.clone()],
+        ..NodeOpts::default()
+    };
+    let mut first = Node::start_in(dir.path(), opts())?;
+    let mut child = Command::new(&python)
+        .arg(script("sdk_reconnect.py"))
+        .arg(&first.aether)
+        .arg("2")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let stdout = child.stdout.take().ok_or("stdout")?;
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(std::result::Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut logs = Vec::new();
+    let result = (|| -> Result {
+        let ready = next_line(&lines, Duration::from_secs(60));
+        assert_eq!(ready.as_deref(), Some("ready"), "log:\n{}", first.log());
+        // A restart: SIGTERM, then a new node on the same ports and database.
+        let (code, _) = first.stop()?;
+        assert_eq!(code, Some(0), "the node exits cleanly; log:\n{}", first.log());
+        logs.push(first.log());
+        let mut second = Node::start_in(dir.path(), opts())?;
+        let round = next_line(&lines, Duration::from_secs(120));
+        assert_eq!(round.as_deref(), Some("ok round 1"), "after SIGTERM; log:\n{}", second.log());
+        // A crash: SIGKILL, then a new node again.
+        second.kill()?;
+        logs.push(second.log());
+        let third = Node::start_in(dir.path(), opts())?;
+        let round = next_line(&lines, Duration::from_secs(120));
+        assert_eq!(round.as_deref(), Some("ok round 2"), "after SIGKILL; log:\n{}", third.log());
+        assert_eq!(next_line(&lines, Duration::from_secs(30)).as_deref(), Some("all checks passed"));
+        logs.push(third.log());
+        Ok(())
+    })();
+    let _ = child.kill();
+    let out = child.wait_with_output()?;
+    result.map_err(|e| {
+        format!(
+            "{e}\nscript stderr:\n{}\nearlier node logs:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            logs.join("\n---\n")
+        )
+        .into()
+    })
+}

@@ -77,7 +77,7 @@ impl AetherGateway for Gateway {
         let first = tokio::time::timeout(FIRST_FRAME_TIMEOUT, inbound.message())
             .await
             .map_err(|_| refused(Status::deadline_exceeded("no InitConnection within 30 s"), ""))?
-            .map_err(|s| refused(s, ""))?
+            .map_err(|s| refused(client_fault(&s).unwrap_or(s), ""))?
             .ok_or_else(|| refused(Status::invalid_argument("the stream ended before InitConnection"), ""))?;
         let Some(Payload::Init(init)) = first.payload else {
             return Err(refused(Status::invalid_argument("first message must be InitConnection"), ""));
@@ -96,14 +96,20 @@ impl AetherGateway for Gateway {
             authority = session.session.authority.as_str(), resumed = session.session.resumed,
             "gateway client connected"
         );
-        tokio::spawn(read_frames(inbound, session, self.shutdown.clone()));
-        Ok(Response::new(Box::pin(downstream(rx, self.shutdown.clone()))))
+        let fault = EndStatus::default();
+        tokio::spawn(read_frames(inbound, session, self.shutdown.clone(), fault.clone()));
+        Ok(Response::new(Box::pin(downstream(rx, self.shutdown.clone(), fault))))
     }
 }
 
 /// Hands the stream's frames to its session in arrival order until the client closes it (or
 /// the node shuts down); then the session ends, releasing its identity.
-async fn read_frames(mut inbound: Streaming<UpstreamMessage>, session: GatewaySession, shutdown: CancellationToken) {
+async fn read_frames(
+    mut inbound: Streaming<UpstreamMessage>,
+    session: GatewaySession,
+    shutdown: CancellationToken,
+    fault: EndStatus,
+) {
     loop {
         let frame = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -114,6 +120,11 @@ async fn read_frames(mut inbound: Streaming<UpstreamMessage>, session: GatewaySe
             Ok(None) => break,
             Err(status) => {
                 tracing::debug!(session_id = %session.session.session_id, %status, "gateway stream broke");
+                if let Some(answer) = client_fault(&status)
+                    && let Ok(mut slot) = fault.lock()
+                {
+                    *slot = Some(answer);
+                }
                 break;
             }
         }
@@ -126,9 +137,10 @@ async fn read_frames(mut inbound: Streaming<UpstreamMessage>, session: GatewaySe
 fn downstream(
     rx: mpsc::Receiver<Outbound>,
     shutdown: CancellationToken,
+    fault: EndStatus,
 ) -> impl Stream<Item = Result<DownstreamMessage, Status>> + Send + 'static {
-    futures::stream::unfold(Some((rx, shutdown)), |state| async move {
-        let (mut rx, shutdown) = state?;
+    futures::stream::unfold(Some((rx, shutdown, fault)), |state| async move {
+        let (mut rx, shutdown, fault) = state?;
         let next = tokio::select! {
             biased;
             _ = shutdown.cancelled() => None,
@@ -136,13 +148,38 @@ fn downstream(
         };
         match next {
             None => Some((Err(Status::unavailable("the node is shutting down; reconnect")), None)),
-            Some(None) => Some((Err(Status::unavailable("the session ended; reconnect")), None)),
+            Some(None) => {
+                let status = fault.lock().ok().and_then(|mut slot| slot.take());
+                Some((Err(status.unwrap_or_else(|| Status::unavailable("the session ended; reconnect"))), None))
+            }
             Some(Some(out)) => match encode::outbound(out) {
-                Ok(frame) => Some((Ok(frame), Some((rx, shutdown)))),
+                Ok(frame) => Some((Ok(frame), Some((rx, shutdown, fault)))),
                 Err(status) => Some((Err(status), None)),
             },
         }
     })
+}
+
+/// Why the client's own stream broke, when that was its fault: the status its downstream ends
+/// with instead of the recoverable `UNAVAILABLE` (set by the reader, taken by the writer).
+type EndStatus = Arc<std::sync::Mutex<Option<Status>>>;
+
+/// A frame the client sent that cannot be read, as the status to answer it with: a frame that is
+/// not a valid message is `INVALID_ARGUMENT`, one over the size limit `RESOURCE_EXHAUSTED` (tonic
+/// reports them as `INTERNAL` and `OUT_OF_RANGE`, which read as the node's fault). Anything else
+/// (a reset, a cancel) is the transport's: `None`.
+fn client_fault(status: &Status) -> Option<Status> {
+    match status.code() {
+        tonic::Code::Internal if status.message().contains("decode") => {
+            Some(Status::invalid_argument(format!("malformed frame: {}", status.message())))
+        }
+        tonic::Code::OutOfRange | tonic::Code::ResourceExhausted => Some(Status::resource_exhausted(format!(
+            "frame over the gateway's {} MiB limit: {}",
+            MAX_DECODING / (1024 * 1024),
+            status.message()
+        ))),
+        _ => None,
+    }
 }
 
 /// How long a client has to finish its TLS handshake.

@@ -1,0 +1,427 @@
+//! Aether gateway benchmark: the release `alink-node` (file database, WAL + synchronous=FULL)
+//! driven over real gRPC by a Rust client built from the same schema as the node
+//! (`proto/aether_v1.fds`, the pinned SDK's), so the node is measured, not a Python client:
+//!
+//! * **messages, connected** — agents in pairs, each sender streaming `SendMessage` frames to its
+//!   receiver's topic; messages/s from the first send until every receiver has all of its
+//!   messages (1 pair, then 16 pairs at once);
+//! * **messages, offline** — one sender streaming to an identity that is not connected; durable
+//!   messages/s from the first send until all of them are rows in the queue table (read from the
+//!   database file beside the node), then the replay rate when that identity connects (ack →
+//!   last message);
+//! * **KV get** — sequential round trips (`KVOperation` GET with a request id → `KVResponse`),
+//!   p50/p99;
+//! * **connect-to-ack** — a new HTTP/2 connection and `Connect` stream per identity until its
+//!   `ConnectionAck`, p50/p99;
+//! * **RSS per idle connection** — 1,000 agents connected (one HTTP/2 connection each), the node's
+//!   `VmRSS` before and after, divided by 1,000;
+//! * for reference, the KV get round trip through the Python SDK (`AsyncAgentClient.kv_get`) when
+//!   its venv is present (`ALINK_AETHER_SDK_PYTHON` or `target/aether-sdk-venv`).
+//!
+//! Run: `cargo bench --bench aether`. Sizes: `BENCH_AETHER_MESSAGES` (per pair, default 50,000),
+//! `BENCH_AETHER_OFFLINE` (default 50,000), `BENCH_AETHER_KV` (default 5,000),
+//! `BENCH_AETHER_CONNECTS` (default 500), `BENCH_AETHER_IDLE` (default 1,000).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aethrolink::gateway::proto::downstream_message::Payload as Down;
+use aethrolink::gateway::proto::init_connection::ClientType;
+use aethrolink::gateway::proto::kv_operation::{OpType, Scope};
+use aethrolink::gateway::proto::upstream_message::Payload as Up;
+use aethrolink::gateway::proto::{
+    AgentIdentity, DownstreamMessage, InitConnection, KvOperation, MessageType, SendMessage, UpstreamMessage,
+};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Channel, Endpoint};
+
+type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+const CONNECT: &str = "/aether.v1.AetherGateway/Connect";
+const WORKSPACE: &str = "bench";
+const IMPLEMENTATION: &str = "bench";
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// The release node for the benchmark; SIGTERM on drop.
+struct BenchNode {
+    child: Child,
+    /// `host:port` of the gateway.
+    gateway: String,
+    /// The node's database file (the offline section counts its queue rows).
+    database: PathBuf,
+}
+
+impl Drop for BenchNode {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = self.child.wait();
+    }
+}
+
+impl BenchNode {
+    fn start(dir: &Path) -> Result<BenchNode> {
+        let database = dir.join("bench.db");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_alink-node"))
+            .args(["--port", "0", "--aether-port", "0"])
+            .arg("--database")
+            .arg(format!("sqlite://{}", database.display()))
+            .arg("--artifact-dir")
+            .arg(dir.join("artifacts"))
+            .env("RUST_LOG", "warn")
+            .env("ALINK_STATE_DIR", dir.join("state"))
+            .env_remove("ALINK_AETHER_PORT")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let mut stdout = BufReader::new(child.stdout.take().ok_or("stdout")?);
+        let mut gateway = None;
+        for _ in 0..2 {
+            let mut line = String::new();
+            stdout.read_line(&mut line)?;
+            if let Some(addr) = line.trim().strip_prefix("alink-node aether gateway listening on ") {
+                gateway = Some(addr.to_owned());
+            }
+        }
+        let gateway = gateway.ok_or("the node printed no gateway address")?;
+        Ok(BenchNode { child, gateway, database })
+    }
+
+    /// The node's resident set (`VmRSS`) in KiB.
+    fn rss_kib(&self) -> Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).ok_or("no VmRSS")?;
+        Ok(line.split_whitespace().nth(1).ok_or("VmRSS")?.parse()?)
+    }
+}
+
+/// One `Connect` stream of an agent.
+struct Session {
+    /// Frames to the node (the request stream's feed).
+    tx: mpsc::Sender<UpstreamMessage>,
+    /// Frames from the node.
+    rx: tonic::Streaming<DownstreamMessage>,
+}
+
+fn init(specifier: &str) -> UpstreamMessage {
+    UpstreamMessage {
+        payload: Some(Up::Init(InitConnection {
+            client_type: Some(ClientType::Agent(AgentIdentity {
+                workspace: WORKSPACE.into(),
+                implementation: IMPLEMENTATION.into(),
+                specifier: specifier.into(),
+            })),
+            client_sdk: "rust-bench".into(),
+            ..Default::default()
+        })),
+    }
+}
+
+async fn channel(gateway: &str) -> Result<Channel> {
+    Ok(Endpoint::from_shared(format!("http://{gateway}"))?.connect().await?)
+}
+
+/// Opens a `Connect` stream for agent `specifier` on `channel` and reads up to its ack.
+async fn open(channel: Channel, specifier: &str) -> Result<Session> {
+    let (tx, rx) = mpsc::channel(4096);
+    tx.send(init(specifier)).await?;
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await?;
+    let response = grpc
+        .streaming(
+            tonic::Request::new(ReceiverStream::new(rx)),
+            tonic::codegen::http::uri::PathAndQuery::from_static(CONNECT),
+            tonic_prost::ProstCodec::<UpstreamMessage, DownstreamMessage>::default(),
+        )
+        .await?;
+    let mut rx = response.into_inner();
+    loop {
+        match rx.message().await? {
+            Some(DownstreamMessage { payload: Some(Down::ConnectionAck(_)) }) => return Ok(Session { tx, rx }),
+            Some(DownstreamMessage { payload: Some(Down::Error(e)) }) => {
+                return Err(format!("refused: {} {}", e.code, e.message).into());
+            }
+            Some(_) => {}
+            None => return Err("the stream ended before its ack".into()),
+        }
+    }
+}
+
+fn topic(specifier: &str) -> String {
+    format!("ag::{WORKSPACE}::{IMPLEMENTATION}::{specifier}")
+}
+
+fn send(to: &str, n: usize) -> UpstreamMessage {
+    UpstreamMessage {
+        payload: Some(Up::Send(SendMessage {
+            target_topic: topic(to),
+            payload: format!("message {n}").into_bytes(),
+            message_type: MessageType::Chat as i32,
+            ..Default::default()
+        })),
+    }
+}
+
+/// Reads until `count` messages arrived; returns when the last did.
+async fn receive(rx: &mut tonic::Streaming<DownstreamMessage>, count: usize) -> Result<Instant> {
+    let mut got = 0;
+    while got < count {
+        match rx.message().await? {
+            Some(DownstreamMessage { payload: Some(Down::Msg(_)) }) => got += 1,
+            Some(DownstreamMessage { payload: Some(Down::Error(e)) }) => {
+                return Err(format!("error frame: {} {}", e.code, e.message).into());
+            }
+            Some(_) => {}
+            None => return Err(format!("the stream ended after {got} of {count} messages").into()),
+        }
+    }
+    Ok(Instant::now())
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// `pairs` sender→receiver pairs at once, `per_pair` messages each; messages/s overall.
+async fn connected_messages(gateway: &str, tag: &str, pairs: usize, per_pair: usize) -> Result<f64> {
+    let mut senders = Vec::new();
+    let mut receivers = Vec::new();
+    for i in 0..pairs {
+        let receiver = format!("{tag}-rx-{i}");
+        receivers.push(open(channel(gateway).await?, &receiver).await?);
+        senders.push((open(channel(gateway).await?, &format!("{tag}-tx-{i}")).await?, receiver));
+    }
+    let started = Instant::now();
+    let mut readers = Vec::new();
+    for mut session in receivers {
+        readers.push(tokio::spawn(async move { receive(&mut session.rx, per_pair).await }));
+    }
+    let mut writers = Vec::new();
+    for (session, receiver) in senders {
+        writers.push(tokio::spawn(async move {
+            for n in 0..per_pair {
+                session.tx.send(send(&receiver, n)).await?;
+            }
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(session)
+        }));
+    }
+    let mut last = started;
+    for reader in readers {
+        last = last.max(reader.await??);
+    }
+    for writer in writers {
+        drop(writer.await??);
+    }
+    Ok((pairs * per_pair) as f64 / (last - started).as_secs_f64())
+}
+
+/// Rows queued for `identity` in the node's database (read-only, beside the running node).
+async fn queued(pool: &sqlx::SqlitePool, identity: &str) -> Result<i64> {
+    Ok(sqlx::query_scalar("SELECT count(*) FROM aether_messages WHERE identity = ?")
+        .bind(identity)
+        .fetch_one(pool)
+        .await?)
+}
+
+/// Durable messages/s to an offline identity, then its replay rate on reconnect.
+async fn offline_messages(node: &BenchNode, count: usize) -> Result<(f64, f64, Duration)> {
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&node.database).read_only(true);
+    let pool = sqlx::sqlite::SqlitePoolOptions::new().max_connections(1).connect_with(options).await?;
+    let target = "offline-rx";
+    let sender = open(channel(&node.gateway).await?, "offline-tx").await?;
+    let started = Instant::now();
+    let tx = sender.tx.clone();
+    let writer = tokio::spawn(async move {
+        for n in 0..count {
+            tx.send(send(target, n)).await?;
+        }
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+    });
+    loop {
+        if queued(&pool, &topic(target)).await? >= count as i64 {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(300) {
+            return Err("the offline messages were not all queued within 300 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let durable = count as f64 / started.elapsed().as_secs_f64();
+    writer.await??;
+    let connect = Instant::now();
+    let mut receiver = open(channel(&node.gateway).await?, target).await?;
+    let acked = Instant::now();
+    let last = receive(&mut receiver.rx, count).await?;
+    drop(sender);
+    Ok((durable, count as f64 / (last - acked).as_secs_f64(), acked - connect))
+}
+
+/// Sequential KV get round trips; sorted latencies.
+async fn kv_gets(gateway: &str, count: usize) -> Result<Vec<Duration>> {
+    let mut session = open(channel(gateway).await?, "kv").await?;
+    let op = |op: OpType, request_id: String| UpstreamMessage {
+        payload: Some(Up::KvOp(KvOperation {
+            op: op as i32,
+            scope: Scope::Global as i32,
+            key: "bench-key".into(),
+            value: b"bench-value".to_vec(),
+            request_id,
+            ..Default::default()
+        })),
+    };
+    session.tx.send(op(OpType::Put, "put".into())).await?;
+    let mut times = Vec::with_capacity(count);
+    for n in 0..count + 200 {
+        let id = format!("g{n}");
+        let t = Instant::now();
+        session.tx.send(op(OpType::Get, id.clone())).await?;
+        loop {
+            match session.rx.message().await? {
+                Some(DownstreamMessage { payload: Some(Down::Kv(r)) }) if r.request_id == id => {
+                    if r.value != b"bench-value" {
+                        return Err(format!("get answered {:?}", r.value).into());
+                    }
+                    break;
+                }
+                Some(_) => {}
+                None => return Err("the stream ended".into()),
+            }
+        }
+        if n >= 200 {
+            times.push(t.elapsed());
+        }
+    }
+    times.sort();
+    Ok(times)
+}
+
+/// New connection + stream per identity until its ack; sorted latencies.
+async fn connects(gateway: &str, count: usize) -> Result<Vec<Duration>> {
+    let mut times = Vec::with_capacity(count);
+    for n in 0..count + 20 {
+        let t = Instant::now();
+        let session = open(channel(gateway).await?, &format!("connect-{n}")).await?;
+        let took = t.elapsed();
+        drop(session);
+        if n >= 20 {
+            times.push(took);
+        }
+    }
+    times.sort();
+    Ok(times)
+}
+
+/// KiB of node RSS per idle connected agent, with `count` of them.
+async fn idle_rss(node: &BenchNode, count: usize) -> Result<(u64, u64, f64)> {
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = node.rss_kib()?;
+    let mut sessions = Vec::with_capacity(count);
+    for n in 0..count {
+        sessions.push(open(channel(&node.gateway).await?, &format!("idle-{n}")).await?);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = node.rss_kib()?;
+    drop(sessions);
+    Ok((before, after, (after.saturating_sub(before)) as f64 / count as f64))
+}
+
+fn sdk_python() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("ALINK_AETHER_SDK_PYTHON") {
+        return Some(PathBuf::from(p));
+    }
+    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/aether-sdk-venv/bin/python");
+    local.exists().then_some(local)
+}
+
+const PYTHON_KV: &str = r#"
+import asyncio, statistics, sys, time
+from scitrera_aether_client import AsyncAgentClient
+async def main():
+    c = AsyncAgentClient("bench", "bench", "python-kv")
+    await c.connect(sys.argv[1])
+    while not c.is_connected:
+        await asyncio.sleep(0.01)
+    await c.kv_put("py-key", b"v")
+    times = []
+    for n in range(int(sys.argv[2]) + 100):
+        t = time.perf_counter()
+        r = await c.kv_get("py-key")
+        assert r.value == b"v"
+        if n >= 100:
+            times.append(time.perf_counter() - t)
+    times.sort()
+    print(f"{times[len(times)//2]*1000:.3f} {times[int(len(times)*0.99)]*1000:.3f}")
+    await c.close()
+asyncio.run(main())
+"#;
+
+fn python_kv(gateway: &str, count: usize) -> Result<Option<String>> {
+    let Some(python) = sdk_python() else { return Ok(None) };
+    let out = Command::new(python).arg("-c").arg(PYTHON_KV).arg(gateway).arg(count.to_string()).output()?;
+    if !out.status.success() {
+        return Err(format!("python KV reference failed: {}", String::from_utf8_lossy(&out.stderr)).into());
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut fields = text.split_whitespace();
+    let (p50, p99) = (fields.next().ok_or("p50")?, fields.next().ok_or("p99")?);
+    Ok(Some(format!("p50 {p50} ms, p99 {p99} ms")))
+}
+
+fn main() -> Result {
+    let messages = env_usize("BENCH_AETHER_MESSAGES", 50_000);
+    let offline = env_usize("BENCH_AETHER_OFFLINE", 50_000);
+    let kv = env_usize("BENCH_AETHER_KV", 5_000);
+    let connect_count = env_usize("BENCH_AETHER_CONNECTS", 500);
+    let idle = env_usize("BENCH_AETHER_IDLE", 1_000);
+    let dir = tempfile::tempdir()?;
+    let node = BenchNode::start(dir.path())?;
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let one = connected_messages(&node.gateway, "p1", 1, messages).await?;
+        println!("messages, connected, 1 pair: {one:.0} msgs/s ({messages} messages)");
+        let sixteen = connected_messages(&node.gateway, "p16", 16, messages / 4).await?;
+        println!("messages, connected, 16 pairs: {sixteen:.0} msgs/s ({} messages)", 16 * (messages / 4));
+        let (durable, replay, ack) = offline_messages(&node, offline).await?;
+        println!(
+            "messages, offline: {durable:.0} durable msgs/s; replay on reconnect {replay:.0} msgs/s \
+             (connect-to-ack {}; {offline} messages)",
+            ms(ack)
+        );
+        let gets = kv_gets(&node.gateway, kv).await?;
+        println!(
+            "KV get round trip: p50 {}, p99 {}, max {} ({kv} gets)",
+            ms(percentile(&gets, 0.5)),
+            ms(percentile(&gets, 0.99)),
+            ms(percentile(&gets, 1.0))
+        );
+        let acks = connects(&node.gateway, connect_count).await?;
+        println!(
+            "connect-to-ack (new HTTP/2 connection + stream): p50 {}, p99 {} ({connect_count} connects)",
+            ms(percentile(&acks, 0.5)),
+            ms(percentile(&acks, 0.99))
+        );
+        let (before, after, per) = idle_rss(&node, idle).await?;
+        println!(
+            "RSS: {before} KiB before, {after} KiB with {idle} idle agents connected: {per:.1} KiB per connection"
+        );
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+    })?;
+    match python_kv(&node.gateway, 1000)? {
+        Some(figures) => println!("reference, KV get through the Python SDK (AsyncAgentClient): {figures}"),
+        None => println!("reference, Python SDK: skipped (no venv)"),
+    }
+    Ok(())
+}
