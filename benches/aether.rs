@@ -19,7 +19,7 @@
 //!   its venv is present (`ALINK_AETHER_SDK_PYTHON` or `target/aether-sdk-venv`).
 //!
 //! Run: `cargo bench --bench aether`. Sizes: `BENCH_AETHER_MESSAGES` (per pair, default 50,000),
-//! `BENCH_AETHER_OFFLINE` (default 50,000), `BENCH_AETHER_KV` (default 5,000),
+//! `BENCH_AETHER_OFFLINE` (default 10,000, the per-identity queue cap), `BENCH_AETHER_KV` (default 5,000),
 //! `BENCH_AETHER_CONNECTS` (default 500), `BENCH_AETHER_IDLE` (default 1,000).
 
 use std::io::{BufRead, BufReader};
@@ -73,11 +73,15 @@ impl BenchNode {
             .arg(format!("sqlite://{}", database.display()))
             .arg("--artifact-dir")
             .arg(dir.join("artifacts"))
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", std::env::var("BENCH_AETHER_LOG").unwrap_or_else(|_| "warn".into()))
             .env("ALINK_STATE_DIR", dir.join("state"))
             .env_remove("ALINK_AETHER_PORT")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            // The node's log goes to this file only when asked for (`BENCH_AETHER_LOG=info`).
+            .stderr(match std::env::var_os("BENCH_AETHER_LOG") {
+                Some(_) => Stdio::from(std::fs::File::create(dir.join("node.log"))?),
+                None => Stdio::null(),
+            })
             .spawn()?;
         let mut stdout = BufReader::new(child.stdout.take().ok_or("stdout")?);
         let mut gateway = None;
@@ -106,6 +110,8 @@ struct Session {
     tx: mpsc::Sender<UpstreamMessage>,
     /// Frames from the node.
     rx: tonic::Streaming<DownstreamMessage>,
+    /// The HTTP/2 connection: dropping the last handle closes it, and the stream with it.
+    _channel: Channel,
 }
 
 fn init(specifier: &str) -> UpstreamMessage {
@@ -119,6 +125,7 @@ fn init(specifier: &str) -> UpstreamMessage {
             client_sdk: "rust-bench".into(),
             ..Default::default()
         })),
+        ..Default::default()
     }
 }
 
@@ -130,7 +137,7 @@ async fn channel(gateway: &str) -> Result<Channel> {
 async fn open(channel: Channel, specifier: &str) -> Result<Session> {
     let (tx, rx) = mpsc::channel(4096);
     tx.send(init(specifier)).await?;
-    let mut grpc = tonic::client::Grpc::new(channel);
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
     grpc.ready().await?;
     let response = grpc
         .streaming(
@@ -142,8 +149,10 @@ async fn open(channel: Channel, specifier: &str) -> Result<Session> {
     let mut rx = response.into_inner();
     loop {
         match rx.message().await? {
-            Some(DownstreamMessage { payload: Some(Down::ConnectionAck(_)) }) => return Ok(Session { tx, rx }),
-            Some(DownstreamMessage { payload: Some(Down::Error(e)) }) => {
+            Some(DownstreamMessage { payload: Some(Down::ConnectionAck(_)), .. }) => {
+                return Ok(Session { tx, rx, _channel: channel });
+            }
+            Some(DownstreamMessage { payload: Some(Down::Error(e)), .. }) => {
                 return Err(format!("refused: {} {}", e.code, e.message).into());
             }
             Some(_) => {}
@@ -164,16 +173,32 @@ fn send(to: &str, n: usize) -> UpstreamMessage {
             message_type: MessageType::Chat as i32,
             ..Default::default()
         })),
+        ..Default::default()
     }
 }
 
-/// Reads until `count` messages arrived; returns when the last did.
-async fn receive(rx: &mut tonic::Streaming<DownstreamMessage>, count: usize) -> Result<Instant> {
+/// Messages a sender may have in flight to a live receiver. The node ends a session whose client
+/// leaves 256 frames unread (docs/gateway.md, "Stream endings"), so a sender paces itself to what
+/// its receiver has read, as a well-behaved producer does; the window keeps the pipe full.
+const WINDOW: usize = 128;
+
+/// Reads until `count` messages arrived (giving a send permit back for each, when `window` is
+/// given); returns when the last did.
+async fn receive(
+    rx: &mut tonic::Streaming<DownstreamMessage>,
+    count: usize,
+    window: Option<&tokio::sync::Semaphore>,
+) -> Result<Instant> {
     let mut got = 0;
     while got < count {
         match rx.message().await? {
-            Some(DownstreamMessage { payload: Some(Down::Msg(_)) }) => got += 1,
-            Some(DownstreamMessage { payload: Some(Down::Error(e)) }) => {
+            Some(DownstreamMessage { payload: Some(Down::Msg(_)), .. }) => {
+                got += 1;
+                if let Some(w) = window {
+                    w.add_permits(1);
+                }
+            }
+            Some(DownstreamMessage { payload: Some(Down::Error(e)), .. }) => {
                 return Err(format!("error frame: {} {}", e.code, e.message).into());
             }
             Some(_) => {}
@@ -204,15 +229,21 @@ async fn connected_messages(gateway: &str, tag: &str, pairs: usize, per_pair: us
         receivers.push(open(channel(gateway).await?, &receiver).await?);
         senders.push((open(channel(gateway).await?, &format!("{tag}-tx-{i}")).await?, receiver));
     }
+    let windows: Vec<_> = (0..pairs).map(|_| std::sync::Arc::new(tokio::sync::Semaphore::new(WINDOW))).collect();
     let started = Instant::now();
     let mut readers = Vec::new();
-    for mut session in receivers {
-        readers.push(tokio::spawn(async move { receive(&mut session.rx, per_pair).await }));
+    for (session, window) in receivers.into_iter().zip(windows.iter().cloned()) {
+        readers.push(tokio::spawn(async move {
+            // The whole session moves in (its `tx` too: dropping it would end the stream).
+            let mut session = session;
+            receive(&mut session.rx, per_pair, Some(&window)).await
+        }));
     }
     let mut writers = Vec::new();
-    for (session, receiver) in senders {
+    for ((session, receiver), window) in senders.into_iter().zip(windows) {
         writers.push(tokio::spawn(async move {
             for n in 0..per_pair {
+                window.acquire().await?.forget();
                 session.tx.send(send(&receiver, n)).await?;
             }
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(session)
@@ -254,8 +285,11 @@ async fn offline_messages(node: &BenchNode, count: usize) -> Result<(f64, f64, D
         if queued(&pool, &topic(target)).await? >= count as i64 {
             break;
         }
-        if started.elapsed() > Duration::from_secs(300) {
-            return Err("the offline messages were not all queued within 300 s".into());
+        if started.elapsed() > Duration::from_secs(60) {
+            return Err(
+                "the offline messages were not all queued within 60 s (over the queue cap of 10,000 per identity?)"
+                    .into(),
+            );
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
@@ -264,7 +298,7 @@ async fn offline_messages(node: &BenchNode, count: usize) -> Result<(f64, f64, D
     let connect = Instant::now();
     let mut receiver = open(channel(&node.gateway).await?, target).await?;
     let acked = Instant::now();
-    let last = receive(&mut receiver.rx, count).await?;
+    let last = receive(&mut receiver.rx, count, None).await?;
     drop(sender);
     Ok((durable, count as f64 / (last - acked).as_secs_f64(), acked - connect))
 }
@@ -281,6 +315,7 @@ async fn kv_gets(gateway: &str, count: usize) -> Result<Vec<Duration>> {
             request_id,
             ..Default::default()
         })),
+        ..Default::default()
     };
     session.tx.send(op(OpType::Put, "put".into())).await?;
     let mut times = Vec::with_capacity(count);
@@ -290,7 +325,7 @@ async fn kv_gets(gateway: &str, count: usize) -> Result<Vec<Duration>> {
         session.tx.send(op(OpType::Get, id.clone())).await?;
         loop {
             match session.rx.message().await? {
-                Some(DownstreamMessage { payload: Some(Down::Kv(r)) }) if r.request_id == id => {
+                Some(DownstreamMessage { payload: Some(Down::Kv(r)), .. }) if r.request_id == id => {
                     if r.value != b"bench-value" {
                         return Err(format!("get answered {:?}", r.value).into());
                     }
@@ -382,12 +417,21 @@ fn python_kv(gateway: &str, count: usize) -> Result<Option<String>> {
 
 fn main() -> Result {
     let messages = env_usize("BENCH_AETHER_MESSAGES", 50_000);
-    let offline = env_usize("BENCH_AETHER_OFFLINE", 50_000);
+    let offline = env_usize("BENCH_AETHER_OFFLINE", 10_000);
     let kv = env_usize("BENCH_AETHER_KV", 5_000);
     let connect_count = env_usize("BENCH_AETHER_CONNECTS", 500);
     let idle = env_usize("BENCH_AETHER_IDLE", 1_000);
     let dir = tempfile::tempdir()?;
-    let node = BenchNode::start(dir.path())?;
+    // With the node's log asked for, keep the directory for reading it afterwards.
+    let dir = if std::env::var_os("BENCH_AETHER_LOG").is_some() {
+        tempfile::TempDir::with_prefix("aether-bench-")?.keep()
+    } else {
+        dir.path().to_path_buf()
+    };
+    let node = BenchNode::start(&dir)?;
+    if std::env::var_os("BENCH_AETHER_LOG").is_some() {
+        println!("node log: {}", dir.join("node.log").display());
+    }
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let one = connected_messages(&node.gateway, "p1", 1, messages).await?;

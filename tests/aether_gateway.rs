@@ -531,3 +531,29 @@ fn sdk_clients_reconnect_after_the_node_restarts_and_after_it_crashes() -> Resul
         .into()
     })
 }
+
+#[test]
+fn api_tokens_admit_gateway_clients_until_revoked() -> Result {
+    let Some(python) = sdk_python() else {
+        skip();
+        return Ok(());
+    };
+    let node = node(&[])?;
+    // The local admin token the node wrote for its user mints and revokes over HTTP.
+    let port = node.base.rsplit(':').next().ok_or("no port")?.trim_end_matches('/');
+    let admin = std::fs::read_to_string(node.dir.join("state/tokens").join(format!("loopback-{port}.token")))?;
+    let script = script("sdk_tokens.py");
+    let out = run(&python, &[script.to_str().ok_or("path")?, &node.aether, &node.base, admin.trim()])
+        .map_err(|e| format!("{e}\nnode log:\n{}", node.log()))?;
+    for check in [
+        "ok a token minted over HTTP admits a gateway client, listed with its token id",
+        "ok a revoked token is refused UNAUTHENTICATED",
+        "ok a token with a wrong secret is refused UNAUTHENTICATED",
+    ] {
+        assert!(out.contains(check), "missing {check:?} in:\n{out}");
+    }
+    let log = node.log();
+    assert!(log.contains("authority=token"), "the connect line names the token authority:\n{log}");
+    assert!(log.contains("code=Unauthenticated"), "the refusals are logged:\n{log}");
+    Ok(())
+}
