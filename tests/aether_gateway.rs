@@ -239,7 +239,11 @@ fn the_sdk_connects_over_tls_and_mtls_refuses_clients_without_a_certificate() ->
     let out =
         run(&python, &[path_str(&script)?, &node_tls.aether, path_str(&server.ca)?, path_str(&foreign.ca)?, "tls"])
             .map_err(|e| format!("{e}\nnode log:\n{}", node_tls.log()))?;
-    for check in ["ok connected over TLS with the custom CA", "ok foreign CA refused"] {
+    for check in [
+        "ok connected over TLS with the custom CA",
+        "ok connected over TLS with the custom CA given as bytes",
+        "ok foreign CA refused",
+    ] {
         assert!(out.contains(check), "missing {check:?}:\n{out}");
     }
     assert!(node_tls.log().contains("gateway TLS handshake refused"), "the node refused it: {}", node_tls.log());
@@ -261,7 +265,11 @@ fn the_sdk_connects_over_tls_and_mtls_refuses_clients_without_a_certificate() ->
         ],
     )
     .map_err(|e| format!("{e}\nnode log:\n{}", node_mtls.log()))?;
-    for check in ["ok mTLS client certificate accepted", "ok mTLS without a client certificate refused"] {
+    for check in [
+        "ok mTLS client certificate accepted",
+        "ok mTLS client certificate given as bytes accepted",
+        "ok mTLS without a client certificate refused",
+    ] {
         assert!(out.contains(check), "missing {check:?}:\n{out}");
     }
     let log = node_mtls.log();

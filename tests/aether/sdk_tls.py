@@ -19,12 +19,23 @@ def ok(name):
     print(f"ok {name}", flush=True)
 
 
-def attempt(spec, ca, cert=None, key=None, wait=10.0):
-    """Whether an AgentClient with these TLS settings gets its ConnectionAck within `wait`."""
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def attempt(spec, ca, cert=None, key=None, wait=10.0, as_bytes=False):
+    """Whether an AgentClient with these TLS settings gets its ConnectionAck within `wait`.
+    `as_bytes`: the CA and client pair are given as PEM bytes rather than paths."""
     connected = threading.Event()
-    kwargs = {"tls_enabled": True, "tls_root_cert_path": ca}
-    if cert:
-        kwargs.update(tls_client_cert_path=cert, tls_client_key_path=key)
+    if as_bytes:
+        kwargs = {"tls_enabled": True, "tls_root_cert": read(ca)}
+        if cert:
+            kwargs.update(tls_client_cert=read(cert), tls_client_key=read(key))
+    else:
+        kwargs = {"tls_enabled": True, "tls_root_cert_path": ca}
+        if cert:
+            kwargs.update(tls_client_cert_path=cert, tls_client_key_path=key)
     client = AgentClient("default", "tls-test", spec, max_retries=1, **kwargs)
     client.on_connect = connected.set
     client.connect(TARGET)
@@ -36,12 +47,16 @@ def attempt(spec, ca, cert=None, key=None, wait=10.0):
 if MODE == "tls":
     assert attempt("t1", CA), "a client trusting the node's CA connects"
     ok("connected over TLS with the custom CA")
+    assert attempt("t3", CA, as_bytes=True), "the CA given as bytes works too"
+    ok("connected over TLS with the custom CA given as bytes")
     assert not attempt("t2", FOREIGN_CA, wait=3.0), "a client trusting another CA must not connect"
     ok("foreign CA refused")
 elif MODE == "mtls":
     cert, key = sys.argv[5], sys.argv[6]
     assert attempt("m1", CA, cert, key), "a client with a certificate from the client CA connects"
     ok("mTLS client certificate accepted")
+    assert attempt("m3", CA, cert, key, as_bytes=True), "the client pair given as bytes works too"
+    ok("mTLS client certificate given as bytes accepted")
     assert not attempt("m2", CA, wait=3.0), "a client without a certificate must be refused"
     ok("mTLS without a client certificate refused")
 else:
