@@ -36,7 +36,7 @@ pub fn outbound(out: Outbound) -> Result<DownstreamMessage, Status> {
             global_exclusive_kv: config.global_exclusive.into_iter().collect(),
             ..Default::default()
         })),
-        Outbound::Message(m) => frame(Payload::Msg(IncomingMessage {
+        Outbound::Message(m) | Outbound::Kept(m) => frame(Payload::Msg(IncomingMessage {
             source_topic: m.source_topic,
             payload: std::sync::Arc::unwrap_or_clone(m.payload),
             message_type: m.message_type,

@@ -26,7 +26,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aethrolink_actors::aether::connection::{OUTBOUND_CAPACITY, Outbound};
+use aethrolink_actors::aether::queue::Outbox;
 use aethrolink_actors::service::Services;
 use aethrolink_actors::service::aether::{AnonymousPolicy, GatewaySession};
 use futures::Stream;
@@ -85,10 +85,9 @@ impl AetherGateway for Gateway {
         let connect = decode::connect(init).map_err(|e| refused(Status::invalid_argument(e), ""))?;
         // The identity the client claims, for the log (a pooled task's id is the node's to make).
         let claimed = connect.principal.resolve(|| "*".into()).map(|i| i.key).unwrap_or_default();
-        let (tx, rx) = mpsc::channel(OUTBOUND_CAPACITY);
-        let session = self
+        let (session, outbox) = self
             .services
-            .gateway_connect(connect, self.policy, tx)
+            .gateway_connect(connect, self.policy)
             .await
             .map_err(|e| refused(encode::status_of(&e), &claimed))?;
         tracing::info!(
@@ -98,7 +97,7 @@ impl AetherGateway for Gateway {
         );
         let fault = EndStatus::default();
         tokio::spawn(read_frames(inbound, session, self.shutdown.clone(), fault.clone()));
-        Ok(Response::new(Box::pin(downstream(rx, self.shutdown.clone(), fault))))
+        Ok(Response::new(Box::pin(downstream(outbox, self.shutdown.clone(), fault))))
     }
 }
 
@@ -135,7 +134,7 @@ async fn read_frames(
 /// The session's outbound items as frames. The stream ends with an error status, never OK:
 /// `UNAVAILABLE` when the node shuts down or the session ended (the SDK reconnects).
 fn downstream(
-    rx: mpsc::Receiver<Outbound>,
+    rx: Outbox,
     shutdown: CancellationToken,
     fault: EndStatus,
 ) -> impl Stream<Item = Result<DownstreamMessage, Status>> + Send + 'static {

@@ -162,8 +162,11 @@ pub enum Outbound {
     Ack { session_id: String, resumed: bool },
     /// The baseline `ConfigSnapshot` (agents and tasks), after the ack.
     Config(ConfigData),
-    /// A delivered message.
+    /// A message delivered at most once (a route to a non-durable identity, a fan-out).
     Message(Incoming),
+    /// A durable identity's message ([`super::topics::durable`]): if the stream ends before
+    /// writing it, it goes back to the front of the identity's queue ([`super::queue::Outbox`]).
+    Kept(Incoming),
     /// A `KVResponse`.
     Kv(KvReply),
     /// A `CheckpointResponse`.

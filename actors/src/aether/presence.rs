@@ -107,6 +107,8 @@ pub struct OpenRequest {
 pub struct Opened {
     pub session: Session,
     pub connection: ActorRef<ConnectionMsg>,
+    /// The session's generation (its [`queue::Outbox`] names it when it returns messages).
+    pub generation: SessionGen,
 }
 
 /// Why a session was not opened.
@@ -302,7 +304,7 @@ impl Actor for PresenceActor {
                             actor_kind = "aether_presence", identity = %key, session_id = %session.session_id,
                             resumed, "gateway session opened"
                         );
-                        let _ = reply.send(Ok(Opened { session, connection }));
+                        let _ = reply.send(Ok(Opened { session, connection, generation }));
                     }
                     Err(e) => {
                         let _ = reply.send(Err(OpenRefused::Spawn(e.to_string())));

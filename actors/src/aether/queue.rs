@@ -21,6 +21,11 @@
 //!   handed over the same way, and only then does the phase turn `Live`. Everything the reader
 //!   casts carries its session generation: a stale reader is told `Done`. A new session's reader
 //!   starts only once the previous one ended and every append for the identity committed.
+//! * **Returns**: a stream can end with frames still in its channel (the client closed it with
+//!   messages in flight). Its [`Outbox`], dropped, casts them back (`Unsent`); they are older
+//!   than anything still queued for the identity, so they are written to the front of its queue
+//!   (`WriteOp::AetherEnqueueFront`, seqs below every row's) — readers read every page from the
+//!   front and delete exactly the seqs they handed — or handed to a newer live session at once.
 //! * **Bounds**: rows older than [`RETENTION`] are never replayed and are swept every
 //!   [`SWEEP_INTERVAL`]; an identity holding [`QUEUE_MAX_MESSAGES`] messages or
 //!   [`QUEUE_MAX_BYTES`] bytes refuses further sends with `ERR_QUOTA_001` to the sender.
@@ -135,6 +140,17 @@ pub enum Verdict {
     Held,
     /// The identity's queue is full: the sender is told.
     Refused(QuotaExceeded),
+}
+
+/// What becomes of messages a closing stream was handed but did not write.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Returned {
+    /// To the front of the queue, in this order.
+    pub front: Vec<Incoming>,
+    /// Appended behind (a replay buffer of the ended session).
+    pub back: Vec<Incoming>,
+    /// To the identity's newer live session now.
+    pub deliver: Vec<Incoming>,
 }
 
 /// A send refused because the target's queue is full (`ERR_QUOTA_001`).
@@ -311,6 +327,35 @@ impl<R> Mailboxes<R> {
         }
     }
 
+    /// The stream of `session` ended before writing `messages` it had been handed (a client
+    /// that closed with frames in flight): they are older than anything still queued for the
+    /// identity (what is queued was sent after them or not yet handed), so they go to the front
+    /// of the queue; a newer live session gets them at once. `live` is the identity's live
+    /// session now, if any.
+    pub fn returned(
+        &mut self,
+        identity: &str,
+        session: SessionGen,
+        live: Option<SessionGen>,
+        messages: Vec<Incoming>,
+    ) -> Returned {
+        if messages.is_empty() {
+            return Returned::default();
+        }
+        // Still this session's (the stream ended before its connection actor): it counts as
+        // closed from here on; a replay buffer it held is newer and goes behind.
+        let back = self.closed(identity, session);
+        let newer_live = live.is_some_and(|l| l != session);
+        let handed_over = self.boxes.get(identity).is_none_or(|m| matches!(m.phase, Phase::Live { .. }));
+        if newer_live && handed_over {
+            return Returned { front: Vec::new(), back, deliver: messages };
+        }
+        // Offline, or a newer session replaying: its reader reads every page from the front.
+        let m = self.boxes.entry(identity.to_owned()).or_insert_with(Mailbox::new);
+        m.append(&messages);
+        Returned { front: messages, back, deliver: Vec::new() }
+    }
+
     /// The reader of `session` read the queue to its end and asks what next.
     pub fn drained(&mut self, identity: &str, session: SessionGen, reply: R) -> Step<R> {
         let current = self.boxes.get_mut(identity).and_then(|m| match &mut m.phase {
@@ -439,13 +484,17 @@ pub enum QueueMsg {
     /// Write the batched appends (cast to self by the first append into an empty batch).
     Flush,
     /// An append batch committed (`ok`) or failed: per identity, messages and bytes.
-    Committed { counts: Vec<(String, u64, u64)>, ok: bool },
+    /// Per identity: messages, bytes, and whether they were stored (`false`: lost).
+    Committed { counts: Vec<(String, u64, u64, bool)> },
     /// A reader handed and deleted `n` messages (`bytes`) of `identity`.
     Delivered { identity: String, n: u64, bytes: u64 },
     /// A reader read the queue to its end: what next?
     Drained { identity: String, session: SessionGen, reply: oneshot::Sender<ReplayNext> },
     /// A reader ended (`failure`: why it could not finish).
     ReaderEnded { identity: String, session: SessionGen, failure: Option<String> },
+    /// The stream of `session` ended before writing these messages it had been handed
+    /// (cast by its [`Outbox`] when dropped).
+    Unsent { identity: String, session: SessionGen, messages: Vec<Incoming> },
     /// Time to sweep rows past the retention.
     Sweep,
     /// The sweep deleted these (per identity: messages, bytes).
@@ -475,6 +524,9 @@ pub struct QueueState {
     mailboxes: Mailboxes<oneshot::Sender<ReplayNext>>,
     /// Appends not yet handed to the storage actor, in publish order.
     pending: Vec<QueuedMessage>,
+    /// Messages returned by closing streams, not yet put back at the front of their queues
+    /// (written before `pending`, in the same batch).
+    pending_front: Vec<QueuedMessage>,
     /// A `Flush` is in the mailbox already.
     flush_scheduled: bool,
     /// A batch is being written: the next waits for it (batches grow with load, and commits
@@ -487,7 +539,13 @@ impl QueueState {
     pub fn new(backlog: Vec<(String, u64, u64)>) -> Self {
         let mut mailboxes = Mailboxes::default();
         mailboxes.load(backlog);
-        QueueState { mailboxes, pending: Vec::new(), flush_scheduled: false, in_flight: false }
+        QueueState {
+            mailboxes,
+            pending: Vec::new(),
+            pending_front: Vec::new(),
+            flush_scheduled: false,
+            in_flight: false,
+        }
     }
 
     /// A message to the durable identity `key`: to its live session, into the queue, held for
@@ -495,7 +553,7 @@ impl QueueState {
     pub fn route(&mut self, key: &str, message: Incoming, from: &ActorRef<ConnectionMsg>, ctx: &Ctx<'_>) {
         let live = ctx.live.get(key);
         let verdict = self.mailboxes.route(key, live.is_some(), message);
-        self.carry_out(key, verdict, live, from, ctx);
+        self.carry_out(key, verdict, live, Some(from), ctx);
     }
 
     fn carry_out(
@@ -503,7 +561,7 @@ impl QueueState {
         key: &str,
         verdict: Verdict,
         live: Option<&LiveSession>,
-        from: &ActorRef<ConnectionMsg>,
+        from: Option<&ActorRef<ConnectionMsg>>,
         ctx: &Ctx<'_>,
     ) {
         match verdict {
@@ -512,7 +570,7 @@ impl QueueState {
             Verdict::Deliver(message) => {
                 let Some(live) = live else { return };
                 let refused = match live.outbound.upgrade() {
-                    Some(tx) => match tx.try_send(Outbound::Message(message)) {
+                    Some(tx) => match tx.try_send(Outbound::Kept(message)) {
                         Ok(()) => return,
                         Err(mpsc::error::TrySendError::Full(out)) => {
                             tracing::warn!(actor_kind = "aether_presence", identity = %key, "client is not reading its stream; session closed");
@@ -521,9 +579,9 @@ impl QueueState {
                         }
                         Err(mpsc::error::TrySendError::Closed(out)) => out,
                     },
-                    None => Outbound::Message(message),
+                    None => Outbound::Kept(message),
                 };
-                if let Outbound::Message(message) = refused {
+                if let Outbound::Kept(message) = refused {
                     let verdict = self.mailboxes.undelivered(key, live.session, message);
                     self.carry_out(key, verdict, None, from, ctx);
                 }
@@ -532,7 +590,10 @@ impl QueueState {
             Verdict::Held => {}
             Verdict::Refused(quota) => {
                 tracing::info!(actor_kind = "aether_presence", identity = %key, messages = quota.messages, "queue full; send refused");
-                let _ = from.cast(ConnectionMsg::SendRefused { code: ErrorCode::Quota, message: quota.to_string() });
+                if let Some(from) = from {
+                    let _ =
+                        from.cast(ConnectionMsg::SendRefused { code: ErrorCode::Quota, message: quota.to_string() });
+                }
             }
         }
     }
@@ -555,9 +616,9 @@ impl QueueState {
                 self.flush_scheduled = false;
                 self.flush(ctx);
             }
-            QueueMsg::Committed { counts, ok } => {
+            QueueMsg::Committed { counts } => {
                 self.in_flight = false;
-                for (identity, n, bytes) in counts {
+                for (identity, n, bytes, ok) in counts {
                     let step = self.mailboxes.committed(&identity, n, bytes, ok);
                     self.apply(&identity, step, ctx);
                 }
@@ -580,6 +641,24 @@ impl QueueState {
                 }
                 self.apply(&identity, step, ctx);
             }
+            QueueMsg::Unsent { identity, session, messages } => {
+                let n = messages.len();
+                let live = ctx.live.get(&identity);
+                let returned = self.mailboxes.returned(&identity, session, live.map(|l| l.session), messages);
+                tracing::info!(
+                    actor_kind = "aether_presence", identity = %identity, messages = n,
+                    redelivered = returned.deliver.len(), "stream ended with messages it had not written; kept"
+                );
+                if !returned.front.is_empty() {
+                    let now = now_ms();
+                    self.pending_front.extend(returned.front.into_iter().map(|m| queued(&identity, m, now)));
+                    self.schedule_flush(ctx.myself);
+                }
+                self.append(&identity, returned.back, ctx.myself);
+                for message in returned.deliver {
+                    self.carry_out(&identity, Verdict::Deliver(message), live, None, ctx);
+                }
+            }
             QueueMsg::Sweep => {
                 spawn_sweep(ctx.store.reader.clone(), ctx.store.storage.clone(), ctx.myself.clone());
             }
@@ -596,6 +675,13 @@ impl QueueState {
     /// At shutdown: what replays still held, and every batched append, written now.
     pub async fn shutdown(&mut self, store: &SessionStore) {
         let now = now_ms();
+        let front = std::mem::take(&mut self.pending_front);
+        if !front.is_empty() {
+            let n = front.len();
+            if let Err(e) = write_queue(&store.storage, WriteOp::AetherEnqueueFront(front)).await {
+                tracing::error!(actor_kind = "aether_presence", error = %e, messages = n, "queued messages lost at shutdown");
+            }
+        }
         let mut rows = std::mem::take(&mut self.pending);
         for (identity, held) in self.mailboxes.take_buffers() {
             rows.extend(held.into_iter().map(|m| queued(&identity, m, now)));
@@ -623,6 +709,10 @@ impl QueueState {
         }
         let now = now_ms();
         self.pending.extend(messages.into_iter().map(|m| queued(key, m, now)));
+        self.schedule_flush(myself);
+    }
+
+    fn schedule_flush(&mut self, myself: &ActorRef<PresenceMsg>) {
         if !self.flush_scheduled && !self.in_flight {
             // Lands behind every send already in the mailbox: one batch absorbs them all.
             self.flush_scheduled = myself.cast(PresenceMsg::Queue(QueueMsg::Flush)).is_ok();
@@ -630,11 +720,12 @@ impl QueueState {
     }
 
     fn flush(&mut self, ctx: &Ctx<'_>) {
-        if self.in_flight || self.pending.is_empty() {
+        if self.in_flight || (self.pending.is_empty() && self.pending_front.is_empty()) {
             return;
         }
         self.in_flight = true;
-        spawn_flush(std::mem::take(&mut self.pending), ctx.store.storage.clone(), ctx.myself.clone());
+        let batch = Batch { front: std::mem::take(&mut self.pending_front), back: std::mem::take(&mut self.pending) };
+        spawn_flush(batch, ctx.store.storage.clone(), ctx.myself.clone());
     }
 
     fn apply(&mut self, key: &str, step: Step<oneshot::Sender<ReplayNext>>, ctx: &Ctx<'_>) {
@@ -659,6 +750,61 @@ impl QueueState {
                     self.append(key, spill, ctx.myself);
                 }
                 self.apply(key, step, ctx);
+            }
+        }
+    }
+}
+
+/// The receiving end of a session's outbound channel, which the binding writes to the stream.
+/// A stream can end (the client closed it, the connection broke) with frames still in the
+/// channel; dropped, the outbox hands a durable identity's messages among them back to the
+/// presence actor, which puts them at the front of the identity's queue: a message the node
+/// took is not lost to a stream that was closing when it was routed.
+pub struct Outbox {
+    rx: mpsc::Receiver<Outbound>,
+    /// The identity whose session this is, and the session's generation (whose queue, and
+    /// whether the session is still the live one, when the messages come back).
+    identity: String,
+    session: SessionGen,
+    /// The presence actor as it is then (it may have been restarted meanwhile).
+    presence: Arc<Slot<PresenceMsg>>,
+}
+
+impl Outbox {
+    pub fn new(
+        rx: mpsc::Receiver<Outbound>,
+        identity: String,
+        session: SessionGen,
+        presence: Arc<Slot<PresenceMsg>>,
+    ) -> Self {
+        Outbox { rx, identity, session, presence }
+    }
+
+    /// The next frame to write; `None` once the session ended and everything was taken.
+    pub async fn recv(&mut self) -> Option<Outbound> {
+        self.rx.recv().await
+    }
+}
+
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        // Closed first: a send after this fails (and its sender keeps the message), so what
+        // the drain takes is everything the channel ever accepted and did not write.
+        self.rx.close();
+        let mut messages = Vec::new();
+        while let Ok(out) = self.rx.try_recv() {
+            if let Outbound::Kept(message) = out {
+                messages.push(message);
+            }
+        }
+        if !messages.is_empty() {
+            let unsent =
+                QueueMsg::Unsent { identity: std::mem::take(&mut self.identity), session: self.session, messages };
+            if self.presence.cast(PresenceMsg::Queue(unsent)).is_err() {
+                tracing::warn!(
+                    actor_kind = "aether_presence",
+                    "stream ended with messages it had not written; the node is stopping, lost"
+                );
             }
         }
     }
@@ -703,23 +849,41 @@ pub fn tally(rows: &[QueuedMessage]) -> Vec<(String, u64, u64)> {
     out
 }
 
-/// Writes an append batch through the storage actor, then tells presence how it went.
-pub fn spawn_flush(rows: Vec<QueuedMessage>, storage: Arc<Slot<StorageMsg>>, presence: ActorRef<PresenceMsg>) {
+/// One write of the queue: returned messages to the front, then appends.
+pub struct Batch {
+    pub front: Vec<QueuedMessage>,
+    pub back: Vec<QueuedMessage>,
+}
+
+/// One queue write through the storage actor.
+async fn write_queue(storage: &Slot<StorageMsg>, op: WriteOp) -> Result<(), String> {
+    match storage.ask(ASK_TIMEOUT, |r| StorageMsg::Write(op, r)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Writes a batch through the storage actor, then tells presence how it went.
+pub fn spawn_flush(batch: Batch, storage: Arc<Slot<StorageMsg>>, presence: ActorRef<PresenceMsg>) {
     tokio::spawn(async move {
-        let counts = tally(&rows);
-        let n = rows.len();
-        let ok = match storage.ask(ASK_TIMEOUT, |r| StorageMsg::Write(WriteOp::AetherEnqueue(rows), r)).await {
-            Ok(Ok(())) => true,
-            Ok(Err(e)) => {
-                tracing::error!(actor_kind = "aether_presence", error = %e, messages = n, "queued messages could not be stored; lost");
-                false
+        let mut counts = Vec::new();
+        for (rows, front) in [(batch.front, true), (batch.back, false)] {
+            if rows.is_empty() {
+                continue;
             }
-            Err(e) => {
-                tracing::error!(actor_kind = "aether_presence", error = %e, messages = n, "queued messages could not be stored; lost");
-                false
-            }
-        };
-        let _ = presence.cast(PresenceMsg::Queue(QueueMsg::Committed { counts, ok }));
+            let (tally, n) = (tally(&rows), rows.len());
+            let op = if front { WriteOp::AetherEnqueueFront(rows) } else { WriteOp::AetherEnqueue(rows) };
+            let ok = match write_queue(&storage, op).await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::error!(actor_kind = "aether_presence", error = %e, messages = n, "queued messages could not be stored; lost");
+                    false
+                }
+            };
+            counts.extend(tally.into_iter().map(|(identity, n, bytes)| (identity, n, bytes, ok)));
+        }
+        let _ = presence.cast(PresenceMsg::Queue(QueueMsg::Committed { counts }));
     });
 }
 
@@ -797,38 +961,48 @@ async fn replay(args: ReaderArgs) -> Result<(), String> {
 }
 
 async fn replay_inner(args: &ReaderArgs) -> Result<(), Stop> {
-    let mut after = 0i64;
     loop {
-        // The queue, page by page, until a short page.
+        // The queue, page by page from its front (a handed page is deleted before the next read,
+        // and messages a closing stream returns go to the front), until a short page.
         loop {
             let page = args
                 .reader
-                .aether_messages_page(&args.identity, after, retained_since(now_ms()), REPLAY_PAGE)
+                .aether_messages_page(&args.identity, i64::MIN, retained_since(now_ms()), REPLAY_PAGE)
                 .await
                 .map_err(|e| Stop::Failed(format!("reading the queue: {e}")))?;
             let short = page.len() < REPLAY_PAGE as usize;
-            let Some(last) = page.last().map(|m| m.seq) else { break };
-            let (n, mut bytes) = (page.len() as u64, 0u64);
+            let Some(first) = page.first().map(|m| m.seq) else { break };
+            let (mut handed, mut bytes, mut last) = (0u64, 0u64, first);
+            let mut gone = None;
             for row in page {
-                bytes += row.payload.len() as u64;
+                let (seq, size) = (row.seq, row.payload.len() as u64);
                 let message = Incoming {
                     source_topic: row.source_topic,
                     payload: Arc::new(row.payload),
                     message_type: row.message_type,
                     workspace: row.workspace,
                 };
-                hand(&args.outbound, message).await?;
+                if let Err(stop) = hand(&args.outbound, message).await {
+                    gone = Some(stop);
+                    break;
+                }
+                (handed, bytes, last) = (handed + 1, bytes + size, seq);
             }
-            // Deleted before the next read (and before a later session's reader starts).
-            let op = WriteOp::AetherDelivered { identity: args.identity.clone(), upto_seq: last };
-            match args.storage.ask(ASK_TIMEOUT, |r| StorageMsg::Write(op, r)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(Stop::Failed(format!("deleting delivered messages: {e}"))),
-                Err(e) => return Err(Stop::Failed(format!("deleting delivered messages: {e}"))),
+            // What was handed is deleted (a stream that ends before writing it returns it), before
+            // the next read and before a later session's reader starts.
+            if handed > 0 {
+                let op = WriteOp::AetherDelivered { identity: args.identity.clone(), from_seq: first, upto_seq: last };
+                match args.storage.ask(ASK_TIMEOUT, |r| StorageMsg::Write(op, r)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return Err(Stop::Failed(format!("deleting delivered messages: {e}"))),
+                    Err(e) => return Err(Stop::Failed(format!("deleting delivered messages: {e}"))),
+                }
+                let delivered = QueueMsg::Delivered { identity: args.identity.clone(), n: handed, bytes };
+                let _ = args.presence.cast(PresenceMsg::Queue(delivered));
             }
-            after = last;
-            let delivered = QueueMsg::Delivered { identity: args.identity.clone(), n, bytes };
-            let _ = args.presence.cast(PresenceMsg::Queue(delivered));
+            if let Some(stop) = gone {
+                return Err(stop);
+            }
             if short {
                 break;
             }
@@ -859,9 +1033,9 @@ async fn hand(outbound: &mpsc::WeakSender<Outbound>, message: Incoming) -> Resul
         if tx.capacity() > REPLAY_HEADROOM
             && let Some(m) = message.take()
         {
-            return match tx.try_send(Outbound::Message(m)) {
+            return match tx.try_send(Outbound::Kept(m)) {
                 Ok(()) => Ok(()),
-                Err(mpsc::error::TrySendError::Full(Outbound::Message(m))) => {
+                Err(mpsc::error::TrySendError::Full(Outbound::Kept(m))) => {
                     message = Some(m);
                     continue;
                 }
@@ -1128,13 +1302,173 @@ mod tests {
         let mut got = Vec::new();
         while got.len() < (backlog + live) as usize {
             match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await? {
-                Some(Outbound::Message(m)) => got.push(String::from_utf8_lossy(&m.payload).parse::<u32>()?),
+                Some(Outbound::Kept(m)) => got.push(String::from_utf8_lossy(&m.payload).parse::<u32>()?),
                 Some(_) => {}
                 None => return Err("the session ended".into()),
             }
         }
         assert_eq!(got, (0..backlog + live).collect::<Vec<_>>());
         assert!(tokio::time::timeout(Duration::from_millis(300), rx.recv()).await.is_err(), "nothing twice");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !db.reader().aether_message_totals(0, i64::MAX).await?.is_empty() {
+            assert!(tokio::time::Instant::now() < deadline, "delivered rows are deleted");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        presence.stop_and_wait(None, Some(Duration::from_secs(5))).await?;
+        storage_actor.drain_and_wait(Some(Duration::from_secs(5))).await?;
+        Ok(())
+    }
+
+    #[test]
+    fn messages_a_closing_stream_returns_go_to_the_front_or_to_a_newer_session() {
+        // The stream of live session 3 ended before its connection actor: its unsent messages
+        // go to the front, and the session counts as closed.
+        let mut boxes: Mailboxes<u32> = Mailboxes::default();
+        assert_eq!(boxes.route(B, true, msg(1)), Verdict::Deliver(msg(1)));
+        let r = boxes.returned(B, 3, Some(3), vec![msg(1)]);
+        assert_eq!(r, Returned { front: vec![msg(1)], back: vec![], deliver: vec![] });
+        assert_eq!(boxes.route(B, true, msg(2)), Verdict::Append(vec![msg(2)]), "kept behind it");
+        // Nothing unsent: nothing changes.
+        let mut boxes: Mailboxes<u32> = Mailboxes::default();
+        assert_eq!(boxes.returned(B, 3, Some(3), vec![]), Returned::default());
+        assert_eq!(boxes.route(B, true, msg(2)), Verdict::Deliver(msg(2)));
+        // Ended during its replay: the buffer (newer) goes behind the returned ones.
+        let mut boxes: Mailboxes<u32> = Mailboxes::default();
+        assert_eq!(boxes.open(B, 5).spawn_reader, Some(5));
+        assert_eq!(boxes.route(B, true, msg(9)), Verdict::Held);
+        let r = boxes.returned(B, 5, Some(5), vec![msg(7), msg(8)]);
+        assert_eq!(r, Returned { front: vec![msg(7), msg(8)], back: vec![msg(9)], deliver: vec![] });
+        // A newer session live already (no box): it gets them at once.
+        let mut boxes: Mailboxes<u32> = Mailboxes::default();
+        let r = boxes.returned(B, 5, Some(6), vec![msg(1)]);
+        assert_eq!(r, Returned { front: vec![], back: vec![], deliver: vec![msg(1)] });
+        assert!(boxes.is_empty());
+        // A newer session replaying: to the front, which its reader reads next.
+        let mut boxes: Mailboxes<u32> = Mailboxes::default();
+        assert_eq!(boxes.open(B, 6).spawn_reader, Some(6));
+        let r = boxes.returned(B, 5, Some(6), vec![msg(1)]);
+        assert_eq!(r.front, vec![msg(1)]);
+        let step = boxes.drained(B, 6, 0);
+        assert_eq!(step.answer, None, "waits for the returned rows to commit");
+        let step = boxes.committed(B, 1, 1, true);
+        assert_eq!(step.answer, Some((0, ReplayNext::ReadMore)));
+    }
+
+    /// The actors and storage for real: a stream that ends with messages in its channel (sent
+    /// while live, and handed by a replay) gives them back; the next session gets every message
+    /// once, in order.
+    #[tokio::test]
+    async fn messages_a_stream_did_not_write_reach_the_next_session_in_order() -> Result<(), Box<dyn std::error::Error>>
+    {
+        use crate::aether::connection::{OUTBOUND_CAPACITY, SessionAuthority};
+        use crate::aether::identity::ClaimedPrincipal;
+        use crate::aether::presence::{OpenRequest, PresenceActor};
+        use crate::storage::{DatabaseLocation, Db, StorageActor, StorageArgs};
+        use crate::supervision::ask;
+        use ractor::Actor;
+
+        let db = Db::open(&DatabaseLocation::Memory).await?;
+        let (storage_actor, _) = Actor::spawn(None, StorageActor, StorageArgs { db: db.clone() }).await?;
+        let storage = Slot::new("storage");
+        storage.set(Some(storage_actor.clone()));
+        let store = SessionStore { storage, reader: db.reader() };
+        let (presence, _) = Actor::spawn(None, PresenceActor, store).await?;
+        let presence_slot = Slot::new("presence");
+        presence_slot.set(Some(presence.clone()));
+        let open = |spec: &str| {
+            let presence = presence.clone();
+            let presence_slot = presence_slot.clone();
+            let identity =
+                ClaimedPrincipal::Agent { workspace: "w".into(), implementation: "i".into(), specifier: spec.into() }
+                    .resolve(|| "x".into());
+            async move {
+                let (tx, rx) = mpsc::channel(OUTBOUND_CAPACITY);
+                let request = OpenRequest {
+                    identity: identity?,
+                    authority: SessionAuthority::Claimed,
+                    resume_session_id: None,
+                    outbound: tx,
+                };
+                let opened = ask(&presence, "presence", ASK_TIMEOUT, |r| PresenceMsg::Open(Box::new(request), r))
+                    .await?
+                    .map_err(|e| e.to_string())?;
+                let outbox = Outbox::new(rx, opened.session.identity.key.clone(), opened.generation, presence_slot);
+                Ok::<_, Box<dyn std::error::Error>>((opened, outbox))
+            }
+        };
+        let (a, _a_out) = open("a").await?;
+        let send = |n: u32| {
+            let message = Incoming {
+                source_topic: "ag::w::i::a".into(),
+                payload: Arc::new(n.to_string().into_bytes()),
+                message_type: 0,
+                workspace: "w".into(),
+            };
+            let route = super::super::topics::Route::Identity("ag::w::i::b".into());
+            presence.cast(PresenceMsg::Route { route, message, from: a.connection.clone() }).map_err(|e| e.to_string())
+        };
+        async fn messages(outbox: &mut Outbox, n: usize) -> Result<Vec<u32>, Box<dyn std::error::Error>> {
+            let mut got = Vec::new();
+            while got.len() < n {
+                match tokio::time::timeout(Duration::from_secs(10), outbox.recv()).await? {
+                    Some(Outbound::Kept(m)) => got.push(String::from_utf8_lossy(&m.payload).parse::<u32>()?),
+                    Some(_) => {}
+                    None => return Err("the session ended".into()),
+                }
+            }
+            Ok(got)
+        }
+        let sessions = || ask(&presence, "presence", ASK_TIMEOUT, PresenceMsg::Count);
+        let wait_sessions = |n: usize| async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            while sessions().await? != n {
+                assert!(tokio::time::Instant::now() < deadline, "sessions never became {n}");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Ok::<_, Box<dyn std::error::Error>>(())
+        };
+
+        // Live: 0..10 are in b's channel when its stream ends (the client closed it); 10..15 are
+        // routed before the node noticed (its connection actor still runs).
+        let (b, mut b_out) = open("b").await?;
+        for n in 0..10 {
+            send(n)?;
+        }
+        assert_eq!(ask(&presence, "presence", ASK_TIMEOUT, PresenceMsg::Count).await?, 2);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let first = messages(&mut b_out, 2).await?;
+        assert_eq!(first, vec![0, 1], "written to the client before the stream ended");
+        drop(b_out);
+        for n in 10..15 {
+            send(n)?;
+        }
+        let _ = b.connection.cast(ConnectionMsg::Closed);
+        wait_sessions(1).await?;
+        let (b, mut b_out) = open("b").await?;
+        assert_eq!(messages(&mut b_out, 13).await?, (2..15).collect::<Vec<_>>(), "each once, in order");
+        assert!(tokio::time::timeout(Duration::from_millis(300), b_out.recv()).await.is_err(), "nothing twice");
+
+        // During a replay: the client reads 5 of 300 queued, then its stream ends.
+        drop(b_out);
+        let _ = b.connection.cast(ConnectionMsg::Closed);
+        wait_sessions(1).await?;
+        for n in 100..400 {
+            send(n)?;
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while db.reader().aether_message_totals(0, i64::MAX).await?.first().map(|t| t.1) != Some(300) {
+            assert!(tokio::time::Instant::now() < deadline, "the backlog was never stored");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let (b, mut b_out) = open("b").await?;
+        assert_eq!(messages(&mut b_out, 5).await?, (100..105).collect::<Vec<_>>());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(b_out);
+        let _ = b.connection.cast(ConnectionMsg::Closed);
+        wait_sessions(1).await?;
+        let (_b, mut b_out) = open("b").await?;
+        assert_eq!(messages(&mut b_out, 295).await?, (105..400).collect::<Vec<_>>(), "each once, in order");
+        assert!(tokio::time::timeout(Duration::from_millis(300), b_out.recv()).await.is_err(), "nothing twice");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while !db.reader().aether_message_totals(0, i64::MAX).await?.is_empty() {
             assert!(tokio::time::Instant::now() < deadline, "delivered rows are deleted");

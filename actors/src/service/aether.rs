@@ -13,9 +13,10 @@ use std::collections::HashMap;
 use tokio::sync::mpsc;
 
 use super::{Binding, Caller, ErrorKind, Need, Principal, ServiceError, Services};
-use crate::aether::connection::{ConnectionMsg, Outbound, Request, Session, SessionAuthority};
+use crate::aether::connection::{ConnectionMsg, OUTBOUND_CAPACITY, Request, Session, SessionAuthority};
 use crate::aether::identity::ClaimedPrincipal;
 use crate::aether::presence::{ConnectionInfo, OpenRefused, OpenRequest, PresenceMsg};
+use crate::aether::queue::Outbox;
 use crate::supervision::ASK_TIMEOUT;
 
 /// What a client sent in its `InitConnection`.
@@ -89,13 +90,13 @@ impl Services {
     /// Opens a gateway session: checks the claimed principal (`Invalid`), authenticates the
     /// credential (`Unauthenticated`), takes the identity's lock (`Conflict` if another live
     /// session holds it and this is not its resume) and starts the connection actor, which sends
-    /// the ack (and the config snapshot) into `outbound` first.
+    /// the ack (and the config snapshot) into the session's [`Outbox`] first, which the binding
+    /// writes to the stream.
     pub async fn gateway_connect(
         &self,
         connect: GatewayConnect,
         policy: AnonymousPolicy,
-        outbound: mpsc::Sender<Outbound>,
-    ) -> Result<GatewaySession, ServiceError> {
+    ) -> Result<(GatewaySession, Outbox), ServiceError> {
         let identity = connect
             .principal
             .resolve(|| crate::ids::new_id().to_ascii_lowercase())
@@ -127,10 +128,15 @@ impl Services {
         };
         let resume = Some(connect.resume_session_id.trim().to_owned()).filter(|s| !s.is_empty());
         tracing::debug!(identity = %identity.key, client = %connect.client, resume = resume.is_some(), "gateway connect");
+        let (outbound, rx) = mpsc::channel(OUTBOUND_CAPACITY);
         let request = OpenRequest { identity, authority, resume_session_id: resume, outbound };
         let opened = self.dir.presence.ask(ASK_TIMEOUT, |reply| PresenceMsg::Open(Box::new(request), reply)).await?;
         match opened {
-            Ok(opened) => Ok(GatewaySession { session: opened.session, connection: opened.connection }),
+            Ok(opened) => {
+                let outbox =
+                    Outbox::new(rx, opened.session.identity.key.clone(), opened.generation, self.dir.presence.clone());
+                Ok((GatewaySession { session: opened.session, connection: opened.connection }, outbox))
+            }
             Err(OpenRefused::AlreadyConnected(key)) => Err(ServiceError::new(
                 ErrorKind::Conflict,
                 format!("DuplicateIdentityError: identity ({key}) already connected"),

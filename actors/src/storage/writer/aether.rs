@@ -146,10 +146,43 @@ pub async fn enqueue(conn: &mut SqliteConnection, rows: &[&QueuedMessage]) -> Re
     Ok(())
 }
 
-/// Deletes `identity`'s queued messages up to `upto_seq` (they were handed to its session).
-pub async fn delivered(conn: &mut SqliteConnection, identity: &str, upto_seq: i64) -> Result<(), StorageError> {
-    sqlx::query("DELETE FROM aether_messages WHERE identity = ? AND seq <= ?")
+/// Puts messages a session's stream was handed but never wrote back at the front of their
+/// identities' queues, in order: their seqs are below every row's (seqs need only be unique and
+/// ordered, so they go negative). They are older than anything still queued: what is queued was
+/// either sent after them or not yet handed.
+pub async fn enqueue_front(conn: &mut SqliteConnection, rows: &[&QueuedMessage]) -> Result<(), StorageError> {
+    let lowest: i64 =
+        sqlx::query_scalar("SELECT COALESCE(MIN(seq), 1) FROM aether_messages").fetch_one(&mut *conn).await?;
+    let base = lowest.min(1) - rows.len() as i64;
+    for (seq, m) in (base..).zip(rows) {
+        sqlx::query(
+            "INSERT INTO aether_messages (seq, identity, source_topic, message_type, workspace, payload, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(seq)
+        .bind(&m.identity)
+        .bind(&m.source_topic)
+        .bind(m.message_type)
+        .bind(&m.workspace)
+        .bind(m.payload.as_slice())
+        .bind(m.created_at)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Deletes `identity`'s queued messages with seqs in `from_seq..=upto_seq` (a page handed to its
+/// session; rows put at the front after the page was read stay).
+pub async fn delivered(
+    conn: &mut SqliteConnection,
+    identity: &str,
+    from_seq: i64,
+    upto_seq: i64,
+) -> Result<(), StorageError> {
+    sqlx::query("DELETE FROM aether_messages WHERE identity = ? AND seq >= ? AND seq <= ?")
         .bind(identity)
+        .bind(from_seq)
         .bind(upto_seq)
         .execute(conn)
         .await?;

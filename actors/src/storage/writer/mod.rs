@@ -106,8 +106,10 @@ pub enum WriteOp {
     /// Aether messages kept for identities that are not connected, in publish order (one
     /// multi-row INSERT per chunk; the presence actor batches them, so one write carries many).
     AetherEnqueue(Vec<QueuedMessage>),
-    /// An identity's queued messages up to `upto_seq` were handed to its session: deleted.
-    AetherDelivered { identity: String, upto_seq: i64 },
+    /// Messages a closing stream was handed but never wrote: back at the front of their queues.
+    AetherEnqueueFront(Vec<QueuedMessage>),
+    /// An identity's queued messages `from_seq..=upto_seq` were handed to its session: deleted.
+    AetherDelivered { identity: String, from_seq: i64, upto_seq: i64 },
     /// Queued messages created before `before_ms` (unix ms) are past the retention: deleted.
     AetherExpire { before_ms: i64 },
 }
@@ -134,6 +136,7 @@ impl WriteOp {
             WriteOp::AetherKvUpdate { .. } => "aether kv update",
             WriteOp::AetherCheckpoint { .. } => "aether checkpoint",
             WriteOp::AetherEnqueue(_) => "aether enqueue",
+            WriteOp::AetherEnqueueFront(_) => "aether enqueue front",
             WriteOp::AetherDelivered { .. } => "aether delivered",
             WriteOp::AetherExpire { .. } => "aether expire",
         }
@@ -396,6 +399,7 @@ impl<'a> WritePlan<'a> {
                 | WriteOp::AetherKvUpdate { .. }
                 | WriteOp::AetherCheckpoint { .. }
                 | WriteOp::AetherEnqueue(_)
+                | WriteOp::AetherEnqueueFront(_)
                 | WriteOp::AetherDelivered { .. }
                 | WriteOp::AetherExpire { .. } => plan.in_order.push(op),
             }
@@ -483,7 +487,13 @@ async fn write_in_order(conn: &mut SqliteConnection, op: &WriteOp) -> Result<(),
             }
             Ok(())
         }
-        WriteOp::AetherDelivered { identity, upto_seq } => aether::delivered(conn, identity, *upto_seq).await,
+        WriteOp::AetherEnqueueFront(rows) => {
+            let rows: Vec<&QueuedMessage> = rows.iter().collect();
+            aether::enqueue_front(conn, &rows).await
+        }
+        WriteOp::AetherDelivered { identity, from_seq, upto_seq } => {
+            aether::delivered(conn, identity, *from_seq, *upto_seq).await
+        }
         WriteOp::AetherExpire { before_ms } => aether::expire(conn, *before_ms).await,
         // Grouped into multi-row statements by the plan, never written one by one here.
         WriteOp::Task { .. } | WriteOp::Agent(_) | WriteOp::NodeMeta { .. } => Ok(()),
@@ -710,11 +720,24 @@ mod tests {
         let mut totals = reader.aether_message_totals(0, i64::MAX).await?;
         totals.sort();
         assert_eq!(totals, vec![("ag::w::i::b".into(), 5, 15), ("ag::w::i::c".into(), 1, 9)]);
-        // Handed up to the page's last seq: deleted; the rest follows.
-        write(WriteOp::AetherDelivered { identity: "ag::w::i::b".into(), upto_seq: page[2].seq })
+        // Returned by a closing stream after the page was read: at the front, in their order.
+        write(WriteOp::AetherEnqueueFront(vec![row("ag::w::i::b", 7, 1_000), row("ag::w::i::b", 8, 1_000)]))
             .await?
             .map_err(|e| e.to_string())?;
-        let rest = reader.aether_messages_page("ag::w::i::b", 0, 0, 10).await?;
+        // Handed: the page's seqs are deleted, not the rows put in front of it meanwhile.
+        let handed =
+            WriteOp::AetherDelivered { identity: "ag::w::i::b".into(), from_seq: page[0].seq, upto_seq: page[2].seq };
+        write(handed).await?.map_err(|e| e.to_string())?;
+        let rest = reader.aether_messages_page("ag::w::i::b", i64::MIN, 0, 10).await?;
+        assert_eq!(rest.iter().map(|m| m.payload.len()).collect::<Vec<_>>(), vec![7, 8, 4, 5]);
+        // A second return goes in front of the first.
+        write(WriteOp::AetherEnqueueFront(vec![row("ag::w::i::b", 6, 1_000)])).await?.map_err(|e| e.to_string())?;
+        let rest = reader.aether_messages_page("ag::w::i::b", i64::MIN, 0, 10).await?;
+        assert_eq!(rest.iter().map(|m| m.payload.len()).collect::<Vec<_>>(), vec![6, 7, 8, 4, 5]);
+        let (first, last) = (rest[0].seq, rest[2].seq);
+        let handed = WriteOp::AetherDelivered { identity: "ag::w::i::b".into(), from_seq: first, upto_seq: last };
+        write(handed).await?.map_err(|e| e.to_string())?;
+        let rest = reader.aether_messages_page("ag::w::i::b", i64::MIN, 0, 10).await?;
         assert_eq!(rest.iter().map(|m| m.payload.len()).collect::<Vec<_>>(), vec![4, 5]);
         // Past the retention: invisible to replay, then swept.
         assert!(reader.aether_messages_page("ag::w::i::c", 0, 100, 10).await?.is_empty());
