@@ -40,6 +40,13 @@ fn node(extra: &[&str]) -> Result<Node> {
     Ok(node)
 }
 
+/// The admin token a node writes for its own user (scope `admin`).
+fn local_admin_token(node: &Node) -> Result<String> {
+    let port = node.base.rsplit(':').next().ok_or("no port")?.trim_end_matches('/');
+    let token = std::fs::read_to_string(node.dir.join("state/tokens").join(format!("loopback-{port}.token")))?;
+    Ok(token.trim().to_owned())
+}
+
 /// Runs a script to its end (bounded), returning its stdout; fails with its output if it failed.
 fn run(python: &Path, args: &[&str]) -> Result<String> {
     let mut child = Command::new(python).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
@@ -548,10 +555,9 @@ fn api_tokens_admit_gateway_clients_until_revoked() -> Result {
     };
     let node = node(&[])?;
     // The local admin token the node wrote for its user mints and revokes over HTTP.
-    let port = node.base.rsplit(':').next().ok_or("no port")?.trim_end_matches('/');
-    let admin = std::fs::read_to_string(node.dir.join("state/tokens").join(format!("loopback-{port}.token")))?;
+    let admin = local_admin_token(&node)?;
     let script = script("sdk_tokens.py");
-    let out = run(&python, &[script.to_str().ok_or("path")?, &node.aether, &node.base, admin.trim()])
+    let out = run(&python, &[script.to_str().ok_or("path")?, &node.aether, &node.base, &admin])
         .map_err(|e| format!("{e}\nnode log:\n{}", node.log()))?;
     for check in [
         "ok a token minted over HTTP admits a gateway client, listed with its token id",
@@ -563,5 +569,35 @@ fn api_tokens_admit_gateway_clients_until_revoked() -> Result {
     let log = node.log();
     assert!(log.contains("authority=token"), "the connect line names the token authority:\n{log}");
     assert!(log.contains("code=Unauthenticated"), "the refusals are logged:\n{log}");
+    Ok(())
+}
+
+/// Admin operations through the SDK's AdminClient (sync and async): sessions listed, fetched and
+/// kicked (FORCE_DISCONNECT: the client stays away), tokens minted, listed and revoked in the
+/// node's one store (the HTTP API sees and honours them); refused without admin rights.
+#[test]
+fn admins_manage_sessions_and_tokens_through_the_sdk() -> Result {
+    let Some(python) = sdk_python() else {
+        skip();
+        return Ok(());
+    };
+    let node = node(&[])?;
+    let admin = local_admin_token(&node)?;
+    let script = script("sdk_admin.py");
+    let out = run(&python, &[script.to_str().ok_or("path")?, &node.aether, &node.base, &admin])
+        .map_err(|e| format!("{e}\nnode log:\n{}", node.log()))?;
+    for check in [
+        "ok an admin lists sessions, filtered by workspace and kind, paged, and gets one by id",
+        "ok a client without admin rights is refused ERR_PERMISSION_DENIED and nothing changes",
+        "ok a token minted through the SDK is the node's: listed over HTTP, admits HTTP and gateway clients",
+        "ok a revoked token is refused over HTTP and the gateway, and listed as revoked when asked",
+        "ok a kicked client gets FORCE_DISCONNECT with the reason and stays away",
+        "ok the sync AdminClient creates, lists and revokes tokens",
+    ] {
+        assert!(out.contains(check), "missing {check:?} in:\n{out}");
+    }
+    let log = node.log();
+    assert!(log.contains("gateway session disconnected by an admin"), "the kick is logged:\n{log}");
+    assert!(log.contains("token created through the gateway"), "the mint is logged:\n{log}");
     Ok(())
 }

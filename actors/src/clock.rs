@@ -22,6 +22,16 @@ pub fn now_rfc3339() -> String {
     format_rfc3339(OffsetDateTime::now_utc())
 }
 
+/// Unix seconds now (wire fields of other protocols that count seconds).
+pub fn unix_seconds() -> i64 {
+    OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// Unix seconds of a timestamp in the project's convention (0 if it is not one).
+pub fn unix_seconds_of(at: &Timestamp) -> i64 {
+    OffsetDateTime::parse(at.as_str(), &Rfc3339).map_or(0, |t| t.unix_timestamp())
+}
+
 /// Formats any instant in the project's one timestamp convention.
 pub fn format_rfc3339(at: OffsetDateTime) -> String {
     let at = at.to_offset(time::UtcOffset::UTC);

@@ -1,8 +1,10 @@
 //! Upstream frames into the core's requests: `InitConnection` into a [`GatewayConnect`], every
-//! other case into a session [`Request`] (each with the correlation the SDK waits on).
+//! other case into a [`Frame`]: a session [`Request`] (each with the correlation the SDK waits
+//! on), or an admin operation the binding hands to the service layer.
 
+use aethrolink_actors::aether::admin::{SessionAction, SessionFilter, SessionOp, TokenAction, TokenCreate, TokenOp};
 use aethrolink_actors::aether::connection::{Correlation, FifoKind, Request, SendRequest};
-use aethrolink_actors::aether::identity::ClaimedPrincipal;
+use aethrolink_actors::aether::identity::{ClaimedPrincipal, PrincipalKind};
 use aethrolink_actors::aether::kv::{CheckpointOp, CheckpointRequest, KvOp, KvRequest, KvScope};
 use aethrolink_actors::aether::topics::MetricShape;
 use aethrolink_actors::model::kv_update::{Guard, KvUpdate};
@@ -12,7 +14,10 @@ use prost::Message as _;
 use super::proto::init_connection::ClientType;
 use super::proto::kv_operation::OpType;
 use super::proto::upstream_message::Payload;
-use super::proto::{CheckpointOperation, InitConnection, KvOperation, MessageType, Metric, UpstreamMessage};
+use super::proto::{
+    CheckpointOperation, InitConnection, KvOperation, MessageType, Metric, PrincipalType, SessionOperation,
+    TokenOperation, UpstreamMessage, session_operation, token_operation,
+};
 
 /// `InitConnection` into the core's connect request; `Err` names what is missing.
 pub fn connect(init: InitConnection) -> Result<GatewayConnect, &'static str> {
@@ -43,7 +48,104 @@ pub fn connect(init: InitConnection) -> Result<GatewayConnect, &'static str> {
         credentials: init.credentials,
         resume_session_id: init.resume_session_id,
         client: format!("{} {}", init.client_sdk, init.client_version).trim().to_owned(),
+        remote_addr: String::new(),
     })
+}
+
+/// What a frame after `InitConnection` asks.
+#[derive(Debug, PartialEq)]
+pub enum Frame {
+    /// Answered by the session's connection actor.
+    Session(Request),
+    /// Admin operations, carried out by the service layer for the session's caller.
+    Sessions(SessionOp),
+    Tokens(TokenOp),
+}
+
+/// A frame after `InitConnection`.
+pub fn frame(frame: UpstreamMessage) -> Frame {
+    match frame.payload {
+        Some(Payload::SessionOp(op)) => Frame::Sessions(session_op(op)),
+        Some(Payload::TokenOp(op)) => Frame::Tokens(token_op(op)),
+        payload => Frame::Session(request(UpstreamMessage { payload, ..frame })),
+    }
+}
+
+/// The principal kinds a `PrincipalType` filter names (`Unspecified`: all).
+fn principal_kinds(n: i32) -> Vec<PrincipalKind> {
+    match PrincipalType::try_from(n) {
+        Ok(PrincipalType::PrincipalAgent) => vec![PrincipalKind::Agent],
+        Ok(PrincipalType::PrincipalTask) => vec![PrincipalKind::UniqueTask, PrincipalKind::PooledTask],
+        Ok(PrincipalType::PrincipalUser) => vec![PrincipalKind::User],
+        Ok(PrincipalType::PrincipalOrchestrator) => vec![PrincipalKind::Orchestrator],
+        Ok(PrincipalType::PrincipalWorkflowEngine) => vec![PrincipalKind::WorkflowEngine],
+        Ok(PrincipalType::PrincipalMetricsBridge) => vec![PrincipalKind::MetricsBridge],
+        Ok(PrincipalType::PrincipalBridge) => vec![PrincipalKind::Bridge],
+        Ok(PrincipalType::PrincipalService) => vec![PrincipalKind::Service],
+        Ok(PrincipalType::Unspecified) | Err(_) => Vec::new(),
+    }
+}
+
+/// The principal type a kind is listed as.
+pub fn principal_type(kind: PrincipalKind) -> PrincipalType {
+    match kind {
+        PrincipalKind::Agent => PrincipalType::PrincipalAgent,
+        PrincipalKind::UniqueTask | PrincipalKind::PooledTask => PrincipalType::PrincipalTask,
+        PrincipalKind::User => PrincipalType::PrincipalUser,
+        PrincipalKind::Orchestrator => PrincipalType::PrincipalOrchestrator,
+        PrincipalKind::WorkflowEngine => PrincipalType::PrincipalWorkflowEngine,
+        PrincipalKind::MetricsBridge => PrincipalType::PrincipalMetricsBridge,
+        PrincipalKind::Bridge => PrincipalType::PrincipalBridge,
+        PrincipalKind::Service => PrincipalType::PrincipalService,
+    }
+}
+
+fn session_op(op: SessionOperation) -> SessionOp {
+    use session_operation::OpType as Op;
+    let action = match Op::try_from(op.op) {
+        Ok(Op::List) => {
+            let filter = op.filter.unwrap_or_default();
+            SessionAction::List(SessionFilter {
+                kinds: principal_kinds(filter.r#type),
+                workspace: filter.workspace,
+                limit: u32::try_from(filter.limit).unwrap_or(0),
+                offset: u32::try_from(filter.offset).unwrap_or(0),
+            })
+        }
+        Ok(Op::Get) => SessionAction::Get { session_id: op.session_id },
+        Ok(Op::Disconnect) => SessionAction::Disconnect { session_id: op.session_id, reason: op.reason },
+        Err(_) => SessionAction::Unknown(op.op),
+    };
+    SessionOp { request_id: op.request_id, action }
+}
+
+fn token_op(op: TokenOperation) -> TokenOp {
+    use token_operation::OpType as Op;
+    let action = match Op::try_from(op.op) {
+        Ok(Op::Create) => {
+            let c = op.create_request.unwrap_or_default();
+            TokenAction::Create(TokenCreate {
+                name: c.name,
+                principal_type: c.principal_type,
+                workspace_patterns: c.workspace_patterns,
+                scopes: c.scopes,
+                expires_in_hours: c.expires_in_hours,
+                created_by: c.created_by,
+            })
+        }
+        Ok(Op::List) => {
+            let f = op.filter.unwrap_or_default();
+            TokenAction::List {
+                include_revoked: f.include_revoked,
+                limit: u32::try_from(f.limit).unwrap_or(0),
+                offset: u32::try_from(f.offset).unwrap_or(0),
+            }
+        }
+        Ok(Op::Get) => TokenAction::Get { token_id: op.token_id },
+        Ok(Op::Revoke) | Ok(Op::Delete) => TokenAction::Revoke { token_id: op.token_id },
+        Err(_) => TokenAction::Unknown(op.op),
+    };
+    TokenOp { request_id: op.request_id, action }
 }
 
 fn by_id(id: String) -> Correlation {
@@ -143,6 +245,7 @@ pub fn request(frame: UpstreamMessage) -> Request {
         Payload::CreateTask(op) => unserved("create_task", by_id(op.request_id)),
         Payload::CheckpointOp(op) => checkpoint(op),
         Payload::AdminQuery(op) => unserved("admin_query", by_id(op.request_id)),
+        // Carried out by the service layer (see `frame`); never reaches here from a stream.
         Payload::SessionOp(op) => unserved("session_op", by_id(op.request_id)),
         Payload::TaskQuery(op) => unserved("task_query", by_id(op.request_id)),
         Payload::TaskOp(op) => unserved("task_op", by_id(op.request_id)),
@@ -176,6 +279,48 @@ pub fn request(frame: UpstreamMessage) -> Request {
 mod tests {
     use super::super::proto::{AgentIdentity, WorkspaceOperation};
     use super::*;
+
+    #[test]
+    fn session_and_token_ops_go_to_the_service_layer() {
+        use super::super::proto::{ConnectionFilter, TokenCreateRequest};
+        let list = SessionOperation {
+            op: session_operation::OpType::List as i32,
+            request_id: "r1".into(),
+            filter: Some(ConnectionFilter {
+                r#type: PrincipalType::PrincipalTask as i32,
+                limit: 5,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let got = frame(UpstreamMessage { payload: Some(Payload::SessionOp(list)), ..Default::default() });
+        let Frame::Sessions(SessionOp { request_id, action: SessionAction::List(filter) }) = got else {
+            panic!("{got:?}")
+        };
+        assert_eq!(request_id, "r1");
+        assert_eq!(filter.kinds, vec![PrincipalKind::UniqueTask, PrincipalKind::PooledTask], "tasks of both kinds");
+        assert_eq!(filter.limit, 5);
+        let kick = SessionOperation { op: 0, session_id: "as_1".into(), reason: "r".into(), ..Default::default() };
+        let got = frame(UpstreamMessage { payload: Some(Payload::SessionOp(kick)), ..Default::default() });
+        assert!(matches!(got, Frame::Sessions(SessionOp { action: SessionAction::Disconnect { .. }, .. })), "{got:?}");
+        let create = TokenOperation {
+            op: token_operation::OpType::Create as i32,
+            create_request: Some(TokenCreateRequest { name: "ci".into(), ..Default::default() }),
+            request_id: "r2".into(),
+            ..Default::default()
+        };
+        let got = frame(UpstreamMessage { payload: Some(Payload::TokenOp(create)), ..Default::default() });
+        assert!(
+            matches!(&got, Frame::Tokens(TokenOp { action: TokenAction::Create(c), .. }) if c.name == "ci"),
+            "{got:?}"
+        );
+        let delete =
+            TokenOperation { op: token_operation::OpType::Delete as i32, token_id: "t".into(), ..Default::default() };
+        let got = frame(UpstreamMessage { payload: Some(Payload::TokenOp(delete)), ..Default::default() });
+        assert!(matches!(got, Frame::Tokens(TokenOp { action: TokenAction::Revoke { .. }, .. })), "DELETE revokes");
+        let kv = frame(UpstreamMessage { payload: Some(Payload::KvOp(KvOperation::default())), ..Default::default() });
+        assert!(matches!(kv, Frame::Session(Request::Kv(_))));
+    }
 
     #[test]
     fn init_names_the_claimed_principal_and_keeps_the_credentials() {

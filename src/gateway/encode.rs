@@ -5,14 +5,17 @@
 //! reconnect (with `resume_session_id`). A stream is never ended with OK by the node: the SDK
 //! would be left a zombie.
 
+use aethrolink_actors::aether::admin::TokenShown;
 use aethrolink_actors::aether::connection::{Correlation, EndKind, FifoKind, Outbound};
+use aethrolink_actors::aether::presence::ConnectionInfo;
 use aethrolink_actors::service::{ErrorKind, ServiceError};
 use tonic::Status;
 
 use super::proto::downstream_message::Payload;
 use super::proto::{
     AclResponse, AgentResponse, CheckpointResponse, ConfigSnapshot, ConnectionAck, DownstreamMessage, ErrorResponse,
-    IncomingMessage, KvResponse, ProxyHttpResponse, TunnelClose, WorkspaceResponse,
+    IncomingMessage, KvResponse, ProxyHttpResponse, SessionOperationResponse, Signal, TokenInfo, TokenResponse,
+    TunnelClose, WorkspaceResponse, signal,
 };
 
 /// The node's version, told in the ack.
@@ -96,9 +99,68 @@ pub fn outbound(out: Outbound) -> Result<DownstreamMessage, Status> {
                 }
             }
         }
+        Outbound::Sessions(r) => frame(Payload::SessionResponse(SessionOperationResponse {
+            success: r.success,
+            message: r.message,
+            error: r.error,
+            request_id: r.request_id,
+            connection: r.connection.map(connection_info),
+            connections: r.connections.into_iter().map(connection_info).collect(),
+            total_count: i32::try_from(r.total_count).unwrap_or(i32::MAX),
+        })),
+        Outbound::Tokens(r) => {
+            let token = r.token.map(token_info);
+            frame(Payload::Token(TokenResponse {
+                success: r.success,
+                error: r.error,
+                message: r.message,
+                // CREATE: upstream sets only `created_token`; the SDK's README reads `token.id`.
+                created_token: (!r.plaintext_token.is_empty()).then(|| token.clone()).flatten(),
+                token,
+                tokens: r.tokens.into_iter().map(token_info).collect(),
+                total_count: i32::try_from(r.total_count).unwrap_or(i32::MAX),
+                plaintext_token: r.plaintext_token,
+                request_id: r.request_id,
+            }))
+        }
+        Outbound::ForceDisconnect { reason } => {
+            frame(Payload::Signal(Signal { r#type: signal::SignalType::ForceDisconnect as i32, reason }))
+        }
         Outbound::End { end: EndKind::InvalidArgument, message } => return Err(Status::invalid_argument(message)),
         Outbound::End { end: EndKind::Unavailable, message } => return Err(Status::unavailable(message)),
+        Outbound::End { end: EndKind::Cancelled, message } => return Err(Status::cancelled(message)),
     })
+}
+
+/// A live session as the gateway lists it.
+fn connection_info(c: ConnectionInfo) -> super::proto::ConnectionInfo {
+    let seconds = (aethrolink_actors::clock::unix_seconds() - c.connected_at_unix).max(0);
+    super::proto::ConnectionInfo {
+        session_id: c.session_id,
+        r#type: super::decode::principal_type(c.kind) as i32,
+        identity: c.identity,
+        workspace: c.workspace.unwrap_or_default(),
+        implementation: c.implementation.unwrap_or_default(),
+        specifier: c.specifier.unwrap_or_default(),
+        connected_at: c.connected_at_unix,
+        duration: format!("{seconds}s"),
+        remote_addr: c.remote_addr,
+        last_activity: 0,
+    }
+}
+
+/// A token as the gateway shows it (never its secret).
+fn token_info(t: TokenShown) -> TokenInfo {
+    TokenInfo {
+        id: t.id,
+        name: t.name,
+        scopes: t.scopes,
+        expires_at: t.expires_at,
+        revoked: t.revoked,
+        revoked_at: t.revoked_at,
+        created_at: t.created_at,
+        ..Default::default()
+    }
 }
 
 /// A refused connect as the status the SDK understands.
@@ -154,5 +216,36 @@ mod tests {
         assert_eq!(end.err().map(|s| s.code()), Some(Code::Unavailable));
         assert_eq!(status_of(&ServiceError::new(ErrorKind::Conflict, "dup")).code(), Code::AlreadyExists);
         assert_eq!(status_of(&ServiceError::new(ErrorKind::Unauthenticated, "no")).code(), Code::Unauthenticated);
+    }
+
+    #[test]
+    fn a_kick_is_force_disconnect_then_cancelled_and_a_minted_token_is_shown_twice() {
+        let signal = outbound(Outbound::ForceDisconnect { reason: "ops".into() }).ok().and_then(|f| f.payload);
+        assert!(
+            matches!(signal, Some(Payload::Signal(s)) if s.r#type == signal::SignalType::ForceDisconnect as i32 && s.reason == "ops")
+        );
+        let end = outbound(Outbound::End { end: EndKind::Cancelled, message: "kicked".into() });
+        assert_eq!(end.err().map(|s| s.code()), Some(Code::Cancelled));
+        let shown = TokenShown { id: "t1".into(), ..TokenShown::default() };
+        let reply = aethrolink_actors::aether::admin::TokenReply {
+            request_id: "r".into(),
+            success: true,
+            token: Some(shown.clone()),
+            plaintext_token: "t1.secret".into(),
+            ..Default::default()
+        };
+        match outbound(Outbound::Tokens(reply)).ok().and_then(|f| f.payload) {
+            Some(Payload::Token(t)) => {
+                assert_eq!(t.token.map(|t| t.id), Some("t1".into()));
+                assert_eq!(t.created_token.map(|t| t.id), Some("t1".into()));
+                assert_eq!((t.request_id.as_str(), t.plaintext_token.as_str()), ("r", "t1.secret"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let listed = aethrolink_actors::aether::admin::TokenReply { tokens: vec![shown], ..Default::default() };
+        match outbound(Outbound::Tokens(listed)).ok().and_then(|f| f.payload) {
+            Some(Payload::Token(t)) => assert!(t.created_token.is_none() && t.tokens.len() == 1),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -26,6 +26,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use aethrolink_actors::aether::connection::Outbound;
 use aethrolink_actors::aether::queue::Outbox;
 use aethrolink_actors::service::Services;
 use aethrolink_actors::service::aether::{AnonymousPolicy, GatewaySession};
@@ -82,7 +83,8 @@ impl AetherGateway for Gateway {
         let Some(Payload::Init(init)) = first.payload else {
             return Err(refused(Status::invalid_argument("first message must be InitConnection"), ""));
         };
-        let connect = decode::connect(init).map_err(|e| refused(Status::invalid_argument(e), ""))?;
+        let mut connect = decode::connect(init).map_err(|e| refused(Status::invalid_argument(e), ""))?;
+        connect.remote_addr = remote.clone();
         // The identity the client claims, for the log (a pooled task's id is the node's to make).
         let claimed = connect.principal.resolve(|| "*".into()).map(|i| i.key).unwrap_or_default();
         let (session, outbox) = self
@@ -96,16 +98,19 @@ impl AetherGateway for Gateway {
             "gateway client connected"
         );
         let fault = EndStatus::default();
-        tokio::spawn(read_frames(inbound, session, self.shutdown.clone(), fault.clone()));
+        tokio::spawn(read_frames(inbound, session, self.services.clone(), self.shutdown.clone(), fault.clone()));
         Ok(Response::new(Box::pin(downstream(outbox, self.shutdown.clone(), fault))))
     }
 }
 
 /// Hands the stream's frames to its session in arrival order until the client closes it (or
-/// the node shuts down); then the session ends, releasing its identity.
+/// the node shuts down); then the session ends, releasing its identity. Admin operations are
+/// carried out here, one at a time (their replies keep the stream's order), by the service
+/// layer for the session's caller.
 async fn read_frames(
     mut inbound: Streaming<UpstreamMessage>,
     session: GatewaySession,
+    services: Services,
     shutdown: CancellationToken,
     fault: EndStatus,
 ) {
@@ -115,7 +120,15 @@ async fn read_frames(
             frame = inbound.message() => frame,
         };
         match frame {
-            Ok(Some(frame)) => session.request(decode::request(frame)),
+            Ok(Some(frame)) => match decode::frame(frame) {
+                decode::Frame::Session(request) => session.request(request),
+                decode::Frame::Sessions(op) => {
+                    session.reply(Outbound::Sessions(services.gateway_session_op(&session, op).await))
+                }
+                decode::Frame::Tokens(op) => {
+                    session.reply(Outbound::Tokens(services.gateway_token_op(&session, op).await))
+                }
+            },
             Ok(None) => break,
             Err(status) => {
                 tracing::debug!(session_id = %session.session.session_id, %status, "gateway stream broke");

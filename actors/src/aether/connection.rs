@@ -173,6 +173,12 @@ pub enum Outbound {
     Checkpoint(CheckpointReply),
     /// An operation is not served: `code` with `message`, correlated as the request was.
     Refused { code: ErrorCode, message: String, correlation: Correlation },
+    /// A `SessionOperationResponse`.
+    Sessions(super::admin::SessionReply),
+    /// A `TokenResponse`.
+    Tokens(super::admin::TokenReply),
+    /// `Signal{FORCE_DISCONNECT, reason}`: the SDK stops for good (an admin kick).
+    ForceDisconnect { reason: String },
     /// End the stream with an error of this kind (never a plain OK).
     End { end: EndKind, message: String },
 }
@@ -224,6 +230,8 @@ pub enum EndKind {
     InvalidArgument,
     /// Reconnect (recoverable for the SDK).
     Unavailable,
+    /// After `FORCE_DISCONNECT` (an admin kick), as upstream.
+    Cancelled,
 }
 
 /// Messages of a connection actor.
@@ -237,6 +245,11 @@ pub enum ConnectionMsg {
     SendRefused { code: ErrorCode, message: String },
     /// The client closed the stream (or it broke): the session ends.
     Closed,
+    /// A service's answer to a request the binding carried out (admin operations), written
+    /// in stream order with the session's other replies.
+    Reply(Outbound),
+    /// An admin ended this session: `FORCE_DISCONNECT`, then the stream ends `CANCELLED`.
+    Kick { reason: String },
 }
 
 /// The storage a session's KV and checkpoints live in.
@@ -641,6 +654,18 @@ impl Actor for ConnectionActor {
                 if !state.send(out) || ends {
                     myself.stop(Some("session ended".into()));
                 }
+            }
+            ConnectionMsg::Reply(out) => {
+                if !state.send(out) {
+                    myself.stop(Some("session ended".into()));
+                }
+            }
+            ConnectionMsg::Kick { reason } => {
+                let message = format!("disconnected by an admin: {reason}");
+                // Best effort: a client that is not reading loses its stream either way.
+                let _ = state.send(Outbound::ForceDisconnect { reason: reason.clone() });
+                let _ = state.send(Outbound::End { end: EndKind::Cancelled, message });
+                myself.stop(Some("disconnected by an admin".into()));
             }
             ConnectionMsg::Closed => myself.stop(Some("stream closed".into())),
         }

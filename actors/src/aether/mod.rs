@@ -1,9 +1,11 @@
 //! The Aether gateway's core side: principals and their identity strings ([`identity`], pure),
 //! the presence actor that owns identity locks and supervises one connection actor per stream
 //! ([`presence`]), and the connection actor that owns a session and answers its requests
-//! ([`connection`]), and the durable per-identity message queue it replays from ([`queue`]). The gRPC binding (frames, tonic) lives in the `aethrolink` crate
+//! ([`connection`]), the durable per-identity message queue it replays from ([`queue`]), and the
+//! admin operations a session may ask for ([`admin`]: sessions, tokens). The gRPC binding (frames, tonic) lives in the `aethrolink` crate
 //! (`src/gateway/`) and reaches this through `service::aether`.
 
+pub mod admin;
 pub mod connection;
 pub mod identity;
 pub mod kv;

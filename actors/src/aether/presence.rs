@@ -22,7 +22,7 @@ use super::connection::Incoming;
 use super::connection::{
     ConnectionActor, ConnectionArgs, ConnectionMsg, ErrorCode, Outbound, Session, SessionAuthority, SessionStore,
 };
-use super::identity::Identity;
+use super::identity::{Identity, PrincipalKind};
 use super::queue::{self, Ctx, LiveSession, QueueMsg, QueueState, SessionGen};
 use super::topics::{self, Route};
 
@@ -101,6 +101,8 @@ pub struct OpenRequest {
     pub resume_session_id: Option<String>,
     /// The stream's outbound frames.
     pub outbound: mpsc::Sender<Outbound>,
+    /// The client's address as the binding saw it (listings).
+    pub remote_addr: String,
 }
 
 /// A session opened: its id and the connection actor that serves it.
@@ -135,11 +137,17 @@ pub enum PresenceMsg {
     Count(RpcReplyPort<usize>),
     /// The live sessions, by identity (the HTTP API's and the console's view).
     List(RpcReplyPort<Vec<ConnectionInfo>>),
+    /// An admin ends the session `session_id` (`FORCE_DISCONNECT`); answered with the session as
+    /// it was, `None` if no live session has that id.
+    Kick { session_id: String, reason: String, reply: RpcReplyPort<Option<ConnectionInfo>> },
 }
 
 /// A live gateway session as operators see it (never its credential).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct ConnectionInfo {
+    /// The principal kind (typed; `principal` is its wire name).
+    #[serde(skip)]
+    pub kind: PrincipalKind,
     /// `agent`, `task`, `pooled task`, `user`, … (the principal kind's wire name).
     pub principal: &'static str,
     pub identity: String,
@@ -152,6 +160,16 @@ pub struct ConnectionInfo {
     pub token_id: Option<String>,
     /// When the session opened (RFC 3339).
     pub connected_at: String,
+    /// The same, in unix seconds (the gateway's `ConnectionInfo.connected_at`).
+    #[serde(skip)]
+    pub connected_at_unix: i64,
+    /// The client's address as the gateway saw it.
+    pub remote_addr: String,
+    /// Implementation and specifier of agents, tasks, orchestrators, bridges and services.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub implementation: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub specifier: Option<String>,
     /// The session took over a live one with `resume_session_id`.
     pub resumed: bool,
 }
@@ -161,6 +179,8 @@ struct SessionFacts {
     session_id: String,
     authority: SessionAuthority,
     connected_at: String,
+    connected_at_unix: i64,
+    remote_addr: String,
     /// For the session's duration in the disconnect log line.
     opened: std::time::Instant,
     resumed: bool,
@@ -191,6 +211,33 @@ pub struct PresenceActor;
 
 fn new_session_id() -> String {
     format!("as_{}", crate::ids::new_id().to_ascii_lowercase())
+}
+
+impl PresenceState {
+    /// The live session of connection `id` as operators see it.
+    fn info(&self, id: &ActorId) -> Option<ConnectionInfo> {
+        let (identity, _) = self.connections.get(id)?;
+        let facts = self.facts.get(id)?;
+        let token_id = match &facts.authority {
+            SessionAuthority::Token(id) => Some(id.clone()),
+            SessionAuthority::Admin | SessionAuthority::Claimed => None,
+        };
+        Some(ConnectionInfo {
+            kind: identity.kind,
+            principal: identity.kind.as_str(),
+            identity: identity.key.clone(),
+            workspace: identity.workspace.clone(),
+            session_id: facts.session_id.clone(),
+            authority: facts.authority.as_str(),
+            token_id,
+            connected_at: facts.connected_at.clone(),
+            connected_at_unix: facts.connected_at_unix,
+            remote_addr: facts.remote_addr.clone(),
+            implementation: identity.implementation.clone(),
+            specifier: identity.specifier.clone(),
+            resumed: facts.resumed,
+        })
+    }
 }
 
 impl Actor for PresenceActor {
@@ -239,7 +286,7 @@ impl Actor for PresenceActor {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             PresenceMsg::Open(request, reply) => {
-                let OpenRequest { mut identity, authority, resume_session_id, outbound } = *request;
+                let OpenRequest { mut identity, authority, resume_session_id, outbound, remote_addr } = *request;
                 let key = identity.key.clone();
                 let resumed = match state.book.claim(&key, resume_session_id.as_deref()) {
                     Claim::Held => {
@@ -282,6 +329,8 @@ impl Actor for PresenceActor {
                                 session_id: session.session_id.clone(),
                                 authority: session.authority.clone(),
                                 connected_at: crate::clock::now_rfc3339(),
+                                connected_at_unix: crate::clock::unix_seconds(),
+                                remote_addr,
                                 opened: std::time::Instant::now(),
                                 resumed: session.resumed,
                             },
@@ -351,29 +400,24 @@ impl Actor for PresenceActor {
                 let ctx = Ctx { live: &state.live, store: &state.store, myself: &myself };
                 state.queue.handle(msg, &ctx);
             }
+            PresenceMsg::Kick { session_id, reason, reply } => {
+                let found = state.facts.iter().find(|(_, f)| f.session_id == session_id).map(|(id, _)| *id);
+                let info = found.and_then(|id| {
+                    let info = state.info(&id)?;
+                    let (_, connection) = state.connections.get(&id)?;
+                    let _ = connection.cast(ConnectionMsg::Kick { reason: reason.clone() });
+                    Some(info)
+                });
+                if let Some(info) = &info {
+                    tracing::info!(
+                        actor_kind = "aether_presence", identity = %info.identity, session_id = %info.session_id,
+                        %reason, "gateway session disconnected by an admin"
+                    );
+                }
+                let _ = reply.send(info);
+            }
             PresenceMsg::List(reply) => {
-                let mut list: Vec<ConnectionInfo> = state
-                    .connections
-                    .iter()
-                    .filter_map(|(id, (identity, _))| {
-                        let facts = state.facts.get(id)?;
-                        let authority = facts.authority.as_str();
-                        let token_id = match &facts.authority {
-                            SessionAuthority::Token(id) => Some(id.clone()),
-                            SessionAuthority::Admin | SessionAuthority::Claimed => None,
-                        };
-                        Some(ConnectionInfo {
-                            principal: identity.kind.as_str(),
-                            identity: identity.key.clone(),
-                            workspace: identity.workspace.clone(),
-                            session_id: facts.session_id.clone(),
-                            authority,
-                            token_id,
-                            connected_at: facts.connected_at.clone(),
-                            resumed: facts.resumed,
-                        })
-                    })
-                    .collect();
+                let mut list: Vec<ConnectionInfo> = state.connections.keys().filter_map(|id| state.info(id)).collect();
                 list.sort_by(|a, b| a.identity.cmp(&b.identity));
                 let _ = reply.send(list);
             }

@@ -1259,6 +1259,7 @@ mod tests {
                 authority: SessionAuthority::Claimed,
                 resume_session_id: None,
                 outbound: tx,
+                remote_addr: String::new(),
             };
             Ok::<_, Box<dyn std::error::Error>>((request, rx))
         };
@@ -1388,6 +1389,7 @@ mod tests {
                     authority: SessionAuthority::Claimed,
                     resume_session_id: None,
                     outbound: tx,
+                    remote_addr: String::new(),
                 };
                 let opened = ask(&presence, "presence", ASK_TIMEOUT, |r| PresenceMsg::Open(Box::new(request), r))
                     .await?

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use tokio::sync::mpsc;
 
 use super::{Binding, Caller, ErrorKind, Need, Principal, ServiceError, Services};
-use crate::aether::connection::{ConnectionMsg, OUTBOUND_CAPACITY, Request, Session, SessionAuthority};
+use crate::aether::connection::{ConnectionMsg, OUTBOUND_CAPACITY, Outbound, Request, Session, SessionAuthority};
 use crate::aether::identity::ClaimedPrincipal;
 use crate::aether::presence::{ConnectionInfo, OpenRefused, OpenRequest, PresenceMsg};
 use crate::aether::queue::Outbox;
@@ -29,6 +29,8 @@ pub struct GatewayConnect {
     pub resume_session_id: String,
     /// `client_sdk` and `client_version` (logs).
     pub client: String,
+    /// The client's address as the binding saw it (listings).
+    pub remote_addr: String,
 }
 
 /// Whether a client without a credential is admitted as the principal it claims.
@@ -80,6 +82,11 @@ impl GatewaySession {
         let _ = self.connection.cast(ConnectionMsg::Request(request));
     }
 
+    /// A service's answer to one of the stream's requests, written in stream order.
+    pub fn reply(&self, out: Outbound) {
+        let _ = self.connection.cast(ConnectionMsg::Reply(out));
+    }
+
     /// The stream ended: the session ends and its identity is released.
     pub fn closed(&self) {
         let _ = self.connection.cast(ConnectionMsg::Closed);
@@ -129,7 +136,8 @@ impl Services {
         let resume = Some(connect.resume_session_id.trim().to_owned()).filter(|s| !s.is_empty());
         tracing::debug!(identity = %identity.key, client = %connect.client, resume = resume.is_some(), "gateway connect");
         let (outbound, rx) = mpsc::channel(OUTBOUND_CAPACITY);
-        let request = OpenRequest { identity, authority, resume_session_id: resume, outbound };
+        let request =
+            OpenRequest { identity, authority, resume_session_id: resume, outbound, remote_addr: connect.remote_addr };
         let opened = self.dir.presence.ask(ASK_TIMEOUT, |reply| PresenceMsg::Open(Box::new(request), reply)).await?;
         match opened {
             Ok(opened) => {

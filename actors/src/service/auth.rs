@@ -36,7 +36,7 @@ impl Authenticator {
         Authenticator { hasher, book: RwLock::new(HashMap::new()), admin_key_hmac: RwLock::new(None) }
     }
 
-    fn book(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, TokenRecord>> {
+    pub(super) fn book(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, TokenRecord>> {
         self.book.read().unwrap_or_else(|p| p.into_inner())
     }
 

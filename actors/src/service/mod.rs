@@ -15,8 +15,11 @@
 //! * [`auth`] — credentials into callers (tokens, the admin key); tokens made, listed, revoked.
 //! * [`aether`] — the Aether gateway: an `InitConnection` into a session (principal, credential,
 //!   identity lock) served by its connection actor.
+//! * [`aether_admin`] — the gateway's admin operations: sessions (list, get, disconnect) and API
+//!   tokens (the same store as [`auth`]).
 
 pub mod aether;
+pub mod aether_admin;
 pub mod agents;
 pub mod auth;
 pub mod bulk;

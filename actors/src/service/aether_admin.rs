@@ -1,0 +1,233 @@
+//! Admin operations over an Aether gateway session ([`crate::aether::admin`]): gateway sessions
+//! (list, get, disconnect) and API tokens (create, list, get, revoke) — the node's one token
+//! store, so a token minted through the SDK's `AdminClient` is the same kind of token
+//! `alink-cli` and the HTTP API use. Each needs admin rights, checked for the session's caller
+//! when the operation arrives (a token revoked since the session opened no longer has them).
+//! Every outcome is a typed reply: a refusal is `success=false` with `ERR_…: why`.
+
+use super::aether::GatewaySession;
+use super::auth::{TokenRequest, TokenView};
+use super::{Binding, Caller, ErrorKind, Need, Principal, Rights, ServiceError, Services};
+use crate::aether::admin::{
+    SDK_TOKEN_DEFAULT_SCOPE, SessionAction, SessionOp, SessionReply, TOKEN_PRINCIPAL_TYPES, TokenAction, TokenCreate,
+    TokenOp, TokenReply, TokenShown, select_sessions,
+};
+use crate::aether::connection::{Session, SessionAuthority};
+use crate::aether::presence::PresenceMsg;
+use crate::clock::{Timestamp, unix_seconds_of as unix};
+use crate::supervision::ASK_TIMEOUT;
+use crate::tokens::TokenState;
+
+/// Most tokens one listing shows.
+const TOKENS_PAGE_MAX: u32 = 1000;
+
+/// A refusal as the gateway's error text: the upstream code, then why.
+pub fn aether_error(e: &ServiceError) -> String {
+    let code = match e.kind {
+        ErrorKind::Forbidden => "ERR_PERMISSION_DENIED",
+        ErrorKind::Unauthenticated => "ERR_UNAUTHENTICATED",
+        ErrorKind::Invalid | ErrorKind::Unprocessable => "ERR_INVALID_ARGUMENT",
+        ErrorKind::NotFound => "ERR_NOT_FOUND",
+        ErrorKind::Conflict => "ERR_CONFLICT",
+        ErrorKind::Unavailable => "ERR_UNAVAILABLE",
+        ErrorKind::Internal => "ERR_INTERNAL",
+    };
+    format!("{code}: {}", e.message)
+}
+
+fn shown(view: &TokenView) -> TokenShown {
+    let r = &view.record;
+    TokenShown {
+        id: r.token_id.clone(),
+        name: r.name.clone(),
+        scopes: r.scopes.iter().map(|s| s.as_str().to_owned()).collect(),
+        created_at: unix(&r.created_at),
+        expires_at: r.expires_at.as_ref().map_or(0, unix),
+        revoked_at: r.revoked_at.as_ref().map_or(0, unix),
+        revoked: view.state == TokenState::Revoked,
+    }
+}
+
+/// The SDK's `TokenCreateRequest` as the node's token request. Pure.
+pub fn token_request(create: TokenCreate) -> Result<TokenRequest, ServiceError> {
+    let principal_type = create.principal_type.trim().to_ascii_lowercase();
+    if !principal_type.is_empty() && !TOKEN_PRINCIPAL_TYPES.contains(&principal_type.as_str()) {
+        return Err(ServiceError::invalid(format!(
+            "principal_type: unknown '{principal_type}' (known: {})",
+            TOKEN_PRINCIPAL_TYPES.join(", ")
+        )));
+    }
+    if !create.workspace_patterns.is_empty() {
+        return Err(ServiceError::invalid(
+            "workspace_patterns: this node does not bind tokens to workspaces; leave it empty",
+        ));
+    }
+    if create.expires_in_hours < 0 {
+        return Err(ServiceError::invalid("expires_in_hours: must not be negative (0: the token does not expire)"));
+    }
+    let scopes = match create.scopes.is_empty() {
+        true => vec![SDK_TOKEN_DEFAULT_SCOPE.to_owned()],
+        false => create.scopes,
+    };
+    let expires_in_seconds =
+        (create.expires_in_hours > 0).then(|| u64::from(create.expires_in_hours.unsigned_abs()) * 3600);
+    Ok(TokenRequest { name: create.name, scopes, expires_in_seconds })
+}
+
+impl Services {
+    /// Who a gateway session acts as now: the operator (admin key), its API token's rights as
+    /// of now (refused once the token is revoked or expired), or an anonymous claimed principal.
+    pub fn gateway_caller(&self, session: &Session) -> Result<Caller, ServiceError> {
+        match &session.authority {
+            SessionAuthority::Admin => {
+                Ok(Caller { principal: Principal::Operator, binding: Binding::Gateway, rights: Rights::ALL })
+            }
+            SessionAuthority::Token(id) => {
+                let book = self.auth.book();
+                let record = book.get(id).filter(|r| r.state_at(&Timestamp::now()) == TokenState::Active);
+                match record {
+                    Some(r) => Ok(Caller {
+                        principal: Principal::Token(id.clone()),
+                        binding: Binding::Gateway,
+                        rights: Rights::of_scopes(&r.scopes),
+                    }),
+                    None => Err(ServiceError::new(
+                        ErrorKind::Unauthenticated,
+                        "this session's token is no longer valid (revoked or expired); reconnect with a valid one",
+                    )),
+                }
+            }
+            SessionAuthority::Claimed => Ok(Caller::anonymous(Binding::Gateway)),
+        }
+    }
+
+    /// A `session_op` of `session` (admin only).
+    pub async fn gateway_session_op(&self, session: &GatewaySession, op: SessionOp) -> SessionReply {
+        let request_id = op.request_id.clone();
+        match self.session_op(&session.session, op).await {
+            Ok(reply) => reply,
+            Err(e) => SessionReply::refused(request_id, aether_error(&e)),
+        }
+    }
+
+    async fn session_op(&self, session: &Session, op: SessionOp) -> Result<SessionReply, ServiceError> {
+        let caller = self.gateway_caller(session)?;
+        caller.require(Need::Admin)?;
+        let mut reply = SessionReply { request_id: op.request_id, success: true, ..SessionReply::default() };
+        match op.action {
+            SessionAction::List(filter) => {
+                let all = self.dir.presence.ask(ASK_TIMEOUT, PresenceMsg::List).await?;
+                let (page, total) = select_sessions(all, &filter);
+                reply.connections = page;
+                reply.total_count = total;
+            }
+            SessionAction::Get { session_id } => {
+                let all = self.dir.presence.ask(ASK_TIMEOUT, PresenceMsg::List).await?;
+                let found = all.into_iter().find(|c| c.session_id == session_id.trim());
+                reply.connection =
+                    Some(found.ok_or_else(|| ServiceError::not_found(format!("no live session {session_id}")))?);
+            }
+            SessionAction::Disconnect { session_id, reason } => {
+                let session_id = session_id.trim().to_owned();
+                if session_id.is_empty() {
+                    return Err(ServiceError::invalid("session_id: give the session to disconnect"));
+                }
+                let reason = match reason.trim() {
+                    "" => "disconnected by an admin".to_owned(),
+                    r => r.to_owned(),
+                };
+                let kicked = self
+                    .dir
+                    .presence
+                    .ask(ASK_TIMEOUT, |r| PresenceMsg::Kick { session_id: session_id.clone(), reason, reply: r })
+                    .await?;
+                let kicked = kicked.ok_or_else(|| ServiceError::not_found(format!("no live session {session_id}")))?;
+                reply.message = format!("session {session_id} ({}) disconnected", kicked.identity);
+                reply.connection = Some(kicked);
+            }
+            SessionAction::Unknown(n) => {
+                return Err(ServiceError::invalid(format!("session_op: unknown operation {n}")));
+            }
+        }
+        Ok(reply)
+    }
+
+    /// A `token_op` of `session` (admin only).
+    pub async fn gateway_token_op(&self, session: &GatewaySession, op: TokenOp) -> TokenReply {
+        let request_id = op.request_id.clone();
+        match self.token_op(&session.session, op).await {
+            Ok(reply) => reply,
+            Err(e) => TokenReply::refused(request_id, aether_error(&e)),
+        }
+    }
+
+    async fn token_op(&self, session: &Session, op: TokenOp) -> Result<TokenReply, ServiceError> {
+        let caller = self.gateway_caller(session)?;
+        caller.require(Need::Admin)?;
+        let mut reply = TokenReply { request_id: op.request_id, success: true, ..TokenReply::default() };
+        match op.action {
+            TokenAction::Create(create) => {
+                let principal_type = create.principal_type.clone();
+                let created = self.create_token(&caller, token_request(create)?).await?;
+                tracing::info!(
+                    token_id = %created.view.record.token_id, by = %session.identity, principal_type = %principal_type,
+                    "token created through the gateway"
+                );
+                reply.token = Some(shown(&created.view));
+                reply.plaintext_token = created.token;
+            }
+            TokenAction::List { include_revoked, limit, offset } => {
+                let all: Vec<TokenView> = self
+                    .list_tokens(&caller)?
+                    .into_iter()
+                    .filter(|v| include_revoked || v.state != TokenState::Revoked)
+                    .collect();
+                reply.total_count = u32::try_from(all.len()).unwrap_or(u32::MAX);
+                let limit = if limit == 0 { TOKENS_PAGE_MAX } else { limit.min(TOKENS_PAGE_MAX) };
+                reply.tokens = all.iter().skip(offset as usize).take(limit as usize).map(shown).collect();
+            }
+            TokenAction::Get { token_id } => {
+                let id = token_id.trim().to_ascii_lowercase();
+                let view = self.list_tokens(&caller)?.into_iter().find(|v| v.record.token_id == id);
+                reply.token =
+                    Some(shown(&view.ok_or_else(|| ServiceError::not_found(format!("token not found: {id}")))?));
+            }
+            TokenAction::Revoke { token_id } => {
+                let view = self.revoke_token(&caller, &token_id).await?;
+                reply.message = format!("token {} revoked", view.record.token_id);
+                reply.token = Some(shown(&view));
+            }
+            TokenAction::Unknown(n) => return Err(ServiceError::invalid(format!("token_op: unknown operation {n}"))),
+        }
+        Ok(reply)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sdk_token_requests_map_to_node_tokens() {
+        let plain = TokenCreate { name: "ci".into(), principal_type: "agent".into(), ..TokenCreate::default() };
+        let req = token_request(plain.clone()).map_err(|e| e.message).unwrap_or_else(|m| panic!("{m}"));
+        assert_eq!(req.scopes, vec![SDK_TOKEN_DEFAULT_SCOPE.to_owned()], "no scopes: what an agent needs");
+        assert_eq!(req.expires_in_seconds, None);
+        let timed = TokenCreate { expires_in_hours: 2, scopes: vec!["admin".into()], ..plain.clone() };
+        let req = token_request(timed).map_err(|e| e.message).unwrap_or_else(|m| panic!("{m}"));
+        assert_eq!((req.scopes, req.expires_in_seconds), (vec!["admin".to_owned()], Some(7200)));
+        let bad = TokenCreate { principal_type: "robot".into(), ..plain.clone() };
+        let e = token_request(bad).err().map(|e| e.message).unwrap_or_default();
+        assert!(e.contains("robot") && e.contains("agent"), "{e}");
+        let scoped = TokenCreate { workspace_patterns: vec!["ws-*".into()], ..plain.clone() };
+        assert!(token_request(scoped).is_err(), "a restriction the node would not enforce is refused");
+        assert!(token_request(TokenCreate { expires_in_hours: -1, ..plain }).is_err());
+    }
+
+    #[test]
+    fn refusals_carry_the_upstream_code() {
+        let e = ServiceError::new(ErrorKind::Forbidden, "this caller's token lacks the 'admin' scope");
+        assert_eq!(aether_error(&e), "ERR_PERMISSION_DENIED: this caller's token lacks the 'admin' scope");
+        assert!(aether_error(&ServiceError::not_found("token not found: x")).starts_with("ERR_NOT_FOUND: "));
+    }
+}

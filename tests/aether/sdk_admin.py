@@ -1,0 +1,174 @@
+"""Admin operations over the gateway with the real Python SDK (0.2.3): sessions (list, get,
+disconnect) and API tokens (create, list, revoke) through AsyncAdminClient and AdminClient. A
+client without admin rights is refused ERR_PERMISSION_DENIED and nothing changes. Run by
+tests/aether_gateway.rs:
+
+    sdk_admin.py TARGET HTTP_BASE ADMIN_BEARER
+
+Prints `ok <check>` per passed check; any failure raises (exit status 1).
+"""
+import asyncio
+import json
+import sys
+import urllib.error
+import urllib.request
+
+from scitrera_aether_client import AdminClient, AgentClient, AsyncAdminClient, AsyncAgentClient
+from scitrera_aether_client._common import Credentials
+
+TARGET, HTTP, ADMIN = sys.argv[1], sys.argv[2], sys.argv[3]
+
+
+def ok(name):
+    print(f"ok {name}", flush=True)
+
+
+def http(method, path, bearer=ADMIN):
+    req = urllib.request.Request(f"{HTTP}{path}", method=method, headers={"authorization": f"Bearer {bearer}"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.load(resp)
+    except urllib.error.HTTPError as e:
+        return e.code, json.load(e)
+
+
+async def connected(workspace, spec, credentials=None, **kw):
+    client = AsyncAgentClient(workspace, "adm", spec, credentials=credentials, max_retries=1, **kw)
+    await asyncio.wait_for(client.connect(TARGET), 20)
+    for _ in range(500):
+        if client.is_connected:
+            return client
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{spec} never connected")
+
+
+def identities(resp):
+    return {c.identity for c in resp.connections}
+
+
+async def main():
+    admin_client = await connected("ops", "admin", Credentials.api_key(ADMIN))
+    admin = AsyncAdminClient(admin_client)
+    disconnects = []
+    victim = await connected("ws-1", "victim")
+    victim.on_disconnect = lambda reason: disconnects.append(reason)
+    other = await connected("ws-2", "other")
+
+    # Sessions: list, filter, page, get.
+    resp = await admin.list_connections()
+    assert resp is not None and resp.success, resp
+    ids = identities(resp)
+    assert {"ag::ops::adm::admin", "ag::ws-1::adm::victim", "ag::ws-2::adm::other"} <= ids, ids
+    assert resp.total_count == len(resp.connections) >= 3, resp.total_count
+    mine = next(c for c in resp.connections if c.identity == "ag::ws-1::adm::victim")
+    assert mine.workspace == "ws-1" and mine.implementation == "adm" and mine.specifier == "victim", mine
+    assert mine.session_id == victim._session_id and mine.connected_at > 0 and mine.remote_addr, mine
+    resp = await admin.list_connections(workspace="ws-1")
+    assert identities(resp) == {"ag::ws-1::adm::victim"}, identities(resp)
+    resp = await admin.list_connections(principal_type="user")
+    assert resp.success and not resp.connections and resp.total_count == 0, resp
+    resp = await admin.list_connections(limit=1)
+    assert len(resp.connections) == 1 and resp.total_count >= 3, resp
+    resp = await admin_client.get_session(victim._session_id)
+    assert resp.success and resp.connection.identity == "ag::ws-1::adm::victim", resp
+    resp = await admin_client.get_session("no-such-session")
+    assert not resp.success and resp.error.startswith("ERR_NOT_FOUND"), resp
+    ok("an admin lists sessions, filtered by workspace and kind, paged, and gets one by id")
+
+    # Without admin rights: refused, nothing changes.
+    plain = AsyncAdminClient(other)
+    before, _ = http("GET", "/v1/tokens")
+    for call in (plain.list_connections(), plain.disconnect_session(admin_client._session_id, reason="coup"),
+                 plain.create_token(name="sneaky", principal_type="agent"), plain.list_tokens()):
+        resp = await call
+        assert resp is not None and not resp.success, resp
+        assert resp.error.startswith("ERR_PERMISSION_DENIED"), resp.error
+    after, body = http("GET", "/v1/tokens")
+    assert "sneaky" not in json.dumps(body), "a refused create made a token"
+    assert admin_client.is_connected, "a refused disconnect disconnected"
+    ok("a client without admin rights is refused ERR_PERMISSION_DENIED and nothing changes")
+
+    # Tokens: one store with the HTTP API.
+    created = await admin.create_token(name="ci-token", principal_type="agent")
+    assert created.success and created.plaintext_token, created
+    assert created.token.id and created.created_token.id == created.token.id, created
+    assert created.token.scopes == ["tasks:write"], created.token.scopes
+    status, body = http("GET", "/v1/tokens")
+    listed = [t for t in body["tokens"] if t["token_id"] == created.token.id]
+    assert status == 200 and listed and listed[0]["name"] == "ci-token", body
+    status, _ = http("GET", "/v1/tasks", bearer=created.plaintext_token)
+    assert status == 200, status
+    holder = await connected("ws-1", "holder", Credentials.api_key(created.plaintext_token))
+    status, body = http("GET", "/v1/aether/connections")
+    row = next(c for c in body["connections"] if c["identity"] == "ag::ws-1::adm::holder")
+    assert row["authority"] == "token" and row["token_id"] == created.token.id, row
+    resp = await admin.list_tokens()
+    assert created.token.id in {t.id for t in resp.tokens}, resp
+    ok("a token minted through the SDK is the node's: listed over HTTP, admits HTTP and gateway clients")
+
+    bad = await admin.create_token(name="x", principal_type="robot")
+    assert not bad.success and bad.error.startswith("ERR_INVALID_ARGUMENT") and "robot" in bad.error, bad
+    resp = await admin.revoke_token(created.token.id)
+    assert resp.success and resp.token.revoked, resp
+    resp = await admin.list_tokens()
+    assert created.token.id not in {t.id for t in resp.tokens}, "revoked tokens are listed only when asked"
+    resp = await admin.list_tokens(include_revoked=True)
+    assert any(t.id == created.token.id and t.revoked and t.revoked_at > 0 for t in resp.tokens), resp
+    status, _ = http("GET", "/v1/tasks", bearer=created.plaintext_token)
+    assert status == 401, status
+    refused = AsyncAgentClient("ws-1", "adm", "holder-2", credentials=Credentials.api_key(created.plaintext_token),
+                               max_retries=1)
+    try:
+        await asyncio.wait_for(refused.connect(TARGET), 20)
+    except Exception:  # the SDK may raise or just stop: either way it must not be admitted
+        pass
+    admitted = False
+    for _ in range(100):
+        admitted |= bool(refused.is_connected)
+        await asyncio.sleep(0.02)
+    await refused.close()
+    assert not admitted, "a revoked token was admitted"
+    status, body = http("GET", "/v1/aether/connections")
+    assert "holder-2" not in json.dumps(body), body
+    await holder.close()
+    ok("a revoked token is refused over HTTP and the gateway, and listed as revoked when asked")
+
+    # Disconnect: FORCE_DISCONNECT, the client stops and does not come back.
+    resp = await admin.disconnect_session(victim._session_id, reason="ops cleanup")
+    assert resp.success and resp.connection.identity == "ag::ws-1::adm::victim", resp
+    for _ in range(250):
+        if disconnects:
+            break
+        await asyncio.sleep(0.02)
+    assert disconnects and "ops cleanup" in disconnects[0], disconnects
+    await asyncio.sleep(3)
+    resp = await admin.list_connections()
+    assert "ag::ws-1::adm::victim" not in identities(resp), identities(resp)
+    assert victim._force_disconnect, "the SDK took it as a kick"
+    resp = await admin.disconnect_session(victim._session_id)
+    assert not resp.success and resp.error.startswith("ERR_NOT_FOUND"), resp
+    ok("a kicked client gets FORCE_DISCONNECT with the reason and stays away")
+
+    await victim.close()
+    await other.close()
+    await admin_client.close()
+
+
+def sync_checks():
+    client = AgentClient("ops", "adm", "sync-admin", credentials=Credentials.api_key(ADMIN), max_retries=1)
+    client.connect(TARGET)
+    try:
+        admin = AdminClient(client)
+        created = admin.create_token(name="sync-token", principal_type="service", scopes=["tasks:read"])
+        assert created.success and created.plaintext_token and created.token.scopes == ["tasks:read"], created
+        assert created.token.id in {t.id for t in admin.list_tokens().tokens}
+        assert admin.revoke_token(token_id=created.token.id).success
+        assert created.token.id not in {t.id for t in admin.list_tokens().tokens}
+    finally:
+        client.close()
+    ok("the sync AdminClient creates, lists and revokes tokens")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
+    sync_checks()
