@@ -573,8 +573,9 @@ fn api_tokens_admit_gateway_clients_until_revoked() -> Result {
 }
 
 /// Admin operations through the SDK's AdminClient (sync and async): sessions listed, fetched and
-/// kicked (FORCE_DISCONNECT: the client stays away), tokens minted, listed and revoked in the
-/// node's one store (the HTTP API sees and honours them); refused without admin rights.
+/// kicked (FORCE_DISCONNECT: the client stays away), workspaces created, listed, updated and
+/// deleted, tokens minted, listed and revoked in the node's one store (the HTTP API sees and
+/// honours them); refused without admin rights.
 #[test]
 fn admins_manage_sessions_and_tokens_through_the_sdk() -> Result {
     let Some(python) = sdk_python() else {
@@ -592,7 +593,8 @@ fn admins_manage_sessions_and_tokens_through_the_sdk() -> Result {
         "ok a token minted through the SDK is the node's: listed over HTTP, admits HTTP and gateway clients",
         "ok a revoked token is refused over HTTP and the gateway, and listed as revoked when asked",
         "ok a kicked client gets FORCE_DISCONNECT with the reason and stays away",
-        "ok the sync AdminClient creates, lists and revokes tokens",
+        "ok an admin creates, lists, gets, updates and deletes workspaces; a duplicate is refused",
+        "ok the sync AdminClient creates, lists and revokes tokens, and creates and lists workspaces",
     ] {
         assert!(out.contains(check), "missing {check:?} in:\n{out}");
     }

@@ -2,7 +2,9 @@
 //! other case into a [`Frame`]: a session [`Request`] (each with the correlation the SDK waits
 //! on), or an admin operation the binding hands to the service layer.
 
-use aethrolink_actors::aether::admin::{SessionAction, SessionFilter, SessionOp, TokenAction, TokenCreate, TokenOp};
+use aethrolink_actors::aether::admin::{
+    SessionAction, SessionFilter, SessionOp, TokenAction, TokenCreate, TokenOp, WorkspaceFields, WorkspaceOp,
+};
 use aethrolink_actors::aether::connection::{Correlation, FifoKind, Request, SendRequest};
 use aethrolink_actors::aether::identity::{ClaimedPrincipal, PrincipalKind};
 use aethrolink_actors::aether::kv::{CheckpointOp, CheckpointRequest, KvOp, KvRequest, KvScope};
@@ -16,7 +18,8 @@ use super::proto::kv_operation::OpType;
 use super::proto::upstream_message::Payload;
 use super::proto::{
     CheckpointOperation, InitConnection, KvOperation, MessageType, Metric, PrincipalType, SessionOperation,
-    TokenOperation, UpstreamMessage, session_operation, token_operation,
+    TokenOperation, UpstreamMessage, WorkspaceInfo, WorkspaceOperation, session_operation, token_operation,
+    workspace_operation,
 };
 
 /// `InitConnection` into the core's connect request; `Err` names what is missing.
@@ -60,6 +63,7 @@ pub enum Frame {
     /// Admin operations, carried out by the service layer for the session's caller.
     Sessions(SessionOp),
     Tokens(TokenOp),
+    Workspaces(WorkspaceOp),
 }
 
 /// A frame after `InitConnection`.
@@ -67,6 +71,7 @@ pub fn frame(frame: UpstreamMessage) -> Frame {
     match frame.payload {
         Some(Payload::SessionOp(op)) => Frame::Sessions(session_op(op)),
         Some(Payload::TokenOp(op)) => Frame::Tokens(token_op(op)),
+        Some(Payload::WorkspaceOp(op)) => Frame::Workspaces(workspace_op(op)),
         payload => Frame::Session(request(UpstreamMessage { payload, ..frame })),
     }
 }
@@ -117,6 +122,47 @@ fn session_op(op: SessionOperation) -> SessionOp {
         Err(_) => SessionAction::Unknown(op.op),
     };
     SessionOp { request_id: op.request_id, action }
+}
+
+fn workspace_fields(info: WorkspaceInfo) -> WorkspaceFields {
+    WorkspaceFields {
+        workspace_id: info.workspace_id,
+        display_name: info.display_name,
+        description: info.description,
+        tenant_id: info.tenant_id,
+        metadata: info.metadata.into_iter().collect(),
+    }
+}
+
+fn workspace_op(op: WorkspaceOperation) -> WorkspaceOp {
+    use workspace_operation::OpType as Op;
+    // The id is `workspace_id`, or the info's when the SDK sets only that (CREATE).
+    let id = |op: &WorkspaceOperation| match op.workspace_id.is_empty() {
+        true => op.workspace.as_ref().map(|w| w.workspace_id.clone()).unwrap_or_default(),
+        false => op.workspace_id.clone(),
+    };
+    match Op::try_from(op.op) {
+        Ok(Op::List) => {
+            let f = op.filter.unwrap_or_default();
+            WorkspaceOp::List {
+                limit: u32::try_from(f.limit).unwrap_or(0),
+                offset: u32::try_from(f.offset).unwrap_or(0),
+            }
+        }
+        Ok(Op::Get) => WorkspaceOp::Get { workspace_id: id(&op) },
+        Ok(Op::Create) => {
+            let workspace_id = id(&op);
+            let fields = workspace_fields(op.workspace.unwrap_or_default());
+            WorkspaceOp::Create(WorkspaceFields { workspace_id, ..fields })
+        }
+        Ok(Op::Update) => {
+            let workspace_id = id(&op);
+            WorkspaceOp::Update { workspace_id, fields: workspace_fields(op.workspace.unwrap_or_default()) }
+        }
+        Ok(Op::Delete) => WorkspaceOp::Delete { workspace_id: id(&op) },
+        Ok(Op::GetMessageFlow) => WorkspaceOp::Unserved("GET_MESSAGE_FLOW".into()),
+        Err(_) => WorkspaceOp::Unserved(format!("operation {}", op.op)),
+    }
 }
 
 fn token_op(op: TokenOperation) -> TokenOp {

@@ -5,7 +5,7 @@
 //! reconnect (with `resume_session_id`). A stream is never ended with OK by the node: the SDK
 //! would be left a zombie.
 
-use aethrolink_actors::aether::admin::TokenShown;
+use aethrolink_actors::aether::admin::{TokenShown, WorkspaceShown};
 use aethrolink_actors::aether::connection::{Correlation, EndKind, FifoKind, Outbound};
 use aethrolink_actors::aether::presence::ConnectionInfo;
 use aethrolink_actors::service::{ErrorKind, ServiceError};
@@ -15,7 +15,7 @@ use super::proto::downstream_message::Payload;
 use super::proto::{
     AclResponse, AgentResponse, CheckpointResponse, ConfigSnapshot, ConnectionAck, DownstreamMessage, ErrorResponse,
     IncomingMessage, KvResponse, ProxyHttpResponse, SessionOperationResponse, Signal, TokenInfo, TokenResponse,
-    TunnelClose, WorkspaceResponse, signal,
+    TunnelClose, WorkspaceInfo, WorkspaceResponse, signal,
 };
 
 /// The node's version, told in the ack.
@@ -123,6 +123,15 @@ pub fn outbound(out: Outbound) -> Result<DownstreamMessage, Status> {
                 request_id: r.request_id,
             }))
         }
+        Outbound::Workspaces(r) => frame(Payload::Workspace(WorkspaceResponse {
+            success: r.success,
+            error: r.error,
+            message: r.message,
+            workspace: r.workspace.map(workspace_info),
+            workspaces: r.workspaces.into_iter().map(workspace_info).collect(),
+            total_count: i32::try_from(r.total_count).unwrap_or(i32::MAX),
+            ..Default::default()
+        })),
         Outbound::ForceDisconnect { reason } => {
             frame(Payload::Signal(Signal { r#type: signal::SignalType::ForceDisconnect as i32, reason }))
         }
@@ -146,6 +155,23 @@ fn connection_info(c: ConnectionInfo) -> super::proto::ConnectionInfo {
         duration: format!("{seconds}s"),
         remote_addr: c.remote_addr,
         last_activity: 0,
+    }
+}
+
+/// A workspace as the gateway shows it.
+fn workspace_info(w: WorkspaceShown) -> WorkspaceInfo {
+    WorkspaceInfo {
+        workspace_id: w.fields.workspace_id,
+        display_name: w.fields.display_name,
+        description: w.fields.description,
+        tenant_id: w.fields.tenant_id,
+        created_at: w.created_at,
+        updated_at: w.updated_at,
+        metadata: w.fields.metadata.into_iter().collect(),
+        active_agents: i32::try_from(w.active_agents).unwrap_or(i32::MAX),
+        active_tasks: i32::try_from(w.active_tasks).unwrap_or(i32::MAX),
+        active_users: i32::try_from(w.active_users).unwrap_or(i32::MAX),
+        total_messages: 0,
     }
 }
 

@@ -128,6 +128,9 @@ async fn read_frames(
                 decode::Frame::Tokens(op) => {
                     session.reply(Outbound::Tokens(services.gateway_token_op(&session, op).await))
                 }
+                decode::Frame::Workspaces(op) => {
+                    session.reply(Outbound::Workspaces(services.gateway_workspace_op(&session, op).await))
+                }
             },
             Ok(None) => break,
             Err(status) => {

@@ -75,17 +75,51 @@ async def main():
     assert not resp.success and resp.error.startswith("ERR_NOT_FOUND"), resp
     ok("an admin lists sessions, filtered by workspace and kind, paged, and gets one by id")
 
+    # Workspaces: create, duplicate refused, list with live counts, get, update, delete.
+    created = await admin.create_workspace(workspace_id="ws-1", display_name="Workspace One",
+                                           description="first", metadata={"team": "ops"})
+    assert created is not None and created.success, created
+    assert created.workspace.workspace_id == "ws-1" and created.workspace.metadata["team"] == "ops", created
+    dup = await admin.create_workspace(workspace_id="ws-1")
+    assert dup is not None and not dup.success and "already exists" in dup.error, dup
+    bad = await admin.create_workspace(workspace_id="a::b")
+    assert not bad.success and bad.error.startswith("ERR_INVALID_ARGUMENT") and "workspace_id" in bad.error, bad
+    listed = await admin.list_workspaces(limit=50)
+    by_id = {w.workspace_id: w for w in listed.workspaces}
+    assert {"default", "ws-1"} <= set(by_id) and listed.total_count == len(listed.workspaces), listed
+    assert by_id["ws-1"].active_agents == 1 and by_id["ws-1"].display_name == "Workspace One", by_id["ws-1"]
+    got = await admin.get_workspace("ws-1")
+    assert got.success and got.workspace.description == "first" and got.workspace.created_at > 0, got
+    updated = await admin.update_workspace("ws-1", display_name="Renamed", description="second")
+    assert updated.success and updated.workspace.display_name == "Renamed", updated
+    assert updated.workspace.created_at == got.workspace.created_at, "the creation time stays"
+    missing = await admin.update_workspace("nope", display_name="x")
+    assert not missing.success and missing.error.startswith("ERR_NOT_FOUND"), missing
+    await admin.create_workspace(workspace_id="ws-temp")
+    deleted = await admin.delete_workspace("ws-temp")
+    assert deleted.success, deleted
+    gone = await admin.get_workspace("ws-temp")
+    assert not gone.success and gone.error.startswith("ERR_NOT_FOUND"), gone
+    # FIFO correlation: replies come back in request order, also when several are in flight.
+    replies = await asyncio.gather(admin.get_workspace("ws-1"), admin.get_workspace("default"))
+    assert [r.workspace.workspace_id for r in replies] == ["ws-1", "default"], replies
+    ok("an admin creates, lists, gets, updates and deletes workspaces; a duplicate is refused")
+
     # Without admin rights: refused, nothing changes.
     plain = AsyncAdminClient(other)
     before, _ = http("GET", "/v1/tokens")
     for call in (plain.list_connections(), plain.disconnect_session(admin_client._session_id, reason="coup"),
-                 plain.create_token(name="sneaky", principal_type="agent"), plain.list_tokens()):
+                 plain.create_token(name="sneaky", principal_type="agent"), plain.list_tokens(),
+                 plain.create_workspace(workspace_id="sneaky-ws"), plain.delete_workspace("ws-1"),
+                 plain.list_workspaces()):
         resp = await call
         assert resp is not None and not resp.success, resp
         assert resp.error.startswith("ERR_PERMISSION_DENIED"), resp.error
     after, body = http("GET", "/v1/tokens")
     assert "sneaky" not in json.dumps(body), "a refused create made a token"
     assert admin_client.is_connected, "a refused disconnect disconnected"
+    names = {w.workspace_id for w in (await admin.list_workspaces()).workspaces}
+    assert "ws-1" in names and "sneaky-ws" not in names, names
     ok("a client without admin rights is refused ERR_PERMISSION_DENIED and nothing changes")
 
     # Tokens: one store with the HTTP API.
@@ -164,9 +198,13 @@ def sync_checks():
         assert created.token.id in {t.id for t in admin.list_tokens().tokens}
         assert admin.revoke_token(token_id=created.token.id).success
         assert created.token.id not in {t.id for t in admin.list_tokens().tokens}
+        ws = admin.create_workspace(workspace_id="ws-sync", display_name="Sync")
+        assert ws.success, ws
+        assert "ws-sync" in {w.workspace_id for w in admin.list_workspaces().workspaces}
+        assert not admin.create_workspace(workspace_id="ws-sync").success
     finally:
         client.close()
-    ok("the sync AdminClient creates, lists and revokes tokens")
+    ok("the sync AdminClient creates, lists and revokes tokens, and creates and lists workspaces")
 
 
 if __name__ == "__main__":

@@ -172,6 +172,98 @@ impl TokenReply {
     }
 }
 
+/// A `workspace_op` (correlated first-in first-out: every one gets exactly one reply).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WorkspaceOp {
+    List {
+        limit: u32,
+        offset: u32,
+    },
+    Get {
+        workspace_id: String,
+    },
+    Create(WorkspaceFields),
+    /// Replaces display name, description and metadata of `workspace_id`.
+    Update {
+        workspace_id: String,
+        fields: WorkspaceFields,
+    },
+    Delete {
+        workspace_id: String,
+    },
+    /// An operation this node does not serve (`GET_MESSAGE_FLOW`, unknown numbers).
+    Unserved(String),
+}
+
+/// A workspace's fields as the SDK sends them (`WorkspaceInfo`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WorkspaceFields {
+    pub workspace_id: String,
+    pub display_name: String,
+    pub description: String,
+    pub tenant_id: String,
+    pub metadata: std::collections::BTreeMap<String, String>,
+}
+
+/// Longest display name, description and metadata entry (key + value) of a workspace.
+pub const WORKSPACE_NAME_MAX: usize = 256;
+pub const WORKSPACE_DESCRIPTION_MAX: usize = 4096;
+pub const WORKSPACE_METADATA_MAX: usize = 64;
+pub const WORKSPACE_METADATA_ENTRY_MAX: usize = 1024;
+/// Workspaces listed when the SDK gives no limit (`list_workspaces()`), and at most.
+pub const WORKSPACES_PAGE_MAX: u32 = 1000;
+
+/// Checks a workspace's fields; the error names the field. Pure.
+pub fn check_workspace(fields: &WorkspaceFields) -> Result<(), String> {
+    super::identity::check_identifier(&fields.workspace_id).map_err(|p| format!("workspace_id {p}"))?;
+    if fields.display_name.len() > WORKSPACE_NAME_MAX {
+        return Err(format!("display_name: at most {WORKSPACE_NAME_MAX} bytes"));
+    }
+    if fields.description.len() > WORKSPACE_DESCRIPTION_MAX {
+        return Err(format!("description: at most {WORKSPACE_DESCRIPTION_MAX} bytes"));
+    }
+    if fields.tenant_id.len() > WORKSPACE_NAME_MAX {
+        return Err(format!("tenant_id: at most {WORKSPACE_NAME_MAX} bytes"));
+    }
+    if fields.metadata.len() > WORKSPACE_METADATA_MAX {
+        return Err(format!("metadata: at most {WORKSPACE_METADATA_MAX} entries"));
+    }
+    if let Some((k, _)) = fields.metadata.iter().find(|(k, v)| k.len() + v.len() > WORKSPACE_METADATA_ENTRY_MAX) {
+        return Err(format!("metadata[{k}]: key and value at most {WORKSPACE_METADATA_ENTRY_MAX} bytes"));
+    }
+    Ok(())
+}
+
+/// A workspace as a reply shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WorkspaceShown {
+    pub fields: WorkspaceFields,
+    /// Unix seconds.
+    pub created_at: i64,
+    pub updated_at: i64,
+    /// Live sessions in it now, by kind.
+    pub active_agents: u32,
+    pub active_tasks: u32,
+    pub active_users: u32,
+}
+
+/// The answer to a `workspace_op`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WorkspaceReply {
+    pub success: bool,
+    pub error: String,
+    pub message: String,
+    pub workspace: Option<WorkspaceShown>,
+    pub workspaces: Vec<WorkspaceShown>,
+    pub total_count: u32,
+}
+
+impl WorkspaceReply {
+    pub fn refused(error: String) -> Self {
+        WorkspaceReply { success: false, error, ..WorkspaceReply::default() }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,5 +306,17 @@ mod tests {
         let paged = SessionFilter { limit: 2, offset: 3, ..SessionFilter::default() };
         let (page, total) = select_sessions(all, &paged);
         assert_eq!((page.len(), total), (1, 4), "the total counts every match, the page what is left");
+    }
+
+    #[test]
+    fn workspace_fields_are_checked_naming_the_field() {
+        let ok = WorkspaceFields { workspace_id: "ws-1".into(), display_name: "One".into(), ..Default::default() };
+        assert_eq!(check_workspace(&ok), Ok(()));
+        let bad = |f: WorkspaceFields| check_workspace(&f).err().unwrap_or_default();
+        assert!(bad(WorkspaceFields { workspace_id: String::new(), ..ok.clone() }).starts_with("workspace_id"));
+        assert!(bad(WorkspaceFields { workspace_id: "a::b".into(), ..ok.clone() }).starts_with("workspace_id"));
+        assert!(bad(WorkspaceFields { display_name: "x".repeat(300), ..ok.clone() }).starts_with("display_name"));
+        let metadata = (0..65).map(|i| (format!("k{i}"), String::new())).collect();
+        assert!(bad(WorkspaceFields { metadata, ..ok.clone() }).starts_with("metadata"));
     }
 }

@@ -177,6 +177,8 @@ pub enum Outbound {
     Sessions(super::admin::SessionReply),
     /// A `TokenResponse`.
     Tokens(super::admin::TokenReply),
+    /// A `WorkspaceResponse`.
+    Workspaces(super::admin::WorkspaceReply),
     /// `Signal{FORCE_DISCONNECT, reason}`: the SDK stops for good (an admin kick).
     ForceDisconnect { reason: String },
     /// End the stream with an error of this kind (never a plain OK).

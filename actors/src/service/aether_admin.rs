@@ -10,11 +10,15 @@ use super::auth::{TokenRequest, TokenView};
 use super::{Binding, Caller, ErrorKind, Need, Principal, Rights, ServiceError, Services};
 use crate::aether::admin::{
     SDK_TOKEN_DEFAULT_SCOPE, SessionAction, SessionOp, SessionReply, TOKEN_PRINCIPAL_TYPES, TokenAction, TokenCreate,
-    TokenOp, TokenReply, TokenShown, select_sessions,
+    TokenOp, TokenReply, TokenShown, WORKSPACES_PAGE_MAX, WorkspaceFields, WorkspaceOp, WorkspaceReply, WorkspaceShown,
+    check_workspace, select_sessions,
 };
 use crate::aether::connection::{Session, SessionAuthority};
+use crate::aether::identity::PrincipalKind;
+use crate::aether::presence::ConnectionInfo;
 use crate::aether::presence::PresenceMsg;
 use crate::clock::{Timestamp, unix_seconds_of as unix};
+use crate::storage::{AppliedSlot, StorageMsg, WorkspaceRecord, WorkspaceWrite, WriteOp};
 use crate::supervision::ASK_TIMEOUT;
 use crate::tokens::TokenState;
 
@@ -72,6 +76,29 @@ pub fn token_request(create: TokenCreate) -> Result<TokenRequest, ServiceError> 
     let expires_in_seconds =
         (create.expires_in_hours > 0).then(|| u64::from(create.expires_in_hours.unsigned_abs()) * 3600);
     Ok(TokenRequest { name: create.name, scopes, expires_in_seconds })
+}
+
+/// A stored workspace as shown, with the live sessions in it counted. Pure.
+fn workspace_shown(w: WorkspaceRecord, live: &[ConnectionInfo]) -> WorkspaceShown {
+    let here = |kinds: &[PrincipalKind]| {
+        live.iter()
+            .filter(|c| c.workspace.as_deref() == Some(w.workspace_id.as_str()) && kinds.contains(&c.kind))
+            .count() as u32
+    };
+    WorkspaceShown {
+        active_agents: here(&[PrincipalKind::Agent]),
+        active_tasks: here(&[PrincipalKind::UniqueTask, PrincipalKind::PooledTask]),
+        active_users: here(&[PrincipalKind::User]),
+        created_at: w.created_at / 1000,
+        updated_at: w.updated_at / 1000,
+        fields: WorkspaceFields {
+            workspace_id: w.workspace_id,
+            display_name: w.display_name,
+            description: w.description,
+            tenant_id: w.tenant_id,
+            metadata: w.metadata,
+        },
+    }
 }
 
 impl Services {
@@ -147,6 +174,106 @@ impl Services {
             }
             SessionAction::Unknown(n) => {
                 return Err(ServiceError::invalid(format!("session_op: unknown operation {n}")));
+            }
+        }
+        Ok(reply)
+    }
+
+    /// A `workspace_op` of `session` (admin only).
+    pub async fn gateway_workspace_op(&self, session: &GatewaySession, op: WorkspaceOp) -> WorkspaceReply {
+        match self.workspace_op(&session.session, op).await {
+            Ok(reply) => reply,
+            Err(e) => WorkspaceReply::refused(aether_error(&e)),
+        }
+    }
+
+    async fn workspace_write(&self, write: WorkspaceWrite) -> Result<bool, ServiceError> {
+        let applied = AppliedSlot::default();
+        let op = WriteOp::AetherWorkspace { write, applied: applied.clone() };
+        self.dir.storage.ask(ASK_TIMEOUT, |r| StorageMsg::Write(op, r)).await??;
+        Ok(applied.applied())
+    }
+
+    async fn workspace_op(&self, session: &Session, op: WorkspaceOp) -> Result<WorkspaceReply, ServiceError> {
+        let caller = self.gateway_caller(session)?;
+        caller.require(Need::Admin)?;
+        let mut reply = WorkspaceReply { success: true, ..WorkspaceReply::default() };
+        let now = crate::aether::queue::now_ms();
+        let find = |id: String| async move {
+            let id = id.trim().to_owned();
+            let found = self.dir.reader.aether_workspaces().await?.into_iter().find(|w| w.workspace_id == id);
+            found.ok_or_else(|| ServiceError::not_found(format!("workspace not found: {id}")))
+        };
+        let live = || async { Ok::<_, ServiceError>(self.dir.presence.ask(ASK_TIMEOUT, PresenceMsg::List).await?) };
+        match op {
+            WorkspaceOp::List { limit, offset } => {
+                let all = self.dir.reader.aether_workspaces().await?;
+                let live = live().await?;
+                reply.total_count = u32::try_from(all.len()).unwrap_or(u32::MAX);
+                let limit = if limit == 0 { WORKSPACES_PAGE_MAX } else { limit.min(WORKSPACES_PAGE_MAX) };
+                reply.workspaces = all
+                    .into_iter()
+                    .skip(offset as usize)
+                    .take(limit as usize)
+                    .map(|w| workspace_shown(w, &live))
+                    .collect();
+            }
+            WorkspaceOp::Get { workspace_id } => {
+                let w = find(workspace_id).await?;
+                reply.workspace = Some(workspace_shown(w, &live().await?));
+            }
+            WorkspaceOp::Create(fields) => {
+                check_workspace(&fields).map_err(ServiceError::invalid)?;
+                let id = fields.workspace_id.clone();
+                let record = WorkspaceRecord {
+                    workspace_id: fields.workspace_id,
+                    display_name: fields.display_name,
+                    description: fields.description,
+                    tenant_id: fields.tenant_id,
+                    metadata: fields.metadata,
+                    created_at: now,
+                    updated_at: now,
+                };
+                if !self.workspace_write(WorkspaceWrite::Create(record)).await? {
+                    return Err(ServiceError::conflict(format!("workspace {id} already exists")));
+                }
+                tracing::info!(workspace = %id, by = %session.identity, "workspace created");
+                reply.message = format!("workspace {id} created");
+                reply.workspace = Some(workspace_shown(find(id).await?, &live().await?));
+            }
+            WorkspaceOp::Update { workspace_id, fields } => {
+                let id = workspace_id.trim().to_owned();
+                let fields = WorkspaceFields { workspace_id: id.clone(), ..fields };
+                check_workspace(&fields).map_err(ServiceError::invalid)?;
+                let record = WorkspaceRecord {
+                    workspace_id: id.clone(),
+                    display_name: fields.display_name,
+                    description: fields.description,
+                    tenant_id: fields.tenant_id,
+                    metadata: fields.metadata,
+                    created_at: 0,
+                    updated_at: now,
+                };
+                if !self.workspace_write(WorkspaceWrite::Update(record)).await? {
+                    return Err(ServiceError::not_found(format!("workspace not found: {id}")));
+                }
+                reply.message = format!("workspace {id} updated");
+                reply.workspace = Some(workspace_shown(find(id).await?, &live().await?));
+            }
+            WorkspaceOp::Delete { workspace_id } => {
+                let id = workspace_id.trim().to_owned();
+                let shown = workspace_shown(find(id.clone()).await?, &live().await?);
+                if !self.workspace_write(WorkspaceWrite::Delete(id.clone())).await? {
+                    return Err(ServiceError::not_found(format!("workspace not found: {id}")));
+                }
+                tracing::info!(workspace = %id, by = %session.identity, "workspace deleted");
+                reply.message = format!("workspace {id} deleted");
+                reply.workspace = Some(shown);
+            }
+            WorkspaceOp::Unserved(name) => {
+                return Ok(WorkspaceReply::refused(format!(
+                    "ERR_NOT_IMPLEMENTED: workspace_op {name} is not served by this node"
+                )));
             }
         }
         Ok(reply)

@@ -26,6 +26,31 @@ pub struct StoredCheckpoint {
 }
 
 impl StoreReader {
+    /// Every Aether workspace record, by id.
+    pub async fn aether_workspaces(&self) -> Result<Vec<crate::storage::WorkspaceRecord>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT workspace_id, display_name, description, tenant_id, metadata, created_at, updated_at \
+             FROM aether_workspaces ORDER BY workspace_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let metadata: String = r.try_get("metadata")?;
+                Ok(crate::storage::WorkspaceRecord {
+                    workspace_id: r.try_get("workspace_id")?,
+                    display_name: r.try_get("display_name")?,
+                    description: r.try_get("description")?,
+                    tenant_id: r.try_get("tenant_id")?,
+                    // Written by the storage actor as a JSON object of strings; anything else reads as none.
+                    metadata: serde_json::from_str(&metadata).unwrap_or_default(),
+                    created_at: r.try_get("created_at")?,
+                    updated_at: r.try_get("updated_at")?,
+                })
+            })
+            .collect()
+    }
+
     /// A live KV value.
     pub async fn aether_kv_get(
         &self,

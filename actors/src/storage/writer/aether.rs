@@ -189,6 +189,103 @@ pub async fn delivered(
     Ok(())
 }
 
+/// An Aether workspace record (`migrations/0015_aether_workspaces.sql`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WorkspaceRecord {
+    pub workspace_id: String,
+    pub display_name: String,
+    pub description: String,
+    pub tenant_id: String,
+    /// Keys and values, in key order.
+    pub metadata: std::collections::BTreeMap<String, String>,
+    /// Unix ms.
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A change to a workspace record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WorkspaceWrite {
+    /// Refused (not applied) when the id exists.
+    Create(WorkspaceRecord),
+    /// Not applied when there is no such record.
+    Update(WorkspaceRecord),
+    Delete(String),
+}
+
+/// Whether a conditional write was applied, read by the caller after the commit.
+#[derive(Clone, Debug, Default)]
+pub struct AppliedSlot(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl AppliedSlot {
+    pub fn set(&self, applied: bool) {
+        self.0.store(applied, std::sync::atomic::Ordering::Release);
+    }
+
+    pub fn applied(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
+/// Applies a workspace change and says whether it was applied.
+pub async fn workspace(
+    conn: &mut SqliteConnection,
+    write: &WorkspaceWrite,
+    applied: &AppliedSlot,
+) -> Result<(), StorageError> {
+    let done = match write {
+        WorkspaceWrite::Create(w) => workspace_create(conn, w).await?,
+        WorkspaceWrite::Update(w) => workspace_update(conn, w).await?,
+        WorkspaceWrite::Delete(id) => workspace_delete(conn, id).await?,
+    };
+    applied.set(done);
+    Ok(())
+}
+
+/// Creates a workspace record; `false` (nothing written) when one with its id exists.
+pub async fn workspace_create(conn: &mut SqliteConnection, w: &WorkspaceRecord) -> Result<bool, StorageError> {
+    let metadata = serde_json::to_string(&w.metadata).unwrap_or_else(|_| "{}".into());
+    let done = sqlx::query(
+        "INSERT INTO aether_workspaces (workspace_id, display_name, description, tenant_id, metadata, created_at, \
+         updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (workspace_id) DO NOTHING",
+    )
+    .bind(&w.workspace_id)
+    .bind(&w.display_name)
+    .bind(&w.description)
+    .bind(&w.tenant_id)
+    .bind(metadata)
+    .bind(w.created_at)
+    .bind(w.updated_at)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Replaces a workspace record's fields (not its creation time); `false` when there is none.
+pub async fn workspace_update(conn: &mut SqliteConnection, w: &WorkspaceRecord) -> Result<bool, StorageError> {
+    let metadata = serde_json::to_string(&w.metadata).unwrap_or_else(|_| "{}".into());
+    let done = sqlx::query(
+        "UPDATE aether_workspaces SET display_name = ?, description = ?, tenant_id = ?, metadata = ?, updated_at = ? \
+         WHERE workspace_id = ?",
+    )
+    .bind(&w.display_name)
+    .bind(&w.description)
+    .bind(&w.tenant_id)
+    .bind(metadata)
+    .bind(w.updated_at)
+    .bind(&w.workspace_id)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Deletes a workspace record; `false` when there is none.
+pub async fn workspace_delete(conn: &mut SqliteConnection, workspace_id: &str) -> Result<bool, StorageError> {
+    let done =
+        sqlx::query("DELETE FROM aether_workspaces WHERE workspace_id = ?").bind(workspace_id).execute(conn).await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// Deletes queued messages created before `before_ms` (past the retention).
 pub async fn expire(conn: &mut SqliteConnection, before_ms: i64) -> Result<(), StorageError> {
     sqlx::query("DELETE FROM aether_messages WHERE created_at < ?").bind(before_ms).execute(conn).await?;

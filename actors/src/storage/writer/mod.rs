@@ -25,7 +25,7 @@ use std::collections::HashMap;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use sqlx::SqliteConnection;
 
-pub use aether::QueuedMessage;
+pub use aether::{AppliedSlot, QueuedMessage, WorkspaceRecord, WorkspaceWrite};
 pub use runtime::{LaunchRecord, SessionBindingRecord};
 pub use tasks::NewTurn;
 
@@ -106,6 +106,9 @@ pub enum WriteOp {
     /// Aether messages kept for identities that are not connected, in publish order (one
     /// multi-row INSERT per chunk; the presence actor batches them, so one write carries many).
     AetherEnqueue(Vec<QueuedMessage>),
+    /// An Aether workspace record created, updated or deleted; `applied` says whether it was
+    /// (a create of an existing id, an update or delete of a missing one, is not).
+    AetherWorkspace { write: aether::WorkspaceWrite, applied: aether::AppliedSlot },
     /// Messages a closing stream was handed but never wrote: back at the front of their queues.
     AetherEnqueueFront(Vec<QueuedMessage>),
     /// An identity's queued messages `from_seq..=upto_seq` were handed to its session: deleted.
@@ -137,6 +140,7 @@ impl WriteOp {
             WriteOp::AetherCheckpoint { .. } => "aether checkpoint",
             WriteOp::AetherEnqueue(_) => "aether enqueue",
             WriteOp::AetherEnqueueFront(_) => "aether enqueue front",
+            WriteOp::AetherWorkspace { .. } => "aether workspace",
             WriteOp::AetherDelivered { .. } => "aether delivered",
             WriteOp::AetherExpire { .. } => "aether expire",
         }
@@ -400,6 +404,7 @@ impl<'a> WritePlan<'a> {
                 | WriteOp::AetherCheckpoint { .. }
                 | WriteOp::AetherEnqueue(_)
                 | WriteOp::AetherEnqueueFront(_)
+                | WriteOp::AetherWorkspace { .. }
                 | WriteOp::AetherDelivered { .. }
                 | WriteOp::AetherExpire { .. } => plan.in_order.push(op),
             }
@@ -487,6 +492,7 @@ async fn write_in_order(conn: &mut SqliteConnection, op: &WriteOp) -> Result<(),
             }
             Ok(())
         }
+        WriteOp::AetherWorkspace { write, applied } => aether::workspace(conn, write, applied).await,
         WriteOp::AetherEnqueueFront(rows) => {
             let rows: Vec<&QueuedMessage> = rows.iter().collect();
             aether::enqueue_front(conn, &rows).await
@@ -745,6 +751,48 @@ mod tests {
         write(WriteOp::AetherExpire { before_ms: 100 }).await?.map_err(|e| e.to_string())?;
         assert!(reader.aether_messages_page("ag::w::i::c", 0, 0, 10).await?.is_empty());
         assert_eq!(reader.aether_messages_page("ag::w::i::b", 0, 0, 10).await?.len(), 2);
+        storage.drain_and_wait(Some(Duration::from_secs(5))).await?;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn aether_workspaces_are_created_once_updated_and_deleted() -> Result<(), Box<dyn std::error::Error>> {
+        let db = Db::open(&DatabaseLocation::Memory).await?;
+        let (storage, _) = Actor::spawn(None, StorageActor, StorageArgs { db: db.clone() }).await?;
+        let write = |w: WorkspaceWrite| {
+            let applied = AppliedSlot::default();
+            let storage = storage.clone();
+            async move {
+                let op = WriteOp::AetherWorkspace { write: w, applied: applied.clone() };
+                ask(&storage, "storage", Duration::from_secs(10), |r| StorageMsg::Write(op, r))
+                    .await?
+                    .map_err(|e| e.to_string())?;
+                Ok::<_, Box<dyn std::error::Error>>(applied.applied())
+            }
+        };
+        let ws = WorkspaceRecord {
+            workspace_id: "ws-1".into(),
+            display_name: "One".into(),
+            metadata: [("team".to_owned(), "ops".to_owned())].into(),
+            created_at: 1_000,
+            updated_at: 1_000,
+            ..WorkspaceRecord::default()
+        };
+        assert!(write(WorkspaceWrite::Create(ws.clone())).await?);
+        assert!(!write(WorkspaceWrite::Create(WorkspaceRecord { display_name: "Two".into(), ..ws.clone() })).await?);
+        let renamed =
+            WorkspaceRecord { display_name: "Renamed".into(), created_at: 0, updated_at: 2_000, ..ws.clone() };
+        assert!(write(WorkspaceWrite::Update(renamed)).await?);
+        let missing = WorkspaceRecord { workspace_id: "nope".into(), ..ws.clone() };
+        assert!(!write(WorkspaceWrite::Update(missing)).await?);
+        let all = db.reader().aether_workspaces().await?;
+        let ids: Vec<&str> = all.iter().map(|w| w.workspace_id.as_str()).collect();
+        assert_eq!(ids, ["default", "ws-1"], "the seeded default, then ours");
+        assert_eq!((all[1].display_name.as_str(), all[1].created_at, all[1].updated_at), ("Renamed", 1_000, 2_000));
+        assert_eq!(all[1].metadata.get("team").map(String::as_str), Some("ops"));
+        assert!(write(WorkspaceWrite::Delete("ws-1".into())).await?);
+        assert!(!write(WorkspaceWrite::Delete("ws-1".into())).await?);
+        assert_eq!(db.reader().aether_workspaces().await?.len(), 1);
         storage.drain_and_wait(Some(Duration::from_secs(5))).await?;
         Ok(())
     }
