@@ -574,7 +574,7 @@ fn api_tokens_admit_gateway_clients_until_revoked() -> Result {
 
 /// Admin operations through the SDK's AdminClient (sync and async): sessions listed, fetched and
 /// kicked (FORCE_DISCONNECT: the client stays away), workspaces created, listed, updated and
-/// deleted, tokens minted, listed and revoked in the node's one store (the HTTP API sees and
+/// deleted, agent implementations registered and removed, tokens minted, listed and revoked in the node's one store (the HTTP API sees and
 /// honours them); refused without admin rights.
 #[test]
 fn admins_manage_sessions_and_tokens_through_the_sdk() -> Result {
@@ -594,6 +594,7 @@ fn admins_manage_sessions_and_tokens_through_the_sdk() -> Result {
         "ok a revoked token is refused over HTTP and the gateway, and listed as revoked when asked",
         "ok a kicked client gets FORCE_DISCONNECT with the reason and stays away",
         "ok an admin creates, lists, gets, updates and deletes workspaces; a duplicate is refused",
+        "ok agent implementations are registered (idempotently), listed by profile, read, updated and removed",
         "ok the sync AdminClient creates, lists and revokes tokens, and creates and lists workspaces",
     ] {
         assert!(out.contains(check), "missing {check:?} in:\n{out}");

@@ -3,7 +3,8 @@
 //! on), or an admin operation the binding hands to the service layer.
 
 use aethrolink_actors::aether::admin::{
-    SessionAction, SessionFilter, SessionOp, TokenAction, TokenCreate, TokenOp, WorkspaceFields, WorkspaceOp,
+    AgentFields, AgentOp, SessionAction, SessionFilter, SessionOp, TokenAction, TokenCreate, TokenOp, WorkspaceFields,
+    WorkspaceOp,
 };
 use aethrolink_actors::aether::connection::{Correlation, FifoKind, Request, SendRequest};
 use aethrolink_actors::aether::identity::{ClaimedPrincipal, PrincipalKind};
@@ -17,9 +18,9 @@ use super::proto::init_connection::ClientType;
 use super::proto::kv_operation::OpType;
 use super::proto::upstream_message::Payload;
 use super::proto::{
-    CheckpointOperation, InitConnection, KvOperation, MessageType, Metric, PrincipalType, SessionOperation,
-    TokenOperation, UpstreamMessage, WorkspaceInfo, WorkspaceOperation, session_operation, token_operation,
-    workspace_operation,
+    AgentOperation, AgentRegistrationInfo, CheckpointOperation, InitConnection, KvOperation, MessageType, Metric,
+    PrincipalType, SessionOperation, TokenOperation, UpstreamMessage, WorkspaceInfo, WorkspaceOperation,
+    agent_operation, session_operation, token_operation, workspace_operation,
 };
 
 /// `InitConnection` into the core's connect request; `Err` names what is missing.
@@ -64,6 +65,7 @@ pub enum Frame {
     Sessions(SessionOp),
     Tokens(TokenOp),
     Workspaces(WorkspaceOp),
+    Agents(AgentOp),
 }
 
 /// A frame after `InitConnection`.
@@ -72,6 +74,7 @@ pub fn frame(frame: UpstreamMessage) -> Frame {
         Some(Payload::SessionOp(op)) => Frame::Sessions(session_op(op)),
         Some(Payload::TokenOp(op)) => Frame::Tokens(token_op(op)),
         Some(Payload::WorkspaceOp(op)) => Frame::Workspaces(workspace_op(op)),
+        Some(Payload::AgentOp(op)) => Frame::Agents(agent_op(op)),
         payload => Frame::Session(request(UpstreamMessage { payload, ..frame })),
     }
 }
@@ -162,6 +165,48 @@ fn workspace_op(op: WorkspaceOperation) -> WorkspaceOp {
         Ok(Op::Delete) => WorkspaceOp::Delete { workspace_id: id(&op) },
         Ok(Op::GetMessageFlow) => WorkspaceOp::Unserved("GET_MESSAGE_FLOW".into()),
         Err(_) => WorkspaceOp::Unserved(format!("operation {}", op.op)),
+    }
+}
+
+fn agent_fields(info: AgentRegistrationInfo) -> AgentFields {
+    AgentFields {
+        implementation: info.implementation,
+        orchestrator_profile: info.orchestrator_profile,
+        description: info.description,
+        launch_params: info.launch_params.into_iter().collect(),
+        capabilities: info.capabilities.into_iter().collect(),
+        extensions: info.extensions,
+        resource_schema: info.resource_schema.len(),
+    }
+}
+
+fn agent_op(op: AgentOperation) -> AgentOp {
+    use agent_operation::OpType as Op;
+    // The implementation is the op's, or the info's when only that is set.
+    let implementation = match op.implementation.is_empty() {
+        true => op.agent.as_ref().map(|a| a.implementation.clone()).unwrap_or_default(),
+        false => op.implementation.clone(),
+    };
+    let fields = |info: Option<AgentRegistrationInfo>| AgentFields {
+        implementation: implementation.clone(),
+        ..agent_fields(info.unwrap_or_default())
+    };
+    match Op::try_from(op.op) {
+        Ok(Op::List) => {
+            let f = op.filter.unwrap_or_default();
+            AgentOp::List {
+                profile: f.orchestrator_profile,
+                limit: u32::try_from(f.limit).unwrap_or(0),
+                offset: u32::try_from(f.offset).unwrap_or(0),
+            }
+        }
+        Ok(Op::Get) => AgentOp::Get { implementation },
+        Ok(Op::Register) => AgentOp::Register(fields(op.agent)),
+        Ok(Op::Update) => AgentOp::Update(fields(op.agent)),
+        Ok(Op::Delete) => AgentOp::Delete { implementation },
+        Ok(Op::Launch) => AgentOp::Unserved("LAUNCH".into()),
+        Ok(Op::ListOrchestrators) => AgentOp::Unserved("LIST_ORCHESTRATORS".into()),
+        Err(_) => AgentOp::Unserved(format!("operation {}", op.op)),
     }
 }
 

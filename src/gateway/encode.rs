@@ -5,7 +5,7 @@
 //! reconnect (with `resume_session_id`). A stream is never ended with OK by the node: the SDK
 //! would be left a zombie.
 
-use aethrolink_actors::aether::admin::{TokenShown, WorkspaceShown};
+use aethrolink_actors::aether::admin::{AgentShown, TokenShown, WorkspaceShown};
 use aethrolink_actors::aether::connection::{Correlation, EndKind, FifoKind, Outbound};
 use aethrolink_actors::aether::presence::ConnectionInfo;
 use aethrolink_actors::service::{ErrorKind, ServiceError};
@@ -13,9 +13,9 @@ use tonic::Status;
 
 use super::proto::downstream_message::Payload;
 use super::proto::{
-    AclResponse, AgentResponse, CheckpointResponse, ConfigSnapshot, ConnectionAck, DownstreamMessage, ErrorResponse,
-    IncomingMessage, KvResponse, ProxyHttpResponse, SessionOperationResponse, Signal, TokenInfo, TokenResponse,
-    TunnelClose, WorkspaceInfo, WorkspaceResponse, signal,
+    AclResponse, AgentRegistrationInfo, AgentResponse, CheckpointResponse, ConfigSnapshot, ConnectionAck,
+    DownstreamMessage, ErrorResponse, IncomingMessage, KvResponse, ProxyHttpResponse, SessionOperationResponse, Signal,
+    TokenInfo, TokenResponse, TunnelClose, WorkspaceInfo, WorkspaceResponse, signal,
 };
 
 /// The node's version, told in the ack.
@@ -132,6 +132,15 @@ pub fn outbound(out: Outbound) -> Result<DownstreamMessage, Status> {
             total_count: i32::try_from(r.total_count).unwrap_or(i32::MAX),
             ..Default::default()
         })),
+        Outbound::Agents(r) => frame(Payload::Agent(AgentResponse {
+            success: r.success,
+            error: r.error,
+            message: r.message,
+            agent: r.agent.map(agent_info),
+            agents: r.agents.into_iter().map(agent_info).collect(),
+            total_count: i32::try_from(r.total_count).unwrap_or(i32::MAX),
+            ..Default::default()
+        })),
         Outbound::ForceDisconnect { reason } => {
             frame(Payload::Signal(Signal { r#type: signal::SignalType::ForceDisconnect as i32, reason }))
         }
@@ -155,6 +164,21 @@ fn connection_info(c: ConnectionInfo) -> super::proto::ConnectionInfo {
         duration: format!("{seconds}s"),
         remote_addr: c.remote_addr,
         last_activity: 0,
+    }
+}
+
+/// A registration as the gateway shows it.
+fn agent_info(a: AgentShown) -> AgentRegistrationInfo {
+    AgentRegistrationInfo {
+        implementation: a.fields.implementation,
+        orchestrator_profile: a.fields.orchestrator_profile,
+        description: a.fields.description,
+        launch_params: a.fields.launch_params.into_iter().collect(),
+        registered_at: a.registered_at,
+        updated_at: a.updated_at,
+        capabilities: a.fields.capabilities.into_iter().collect(),
+        extensions: a.fields.extensions,
+        ..Default::default()
     }
 }
 

@@ -131,6 +131,9 @@ async fn read_frames(
                 decode::Frame::Workspaces(op) => {
                     session.reply(Outbound::Workspaces(services.gateway_workspace_op(&session, op).await))
                 }
+                decode::Frame::Agents(op) => {
+                    session.reply(Outbound::Agents(services.gateway_agent_op(&session, op).await))
+                }
             },
             Ok(None) => break,
             Err(status) => {

@@ -105,13 +105,42 @@ async def main():
     assert [r.workspace.workspace_id for r in replies] == ["ws-1", "default"], replies
     ok("an admin creates, lists, gets, updates and deletes workspaces; a duplicate is refused")
 
+    # The agent registry: register (again: idempotent), list, get, update, delete.
+    reg = await admin_client.register_agent("scitrera/echo-bot", profile="local", description="echo",
+                                            launch_params={"image": "echo:1"}, capabilities={"stream": True})
+    assert reg is not None and reg.success, reg
+    first = reg.agent.registered_at
+    assert reg.agent.launch_params["profile"] == "local" and reg.agent.orchestrator_profile == "local", reg.agent
+    again = await admin_client.register_agent("scitrera/echo-bot", profile="local", description="echo v2")
+    assert again.success and again.agent.registered_at == first and again.agent.description == "echo v2", again
+    await admin_client.register_agent("acme/k8s-bot", profile="k8s")
+    listed = await admin.list_agents()
+    assert {a.implementation for a in listed.agents} == {"scitrera/echo-bot", "acme/k8s-bot"}, listed
+    assert listed.total_count == 2, listed.total_count
+    local = await admin.list_agents(orchestrator_profile="local")
+    assert [a.implementation for a in local.agents] == ["scitrera/echo-bot"], local
+    got = await admin.get_agent("scitrera/echo-bot")
+    assert got.success and got.agent.description == "echo v2", got
+    upd = await admin_client.update_agent("scitrera/echo-bot", profile="local", description="echo v3")
+    assert upd.success and upd.agent.description == "echo v3", upd
+    nope = await admin_client.update_agent("nobody/none", profile="local")
+    assert not nope.success and nope.error.startswith("ERR_NOT_FOUND"), nope
+    gone = await admin_client.delete_agent("acme/k8s-bot")
+    assert gone.success, gone
+    missing = await admin.get_agent("acme/k8s-bot")
+    assert not missing.success and missing.error.startswith("ERR_NOT_FOUND"), missing
+    launch = await admin_client.launch_agent("scitrera/echo-bot", workspace="ws-1", specifier="x")
+    assert launch is not None and not launch.success and launch.error.startswith("ERR_NOT_IMPLEMENTED"), launch
+    ok("agent implementations are registered (idempotently), listed by profile, read, updated and removed")
+
     # Without admin rights: refused, nothing changes.
     plain = AsyncAdminClient(other)
     before, _ = http("GET", "/v1/tokens")
     for call in (plain.list_connections(), plain.disconnect_session(admin_client._session_id, reason="coup"),
                  plain.create_token(name="sneaky", principal_type="agent"), plain.list_tokens(),
                  plain.create_workspace(workspace_id="sneaky-ws"), plain.delete_workspace("ws-1"),
-                 plain.list_workspaces()):
+                 plain.list_workspaces(), other.register_agent("sneaky/bot"), plain.list_agents(),
+                 other.delete_agent("scitrera/echo-bot")):
         resp = await call
         assert resp is not None and not resp.success, resp
         assert resp.error.startswith("ERR_PERMISSION_DENIED"), resp.error
@@ -120,6 +149,8 @@ async def main():
     assert admin_client.is_connected, "a refused disconnect disconnected"
     names = {w.workspace_id for w in (await admin.list_workspaces()).workspaces}
     assert "ws-1" in names and "sneaky-ws" not in names, names
+    agents = {a.implementation for a in (await admin.list_agents()).agents}
+    assert agents == {"scitrera/echo-bot"}, agents
     ok("a client without admin rights is refused ERR_PERMISSION_DENIED and nothing changes")
 
     # Tokens: one store with the HTTP API.

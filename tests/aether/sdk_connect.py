@@ -78,8 +78,8 @@ def sync_checks():
     except AetherError as e:
         assert "ERR_NOT_IMPLEMENTED" in str(e.code), e
     assert time.monotonic() - started < 8.0, "answered by the correlated error, not the SDK's timeout"
-    agents = a.client.list_agents(timeout=10.0)
-    assert agents is not None and not agents.success and "not served" in agents.error, agents
+    rules = a.client.acl_list_rules(timeout=10.0)
+    assert rules is not None and not rules.success and "not served" in rules.error, rules
     ok("unserved request answered with a correlated error")
 
     a.client.switch_workspace("elsewhere")  # users only, no id: an uncorrelated error

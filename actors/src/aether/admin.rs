@@ -264,6 +264,104 @@ impl WorkspaceReply {
     }
 }
 
+/// An `agent_op` (correlated first-in first-out).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AgentOp {
+    List {
+        profile: String,
+        limit: u32,
+        offset: u32,
+    },
+    Get {
+        implementation: String,
+    },
+    /// Registers or re-registers an implementation (agents call it on every start).
+    Register(AgentFields),
+    /// Changes a registered implementation.
+    Update(AgentFields),
+    Delete {
+        implementation: String,
+    },
+    /// `LAUNCH`, `LIST_ORCHESTRATORS`, unknown numbers.
+    Unserved(String),
+}
+
+/// An `AgentRegistrationInfo` as the SDK sends it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AgentFields {
+    pub implementation: String,
+    pub orchestrator_profile: String,
+    pub description: String,
+    /// Must hold `profile` (the SDK's `register_agent` sets it).
+    pub launch_params: std::collections::BTreeMap<String, String>,
+    pub capabilities: std::collections::BTreeMap<String, bool>,
+    pub extensions: Vec<String>,
+    /// Resource prefixes claimed (upstream's phase 5): refused, not silently dropped.
+    pub resource_schema: usize,
+}
+
+/// Most launch parameters, capabilities and extensions of one registration, and their sizes.
+pub const AGENT_ENTRIES_MAX: usize = 64;
+pub const AGENT_ENTRY_MAX: usize = 4096;
+
+/// Checks a registration; the error names the field. Pure.
+pub fn check_agent(fields: &AgentFields) -> Result<(), String> {
+    if fields.implementation.trim().is_empty() {
+        return Err("implementation: give the implementation to register".into());
+    }
+    if fields.implementation.contains("::") || fields.implementation.len() > WORKSPACE_NAME_MAX {
+        return Err(format!("implementation: at most {WORKSPACE_NAME_MAX} bytes, without '::'"));
+    }
+    if !fields.launch_params.contains_key("profile") {
+        return Err("launch_params: must hold 'profile' (the orchestrator profile that launches it)".into());
+    }
+    if fields.description.len() > WORKSPACE_DESCRIPTION_MAX {
+        return Err(format!("description: at most {WORKSPACE_DESCRIPTION_MAX} bytes"));
+    }
+    for (name, n) in [
+        ("launch_params", fields.launch_params.len()),
+        ("capabilities", fields.capabilities.len()),
+        ("extensions", fields.extensions.len()),
+    ] {
+        if n > AGENT_ENTRIES_MAX {
+            return Err(format!("{name}: at most {AGENT_ENTRIES_MAX} entries"));
+        }
+    }
+    if let Some((k, _)) = fields.launch_params.iter().find(|(k, v)| k.len() + v.len() > AGENT_ENTRY_MAX) {
+        return Err(format!("launch_params[{k}]: key and value at most {AGENT_ENTRY_MAX} bytes"));
+    }
+    if fields.resource_schema > 0 {
+        return Err("resource_schema: resource prefixes are not served by this node; register without them".into());
+    }
+    Ok(())
+}
+
+/// A registration as a reply shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AgentShown {
+    pub fields: AgentFields,
+    /// Unix seconds.
+    pub registered_at: i64,
+    pub updated_at: i64,
+}
+
+/// The answer to an `agent_op`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AgentReply {
+    pub success: bool,
+    pub error: String,
+    pub message: String,
+    pub agent: Option<AgentShown>,
+    pub agents: Vec<AgentShown>,
+    pub total_count: u32,
+}
+
+impl AgentReply {
+    pub fn refused(error: String) -> Self {
+        AgentReply { success: false, error, ..AgentReply::default() }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -318,5 +416,19 @@ mod tests {
         assert!(bad(WorkspaceFields { display_name: "x".repeat(300), ..ok.clone() }).starts_with("display_name"));
         let metadata = (0..65).map(|i| (format!("k{i}"), String::new())).collect();
         assert!(bad(WorkspaceFields { metadata, ..ok.clone() }).starts_with("metadata"));
+    }
+
+    #[test]
+    fn registrations_need_an_implementation_and_a_profile() {
+        let ok = AgentFields {
+            implementation: "scitrera/echo-bot".into(),
+            launch_params: [("profile".to_owned(), "local".to_owned())].into(),
+            ..Default::default()
+        };
+        assert_eq!(check_agent(&ok), Ok(()));
+        let bad = |f: AgentFields| check_agent(&f).err().unwrap_or_default();
+        assert!(bad(AgentFields { implementation: " ".into(), ..ok.clone() }).starts_with("implementation"));
+        assert!(bad(AgentFields { launch_params: Default::default(), ..ok.clone() }).contains("profile"));
+        assert!(bad(AgentFields { resource_schema: 1, ..ok.clone() }).starts_with("resource_schema"));
     }
 }

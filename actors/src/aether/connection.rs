@@ -179,6 +179,8 @@ pub enum Outbound {
     Tokens(super::admin::TokenReply),
     /// A `WorkspaceResponse`.
     Workspaces(super::admin::WorkspaceReply),
+    /// An `AgentResponse`.
+    Agents(super::admin::AgentReply),
     /// `Signal{FORCE_DISCONNECT, reason}`: the SDK stops for good (an admin kick).
     ForceDisconnect { reason: String },
     /// End the stream with an error of this kind (never a plain OK).

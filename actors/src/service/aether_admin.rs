@@ -9,16 +9,18 @@ use super::aether::GatewaySession;
 use super::auth::{TokenRequest, TokenView};
 use super::{Binding, Caller, ErrorKind, Need, Principal, Rights, ServiceError, Services};
 use crate::aether::admin::{
-    SDK_TOKEN_DEFAULT_SCOPE, SessionAction, SessionOp, SessionReply, TOKEN_PRINCIPAL_TYPES, TokenAction, TokenCreate,
-    TokenOp, TokenReply, TokenShown, WORKSPACES_PAGE_MAX, WorkspaceFields, WorkspaceOp, WorkspaceReply, WorkspaceShown,
-    check_workspace, select_sessions,
+    AgentFields, AgentOp, AgentReply, AgentShown, SDK_TOKEN_DEFAULT_SCOPE, SessionAction, SessionOp, SessionReply,
+    TOKEN_PRINCIPAL_TYPES, TokenAction, TokenCreate, TokenOp, TokenReply, TokenShown, WORKSPACES_PAGE_MAX,
+    WorkspaceFields, WorkspaceOp, WorkspaceReply, WorkspaceShown, check_agent, check_workspace, select_sessions,
 };
 use crate::aether::connection::{Session, SessionAuthority};
 use crate::aether::identity::PrincipalKind;
 use crate::aether::presence::ConnectionInfo;
 use crate::aether::presence::PresenceMsg;
 use crate::clock::{Timestamp, unix_seconds_of as unix};
-use crate::storage::{AppliedSlot, StorageMsg, WorkspaceRecord, WorkspaceWrite, WriteOp};
+use crate::storage::{
+    AetherAgentRecord, AgentWrite, AppliedSlot, StorageMsg, WorkspaceRecord, WorkspaceWrite, WriteOp,
+};
 use crate::supervision::ASK_TIMEOUT;
 use crate::tokens::TokenState;
 
@@ -97,6 +99,23 @@ fn workspace_shown(w: WorkspaceRecord, live: &[ConnectionInfo]) -> WorkspaceShow
             description: w.description,
             tenant_id: w.tenant_id,
             metadata: w.metadata,
+        },
+    }
+}
+
+/// A stored registration as shown. Pure.
+fn agent_shown(a: AetherAgentRecord) -> AgentShown {
+    AgentShown {
+        registered_at: a.registered_at / 1000,
+        updated_at: a.updated_at / 1000,
+        fields: AgentFields {
+            implementation: a.implementation,
+            orchestrator_profile: a.orchestrator_profile,
+            description: a.description,
+            launch_params: a.launch_params,
+            capabilities: a.capabilities,
+            extensions: a.extensions,
+            resource_schema: 0,
         },
     }
 }
@@ -273,6 +292,111 @@ impl Services {
             WorkspaceOp::Unserved(name) => {
                 return Ok(WorkspaceReply::refused(format!(
                     "ERR_NOT_IMPLEMENTED: workspace_op {name} is not served by this node"
+                )));
+            }
+        }
+        Ok(reply)
+    }
+
+    /// An `agent_op` of `session`: listing and reading the registry need admin rights;
+    /// registering, changing and removing need `agents:register` (or admin).
+    pub async fn gateway_agent_op(&self, session: &GatewaySession, op: AgentOp) -> AgentReply {
+        match self.agent_op(&session.session, op).await {
+            Ok(reply) => reply,
+            Err(e) => AgentReply::refused(aether_error(&e)),
+        }
+    }
+
+    async fn agent_write(&self, write: AgentWrite) -> Result<bool, ServiceError> {
+        let applied = AppliedSlot::default();
+        let op = WriteOp::AetherAgent { write, applied: applied.clone() };
+        self.dir.storage.ask(ASK_TIMEOUT, |r| StorageMsg::Write(op, r)).await??;
+        Ok(applied.applied())
+    }
+
+    async fn agent_op(&self, session: &Session, op: AgentOp) -> Result<AgentReply, ServiceError> {
+        let caller = self.gateway_caller(session)?;
+        let mut reply = AgentReply { success: true, ..AgentReply::default() };
+        let now = crate::aether::queue::now_ms();
+        let find = |implementation: String| async move {
+            let implementation = implementation.trim().to_owned();
+            let all = self.dir.reader.aether_agents().await?;
+            let found = all.into_iter().find(|a| a.implementation == implementation);
+            found.ok_or_else(|| {
+                ServiceError::not_found(format!("agent implementation not registered: {implementation}"))
+            })
+        };
+        let record = |f: AgentFields| AetherAgentRecord {
+            implementation: f.implementation.trim().to_owned(),
+            orchestrator_profile: match f.orchestrator_profile.trim() {
+                "" => f.launch_params.get("profile").cloned().unwrap_or_default(),
+                p => p.to_owned(),
+            },
+            description: f.description,
+            launch_params: f.launch_params,
+            capabilities: f.capabilities,
+            extensions: f.extensions,
+            registered_at: now,
+            updated_at: now,
+        };
+        match op {
+            AgentOp::List { profile, limit, offset } => {
+                caller.require(Need::Admin)?;
+                let all: Vec<AetherAgentRecord> = self
+                    .dir
+                    .reader
+                    .aether_agents()
+                    .await?
+                    .into_iter()
+                    .filter(|a| profile.is_empty() || a.orchestrator_profile == profile)
+                    .collect();
+                reply.total_count = u32::try_from(all.len()).unwrap_or(u32::MAX);
+                let limit = if limit == 0 { WORKSPACES_PAGE_MAX } else { limit.min(WORKSPACES_PAGE_MAX) };
+                reply.agents = all.into_iter().skip(offset as usize).take(limit as usize).map(agent_shown).collect();
+            }
+            AgentOp::Get { implementation } => {
+                caller.require(Need::Admin)?;
+                reply.agent = Some(agent_shown(find(implementation).await?));
+            }
+            AgentOp::Register(fields) => {
+                caller.require(Need::Register)?;
+                check_agent(&fields).map_err(ServiceError::invalid)?;
+                let record = record(fields);
+                let implementation = record.implementation.clone();
+                self.agent_write(AgentWrite::Register(record)).await?;
+                tracing::info!(implementation = %implementation, by = %session.identity, "agent implementation registered");
+                reply.message = format!("agent implementation {implementation} registered");
+                reply.agent = Some(agent_shown(find(implementation).await?));
+            }
+            AgentOp::Update(fields) => {
+                caller.require(Need::Register)?;
+                check_agent(&fields).map_err(ServiceError::invalid)?;
+                let record = record(fields);
+                let implementation = record.implementation.clone();
+                if !self.agent_write(AgentWrite::Update(record)).await? {
+                    return Err(ServiceError::not_found(format!(
+                        "agent implementation not registered: {implementation}"
+                    )));
+                }
+                reply.message = format!("agent implementation {implementation} updated");
+                reply.agent = Some(agent_shown(find(implementation).await?));
+            }
+            AgentOp::Delete { implementation } => {
+                caller.require(Need::Register)?;
+                let shown = agent_shown(find(implementation.clone()).await?);
+                let implementation = shown.fields.implementation.clone();
+                if !self.agent_write(AgentWrite::Delete(implementation.clone())).await? {
+                    return Err(ServiceError::not_found(format!(
+                        "agent implementation not registered: {implementation}"
+                    )));
+                }
+                tracing::info!(implementation = %implementation, by = %session.identity, "agent implementation removed");
+                reply.message = format!("agent implementation {implementation} removed");
+                reply.agent = Some(shown);
+            }
+            AgentOp::Unserved(name) => {
+                return Ok(AgentReply::refused(format!(
+                    "ERR_NOT_IMPLEMENTED: agent_op {name} is not served by this node"
                 )));
             }
         }

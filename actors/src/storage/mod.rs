@@ -19,8 +19,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 pub use reader::node::NODE_ID_IN_USE;
 pub use reader::{IdempotencyHolder, StoreReader, StoredMessage, TaskFilter, TaskPage};
 pub use writer::{
-    AppliedSlot, IdempotencyClaim, LaunchRecord, NewTurn, QueuedMessage, SessionBindingRecord, StorageActor,
-    StorageArgs, StorageMsg, StorageStats, WorkspaceRecord, WorkspaceWrite, WriteOp,
+    AetherAgentRecord, AgentWrite, AppliedSlot, IdempotencyClaim, LaunchRecord, NewTurn, QueuedMessage,
+    SessionBindingRecord, StorageActor, StorageArgs, StorageMsg, StorageStats, WorkspaceRecord, WorkspaceWrite,
+    WriteOp,
 };
 
 use crate::error::StorageError;

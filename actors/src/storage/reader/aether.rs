@@ -26,6 +26,33 @@ pub struct StoredCheckpoint {
 }
 
 impl StoreReader {
+    /// Every Aether agent registration, by implementation.
+    pub async fn aether_agents(&self) -> Result<Vec<crate::storage::AetherAgentRecord>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT implementation, orchestrator_profile, description, launch_params, capabilities, extensions, \
+             registered_at, updated_at FROM aether_agents ORDER BY implementation",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let (params, caps, exts): (String, String, String) =
+                    (r.try_get("launch_params")?, r.try_get("capabilities")?, r.try_get("extensions")?);
+                Ok(crate::storage::AetherAgentRecord {
+                    implementation: r.try_get("implementation")?,
+                    orchestrator_profile: r.try_get("orchestrator_profile")?,
+                    description: r.try_get("description")?,
+                    // Written by the storage actor as JSON; anything else reads as none.
+                    launch_params: serde_json::from_str(&params).unwrap_or_default(),
+                    capabilities: serde_json::from_str(&caps).unwrap_or_default(),
+                    extensions: serde_json::from_str(&exts).unwrap_or_default(),
+                    registered_at: r.try_get("registered_at")?,
+                    updated_at: r.try_get("updated_at")?,
+                })
+            })
+            .collect()
+    }
+
     /// Every Aether workspace record, by id.
     pub async fn aether_workspaces(&self) -> Result<Vec<crate::storage::WorkspaceRecord>, StorageError> {
         let rows = sqlx::query(

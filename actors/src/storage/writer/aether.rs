@@ -242,6 +242,89 @@ pub async fn workspace(
     Ok(())
 }
 
+/// An Aether agent registration (`migrations/0016_aether_agents.sql`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AetherAgentRecord {
+    pub implementation: String,
+    pub orchestrator_profile: String,
+    pub description: String,
+    pub launch_params: std::collections::BTreeMap<String, String>,
+    pub capabilities: std::collections::BTreeMap<String, bool>,
+    pub extensions: Vec<String>,
+    /// Unix ms.
+    pub registered_at: i64,
+    pub updated_at: i64,
+}
+
+/// A change to the agent registry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AgentWrite {
+    /// Registers or re-registers (the first registration time stays); always applied.
+    Register(AetherAgentRecord),
+    /// Not applied when the implementation is not registered.
+    Update(AetherAgentRecord),
+    Delete(String),
+}
+
+/// Applies an agent registry change and says whether it was applied.
+pub async fn agent(conn: &mut SqliteConnection, write: &AgentWrite, applied: &AppliedSlot) -> Result<(), StorageError> {
+    let done = match write {
+        AgentWrite::Register(a) => {
+            sqlx::query(
+                "INSERT INTO aether_agents (implementation, orchestrator_profile, description, launch_params, \
+                 capabilities, extensions, registered_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (implementation) DO UPDATE SET orchestrator_profile = excluded.orchestrator_profile, \
+                 description = excluded.description, launch_params = excluded.launch_params, \
+                 capabilities = excluded.capabilities, extensions = excluded.extensions, updated_at = excluded.updated_at",
+            )
+            .bind(&a.implementation)
+            .bind(&a.orchestrator_profile)
+            .bind(&a.description)
+            .bind(json(&a.launch_params))
+            .bind(json(&a.capabilities))
+            .bind(json(&a.extensions))
+            .bind(a.registered_at)
+            .bind(a.updated_at)
+            .execute(conn)
+            .await?
+            .rows_affected()
+                == 1
+        }
+        AgentWrite::Update(a) => {
+            sqlx::query(
+                "UPDATE aether_agents SET orchestrator_profile = ?, description = ?, launch_params = ?, \
+                 capabilities = ?, extensions = ?, updated_at = ? WHERE implementation = ?",
+            )
+            .bind(&a.orchestrator_profile)
+            .bind(&a.description)
+            .bind(json(&a.launch_params))
+            .bind(json(&a.capabilities))
+            .bind(json(&a.extensions))
+            .bind(a.updated_at)
+            .bind(&a.implementation)
+            .execute(conn)
+            .await?
+            .rows_affected()
+                == 1
+        }
+        AgentWrite::Delete(implementation) => {
+            sqlx::query("DELETE FROM aether_agents WHERE implementation = ?")
+                .bind(implementation)
+                .execute(conn)
+                .await?
+                .rows_affected()
+                == 1
+        }
+    };
+    applied.set(done);
+    Ok(())
+}
+
+/// A JSON column's text (maps and lists of plain values do not fail to serialise).
+fn json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".into())
+}
+
 /// Creates a workspace record; `false` (nothing written) when one with its id exists.
 pub async fn workspace_create(conn: &mut SqliteConnection, w: &WorkspaceRecord) -> Result<bool, StorageError> {
     let metadata = serde_json::to_string(&w.metadata).unwrap_or_else(|_| "{}".into());

@@ -25,7 +25,7 @@ use std::collections::HashMap;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use sqlx::SqliteConnection;
 
-pub use aether::{AppliedSlot, QueuedMessage, WorkspaceRecord, WorkspaceWrite};
+pub use aether::{AetherAgentRecord, AgentWrite, AppliedSlot, QueuedMessage, WorkspaceRecord, WorkspaceWrite};
 pub use runtime::{LaunchRecord, SessionBindingRecord};
 pub use tasks::NewTurn;
 
@@ -109,6 +109,8 @@ pub enum WriteOp {
     /// An Aether workspace record created, updated or deleted; `applied` says whether it was
     /// (a create of an existing id, an update or delete of a missing one, is not).
     AetherWorkspace { write: aether::WorkspaceWrite, applied: aether::AppliedSlot },
+    /// An Aether agent registration made, changed or removed; `applied` says whether it was.
+    AetherAgent { write: aether::AgentWrite, applied: aether::AppliedSlot },
     /// Messages a closing stream was handed but never wrote: back at the front of their queues.
     AetherEnqueueFront(Vec<QueuedMessage>),
     /// An identity's queued messages `from_seq..=upto_seq` were handed to its session: deleted.
@@ -141,6 +143,7 @@ impl WriteOp {
             WriteOp::AetherEnqueue(_) => "aether enqueue",
             WriteOp::AetherEnqueueFront(_) => "aether enqueue front",
             WriteOp::AetherWorkspace { .. } => "aether workspace",
+            WriteOp::AetherAgent { .. } => "aether agent",
             WriteOp::AetherDelivered { .. } => "aether delivered",
             WriteOp::AetherExpire { .. } => "aether expire",
         }
@@ -405,6 +408,7 @@ impl<'a> WritePlan<'a> {
                 | WriteOp::AetherEnqueue(_)
                 | WriteOp::AetherEnqueueFront(_)
                 | WriteOp::AetherWorkspace { .. }
+                | WriteOp::AetherAgent { .. }
                 | WriteOp::AetherDelivered { .. }
                 | WriteOp::AetherExpire { .. } => plan.in_order.push(op),
             }
@@ -493,6 +497,7 @@ async fn write_in_order(conn: &mut SqliteConnection, op: &WriteOp) -> Result<(),
             Ok(())
         }
         WriteOp::AetherWorkspace { write, applied } => aether::workspace(conn, write, applied).await,
+        WriteOp::AetherAgent { write, applied } => aether::agent(conn, write, applied).await,
         WriteOp::AetherEnqueueFront(rows) => {
             let rows: Vec<&QueuedMessage> = rows.iter().collect();
             aether::enqueue_front(conn, &rows).await
@@ -751,6 +756,47 @@ mod tests {
         write(WriteOp::AetherExpire { before_ms: 100 }).await?.map_err(|e| e.to_string())?;
         assert!(reader.aether_messages_page("ag::w::i::c", 0, 0, 10).await?.is_empty());
         assert_eq!(reader.aether_messages_page("ag::w::i::b", 0, 0, 10).await?.len(), 2);
+        storage.drain_and_wait(Some(Duration::from_secs(5))).await?;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn aether_agents_are_registered_again_keeping_their_first_time() -> Result<(), Box<dyn std::error::Error>> {
+        let db = Db::open(&DatabaseLocation::Memory).await?;
+        let (storage, _) = Actor::spawn(None, StorageActor, StorageArgs { db: db.clone() }).await?;
+        let write = |w: AgentWrite| {
+            let applied = AppliedSlot::default();
+            let storage = storage.clone();
+            async move {
+                let op = WriteOp::AetherAgent { write: w, applied: applied.clone() };
+                ask(&storage, "storage", Duration::from_secs(10), |r| StorageMsg::Write(op, r))
+                    .await?
+                    .map_err(|e| e.to_string())?;
+                Ok::<_, Box<dyn std::error::Error>>(applied.applied())
+            }
+        };
+        let bot = AetherAgentRecord {
+            implementation: "acme/bot".into(),
+            orchestrator_profile: "local".into(),
+            launch_params: [("profile".to_owned(), "local".to_owned())].into(),
+            extensions: vec!["urn:x".into()],
+            registered_at: 1_000,
+            updated_at: 1_000,
+            ..AetherAgentRecord::default()
+        };
+        assert!(write(AgentWrite::Register(bot.clone())).await?);
+        let again =
+            AetherAgentRecord { description: "v2".into(), registered_at: 5_000, updated_at: 5_000, ..bot.clone() };
+        assert!(write(AgentWrite::Register(again)).await?);
+        let all = db.reader().aether_agents().await?;
+        assert_eq!(all.len(), 1);
+        assert_eq!((all[0].description.as_str(), all[0].registered_at, all[0].updated_at), ("v2", 1_000, 5_000));
+        assert_eq!(all[0].extensions, vec!["urn:x".to_owned()]);
+        let stranger = AetherAgentRecord { implementation: "nobody".into(), ..bot.clone() };
+        assert!(!write(AgentWrite::Update(stranger)).await?, "an update of an unregistered one is not applied");
+        assert!(write(AgentWrite::Delete("acme/bot".into())).await?);
+        assert!(!write(AgentWrite::Delete("acme/bot".into())).await?);
+        assert!(db.reader().aether_agents().await?.is_empty());
         storage.drain_and_wait(Some(Duration::from_secs(5))).await?;
         Ok(())
     }
