@@ -595,6 +595,7 @@ fn admins_manage_sessions_and_tokens_through_the_sdk() -> Result {
         "ok a kicked client gets FORCE_DISCONNECT with the reason and stays away",
         "ok an admin creates, lists, gets, updates and deletes workspaces; a duplicate is refused",
         "ok agent implementations are registered (idempotently), listed by profile, read, updated and removed",
+        "ok access rules admit whom they allow into a workspace, deny the rest by default, and explain why",
         "ok the sync AdminClient creates, lists and revokes tokens, and creates and lists workspaces",
     ] {
         assert!(out.contains(check), "missing {check:?} in:\n{out}");

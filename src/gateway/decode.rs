@@ -2,6 +2,7 @@
 //! other case into a [`Frame`]: a session [`Request`] (each with the correlation the SDK waits
 //! on), or an admin operation the binding hands to the service layer.
 
+use aethrolink_actors::aether::acl::{AclOp, Principal as AclPrincipal, Resource as AclResource, Rule, RuleFilter};
 use aethrolink_actors::aether::admin::{
     AgentFields, AgentOp, SessionAction, SessionFilter, SessionOp, TokenAction, TokenCreate, TokenOp, WorkspaceFields,
     WorkspaceOp,
@@ -18,9 +19,9 @@ use super::proto::init_connection::ClientType;
 use super::proto::kv_operation::OpType;
 use super::proto::upstream_message::Payload;
 use super::proto::{
-    AgentOperation, AgentRegistrationInfo, CheckpointOperation, InitConnection, KvOperation, MessageType, Metric,
-    PrincipalType, SessionOperation, TokenOperation, UpstreamMessage, WorkspaceInfo, WorkspaceOperation,
-    agent_operation, session_operation, token_operation, workspace_operation,
+    AclOperation, AclRuleFilter, AgentOperation, AgentRegistrationInfo, CheckpointOperation, InitConnection,
+    KvOperation, MessageType, Metric, PrincipalType, SessionOperation, TokenOperation, UpstreamMessage, WorkspaceInfo,
+    WorkspaceOperation, acl_operation, agent_operation, session_operation, token_operation, workspace_operation,
 };
 
 /// `InitConnection` into the core's connect request; `Err` names what is missing.
@@ -66,6 +67,7 @@ pub enum Frame {
     Tokens(TokenOp),
     Workspaces(WorkspaceOp),
     Agents(AgentOp),
+    Acl(AclOp),
 }
 
 /// A frame after `InitConnection`.
@@ -75,6 +77,7 @@ pub fn frame(frame: UpstreamMessage) -> Frame {
         Some(Payload::TokenOp(op)) => Frame::Tokens(token_op(op)),
         Some(Payload::WorkspaceOp(op)) => Frame::Workspaces(workspace_op(op)),
         Some(Payload::AgentOp(op)) => Frame::Agents(agent_op(op)),
+        Some(Payload::AclOp(op)) => Frame::Acl(acl_op(op)),
         payload => Frame::Session(request(UpstreamMessage { payload, ..frame })),
     }
 }
@@ -207,6 +210,57 @@ fn agent_op(op: AgentOperation) -> AgentOp {
         Ok(Op::Launch) => AgentOp::Unserved("LAUNCH".into()),
         Ok(Op::ListOrchestrators) => AgentOp::Unserved("LIST_ORCHESTRATORS".into()),
         Err(_) => AgentOp::Unserved(format!("operation {}", op.op)),
+    }
+}
+
+fn rule_filter(f: AclRuleFilter) -> RuleFilter {
+    RuleFilter {
+        principal_type: f.principal_type.trim().to_ascii_lowercase(),
+        principal_id: f.principal_id.trim().to_owned(),
+        resource_type: f.resource_type.trim().to_ascii_lowercase(),
+        resource_id: f.resource_id.trim().to_owned(),
+        limit: u32::try_from(f.limit).unwrap_or(0),
+        offset: u32::try_from(f.offset).unwrap_or(0),
+    }
+}
+
+fn acl_op(op: AclOperation) -> AclOp {
+    use acl_operation::OpType as Op;
+    match Op::try_from(op.op) {
+        Ok(Op::ListRules) => AclOp::List(rule_filter(op.rule_filter.unwrap_or_default())),
+        Ok(Op::GetRule) => AclOp::Get { rule_id: op.rule_id },
+        Ok(Op::Grant) => {
+            let g = op.grant_request.unwrap_or_default();
+            AclOp::Grant(Rule {
+                principal_type: g.principal_type,
+                principal_id: g.principal_id,
+                resource_type: g.resource_type,
+                resource_id: g.resource_id,
+                access_level: g.access_level,
+                granted_by: g.granted_by,
+                reason: g.reason,
+                expires_at: g.expires_at.max(0),
+                ..Rule::default()
+            })
+        }
+        Ok(Op::Revoke) if !op.rule_id.trim().is_empty() => AclOp::RevokeById { rule_id: op.rule_id },
+        Ok(Op::Revoke) => AclOp::RevokeByKey(rule_filter(op.rule_filter.unwrap_or_default())),
+        Ok(Op::ExplainAccess) => {
+            let p = op.principal.unwrap_or_default();
+            AclOp::Explain {
+                principal: AclPrincipal {
+                    principal_type: p.principal_type.trim().to_ascii_lowercase(),
+                    principal_id: p.principal_id.trim().to_owned(),
+                },
+                resource: AclResource {
+                    resource_type: op.resource_type.trim().to_ascii_lowercase(),
+                    resource_id: op.resource_id.trim().to_owned(),
+                },
+                required: op.required_level,
+            }
+        }
+        Ok(other) => AclOp::Unserved(other.as_str_name().to_owned()),
+        Err(_) => AclOp::Unserved(format!("operation {}", op.op)),
     }
 }
 

@@ -5,6 +5,7 @@
 //! reconnect (with `resume_session_id`). A stream is never ended with OK by the node: the SDK
 //! would be left a zombie.
 
+use aethrolink_actors::aether::acl::{Explanation, Principal as AclPrincipal, Rule};
 use aethrolink_actors::aether::admin::{AgentShown, TokenShown, WorkspaceShown};
 use aethrolink_actors::aether::connection::{Correlation, EndKind, FifoKind, Outbound};
 use aethrolink_actors::aether::presence::ConnectionInfo;
@@ -13,9 +14,10 @@ use tonic::Status;
 
 use super::proto::downstream_message::Payload;
 use super::proto::{
-    AclResponse, AgentRegistrationInfo, AgentResponse, CheckpointResponse, ConfigSnapshot, ConnectionAck,
-    DownstreamMessage, ErrorResponse, IncomingMessage, KvResponse, ProxyHttpResponse, SessionOperationResponse, Signal,
-    TokenInfo, TokenResponse, TunnelClose, WorkspaceInfo, WorkspaceResponse, signal,
+    AclAccessContributionInfo, AclAccessExplanationInfo, AclResponse, AclRuleInfo, AgentRegistrationInfo,
+    AgentResponse, CheckpointResponse, ConfigSnapshot, ConnectionAck, DownstreamMessage, ErrorResponse,
+    IncomingMessage, KvResponse, ProxyHttpResponse, SessionOperationResponse, Signal, TokenInfo, TokenResponse,
+    TunnelClose, WorkspaceInfo, WorkspaceResponse, signal,
 };
 
 /// The node's version, told in the ack.
@@ -141,6 +143,16 @@ pub fn outbound(out: Outbound) -> Result<DownstreamMessage, Status> {
             total_count: i32::try_from(r.total_count).unwrap_or(i32::MAX),
             ..Default::default()
         })),
+        Outbound::Acl(r) => frame(Payload::Acl(AclResponse {
+            success: r.success,
+            error: r.error,
+            message: r.message,
+            rule: r.rule.map(rule_info),
+            rules: r.rules.into_iter().map(rule_info).collect(),
+            total_rules: i32::try_from(r.total_rules).unwrap_or(i32::MAX),
+            explanation: r.explanation.map(|(principal, e)| explanation_info(principal, e)),
+            ..Default::default()
+        })),
         Outbound::ForceDisconnect { reason } => {
             frame(Payload::Signal(Signal { r#type: signal::SignalType::ForceDisconnect as i32, reason }))
         }
@@ -164,6 +176,49 @@ fn connection_info(c: ConnectionInfo) -> super::proto::ConnectionInfo {
         duration: format!("{seconds}s"),
         remote_addr: c.remote_addr,
         last_activity: 0,
+    }
+}
+
+/// An access rule as the gateway shows it.
+fn rule_info(r: Rule) -> AclRuleInfo {
+    AclRuleInfo {
+        access_level_name: aethrolink_actors::aether::acl::level_name(r.access_level),
+        rule_id: r.rule_id,
+        principal_type: r.principal_type,
+        principal_id: r.principal_id,
+        resource_type: r.resource_type,
+        resource_id: r.resource_id,
+        access_level: r.access_level,
+        granted_by: r.granted_by,
+        granted_at: r.granted_at,
+        expires_at: r.expires_at,
+        reason: r.reason,
+    }
+}
+
+/// A decision as `EXPLAIN_ACCESS` shows it: the rule that decided is the one contribution.
+fn explanation_info(principal: AclPrincipal, e: Explanation) -> AclAccessExplanationInfo {
+    let subject = format!("{}:{}", principal.principal_type, principal.principal_id);
+    let contributions = e
+        .rule
+        .iter()
+        .map(|r| AclAccessContributionInfo {
+            subject: subject.clone(),
+            rule_id: r.rule_id.clone(),
+            access_level: r.access_level,
+            resource: format!("{}/{}", r.resource_type, r.resource_id),
+            expired: false,
+        })
+        .collect();
+    AclAccessExplanationInfo {
+        principal: subject.clone(),
+        subjects: vec![subject],
+        contributions,
+        allowed: e.allowed,
+        decision: if e.allowed { "allow".into() } else { "deny".into() },
+        effective_access_level: e.effective_level,
+        fallback_applied: e.fallback_applied,
+        reason: e.reason,
     }
 }
 

@@ -134,6 +134,7 @@ async fn read_frames(
                 decode::Frame::Agents(op) => {
                     session.reply(Outbound::Agents(services.gateway_agent_op(&session, op).await))
                 }
+                decode::Frame::Acl(op) => session.reply(Outbound::Acl(services.gateway_acl_op(&session, op).await)),
             },
             Ok(None) => break,
             Err(status) => {

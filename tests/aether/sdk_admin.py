@@ -13,7 +13,7 @@ import sys
 import urllib.error
 import urllib.request
 
-from scitrera_aether_client import AdminClient, AgentClient, AsyncAdminClient, AsyncAgentClient
+from scitrera_aether_client import AdminClient, AgentClient, AsyncAdminClient, AsyncAgentClient, AsyncUserClient
 from scitrera_aether_client._common import Credentials
 
 TARGET, HTTP, ADMIN = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -30,6 +30,22 @@ def http(method, path, bearer=ADMIN):
             return resp.status, json.load(resp)
     except urllib.error.HTTPError as e:
         return e.code, json.load(e)
+
+
+async def is_refused(workspace, spec, credentials=None):
+    """Whether a connect as ag::{workspace}::adm::{spec} is refused (never admitted)."""
+    client = AsyncAgentClient(workspace, "adm", spec, credentials=credentials, max_retries=1)
+    try:
+        await asyncio.wait_for(client.connect(TARGET), 20)
+    except Exception:  # the SDK may raise or just stop: either way it must not be admitted
+        pass
+    admitted = False
+    for _ in range(50):
+        admitted |= bool(client.is_connected)
+        await asyncio.sleep(0.02)
+    await client.close()
+    _, body = http("GET", "/v1/aether/connections")
+    return not admitted and f"ag::{workspace}::adm::{spec}" not in json.dumps(body)
 
 
 async def connected(workspace, spec, credentials=None, **kw):
@@ -140,7 +156,8 @@ async def main():
                  plain.create_token(name="sneaky", principal_type="agent"), plain.list_tokens(),
                  plain.create_workspace(workspace_id="sneaky-ws"), plain.delete_workspace("ws-1"),
                  plain.list_workspaces(), other.register_agent("sneaky/bot"), plain.list_agents(),
-                 other.delete_agent("scitrera/echo-bot")):
+                 other.delete_agent("scitrera/echo-bot"),
+                 plain.create_acl_rule("agent", "*", "workspace", "ws-1", 50), plain.list_acl_rules()):
         resp = await call
         assert resp is not None and not resp.success, resp
         assert resp.error.startswith("ERR_PERMISSION_DENIED"), resp.error
@@ -213,6 +230,56 @@ async def main():
     resp = await admin.disconnect_session(victim._session_id)
     assert not resp.success and resp.error.startswith("ERR_NOT_FOUND"), resp
     ok("a kicked client gets FORCE_DISCONNECT with the reason and stays away")
+
+    # Access rules: a workspace with rules admits only whom they allow; explained by the rule.
+    grant = await admin.create_acl_rule("agent", "adm::allowed", "workspace", "ws-acl", 20, reason="team")
+    assert grant is not None and grant.success and grant.rule.rule_id, grant
+    assert grant.rule.access_level_name == "READWRITE" and grant.rule.granted_by, grant.rule
+    rule_id = grant.rule.rule_id
+    allowed = await connected("ws-acl", "allowed")
+    assert await is_refused("ws-acl", "stranger"), "a principal no rule allows was admitted"
+    assert await is_refused("ws-acl", "x", Credentials.api_key("alink_bad_token")), "a bad token was admitted"
+    boss = await connected("ws-acl", "boss", Credentials.api_key(ADMIN))  # admin rights: rules do not bind
+    free = await connected("ws-open", "stranger")  # a workspace no rule names stays open
+    why = await admin.explain_access("agent", "adm::stranger", "workspace", "ws-acl", 20)
+    e = why.explanation
+    assert why.success and not e.allowed and e.fallback_applied and "denied by default" in e.reason, why
+    why = await admin.explain_access("agent", "adm::allowed", "workspace", "ws-acl", 20)
+    e = why.explanation
+    assert e.allowed and e.effective_access_level == 20 and rule_id in e.reason, why
+    assert [c.rule_id for c in e.contributions] == [rule_id], e.contributions
+    listed = await admin.list_acl_rules(resource_id="ws-acl")
+    assert [r.rule_id for r in listed.rules] == [rule_id] and listed.total_rules == 1, listed
+    lowered = await admin.create_acl_rule("agent", "adm::allowed", "workspace", "ws-acl", 10)
+    assert lowered.success and lowered.rule.rule_id == rule_id and lowered.rule.access_level == 10, lowered
+    await allowed.close()
+    assert await is_refused("ws-acl", "allowed"), "READ is not enough to connect"
+    bad = await admin.create_acl_rule("agent", "adm::allowed", "workspace", "ws-acl", 15)
+    assert not bad.success and bad.error.startswith("ERR_INVALID_ARGUMENT") and "access_level" in bad.error, bad
+    user = AsyncUserClient("ann", "w1", max_retries=1)
+    user_errors = []
+    user.on_error = lambda err: user_errors.append(err)
+    await asyncio.wait_for(user.connect(TARGET), 20)
+    await user.switch_workspace("ws-acl")
+    for _ in range(250):
+        if user_errors:
+            break
+        await asyncio.sleep(0.02)
+    assert user_errors and user_errors[0].code == "ERR_PERMISSION_DENIED", user_errors
+    await user.close()
+    gone = await admin.revoke_acl_rule("agent", "adm::allowed", "workspace", "ws-acl")
+    assert gone.success and gone.rule.rule_id == rule_id, gone
+    assert not (await admin.list_acl_rules(resource_id="ws-acl")).rules
+    again = await connected("ws-acl", "stranger")  # no rules left: open again
+    extra = await admin.create_acl_rule("user", "*", "workspace", "ws-x", 10)
+    assert (await admin.delete_acl_rule(extra.rule.rule_id)).success
+    twice = await admin.delete_acl_rule(extra.rule.rule_id)
+    assert not twice.success and twice.error.startswith("ERR_NOT_FOUND"), twice
+    groups = await admin.list_groups()
+    assert groups is not None and not groups.success and groups.error.startswith("ERR_NOT_IMPLEMENTED"), groups
+    for c in (boss, free, again):
+        await c.close()
+    ok("access rules admit whom they allow into a workspace, deny the rest by default, and explain why")
 
     await victim.close()
     await other.close()

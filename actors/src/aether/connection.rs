@@ -55,6 +55,9 @@ pub struct Session {
     pub authority: SessionAuthority,
     /// This connection took over a live session of the same identity (`resume_session_id`).
     pub resumed: bool,
+    /// The session acts with admin rights (the admin key, an `admin` token): access rules do
+    /// not bind it.
+    pub acl_exempt: bool,
 }
 
 /// How a request is correlated by the SDK, so that a refusal reaches the waiting call.
@@ -136,6 +139,8 @@ pub enum ErrorCode {
     Quota,
     /// `sv::impl` with no live service of that implementation (retryable).
     ServiceUnavailable,
+    /// A workspace switch could not be decided (the rules were unreadable; retry).
+    WorkspaceSwitchFailed,
 }
 
 impl ErrorCode {
@@ -151,6 +156,7 @@ impl ErrorCode {
             ErrorCode::Metric(problem) => problem.as_str(),
             ErrorCode::Quota => "ERR_QUOTA_001",
             ErrorCode::ServiceUnavailable => "ERR_SV_UNAVAILABLE",
+            ErrorCode::WorkspaceSwitchFailed => "ERR_WORKSPACE_SWITCH_FAILED",
         }
     }
 }
@@ -181,6 +187,8 @@ pub enum Outbound {
     Workspaces(super::admin::WorkspaceReply),
     /// An `AgentResponse`.
     Agents(super::admin::AgentReply),
+    /// An `ACLResponse`.
+    Acl(super::acl::AclReply),
     /// `Signal{FORCE_DISCONNECT, reason}`: the SDK stops for good (an admin kick).
     ForceDisconnect { reason: String },
     /// End the stream with an error of this kind (never a plain OK).
@@ -251,7 +259,7 @@ pub enum ConnectionMsg {
     Closed,
     /// A service's answer to a request the binding carried out (admin operations), written
     /// in stream order with the session's other replies.
-    Reply(Outbound),
+    Reply(Box<Outbound>),
     /// An admin ended this session: `FORCE_DISCONNECT`, then the stream ends `CANCELLED`.
     Kick { reason: String },
 }
@@ -618,7 +626,40 @@ impl Actor for ConnectionActor {
                 }
             }
             ConnectionMsg::Request(Request::SwitchWorkspace(new_workspace)) => {
-                match switch_workspace(&state.session.identity, &new_workspace) {
+                let mut decision = switch_workspace(&state.session.identity, &new_workspace);
+                if let Ok(Some(workspace)) = &decision
+                    && !state.session.acl_exempt
+                {
+                    // The access rules decide as at connect (upstream's ACL connect check).
+                    decision = match state.store.reader.aether_acl_rules().await {
+                        Ok(rules) if rules.is_empty() => decision,
+                        Ok(rules) => {
+                            let principal = super::acl::principal_of(&state.session.identity);
+                            let resource = super::acl::workspace(workspace);
+                            let now = crate::clock::unix_seconds();
+                            let d = super::acl::decide(
+                                &rules,
+                                &principal,
+                                &resource,
+                                super::acl::WORKSPACE_CONNECT_LEVEL,
+                                now,
+                            );
+                            if d.allowed {
+                                decision
+                            } else {
+                                Err((ErrorCode::PermissionDenied, format!("ERR_PERMISSION_DENIED: {}", d.reason)))
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(actor_kind = "aether_connection", error = %e, "access rules unreadable");
+                            Err((
+                                ErrorCode::WorkspaceSwitchFailed,
+                                "ERR_WORKSPACE_SWITCH_FAILED: the access rules could not be read; retry".into(),
+                            ))
+                        }
+                    };
+                }
+                match decision {
                     Ok(Some(workspace)) => {
                         tracing::info!(
                             actor_kind = "aether_connection", identity = %state.session.identity,
@@ -660,7 +701,7 @@ impl Actor for ConnectionActor {
                 }
             }
             ConnectionMsg::Reply(out) => {
-                if !state.send(out) {
+                if !state.send(*out) {
                     myself.stop(Some("session ended".into()));
                 }
             }

@@ -5,6 +5,7 @@
 //! admin operations a session may ask for ([`admin`]: sessions, tokens). The gRPC binding (frames, tonic) lives in the `aethrolink` crate
 //! (`src/gateway/`) and reaches this through `service::aether`.
 
+pub mod acl;
 pub mod admin;
 pub mod connection;
 pub mod identity;

@@ -103,6 +103,8 @@ pub struct OpenRequest {
     pub outbound: mpsc::Sender<Outbound>,
     /// The client's address as the binding saw it (listings).
     pub remote_addr: String,
+    /// The session has admin rights: access rules do not bind it.
+    pub acl_exempt: bool,
 }
 
 /// A session opened: its id and the connection actor that serves it.
@@ -286,7 +288,8 @@ impl Actor for PresenceActor {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             PresenceMsg::Open(request, reply) => {
-                let OpenRequest { mut identity, authority, resume_session_id, outbound, remote_addr } = *request;
+                let OpenRequest { mut identity, authority, resume_session_id, outbound, remote_addr, acl_exempt } =
+                    *request;
                 let key = identity.key.clone();
                 let resumed = match state.book.claim(&key, resume_session_id.as_deref()) {
                     Claim::Held => {
@@ -308,7 +311,7 @@ impl Actor for PresenceActor {
                     }
                     Claim::Free => false,
                 };
-                let session = Session { session_id: new_session_id(), identity, authority, resumed };
+                let session = Session { session_id: new_session_id(), identity, authority, resumed, acl_exempt };
                 let weak_outbound = outbound.downgrade();
                 let args = ConnectionArgs {
                     session: session.clone(),

@@ -1260,6 +1260,7 @@ mod tests {
                 resume_session_id: None,
                 outbound: tx,
                 remote_addr: String::new(),
+                acl_exempt: false,
             };
             Ok::<_, Box<dyn std::error::Error>>((request, rx))
         };
@@ -1390,6 +1391,7 @@ mod tests {
                     resume_session_id: None,
                     outbound: tx,
                     remote_addr: String::new(),
+                    acl_exempt: false,
                 };
                 let opened = ask(&presence, "presence", ASK_TIMEOUT, |r| PresenceMsg::Open(Box::new(request), r))
                     .await?

@@ -13,8 +13,9 @@ use std::collections::HashMap;
 use tokio::sync::mpsc;
 
 use super::{Binding, Caller, ErrorKind, Need, Principal, ServiceError, Services};
+use crate::aether::acl;
 use crate::aether::connection::{ConnectionMsg, OUTBOUND_CAPACITY, Outbound, Request, Session, SessionAuthority};
-use crate::aether::identity::ClaimedPrincipal;
+use crate::aether::identity::{ClaimedPrincipal, Identity};
 use crate::aether::presence::{ConnectionInfo, OpenRefused, OpenRequest, PresenceMsg};
 use crate::aether::queue::Outbox;
 use crate::supervision::ASK_TIMEOUT;
@@ -84,7 +85,7 @@ impl GatewaySession {
 
     /// A service's answer to one of the stream's requests, written in stream order.
     pub fn reply(&self, out: Outbound) {
-        let _ = self.connection.cast(ConnectionMsg::Reply(out));
+        let _ = self.connection.cast(ConnectionMsg::Reply(Box::new(out)));
     }
 
     /// The stream ended: the session ends and its identity is released.
@@ -108,9 +109,11 @@ impl Services {
             .principal
             .resolve(|| crate::ids::new_id().to_ascii_lowercase())
             .map_err(|e| ServiceError::invalid(format!("InitConnection {e}")))?;
+        let mut acl_exempt = false;
         let authority = match credential_of(&connect.credentials) {
             Credential::Key(key) => {
                 let caller = self.authenticate(Binding::Gateway, &key)?;
+                acl_exempt = caller.rights.admin;
                 match caller.principal {
                     Principal::Operator => SessionAuthority::Admin,
                     Principal::Token(id) => SessionAuthority::Token(id),
@@ -133,11 +136,20 @@ impl Services {
                 }
             },
         };
+        if !acl_exempt && let Some(workspace) = identity.workspace.as_deref() {
+            self.check_workspace_access(&identity, workspace).await?;
+        }
         let resume = Some(connect.resume_session_id.trim().to_owned()).filter(|s| !s.is_empty());
         tracing::debug!(identity = %identity.key, client = %connect.client, resume = resume.is_some(), "gateway connect");
         let (outbound, rx) = mpsc::channel(OUTBOUND_CAPACITY);
-        let request =
-            OpenRequest { identity, authority, resume_session_id: resume, outbound, remote_addr: connect.remote_addr };
+        let request = OpenRequest {
+            identity,
+            authority,
+            resume_session_id: resume,
+            outbound,
+            remote_addr: connect.remote_addr,
+            acl_exempt,
+        };
         let opened = self.dir.presence.ask(ASK_TIMEOUT, |reply| PresenceMsg::Open(Box::new(request), reply)).await?;
         match opened {
             Ok(opened) => {
@@ -153,6 +165,28 @@ impl Services {
                 Err(ServiceError::hidden(ErrorKind::Unavailable, "could not start the session; retry", detail))
             }
         }
+    }
+
+    /// Whether the access rules let `identity` into `workspace` (at connect; `Forbidden` naming
+    /// the rule or the default that decided).
+    pub async fn check_workspace_access(&self, identity: &Identity, workspace: &str) -> Result<(), ServiceError> {
+        let rules = self.dir.reader.aether_acl_rules().await?;
+        if rules.is_empty() {
+            return Ok(());
+        }
+        let principal = acl::principal_of(identity);
+        let decision = acl::decide(
+            &rules,
+            &principal,
+            &acl::workspace(workspace),
+            acl::WORKSPACE_CONNECT_LEVEL,
+            crate::clock::unix_seconds(),
+        );
+        if decision.allowed {
+            return Ok(());
+        }
+        tracing::info!(identity = %identity.key, workspace, reason = %decision.reason, "workspace access denied");
+        Err(ServiceError::new(ErrorKind::Forbidden, format!("ERR_PERMISSION_DENIED: {}", decision.reason)))
     }
 
     /// The live gateway sessions, by identity (`GET /v1/aether/connections`).

@@ -8,6 +8,7 @@
 use super::aether::GatewaySession;
 use super::auth::{TokenRequest, TokenView};
 use super::{Binding, Caller, ErrorKind, Need, Principal, Rights, ServiceError, Services};
+use crate::aether::acl::{self, AclOp, AclReply};
 use crate::aether::admin::{
     AgentFields, AgentOp, AgentReply, AgentShown, SDK_TOKEN_DEFAULT_SCOPE, SessionAction, SessionOp, SessionReply,
     TOKEN_PRINCIPAL_TYPES, TokenAction, TokenCreate, TokenOp, TokenReply, TokenShown, WORKSPACES_PAGE_MAX,
@@ -19,7 +20,7 @@ use crate::aether::presence::ConnectionInfo;
 use crate::aether::presence::PresenceMsg;
 use crate::clock::{Timestamp, unix_seconds_of as unix};
 use crate::storage::{
-    AetherAgentRecord, AgentWrite, AppliedSlot, StorageMsg, WorkspaceRecord, WorkspaceWrite, WriteOp,
+    AclWrite, AetherAgentRecord, AgentWrite, AppliedSlot, StorageMsg, WorkspaceRecord, WorkspaceWrite, WriteOp,
 };
 use crate::supervision::ASK_TIMEOUT;
 use crate::tokens::TokenState;
@@ -401,6 +402,116 @@ impl Services {
             }
         }
         Ok(reply)
+    }
+
+    /// An `acl_op` of `session` (admin only).
+    pub async fn gateway_acl_op(&self, session: &GatewaySession, op: AclOp) -> AclReply {
+        match self.acl_op(&session.session, op).await {
+            Ok(reply) => reply,
+            Err(e) => AclReply::refused(aether_error(&e)),
+        }
+    }
+
+    async fn acl_write(&self, write: AclWrite) -> Result<bool, ServiceError> {
+        let applied = AppliedSlot::default();
+        let op = WriteOp::AetherAcl { write, applied: applied.clone() };
+        self.dir.storage.ask(ASK_TIMEOUT, |r| StorageMsg::Write(op, r)).await??;
+        Ok(applied.applied())
+    }
+
+    async fn acl_op(&self, session: &Session, op: AclOp) -> Result<AclReply, ServiceError> {
+        let caller = self.gateway_caller(session)?;
+        caller.require(Need::Admin)?;
+        let mut reply = AclReply { success: true, ..AclReply::default() };
+        let rules = self.dir.reader.aether_acl_rules().await?;
+        let by_id = |rules: &[acl::Rule], id: &str| {
+            let id = id.trim();
+            rules
+                .iter()
+                .find(|r| r.rule_id == id)
+                .cloned()
+                .ok_or_else(|| ServiceError::not_found(format!("no access rule {id}")))
+        };
+        match op {
+            AclOp::List(filter) => {
+                let matching: Vec<acl::Rule> = rules.into_iter().filter(|r| filter.matches(r)).collect();
+                reply.total_rules = u32::try_from(matching.len()).unwrap_or(u32::MAX);
+                let limit = if filter.limit == 0 { WORKSPACES_PAGE_MAX } else { filter.limit.min(WORKSPACES_PAGE_MAX) };
+                reply.rules = matching.into_iter().skip(filter.offset as usize).take(limit as usize).collect();
+            }
+            AclOp::Get { rule_id } => reply.rule = Some(by_id(&rules, &rule_id)?),
+            AclOp::Grant(mut rule) => {
+                for field in
+                    [&mut rule.principal_type, &mut rule.principal_id, &mut rule.resource_type, &mut rule.resource_id]
+                {
+                    *field = field.trim().to_owned();
+                }
+                rule.principal_type = rule.principal_type.to_ascii_lowercase();
+                rule.resource_type = rule.resource_type.to_ascii_lowercase();
+                acl::check_rule(&rule).map_err(ServiceError::invalid)?;
+                rule.rule_id = crate::ids::new_id().to_ascii_lowercase();
+                rule.granted_at = crate::clock::unix_seconds();
+                if rule.granted_by.trim().is_empty() {
+                    rule.granted_by = session.identity.key.clone();
+                }
+                self.acl_write(AclWrite::Grant(rule.clone())).await?;
+                // A re-grant keeps the rule's first id.
+                let key = acl::RuleFilter {
+                    principal_type: rule.principal_type.clone(),
+                    principal_id: rule.principal_id.clone(),
+                    resource_type: rule.resource_type.clone(),
+                    resource_id: rule.resource_id.clone(),
+                    ..acl::RuleFilter::default()
+                };
+                let stored =
+                    self.dir.reader.aether_acl_rules().await?.into_iter().find(|r| key.matches(r)).unwrap_or(rule);
+                tracing::info!(
+                    rule_id = %stored.rule_id, principal_type = %stored.principal_type, principal_id = %stored.principal_id,
+                    resource_type = %stored.resource_type, resource_id = %stored.resource_id,
+                    access_level = %acl::level_name(stored.access_level), by = %session.identity, "access rule granted"
+                );
+                reply.message = format!("rule {} granted", stored.rule_id);
+                reply.rule = Some(stored);
+            }
+            AclOp::RevokeById { rule_id } => {
+                let rule = by_id(&rules, &rule_id)?;
+                self.revoke_rule(&rule, session).await?;
+                reply.message = format!("rule {} revoked", rule.rule_id);
+                reply.rule = Some(rule);
+            }
+            AclOp::RevokeByKey(key) => {
+                if !key.is_key() {
+                    return Err(ServiceError::invalid(
+                        "rule_filter: give principal_type, principal_id, resource_type and resource_id (or a rule_id)",
+                    ));
+                }
+                let rule = rules.into_iter().find(|r| key.matches(r)).ok_or_else(|| {
+                    ServiceError::not_found(format!(
+                        "no access rule for {} {} on {} {}",
+                        key.principal_type, key.principal_id, key.resource_type, key.resource_id
+                    ))
+                })?;
+                self.revoke_rule(&rule, session).await?;
+                reply.message = format!("rule {} revoked", rule.rule_id);
+                reply.rule = Some(rule);
+            }
+            AclOp::Explain { principal, resource, required } => {
+                let decision = acl::decide(&rules, &principal, &resource, required, crate::clock::unix_seconds());
+                reply.explanation = Some((principal, decision));
+            }
+            AclOp::Unserved(name) => {
+                return Ok(AclReply::refused(format!("ERR_NOT_IMPLEMENTED: acl_op {name} is not served by this node")));
+            }
+        }
+        Ok(reply)
+    }
+
+    async fn revoke_rule(&self, rule: &acl::Rule, session: &Session) -> Result<(), ServiceError> {
+        if !self.acl_write(AclWrite::Delete { rule_id: rule.rule_id.clone() }).await? {
+            return Err(ServiceError::not_found(format!("no access rule {}", rule.rule_id)));
+        }
+        tracing::info!(rule_id = %rule.rule_id, by = %session.identity, "access rule revoked");
+        Ok(())
     }
 
     /// A `token_op` of `session` (admin only).

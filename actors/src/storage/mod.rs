@@ -19,7 +19,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 pub use reader::node::NODE_ID_IN_USE;
 pub use reader::{IdempotencyHolder, StoreReader, StoredMessage, TaskFilter, TaskPage};
 pub use writer::{
-    AetherAgentRecord, AgentWrite, AppliedSlot, IdempotencyClaim, LaunchRecord, NewTurn, QueuedMessage,
+    AclWrite, AetherAgentRecord, AgentWrite, AppliedSlot, IdempotencyClaim, LaunchRecord, NewTurn, QueuedMessage,
     SessionBindingRecord, StorageActor, StorageArgs, StorageMsg, StorageStats, WorkspaceRecord, WorkspaceWrite,
     WriteOp,
 };

@@ -26,6 +26,32 @@ pub struct StoredCheckpoint {
 }
 
 impl StoreReader {
+    /// Every Aether access rule (expired ones too: the decision skips them), oldest first.
+    pub async fn aether_acl_rules(&self) -> Result<Vec<crate::aether::acl::Rule>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT rule_id, principal_type, principal_id, resource_type, resource_id, access_level, granted_by, \
+             reason, granted_at, expires_at FROM aether_acl_rules ORDER BY granted_at, rule_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(crate::aether::acl::Rule {
+                    rule_id: r.try_get("rule_id")?,
+                    principal_type: r.try_get("principal_type")?,
+                    principal_id: r.try_get("principal_id")?,
+                    resource_type: r.try_get("resource_type")?,
+                    resource_id: r.try_get("resource_id")?,
+                    access_level: r.try_get("access_level")?,
+                    granted_by: r.try_get("granted_by")?,
+                    reason: r.try_get("reason")?,
+                    granted_at: r.try_get("granted_at")?,
+                    expires_at: r.try_get("expires_at")?,
+                })
+            })
+            .collect()
+    }
+
     /// Every Aether agent registration, by implementation.
     pub async fn aether_agents(&self) -> Result<Vec<crate::storage::AetherAgentRecord>, StorageError> {
         let rows = sqlx::query(

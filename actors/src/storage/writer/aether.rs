@@ -320,6 +320,55 @@ pub async fn agent(conn: &mut SqliteConnection, write: &AgentWrite, applied: &Ap
     Ok(())
 }
 
+/// A change to the access rules.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AclWrite {
+    /// Grants, or re-grants (the rule with the same principal and resource keeps its id and
+    /// takes the new level, reason, grantor and expiry); always applied.
+    Grant(crate::aether::acl::Rule),
+    /// Not applied when there is no such rule.
+    Delete { rule_id: String },
+}
+
+/// Applies an access rule change and says whether it was applied.
+pub async fn acl(conn: &mut SqliteConnection, write: &AclWrite, applied: &AppliedSlot) -> Result<(), StorageError> {
+    let done = match write {
+        AclWrite::Grant(r) => {
+            sqlx::query(
+                "INSERT INTO aether_acl_rules (rule_id, principal_type, principal_id, resource_type, resource_id, \
+                 access_level, granted_by, reason, granted_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (principal_type, principal_id, resource_type, resource_id) DO UPDATE SET \
+                 access_level = excluded.access_level, granted_by = excluded.granted_by, reason = excluded.reason, \
+                 granted_at = excluded.granted_at, expires_at = excluded.expires_at",
+            )
+            .bind(&r.rule_id)
+            .bind(&r.principal_type)
+            .bind(&r.principal_id)
+            .bind(&r.resource_type)
+            .bind(&r.resource_id)
+            .bind(r.access_level)
+            .bind(&r.granted_by)
+            .bind(&r.reason)
+            .bind(r.granted_at)
+            .bind(r.expires_at)
+            .execute(conn)
+            .await?
+            .rows_affected()
+                == 1
+        }
+        AclWrite::Delete { rule_id } => {
+            sqlx::query("DELETE FROM aether_acl_rules WHERE rule_id = ?")
+                .bind(rule_id)
+                .execute(conn)
+                .await?
+                .rows_affected()
+                == 1
+        }
+    };
+    applied.set(done);
+    Ok(())
+}
+
 /// A JSON column's text (maps and lists of plain values do not fail to serialise).
 fn json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "null".into())

@@ -25,7 +25,9 @@ use std::collections::HashMap;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use sqlx::SqliteConnection;
 
-pub use aether::{AetherAgentRecord, AgentWrite, AppliedSlot, QueuedMessage, WorkspaceRecord, WorkspaceWrite};
+pub use aether::{
+    AclWrite, AetherAgentRecord, AgentWrite, AppliedSlot, QueuedMessage, WorkspaceRecord, WorkspaceWrite,
+};
 pub use runtime::{LaunchRecord, SessionBindingRecord};
 pub use tasks::NewTurn;
 
@@ -111,6 +113,8 @@ pub enum WriteOp {
     AetherWorkspace { write: aether::WorkspaceWrite, applied: aether::AppliedSlot },
     /// An Aether agent registration made, changed or removed; `applied` says whether it was.
     AetherAgent { write: aether::AgentWrite, applied: aether::AppliedSlot },
+    /// An Aether access rule granted, re-granted or removed; `applied` says whether it was.
+    AetherAcl { write: aether::AclWrite, applied: aether::AppliedSlot },
     /// Messages a closing stream was handed but never wrote: back at the front of their queues.
     AetherEnqueueFront(Vec<QueuedMessage>),
     /// An identity's queued messages `from_seq..=upto_seq` were handed to its session: deleted.
@@ -144,6 +148,7 @@ impl WriteOp {
             WriteOp::AetherEnqueueFront(_) => "aether enqueue front",
             WriteOp::AetherWorkspace { .. } => "aether workspace",
             WriteOp::AetherAgent { .. } => "aether agent",
+            WriteOp::AetherAcl { .. } => "aether acl",
             WriteOp::AetherDelivered { .. } => "aether delivered",
             WriteOp::AetherExpire { .. } => "aether expire",
         }
@@ -409,6 +414,7 @@ impl<'a> WritePlan<'a> {
                 | WriteOp::AetherEnqueueFront(_)
                 | WriteOp::AetherWorkspace { .. }
                 | WriteOp::AetherAgent { .. }
+                | WriteOp::AetherAcl { .. }
                 | WriteOp::AetherDelivered { .. }
                 | WriteOp::AetherExpire { .. } => plan.in_order.push(op),
             }
@@ -498,6 +504,7 @@ async fn write_in_order(conn: &mut SqliteConnection, op: &WriteOp) -> Result<(),
         }
         WriteOp::AetherWorkspace { write, applied } => aether::workspace(conn, write, applied).await,
         WriteOp::AetherAgent { write, applied } => aether::agent(conn, write, applied).await,
+        WriteOp::AetherAcl { write, applied } => aether::acl(conn, write, applied).await,
         WriteOp::AetherEnqueueFront(rows) => {
             let rows: Vec<&QueuedMessage> = rows.iter().collect();
             aether::enqueue_front(conn, &rows).await
@@ -797,6 +804,45 @@ mod tests {
         assert!(write(AgentWrite::Delete("acme/bot".into())).await?);
         assert!(!write(AgentWrite::Delete("acme/bot".into())).await?);
         assert!(db.reader().aether_agents().await?.is_empty());
+        storage.drain_and_wait(Some(Duration::from_secs(5))).await?;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn aether_acl_rules_are_one_per_principal_and_resource() -> Result<(), Box<dyn std::error::Error>> {
+        let db = Db::open(&DatabaseLocation::Memory).await?;
+        let (storage, _) = Actor::spawn(None, StorageActor, StorageArgs { db: db.clone() }).await?;
+        let write = |w: AclWrite| {
+            let applied = AppliedSlot::default();
+            let storage = storage.clone();
+            async move {
+                let op = WriteOp::AetherAcl { write: w, applied: applied.clone() };
+                ask(&storage, "storage", Duration::from_secs(10), |r| StorageMsg::Write(op, r))
+                    .await?
+                    .map_err(|e| e.to_string())?;
+                Ok::<_, Box<dyn std::error::Error>>(applied.applied())
+            }
+        };
+        let rule = crate::aether::acl::Rule {
+            rule_id: "r1".into(),
+            principal_type: "agent".into(),
+            principal_id: "i::s".into(),
+            resource_type: "workspace".into(),
+            resource_id: "w".into(),
+            access_level: 20,
+            granted_at: 10,
+            ..Default::default()
+        };
+        assert!(write(AclWrite::Grant(rule.clone())).await?);
+        let regrant =
+            crate::aether::acl::Rule { rule_id: "r2".into(), access_level: 10, granted_at: 20, ..rule.clone() };
+        assert!(write(AclWrite::Grant(regrant)).await?);
+        let all = db.reader().aether_acl_rules().await?;
+        assert_eq!(all.len(), 1, "one rule per principal and resource");
+        assert_eq!((all[0].rule_id.as_str(), all[0].access_level, all[0].granted_at), ("r1", 10, 20));
+        assert!(!write(AclWrite::Delete { rule_id: "r2".into() }).await?);
+        assert!(write(AclWrite::Delete { rule_id: "r1".into() }).await?);
+        assert!(db.reader().aether_acl_rules().await?.is_empty());
         storage.drain_and_wait(Some(Duration::from_secs(5))).await?;
         Ok(())
     }
