@@ -78,8 +78,8 @@ def sync_checks():
     except AetherError as e:
         assert "ERR_NOT_IMPLEMENTED" in str(e.code), e
     assert time.monotonic() - started < 8.0, "answered by the correlated error, not the SDK's timeout"
-    rules = a.client.acl_list_rules(timeout=10.0)
-    assert rules is not None and not rules.success and "not served" in rules.error, rules
+    policy = a.client.acl_get_fallback_policy("agent_workspace", timeout=10.0)
+    assert policy is not None and not policy.success and "not served" in policy.error, policy
     ok("unserved request answered with a correlated error")
 
     a.client.switch_workspace("elsewhere")  # users only, no id: an uncorrelated error

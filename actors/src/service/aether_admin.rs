@@ -420,6 +420,10 @@ impl Services {
     }
 
     async fn acl_op(&self, session: &Session, op: AclOp) -> Result<AclReply, ServiceError> {
+        // What is not served is said so to anyone (it reveals nothing and changes nothing).
+        if let AclOp::Unserved(name) = &op {
+            return Ok(AclReply::refused(format!("ERR_NOT_IMPLEMENTED: acl_op {name} is not served by this node")));
+        }
         let caller = self.gateway_caller(session)?;
         caller.require(Need::Admin)?;
         let mut reply = AclReply { success: true, ..AclReply::default() };
