@@ -47,6 +47,7 @@ macro_rules! string_enum {
     };
 }
 
+pub mod acl_rule;
 pub mod kv_update;
 mod retry;
 pub use retry::{Attempts, Backoff, DeadlineKind, Deadlines, NoRetry, RetryPolicy, RetryPolicyRequest, remaining_ms};

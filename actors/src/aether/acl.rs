@@ -39,31 +39,7 @@ pub fn level_name(level: i32) -> String {
 /// The level the gateway requires to connect into (or switch to) a workspace.
 pub const WORKSPACE_CONNECT_LEVEL: i32 = READWRITE;
 
-/// A rule as stored.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Rule {
-    pub rule_id: String,
-    pub principal_type: String,
-    /// The principal's id (an identity string without its prefix, e.g. `ws::impl::spec` for an
-    /// agent, `alice` for a user), or `*`.
-    pub principal_id: String,
-    pub resource_type: String,
-    /// The resource's id (a workspace id, …), or `*`.
-    pub resource_id: String,
-    pub access_level: i32,
-    pub granted_by: String,
-    pub reason: String,
-    /// Unix seconds.
-    pub granted_at: i64,
-    /// Unix seconds; 0: it does not expire.
-    pub expires_at: i64,
-}
-
-impl Rule {
-    fn live_at(&self, now: i64) -> bool {
-        self.expires_at == 0 || self.expires_at > now
-    }
-}
+pub use crate::model::acl_rule::Rule;
 
 /// Who is asking.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

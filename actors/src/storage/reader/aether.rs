@@ -27,7 +27,7 @@ pub struct StoredCheckpoint {
 
 impl StoreReader {
     /// Every Aether access rule (expired ones too: the decision skips them), oldest first.
-    pub async fn aether_acl_rules(&self) -> Result<Vec<crate::aether::acl::Rule>, StorageError> {
+    pub async fn aether_acl_rules(&self) -> Result<Vec<crate::model::acl_rule::Rule>, StorageError> {
         let rows = sqlx::query(
             "SELECT rule_id, principal_type, principal_id, resource_type, resource_id, access_level, granted_by, \
              reason, granted_at, expires_at FROM aether_acl_rules ORDER BY granted_at, rule_id",
@@ -36,7 +36,7 @@ impl StoreReader {
         .await?;
         rows.iter()
             .map(|r| {
-                Ok(crate::aether::acl::Rule {
+                Ok(crate::model::acl_rule::Rule {
                     rule_id: r.try_get("rule_id")?,
                     principal_type: r.try_get("principal_type")?,
                     principal_id: r.try_get("principal_id")?,

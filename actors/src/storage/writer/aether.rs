@@ -325,7 +325,7 @@ pub async fn agent(conn: &mut SqliteConnection, write: &AgentWrite, applied: &Ap
 pub enum AclWrite {
     /// Grants, or re-grants (the rule with the same principal and resource keeps its id and
     /// takes the new level, reason, grantor and expiry); always applied.
-    Grant(crate::aether::acl::Rule),
+    Grant(crate::model::acl_rule::Rule),
     /// Not applied when there is no such rule.
     Delete { rule_id: String },
 }

@@ -823,7 +823,7 @@ mod tests {
                 Ok::<_, Box<dyn std::error::Error>>(applied.applied())
             }
         };
-        let rule = crate::aether::acl::Rule {
+        let rule = crate::model::acl_rule::Rule {
             rule_id: "r1".into(),
             principal_type: "agent".into(),
             principal_id: "i::s".into(),
@@ -835,7 +835,7 @@ mod tests {
         };
         assert!(write(AclWrite::Grant(rule.clone())).await?);
         let regrant =
-            crate::aether::acl::Rule { rule_id: "r2".into(), access_level: 10, granted_at: 20, ..rule.clone() };
+            crate::model::acl_rule::Rule { rule_id: "r2".into(), access_level: 10, granted_at: 20, ..rule.clone() };
         assert!(write(AclWrite::Grant(regrant)).await?);
         let all = db.reader().aether_acl_rules().await?;
         assert_eq!(all.len(), 1, "one rule per principal and resource");
