@@ -199,19 +199,21 @@ impl Services {
         Ok(reply)
     }
 
+    /// A conditional write through the storage actor: whether it was applied (a create of an
+    /// existing id, a change or removal of a missing one, is not).
+    async fn write_applied(&self, op: impl FnOnce(AppliedSlot) -> WriteOp) -> Result<bool, ServiceError> {
+        let applied = AppliedSlot::default();
+        let op = op(applied.clone());
+        self.dir.storage.ask(ASK_TIMEOUT, |r| StorageMsg::Write(op, r)).await??;
+        Ok(applied.applied())
+    }
+
     /// A `workspace_op` of `session` (admin only).
     pub async fn gateway_workspace_op(&self, session: &GatewaySession, op: WorkspaceOp) -> WorkspaceReply {
         match self.workspace_op(&session.session, op).await {
             Ok(reply) => reply,
             Err(e) => WorkspaceReply::refused(aether_error(&e)),
         }
-    }
-
-    async fn workspace_write(&self, write: WorkspaceWrite) -> Result<bool, ServiceError> {
-        let applied = AppliedSlot::default();
-        let op = WriteOp::AetherWorkspace { write, applied: applied.clone() };
-        self.dir.storage.ask(ASK_TIMEOUT, |r| StorageMsg::Write(op, r)).await??;
-        Ok(applied.applied())
     }
 
     async fn workspace_op(&self, session: &Session, op: WorkspaceOp) -> Result<WorkspaceReply, ServiceError> {
@@ -254,7 +256,13 @@ impl Services {
                     created_at: now,
                     updated_at: now,
                 };
-                if !self.workspace_write(WorkspaceWrite::Create(record)).await? {
+                if !self
+                    .write_applied(|applied| WriteOp::AetherWorkspace {
+                        write: WorkspaceWrite::Create(record),
+                        applied,
+                    })
+                    .await?
+                {
                     return Err(ServiceError::conflict(format!("workspace {id} already exists")));
                 }
                 tracing::info!(workspace = %id, by = %session.identity, "workspace created");
@@ -274,7 +282,13 @@ impl Services {
                     created_at: 0,
                     updated_at: now,
                 };
-                if !self.workspace_write(WorkspaceWrite::Update(record)).await? {
+                if !self
+                    .write_applied(|applied| WriteOp::AetherWorkspace {
+                        write: WorkspaceWrite::Update(record),
+                        applied,
+                    })
+                    .await?
+                {
                     return Err(ServiceError::not_found(format!("workspace not found: {id}")));
                 }
                 reply.message = format!("workspace {id} updated");
@@ -283,7 +297,13 @@ impl Services {
             WorkspaceOp::Delete { workspace_id } => {
                 let id = workspace_id.trim().to_owned();
                 let shown = workspace_shown(find(id.clone()).await?, &live().await?);
-                if !self.workspace_write(WorkspaceWrite::Delete(id.clone())).await? {
+                if !self
+                    .write_applied(|applied| WriteOp::AetherWorkspace {
+                        write: WorkspaceWrite::Delete(id.clone()),
+                        applied,
+                    })
+                    .await?
+                {
                     return Err(ServiceError::not_found(format!("workspace not found: {id}")));
                 }
                 tracing::info!(workspace = %id, by = %session.identity, "workspace deleted");
@@ -306,13 +326,6 @@ impl Services {
             Ok(reply) => reply,
             Err(e) => AgentReply::refused(aether_error(&e)),
         }
-    }
-
-    async fn agent_write(&self, write: AgentWrite) -> Result<bool, ServiceError> {
-        let applied = AppliedSlot::default();
-        let op = WriteOp::AetherAgent { write, applied: applied.clone() };
-        self.dir.storage.ask(ASK_TIMEOUT, |r| StorageMsg::Write(op, r)).await??;
-        Ok(applied.applied())
     }
 
     async fn agent_op(&self, session: &Session, op: AgentOp) -> Result<AgentReply, ServiceError> {
@@ -364,7 +377,8 @@ impl Services {
                 check_agent(&fields).map_err(ServiceError::invalid)?;
                 let record = record(fields);
                 let implementation = record.implementation.clone();
-                self.agent_write(AgentWrite::Register(record)).await?;
+                self.write_applied(|applied| WriteOp::AetherAgent { write: AgentWrite::Register(record), applied })
+                    .await?;
                 tracing::info!(implementation = %implementation, by = %session.identity, "agent implementation registered");
                 reply.message = format!("agent implementation {implementation} registered");
                 reply.agent = Some(agent_shown(find(implementation).await?));
@@ -374,7 +388,10 @@ impl Services {
                 check_agent(&fields).map_err(ServiceError::invalid)?;
                 let record = record(fields);
                 let implementation = record.implementation.clone();
-                if !self.agent_write(AgentWrite::Update(record)).await? {
+                if !self
+                    .write_applied(|applied| WriteOp::AetherAgent { write: AgentWrite::Update(record), applied })
+                    .await?
+                {
                     return Err(ServiceError::not_found(format!(
                         "agent implementation not registered: {implementation}"
                     )));
@@ -386,7 +403,13 @@ impl Services {
                 caller.require(Need::Register)?;
                 let shown = agent_shown(find(implementation.clone()).await?);
                 let implementation = shown.fields.implementation.clone();
-                if !self.agent_write(AgentWrite::Delete(implementation.clone())).await? {
+                if !self
+                    .write_applied(|applied| WriteOp::AetherAgent {
+                        write: AgentWrite::Delete(implementation.clone()),
+                        applied,
+                    })
+                    .await?
+                {
                     return Err(ServiceError::not_found(format!(
                         "agent implementation not registered: {implementation}"
                     )));
@@ -412,20 +435,11 @@ impl Services {
         }
     }
 
-    async fn acl_write(&self, write: AclWrite) -> Result<bool, ServiceError> {
-        let applied = AppliedSlot::default();
-        let op = WriteOp::AetherAcl { write, applied: applied.clone() };
-        self.dir.storage.ask(ASK_TIMEOUT, |r| StorageMsg::Write(op, r)).await??;
-        Ok(applied.applied())
-    }
-
     async fn acl_op(&self, session: &Session, op: AclOp) -> Result<AclReply, ServiceError> {
         // What is not served is said so to anyone (it reveals nothing and changes nothing).
-        if let AclOp::Unserved(name) = &op {
-            return Ok(AclReply::refused(format!("ERR_NOT_IMPLEMENTED: acl_op {name} is not served by this node")));
+        if !matches!(op, AclOp::Unserved(_)) {
+            self.gateway_caller(session)?.require(Need::Admin)?;
         }
-        let caller = self.gateway_caller(session)?;
-        caller.require(Need::Admin)?;
         let mut reply = AclReply { success: true, ..AclReply::default() };
         let rules = self.dir.reader.aether_acl_rules().await?;
         let by_id = |rules: &[acl::Rule], id: &str| {
@@ -458,7 +472,8 @@ impl Services {
                 if rule.granted_by.trim().is_empty() {
                     rule.granted_by = session.identity.key.clone();
                 }
-                self.acl_write(AclWrite::Grant(rule.clone())).await?;
+                self.write_applied(|applied| WriteOp::AetherAcl { write: AclWrite::Grant(rule.clone()), applied })
+                    .await?;
                 // A re-grant keeps the rule's first id.
                 let key = acl::RuleFilter {
                     principal_type: rule.principal_type.clone(),
@@ -511,7 +526,13 @@ impl Services {
     }
 
     async fn revoke_rule(&self, rule: &acl::Rule, session: &Session) -> Result<(), ServiceError> {
-        if !self.acl_write(AclWrite::Delete { rule_id: rule.rule_id.clone() }).await? {
+        if !self
+            .write_applied(|applied| WriteOp::AetherAcl {
+                write: AclWrite::Delete { rule_id: rule.rule_id.clone() },
+                applied,
+            })
+            .await?
+        {
             return Err(ServiceError::not_found(format!("no access rule {}", rule.rule_id)));
         }
         tracing::info!(rule_id = %rule.rule_id, by = %session.identity, "access rule revoked");

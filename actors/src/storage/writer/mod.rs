@@ -771,17 +771,7 @@ mod tests {
     async fn aether_agents_are_registered_again_keeping_their_first_time() -> Result<(), Box<dyn std::error::Error>> {
         let db = Db::open(&DatabaseLocation::Memory).await?;
         let (storage, _) = Actor::spawn(None, StorageActor, StorageArgs { db: db.clone() }).await?;
-        let write = |w: AgentWrite| {
-            let applied = AppliedSlot::default();
-            let storage = storage.clone();
-            async move {
-                let op = WriteOp::AetherAgent { write: w, applied: applied.clone() };
-                ask(&storage, "storage", Duration::from_secs(10), |r| StorageMsg::Write(op, r))
-                    .await?
-                    .map_err(|e| e.to_string())?;
-                Ok::<_, Box<dyn std::error::Error>>(applied.applied())
-            }
-        };
+        let write = |w: AgentWrite| write_applied(&storage, |applied| WriteOp::AetherAgent { write: w, applied });
         let bot = AetherAgentRecord {
             implementation: "acme/bot".into(),
             orchestrator_profile: "local".into(),
@@ -808,21 +798,24 @@ mod tests {
         Ok(())
     }
 
+    /// A conditional write through the storage actor, and whether it was applied.
+    async fn write_applied(
+        storage: &ActorRef<StorageMsg>,
+        op: impl FnOnce(AppliedSlot) -> WriteOp,
+    ) -> Result<bool, Box<dyn std::error::Error>> {
+        let applied = AppliedSlot::default();
+        let op = op(applied.clone());
+        ask(storage, "storage", Duration::from_secs(10), |r| StorageMsg::Write(op, r))
+            .await?
+            .map_err(|e| e.to_string())?;
+        Ok(applied.applied())
+    }
+
     #[tokio::test]
     async fn aether_acl_rules_are_one_per_principal_and_resource() -> Result<(), Box<dyn std::error::Error>> {
         let db = Db::open(&DatabaseLocation::Memory).await?;
         let (storage, _) = Actor::spawn(None, StorageActor, StorageArgs { db: db.clone() }).await?;
-        let write = |w: AclWrite| {
-            let applied = AppliedSlot::default();
-            let storage = storage.clone();
-            async move {
-                let op = WriteOp::AetherAcl { write: w, applied: applied.clone() };
-                ask(&storage, "storage", Duration::from_secs(10), |r| StorageMsg::Write(op, r))
-                    .await?
-                    .map_err(|e| e.to_string())?;
-                Ok::<_, Box<dyn std::error::Error>>(applied.applied())
-            }
-        };
+        let write = |w: AclWrite| write_applied(&storage, |applied| WriteOp::AetherAcl { write: w, applied });
         let rule = crate::model::acl_rule::Rule {
             rule_id: "r1".into(),
             principal_type: "agent".into(),
@@ -851,17 +844,8 @@ mod tests {
     async fn aether_workspaces_are_created_once_updated_and_deleted() -> Result<(), Box<dyn std::error::Error>> {
         let db = Db::open(&DatabaseLocation::Memory).await?;
         let (storage, _) = Actor::spawn(None, StorageActor, StorageArgs { db: db.clone() }).await?;
-        let write = |w: WorkspaceWrite| {
-            let applied = AppliedSlot::default();
-            let storage = storage.clone();
-            async move {
-                let op = WriteOp::AetherWorkspace { write: w, applied: applied.clone() };
-                ask(&storage, "storage", Duration::from_secs(10), |r| StorageMsg::Write(op, r))
-                    .await?
-                    .map_err(|e| e.to_string())?;
-                Ok::<_, Box<dyn std::error::Error>>(applied.applied())
-            }
-        };
+        let write =
+            |w: WorkspaceWrite| write_applied(&storage, |applied| WriteOp::AetherWorkspace { write: w, applied });
         let ws = WorkspaceRecord {
             workspace_id: "ws-1".into(),
             display_name: "One".into(),
