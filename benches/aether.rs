@@ -15,12 +15,17 @@
 //!   `ConnectionAck`, p50/p99;
 //! * **RSS per idle connection** — 1,000 agents connected (one HTTP/2 connection each), the node's
 //!   `VmRSS` before and after, divided by 1,000;
+//! * **tasks** — POOL tasks (`CreateTaskRequest` with a request id) from 4 creators to the
+//!   implementation two connected workers serve; each worker completes what it is assigned.
+//!   Durable tasks/s from the first create until every `TaskAssignment` arrived, how evenly the
+//!   two were served, then create → `TaskAssignment` latency p50/p99 one task at a time;
 //! * for reference, the KV get round trip through the Python SDK (`AsyncAgentClient.kv_get`) when
 //!   its venv is present (`ALINK_AETHER_SDK_PYTHON` or `target/aether-sdk-venv`).
 //!
 //! Run: `cargo bench --bench aether`. Sizes: `BENCH_AETHER_MESSAGES` (per pair, default 50,000),
 //! `BENCH_AETHER_OFFLINE` (default 10,000, the per-identity queue cap), `BENCH_AETHER_KV` (default 5,000),
-//! `BENCH_AETHER_CONNECTS` (default 500), `BENCH_AETHER_IDLE` (default 1,000).
+//! `BENCH_AETHER_CONNECTS` (default 500), `BENCH_AETHER_IDLE` (default 1,000), `BENCH_AETHER_TASKS`
+//! (default 10,000; latency: a tenth of it).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -114,12 +119,12 @@ struct Session {
     _channel: Channel,
 }
 
-fn init(specifier: &str) -> UpstreamMessage {
+fn init_as(implementation: &str, specifier: &str) -> UpstreamMessage {
     UpstreamMessage {
         payload: Some(Up::Init(InitConnection {
             client_type: Some(ClientType::Agent(AgentIdentity {
                 workspace: WORKSPACE.into(),
-                implementation: IMPLEMENTATION.into(),
+                implementation: implementation.into(),
                 specifier: specifier.into(),
             })),
             client_sdk: "rust-bench".into(),
@@ -135,8 +140,13 @@ async fn channel(gateway: &str) -> Result<Channel> {
 
 /// Opens a `Connect` stream for agent `specifier` on `channel` and reads up to its ack.
 async fn open(channel: Channel, specifier: &str) -> Result<Session> {
+    open_as(channel, IMPLEMENTATION, specifier).await
+}
+
+/// [`open`] for an agent of `implementation`.
+async fn open_as(channel: Channel, implementation: &str, specifier: &str) -> Result<Session> {
     let (tx, rx) = mpsc::channel(4096);
-    tx.send(init(specifier)).await?;
+    tx.send(init_as(implementation, specifier)).await?;
     let mut grpc = tonic::client::Grpc::new(channel.clone());
     grpc.ready().await?;
     let response = grpc
@@ -373,6 +383,152 @@ async fn idle_rss(node: &BenchNode, count: usize) -> Result<(u64, u64, f64)> {
     Ok((before, after, (after.saturating_sub(before)) as f64 / count as f64))
 }
 
+/// The implementation the task section's workers serve.
+const POOL: &str = "bench-pool";
+
+fn create_task(n: usize) -> UpstreamMessage {
+    UpstreamMessage {
+        payload: Some(Up::CreateTask(aethrolink::gateway::proto::CreateTaskRequest {
+            task_type: "bench.work".into(),
+            workspace: WORKSPACE.into(),
+            assignment_mode: aethrolink::gateway::proto::TaskAssignmentMode::Pool as i32,
+            target_implementation: POOL.into(),
+            metadata: [("n".to_owned(), n.to_string())].into_iter().collect(),
+            payload: format!("{{\"n\": {n}}}").into_bytes(),
+            request_id: format!("c{n}"),
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+}
+
+fn complete(task_id: String) -> UpstreamMessage {
+    UpstreamMessage {
+        payload: Some(Up::TaskOp(aethrolink::gateway::proto::TaskOperation {
+            op: aethrolink::gateway::proto::task_operation::OpType::Complete as i32,
+            task_id,
+            request_id: String::new(),
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+}
+
+/// A pool worker: completes every assignment; sends `(n, arrival)` of each to `seen`.
+fn worker(mut session: Session, seen: mpsc::UnboundedSender<(usize, Instant)>) -> tokio::task::JoinHandle<Result> {
+    tokio::spawn(async move {
+        while let Some(frame) = session.rx.message().await? {
+            if let Some(Down::TaskAssignment(a)) = frame.payload {
+                let at = Instant::now();
+                let n = a.metadata.get("n").and_then(|n| n.parse().ok()).unwrap_or(usize::MAX);
+                session.tx.send(complete(a.task_id)).await?;
+                if seen.send((n, at)).is_err() {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Reads a creator's stream until `count` `CreateTaskResponse`s arrived (all must succeed).
+async fn created(rx: &mut tonic::Streaming<DownstreamMessage>, count: usize) -> Result {
+    let mut got = 0;
+    while got < count {
+        match rx.message().await? {
+            Some(DownstreamMessage { payload: Some(Down::CreateTask(r)), .. }) if r.success => got += 1,
+            Some(DownstreamMessage { payload: Some(Down::CreateTask(r)), .. }) => {
+                return Err(format!("create refused: {} {}", r.error_code, r.error_message).into());
+            }
+            Some(_) => {}
+            None => return Err("a creator's stream ended".into()),
+        }
+    }
+    Ok(())
+}
+
+/// Tasks/s through two pool workers (4 creators, `count` tasks), the split between the workers,
+/// then create → assignment latency one task at a time (`latency_count`).
+async fn tasks(gateway: &str, count: usize, latency_count: usize) -> Result<(f64, (usize, usize), Vec<Duration>)> {
+    let (seen_tx, mut seen) = mpsc::unbounded_channel();
+    let mut workers = Vec::new();
+    let mut per_worker = Vec::new();
+    for spec in ["w1", "w2"] {
+        let (tx, mut rx) = mpsc::unbounded_channel::<(usize, Instant)>();
+        workers.push(worker(open_as(channel(gateway).await?, POOL, spec).await?, tx));
+        let all = seen_tx.clone();
+        per_worker.push(tokio::spawn(async move {
+            let mut n = 0usize;
+            while let Some(item) = rx.recv().await {
+                n += 1;
+                if all.send(item).is_err() {
+                    break;
+                }
+            }
+            n
+        }));
+    }
+    drop(seen_tx);
+    const CREATORS: usize = 4;
+    let mut creators = Vec::new();
+    for c in 0..CREATORS {
+        creators.push(open_as(channel(gateway).await?, "bench-creator", &format!("c{c}")).await?);
+    }
+    let per_creator = count / CREATORS;
+    let started = Instant::now();
+    let mut feeding = Vec::new();
+    for (c, creator) in creators.iter_mut().enumerate() {
+        let tx = creator.tx.clone();
+        feeding.push(tokio::spawn(async move {
+            for i in 0..per_creator {
+                tx.send(create_task(c * per_creator + i)).await?;
+            }
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+        }));
+    }
+    let total = per_creator * CREATORS;
+    let mut arrived = 0;
+    let mut last = started;
+    while arrived < total {
+        let (_, at) = tokio::time::timeout(Duration::from_secs(60), seen.recv()).await?.ok_or("workers ended")?;
+        arrived += 1;
+        last = at;
+    }
+    let rate = total as f64 / last.duration_since(started).as_secs_f64();
+    for f in feeding {
+        f.await??;
+    }
+    for creator in creators.iter_mut() {
+        created(&mut creator.rx, per_creator).await?;
+    }
+    // One at a time: create → the worker's TaskAssignment.
+    let creator = &mut creators[0];
+    let mut latencies = Vec::with_capacity(latency_count);
+    for i in 0..latency_count {
+        let n = 10_000_000 + i;
+        let sent = Instant::now();
+        creator.tx.send(create_task(n)).await?;
+        loop {
+            let (got, at) = tokio::time::timeout(Duration::from_secs(10), seen.recv()).await?.ok_or("workers ended")?;
+            if got == n {
+                latencies.push(at.duration_since(sent));
+                break;
+            }
+        }
+        created(&mut creator.rx, 1).await?;
+    }
+    latencies.sort();
+    drop(creators);
+    for w in &workers {
+        w.abort();
+    }
+    let mut split = Vec::new();
+    for p in per_worker {
+        split.push(p.await.unwrap_or(0));
+    }
+    Ok((rate, (split[0], split[1]), latencies))
+}
+
 fn sdk_python() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("ALINK_AETHER_SDK_PYTHON") {
         return Some(PathBuf::from(p));
@@ -421,6 +577,7 @@ fn main() -> Result {
     let kv = env_usize("BENCH_AETHER_KV", 5_000);
     let connect_count = env_usize("BENCH_AETHER_CONNECTS", 500);
     let idle = env_usize("BENCH_AETHER_IDLE", 1_000);
+    let task_count = env_usize("BENCH_AETHER_TASKS", 10_000);
     let dir = tempfile::tempdir()?;
     // With the node's log asked for, keep the directory for reading it afterwards.
     let dir = if std::env::var_os("BENCH_AETHER_LOG").is_some() {
@@ -456,6 +613,15 @@ fn main() -> Result {
             "connect-to-ack (new HTTP/2 connection + stream): p50 {}, p99 {} ({connect_count} connects)",
             ms(percentile(&acks, 0.5)),
             ms(percentile(&acks, 0.99))
+        );
+        let (rate, (a, b), latencies) = tasks(&node.gateway, task_count, task_count / 10).await?;
+        println!(
+            "tasks (POOL, 4 creators, 2 workers completing each): {rate:.0} durable tasks/s created and delivered \
+             ({task_count} tasks; split {a} / {b} incl. the latency run); create -> TaskAssignment p50 {}, p99 {} \
+             ({} one at a time)",
+            ms(percentile(&latencies, 0.5)),
+            ms(percentile(&latencies, 0.99)),
+            latencies.len()
         );
         let (before, after, per) = idle_rss(&node, idle).await?;
         println!(

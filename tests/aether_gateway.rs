@@ -605,3 +605,95 @@ fn admins_manage_sessions_and_tokens_through_the_sdk() -> Result {
     assert!(log.contains("token created through the gateway"), "the mint is logged:\n{log}");
     Ok(())
 }
+
+/// Aether tasks through the real SDK on the node's task model: POOL spread over two workers and
+/// delivered once each, TARGETED with progress, a subscription and a failure, a task waiting for
+/// an offline agent, SELF_ASSIGN, a cancelled pending pool task never delivered, refusals that
+/// create nothing, queries, an SDK task to a node target, a node task (HTTP) to an SDK agent, a
+/// leaving worker's pool task moved to another, and a sync worker.
+#[test]
+fn sdk_tasks_run_on_the_nodes_task_model() -> Result {
+    let Some(python) = sdk_python() else {
+        skip();
+        return Ok(());
+    };
+    let node = node(&[])?;
+    let script = script("sdk_tasks.py");
+    let out = run(&python, &[script.to_str().ok_or("path")?, &node.aether, &node.base])
+        .map_err(|e| format!("{e}\nnode log:\n{}", node.log()))?;
+    for check in [
+        "ok pool tasks are spread over both workers (6 and 6), each delivered once, and complete",
+        "ok connected agents and their pools are listed as targets of adapter aether",
+        "ok a targeted task reaches its agent with type, metadata and payload; progress and the failure stream to a subscriber; others cannot touch it",
+        "ok a task for an offline agent waits and is delivered when it connects",
+        "ok a self-assigned task is held by its creator and completed by it",
+        "ok a cancelled pending pool task is never delivered; the other one is",
+        "ok an oversize payload, a pool task without implementation and an unknown target are refused; nothing is created",
+        "ok query_tasks filters by type, status and workspace, and pages",
+        "ok an SDK task to a node target (loopback) runs there and the creator reads its result",
+        "ok a task posted over HTTP to an SDK agent is assigned to it; its progress and completion are node task events",
+        "ok a pool task held by a worker that leaves goes to another worker",
+        "ok a sync agent receives and completes a pool task",
+    ] {
+        assert!(out.contains(check), "missing {check:?} in:\n{out}");
+    }
+    Ok(())
+}
+
+/// One task model both ways: `alink-cli call --wait` to an SDK agent (its progress streams, its
+/// completion ends the call), and an SDK task to the node's ACP target pausing for permission,
+/// answered from the SDK.
+#[test]
+fn the_cli_calls_sdk_agents_and_sdk_tasks_reach_acp_targets() -> Result {
+    let Some(python) = sdk_python() else {
+        skip();
+        return Ok(());
+    };
+    let agent = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/agents/fake_acp_agent.py");
+    let registry = format!(
+        "targets:\n  echo:\n    adapter: loopback\n    capabilities: [demo.echo]\n  assistant:\n    adapter: acp\n    launch:\n      command: [python3, {}]\n    capabilities: [chat]\n",
+        agent.display()
+    );
+    let opts = NodeOpts { registry: Some(registry), ..NodeOpts::default() };
+    let node = Node::start_with(opts)?;
+    let home = node.dir.join("home");
+    std::fs::create_dir_all(&home)?;
+    let script = script("sdk_task_bridge.py");
+    let out = run(
+        &python,
+        &[script.to_str().ok_or("path")?, &node.aether, &node.base, common::cli_bin(), home.to_str().ok_or("home")?],
+    )
+    .map_err(|e| format!("{e}\nnode log:\n{}", node.log()))?;
+    for check in [
+        "ok alink-cli call --wait to an SDK agent streams its progress and exits 0 when it completes",
+        "ok an SDK task to an ACP target pauses for permission; the creator allows or rejects it and reads the result",
+    ] {
+        assert!(out.contains(check), "missing {check:?} in:\n{out}");
+    }
+    Ok(())
+}
+
+/// Pool tasks no worker has taken stay pending across a restart (SIGTERM) and go, in order, to
+/// the first worker that connects to the restarted node; a cancelled one never does.
+#[test]
+fn pending_pool_tasks_survive_a_restart() -> Result {
+    let Some(python) = sdk_python() else {
+        skip();
+        return Ok(());
+    };
+    let mut first = node(&[])?;
+    let dir = first.dir.clone();
+    let script = script("sdk_pool_restart.py");
+    let created = run(&python, &[script.to_str().ok_or("path")?, "create", &first.aether])
+        .map_err(|e| format!("{e}\nnode log:\n{}", first.log()))?;
+    first.stop()?;
+    let second = Node::start_in(&dir, NodeOpts::default())?;
+    let ids = created.trim().lines().last().ok_or("no ids")?.to_owned();
+    let out = run(&python, &[script.to_str().ok_or("path")?, "work", &second.aether, &ids])
+        .map_err(|e| format!("{e}\nnode log:\n{}", second.log()))?;
+    assert!(
+        out.contains("ok pending pool tasks wait across a restart and are delivered in order, the cancelled one never"),
+        "{out}"
+    );
+    Ok(())
+}

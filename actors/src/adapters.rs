@@ -26,12 +26,16 @@ pub enum AdapterKind {
     /// Another AethroLink node (a peer's target): tasks are relayed over the node protocol.
     /// Not in the catalog of registrable kinds: peer targets come from peer sync only.
     Peer,
+    /// An agent connected through the Aether gateway (`ag::{ws}::{impl}::{spec}`), or any
+    /// worker of an implementation (`ag::{ws}::{impl}`): tasks become `TaskAssignment`s.
+    /// Not registrable either: these targets are the gateway's sessions and agent registry.
+    Aether,
 }
 
 impl AdapterKind {
     /// Every kind, in the order they are listed to users.
-    pub const ALL: [AdapterKind; 4] =
-        [AdapterKind::Loopback, AdapterKind::Acp, AdapterKind::AcpHttp, AdapterKind::Peer];
+    pub const ALL: [AdapterKind; 5] =
+        [AdapterKind::Loopback, AdapterKind::Acp, AdapterKind::AcpHttp, AdapterKind::Peer, AdapterKind::Aether];
 
     /// The spelling in registry files and registrations.
     pub fn as_str(self) -> &'static str {
@@ -40,6 +44,7 @@ impl AdapterKind {
             AdapterKind::Acp => "acp",
             AdapterKind::AcpHttp => "acp_http",
             AdapterKind::Peer => "peer",
+            AdapterKind::Aether => "aether",
         }
     }
 }

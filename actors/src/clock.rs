@@ -27,6 +27,16 @@ pub fn unix_seconds() -> i64 {
     OffsetDateTime::now_utc().unix_timestamp()
 }
 
+/// Unix milliseconds now (the Aether wire's times).
+pub fn unix_millis() -> i64 {
+    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// Unix milliseconds of an RFC 3339 time (0 if it is not one).
+pub fn unix_millis_of(rfc3339: &str) -> i64 {
+    OffsetDateTime::parse(rfc3339, &Rfc3339).map_or(0, |t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+}
+
 /// Unix seconds of a timestamp in the project's convention (0 if it is not one).
 pub fn unix_seconds_of(at: &Timestamp) -> i64 {
     OffsetDateTime::parse(at.as_str(), &Rfc3339).map_or(0, |t| t.unix_timestamp())

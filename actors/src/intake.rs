@@ -211,6 +211,10 @@ pub fn route(
     intent: &str,
 ) -> Result<TargetSpec, RouteError> {
     if let Some(id) = requested.filter(|id| local.get(id).is_none()) {
+        // An Aether agent or pool (the gateway's workers): the service checked it is known.
+        if let Some(target) = crate::aether::tasks::AetherTarget::parse(id) {
+            return Ok(crate::aether::tasks::target_spec(&target));
+        }
         match peers.lookup(id) {
             PeerLookup::One(peer_target) => return Ok(peer_target.spec()),
             PeerLookup::Several(peers) => return Err(RouteError::PeerConflict { target: id.to_owned(), peers }),

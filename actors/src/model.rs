@@ -574,6 +574,8 @@ pub enum TargetSource {
     Registered,
     /// A peer's exported target, cached by the last sync (`owner` is the peer id).
     Peer,
+    /// An Aether agent or implementation reached through the gateway (`ag::…` ids).
+    Aether,
 }
 
 /// A dispatchable target (contract §2.6 RuntimeSpec).

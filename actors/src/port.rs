@@ -220,3 +220,29 @@ impl RuntimeError {
         }
     }
 }
+
+/// Where the tasks of targets served outside the runtime supervisor go (the Aether gateway's
+/// presence actor takes `aether` tasks): set by the root when that actor starts, cleared when
+/// it stops. The runtime supervisor hands out its port without knowing who is behind it.
+#[derive(Debug, Default)]
+pub struct SessionSlot(std::sync::RwLock<Option<DerivedActorRef<SessionMsg>>>);
+
+impl SessionSlot {
+    /// Installs (or clears) the session actor.
+    pub fn set(&self, session: Option<DerivedActorRef<SessionMsg>>) {
+        let mut guard = match self.0.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        *guard = session;
+    }
+
+    /// The current session actor's port, if one is running.
+    pub fn port(&self) -> Option<SessionPort> {
+        let guard = match self.0.read() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        guard.clone().map(SessionPort::new)
+    }
+}

@@ -65,6 +65,8 @@ pub struct CoreHandles {
     pub peers: Arc<Slot<PeerMsg>>,
     /// The Aether gateway's identity locks and connection actors.
     pub presence: Arc<Slot<PresenceMsg>>,
+    /// The `aether` adapter's session port (presence's), handed to the runtime supervisor.
+    pub aether_sessions: Arc<crate::port::SessionSlot>,
     /// Reads (separate pool).
     pub reader: StoreReader,
     /// Artifact bytes.
@@ -222,6 +224,7 @@ impl RootSupervisor {
             threads: Slot::new("thread coordinator"),
             peers: Slot::new("peer directory"),
             presence: Slot::new("aether presence"),
+            aether_sessions: Arc::default(),
             reader,
             artifacts: args.artifacts,
             targets: targets_rx,
@@ -294,6 +297,7 @@ async fn start_service(
                 cancel_grace: state.dir.settings.cancel_grace,
                 signer: state.dir.settings.signer.clone(),
                 pauses,
+                aether: state.dir.aether_sessions.clone(),
             });
             let args = crate::runtime::RuntimeSupArgs { deps, pauses_tx };
             let (a, _) = Actor::spawn_linked(name, RuntimeSupervisor, args, sup).await?;
@@ -322,6 +326,7 @@ async fn start_service(
             };
             let (a, _) = Actor::spawn_linked(name, PresenceActor, store, sup).await?;
             state.dir.presence.set(Some(a.clone()));
+            state.dir.aether_sessions.set(Some(a.get_derived()));
             a.get_cell()
         }
     };
@@ -339,7 +344,10 @@ fn clear_slot(dir: &CoreHandles, service: Service) {
         Service::Threads => dir.threads.set(None),
         Service::Tasks => dir.tasks.set(None),
         Service::Peers => dir.peers.set(None),
-        Service::Presence => dir.presence.set(None),
+        Service::Presence => {
+            dir.presence.set(None);
+            dir.aether_sessions.set(None);
+        }
     }
 }
 

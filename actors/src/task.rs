@@ -474,6 +474,10 @@ fn lookup_target(deps: &TaskDeps, task: &TaskRecord) -> Option<TargetSpec> {
     if let Some(local) = deps.targets.borrow().get(id) {
         return Some(local.clone());
     }
+    // An Aether agent or pool: its workers come back on their own (the gateway's sessions).
+    if let Some(target) = crate::aether::tasks::AetherTarget::parse(id) {
+        return Some(crate::aether::tasks::target_spec(&target));
+    }
     match deps.peer_targets.borrow().lookup(id) {
         crate::peers::PeerLookup::One(peer) => Some(peer.spec()),
         crate::peers::PeerLookup::None | crate::peers::PeerLookup::Several(_) => None,
@@ -1254,13 +1258,21 @@ impl Recovery {
         // Waiting in an agent session's queue (ACP stdio FIFO, HTTP scope): `dispatching` with
         // nothing submitted (a session records the agent's binding as it starts the turn). The
         // agent never saw it: dispatch it again.
+        // An `aether` task waiting for a worker is the same: no worker has it yet.
         let queued = status == TaskStatus::Dispatching
             && remote.is_none()
-            && matches!(kind, Some(AdapterKind::Acp | AdapterKind::AcpHttp));
+            && matches!(kind, Some(AdapterKind::Acp | AdapterKind::AcpHttp | AdapterKind::Aether));
         if queued {
             return Recovery::Redispatch { record_route: false };
         }
         if status.is_dispatched() {
+            if kind == Some(AdapterKind::Aether) {
+                // A worker holds it and reports on it when it reconnects; its hand-over named it.
+                return match remote.filter(|r| r.remote_session_id.is_some()) {
+                    Some(held) => Recovery::Reattach(held.clone()),
+                    None => Recovery::Redispatch { record_route: false },
+                };
+            }
             if kind == Some(AdapterKind::Peer) {
                 // A relay: the destination holds the task once it accepted (its task id is
                 // the remote binding); before that, whether it got the task is unknown.
@@ -1417,6 +1429,11 @@ mod tests {
         let no_run_id = RemoteRef { remote_execution_id: None, ..run.clone() };
         let stdio = RemoteRef { binding: "acp".into(), ..run.clone() };
         let relay = RemoteRef { binding: "destination-task".into(), ..RemoteRef::default() };
+        let held = RemoteRef {
+            binding: "aether".into(),
+            remote_execution_id: None,
+            remote_session_id: Some("ag::ws::worker::a".into()),
+        };
         type Case<'a> = (TaskStatus, u64, Option<&'a str>, Option<&'a RemoteRef>, Recovery);
         let cases: Vec<Case<'_>> = vec![
             (Completed, 9, Some("loopback"), None, Recovery::Settled),
@@ -1442,6 +1459,9 @@ mod tests {
             (Dispatching, 6, Some("peer"), None, Recovery::RelayUnconfirmed),
             (Ready, 5, Some("peer"), None, Recovery::Redispatch { record_route: false }),
             (Completed, 9, Some("peer"), Some(&relay), Recovery::Settled),
+            // An Aether pool task no worker took yet waits again; one a worker holds is its.
+            (Dispatching, 4, Some("aether"), None, Recovery::Redispatch { record_route: false }),
+            (Running, 6, Some("aether"), Some(&held), Recovery::Reattach(held.clone())),
         ];
         for (status, last_seq, adapter, remote, want) in cases {
             assert_eq!(Recovery::of(status, last_seq, adapter, remote), want, "{status} {adapter:?} {remote:?}");

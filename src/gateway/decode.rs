@@ -10,6 +10,10 @@ use aethrolink_actors::aether::admin::{
 use aethrolink_actors::aether::connection::{Correlation, FifoKind, Request, SendRequest};
 use aethrolink_actors::aether::identity::{ClaimedPrincipal, PrincipalKind};
 use aethrolink_actors::aether::kv::{CheckpointOp, CheckpointRequest, KvOp, KvRequest, KvScope};
+use aethrolink_actors::aether::tasks::{
+    AetherStatus, AssignMode, CreateTask, Progress, ProgressStep, QueryFilter, SubscriptionOp, TaskOp, TaskOpKind,
+    TaskQuery,
+};
 use aethrolink_actors::aether::topics::MetricShape;
 use aethrolink_actors::model::kv_update::{Guard, KvUpdate};
 use aethrolink_actors::service::aether::GatewayConnect;
@@ -68,6 +72,12 @@ pub enum Frame {
     Workspaces(WorkspaceOp),
     Agents(AgentOp),
     Acl(AclOp),
+    /// Tasks, carried out by the service layer on the node's task model.
+    CreateTask(CreateTask),
+    TaskOp(TaskOp),
+    TaskQuery(TaskQuery),
+    Progress(Progress),
+    TaskSubscription(SubscriptionOp),
 }
 
 /// A frame after `InitConnection`.
@@ -78,7 +88,83 @@ pub fn frame(frame: UpstreamMessage) -> Frame {
         Some(Payload::WorkspaceOp(op)) => Frame::Workspaces(workspace_op(op)),
         Some(Payload::AgentOp(op)) => Frame::Agents(agent_op(op)),
         Some(Payload::AclOp(op)) => Frame::Acl(acl_op(op)),
+        Some(Payload::CreateTask(op)) => Frame::CreateTask(create_task(op)),
+        Some(Payload::TaskOp(op)) => Frame::TaskOp(TaskOp {
+            request_id: op.request_id,
+            op: TaskOpKind::of_wire(op.op),
+            task_id: op.task_id,
+            reason: op.reason,
+        }),
+        Some(Payload::TaskQuery(op)) => Frame::TaskQuery(task_query(op)),
+        Some(Payload::Progress(p)) => Frame::Progress(Progress {
+            task_id: p.task_id,
+            state: p.state,
+            completion: p.completion,
+            summary: p.summary,
+            step: p.step.map(|s| ProgressStep {
+                name: s.name,
+                detail: s.detail,
+                sequence: s.sequence,
+                total: s.total_steps,
+            }),
+            metadata: p.metadata.into_iter().collect(),
+        }),
+        Some(Payload::TaskSubscriptionOp(op)) => {
+            Frame::TaskSubscription(if op.op == super::proto::task_subscription_operation::OpType::Unsubscribe as i32 {
+                SubscriptionOp::Unsubscribe {
+                    client_request_id: op.client_request_id,
+                    subscription_id: op.subscription_id,
+                }
+            } else {
+                SubscriptionOp::Subscribe { client_request_id: op.client_request_id, task_id: op.task_id }
+            })
+        }
         payload => Frame::Session(request(UpstreamMessage { payload, ..frame })),
+    }
+}
+
+/// A `CreateTaskRequest` (the SDK promotes the mode itself; the wire's is taken as sent).
+fn create_task(op: super::proto::CreateTaskRequest) -> CreateTask {
+    use super::proto::TaskAssignmentMode;
+    let mode = match TaskAssignmentMode::try_from(op.assignment_mode) {
+        Ok(TaskAssignmentMode::Targeted) => AssignMode::Targeted,
+        Ok(TaskAssignmentMode::Pool) => AssignMode::Pool,
+        Ok(TaskAssignmentMode::SelfAssign) | Err(_) => AssignMode::SelfAssign,
+    };
+    CreateTask {
+        request_id: (!op.request_id.is_empty()).then_some(op.request_id),
+        task_type: op.task_type,
+        workspace: op.workspace,
+        mode,
+        target_agent_id: op.target_agent_id,
+        target_implementation: op.target_implementation,
+        metadata: op.metadata.into_iter().collect(),
+        payload: op.payload,
+        idempotency_key: op.idempotency_key,
+        context_id: op.context_id,
+        priority: op.priority,
+    }
+}
+
+/// A `TaskQuery`: GET of one task, or a LIST with the filter fields this node applies.
+fn task_query(op: super::proto::TaskQuery) -> TaskQuery {
+    let get = (op.op == super::proto::task_query::OpType::Get as i32).then(|| op.task_id.clone());
+    let filter = op.filter.unwrap_or_default();
+    let mut statuses: Vec<AetherStatus> = filter.statuses.iter().map(|s| AetherStatus::of_wire(*s)).collect();
+    if statuses.is_empty() && filter.status != 0 {
+        statuses.push(AetherStatus::of_wire(filter.status));
+    }
+    TaskQuery {
+        request_id: op.request_id,
+        get,
+        filter: QueryFilter {
+            statuses,
+            workspace: filter.workspace,
+            task_type: filter.task_type,
+            limit: u32::try_from(filter.limit).unwrap_or(0),
+            offset: u32::try_from(filter.offset).unwrap_or(0),
+            context_id: filter.context_id,
+        },
     }
 }
 

@@ -9,6 +9,7 @@ use aethrolink_actors::aether::acl::{Explanation, Principal as AclPrincipal, Rul
 use aethrolink_actors::aether::admin::{AgentShown, TokenShown, WorkspaceShown};
 use aethrolink_actors::aether::connection::{Correlation, EndKind, FifoKind, Outbound};
 use aethrolink_actors::aether::presence::ConnectionInfo;
+use aethrolink_actors::aether::tasks::{TaskChange, TaskEventPush, TaskView};
 use aethrolink_actors::service::{ErrorKind, ServiceError};
 use tonic::Status;
 
@@ -19,6 +20,50 @@ use super::proto::{
     IncomingMessage, KvResponse, ProxyHttpResponse, SessionOperationResponse, Signal, TokenInfo, TokenResponse,
     TunnelClose, WorkspaceInfo, WorkspaceResponse, signal,
 };
+
+/// A task as the SDK's `TaskInfo`.
+fn task_info(t: TaskView) -> super::proto::TaskInfo {
+    super::proto::TaskInfo {
+        task_id: t.task_id,
+        task_type: t.task_type,
+        status: t.status.wire(),
+        workspace: t.workspace,
+        assigned_to: t.assigned_to,
+        created_at: t.created_at,
+        started_at: t.started_at,
+        completed_at: t.completed_at,
+        attempt: t.attempt,
+        max_attempts: t.max_attempts,
+        error: t.error,
+        metadata: t.metadata.into_iter().collect(),
+        creator_actor_id: t.creator,
+        context_id: t.context_id,
+        ..Default::default()
+    }
+}
+
+/// A pushed task event.
+fn task_event(e: TaskEventPush) -> super::proto::TaskEvent {
+    use super::proto::task_event::Event;
+    let event = match e.change {
+        TaskChange::Status { from, to, reason } => Event::StatusChanged(super::proto::TaskStatusChangedEvent {
+            from_status: from.wire(),
+            to_status: to.wire(),
+            reason,
+        }),
+        TaskChange::Progress { state, progress, message } => {
+            Event::Progress(super::proto::TaskProgressEvent { state, progress, message, ..Default::default() })
+        }
+    };
+    super::proto::TaskEvent {
+        task_id: e.task_id,
+        emitted_at_unix_ms: e.emitted_at_ms,
+        workspace: e.workspace,
+        subscription_id: e.subscription_id,
+        event: Some(event),
+        ..Default::default()
+    }
+}
 
 /// The node's version, told in the ack.
 const SERVER_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -153,6 +198,54 @@ pub fn outbound(out: Outbound) -> Result<DownstreamMessage, Status> {
             explanation: r.explanation.map(|(principal, e)| explanation_info(principal, e)),
             ..Default::default()
         })),
+        Outbound::TaskAssignment(a) => frame(Payload::TaskAssignment(super::proto::TaskAssignment {
+            task_id: a.task_id,
+            task_type: a.task_type,
+            assigned_to: a.assigned_to,
+            metadata: a.metadata.into_iter().collect(),
+            assigned_at: a.assigned_at_ms,
+            target_implementation: a.target_implementation,
+            workspace: a.workspace,
+            specifier: a.specifier,
+            payload: a.payload,
+            ..Default::default()
+        })),
+        Outbound::CreatedTask(r) => frame(Payload::CreateTask(super::proto::CreateTaskResponse {
+            success: r.success,
+            task_id: r.task_id,
+            status: r.status,
+            error_code: r.error_code,
+            error_message: r.error_message,
+            request_id: r.request_id,
+            assigned_to: r.assigned_to,
+            ..Default::default()
+        })),
+        Outbound::TaskOp(r) => frame(Payload::TaskOp(super::proto::TaskOperationResponse {
+            success: r.success,
+            message: r.message,
+            error: r.error,
+            task: r.task.map(task_info),
+            request_id: r.request_id,
+        })),
+        Outbound::TaskQuery(r) => frame(Payload::TaskQuery(super::proto::TaskQueryResponse {
+            success: r.success,
+            error: r.error,
+            task: r.task.map(task_info),
+            tasks: r.tasks.into_iter().map(task_info).collect(),
+            total_count: i32::try_from(r.total_count).unwrap_or(i32::MAX),
+            request_id: r.request_id,
+            next_page_token: String::new(),
+        })),
+        Outbound::TaskSubscription(r) => {
+            frame(Payload::TaskSubscriptionResponse(super::proto::TaskSubscriptionOperationResponse {
+                success: r.success,
+                error: r.error,
+                client_request_id: r.client_request_id,
+                task_id: r.task_id,
+                subscription_id: r.subscription_id,
+            }))
+        }
+        Outbound::TaskEvent(e) => frame(Payload::TaskEvent(task_event(e))),
         Outbound::ForceDisconnect { reason } => {
             frame(Payload::Signal(Signal { r#type: signal::SignalType::ForceDisconnect as i32, reason }))
         }

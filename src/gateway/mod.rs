@@ -21,6 +21,7 @@
 pub mod decode;
 pub mod encode;
 pub mod proto;
+pub mod tasks;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -114,6 +115,7 @@ async fn read_frames(
     shutdown: CancellationToken,
     fault: EndStatus,
 ) {
+    let mut tasks = tasks::TaskFrames::new(session.clone(), services.clone());
     loop {
         let frame = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -135,6 +137,8 @@ async fn read_frames(
                     session.reply(Outbound::Agents(services.gateway_agent_op(&session, op).await))
                 }
                 decode::Frame::Acl(op) => session.reply(Outbound::Acl(services.gateway_acl_op(&session, op).await)),
+                decode::Frame::TaskSubscription(op) => tasks.subscription(op).await,
+                frame => tasks.spawn(frame).await,
             },
             Ok(None) => break,
             Err(status) => {

@@ -73,8 +73,8 @@ def sync_checks():
     # (not a 5 s timeout), a FIFO call its typed failure.
     started = time.monotonic()
     try:
-        a.client.query_tasks(timeout=10.0)
-        raise AssertionError("query_tasks must raise")
+        a.client.get_authority_grant("g1", timeout=10.0)
+        raise AssertionError("get_authority_grant must raise")
     except AetherError as e:
         assert "ERR_NOT_IMPLEMENTED" in str(e.code), e
     assert time.monotonic() - started < 8.0, "answered by the correlated error, not the SDK's timeout"
@@ -126,8 +126,8 @@ async def async_checks():
     assert client.is_connected, "async client confirmed"
     assert client._session_id and client._session_id.startswith("as_"), client._session_id
     try:
-        await client.query_tasks(timeout=10.0)
-        raise AssertionError("async query_tasks must raise")
+        await client.get_authority_grant("g1", timeout=10.0)
+        raise AssertionError("async get_authority_grant must raise")
     except AetherError as e:
         assert "ERR_NOT_IMPLEMENTED" in str(e.code), e
     await client.close()

@@ -141,6 +141,12 @@ pub enum ErrorCode {
     ServiceUnavailable,
     /// A workspace switch could not be decided (the rules were unreadable; retry).
     WorkspaceSwitchFailed,
+    /// A `create_task` was refused (its typed reply names why).
+    TaskCreateFailed,
+    /// A task payload over the 512 KiB limit.
+    TaskPayloadTooLarge,
+    /// A task the caller does not hold or may not see.
+    TaskNotFound,
 }
 
 impl ErrorCode {
@@ -157,12 +163,15 @@ impl ErrorCode {
             ErrorCode::Quota => "ERR_QUOTA_001",
             ErrorCode::ServiceUnavailable => "ERR_SV_UNAVAILABLE",
             ErrorCode::WorkspaceSwitchFailed => "ERR_WORKSPACE_SWITCH_FAILED",
+            ErrorCode::TaskCreateFailed => "ERR_TASK_CREATE_FAILED",
+            ErrorCode::TaskPayloadTooLarge => "TASK_PAYLOAD_TOO_LARGE",
+            ErrorCode::TaskNotFound => "ERR_TASK_NOT_FOUND",
         }
     }
 }
 
 /// What the session sends down its stream (the binding encodes it).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Outbound {
     /// The first frame: `ConnectionAck`.
     Ack { session_id: String, resumed: bool },
@@ -189,6 +198,18 @@ pub enum Outbound {
     Agents(super::admin::AgentReply),
     /// An `ACLResponse`.
     Acl(super::acl::AclReply),
+    /// A task handed to this worker (`TaskAssignment`).
+    TaskAssignment(super::tasks::Assignment),
+    /// A `CreateTaskResponse`.
+    CreatedTask(super::tasks::CreateReply),
+    /// A `TaskOperationResponse`.
+    TaskOp(super::tasks::TaskOpReply),
+    /// A `TaskQueryResponse`.
+    TaskQuery(super::tasks::TaskQueryReply),
+    /// A `TaskSubscriptionOperationResponse`.
+    TaskSubscription(super::tasks::SubscriptionReply),
+    /// A `TaskEvent` of a subscription.
+    TaskEvent(super::tasks::TaskEventPush),
     /// `Signal{FORCE_DISCONNECT, reason}`: the SDK stops for good (an admin kick).
     ForceDisconnect { reason: String },
     /// End the stream with an error of this kind (never a plain OK).

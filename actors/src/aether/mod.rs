@@ -7,9 +7,11 @@
 
 pub mod acl;
 pub mod admin;
+pub mod board;
 pub mod connection;
 pub mod identity;
 pub mod kv;
 pub mod presence;
 pub mod queue;
+pub mod tasks;
 pub mod topics;

@@ -18,13 +18,17 @@ use std::collections::HashMap;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use tokio::sync::mpsc;
 
+use super::board::{Placed, TaskBoard, Want};
 use super::connection::Incoming;
 use super::connection::{
     ConnectionActor, ConnectionArgs, ConnectionMsg, ErrorCode, Outbound, Session, SessionAuthority, SessionStore,
 };
 use super::identity::{Identity, PrincipalKind};
 use super::queue::{self, Ctx, LiveSession, QueueMsg, QueueState, SessionGen};
+use super::tasks::{ASSIGNMENT_BINDING, AetherTarget, Assignment, ReportRefused, WorkerReport};
 use super::topics::{self, Route};
+use crate::model::FailureReason;
+use crate::port::{AdapterEvent, Dispatch, SessionMsg};
 
 /// Who holds an identity.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -142,6 +146,77 @@ pub enum PresenceMsg {
     /// An admin ends the session `session_id` (`FORCE_DISCONNECT`); answered with the session as
     /// it was, `None` if no live session has that id.
     Kick { session_id: String, reason: String, reply: RpcReplyPort<Option<ConnectionInfo>> },
+    /// The `aether` adapter's session: node tasks for Aether agents and pools (from task actors).
+    Tasks(SessionMsg),
+    /// A worker reports on a task it holds (`identity`: the reporting session's).
+    Work { identity: String, task_id: String, report: WorkerReport, reply: RpcReplyPort<Result<(), ReportRefused>> },
+    /// Whether an identity has a live session now (for a pool id: any agent of it).
+    Online { identity: String, reply: RpcReplyPort<bool> },
+    /// Who holds a task on the board (`None`: waiting, or not an `aether` task).
+    Holder { task_id: String, reply: RpcReplyPort<Option<String>> },
+}
+
+impl From<SessionMsg> for PresenceMsg {
+    fn from(msg: SessionMsg) -> Self {
+        PresenceMsg::Tasks(msg)
+    }
+}
+
+// Required by `get_derived`; the node never converts presence messages back.
+impl TryFrom<PresenceMsg> for SessionMsg {
+    type Error = PresenceMsg;
+    fn try_from(msg: PresenceMsg) -> Result<Self, PresenceMsg> {
+        match msg {
+            PresenceMsg::Tasks(msg) => Ok(msg),
+            other => Err(other),
+        }
+    }
+}
+
+/// Runtime options key of a SELF_ASSIGN task: its creator holds it (nothing is pushed).
+pub const SELF_ASSIGNED: &str = "aether_self_assigned";
+
+/// What the board keeps of an `aether` task.
+#[derive(Clone, Debug)]
+pub struct BoardItem {
+    /// Where its reports go, and what a worker is handed.
+    dispatch: Dispatch,
+    /// The worker's last progress report (the result of a `complete`, which carries none).
+    last_progress: Option<serde_json::Value>,
+}
+
+/// What a dispatch waits for: its creator (SELF_ASSIGN), one agent or a pool. Pure.
+pub fn want_of(dispatch: &Dispatch) -> Option<Want> {
+    if dispatch.runtime_options.get(SELF_ASSIGNED).and_then(serde_json::Value::as_bool) == Some(true) {
+        return Some(Want::Creator(dispatch.sender.clone()));
+    }
+    match AetherTarget::parse(&dispatch.target_id)? {
+        AetherTarget::Agent { .. } => Some(Want::Instance(dispatch.target_id.clone())),
+        AetherTarget::Pool { workspace, implementation } => Some(Want::Pool { workspace, implementation }),
+    }
+}
+
+/// The `TaskAssignment` a worker receives for a dispatch. Pure.
+pub fn assignment_of(dispatch: &Dispatch, worker: &str) -> Assignment {
+    let aether = dispatch.runtime_options.get("aether_metadata").and_then(serde_json::Value::as_object);
+    let metadata = aether
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_owned))).collect())
+        .unwrap_or_default();
+    let target = AetherTarget::parse(worker);
+    Assignment {
+        task_id: dispatch.task_id.clone(),
+        task_type: dispatch.intent.clone(),
+        assigned_to: worker.to_owned(),
+        metadata,
+        assigned_at_ms: crate::clock::unix_millis(),
+        payload: super::tasks::payload_bytes(&dispatch.payload),
+        workspace: target.as_ref().map(|t| t.workspace().to_owned()).unwrap_or_default(),
+        target_implementation: target.as_ref().map(|t| t.implementation().to_owned()).unwrap_or_default(),
+        specifier: match target {
+            Some(AetherTarget::Agent { specifier, .. }) => specifier,
+            _ => String::new(),
+        },
+    }
 }
 
 /// A live gateway session as operators see it (never its credential).
@@ -206,6 +281,140 @@ pub struct PresenceState {
     queue: QueueState,
     /// Handed to every connection (its KV and checkpoints); the queue's storage too.
     store: SessionStore,
+    /// Node tasks for Aether workers: who waits for whom, who holds what (the `aether` adapter).
+    board: TaskBoard<ActorRef<ConnectionMsg>, BoardItem>,
+}
+
+/// Whether a principal takes tasks: agents (and services) with an implementation and workspace.
+fn worker_of(identity: &Identity) -> Option<(&str, &str)> {
+    if !matches!(identity.kind, PrincipalKind::Agent) {
+        return None;
+    }
+    Some((identity.workspace.as_deref()?, identity.implementation.as_deref()?))
+}
+
+/// Carries out the board's hand-overs: the worker gets its `TaskAssignment`; the task hears
+/// who holds it (the first time: the hand-over and `running`; after a move: `running` again).
+fn hand_over(board: &TaskBoard<ActorRef<ConnectionMsg>, BoardItem>, placed: Vec<Placed<ActorRef<ConnectionMsg>>>) {
+    for p in placed {
+        let Some(item) = board.item(&p.task_id) else { continue };
+        let d = &item.dispatch;
+        if p.push
+            && let Some(connection) = &p.handle
+        {
+            let out = Outbound::TaskAssignment(assignment_of(d, &p.worker));
+            let _ = connection.cast(ConnectionMsg::Reply(Box::new(out)));
+        }
+        let mut events = Vec::new();
+        if p.first {
+            events.push(AdapterEvent::Submitted {
+                binding: ASSIGNMENT_BINDING.into(),
+                remote_execution_id: None,
+                remote_session_id: Some(p.worker.clone()),
+            });
+        }
+        let verb = if p.push { "Assigned to" } else { "Held by its creator" };
+        let mut data = crate::model::JsonObject::new();
+        data.insert("assigned_to".into(), serde_json::json!(p.worker));
+        events.push(AdapterEvent::Running { message: format!("{verb} {}", p.worker), data });
+        d.report(events);
+    }
+}
+
+impl PresenceState {
+    /// A task actor's message for the `aether` adapter.
+    fn on_task_session(&mut self, msg: SessionMsg) {
+        match msg {
+            SessionMsg::Submit(dispatch) => {
+                let Some(want) = want_of(&dispatch) else {
+                    dispatch.report(vec![AdapterEvent::Failed {
+                        reason: FailureReason::SubmitFailed,
+                        detail: Some(format!("'{}' is not an Aether agent or pool id", dispatch.target_id)),
+                        message: "submit_failed".into(),
+                    }]);
+                    return;
+                };
+                let task_id = dispatch.task_id.clone();
+                let item = BoardItem { dispatch: *dispatch, last_progress: None };
+                if let Some(placed) = self.board.submit(&task_id, want, item) {
+                    hand_over(&self.board, vec![placed]);
+                } else {
+                    tracing::debug!(actor_kind = "aether_presence", %task_id, "task waits for an Aether worker");
+                }
+            }
+            SessionMsg::Attach { dispatch, remote, .. } => {
+                let (Some(want), Some(holder)) = (want_of(&dispatch), remote.remote_session_id.clone()) else {
+                    dispatch.report(vec![AdapterEvent::Failed {
+                        reason: FailureReason::Interrupted,
+                        detail: Some("the task's Aether worker is not known".into()),
+                        message: "Task interrupted by node restart".into(),
+                    }]);
+                    return;
+                };
+                let task_id = dispatch.task_id.clone();
+                tracing::info!(actor_kind = "aether_presence", %task_id, worker = %holder, "task held by an Aether worker again after a restart");
+                self.board.attach(&task_id, want, BoardItem { dispatch: *dispatch, last_progress: None }, &holder);
+            }
+            SessionMsg::Cancel { task_id, generation } => {
+                if let Some(item) = self.board.settle(&task_id) {
+                    let d = item.dispatch;
+                    if d.generation == generation {
+                        d.report(vec![AdapterEvent::Cancelled { message: "Task cancelled".into() }]);
+                    }
+                }
+            }
+            SessionMsg::Resume { task_id, .. } => {
+                if let Some(item) = self.board.item(&task_id) {
+                    item.dispatch.report(vec![AdapterEvent::ResumeRefused {
+                        reason: "an Aether worker takes no input through resume".into(),
+                    }]);
+                }
+            }
+            SessionMsg::Finished { .. } => {}
+        }
+    }
+
+    /// A worker's report on a task it holds.
+    fn on_work(&mut self, identity: &str, task_id: &str, report: WorkerReport) -> Result<(), ReportRefused> {
+        if self.board.holder(task_id) != Some(identity) {
+            return Err(ReportRefused::NotHeld(task_id.to_owned()));
+        }
+        let settle = matches!(report, WorkerReport::Complete | WorkerReport::Fail { .. } | WorkerReport::Reject { .. });
+        let Some(item) = (if settle { self.board.settle(task_id) } else { self.board.item(task_id).cloned() }) else {
+            return Err(ReportRefused::NotHeld(task_id.to_owned()));
+        };
+        let event = match report {
+            WorkerReport::Claim => AdapterEvent::Running {
+                message: format!("Claimed by {identity}"),
+                data: crate::model::JsonObject::new(),
+            },
+            WorkerReport::Progress(progress) => {
+                let data = progress.data();
+                if let Some(kept) = self.board.item_mut(task_id) {
+                    kept.last_progress = Some(serde_json::Value::Object(data.clone()));
+                }
+                let message =
+                    if progress.summary.is_empty() { progress.state.clone() } else { progress.summary.clone() };
+                AdapterEvent::Running { message, data }
+            }
+            WorkerReport::Complete => AdapterEvent::Completed {
+                message: format!("Completed by {identity}"),
+                result: serde_json::json!({ "completed_by": identity, "progress": item.last_progress }),
+            },
+            WorkerReport::Fail { reason } => AdapterEvent::Failed {
+                reason: FailureReason::RemoteFailed,
+                detail: Some(if reason.is_empty() { format!("failed by {identity}") } else { reason }),
+                message: format!("Failed by {identity}"),
+            },
+            WorkerReport::Reject { reason } => AdapterEvent::Failed {
+                reason: FailureReason::RemoteFailed,
+                detail: Some(format!("rejected by {identity}: {reason}")),
+                message: format!("Rejected by {identity}"),
+            },
+        };
+        item.dispatch.report(vec![event]);
+        Ok(())
+    }
 }
 
 /// The presence actor.
@@ -268,6 +477,7 @@ impl Actor for PresenceActor {
             next_session: 1,
             queue: QueueState::new(backlog),
             store,
+            board: TaskBoard::default(),
         })
     }
 
@@ -356,6 +566,11 @@ impl Actor for PresenceActor {
                             actor_kind = "aether_presence", identity = %key, session_id = %session.session_id,
                             resumed, "gateway session opened"
                         );
+                        if let Some((workspace, implementation)) = worker_of(&session.identity) {
+                            // After the ack and config (already in the channel): its tasks.
+                            let placed = state.board.online(&key, workspace, implementation, connection.clone());
+                            hand_over(&state.board, placed);
+                        }
                         let _ = reply.send(Ok(Opened { session, connection, generation }));
                     }
                     Err(e) => {
@@ -427,6 +642,24 @@ impl Actor for PresenceActor {
             PresenceMsg::Count(reply) => {
                 let _ = reply.send(state.connections.len());
             }
+            PresenceMsg::Tasks(msg) => state.on_task_session(msg),
+            PresenceMsg::Work { identity, task_id, report, reply } => {
+                let _ = reply.send(state.on_work(&identity, &task_id, report));
+            }
+            PresenceMsg::Online { identity, reply } => {
+                // A pool id (`ag::{ws}::{impl}`) is online when any agent of it is.
+                let online = match AetherTarget::parse(&identity) {
+                    Some(AetherTarget::Pool { .. }) => {
+                        let prefix = format!("{identity}::");
+                        state.live.keys().any(|k| k.starts_with(&prefix))
+                    }
+                    _ => state.live.contains_key(&identity),
+                };
+                let _ = reply.send(online);
+            }
+            PresenceMsg::Holder { task_id, reply } => {
+                let _ = reply.send(state.board.holder(&task_id).map(str::to_owned));
+            }
         }
         Ok(())
     }
@@ -456,6 +689,11 @@ impl Actor for PresenceActor {
             if released && let Some(live) = state.live.remove(&key) {
                 // What a replay had not handed yet stays queued.
                 state.queue.closed(&key, live.session, &myself);
+            }
+            if released {
+                // Its pool tasks go to another worker (or wait); its own tasks stay its own.
+                let moved = state.board.offline(&key);
+                hand_over(&state.board, moved);
             }
             match failure {
                 Some(error) => {

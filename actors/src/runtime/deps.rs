@@ -48,6 +48,8 @@ pub struct RuntimeDeps {
     pub signer: Option<Arc<crate::identity::NodeIdentity>>,
     /// Paused targets (published by the runtime supervisor).
     pub pauses: DispatchPauses,
+    /// The session actor of `aether` targets (the gateway's presence actor, once it runs).
+    pub aether: Arc<crate::port::SessionSlot>,
 }
 
 impl RuntimeDeps {

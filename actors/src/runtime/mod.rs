@@ -552,6 +552,18 @@ impl Actor for RuntimeSupervisor {
                     let runtime = Self::peer_runtime(&myself, state, &target).await;
                     let _ = reply.send(runtime.map(|r| loopback_handle(&r)));
                 }
+                // Served by the Aether gateway's presence actor, which holds the workers.
+                Ok(AdapterKind::Aether) => {
+                    let handle = state.deps.aether.port().map(|session| RuntimeHandle {
+                        lease_id: None,
+                        session,
+                        process_id: None,
+                        initialize_ms: None,
+                    });
+                    let _ = reply.send(
+                        handle.ok_or_else(|| RuntimeError::Unavailable("the Aether gateway is not running".into())),
+                    );
+                }
                 Ok(AdapterKind::Acp | AdapterKind::AcpHttp) => {
                     match Self::acp_runtime(&myself, state, &target, &options, true).await {
                         Ok(Some(runtime)) => {
@@ -573,7 +585,7 @@ impl Actor for RuntimeSupervisor {
                 }
             },
             RuntimeSupMsg::Health { target, options: _, reply } | RuntimeSupMsg::Stop { target, options: _, reply }
-                if target.adapter.parse::<AdapterKind>() == Ok(AdapterKind::Loopback) =>
+                if matches!(target.adapter.parse::<AdapterKind>(), Ok(AdapterKind::Loopback | AdapterKind::Aether)) =>
             {
                 let _ = reply.send(Ok(Self::loopback_health(&target)));
             }

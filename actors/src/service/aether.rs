@@ -72,6 +72,7 @@ pub fn credential_of(credentials: &HashMap<String, String>) -> Credential {
 }
 
 /// A session the gateway serves: what to tell the client, and where its requests go.
+#[derive(Clone)]
 pub struct GatewaySession {
     pub session: Session,
     connection: ractor::ActorRef<ConnectionMsg>,

@@ -237,7 +237,7 @@ impl Services {
     }
 
     /// Applies `action` to one task; the failure names why not.
-    async fn apply(
+    pub(crate) async fn apply(
         &self,
         caller: &Caller,
         action: BulkAction,

@@ -17,9 +17,12 @@
 //!   identity lock) served by its connection actor.
 //! * [`aether_admin`] — the gateway's admin operations: sessions (list, get, disconnect) and API
 //!   tokens (the same store as [`auth`]).
+//! * [`aether_tasks`] — Aether tasks on the node's task model: create (self-assign, targeted,
+//!   pool), operations, queries, progress, event subscriptions.
 
 pub mod aether;
 pub mod aether_admin;
+pub mod aether_tasks;
 pub mod agents;
 pub mod auth;
 pub mod bulk;

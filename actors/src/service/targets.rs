@@ -174,7 +174,31 @@ impl Services {
                     .with_pause(pauses.get(&t.target_id)),
             })
             .chain(peer_views)
+            .chain(self.aether_target_views().await)
             .collect())
+    }
+
+    /// The connected Aether agents as targets of adapter `aether`: each agent
+    /// (`ag::{ws}::{impl}::{spec}`) and each implementation with an agent online (`ag::{ws}::{impl}`,
+    /// its pool), all `up` (a disconnected agent is not listed; tasks for it still wait for it).
+    async fn aether_target_views(&self) -> Vec<TargetView> {
+        use crate::aether::tasks::{AetherTarget, target_spec};
+        let sessions = self.dir.presence.ask(ASK_TIMEOUT, crate::aether::presence::PresenceMsg::List).await;
+        let mut ids = std::collections::BTreeSet::new();
+        for c in sessions.unwrap_or_default() {
+            if c.kind != crate::aether::identity::PrincipalKind::Agent {
+                continue;
+            }
+            if let Some(AetherTarget::Agent { workspace, implementation, .. }) = AetherTarget::parse(&c.identity) {
+                ids.insert(AetherTarget::Pool { workspace, implementation }.id());
+                ids.insert(c.identity);
+            }
+        }
+        ids.iter()
+            .filter(|id| self.dir.targets.borrow().get(id).is_none())
+            .filter_map(|id| AetherTarget::parse(id))
+            .map(|t| TargetView::local(target_spec(&t), TargetState::Up, Vec::new()))
+            .collect()
     }
 
     /// The runtime's view of a target, for the subcontext of its defaults.

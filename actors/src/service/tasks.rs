@@ -276,7 +276,22 @@ impl Services {
     /// Creates a task; answers once `task.created` and `task.routed` are durable.
     pub async fn create_task(&self, caller: &Caller, req: impl Into<TaskRequest>) -> Result<TaskRecord, ServiceError> {
         caller.require(Need::Write)?;
-        Ok(create_task(&self.dir.intake, req.into()).await?)
+        let req = req.into();
+        self.check_aether_destination(&req).await?;
+        Ok(create_task(&self.dir.intake, req).await?)
+    }
+
+    /// A task for an Aether agent or pool (`ag::…`, not a node target of that id) needs one
+    /// that can take it: a registered implementation or a connected agent (else 404).
+    async fn check_aether_destination(&self, req: &TaskRequest) -> Result<(), ServiceError> {
+        let Some(id) = req.target_agent_id.as_deref().map(str::trim) else { return Ok(()) };
+        if self.dir.targets.borrow().get(id).is_some() {
+            return Ok(());
+        }
+        match crate::aether::tasks::AetherTarget::parse(id) {
+            Some(target) => self.check_aether_target(&target).await,
+            None => Ok(()),
+        }
     }
 
     /// Creates a task unless the caller's idempotency key (`header_key`, or the body's
@@ -298,6 +313,7 @@ impl Services {
         };
         let mut request = TaskRequest::from(req);
         request.idempotency = key.map(|key| IdempotencyKey { scope: caller.idempotency_scope(), key });
+        self.check_aether_destination(&request).await?;
         Ok(create_task_once(&self.dir.intake, request).await?)
     }
 
