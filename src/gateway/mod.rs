@@ -265,7 +265,10 @@ fn tls_incoming(
                 accepted = listener.accept() => accepted,
             };
             let tcp = match accepted {
-                Ok((tcp, _)) => tcp,
+                Ok((tcp, _)) => {
+                    let _ = tcp.set_nodelay(true);
+                    tcp
+                }
                 Err(e) => {
                     // Out of descriptors and the like: back off, keep serving.
                     tracing::warn!(error = %e, "gateway accept failed");
@@ -311,9 +314,19 @@ pub async fn serve(
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .add_service(service);
     let server: Pin<Box<dyn std::future::Future<Output = Result<(), tonic::transport::Error>> + Send>> = match tls {
-        None => Box::pin(
-            router.serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), signal),
-        ),
+        None => {
+            // No Nagle delay: a small frame (an ack, a TaskAssignment) goes out at once instead of
+            // waiting up to 40 ms for the peer's delayed ACK.
+            let incoming =
+                tokio_stream::StreamExt::map(tokio_stream::wrappers::TcpListenerStream::new(listener), |tcp| {
+                    tcp.inspect(|t| {
+                        if let Err(e) = t.set_nodelay(true) {
+                            tracing::debug!(error = %e, "could not set TCP_NODELAY on a gateway connection");
+                        }
+                    })
+                });
+            Box::pin(router.serve_with_incoming_shutdown(incoming, signal))
+        }
         Some(config) => {
             Box::pin(router.serve_with_incoming_shutdown(tls_incoming(listener, config, shutdown.clone()), signal))
         }
