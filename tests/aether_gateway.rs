@@ -697,3 +697,28 @@ fn pending_pool_tasks_survive_a_restart() -> Result {
     );
     Ok(())
 }
+
+/// Lazy launch: a TARGETED task to an offline agent whose implementation is registered with a
+/// profile makes the connected OrchestratorClient of that profile launch it (a real child
+/// process, with the one-shot task token); the agent connects and completes the queued task.
+#[test]
+fn an_orchestrator_launches_an_offline_agent_for_its_task() -> Result {
+    let Some(python) = sdk_python() else {
+        skip();
+        return Ok(());
+    };
+    let node = node(&["--admin-key", ADMIN_KEY])?;
+    let script = script("sdk_orchestrator.py");
+    let out = run(&python, &[script.to_str().ok_or("path")?, &node.aether, ADMIN_KEY])
+        .map_err(|e| format!("{e}\nnode log:\n{}", node.log()))?;
+    for check in [
+        "ok a task for an offline registered agent makes an orchestrator launch it; it connects with its token and completes the task",
+        "ok a launch token admits its agent once",
+    ] {
+        assert!(out.contains(check), "missing {check:?} in:\n{out}");
+    }
+    let log = node.log();
+    assert!(log.contains("asked an orchestrator to launch an Aether agent"), "{log}");
+    assert!(log.contains("a launched agent connected with its task token"), "{log}");
+    Ok(())
+}

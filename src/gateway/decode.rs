@@ -30,6 +30,7 @@ use super::proto::{
 
 /// `InitConnection` into the core's connect request; `Err` names what is missing.
 pub fn connect(init: InitConnection) -> Result<GatewayConnect, &'static str> {
+    let mut profiles = Vec::new();
     let principal = match init.client_type.ok_or("InitConnection.client_type is required")? {
         ClientType::Agent(a) => {
             ClaimedPrincipal::Agent { workspace: a.workspace, implementation: a.implementation, specifier: a.specifier }
@@ -41,6 +42,7 @@ pub fn connect(init: InitConnection) -> Result<GatewayConnect, &'static str> {
         },
         ClientType::User(u) => ClaimedPrincipal::User { user_id: u.user_id, window_id: u.window_id },
         ClientType::Orchestrator(o) => {
+            profiles = o.supported_profiles;
             ClaimedPrincipal::Orchestrator { implementation: o.implementation, specifier: o.specifier }
         }
         ClientType::WorkflowEngine(_) => ClaimedPrincipal::WorkflowEngine,
@@ -58,6 +60,7 @@ pub fn connect(init: InitConnection) -> Result<GatewayConnect, &'static str> {
         resume_session_id: init.resume_session_id,
         client: format!("{} {}", init.client_sdk, init.client_version).trim().to_owned(),
         remote_addr: String::new(),
+        profiles,
     })
 }
 
@@ -143,6 +146,7 @@ fn create_task(op: super::proto::CreateTaskRequest) -> CreateTask {
         idempotency_key: op.idempotency_key,
         context_id: op.context_id,
         priority: op.priority,
+        launch_overrides: op.launch_param_overrides.into_iter().collect(),
     }
 }
 

@@ -208,6 +208,8 @@ pub fn outbound(out: Outbound) -> Result<DownstreamMessage, Status> {
             workspace: a.workspace,
             specifier: a.specifier,
             payload: a.payload,
+            profile: a.profile,
+            launch_params: a.launch_params.into_iter().collect(),
             ..Default::default()
         })),
         Outbound::CreatedTask(r) => frame(Payload::CreateTask(super::proto::CreateTaskResponse {

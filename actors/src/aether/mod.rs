@@ -11,6 +11,7 @@ pub mod board;
 pub mod connection;
 pub mod identity;
 pub mod kv;
+pub mod launch;
 pub mod presence;
 pub mod queue;
 pub mod tasks;

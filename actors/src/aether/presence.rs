@@ -109,6 +109,8 @@ pub struct OpenRequest {
     pub remote_addr: String,
     /// The session has admin rights: access rules do not bind it.
     pub acl_exempt: bool,
+    /// An orchestrator's supported profiles (whom it can launch).
+    pub profiles: Vec<String>,
 }
 
 /// A session opened: its id and the connection actor that serves it.
@@ -154,6 +156,9 @@ pub enum PresenceMsg {
     Online { identity: String, reply: RpcReplyPort<bool> },
     /// Who holds a task on the board (`None`: waiting, or not an `aether` task).
     Holder { task_id: String, reply: RpcReplyPort<Option<String>> },
+    /// Ask an orchestrator of `profile` to launch an agent: the startup assignment is pushed to
+    /// the first connected orchestrator (by identity) that supports it; its identity answers.
+    Launch { profile: String, assignment: Box<Assignment>, reply: RpcReplyPort<Option<String>> },
 }
 
 impl From<SessionMsg> for PresenceMsg {
@@ -216,6 +221,8 @@ pub fn assignment_of(dispatch: &Dispatch, worker: &str) -> Assignment {
             Some(AetherTarget::Agent { specifier, .. }) => specifier,
             _ => String::new(),
         },
+        profile: String::new(),
+        launch_params: std::collections::BTreeMap::new(),
     }
 }
 
@@ -283,6 +290,8 @@ pub struct PresenceState {
     store: SessionStore,
     /// Node tasks for Aether workers: who waits for whom, who holds what (the `aether` adapter).
     board: TaskBoard<ActorRef<ConnectionMsg>, BoardItem>,
+    /// Connected orchestrators by identity: the profiles each launches, and its connection.
+    orchestrators: std::collections::BTreeMap<String, (Vec<String>, ActorRef<ConnectionMsg>)>,
 }
 
 /// Whether a principal takes tasks: agents (and services) with an implementation and workspace.
@@ -478,6 +487,7 @@ impl Actor for PresenceActor {
             queue: QueueState::new(backlog),
             store,
             board: TaskBoard::default(),
+            orchestrators: std::collections::BTreeMap::new(),
         })
     }
 
@@ -498,8 +508,15 @@ impl Actor for PresenceActor {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             PresenceMsg::Open(request, reply) => {
-                let OpenRequest { mut identity, authority, resume_session_id, outbound, remote_addr, acl_exempt } =
-                    *request;
+                let OpenRequest {
+                    mut identity,
+                    authority,
+                    resume_session_id,
+                    outbound,
+                    remote_addr,
+                    acl_exempt,
+                    profiles,
+                } = *request;
                 let key = identity.key.clone();
                 let resumed = match state.book.claim(&key, resume_session_id.as_deref()) {
                     Claim::Held => {
@@ -566,6 +583,9 @@ impl Actor for PresenceActor {
                             actor_kind = "aether_presence", identity = %key, session_id = %session.session_id,
                             resumed, "gateway session opened"
                         );
+                        if session.identity.kind == PrincipalKind::Orchestrator {
+                            state.orchestrators.insert(key.clone(), (profiles, connection.clone()));
+                        }
                         if let Some((workspace, implementation)) = worker_of(&session.identity) {
                             // After the ack and config (already in the channel): its tasks.
                             let placed = state.board.online(&key, workspace, implementation, connection.clone());
@@ -660,6 +680,15 @@ impl Actor for PresenceActor {
             PresenceMsg::Holder { task_id, reply } => {
                 let _ = reply.send(state.board.holder(&task_id).map(str::to_owned));
             }
+            PresenceMsg::Launch { profile, mut assignment, reply } => {
+                let found = state.orchestrators.iter().find(|(_, (profiles, _))| profiles.contains(&profile));
+                let chosen = found.map(|(identity, (_, connection))| {
+                    assignment.assigned_to = identity.clone();
+                    let _ = connection.cast(ConnectionMsg::Reply(Box::new(Outbound::TaskAssignment(*assignment))));
+                    identity.clone()
+                });
+                let _ = reply.send(chosen);
+            }
         }
         Ok(())
     }
@@ -691,6 +720,7 @@ impl Actor for PresenceActor {
                 state.queue.closed(&key, live.session, &myself);
             }
             if released {
+                state.orchestrators.remove(&key);
                 // Its pool tasks go to another worker (or wait); its own tasks stay its own.
                 let moved = state.board.offline(&key);
                 hand_over(&state.board, moved);

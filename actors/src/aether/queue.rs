@@ -1261,6 +1261,7 @@ mod tests {
                 outbound: tx,
                 remote_addr: String::new(),
                 acl_exempt: false,
+                profiles: Vec::new(),
             };
             Ok::<_, Box<dyn std::error::Error>>((request, rx))
         };
@@ -1392,6 +1393,7 @@ mod tests {
                     outbound: tx,
                     remote_addr: String::new(),
                     acl_exempt: false,
+                    profiles: Vec::new(),
                 };
                 let opened = ask(&presence, "presence", ASK_TIMEOUT, |r| PresenceMsg::Open(Box::new(request), r))
                     .await?

@@ -62,6 +62,8 @@ pub struct CreateTask {
     pub context_id: String,
     /// The wire's `TaskPriority` (0 unspecified = normal).
     pub priority: i32,
+    /// Over the registry's launch parameters when the target agent must be launched.
+    pub launch_overrides: BTreeMap<String, String>,
 }
 
 /// The answer to a `create_task`.
@@ -286,6 +288,10 @@ pub struct Assignment {
     pub workspace: String,
     pub target_implementation: String,
     pub specifier: String,
+    /// A startup assignment to an orchestrator: the profile, and what to launch with (with
+    /// `auth_token`, the launched agent's one-shot task token).
+    pub profile: String,
+    pub launch_params: BTreeMap<String, String>,
 }
 
 /// What a worker reports on a task it holds.

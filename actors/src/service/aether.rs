@@ -32,6 +32,8 @@ pub struct GatewayConnect {
     pub client: String,
     /// The client's address as the binding saw it (listings).
     pub remote_addr: String,
+    /// An orchestrator's `supported_profiles` (whom it launches).
+    pub profiles: Vec<String>,
 }
 
 /// Whether a client without a credential is admitted as the principal it claims.
@@ -48,8 +50,8 @@ pub enum AnonymousPolicy {
 pub enum Credential {
     /// `x-api-key` / `api_key`, or the token of `authorization: Bearer …`.
     Key(String),
-    /// `token`: an Aether task token.
-    TaskToken,
+    /// `token`: an Aether task token (this node's: a launched agent's one-shot token).
+    TaskToken(String),
     None,
 }
 
@@ -57,8 +59,8 @@ pub enum Credential {
 /// an API key, then a bearer token; empty values count as absent.
 pub fn credential_of(credentials: &HashMap<String, String>) -> Credential {
     let get = |k: &str| credentials.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
-    if get("token").is_some() {
-        return Credential::TaskToken;
+    if let Some(token) = get("token") {
+        return Credential::TaskToken(token.to_owned());
     }
     if let Some(key) = get("x-api-key").or_else(|| get("api_key")) {
         return Credential::Key(key.to_owned());
@@ -121,11 +123,18 @@ impl Services {
                     _ => SessionAuthority::Claimed,
                 }
             }
-            Credential::TaskToken => {
-                return Err(ServiceError::new(
-                    ErrorKind::Unauthenticated,
-                    "task tokens (credentials 'token') are not served by this node; use an API key (x-api-key)",
-                ));
+            Credential::TaskToken(token) => {
+                // An agent an orchestrator launched for the node: admitted once, as itself.
+                let redeemed = self
+                    .launches
+                    .lock()
+                    .map_err(|_| ServiceError::internal("launch book poisoned"))?
+                    .redeem(&token, &identity.key, std::time::Instant::now());
+                if let Err(e) = redeemed {
+                    return Err(ServiceError::new(ErrorKind::Unauthenticated, e.to_string()));
+                }
+                tracing::info!(identity = %identity.key, "a launched agent connected with its task token");
+                SessionAuthority::Claimed
             }
             Credential::None => match policy {
                 AnonymousPolicy::AdmitClaimed => SessionAuthority::Claimed,
@@ -150,6 +159,7 @@ impl Services {
             outbound,
             remote_addr: connect.remote_addr,
             acl_exempt,
+            profiles: connect.profiles,
         };
         let opened = self.dir.presence.ask(ASK_TIMEOUT, |reply| PresenceMsg::Open(Box::new(request), reply)).await?;
         match opened {
@@ -217,7 +227,7 @@ mod tests {
         assert_eq!(credential_of(&creds(&[("api_key", "k2")])), Credential::Key("k2".into()));
         assert_eq!(credential_of(&creds(&[("authorization", "Bearer t1")])), Credential::Key("t1".into()));
         assert_eq!(credential_of(&creds(&[("x-api-key", ""), ("x-tenant-id", "t")])), Credential::None);
-        assert_eq!(credential_of(&creds(&[("token", "tt"), ("x-api-key", "k")])), Credential::TaskToken);
+        assert_eq!(credential_of(&creds(&[("token", "tt"), ("x-api-key", "k")])), Credential::TaskToken("tt".into()));
         assert_eq!(
             credential_of(&creds(&[("authorization", "Bearer b"), ("x-api-key", "k")])),
             Credential::Key("k".into())

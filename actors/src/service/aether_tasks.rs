@@ -15,9 +15,9 @@ use crate::aether::connection::Session;
 use crate::aether::identity::PrincipalKind;
 use crate::aether::presence::{PresenceMsg, SELF_ASSIGNED};
 use crate::aether::tasks::{
-    AetherTarget, AssignMode, CreateReply, CreateTask, METADATA_KEY, Progress, QueryFilter, TASK_PAYLOAD_MAX, TaskOp,
-    TaskOpKind, TaskOpReply, TaskQuery, TaskQueryReply, TaskView, WorkerReport, facts, node_statuses, payload_value,
-    view_of,
+    AetherTarget, AssignMode, Assignment, CreateReply, CreateTask, METADATA_KEY, Progress, QueryFilter,
+    TASK_PAYLOAD_MAX, TaskOp, TaskOpKind, TaskOpReply, TaskQuery, TaskQueryReply, TaskView, WorkerReport, facts,
+    node_statuses, payload_value, view_of,
 };
 use crate::intake::{IdempotencyKey, TaskRequest, create_task_once};
 use crate::model::{JsonObject, Priority, TaskRecord, TaskStatus};
@@ -63,6 +63,74 @@ fn priority_of(wire: i32) -> Priority {
 }
 
 impl Services {
+    /// Asks an orchestrator to launch an Aether agent that is not connected and has a task
+    /// waiting (lazy launch): when its implementation is registered with a profile and an
+    /// orchestrator of that profile is connected, that orchestrator gets the startup
+    /// `TaskAssignment{task_type: agent_startup, profile, target_implementation, workspace,
+    /// specifier, launch_params (the registry's, the overrides, "auth_token")}`; the agent it
+    /// starts connects with that one-shot token and receives its queued task. Once per agent
+    /// per minute; `None` when nobody was asked (the task waits for the agent either way).
+    pub(crate) async fn request_launch(
+        &self,
+        target: &AetherTarget,
+        overrides: &std::collections::BTreeMap<String, String>,
+    ) -> Option<String> {
+        let AetherTarget::Agent { workspace, implementation, specifier } = target else { return None };
+        let registered =
+            self.dir.reader.aether_agents().await.ok()?.into_iter().find(|a| &a.implementation == implementation)?;
+        let profile = Some(registered.orchestrator_profile.clone())
+            .filter(|p| !p.is_empty())
+            .or_else(|| registered.launch_params.get("profile").cloned())?;
+        let identity = target.id();
+        let now = std::time::Instant::now();
+        let token = {
+            let mut random = [0u8; 32];
+            use rand::TryRngCore as _;
+            rand::rngs::OsRng.try_fill_bytes(&mut random).ok()?;
+            let mut book = self.launches.lock().ok()?;
+            if book.pending(&identity, now) {
+                return None;
+            }
+            book.mint(&identity, random, now)
+        };
+        let mut launch_params = registered.launch_params.clone();
+        launch_params.extend(overrides.iter().map(|(k, v)| (k.clone(), v.clone())));
+        launch_params.insert("profile".into(), profile.clone());
+        launch_params.insert("specifier".into(), specifier.clone());
+        launch_params.insert("auth_token".into(), token);
+        let assignment = Assignment {
+            task_id: format!("startup_{}", crate::ids::new_id().to_ascii_lowercase()),
+            task_type: "agent_startup".into(),
+            assigned_at_ms: crate::clock::unix_millis(),
+            workspace: workspace.clone(),
+            target_implementation: implementation.clone(),
+            specifier: specifier.clone(),
+            profile: profile.clone(),
+            launch_params,
+            ..Assignment::default()
+        };
+        let asked = self
+            .dir
+            .presence
+            .ask(ASK_TIMEOUT, |reply| PresenceMsg::Launch {
+                profile: profile.clone(),
+                assignment: Box::new(assignment),
+                reply,
+            })
+            .await
+            .ok()
+            .flatten();
+        match &asked {
+            Some(orchestrator) => {
+                tracing::info!(identity = %identity, %profile, %orchestrator, "asked an orchestrator to launch an Aether agent")
+            }
+            None => {
+                tracing::info!(identity = %identity, %profile, "no orchestrator of the profile is connected; the task waits for the agent")
+            }
+        }
+        asked
+    }
+
     /// Whether an Aether agent or pool can take tasks: its implementation is in the agent
     /// registry, or the agent (or another agent of its implementation in its workspace) is
     /// connected. Otherwise a task for it would wait for nobody: not found.
@@ -216,6 +284,9 @@ impl Services {
                     .ask(ASK_TIMEOUT, |reply| PresenceMsg::Online { identity, reply })
                     .await
                     .unwrap_or(false);
+                if !online && let Some(target) = AetherTarget::parse(id) {
+                    self.request_launch(&target, &req.launch_overrides).await;
+                }
                 (if online { "assigned" } else { "orchestration_triggered" }, id.clone())
             }
             (Destination::Target(id), _) => ("assigned", id.clone()),
@@ -243,6 +314,32 @@ impl Services {
         let caller = self.gateway_caller(session).map_err(|e| aether_error(&e))?;
         caller.require(Need::Write).map_err(|e| aether_error(&e))?;
         let identity = session.identity.key.clone();
+        // The holder's own report needs no read first: the board knows who holds the task (a
+        // refusal falls through to the checks below, which name why).
+        let fast = match op.op {
+            TaskOpKind::Claim => Some((WorkerReport::Claim, "claimed")),
+            TaskOpKind::Complete => Some((WorkerReport::Complete, "completed")),
+            TaskOpKind::Fail => Some((WorkerReport::Fail { reason: op.reason.clone() }, "failed")),
+            _ => None,
+        };
+        if let Some((report, message)) = fast {
+            let (who, task_id) = (identity.clone(), op.task_id.clone());
+            let asked = self
+                .dir
+                .presence
+                .ask(ASK_TIMEOUT, |reply| PresenceMsg::Work { identity: who, task_id, report, reply })
+                .await;
+            if let Ok(Ok(())) = asked {
+                let now = self.dir.reader.task(&op.task_id).await.ok().flatten();
+                return Ok(TaskOpReply {
+                    request_id: op.request_id,
+                    success: true,
+                    message: message.to_owned(),
+                    task: now.map(|s| view_of(&s.task, None)),
+                    ..TaskOpReply::default()
+                });
+            }
+        }
         let task = self.visible_task(session, &op.task_id).await?;
         // A self-assigned task reaches the board just after its creation is durable; its
         // creator may report on it at once, so the board is asked again for a moment.

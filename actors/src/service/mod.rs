@@ -56,12 +56,20 @@ pub struct Services {
     identity: Arc<NodeIdentity>,
     /// Tokens and the admin key: what turns a presented credential into a caller.
     auth: Arc<auth::Authenticator>,
+    /// One-shot task tokens of agents the node asked an orchestrator to launch (lazy launch);
+    /// held briefly (mint, redeem), never across an await.
+    launches: Arc<std::sync::Mutex<crate::aether::launch::LaunchBook>>,
 }
 
 impl Services {
     pub fn new(dir: Arc<CoreHandles>, identity: NodeIdentity) -> Self {
         let hasher = crate::tokens::TokenHasher::new(identity.key().derive_key(b"aethrolink api token hmac v1"));
-        Services { dir, identity: Arc::new(identity), auth: Arc::new(auth::Authenticator::new(hasher)) }
+        Services {
+            dir,
+            identity: Arc::new(identity),
+            auth: Arc::new(auth::Authenticator::new(hasher)),
+            launches: Arc::default(),
+        }
     }
 
     /// This node's id.

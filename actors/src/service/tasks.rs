@@ -278,7 +278,26 @@ impl Services {
         caller.require(Need::Write)?;
         let req = req.into();
         self.check_aether_destination(&req).await?;
-        Ok(create_task(&self.dir.intake, req).await?)
+        let created = create_task(&self.dir.intake, req).await?;
+        self.launch_if_offline(&created).await;
+        Ok(created)
+    }
+
+    /// A task for an Aether agent that is not connected asks an orchestrator to launch it.
+    async fn launch_if_offline(&self, task: &TaskRecord) {
+        let Some(target) = task.resolved_agent_id.as_deref().and_then(crate::aether::tasks::AetherTarget::parse) else {
+            return;
+        };
+        let identity = target.id();
+        let online = self
+            .dir
+            .presence
+            .ask(TASK_ASK, |reply| crate::aether::presence::PresenceMsg::Online { identity, reply })
+            .await
+            .unwrap_or(true);
+        if !online {
+            self.request_launch(&target, &std::collections::BTreeMap::new()).await;
+        }
     }
 
     /// A task for an Aether agent or pool (`ag::…`, not a node target of that id) needs one
@@ -314,7 +333,11 @@ impl Services {
         let mut request = TaskRequest::from(req);
         request.idempotency = key.map(|key| IdempotencyKey { scope: caller.idempotency_scope(), key });
         self.check_aether_destination(&request).await?;
-        Ok(create_task_once(&self.dir.intake, request).await?)
+        let created = create_task_once(&self.dir.intake, request).await?;
+        if !created.replayed {
+            self.launch_if_offline(&created.record).await;
+        }
+        Ok(created)
     }
 
     /// One task.
