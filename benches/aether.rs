@@ -16,7 +16,8 @@
 //! * **RSS per idle connection** — 1,000 agents connected (one HTTP/2 connection each), the node's
 //!   `VmRSS` before and after, divided by 1,000;
 //! * **tasks** — POOL tasks (`CreateTaskRequest` with a request id) from 4 creators to the
-//!   implementation two connected workers serve; each worker completes what it is assigned.
+//!   implementation two connected workers serve; each worker completes what it is assigned
+//!   (`TaskOperation` COMPLETE with a request id, as the SDK's `complete_task`).
 //!   Durable tasks/s from the first create until every `TaskAssignment` arrived, how evenly the
 //!   two were served, then create → `TaskAssignment` latency p50/p99 one task at a time;
 //! * for reference, the KV get round trip through the Python SDK (`AsyncAgentClient.kv_get`) when
@@ -406,8 +407,8 @@ fn complete(task_id: String) -> UpstreamMessage {
     UpstreamMessage {
         payload: Some(Up::TaskOp(aethrolink::gateway::proto::TaskOperation {
             op: aethrolink::gateway::proto::task_operation::OpType::Complete as i32,
+            request_id: format!("done-{task_id}"),
             task_id,
-            request_id: String::new(),
             ..Default::default()
         })),
         ..Default::default()

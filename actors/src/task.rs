@@ -938,7 +938,13 @@ async fn on_acquired(
     // handled after this write, so the log order holds): the destination answers a submit sent
     // again with the task it created (idempotent per proxy task), so a restart in between that
     // dispatches again cannot run the task twice on our peers, and the commit is off the path.
-    let relayed = state.target.as_ref().is_some_and(|t| t.source == crate::model::TargetSource::Peer);
+    // An Aether worker is handed its task the same way, while `task.dispatching` is written:
+    // the hand-over is the latency SDK creators see. A crash in between re-dispatches it on
+    // recovery (the worker may get it twice: at least once, never lost).
+    let relayed = state
+        .target
+        .as_ref()
+        .is_some_and(|t| matches!(t.source, crate::model::TargetSource::Peer | crate::model::TargetSource::Aether));
     let mut submitted = false;
     if relayed {
         if !handle.session.send(SessionMsg::Submit(Box::new(dispatch_of(myself, state)))) {
