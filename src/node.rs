@@ -409,6 +409,13 @@ pub async fn serve(
                 AnonymousPolicy::Refuse
             };
             tracing::info!(addr = %a, anonymous = ?policy, tls = options.aether_tls.is_some(), "aether gateway listening");
+            // Agents the node launches itself connect here (an unspecified address: loopback).
+            let reachable = if a.ip().is_unspecified() {
+                std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), a.port())
+            } else {
+                a
+            };
+            state.services.set_gateway_address(reachable.to_string());
             let (services, token, grace) = (state.services.clone(), shutdown.clone(), options.shutdown_grace);
             let tls = options.aether_tls.as_ref().map(TlsConfig::server_config);
             Some(tokio::spawn(async move {

@@ -714,11 +714,19 @@ fn an_orchestrator_launches_an_offline_agent_for_its_task() -> Result {
     for check in [
         "ok a task for an offline registered agent makes an orchestrator launch it; it connects with its token and completes the task",
         "ok a launch token admits its agent once",
+        "ok with no orchestrator of its profile, the node launches a registered agent's command itself",
     ] {
         assert!(out.contains(check), "missing {check:?} in:\n{out}");
     }
     let log = node.log();
     assert!(log.contains("asked an orchestrator to launch an Aether agent"), "{log}");
     assert!(log.contains("a launched agent connected with its task token"), "{log}");
+    assert!(log.contains("launched an Aether agent itself (no orchestrator)"), "{log}");
+    // The agent exits after its task; the node reaps it (and says so) shortly after.
+    let started = std::time::Instant::now();
+    while !node.log().contains("a launched Aether agent ended") && started.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(node.log().contains("a launched Aether agent ended"), "the node reaped its agent:\n{}", node.log());
     Ok(())
 }

@@ -12,6 +12,7 @@ receives the queued task and completes it. The token does not admit a second con
 Prints `ok <check>` per passed check; any failure raises (exit status 1).
 """
 import asyncio
+import json
 import os
 import queue
 import subprocess
@@ -90,6 +91,22 @@ async def main():
     assert not again.is_connected, "a used task token admitted a second connection"
     await again.close()
     ok("a launch token admits its agent once")
+
+    # No orchestrator of its profile, but a command in the registry: the node launches it itself.
+    agent = os.path.join(HERE, "lazy_agent.py")
+    reg = await admin.register_agent("self-w", profile="local", launch_params={"command": json.dumps([sys.executable, agent])})
+    assert reg is not None and reg.success, reg
+    r = await creator.create_task_sync("self.job", "default", target_agent_id="ag::default::self-w::s1")
+    assert r is not None and r.success and r.status == "orchestration_triggered", r
+    deadline = time.monotonic() + 30
+    while True:
+        t = await creator.get_task(r.task_id)
+        if t.task.status == pb.TASK_STATUS_COMPLETED or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.1)
+    assert t.task.status == pb.TASK_STATUS_COMPLETED and t.task.assigned_to == "ag::default::self-w::s1", t
+    assert startups.empty(), "the orchestrator of another profile was asked"
+    ok("with no orchestrator of its profile, the node launches a registered agent's command itself")
 
     orc.close()
     await creator.close()

@@ -278,7 +278,7 @@ mod tests {
         board.online("ag::ws2::worker::d", "ws2", "worker", 4);
         let mut count: HashMap<String, usize> = HashMap::new();
         for i in 0..10 {
-            let p = board.submit(&format!("t{i}"), pool(), ()).expect("placed");
+            let Some(p) = board.submit(&format!("t{i}"), pool(), ()) else { panic!("t{i} not placed") };
             assert!(p.push && p.first);
             *count.entry(p.worker).or_default() += 1;
         }
@@ -357,7 +357,7 @@ mod tests {
     #[test]
     fn a_creator_holds_its_own_task_without_a_push() {
         let mut board: TaskBoard<u32, &str> = TaskBoard::default();
-        let p = board.submit("s", Want::Creator("ag::ws::me::1".into()), "d").expect("held");
+        let Some(p) = board.submit("s", Want::Creator("ag::ws::me::1".into()), "d") else { panic!("not held") };
         assert_eq!((p.worker.as_str(), p.push, p.handle), ("ag::ws::me::1", false, None));
         assert_eq!(board.submit("s", Want::Creator("ag::ws::me::1".into()), "d2"), None);
         assert_eq!(board.item("s"), Some(&"d2"));

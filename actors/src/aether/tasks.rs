@@ -607,7 +607,7 @@ mod tests {
         for bad in ["ag::ws", "ag::", "ag::ws::::x", "ag::ws::a::b::c", "tu::ws::a::b", "echo", "ag::w s::a"] {
             assert_eq!(AetherTarget::parse(bad), None, "{bad}");
         }
-        let t = AetherTarget::parse("ag::ws::impl::s1").expect("parses");
+        let Some(t) = AetherTarget::parse("ag::ws::impl::s1") else { panic!("does not parse") };
         assert_eq!(AetherTarget::parse(&t.id()), Some(t));
     }
 

@@ -28,6 +28,9 @@ const QUERY_PAGE_MAX: u32 = 500;
 /// Tasks one LIST returns when the filter gives no limit.
 const QUERY_PAGE_DEFAULT: u32 = 100;
 
+/// The agent registry's launch parameter naming what the node runs itself (a JSON argv).
+const LAUNCH_COMMAND: &str = "command";
+
 /// How long a creator's report on its own new task waits for the board to have it: tries, step.
 const SELF_ASSIGN_WAIT_TRIES: u32 = 100;
 const SELF_ASSIGN_WAIT_STEP: std::time::Duration = std::time::Duration::from_millis(20);
@@ -80,7 +83,12 @@ impl Services {
             self.dir.reader.aether_agents().await.ok()?.into_iter().find(|a| &a.implementation == implementation)?;
         let profile = Some(registered.orchestrator_profile.clone())
             .filter(|p| !p.is_empty())
-            .or_else(|| registered.launch_params.get("profile").cloned())?;
+            .or_else(|| registered.launch_params.get("profile").cloned())
+            .unwrap_or_default();
+        let command = registered.launch_params.get(LAUNCH_COMMAND).cloned();
+        if profile.is_empty() && command.is_none() {
+            return None;
+        }
         let identity = target.id();
         let now = std::time::Instant::now();
         let token = {
@@ -109,26 +117,91 @@ impl Services {
             launch_params,
             ..Assignment::default()
         };
-        let asked = self
-            .dir
-            .presence
-            .ask(ASK_TIMEOUT, |reply| PresenceMsg::Launch {
-                profile: profile.clone(),
-                assignment: Box::new(assignment),
-                reply,
-            })
-            .await
-            .ok()
-            .flatten();
-        match &asked {
-            Some(orchestrator) => {
-                tracing::info!(identity = %identity, %profile, %orchestrator, "asked an orchestrator to launch an Aether agent")
-            }
-            None => {
-                tracing::info!(identity = %identity, %profile, "no orchestrator of the profile is connected; the task waits for the agent")
-            }
+        let launch_params = assignment.launch_params.clone();
+        let asked = match profile.is_empty() {
+            true => None,
+            false => self
+                .dir
+                .presence
+                .ask(ASK_TIMEOUT, |reply| PresenceMsg::Launch {
+                    profile: profile.clone(),
+                    assignment: Box::new(assignment),
+                    reply,
+                })
+                .await
+                .ok()
+                .flatten(),
+        };
+        if let Some(orchestrator) = &asked {
+            tracing::info!(identity = %identity, %profile, %orchestrator, "asked an orchestrator to launch an Aether agent");
+            return asked;
         }
-        asked
+        // No orchestrator for it: the node is its own, when the registry says what to run.
+        if let Some(command) = command {
+            return self.launch_agent_itself(target, &command, &launch_params);
+        }
+        tracing::info!(identity = %identity, %profile, "no orchestrator of the profile is connected; the task waits for the agent");
+        None
+    }
+
+    /// Starts an Aether agent as the node's own child (its registry entry's
+    /// `launch_params["command"]`, a JSON array of argv; `launch_params["cwd"]`), in its own
+    /// process group that dies with the node, told where to connect and with what in its
+    /// environment: `AETHER_GATEWAY`, `AETHER_AUTH_TOKEN`, `AETHER_WORKSPACE`,
+    /// `AETHER_IMPLEMENTATION`, `AETHER_SPECIFIER`. Its output goes to the node's log.
+    fn launch_agent_itself(
+        &self,
+        target: &AetherTarget,
+        command: &str,
+        params: &std::collections::BTreeMap<String, String>,
+    ) -> Option<String> {
+        use crate::runtime::process;
+        let AetherTarget::Agent { workspace, implementation, specifier } = target else { return None };
+        let identity = target.id();
+        let argv: Vec<String> = match serde_json::from_str(command) {
+            Ok(argv) => argv,
+            Err(e) => {
+                tracing::warn!(identity = %identity, error = %e, "launch_params.command must be a JSON array of strings; not launched");
+                return None;
+            }
+        };
+        let Some(gateway) = self.gateway_address.get().cloned() else {
+            tracing::warn!(identity = %identity, "the gateway's address is not known; not launched");
+            return None;
+        };
+        let env = [
+            ("AETHER_GATEWAY", gateway),
+            ("AETHER_AUTH_TOKEN", params.get("auth_token").cloned().unwrap_or_default()),
+            ("AETHER_WORKSPACE", workspace.clone()),
+            ("AETHER_IMPLEMENTATION", implementation.clone()),
+            ("AETHER_SPECIFIER", specifier.clone()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let cmd =
+            process::LaunchCommand { argv, env, cwd: process::absolute_dir(params.get("cwd").map(String::as_str)) };
+        let spawned = match process::spawn(&cmd, &identity) {
+            Ok(spawned) => spawned,
+            Err(e) => {
+                tracing::warn!(identity = %identity, error = %e, "could not launch the Aether agent");
+                return None;
+            }
+        };
+        let pid = spawned.pid;
+        tracing::info!(identity = %identity, pid, "launched an Aether agent itself (no orchestrator)");
+        // The child is owned by this task: when the node stops, dropping it kills the agent
+        // (and its keeper the agent's group); it is reaped and its end logged otherwise.
+        tokio::spawn(async move {
+            let process::Spawned { mut child, stdout, stderr_tail, stdin, keeper, .. } = spawned;
+            drop(stdin);
+            process::log_stdout(stdout, stderr_tail, &identity, pid);
+            let status = child.wait().await;
+            let ended = status.as_ref().map_or_else(|e| e.to_string(), process::describe_exit);
+            tracing::info!(identity = %identity, pid, status = %ended, "a launched Aether agent ended");
+            drop(keeper);
+        });
+        Some("node".into())
     }
 
     /// Whether an Aether agent or pool can take tasks: its implementation is in the agent

@@ -59,6 +59,9 @@ pub struct Services {
     /// One-shot task tokens of agents the node asked an orchestrator to launch (lazy launch);
     /// held briefly (mint, redeem), never across an await.
     launches: Arc<std::sync::Mutex<crate::aether::launch::LaunchBook>>,
+    /// Where the Aether gateway listens (`host:port`), once it does: agents the node launches
+    /// itself are told to connect there.
+    gateway_address: Arc<std::sync::OnceLock<String>>,
 }
 
 impl Services {
@@ -69,7 +72,13 @@ impl Services {
             identity: Arc::new(identity),
             auth: Arc::new(auth::Authenticator::new(hasher)),
             launches: Arc::default(),
+            gateway_address: Arc::default(),
         }
+    }
+
+    /// Records where the Aether gateway listens (set once, by the binary that bound it).
+    pub fn set_gateway_address(&self, address: String) {
+        let _ = self.gateway_address.set(address);
     }
 
     /// This node's id.
