@@ -222,7 +222,7 @@ impl Services {
         }
         let mut ids = Vec::new();
         loop {
-            let page = self.dir.reader.tasks(&filter).await?;
+            let page = self.searched_tasks(&filter).await?;
             ids.extend(page.tasks.into_iter().map(|t| t.task_id));
             if ids.len() >= MAX_BULK_TASKS {
                 let more = ids.len() > MAX_BULK_TASKS || page.next_cursor.is_some();

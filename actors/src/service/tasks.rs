@@ -15,8 +15,8 @@ use crate::sse::{SINK_CAPACITY, Subscriber, SubscriberArgs, SubscriberMsg};
 use crate::state_machine::ResumeRejection;
 use crate::storage::reader::MAX_PAGE;
 use crate::storage::reader::TaskCursor;
-use crate::storage::{TaskFilter, TaskPage};
-use crate::supervision::ask;
+use crate::storage::{StorageMsg, TaskFilter, TaskPage};
+use crate::supervision::{ASK_TIMEOUT, ask};
 use crate::task::{TaskError, TaskMsg};
 use crate::task_supervisor::TaskSupMsg;
 
@@ -351,7 +351,17 @@ impl Services {
     pub async fn list_tasks(&self, caller: &Caller, query: TaskListQuery) -> Result<TaskPage, ServiceError> {
         caller.require(Need::Read)?;
         let filter = task_filter(query)?;
-        Ok(self.dir.reader.tasks(&filter).await?)
+        self.searched_tasks(&filter).await
+    }
+
+    /// A page of `filter`'s tasks. A text search first brings the search index up to every write
+    /// acknowledged so far (the index is kept behind the writes): a task's latest event is found
+    /// as soon as it was published.
+    pub(crate) async fn searched_tasks(&self, filter: &TaskFilter) -> Result<TaskPage, ServiceError> {
+        if filter.text.is_some() {
+            self.dir.storage.ask(ASK_TIMEOUT, StorageMsg::SyncTextIndex).await??;
+        }
+        Ok(self.dir.reader.tasks(filter).await?)
     }
 
     /// The live actor of a task, or `None` when it has none (terminal, or being restarted).

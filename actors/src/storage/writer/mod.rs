@@ -4,7 +4,8 @@
 //! which lands behind every write already in the mailbox, so one transaction absorbs everything
 //! that arrived while the previous commit was in flight — batches grow with load, no timer.
 //! Each write is acknowledged only after its transaction committed. A batch that fails on a
-//! constraint is retried write by write, so one bad write never fails its neighbours.
+//! constraint is retried write by write, so one bad write never fails its neighbours. The text
+//! search index is kept behind the writes, in passes of its own (`text_index`).
 //!
 //! This file holds the actor and the dispatch: `WritePlan` groups a batch by statement and
 //! `write_all` runs it. Each table group's SQL lives in its own submodule (`tasks`, `agents`,
@@ -17,6 +18,7 @@ mod node;
 mod peers;
 mod runtime;
 mod tasks;
+mod text_index;
 mod threads;
 mod tokens;
 
@@ -164,6 +166,8 @@ pub struct StorageStats {
     pub writes: u64,
     /// Largest batch committed in one transaction.
     pub max_batch: usize,
+    /// Passes of the text search index (each indexes every task written since the one before).
+    pub text_passes: u64,
 }
 
 /// Messages of the storage actor.
@@ -172,6 +176,11 @@ pub enum StorageMsg {
     Write(WriteOp, RpcReplyPort<Result<(), StorageError>>),
     /// Commit everything queued (sent to self).
     Flush,
+    /// Index the texts committed since the last pass (sent to self, on a timer).
+    IndexTexts,
+    /// Index every text committed so far, then reply: a search sent after the reply sees every
+    /// write acknowledged before this message.
+    SyncTextIndex(RpcReplyPort<Result<(), StorageError>>),
     /// Report counters.
     Stats(RpcReplyPort<StorageStats>),
 }
@@ -189,6 +198,9 @@ pub struct StorageState {
     pending: Vec<(WriteOp, RpcReplyPort<Result<(), StorageError>>)>,
     /// A `Flush` is already in the mailbox; don't queue another.
     flush_scheduled: bool,
+    /// Texts of committed task writes the search index does not have yet: indexed in passes
+    /// off the write path, coalesced per task.
+    texts: text_index::TextBacklog,
     /// Counters.
     stats: StorageStats,
 }
@@ -206,7 +218,24 @@ impl Actor for StorageActor {
         _myself: ActorRef<StorageMsg>,
         args: StorageArgs,
     ) -> Result<StorageState, ActorProcessingErr> {
-        Ok(StorageState { db: args.db, pending: Vec::new(), flush_scheduled: false, stats: StorageStats::default() })
+        // Texts a crash (of the node or of this actor) kept from their pass are indexed again
+        // from the stored events. A failure leaves the mark where it is, for the next start.
+        let recovered = match args.db.writer.acquire().await {
+            Ok(mut conn) => text_index::recover(&mut conn).await,
+            Err(e) => Err(e.into()),
+        };
+        match recovered {
+            Ok(0) => {}
+            Ok(tasks) => tracing::info!(actor_kind = "storage", tasks, "text search index caught up"),
+            Err(e) => tracing::warn!(actor_kind = "storage", error = %e, "text search index not caught up"),
+        }
+        Ok(StorageState {
+            db: args.db,
+            pending: Vec::new(),
+            flush_scheduled: false,
+            texts: text_index::TextBacklog::default(),
+            stats: StorageStats::default(),
+        })
     }
 
     async fn handle(
@@ -229,7 +258,23 @@ impl Actor for StorageActor {
                 if batch.is_empty() {
                     return Ok(());
                 }
-                flush(state, batch).await?;
+                let next = flush(state, batch).await?;
+                schedule_index(&myself, state, next).await?;
+            }
+            StorageMsg::IndexTexts => {
+                state.texts.timer_fired();
+                if let Err(e) = index_backlog(&myself, state).await {
+                    tracing::warn!(actor_kind = "storage", error = %e, "text search index pass failed; retrying");
+                    escalate_if_unavailable(e)?;
+                }
+            }
+            StorageMsg::SyncTextIndex(reply) => {
+                let result = index_backlog(&myself, state).await;
+                let unavailable = matches!(result, Err(StorageError::Unavailable(_)));
+                let _ = reply.send(result.clone());
+                if unavailable && let Err(e) = result {
+                    escalate_if_unavailable(e)?;
+                }
             }
             StorageMsg::Stats(reply) => {
                 let _ = reply.send(state.stats);
@@ -240,29 +285,81 @@ impl Actor for StorageActor {
 
     async fn post_stop(
         &self,
-        _myself: ActorRef<StorageMsg>,
+        myself: ActorRef<StorageMsg>,
         state: &mut StorageState,
     ) -> Result<(), ActorProcessingErr> {
         // A graceful stop (drain) processed every queued message already; anything still pending
-        // is committed here so no acknowledged-later write is lost.
+        // is committed here so no acknowledged-later write is lost, and the search index catches
+        // up (else the next start does it).
         let batch = std::mem::take(&mut state.pending);
         if !batch.is_empty() {
             flush(state, batch).await?;
+        }
+        if let Err(e) = index_backlog(&myself, state).await {
+            tracing::warn!(actor_kind = "storage", error = %e, "text search index left for the next start");
         }
         Ok(())
     }
 }
 
+/// Acts on what queuing texts asked for: a timed pass, or one now.
+async fn schedule_index(
+    myself: &ActorRef<StorageMsg>,
+    state: &mut StorageState,
+    next: text_index::Next,
+) -> Result<(), ActorProcessingErr> {
+    match next {
+        text_index::Next::Wait => Ok(()),
+        text_index::Next::Schedule => {
+            myself.send_after(text_index::INDEX_DELAY, || StorageMsg::IndexTexts);
+            Ok(())
+        }
+        text_index::Next::IndexNow => match index_backlog(myself, state).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                tracing::warn!(actor_kind = "storage", error = %e, "text search index pass failed; retrying");
+                escalate_if_unavailable(e)
+            }
+        },
+    }
+}
+
+/// One pass of the text search index over the whole backlog. A failed pass puts its texts back
+/// and schedules another.
+async fn index_backlog(myself: &ActorRef<StorageMsg>, state: &mut StorageState) -> Result<(), StorageError> {
+    if state.texts.is_empty() {
+        return Ok(());
+    }
+    let texts = state.texts.take();
+    let indexed = match state.db.writer.acquire().await {
+        Ok(mut conn) => text_index::index(&mut conn, &texts).await,
+        Err(e) => Err(e.into()),
+    };
+    match indexed {
+        Ok(()) => {
+            state.stats.text_passes += 1;
+            Ok(())
+        }
+        Err(e) => {
+            if state.texts.restore(texts) == text_index::Next::Schedule {
+                myself.send_after(text_index::INDEX_DELAY, || StorageMsg::IndexTexts);
+            }
+            Err(e)
+        }
+    }
+}
+
 /// Commits a batch; on failure retries each write alone. Returns `Err` (failing the actor, so its
-/// supervisor restarts it) only when the database itself is unavailable.
+/// supervisor restarts it) only when the database itself is unavailable; else what the texts
+/// it committed ask of the search index.
 async fn flush(
     state: &mut StorageState,
     batch: Vec<(WriteOp, RpcReplyPort<Result<(), StorageError>>)>,
-) -> Result<(), ActorProcessingErr> {
+) -> Result<text_index::Next, ActorProcessingErr> {
     let (ops, replies): (Vec<WriteOp>, Vec<_>) = batch.into_iter().unzip();
     let started = std::time::Instant::now();
     match commit(&state.db, &ops).await {
-        Ok(()) => {
+        Ok(texts) => {
             metrics::counter!(telemetry::STORAGE_COMMITS).increment(1);
             metrics::histogram!(telemetry::STORAGE_COMMIT_DURATION).record(started.elapsed().as_secs_f64());
             metrics::histogram!(telemetry::STORAGE_BATCH_SIZE).record(ops.len() as f64);
@@ -272,29 +369,36 @@ async fn flush(
             for reply in replies {
                 let _ = reply.send(Ok(()));
             }
-            Ok(())
+            Ok(state.texts.add(texts))
         }
         Err(err) if ops.len() == 1 => {
             for reply in replies {
                 let _ = reply.send(Err(err.clone()));
             }
-            escalate_if_unavailable(err)
+            escalate_if_unavailable(err).map(|()| text_index::Next::Wait)
         }
         Err(batch_err) => {
             tracing::warn!(actor_kind = "storage", error = %batch_err, writes = ops.len(), "batch commit failed; retrying writes one by one");
-            let mut unavailable = None;
+            let (mut unavailable, mut next) = (None, text_index::Next::Wait);
             for (op, reply) in ops.into_iter().zip(replies) {
-                let result = commit(&state.db, std::slice::from_ref(&op)).await;
-                if result.is_ok() {
-                    state.stats.commits += 1;
-                    state.stats.writes += 1;
-                }
+                let result = match commit(&state.db, std::slice::from_ref(&op)).await {
+                    Ok(texts) => {
+                        state.stats.commits += 1;
+                        state.stats.writes += 1;
+                        match state.texts.add(texts) {
+                            text_index::Next::Wait => {}
+                            asked => next = asked,
+                        }
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                };
                 if let Err(StorageError::Unavailable(_)) = &result {
                     unavailable = result.clone().err();
                 }
                 let _ = reply.send(result);
             }
-            unavailable.map_or(Ok(()), escalate_if_unavailable)
+            unavailable.map_or(Ok(()), escalate_if_unavailable).map(|()| next)
         }
     }
 }
@@ -306,14 +410,15 @@ fn escalate_if_unavailable(err: StorageError) -> Result<(), ActorProcessingErr> 
     }
 }
 
-/// Writes `ops` in one `BEGIN IMMEDIATE … COMMIT`.
-async fn commit(db: &Db, ops: &[WriteOp]) -> Result<(), StorageError> {
+/// Writes `ops` in one `BEGIN IMMEDIATE … COMMIT`; returns the searchable texts it made durable
+/// (task id, text of the task's last event), for the search index.
+async fn commit(db: &Db, ops: &[WriteOp]) -> Result<Vec<(String, String)>, StorageError> {
     let mut conn = db.writer.acquire().await?;
     sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
     match write_all(&mut conn, ops).await {
-        Ok(()) => {
+        Ok(texts) => {
             sqlx::query("COMMIT").execute(&mut *conn).await?;
-            Ok(())
+            Ok(texts)
         }
         Err(e) => {
             let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
@@ -423,8 +528,9 @@ impl<'a> WritePlan<'a> {
     }
 }
 
-/// Writes `ops` on `conn` (inside the caller's transaction).
-async fn write_all(conn: &mut SqliteConnection, ops: &[WriteOp]) -> Result<(), StorageError> {
+/// Writes `ops` on `conn` (inside the caller's transaction); returns the searchable text of each
+/// task written (its last event's), which the search index takes after the commit.
+async fn write_all(conn: &mut SqliteConnection, ops: &[WriteOp]) -> Result<Vec<(String, String)>, StorageError> {
     let plan = WritePlan::new(ops);
     for op in plan.in_order {
         write_in_order(conn, op).await?;
@@ -438,10 +544,6 @@ async fn write_all(conn: &mut SqliteConnection, ops: &[WriteOp]) -> Result<(), S
     for chunk in plan.events.chunks(ROWS_PER_STATEMENT) {
         tasks::insert_events(conn, chunk).await?;
     }
-    let last_texts = tasks::last_texts(&plan.events);
-    for chunk in last_texts.chunks(ROWS_PER_STATEMENT) {
-        tasks::index_texts(conn, chunk).await?;
-    }
     for chunk in plan.claims.chunks(ROWS_PER_STATEMENT) {
         tasks::claim_idempotency_keys(conn, chunk).await?;
     }
@@ -454,7 +556,7 @@ async fn write_all(conn: &mut SqliteConnection, ops: &[WriteOp]) -> Result<(), S
     for (key, value) in plan.node_meta {
         node::set_meta(conn, key, value).await?;
     }
-    Ok(())
+    Ok(tasks::last_texts(&plan.events))
 }
 
 /// One write of [`WritePlan::in_order`].
@@ -870,6 +972,78 @@ mod tests {
         assert!(!write(WorkspaceWrite::Delete("ws-1".into())).await?);
         assert_eq!(db.reader().aether_workspaces().await?.len(), 1);
         storage.drain_and_wait(Some(Duration::from_secs(5))).await?;
+        Ok(())
+    }
+
+    /// Task ids whose indexed text contains `needle`, straight from the index.
+    async fn indexed(db: &Db, needle: &str) -> Result<Vec<String>, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT t.task_id FROM task_text x JOIN tasks t ON t.rowid = x.rowid WHERE task_text MATCH ?1 ORDER BY 1",
+        )
+        .bind(format!("\"{needle}\""))
+        .fetch_all(&db.reader)
+        .await
+    }
+
+    fn said(id: &str, seq: u64, message: &str) -> WriteOp {
+        let mut e = event(id, seq);
+        e.message = Some(message.into());
+        WriteOp::Task {
+            task: Box::new(task(id)),
+            last_seq: seq,
+            events: vec![e],
+            artifacts: vec![],
+            new_turn: None,
+            claim: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_text_index_follows_the_writes_in_passes_and_catches_up_after_a_crash()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let db = Db::open(&DatabaseLocation::File(dir.path().join("t.db").display().to_string())).await?;
+        let (storage, _) = Actor::spawn(None, StorageActor, StorageArgs { db: db.clone() }).await?;
+        let write = |op| ask(&storage, "storage", Duration::from_secs(10), |r| StorageMsg::Write(op, r));
+        write(said("a", 1, "alpha first")).await?.map_err(|e| e.to_string())?;
+        write(said("a", 2, "alpha second")).await?.map_err(|e| e.to_string())?;
+        write(said("b", 1, "beta first")).await?.map_err(|e| e.to_string())?;
+        // A search's sync indexes every acknowledged write, each task with its last text.
+        ask(&storage, "storage", Duration::from_secs(10), StorageMsg::SyncTextIndex)
+            .await?
+            .map_err(|e| e.to_string())?;
+        assert_eq!(indexed(&db, "second").await?, vec!["a"]);
+        assert!(indexed(&db, "alpha first").await?.is_empty(), "a's earlier text was replaced");
+        assert_eq!(indexed(&db, "beta").await?, vec!["b"]);
+        // Left alone, the timed pass indexes a write without anyone asking.
+        write(said("c", 1, "gamma")).await?.map_err(|e| e.to_string())?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while indexed(&db, "gamma").await?.is_empty() {
+            assert!(tokio::time::Instant::now() < deadline, "the timed pass never ran");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let passes = ask(&storage, "storage", Duration::from_secs(10), StorageMsg::Stats).await?.text_passes;
+        assert!(passes >= 2, "one pass asked for, one timed: {passes}");
+        // A crash before the pass: the actor is killed with texts in its backlog.
+        write(said("a", 3, "alpha third")).await?.map_err(|e| e.to_string())?;
+        write(said("d", 1, "delta")).await?.map_err(|e| e.to_string())?;
+        storage.kill();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while storage.get_status() != ractor::ActorStatus::Stopped {
+            assert!(tokio::time::Instant::now() < deadline, "the killed actor never stopped");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(indexed(&db, "delta").await?.is_empty(), "the crash kept delta from its pass");
+        // The next start indexes what the crash kept back, from the stored events.
+        let (storage, _) = Actor::spawn(None, StorageActor, StorageArgs { db: db.clone() }).await?;
+        assert_eq!(indexed(&db, "delta").await?, vec!["d"]);
+        assert_eq!(indexed(&db, "third").await?, vec!["a"]);
+        assert_eq!(indexed(&db, "gamma").await?, vec!["c"], "untouched tasks keep their text");
+        // A graceful stop indexes its backlog.
+        let write = |op| ask(&storage, "storage", Duration::from_secs(10), |r| StorageMsg::Write(op, r));
+        write(said("e", 1, "epsilon")).await?.map_err(|e| e.to_string())?;
+        storage.drain_and_wait(Some(Duration::from_secs(5))).await?;
+        assert_eq!(indexed(&db, "epsilon").await?, vec!["e"]);
         Ok(())
     }
 

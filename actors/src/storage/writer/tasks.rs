@@ -140,20 +140,47 @@ pub(super) fn last_texts(events: &[&TaskEvent]) -> Vec<(String, String)> {
     last.into_iter().map(|(id, e)| (id.to_owned(), searchable_text(e))).collect()
 }
 
-/// One statement replacing the indexed text of each task in `rows`.
+/// One statement removing the indexed text of each task in `rows` (a task never indexed is a
+/// no-op). Pure.
+pub(super) fn unindex_texts_statement(rows: &[(String, String)]) -> QueryBuilder<Sqlite> {
+    let mut qb: QueryBuilder<Sqlite> =
+        QueryBuilder::new("DELETE FROM task_text WHERE rowid IN (SELECT rowid FROM tasks WHERE task_id IN (");
+    let mut ids = qb.separated(", ");
+    for (id, _) in rows {
+        ids.push_bind(id.clone());
+    }
+    qb.push("))");
+    qb
+}
+
+/// One statement indexing the text of each task in `rows` (after its old text was removed).
+/// Pure.
 pub(super) fn index_texts_statement(rows: &[(String, String)]) -> QueryBuilder<Sqlite> {
     let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("WITH v(task_id, text) AS (");
     qb.push_values(rows, |mut b, (id, text)| {
         b.push_bind(id.clone()).push_bind(text.clone());
     });
+    // In rowid order: FTS5 also flushes its pending inserts before one whose rowid is not above
+    // the last.
     qb.push(
-        ") INSERT OR REPLACE INTO task_text (rowid, text) SELECT t.rowid, v.text FROM v JOIN tasks t ON t.task_id = v.task_id",
+        ") INSERT INTO task_text (rowid, text) SELECT t.rowid, v.text FROM v JOIN tasks t ON t.task_id = v.task_id \
+         ORDER BY t.rowid",
     );
     qb
 }
 
+/// Replaces the indexed text of each task in `rows`: every removal first, then every insert.
+/// The order matters for cost: FTS5 flushes its pending inserts to a new segment before each
+/// delete that follows them (a contentless-delete table finds the row in the segments) and
+/// before an insert out of rowid order, so `INSERT OR REPLACE` in any order wrote a segment,
+/// and merged segments, per row; this writes one per call.
 pub(super) async fn index_texts(conn: &mut SqliteConnection, rows: &[(String, String)]) -> Result<(), StorageError> {
-    index_texts_statement(rows).build().execute(&mut *conn).await?;
+    for chunk in rows.chunks(super::ROWS_PER_STATEMENT) {
+        unindex_texts_statement(chunk).build().execute(&mut *conn).await?;
+    }
+    for chunk in rows.chunks(super::ROWS_PER_STATEMENT) {
+        index_texts_statement(chunk).build().execute(&mut *conn).await?;
+    }
     Ok(())
 }
 
