@@ -270,9 +270,8 @@ impl Actor for StorageActor {
             }
             StorageMsg::SyncTextIndex(reply) => {
                 let result = index_backlog(&myself, state).await;
-                let unavailable = matches!(result, Err(StorageError::Unavailable(_)));
                 let _ = reply.send(result.clone());
-                if unavailable && let Err(e) = result {
+                if let Err(e) = result {
                     escalate_if_unavailable(e)?;
                 }
             }
