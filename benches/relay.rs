@@ -92,6 +92,10 @@ async fn trace(http: &reqwest::Client, origin: &str, destination: &str) -> Resul
     }
     let remote =
         task["task"]["remote"]["binding"].as_str().or_else(|| task["remote"]["binding"].as_str()).unwrap_or("");
+    if remote.is_empty() {
+        // A direct task: nothing relayed.
+        return Ok(());
+    }
     let text = http.get(format!("{destination}/v1/tasks/{remote}/events")).send().await?.text().await?;
     for line in text.lines().filter_map(|l| l.strip_prefix("data: ")) {
         let e: Value = serde_json::from_str(line)?;
@@ -149,6 +153,10 @@ async fn main() -> Result {
     if std::env::var_os("BENCH_RELAY_TRACE").is_some() {
         for _ in 0..5 {
             trace(&http, &origin.base, &destination.base).await?;
+        }
+        println!("direct (the destination's own task, for comparison):");
+        for _ in 0..3 {
+            trace(&http, &destination.base, &destination.base).await?;
         }
     }
 

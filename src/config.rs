@@ -404,6 +404,7 @@ pub fn parse_registry(text: &str) -> Result<Vec<TargetSpec>, RegistryIssue> {
             owner: "local".to_owned(),
             source: TargetSource::File,
             permissions: entry.permissions,
+            resubmit_safe: false,
         };
         validate_target(&spec, &catalog).map_err(|e| at(e.field, e.message))?;
         targets.push(spec);

@@ -2,8 +2,9 @@
 //! `alink-node` processes: resume and cancel of a proxy task are relayed to the destination; a
 //! destination stream that closes early is re-opened with `Last-Event-ID` and reaches the
 //! destination's real outcome (or fails `remote event stream failed` past the bound); after an
-//! origin SIGKILL the relay re-attaches from the last mirrored seq; a destination that lost the
-//! task fails the proxy `remote relay interrupted`.
+//! origin SIGKILL the relay re-attaches from the last mirrored seq (or, killed before the
+//! destination answered, submits again and the destination runs the task once); a destination
+//! that lost the task fails the proxy `remote relay interrupted`.
 
 mod common;
 
@@ -167,6 +168,39 @@ async fn after_an_origin_sigkill_the_relay_reattaches_and_completes() -> Result 
     common::assert_contiguous(&events);
     assert_mirrored_once(&events);
     assert!(a.log().contains("re-attaching a relay after an origin restart"), "{}", a.log());
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_origin_killed_before_the_destination_answered_submits_again_and_the_task_runs_once() -> Result {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let (mut a, b) = pair().await?;
+    // The destination is frozen: the origin's submit gets no answer.
+    let destination = Pid::from_raw(i32::try_from(b.pid())?);
+    kill(destination, Signal::SIGSTOP)?;
+    let proxy = relay(&a, json!({ "mode": "progress", "steps": 3, "interval_ms": 50 })).await?;
+    let waited = a.wait_status(&proxy, "dispatching").await;
+    let task = a.task(&proxy).await;
+    let dir = a.dir.clone();
+    a.kill()?;
+    kill(destination, Signal::SIGCONT)?;
+    // The dispatch was recorded (a deferred write waits 20 ms at most), the acceptance never was.
+    waited?;
+    assert!(task?["remote"]["binding"].as_str().is_none(), "accepted while the destination was stopped");
+    let a = origin_in(&dir)?;
+    let task = wait_long(&a, &proxy, "completed", 30).await?;
+    let artifact = task["result_artifact_id"].as_str().ok_or("no result")?;
+    let (_, result) = a.get(&format!("/v1/artifacts/{artifact}")).await?;
+    assert_eq!(result["text"], "completed 3 steps");
+    // Submitted twice (before the kill and after the restart), run once.
+    let (_, list) = b.get("/v1/tasks").await?;
+    let runs = list["tasks"].as_array().map(Vec::len);
+    assert_eq!(runs, Some(1), "{list}");
+    assert_eq!(list["tasks"][0]["status"], "completed", "{list}");
+    let events = a.events_until_done(&proxy).await?;
+    common::assert_contiguous(&events);
+    assert_mirrored_once(&events);
     Ok(())
 }
 

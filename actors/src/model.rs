@@ -602,6 +602,12 @@ pub struct TargetSpec {
     /// How agent permission requests are answered (default `ask`: the task awaits input).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub permissions: Option<PermissionPolicy>,
+    /// A peer target whose peer is an AethroLink node (it has a pinned key; a Go node has no
+    /// identity): it answers a relayed submit sent again with the task it created, so a relay
+    /// may be submitted again after a restart and its dispatch need not be durable first.
+    /// Node-internal (peer sync sets it), never listed or read from a definition.
+    #[serde(skip)]
+    pub resubmit_safe: bool,
 }
 
 /// How a target's agent permission requests are answered.
@@ -632,6 +638,7 @@ impl TargetSpec {
             owner: "local".into(),
             source: TargetSource::File,
             permissions: None,
+            resubmit_safe: false,
         }
     }
 
@@ -694,6 +701,7 @@ impl AgentRecord {
             source: TargetSource::Registered,
             // Registrations carry the policy as a default runtime option.
             permissions: self.defaults.get("permissions").and_then(|v| serde_json::from_value(v.clone()).ok()),
+            resubmit_safe: false,
         }
     }
 

@@ -304,6 +304,7 @@ impl PeerBook {
                     peer_id: peer.peer_id.clone(),
                     base_url: peer.base_url.clone(),
                     status: peer.status,
+                    resubmit_safe: peer.key_id.is_some(),
                     target: t.clone(),
                 });
             }
@@ -318,6 +319,8 @@ pub struct PeerTarget {
     pub peer_id: String,
     pub base_url: String,
     pub status: PeerStatus,
+    /// The peer has a pinned key, so it is an AethroLink node (see `TargetSpec::resubmit_safe`).
+    pub resubmit_safe: bool,
     pub target: PeerTargetRecord,
 }
 
@@ -337,6 +340,7 @@ impl PeerTarget {
             owner: self.peer_id.clone(),
             source: TargetSource::Peer,
             permissions: None,
+            resubmit_safe: self.resubmit_safe,
         }
     }
 }

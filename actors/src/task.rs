@@ -45,6 +45,9 @@ const CANCEL_BACKSTOP: Duration = Duration::from_secs(5);
 /// timers of the failed attempt then carry an older generation and are dropped. Far above the
 /// supervisor's restart increments (+1 per incarnation), so the two never meet.
 const ATTEMPT_STRIDE: u64 = 1 << 32;
+/// Longest a deferred write waits for the next one to share its transaction (a relay's first
+/// answer usually comes within a few milliseconds).
+const DEFER_BOUND: Duration = Duration::from_millis(20);
 
 /// Errors a task actor returns to the API.
 #[derive(Clone, Debug, thiserror::Error)]
@@ -149,6 +152,8 @@ pub enum Deadline {
     Retry,
     /// One of the task's `deadlines` elapsed.
     Bound(DeadlineKind),
+    /// Deferred events ([`TaskState::deferred`]) have waited [`DEFER_BOUND`]: write them.
+    Flush,
 }
 
 /// The task actor's armed timers, at most one per [`Deadline`]; each is aborted when replaced,
@@ -225,6 +230,16 @@ impl TryFrom<TaskMsg> for TaskReport {
     }
 }
 
+/// Admitted events waiting for the next write ([`TaskState::deferred`]).
+struct Deferred {
+    /// The state machine and row as durable before them: what a failed write rolls back to.
+    durable: (TaskLifecycle, TaskRecord),
+    /// The events, with their seqs, in order.
+    events: Vec<TaskEvent>,
+    /// Their status changes, counted once written.
+    transitions: Vec<(TaskStatus, TaskStatus)>,
+}
+
 /// One event to append, before it has a seq.
 #[derive(Debug)]
 struct Draft {
@@ -296,6 +311,11 @@ pub struct TaskState {
     started: bool,
     /// `delivery.timeout_ms`, the cancel grace, a scheduled retry and the `deadlines`.
     timers: Timers,
+    /// Events the state machine admitted that are not written yet: a relay's dispatch to a peer
+    /// that answers a repeated submit with the same task ([`TargetSpec::resubmit_safe`]) goes
+    /// into the next write (the relay's first answer, at most [`DEFER_BOUND`] later) instead of
+    /// an fsync of its own on the relay's path. Lost in a crash, they are re-done by recovery.
+    deferred: Option<Deferred>,
     /// Everything else the actor talks to.
     deps: TaskDeps,
 }
@@ -342,6 +362,7 @@ impl Actor for TaskActor {
             claim,
             started: false,
             timers: Timers::default(),
+            deferred: None,
             deps,
         })
     }
@@ -719,14 +740,63 @@ fn on_progress(myself: &ActorRef<TaskMsg>, state: &mut TaskState) {
 }
 
 /// Checks each draft against the state machine (refused ones are logged and skipped), writes the
-/// task row, the events and `artifacts` in one transaction, then publishes the events. On a
-/// failed write the in-memory state is rolled back to what is durable.
+/// task row, the events and `artifacts` in one transaction (after any deferred events), then
+/// publishes the events. On a failed write the in-memory state is rolled back to what is durable.
 async fn persist(state: &mut TaskState, drafts: Vec<Draft>, mut artifacts: Vec<NewArtifact>) -> Result<(), TaskError> {
+    // Deferred events go first, and a failed write rolls back to before them too.
+    let (before, mut events, mut transitions) = match state.deferred.take() {
+        Some(Deferred { durable, events, transitions }) => (durable, events, transitions),
+        None => ((state.lifecycle.clone(), state.record.clone()), Vec::new(), Vec::new()),
+    };
+    admit_drafts(state, drafts, &mut artifacts, &mut events, &mut transitions);
+    if events.is_empty() {
+        return Ok(());
+    }
+    let op = WriteOp::Task {
+        task: Box::new(state.record.clone()),
+        last_seq: state.lifecycle.last_seq(),
+        events: events.clone(),
+        artifacts,
+        new_turn: state.new_turn.take(),
+        claim: state.claim.take().map(Box::new),
+    };
+    let written = state.deps.storage.ask(ASK_TIMEOUT, |reply| StorageMsg::Write(op, reply)).await;
+    if let Err(e) = written.map_err(TaskError::from).and_then(|r| r.map_err(TaskError::from)) {
+        (state.lifecycle, state.record) = before;
+        return Err(e);
+    }
+    published(state, &transitions, events);
+    Ok(())
+}
+
+/// Admits `drafts` (state machine and row, as [`persist`] does) without writing them: they go
+/// first into the next write, which is at most [`DEFER_BOUND`] away (see
+/// [`TaskState::deferred`]). Only for drafts that carry no artifact.
+fn defer(myself: &ActorRef<TaskMsg>, state: &mut TaskState, drafts: Vec<Draft>) {
+    let mut deferred = state.deferred.take().unwrap_or_else(|| Deferred {
+        durable: (state.lifecycle.clone(), state.record.clone()),
+        events: Vec::new(),
+        transitions: Vec::new(),
+    });
+    let mut artifacts = Vec::new();
+    admit_drafts(state, drafts, &mut artifacts, &mut deferred.events, &mut deferred.transitions);
+    debug_assert!(artifacts.is_empty(), "deferred drafts carry no artifact");
+    if !deferred.events.is_empty() {
+        state.deferred = Some(deferred);
+        state.timers.arm(myself, state.generation, Deadline::Flush, DEFER_BOUND);
+    }
+}
+
+/// Checks each draft against the state machine (refused ones are logged and skipped) and
+/// applies the admitted ones to the row, appending their events, artifacts and status changes.
+fn admit_drafts(
+    state: &mut TaskState,
+    drafts: Vec<Draft>,
+    artifacts: &mut Vec<NewArtifact>,
+    events: &mut Vec<TaskEvent>,
+    transitions: &mut Vec<(TaskStatus, TaskStatus)>,
+) {
     let now = clock::now_rfc3339();
-    let mut events = Vec::with_capacity(drafts.len());
-    let before = (state.lifecycle.clone(), state.record.clone());
-    // Status changes of this write, counted once it is durable.
-    let mut transitions = Vec::new();
     for d in drafts {
         let (kind, source) = (d.kind, d.source);
         let (seq, to) = match state.lifecycle.admit(kind) {
@@ -775,23 +845,12 @@ async fn persist(state: &mut TaskState, drafts: Vec<Draft>, mut artifacts: Vec<N
             created_at: now.clone(),
         });
     }
-    if events.is_empty() {
-        return Ok(());
-    }
-    let op = WriteOp::Task {
-        task: Box::new(state.record.clone()),
-        last_seq: state.lifecycle.last_seq(),
-        events: events.clone(),
-        artifacts,
-        new_turn: state.new_turn.take(),
-        claim: state.claim.take().map(Box::new),
-    };
-    let written = state.deps.storage.ask(ASK_TIMEOUT, |reply| StorageMsg::Write(op, reply)).await;
-    if let Err(e) = written.map_err(TaskError::from).and_then(|r| r.map_err(TaskError::from)) {
-        (state.lifecycle, state.record) = before;
-        return Err(e);
-    }
-    record_transitions(&state.record, &transitions);
+}
+
+/// What follows a durable write: status changes counted, events logged and published, a
+/// settled thread turn announced.
+fn published(state: &TaskState, transitions: &[(TaskStatus, TaskStatus)], events: Vec<TaskEvent>) {
+    record_transitions(&state.record, transitions);
     let target_id = state.record.resolved_agent_id.as_deref().unwrap_or("");
     for e in &events {
         tracing::debug!(
@@ -815,7 +874,6 @@ async fn persist(state: &mut TaskState, drafts: Vec<Draft>, mut artifacts: Vec<N
             reason: state.record.last_error.as_ref().map(|e| e.reason.clone()),
         });
     }
-    Ok(())
 }
 
 /// The one INFO line of a task: at its end, with its outcome, duration and event count.
@@ -945,6 +1003,9 @@ async fn on_acquired(
         .target
         .as_ref()
         .is_some_and(|t| matches!(t.source, crate::model::TargetSource::Peer | crate::model::TargetSource::Aether));
+    // A peer that answers a repeated submit with the same task: the dispatch is not even
+    // written before the relay's first answer (a crash before it re-submits on recovery).
+    let deferrable = state.target.as_ref().is_some_and(|t| t.resubmit_safe);
     let mut submitted = false;
     if relayed {
         if !handle.session.send(SessionMsg::Submit(Box::new(dispatch_of(myself, state)))) {
@@ -957,7 +1018,11 @@ async fn on_acquired(
         }
         submitted = true;
     }
-    append(myself, state, drafts).await?;
+    if submitted && deferrable && drafts.last().is_some_and(|d| d.kind == EventKind::TaskDispatching) {
+        defer(myself, state, drafts);
+    } else {
+        append(myself, state, drafts).await?;
+    }
     if state.lifecycle.status() != TaskStatus::Dispatching {
         return Ok(());
     }
@@ -1172,6 +1237,7 @@ async fn on_deadline(myself: &ActorRef<TaskMsg>, state: &mut TaskState, which: D
         }
     };
     match which {
+        Deadline::Flush => persist(state, Vec::new(), Vec::new()).await?,
         Deadline::Retry => on_retry_due(myself, state),
         Deadline::Timeout => {
             let ms = state.record.delivery.timeout_ms.unwrap_or_default();
@@ -1241,8 +1307,9 @@ pub enum Recovery {
     /// An HTTP agent holds its run (`acp_http` with a recorded run id), or a peer accepted its
     /// relay (the destination task id): follow that run again.
     Reattach(RemoteRef),
-    /// Relayed, but the origin stopped before the destination said it accepted: fail
-    /// `remote relay interrupted` (sending it again could run it twice).
+    /// Relayed to a peer that may not answer a repeated submit with the same task (a Go node),
+    /// but the origin stopped before the destination said it accepted: fail `remote relay
+    /// interrupted` (sending it again could run it twice).
     RelayUnconfirmed,
     /// A runtime held it and cannot resume it (loopback keeps nothing, a stdio prompt turn dies
     /// with its connection): fail `interrupted`.
@@ -1253,13 +1320,14 @@ pub enum Recovery {
 }
 
 impl Recovery {
-    /// The decision for a task in `status` whose last event is `last_seq`, on a target of
-    /// `adapter` (`None`: the target is gone), with the remote run it recorded. Pure.
-    pub fn of(status: TaskStatus, last_seq: u64, adapter: Option<&str>, remote: Option<&RemoteRef>) -> Recovery {
+    /// The decision for a task in `status` whose last event is `last_seq`, on `target` (`None`:
+    /// it is gone), with the remote run it recorded. Pure.
+    pub fn of(status: TaskStatus, last_seq: u64, target: Option<&TargetSpec>, remote: Option<&RemoteRef>) -> Recovery {
         if status.is_terminal() {
             return Recovery::Settled;
         }
-        let Some(adapter) = adapter else { return Recovery::TargetGone };
+        let Some(target) = target else { return Recovery::TargetGone };
+        let adapter = target.adapter.as_str();
         let kind = adapter.parse::<AdapterKind>().ok();
         // Waiting in an agent session's queue (ACP stdio FIFO, HTTP scope): `dispatching` with
         // nothing submitted (a session records the agent's binding as it starts the turn). The
@@ -1281,9 +1349,12 @@ impl Recovery {
             }
             if kind == Some(AdapterKind::Peer) {
                 // A relay: the destination holds the task once it accepted (its task id is
-                // the remote binding); before that, whether it got the task is unknown.
+                // the remote binding); before that, whether it got the task is unknown, and
+                // only a peer that answers a repeated submit with the same task may be asked
+                // again (it then answers with the task it has, if it has one).
                 return match remote.filter(|r| !r.binding.is_empty()) {
                     Some(relay) => Recovery::Reattach(relay.clone()),
+                    None if target.resubmit_safe => Recovery::Redispatch { record_route: false },
                     None => Recovery::RelayUnconfirmed,
                 };
             }
@@ -1305,7 +1376,7 @@ impl Recovery {
 async fn recover(myself: &ActorRef<TaskMsg>, state: &mut TaskState) -> Result<(), TaskError> {
     let status = state.lifecycle.status();
     let adapter = state.target.as_ref().map(|t| t.adapter.clone());
-    match Recovery::of(status, state.lifecycle.last_seq(), adapter.as_deref(), state.record.remote.as_ref()) {
+    match Recovery::of(status, state.lifecycle.last_seq(), state.target.as_ref(), state.record.remote.as_ref()) {
         Recovery::Settled => {
             myself.stop(Some("already terminal".into()));
             Ok(())
@@ -1463,6 +1534,9 @@ mod tests {
             (Running, 9, Some("peer"), Some(&relay), Recovery::Reattach(relay.clone())),
             (AwaitingInput, 9, Some("peer"), Some(&relay), Recovery::Reattach(relay.clone())),
             (Dispatching, 6, Some("peer"), None, Recovery::RelayUnconfirmed),
+            // `peer+`: a peer that answers a repeated submit with the task it created.
+            (Dispatching, 6, Some("peer+"), None, Recovery::Redispatch { record_route: false }),
+            (Running, 9, Some("peer+"), Some(&relay), Recovery::Reattach(relay.clone())),
             (Ready, 5, Some("peer"), None, Recovery::Redispatch { record_route: false }),
             (Completed, 9, Some("peer"), Some(&relay), Recovery::Settled),
             // An Aether pool task no worker took yet waits again; one a worker holds is its.
@@ -1470,7 +1544,12 @@ mod tests {
             (Running, 6, Some("aether"), Some(&held), Recovery::Reattach(held.clone())),
         ];
         for (status, last_seq, adapter, remote, want) in cases {
-            assert_eq!(Recovery::of(status, last_seq, adapter, remote), want, "{status} {adapter:?} {remote:?}");
+            let target = adapter.map(|a| TargetSpec {
+                resubmit_safe: a.ends_with('+'),
+                ..TargetSpec::new("t", a.trim_end_matches('+'))
+            });
+            let decided = Recovery::of(status, last_seq, target.as_ref(), remote);
+            assert_eq!(decided, want, "{status} {adapter:?} {remote:?}");
         }
     }
 

@@ -16,7 +16,15 @@
 //! - after an origin restart a relay in flight re-attaches (`Attach`): it follows the
 //!   destination's stream from the last mirrored seq to the real outcome; only a destination that
 //!   no longer knows the task, or stays unreachable past the budget, fails the proxy
-//!   `remote relay interrupted`.
+//!   `remote relay interrupted`. A restart before the acceptance was recorded submits again
+//!   to a peer that answers a repeated submit with the task it created (an AethroLink node:
+//!   `TargetSpec::resubmit_safe`), which then continues like a re-attach; to a peer that may not
+//!   (a Go node) the proxy fails `remote relay interrupted` rather than risk a second run.
+//!
+//! Writes on the relay's path are few: the acceptance and the destination's quiet frames
+//! (creation, launch, dispatch) wait up to [`QUIET_HOLD`] to share the first write that moves
+//! the proxy, and the task actor defers its own dispatch write the same way for a
+//! resubmit-safe peer.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -384,18 +392,27 @@ async fn relay(d: Dispatch, client: &Client, control: &SharedControl) {
     data.insert("destination_node_id".into(), json!(accepted.destination_node_id));
     data.insert("destination_task_id".into(), json!(destination));
     let remote = RemoteRef { binding: destination.clone(), ..Default::default() };
-    d.report(vec![AdapterEvent::Relayed {
+    let accepted = AdapterEvent::Relayed {
         kind: EventKind::TaskDispatching,
         message: "Remote task accepted".into(),
         data,
         remote: Some(remote),
-    }]);
-    if cancel_pending && let Err(detail) = cancel_at_destination(client, &d.task_id, &destination).await {
-        let message = format!("Cancelled at the origin; the destination could not be told: {detail}");
-        d.report(vec![AdapterEvent::Cancelled { message }]);
-        return;
-    }
-    match follow(&d, client, &destination, 0).await {
+    };
+    // The acceptance cannot move the proxy (it is `dispatching` already): it waits, like the
+    // destination's own quiet frames, at most [`QUIET_HOLD`] to share the first mirrored write,
+    // instead of a commit of its own racing the destination's. A cancel waiting for it goes first.
+    let held = if cancel_pending {
+        d.report(vec![accepted]);
+        if let Err(detail) = cancel_at_destination(client, &d.task_id, &destination).await {
+            let message = format!("Cancelled at the origin; the destination could not be told: {detail}");
+            d.report(vec![AdapterEvent::Cancelled { message }]);
+            return;
+        }
+        Vec::new()
+    } else {
+        vec![accepted]
+    };
+    match follow(&d, client, &destination, 0, held).await {
         StreamEnd::Terminal => {}
         StreamEnd::Gone(detail) | StreamEnd::Broken(detail) => {
             d.report(vec![relay_failed(FailureReason::RemoteEventStreamFailed, link, detail)]);
@@ -421,7 +438,7 @@ async fn reattach(d: Dispatch, client: &Client, reader: &StoreReader, destinatio
         after_seq = after,
         "re-attaching a relay after an origin restart"
     );
-    match follow(&d, client, &destination, after).await {
+    match follow(&d, client, &destination, after, Vec::new()).await {
         StreamEnd::Terminal => {}
         StreamEnd::Gone(detail) | StreamEnd::Broken(detail) => {
             d.report(vec![interrupted(link, &destination, detail)]);
@@ -507,12 +524,24 @@ enum StreamFault {
 }
 
 /// Follows the destination's event stream from after destination seq `after`, reporting each
-/// frame once as it arrives, re-opening it with `Last-Event-ID` when it ends early.
-async fn follow(d: &Dispatch, client: &Client, destination: &str, mut after: u64) -> StreamEnd {
+/// frame once as it arrives, re-opening it with `Last-Event-ID` when it ends early. `held`:
+/// quiet events of this relay not yet reported (they go with the first mirrored write).
+async fn follow(
+    d: &Dispatch,
+    client: &Client,
+    destination: &str,
+    mut after: u64,
+    mut held: Vec<AdapterEvent>,
+) -> StreamEnd {
     let mut budget = Reconnect::default();
     loop {
         let before = after;
-        let fault = match mirror_once(d, client, destination, &mut after).await {
+        let outcome = mirror_once(d, client, destination, &mut after, &mut held).await;
+        if !held.is_empty() {
+            // The stream did not open: what was held is reported before anything else.
+            d.report(std::mem::take(&mut held));
+        }
+        let fault = match outcome {
             Ok(()) => return StreamEnd::Terminal,
             Err(StreamFault::Gone(detail)) => return StreamEnd::Gone(detail),
             Err(StreamFault::Fatal(detail)) => return StreamEnd::Broken(detail),
@@ -530,8 +559,16 @@ async fn follow(d: &Dispatch, client: &Client, destination: &str, mut after: u64
 }
 
 /// One open of the destination's stream: reports frames past `after` (advancing it) until a
-/// terminal one (`Ok`) or the stream ends.
-async fn mirror_once(d: &Dispatch, client: &Client, destination: &str, after: &mut u64) -> Result<(), StreamFault> {
+/// terminal one (`Ok`) or the stream ends. `pending` (quiet events still unreported) is taken
+/// into the first write once the stream is open, or reported if opening takes longer than
+/// [`QUIET_HOLD`].
+async fn mirror_once(
+    d: &Dispatch,
+    client: &Client,
+    destination: &str,
+    after: &mut u64,
+    pending: &mut Vec<AdapterEvent>,
+) -> Result<(), StreamFault> {
     let url = format!("{}/v1/node/tasks/{destination}/events", client.link.base_url);
     let mut parsed = reqwest::Url::parse(&url).map_err(|e| StreamFault::Fatal(format!("{url}: {e}")))?;
     parsed.query_pairs_mut().append_pair("origin_proxy_task_id", &d.task_id);
@@ -539,8 +576,18 @@ async fn mirror_once(d: &Dispatch, client: &Client, destination: &str, after: &m
     if *after > 0 {
         request = request.header("last-event-id", after.to_string());
     }
-    let opened = tokio::time::timeout(STREAM_OPEN_TIMEOUT, request.send())
-        .await
+    let send = tokio::time::timeout(STREAM_OPEN_TIMEOUT, request.send());
+    tokio::pin!(send);
+    let opened = match tokio::time::timeout(QUIET_HOLD, &mut send).await {
+        Ok(opened) => opened,
+        Err(_) => {
+            if !pending.is_empty() {
+                d.report(std::mem::take(pending));
+            }
+            send.await
+        }
+    };
+    let opened = opened
         .map_err(|_| StreamFault::Transient(format!("{url}: no answer within {} s", STREAM_OPEN_TIMEOUT.as_secs())))?
         .map_err(|e| StreamFault::Transient(format!("{url}: {e}")))?;
     let status = opened.status();
@@ -556,7 +603,7 @@ async fn mirror_once(d: &Dispatch, client: &Client, destination: &str, after: &m
     let mut body = opened.bytes_stream().fuse();
     let mut lines = SseLines::default();
     // Frames that cannot move the proxy, waiting (briefly) to share the next frame's write.
-    let mut held: Vec<AdapterEvent> = Vec::new();
+    let mut held: Vec<AdapterEvent> = std::mem::take(pending);
     loop {
         let first = if held.is_empty() {
             body.next().await
