@@ -2,13 +2,15 @@
 //! `alink-node` processes: resume and cancel of a proxy task are relayed to the destination; a
 //! destination stream that closes early is re-opened with `Last-Event-ID` and reaches the
 //! destination's real outcome (or fails `remote event stream failed` past the bound); after an
-//! origin SIGKILL the relay re-attaches from the last mirrored seq (or, killed before the
-//! destination answered, submits again and the destination runs the task once); a destination
+//! origin SIGKILL the relay re-attaches from the last mirrored seq (or, killed before it heard
+//! the destination accept, submits again and the destination runs the task once); a destination
 //! that lost the task fails the proxy `remote relay interrupted`.
 
 mod common;
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::{Node, NodeOpts, Result};
@@ -171,36 +173,113 @@ async fn after_an_origin_sigkill_the_relay_reattaches_and_completes() -> Result 
     Ok(())
 }
 
-#[tokio::test]
-async fn an_origin_killed_before_the_destination_answered_submits_again_and_the_task_runs_once() -> Result {
-    use nix::sys::signal::{Signal, kill};
-    use nix::unistd::Pid;
-    let (mut a, b) = pair().await?;
-    // The destination is frozen: the origin's submit gets no answer.
-    let destination = Pid::from_raw(i32::try_from(b.pid())?);
-    kill(destination, Signal::SIGSTOP)?;
+/// A TCP relay in front of a node: it forwards every request, and on connections accepted while
+/// `hold` is set it never forwards the answers — a submit that reaches the destination whose
+/// answer the origin never gets (a network fault no real peer can be made to have on cue).
+struct AnswerHolder {
+    base: String,
+    hold: Arc<AtomicBool>,
+}
+
+async fn answer_holder(upstream: &str) -> Result<AnswerHolder> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let upstream = upstream.trim_start_matches("http://").trim_end_matches('/').to_owned();
+    let hold = Arc::new(AtomicBool::new(false));
+    let holding = hold.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let held = holding.load(Ordering::SeqCst);
+            let upstream = upstream.clone();
+            tokio::spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else { return };
+                let (mut from_client, mut to_client) = client.into_split();
+                let (mut from_server, mut to_server) = server.into_split();
+                let requests = tokio::spawn(async move { tokio::io::copy(&mut from_client, &mut to_server).await });
+                let _ = if held {
+                    tokio::io::copy(&mut from_server, &mut tokio::io::sink()).await
+                } else {
+                    tokio::io::copy(&mut from_server, &mut to_client).await
+                };
+                requests.abort();
+            });
+        }
+    });
+    Ok(AnswerHolder { base, hold })
+}
+
+/// The destination's tasks (it runs only this test's).
+async fn tasks_of(node: &Node) -> Result<Vec<Value>> {
+    let (_, list) = node.get("/v1/tasks").await?;
+    Ok(list["tasks"].as_array().cloned().unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_origin_killed_before_it_heard_the_acceptance_submits_again_and_the_task_runs_once() -> Result {
+    let b = destination_in(&tempfile::tempdir()?.keep(), 0)?;
+    let holder = answer_holder(&b.base).await?;
+    let mut a = origin_in(&tempfile::tempdir()?.keep())?;
+    let (status, v) = a.post("/v1/peers", json!({ "peer_id": "b", "base_url": holder.base })).await?;
+    assert_eq!(status, 201, "{v}");
+    let (status, v) = a.post("/v1/peers/b/sync", json!({})).await?;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["peer"]["metadata"]["idempotent_submit"], true, "{v}");
+    // The submit reaches the destination, which creates the task; its acceptance never comes back.
+    holder.hold.store(true, Ordering::SeqCst);
     let proxy = relay(&a, json!({ "mode": "progress", "steps": 3, "interval_ms": 50 })).await?;
-    let waited = a.wait_status(&proxy, "dispatching").await;
-    let task = a.task(&proxy).await;
+    let mut first = Vec::new();
+    for _ in 0..200 {
+        first = tasks_of(&b).await?;
+        if !first.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let first_id = first.first().and_then(|t| t["task_id"].as_str()).ok_or("the submit never reached b")?.to_owned();
+    // The dispatch is recorded (a deferred write waits 20 ms at most), the acceptance is not.
+    let held = a.wait_status(&proxy, "dispatching").await?;
+    assert!(held["remote"]["binding"].as_str().is_none(), "{held}");
     let dir = a.dir.clone();
     a.kill()?;
-    kill(destination, Signal::SIGCONT)?;
-    // The dispatch was recorded (a deferred write waits 20 ms at most), the acceptance never was.
-    waited?;
-    assert!(task?["remote"]["binding"].as_str().is_none(), "accepted while the destination was stopped");
+    holder.hold.store(false, Ordering::SeqCst);
     let a = origin_in(&dir)?;
     let task = wait_long(&a, &proxy, "completed", 30).await?;
+    assert_eq!(task["remote"]["binding"].as_str(), Some(first_id.as_str()), "{task}");
     let artifact = task["result_artifact_id"].as_str().ok_or("no result")?;
     let (_, result) = a.get(&format!("/v1/artifacts/{artifact}")).await?;
     assert_eq!(result["text"], "completed 3 steps");
     // Submitted twice (before the kill and after the restart), run once.
-    let (_, list) = b.get("/v1/tasks").await?;
-    let runs = list["tasks"].as_array().map(Vec::len);
-    assert_eq!(runs, Some(1), "{list}");
-    assert_eq!(list["tasks"][0]["status"], "completed", "{list}");
+    let runs = tasks_of(&b).await?;
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0]["status"], "completed", "{runs:?}");
     let events = a.events_until_done(&proxy).await?;
     common::assert_contiguous(&events);
     assert_mirrored_once(&events);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_retried_proxy_task_is_a_new_task_at_the_destination() -> Result {
+    let (a, b) = pair().await?;
+    let proxy = relay(&a, json!({ "mode": "fail", "reason": "boom" })).await?;
+    let first = wait_long(&a, &proxy, "failed", 10).await?;
+    let first_dest = first["remote"]["binding"].as_str().ok_or("first attempt never accepted")?.to_owned();
+    let (status, retried) = a.post("/v1/tasks/bulk", json!({ "action": "retry", "ids": [proxy] })).await?;
+    assert_eq!((status, retried["applied"].as_u64()), (200, Some(1)), "{retried}");
+    let mut second = Value::Null;
+    for _ in 0..400 {
+        second = a.task(&proxy).await?;
+        if second["attempt"] == 2 && second["status"] == "failed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!((&second["attempt"], &second["status"]), (&json!(2), &json!("failed")), "{second}");
+    let second_dest = second["remote"]["binding"].as_str().ok_or("second attempt never accepted")?;
+    assert_ne!(second_dest, first_dest, "the retry replayed the first attempt's destination task");
+    let ran = tasks_of(&b).await?;
+    assert_eq!(ran.len(), 2, "{ran:?}");
+    assert!(ran.iter().all(|t| t["status"] == "failed"), "{ran:?}");
     Ok(())
 }
 

@@ -423,7 +423,7 @@ mod tests {
                 Fetched {
                     peer_id: peer.into(),
                     base_url: url,
-                    outcome: Ok(Export { node_id: None, public_key: None, targets }),
+                    outcome: Ok(Export { node_id: None, public_key: None, idempotent_submit: false, targets }),
                 },
                 "t",
             );

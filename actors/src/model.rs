@@ -602,9 +602,10 @@ pub struct TargetSpec {
     /// How agent permission requests are answered (default `ask`: the task awaits input).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub permissions: Option<PermissionPolicy>,
-    /// A peer target whose peer is an AethroLink node (it has a pinned key; a Go node has no
-    /// identity): it answers a relayed submit sent again with the task it created, so a relay
-    /// may be submitted again after a restart and its dispatch need not be durable first.
+    /// A peer target whose peer answers a relayed submit sent again with the task it created
+    /// (`peers::resubmit_safe`: a pinned key and `idempotent_submit` in its identity document;
+    /// a Go node publishes no identity), so a relay may be submitted again after a restart and
+    /// its dispatch need not be durable first.
     /// Node-internal (peer sync sets it), never listed or read from a definition.
     #[serde(skip)]
     pub resubmit_safe: bool,

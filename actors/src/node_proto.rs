@@ -56,9 +56,23 @@ pub struct TaskSubmitRequest {
     pub delivery: Option<DeliveryRequest>,
     #[serde(default)]
     pub submitted_at: String,
+    /// Which attempt of the origin's task this is (absent: the first). An addition Go nodes
+    /// ignore: a retried proxy task is a new task at the destination, not a replay of the
+    /// attempt that ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin_attempt: Option<u32>,
 }
 
 impl TaskSubmitRequest {
+    /// The destination's idempotency key of this submit: the proxy task id, with the attempt
+    /// after the first (one destination task per proxy task attempt). Pure.
+    pub fn idempotency_key(&self) -> String {
+        match self.origin_attempt {
+            Some(attempt) if attempt > 1 => format!("{}#attempt-{attempt}", self.origin_proxy_task_id),
+            _ => self.origin_proxy_task_id.clone(),
+        }
+    }
+
     /// The first missing field, in the contract's order and words.
     pub fn validate(&self) -> Result<(), String> {
         let required = [
@@ -280,6 +294,20 @@ mod tests {
             assert_eq!(req.validate(), want.map_err(str::to_owned));
         }
         assert_eq!(validate_control("a", "", "d"), Err("origin_proxy_task_id is required".to_owned()));
+    }
+
+    #[test]
+    fn each_attempt_of_a_proxy_task_is_its_own_submit() {
+        let submit = |origin_attempt| TaskSubmitRequest {
+            origin_proxy_task_id: "p".into(),
+            origin_attempt,
+            ..Default::default()
+        };
+        let keys: Vec<String> = [None, Some(1), Some(2), Some(3)].map(|a| submit(a).idempotency_key()).into();
+        assert_eq!(keys, ["p", "p", "p#attempt-2", "p#attempt-3"]);
+        // The first attempt's submit is what a Go node receives: no new field.
+        let text = serde_json::to_string(&submit(None)).unwrap_or_default();
+        assert!(!text.contains("origin_attempt"), "{text}");
     }
 
     #[test]

@@ -98,6 +98,9 @@ pub struct Export {
     pub node_id: Option<String>,
     /// The peer's public key (base64url, from its identity document), if it publishes one.
     pub public_key: Option<String>,
+    /// The peer's identity document says its node submits are idempotent (a submit sent again
+    /// answers with the task it created).
+    pub idempotent_submit: bool,
     pub targets: Vec<ExportedTarget>,
 }
 
@@ -230,6 +233,12 @@ impl PeerBook {
                 peer.status = PeerStatus::Online;
                 peer.last_error = None;
                 peer.last_seen_at = now.to_owned();
+                // Said by the peer at each sync (a peer replaced by an older node stops saying it).
+                if export.idempotent_submit {
+                    peer.metadata.insert(IDEMPOTENT_SUBMIT.into(), Value::Bool(true));
+                } else {
+                    peer.metadata.remove(IDEMPOTENT_SUBMIT);
+                }
                 let mut metadata = JsonObject::new();
                 if let Some(node_id) = export.node_id.filter(|n| !n.is_empty()) {
                     peer.metadata.insert("node_id".into(), Value::String(node_id.clone()));
@@ -304,7 +313,7 @@ impl PeerBook {
                     peer_id: peer.peer_id.clone(),
                     base_url: peer.base_url.clone(),
                     status: peer.status,
-                    resubmit_safe: peer.key_id.is_some(),
+                    resubmit_safe: resubmit_safe(peer),
                     target: t.clone(),
                 });
             }
@@ -313,13 +322,23 @@ impl PeerBook {
     }
 }
 
+/// The peer metadata key a sync sets when the peer's identity document says its node submits
+/// are idempotent.
+pub const IDEMPOTENT_SUBMIT: &str = "idempotent_submit";
+
+/// Whether a relay to `peer` may be submitted again after a restart: the peer has a pinned key
+/// and its identity document (checked at every sync) says its submits are idempotent. Pure.
+pub fn resubmit_safe(peer: &PeerRecord) -> bool {
+    peer.key_id.is_some() && peer.metadata.get(IDEMPOTENT_SUBMIT).and_then(Value::as_bool) == Some(true)
+}
+
 /// A cached target with the peer that exports it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PeerTarget {
     pub peer_id: String,
     pub base_url: String,
     pub status: PeerStatus,
-    /// The peer has a pinned key, so it is an AethroLink node (see `TargetSpec::resubmit_safe`).
+    /// [`resubmit_safe`] of the peer (see `TargetSpec::resubmit_safe`).
     pub resubmit_safe: bool,
     pub target: PeerTargetRecord,
 }
@@ -406,6 +425,8 @@ pub async fn fetch_export(
         let mut export = export_of(&health, &listing);
         export.public_key =
             identity.as_ref().and_then(|d| d.pointer("/public_key/key")).and_then(Value::as_str).map(str::to_owned);
+        export.idempotent_submit =
+            identity.as_ref().and_then(|d| d.get("idempotent_submit")).and_then(Value::as_bool).unwrap_or(false);
         Ok::<_, String>(export)
     };
     match tokio::time::timeout(PEER_SYNC_TIMEOUT, fetch).await {
@@ -454,7 +475,7 @@ pub fn export_of(health: &Value, listing: &Value) -> Export {
                 .collect()
         })
         .unwrap_or_default();
-    Export { node_id, public_key: None, targets }
+    Export { node_id, public_key: None, idempotent_submit: false, targets }
 }
 
 /// Messages of the peer directory.
@@ -658,6 +679,7 @@ mod tests {
         Export {
             node_id: Some("node-b".into()),
             public_key: None,
+            idempotent_submit: false,
             targets: ids
                 .iter()
                 .map(|id| ExportedTarget { target_id: (*id).into(), capabilities: vec![], defaults: JsonObject::new() })
@@ -764,6 +786,30 @@ mod tests {
             }
         }
         assert_eq!(book.pinned().len(), 1);
+    }
+
+    #[test]
+    fn relays_are_resubmit_safe_only_to_pinned_peers_that_say_their_submits_are_idempotent() {
+        let key = crate::identity::NodeKey::from_seed(&[7; 32]).public_key().to_base64url();
+        // (the sync's key, whether its identity says idempotent, resubmit-safe after it)
+        let cases = [
+            (None, false, false),       // a Go node: no identity document
+            (None, true, false),        // says so, but nothing is pinned
+            (Some(&key), false, false), // an AethroLink node that does not dedupe submits
+            (Some(&key), true, true),
+            (Some(&key), false, false), // said at each sync: a replaced node stops saying it
+        ];
+        let mut book = PeerBook::default();
+        book.upsert(upsert("b", "http://b"), "t").unwrap_or_else(|e| panic!("{e}"));
+        for (i, (public_key, idempotent_submit, want)) in cases.into_iter().enumerate() {
+            let export = Export { public_key: public_key.cloned(), idempotent_submit, ..export(&["x"]) };
+            let fetched = Fetched { peer_id: "b".into(), base_url: "http://b".into(), outcome: Ok(export) };
+            book.apply(fetched, "t");
+            let table = book.table();
+            let PeerLookup::One(target) = table.lookup("x") else { panic!("step {i}: x not routed to b") };
+            assert_eq!(target.spec().resubmit_safe, want, "step {i}");
+            assert_eq!(book.peer("b").map(resubmit_safe), Some(want), "step {i}");
+        }
     }
 
     #[test]

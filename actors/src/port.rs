@@ -106,6 +106,8 @@ pub struct Dispatch {
     pub conversation_id: String,
     /// Order among work waiting on a busy session (high first; creation order within one).
     pub priority: crate::model::Priority,
+    /// The task's attempt (1-based): a relay names it, so a retry is a new destination task.
+    pub attempt: u32,
     /// Where events go.
     pub reply_to: TaskReplyTo,
 }

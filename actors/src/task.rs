@@ -314,7 +314,8 @@ pub struct TaskState {
     /// Events the state machine admitted that are not written yet: a relay's dispatch to a peer
     /// that answers a repeated submit with the same task ([`TargetSpec::resubmit_safe`]) goes
     /// into the next write (the relay's first answer, at most [`DEFER_BOUND`] later) instead of
-    /// an fsync of its own on the relay's path. Lost in a crash, they are re-done by recovery.
+    /// an fsync of its own on the relay's path. Written at a graceful stop; lost in a crash,
+    /// they are re-done by recovery.
     deferred: Option<Deferred>,
     /// Everything else the actor talks to.
     deps: TaskDeps,
@@ -403,7 +404,8 @@ impl Actor for TaskActor {
             }
             TaskMsg::Cancel { reason, reply } => {
                 let result = cancel(&myself, state, reason).await;
-                let failed_write = matches!(result, Err(TaskError::Storage(_)));
+                // A write that failed or got no answer: what is in memory may not be durable.
+                let failed_write = matches!(result, Err(TaskError::Storage(_) | TaskError::Ask(_)));
                 let _ = reply.send(result);
                 if failed_write {
                     return Err("storage write failed during cancel".into());
@@ -466,7 +468,8 @@ impl Actor for TaskActor {
             }
             TaskMsg::Retry { reason, reply } => {
                 let result = retry_by_request(&myself, state, reason).await;
-                let failed_write = matches!(result, Err(TaskError::Storage(_)));
+                // A write that failed or got no answer: what is in memory may not be durable.
+                let failed_write = matches!(result, Err(TaskError::Storage(_) | TaskError::Ask(_)));
                 let _ = reply.send(result);
                 if failed_write {
                     return Err("storage write failed during a retry".into());
@@ -485,6 +488,13 @@ impl Actor for TaskActor {
 
     async fn post_stop(&self, _myself: ActorRef<TaskMsg>, state: &mut TaskState) -> Result<(), ActorProcessingErr> {
         abort_timers(state);
+        // A shutdown writes what was deferred (the storage actor outlives the tasks); if it
+        // cannot, recovery re-does it.
+        if state.deferred.is_some()
+            && let Err(e) = persist(state, Vec::new(), Vec::new()).await
+        {
+            tracing::warn!(task_id = %state.record.task_id, error = %e, "deferred task events not written at stop");
+        }
         Ok(())
     }
 }
@@ -992,26 +1002,26 @@ async fn on_acquired(
         draft(EventKind::TaskDispatching, EventSource::Core, "Dispatching task")
             .data(json!({ "target_agent_id": target_id })),
     );
-    // A relay is submitted while `task.dispatching` is being made durable (its first report is
-    // handled after this write, so the log order holds): the destination answers a submit sent
-    // again with the task it created (idempotent per proxy task), so a restart in between that
-    // dispatches again cannot run the task twice on our peers, and the commit is off the path.
-    // An Aether worker is handed its task the same way, while `task.dispatching` is written:
-    // the hand-over is the latency SDK creators see. A crash in between re-dispatches it on
-    // recovery (the worker may get it twice: at least once, never lost).
-    let relayed = state
-        .target
-        .as_ref()
-        .is_some_and(|t| matches!(t.source, crate::model::TargetSource::Peer | crate::model::TargetSource::Aether));
-    // A peer that answers a repeated submit with the same task: the dispatch is not even
-    // written before the relay's first answer (a crash before it re-submits on recovery).
-    let deferrable = state.target.as_ref().is_some_and(|t| t.resubmit_safe);
+    // A relay to a peer that answers a submit sent again with the task it created (an
+    // AethroLink node: `resubmit_safe`) is submitted at once and its dispatch is not written
+    // before the relay's first answer: a crash before that write dispatches again on recovery,
+    // and the destination answers with the task it has, so the task never runs twice. A Go peer
+    // may not dedupe: its relay goes the ordinary way (written `dispatching` first; a crash
+    // before its acceptance was recorded fails it `remote relay interrupted`).
+    // An Aether worker is handed its task while `task.dispatching` is written: the hand-over is
+    // the latency SDK creators see. A crash in between re-dispatches it on recovery (the worker
+    // may get it twice: at least once, never lost).
+    let (at_once, deferrable) = match state.target.as_ref() {
+        Some(t) if t.source == crate::model::TargetSource::Peer && t.resubmit_safe => (true, true),
+        Some(t) if t.source == crate::model::TargetSource::Aether => (true, false),
+        _ => (false, false),
+    };
     let mut submitted = false;
-    if relayed {
+    if at_once {
         if !handle.session.send(SessionMsg::Submit(Box::new(dispatch_of(myself, state)))) {
             let d = failed(
                 FailureReason::SubmitFailed,
-                "the peer runtime stopped before the relay started",
+                "the runtime stopped before the task was handed to it",
                 "submit_failed",
             );
             drafts.push(d);
@@ -1062,10 +1072,13 @@ fn dispatch_of(myself: &ActorRef<TaskMsg>, state: &TaskState) -> Dispatch {
         thread_id: r.thread_id.clone(),
         conversation_id: r.conversation_id.clone(),
         priority: r.priority,
+        attempt: r.attempts.attempt,
         sender: r.sender.clone(),
         target_id: r.resolved_agent_id.clone().unwrap_or_default(),
         delivery: r.delivery.clone(),
-        trace_id: r.metadata.get("trace_id").and_then(Value::as_str).map_or_else(crate::ids::new_id, str::to_owned),
+        // Stable per task (a relay submitted again after a restart must be the same request to
+        // the destination's idempotency check): the caller's trace id, else the task's own id.
+        trace_id: r.metadata.get("trace_id").and_then(Value::as_str).unwrap_or(&r.task_id).to_owned(),
         reply_to: myself.get_derived(),
     }
 }

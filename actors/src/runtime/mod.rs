@@ -291,7 +291,7 @@ impl RuntimeSupervisor {
     ) -> Result<ActorRef<SessionMsg>, RuntimeError> {
         let base_url = target.endpoint.clone().filter(|_| target.source == crate::model::TargetSource::Peer);
         let Some(base_url) = base_url else { return Err(RuntimeError::AdapterMissing(target.adapter.clone())) };
-        let link = peer::PeerLink { peer_id: target.owner.clone(), base_url };
+        let link = peer::PeerLink { peer_id: target.owner.clone(), base_url, resubmit_safe: target.resubmit_safe };
         if let Some(runtime) = state.peers.get(&link) {
             return Ok(runtime.clone());
         }
@@ -760,7 +760,7 @@ mod tests {
     #[test]
     fn runtime_children_list_loopback_then_acp_then_peers_in_order() {
         let acp = [("zed".to_owned(), "default".to_owned()), ("alpha".to_owned(), "b".to_owned())];
-        let peers = [peer::PeerLink { peer_id: "p2".into(), base_url: "http://h:2".into() }];
+        let peers = [peer::PeerLink { peer_id: "p2".into(), base_url: "http://h:2".into(), resubmit_safe: true }];
         let kids = runtime_children(3, false, acp.iter(), peers.iter());
         let seen: Vec<(&str, &str, Option<&str>)> =
             kids.iter().map(|k| (k.kind, k.id.as_str(), k.subcontext_key.as_deref())).collect();

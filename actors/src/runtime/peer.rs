@@ -21,10 +21,10 @@
 //!   `TargetSpec::resubmit_safe`), which then continues like a re-attach; to a peer that may not
 //!   (a Go node) the proxy fails `remote relay interrupted` rather than risk a second run.
 //!
-//! Writes on the relay's path are few: the acceptance and the destination's quiet frames
-//! (creation, launch, dispatch) wait up to [`QUIET_HOLD`] to share the first write that moves
-//! the proxy, and the task actor defers its own dispatch write the same way for a
-//! resubmit-safe peer.
+//! Writes on the relay's path are few: the destination's quiet frames (creation, launch,
+//! dispatch) wait up to [`QUIET_HOLD`] to share the first write that moves the proxy; to a
+//! resubmit-safe peer the acceptance waits the same way and the task actor defers its own
+//! dispatch write.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -64,6 +64,10 @@ pub struct PeerLink {
     pub peer_id: String,
     /// Normalised, no trailing `/`.
     pub base_url: String,
+    /// The peer answers a submit sent again with the task it created
+    /// (`TargetSpec::resubmit_safe`): its acceptance may wait to share a later write, since a
+    /// restart before that write submits again instead of failing the relay.
+    pub resubmit_safe: bool,
 }
 
 /// Arguments of a peer runtime.
@@ -368,6 +372,7 @@ async fn relay(d: Dispatch, client: &Client, control: &SharedControl) {
             timeout_ms: d.delivery.timeout_ms,
         }),
         submitted_at: clock::now_rfc3339(),
+        origin_attempt: (d.attempt > 1).then_some(d.attempt),
     };
     let accepted = match submit_task(client, &submit).await {
         Ok(a) => a,
@@ -398,21 +403,28 @@ async fn relay(d: Dispatch, client: &Client, control: &SharedControl) {
         data,
         remote: Some(remote),
     };
-    // The acceptance cannot move the proxy (it is `dispatching` already): it waits, like the
-    // destination's own quiet frames, at most [`QUIET_HOLD`] to share the first mirrored write,
-    // instead of a commit of its own racing the destination's. A cancel waiting for it goes first.
-    let held = if cancel_pending {
-        d.report(vec![accepted]);
-        if let Err(detail) = cancel_at_destination(client, &d.task_id, &destination).await {
-            let message = format!("Cancelled at the origin; the destination could not be told: {detail}");
-            d.report(vec![AdapterEvent::Cancelled { message }]);
-            return;
-        }
-        Vec::new()
-    } else {
-        vec![accepted]
-    };
-    match follow(&d, client, &destination, 0, held).await {
+    // The acceptance cannot move the proxy (it is `dispatching` already): to a resubmit-safe
+    // peer it waits, like the destination's own quiet frames, at most [`QUIET_HOLD`] to share
+    // the first mirrored write, instead of a commit of its own racing the destination's. To
+    // another peer it is written at once (until it is, a restart fails the relay). A cancel
+    // waiting for it goes first.
+    if !cancel_pending && link.resubmit_safe {
+        return follow_accepted(&d, client, &destination, vec![accepted]).await;
+    }
+    d.report(vec![accepted]);
+    if cancel_pending && let Err(detail) = cancel_at_destination(client, &d.task_id, &destination).await {
+        let message = format!("Cancelled at the origin; the destination could not be told: {detail}");
+        d.report(vec![AdapterEvent::Cancelled { message }]);
+        return;
+    }
+    follow_accepted(&d, client, &destination, Vec::new()).await
+}
+
+/// Follows an accepted relay's destination stream from its start (`held`: the acceptance, if
+/// not reported yet) to the outcome, failing the relay if the stream cannot be followed.
+async fn follow_accepted(d: &Dispatch, client: &Client, destination: &str, held: Vec<AdapterEvent>) {
+    let link = &client.link;
+    match follow(d, client, destination, 0, held).await {
         StreamEnd::Terminal => {}
         StreamEnd::Gone(detail) | StreamEnd::Broken(detail) => {
             d.report(vec![relay_failed(FailureReason::RemoteEventStreamFailed, link, detail)]);
@@ -576,6 +588,7 @@ async fn mirror_once(
     if *after > 0 {
         request = request.header("last-event-id", after.to_string());
     }
+    let opening = tokio::time::Instant::now();
     let send = tokio::time::timeout(STREAM_OPEN_TIMEOUT, request.send());
     tokio::pin!(send);
     let opened = match tokio::time::timeout(QUIET_HOLD, &mut send).await {
@@ -604,11 +617,15 @@ async fn mirror_once(
     let mut lines = SseLines::default();
     // Frames that cannot move the proxy, waiting (briefly) to share the next frame's write.
     let mut held: Vec<AdapterEvent> = std::mem::take(pending);
+    // What was pending has waited since the open began: [`QUIET_HOLD`] in all, not twice.
+    let mut hold_for = QUIET_HOLD.saturating_sub(opening.elapsed());
     loop {
         let first = if held.is_empty() {
+            hold_for = QUIET_HOLD;
             body.next().await
         } else {
-            match tokio::time::timeout(QUIET_HOLD, body.next()).await {
+            let wait = std::mem::replace(&mut hold_for, QUIET_HOLD);
+            match tokio::time::timeout(wait, body.next()).await {
                 Ok(chunk) => chunk,
                 Err(_) => {
                     d.report(std::mem::take(&mut held));

@@ -111,6 +111,11 @@ pub struct NodeIdentityDocument {
     pub key_id: KeyId,
     /// When the key was made.
     pub created_at: Timestamp,
+    /// Node-protocol submits are idempotent per origin node and `origin_proxy_task_id`: a submit
+    /// sent again answers with the task it created (within the idempotency retention), so an
+    /// origin may send it again after a restart. Always `true` here; a Go node publishes no
+    /// identity document at all.
+    pub idempotent_submit: bool,
 }
 
 impl Services {
@@ -193,6 +198,7 @@ impl Services {
             public_key: public.published(),
             key_id: public.key_id(),
             created_at: self.identity.created_at().clone(),
+            idempotent_submit: true,
         })
     }
 }

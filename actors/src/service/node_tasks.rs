@@ -194,6 +194,7 @@ impl Services {
         if !req.trace.trace_id.is_empty() {
             metadata.insert("trace_id".into(), json!(req.trace.trace_id));
         }
+        let idempotency_key = req.idempotency_key();
         let request = TaskRequest {
             thread_id: None,
             sender: Some(req.origin_node_id.clone()),
@@ -206,10 +207,7 @@ impl Services {
             metadata,
             // A submit sent again (the origin retrying, or re-dispatching after a restart) answers
             // with the task it created: one destination task per proxy task.
-            idempotency: Some(IdempotencyKey {
-                scope: format!("relay:{}", req.origin_node_id),
-                key: req.origin_proxy_task_id.clone(),
-            }),
+            idempotency: Some(IdempotencyKey { scope: format!("relay:{}", req.origin_node_id), key: idempotency_key }),
             priority: Default::default(),
             ..Default::default()
         };
