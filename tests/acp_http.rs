@@ -62,10 +62,6 @@ fn server_script() -> String {
     format!("{}/tests/agents/acp_http_server.py", env!("CARGO_MANIFEST_DIR"))
 }
 
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 /// A target on our acp-sdk server at `port`; `launch` is its YAML `launch` block body.
 fn target(name: &str, port: u16, cap: &str, launch: &str, defaults: &str) -> String {
     format!(
@@ -79,7 +75,7 @@ fn managed_launch(python: &str, port: u16) -> String {
 
 /// A node with one managed acp-sdk target `acp` (agent chosen per task).
 fn managed_node(python: &str, defaults: &str) -> Result<(Node, u16)> {
-    let port = free_port()?;
+    let port = common::free_port()?;
     let registry = format!("targets:\n{}", target("acp", port, "chat", &managed_launch(python, port), defaults));
     let node = Node::start_with(NodeOpts {
         registry: Some(registry),
@@ -415,7 +411,7 @@ async fn a_server_that_never_gets_healthy_fails_the_launch_in_time() -> Result {
 #[tokio::test]
 async fn after_a_node_restart_running_and_awaiting_tasks_reattach() -> Result {
     let Some(py) = sdk_python() else { return Ok(()) };
-    let port = free_port()?;
+    let port = common::free_port()?;
     let server = Server::start(&py, &server_script(), port)?;
     server.ready(port).await?;
     let registry = format!("targets:\n{}", target("ext", port, "chat", "      mode: external\n", "{}"));
@@ -451,7 +447,7 @@ async fn after_a_node_restart_running_and_awaiting_tasks_reattach() -> Result {
 
 #[tokio::test]
 async fn the_polling_dialect_runs_the_go_nodes_api() -> Result {
-    let port = free_port()?;
+    let port = common::free_port()?;
     let script = format!("{}/tests/agents/polling_agent.py", env!("CARGO_MANIFEST_DIR"));
     let registry = format!(
         "targets:\n  poll:\n    adapter: acp_http\n    dialect: polling\n    endpoint: http://127.0.0.1:{port}/\n    capabilities: [chat]\n    launch:\n      command: [python3, {script}, --port, '{port}']\n"
@@ -519,7 +515,7 @@ async fn http_targets_are_validated_at_registration() -> Result {
 #[tokio::test]
 async fn thread_inspection_predicts_reuse_of_an_http_session() -> Result {
     let Some(py) = sdk_python() else { return Ok(()) };
-    let port = free_port()?;
+    let port = common::free_port()?;
     let registry = format!(
         "targets:\n{}\n  echo:\n    adapter: loopback\n    capabilities: [chat]\n",
         target("acp", port, "chat", &managed_launch(&py, port), "{agent_name: history}")

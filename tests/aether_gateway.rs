@@ -478,10 +478,6 @@ fn a_client_that_vanishes_mid_stream_leaves_nothing_behind() -> Result {
     Ok(())
 }
 
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 /// Waits for the next stdout line of the reconnect script (bounded).
 fn next_line(lines: &std::sync::mpsc::Receiver<String>, within: Duration) -> Option<String> {
     lines.recv_timeout(within).ok()
@@ -494,7 +490,7 @@ fn sdk_clients_reconnect_after_the_node_restarts_and_after_it_crashes() -> Resul
         return Ok(());
     };
     let dir = tempfile::tempdir()?;
-    let (http, gateway) = (free_port()?.to_string(), free_port()?.to_string());
+    let (http, gateway) = (common::free_port()?.to_string(), common::free_port()?.to_string());
     let opts = || NodeOpts {
         extra_args: vec!["--port".into(), http.clone(), "--aether-port".into(), gateway.clone()],
         ..NodeOpts::default()

@@ -216,7 +216,7 @@ async fn bad_expired_and_revoked_tokens_are_refused_401_with_a_challenge() -> Re
 #[tokio::test]
 async fn tokens_are_stored_as_hmacs_and_survive_a_restart_and_the_local_file_is_kept() -> Result {
     let dir = tempfile::tempdir()?.keep();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = common::free_port()?;
     let opts = secure(&["--port", &port.to_string()]);
     let mut node = Node::start_in(&dir, opts.clone())?;
     let admin = local_token(&node)?;

@@ -50,11 +50,6 @@ fn announced_in(out: &str) -> Result<String> {
     Ok(rest.split(' ').next().unwrap_or("").to_owned())
 }
 
-/// A port nothing listens on (bound, then released).
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 fn fake_acp_agent() -> String {
     format!("{}/tests/agents/fake_acp_agent.py", env!("CARGO_MANIFEST_DIR"))
 }
@@ -409,7 +404,7 @@ async fn a_closed_stdout_ends_the_command_quietly() -> Result {
 
 #[tokio::test]
 async fn a_refused_connection_asks_whether_the_node_runs() -> Result {
-    let url = format!("http://127.0.0.1:{}", free_port()?);
+    let url = format!("http://127.0.0.1:{}", common::free_port()?);
     let commands = [
         vec!["targets"],
         vec!["call", "--intent", "x", "--wait"],
@@ -590,7 +585,7 @@ async fn eventually(what: &str, mut check: impl FnMut() -> bool) -> Result {
 
 #[tokio::test]
 async fn followers_reconnect_across_a_node_restart_without_inventing_an_outcome() -> Result {
-    let port = free_port()?;
+    let port = common::free_port()?;
     let opts = NodeOpts { extra_args: vec!["--port".into(), port.to_string()], ..NodeOpts::default() };
     let dir = tempfile::tempdir()?.keep();
     let mut node = Node::start_in(&dir, opts.clone())?;

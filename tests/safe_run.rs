@@ -21,10 +21,6 @@ fn script(name: &str) -> String {
     format!("{}/tests/agents/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 /// The Python that runs the acp-sdk server, if there is one.
 fn http_python() -> Option<String> {
     let works = |py: &str| {
@@ -313,7 +309,7 @@ async fn a_second_node_whose_port_is_taken_fails_before_touching_anything() -> R
 #[tokio::test]
 async fn after_kill_9_nothing_the_node_started_is_left() -> Result {
     let python = http_python();
-    let port = free_port()?;
+    let port = common::free_port()?;
     let mut node = Node::start_with(opts(registry(python.as_deref().map(|py| (py, port)))))?;
     let procs = start_agents(&node, python.is_some()).await?;
 
@@ -326,7 +322,7 @@ async fn after_kill_9_nothing_the_node_started_is_left() -> Result {
 #[tokio::test]
 async fn after_kill_9_and_an_immediate_restart_nothing_is_left_and_the_new_node_runs() -> Result {
     let python = http_python();
-    let port = free_port()?;
+    let port = common::free_port()?;
     let registry = registry(python.as_deref().map(|py| (py, port)));
     let mut node = Node::start_with(opts(registry.clone()))?;
     let dir = node.dir.clone();

@@ -95,7 +95,7 @@ struct Browser {
 
 impl Browser {
     async fn start(driver_bin: &Path, browser_bin: &Path) -> Result<Browser> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = common::free_port()?;
         let log = tempfile::NamedTempFile::new()?.into_temp_path().keep()?;
         let mut cmd = Command::new(driver_bin);
         cmd.arg(format!("--port={port}"))

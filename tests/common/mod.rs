@@ -292,3 +292,31 @@ pub fn assert_contiguous(events: &[Value]) {
     let expected: Vec<u64> = (1..=events.len() as u64).collect();
     assert_eq!(seqs, expected, "seqs must be contiguous from 1");
 }
+
+/// A port that is free now and lies outside the kernel's ephemeral range
+/// (`/proc/sys/net/ipv4/ip_local_port_range`), for a server a test names up front (an agent's
+/// endpoint, a node restarted on a fixed port). A port taken from a bind to port 0 and released
+/// can be handed to the next bind to 0 — and every node the tests start binds its listeners to
+/// port 0 — so two servers could meet on it; below the range no bind to 0 ever lands.
+pub fn free_port() -> Result<u16> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    const FIRST: u16 = 10_000;
+    let span = u64::from(ephemeral_low.saturating_sub(FIRST).max(1));
+    // Parallel test processes start at different places (pid, clock), and calls in one process
+    // never repeat a candidate; a bind proves the port is free right now.
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let seed =
+        u64::from(std::process::id()) * 7_919 + u64::from(nanos) + CALLS.fetch_add(1, Ordering::Relaxed) * 104_729;
+    for i in 0..span {
+        let port = FIRST + u16::try_from((seed + i * 31) % span)?;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err("no free port below the ephemeral range".into())
+}
