@@ -318,7 +318,7 @@ impl PeerBook {
                 });
             }
         }
-        PeerTable { entries }
+        PeerTable { entries, pinned: self.pinned() }
     }
 }
 
@@ -385,13 +385,22 @@ pub enum PeerLookup<'a> {
     Several(Vec<String>),
 }
 
-/// Every cached peer target, by target id (a snapshot; never mutated once published).
+/// Every cached peer target, by target id, and every pinned peer key (a snapshot; never mutated
+/// once published).
 #[derive(Clone, Debug, Default)]
 pub struct PeerTable {
     entries: BTreeMap<String, Vec<PeerTarget>>,
+    /// What signed node-protocol requests are checked against: read from the snapshot, so an
+    /// incoming relay does not wait for the directory actor (published with every change).
+    pinned: Vec<node_auth::PinnedPeer>,
 }
 
 impl PeerTable {
+    /// The pinned key of every peer that has one.
+    pub fn pinned(&self) -> &[node_auth::PinnedPeer] {
+        &self.pinned
+    }
+
     /// The peers exporting `target_id`.
     pub fn lookup(&self, target_id: &str) -> PeerLookup<'_> {
         match self.entries.get(target_id).map(Vec::as_slice) {
@@ -484,8 +493,6 @@ pub enum PeerMsg {
     Upsert(Box<PeerUpsert>, RpcReplyPort<Result<PeerRecord, PeerError>>),
     /// Every peer.
     List(RpcReplyPort<Vec<PeerRecord>>),
-    /// The pinned key of every peer that has one.
-    Pinned(RpcReplyPort<Vec<node_auth::PinnedPeer>>),
     /// Sync one peer (`Some`) or all; answered once every fetch is applied (`reply` `None`:
     /// the background timer).
     Sync { peer_id: Option<String>, reply: Option<RpcReplyPort<Result<Vec<PeerSynced>, PeerError>>> },
@@ -596,9 +603,6 @@ impl Actor for PeerDirectory {
             }
             PeerMsg::List(reply) => {
                 let _ = reply.send(state.book.peers());
-            }
-            PeerMsg::Pinned(reply) => {
-                let _ = reply.send(state.book.pinned());
             }
             PeerMsg::Sync { peer_id, reply } => {
                 let peers: Vec<(String, String)> = match &peer_id {

@@ -19,7 +19,6 @@ use crate::node_proto::{
     MessageType, NodeErrorCode, NodeErrorFrame, TaskAccepted, TaskCancelRequest, TaskEventFrame, TaskResumeRequest,
     TaskSubmitRequest, validate_control,
 };
-use crate::peers::PeerMsg;
 
 /// A refused node-protocol request: the frame to send and the kind of failure (its status).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,9 +96,6 @@ impl FrameContext {
 /// an unsigned Go-compatibility caller created it).
 pub const AUTHENTICATED_ORIGIN: &str = "authenticated_origin_node_id";
 
-/// How long authentication waits for the peer directory's pinned keys.
-const PINNED_ASK: std::time::Duration = std::time::Duration::from_secs(5);
-
 /// Whether `caller` may cancel or resume `task` (a relayed task is controlled only by the node
 /// that created it). Unsigned callers (Go-compatibility mode) control only tasks unsigned callers
 /// created, as the Go node does; a signed caller only those it created. Pure.
@@ -145,19 +141,16 @@ impl Services {
                  start it with --allow-unsigned-peers (ALINK_ALLOW_UNSIGNED_PEERS=1) to accept unsigned peers as the Go node does",
             ));
         }
-        let pinned = self.dir.peers.ask(PINNED_ASK, PeerMsg::Pinned).await.map_err(|e| NodeFailure {
-            kind: ErrorKind::Unavailable,
-            frame: NodeErrorFrame::new(message_type, NodeErrorCode::Unauthenticated, format!("peer directory: {e}")),
-        })?;
+        // The published snapshot, cloned out of the watch (never held across an await).
+        let peers = self.dir.peer_targets.borrow().clone();
+        let pinned = peers.pinned();
         // Go-compatibility mode accepts anyone unsigned, so a correctly signed unknown node is
         // accepted too (as itself); a bad, stale or replayed signature is still refused.
         let policy = if allow_unsigned { AcceptPolicy::AnyNode } else { policy };
         let now = node_auth::unix_now();
         let outcome = match nonces.lock() {
-            Ok(mut cache) => node_auth::authenticate(headers, request, &pinned, policy, now, &mut cache),
-            Err(poisoned) => {
-                node_auth::authenticate(headers, request, &pinned, policy, now, &mut poisoned.into_inner())
-            }
+            Ok(mut cache) => node_auth::authenticate(headers, request, pinned, policy, now, &mut cache),
+            Err(poisoned) => node_auth::authenticate(headers, request, pinned, policy, now, &mut poisoned.into_inner()),
         };
         let who = outcome.map_err(|e| {
             metrics::counter!(crate::telemetry::AUTH_FAILURES, "reason" => e.reason()).increment(1);
