@@ -79,6 +79,20 @@ fn assert_mirrored_once(events: &[Value]) {
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "mirrored seqs repeat or go back: {seqs:?}");
 }
 
+/// A finished proxy's history: contiguous seqs, each destination frame mirrored at most once.
+async fn assert_clean_mirror(a: &Node, proxy: &str) -> Result {
+    let events = a.events_until_done(proxy).await?;
+    common::assert_contiguous(&events);
+    assert_mirrored_once(&events);
+    Ok(())
+}
+
+/// The result artifact of a finished task.
+async fn result_of(node: &Node, task: &Value) -> Result<Value> {
+    let artifact = task["result_artifact_id"].as_str().ok_or("no result")?;
+    Ok(node.get(&format!("/v1/artifacts/{artifact}")).await?.1)
+}
+
 #[tokio::test]
 async fn a_proxy_awaiting_input_is_resumed_at_the_origin_and_the_destination_answers() -> Result {
     let (a, b) = pair().await?;
@@ -92,12 +106,9 @@ async fn a_proxy_awaiting_input_is_resumed_at_the_origin_and_the_destination_ans
     let task = a.wait_status(&proxy, "completed").await?;
     assert_eq!(b.task(&dest).await?["status"], "completed");
     // The destination's agent got the answer: its result (mirrored) carries the resume payload.
-    let artifact = task["result_artifact_id"].as_str().ok_or("no result")?;
-    let (_, result) = a.get(&format!("/v1/artifacts/{artifact}")).await?;
+    let result = result_of(&a, &task).await?;
     assert!(result.to_string().contains("approved"), "{result}");
-    let events = a.events_until_done(&proxy).await?;
-    common::assert_contiguous(&events);
-    assert_mirrored_once(&events);
+    assert_clean_mirror(&a, &proxy).await?;
     Ok(())
 }
 
@@ -163,12 +174,9 @@ async fn after_an_origin_sigkill_the_relay_reattaches_and_completes() -> Result 
     let a = origin_in(&dir)?;
     let task = wait_long(&a, &proxy, "completed", 30).await?;
     assert_eq!(b.task(&dest).await?["status"], "completed");
-    let artifact = task["result_artifact_id"].as_str().ok_or("no result")?;
-    let (_, result) = a.get(&format!("/v1/artifacts/{artifact}")).await?;
+    let result = result_of(&a, &task).await?;
     assert_eq!(result["text"], "completed 30 steps");
-    let events = a.events_until_done(&proxy).await?;
-    common::assert_contiguous(&events);
-    assert_mirrored_once(&events);
+    assert_clean_mirror(&a, &proxy).await?;
     assert!(a.log().contains("re-attaching a relay after an origin restart"), "{}", a.log());
     Ok(())
 }
@@ -245,16 +253,13 @@ async fn an_origin_killed_before_it_heard_the_acceptance_submits_again_and_the_t
     let a = origin_in(&dir)?;
     let task = wait_long(&a, &proxy, "completed", 30).await?;
     assert_eq!(task["remote"]["binding"].as_str(), Some(first_id.as_str()), "{task}");
-    let artifact = task["result_artifact_id"].as_str().ok_or("no result")?;
-    let (_, result) = a.get(&format!("/v1/artifacts/{artifact}")).await?;
+    let result = result_of(&a, &task).await?;
     assert_eq!(result["text"], "completed 3 steps");
     // Submitted twice (before the kill and after the restart), run once.
     let runs = tasks_of(&b).await?;
     assert_eq!(runs.len(), 1, "{runs:?}");
     assert_eq!(runs[0]["status"], "completed", "{runs:?}");
-    let events = a.events_until_done(&proxy).await?;
-    common::assert_contiguous(&events);
-    assert_mirrored_once(&events);
+    assert_clean_mirror(&a, &proxy).await?;
     Ok(())
 }
 

@@ -755,7 +755,10 @@ fn on_progress(myself: &ActorRef<TaskMsg>, state: &mut TaskState) {
 async fn persist(state: &mut TaskState, drafts: Vec<Draft>, mut artifacts: Vec<NewArtifact>) -> Result<(), TaskError> {
     // Deferred events go first, and a failed write rolls back to before them too.
     let (before, mut events, mut transitions) = match state.deferred.take() {
-        Some(Deferred { durable, events, transitions }) => (durable, events, transitions),
+        Some(Deferred { durable, events, transitions }) => {
+            state.timers.disarm(Deadline::Flush);
+            (durable, events, transitions)
+        }
         None => ((state.lifecycle.clone(), state.record.clone()), Vec::new(), Vec::new()),
     };
     admit_drafts(state, drafts, &mut artifacts, &mut events, &mut transitions);
@@ -1016,19 +1019,16 @@ async fn on_acquired(
         Some(t) if t.source == crate::model::TargetSource::Aether => (true, false),
         _ => (false, false),
     };
-    let mut submitted = false;
-    if at_once {
-        if !handle.session.send(SessionMsg::Submit(Box::new(dispatch_of(myself, state)))) {
-            let d = failed(
-                FailureReason::SubmitFailed,
-                "the runtime stopped before the task was handed to it",
-                "submit_failed",
-            );
-            drafts.push(d);
-        }
-        submitted = true;
+    let handed = at_once && handle.session.send(SessionMsg::Submit(Box::new(dispatch_of(myself, state))));
+    if at_once && !handed {
+        let d = failed(
+            FailureReason::SubmitFailed,
+            "the runtime stopped before the task was handed to it",
+            "submit_failed",
+        );
+        drafts.push(d);
     }
-    if submitted && deferrable && drafts.last().is_some_and(|d| d.kind == EventKind::TaskDispatching) {
+    if handed && deferrable {
         defer(myself, state, drafts);
     } else {
         append(myself, state, drafts).await?;
@@ -1039,7 +1039,7 @@ async fn on_acquired(
     if let Some(ms) = state.record.delivery.timeout_ms {
         state.timers.arm(myself, state.generation, Deadline::Timeout, Duration::from_millis(ms));
     }
-    if submitted {
+    if at_once {
         state.session = Some(handle.session);
         return Ok(());
     }
