@@ -376,11 +376,21 @@ impl Actor for TaskActor {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             TaskMsg::Create(reply) => {
+                // A peer's runtime is the node's link to it: asking for it has no effect
+                // outside the node, so it is asked for while the creation commits (its answer
+                // waits in the mailbox) and the relay is submitted once the task is durable. Any
+                // other runtime may launch a process: asked for only once the task exists.
+                let early = state.target.as_ref().is_some_and(|t| t.source == crate::model::TargetSource::Peer);
+                if early {
+                    acquire_runtime(&myself, state);
+                }
                 match create(state).await {
                     Ok(()) => {
                         let _ = reply.send(Ok(state.record.clone()));
                         arm_schedule_to_start(&myself, state);
-                        acquire_runtime(&myself, state);
+                        if !early {
+                            acquire_runtime(&myself, state);
+                        }
                     }
                     Err(e) => {
                         // Nothing durable exists for this task: stop quietly, the API reports it.

@@ -69,6 +69,9 @@ pub struct Db {
     pub(crate) writer: SqlitePool,
     /// Read-only traffic.
     pub(crate) reader: SqlitePool,
+    /// Whether readers use the writer's connection (an in-memory database): the storage actor
+    /// must then give it back after each transaction.
+    pub(crate) shared_writer: bool,
 }
 
 impl Db {
@@ -110,7 +113,7 @@ impl Db {
                     .await?
             }
         };
-        Ok(Db { writer, reader })
+        Ok(Db { writer, reader, shared_writer: *location == DatabaseLocation::Memory })
     }
 
     /// A reader over this database.

@@ -20,9 +20,14 @@ pub struct NewTurn {
 
 /// One multi-row `INSERT` of artifacts.
 pub(super) fn insert_artifacts_statement(rows: &[&NewArtifact]) -> QueryBuilder<Sqlite> {
-    let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-        "INSERT INTO artifacts (artifact_id, media_type, relative_path, content, size_bytes, sha256, created_at) ",
-    );
+    let mut qb = QueryBuilder::new("");
+    push_insert_artifacts(&mut qb, rows);
+    qb
+}
+
+/// Appends [`insert_artifacts_statement`] to `qb` (a statement script).
+pub(super) fn push_insert_artifacts(qb: &mut QueryBuilder<Sqlite>, rows: &[&NewArtifact]) {
+    qb.push("INSERT INTO artifacts (artifact_id, media_type, relative_path, content, size_bytes, sha256, created_at) ");
     qb.push_values(rows, |mut b, a| {
         let (path, content) = match &a.body {
             ArtifactBody::Inline(bytes) => (None, Some(bytes.clone())),
@@ -36,12 +41,18 @@ pub(super) fn insert_artifacts_statement(rows: &[&NewArtifact]) -> QueryBuilder<
             .push_bind(a.meta.sha256.clone())
             .push_bind(a.meta.created_at.clone());
     });
-    qb
 }
 
 /// One multi-row upsert of task rows with the seq of their last event.
 pub(super) fn upsert_tasks_statement(rows: &[(&TaskRecord, u64)]) -> QueryBuilder<Sqlite> {
-    let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+    let mut qb = QueryBuilder::new("");
+    push_upsert_tasks(&mut qb, rows);
+    qb
+}
+
+/// Appends [`upsert_tasks_statement`] to `qb` (a statement script).
+pub(super) fn push_upsert_tasks(qb: &mut QueryBuilder<Sqlite>, rows: &[(&TaskRecord, u64)]) {
+    qb.push(
         "INSERT INTO tasks (task_id, thread_id, conversation_id, sender, intent, requested_agent_id, \
          resolved_agent_id, runtime_options_json, payload_artifact_id, status, remote_binding, \
          remote_execution_id, remote_session_id, last_error_json, result_artifact_id, delivery_json, \
@@ -87,14 +98,18 @@ pub(super) fn upsert_tasks_statement(rows: &[(&TaskRecord, u64)]) -> QueryBuilde
          attempt_scheduled_at = excluded.attempt_scheduled_at, attempt_started_at = excluded.attempt_started_at, \
          last_seq = excluded.last_seq, updated_at = excluded.updated_at",
     );
-    qb
 }
 
 /// One multi-row `INSERT` of task events.
 pub(super) fn insert_events_statement(rows: &[&TaskEvent]) -> QueryBuilder<Sqlite> {
-    let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-        "INSERT INTO task_events (event_id, task_id, seq, kind, state, source, message, data_json, created_at) ",
-    );
+    let mut qb = QueryBuilder::new("");
+    push_insert_events(&mut qb, rows);
+    qb
+}
+
+/// Appends [`insert_events_statement`] to `qb` (a statement script).
+pub(super) fn push_insert_events(qb: &mut QueryBuilder<Sqlite>, rows: &[&TaskEvent]) {
+    qb.push("INSERT INTO task_events (event_id, task_id, seq, kind, state, source, message, data_json, created_at) ");
     qb.push_values(rows, |mut b, e| {
         b.push_bind(e.event_id.clone())
             .push_bind(e.task_id.clone())
@@ -106,7 +121,6 @@ pub(super) fn insert_events_statement(rows: &[&TaskEvent]) -> QueryBuilder<Sqlit
             .push_bind(json_text(&e.data))
             .push_bind(e.created_at.clone());
     });
-    qb
 }
 
 /// Most bytes of an event's text the search index keeps (`GET /v1/tasks?q=`).
@@ -199,18 +213,36 @@ pub(super) async fn insert_events(conn: &mut SqliteConnection, rows: &[&TaskEven
     Ok(())
 }
 
-/// Claims idempotency keys, each for its task, in one statement: a new key, or one whose claim
-/// is older than the retention window; a fresh claim by another task (or the same key twice in
-/// one batch) refuses the whole write (the writer then retries its writes one by one, and the
-/// loser answers with the holder's task).
+/// Claims idempotency keys, each for its task: a new key, or one whose claim is older than the
+/// retention window (removed first); a fresh claim by another task (or the same key twice in one
+/// batch) fails the insert on the key's uniqueness and refuses the whole write (the writer then
+/// retries its writes one by one, and the loser answers with the holder's task).
 pub(super) async fn claim_idempotency_keys(
     conn: &mut SqliteConnection,
     claims: &[(&str, &IdempotencyClaim)],
 ) -> Result<(), StorageError> {
-    let Some(reclaim_before) = claims.iter().map(|(_, c)| c.reclaim_before.as_str()).min() else { return Ok(()) };
+    if claims.is_empty() {
+        return Ok(());
+    }
+    let mut qb = QueryBuilder::new("");
+    push_claim_idempotency_keys(&mut qb, claims);
+    // Two statements in one query: sqlx runs them in order, each with its own arguments.
+    qb.build().execute(&mut *conn).await.map(drop).map_err(|e| claim_refused(claims, e.into()))
+}
+
+/// Appends the claim of `claims` to `qb` (a statement script): expired claims of these keys
+/// removed, then one row per key inserted. Nothing is appended for no claims.
+pub(super) fn push_claim_idempotency_keys(qb: &mut QueryBuilder<Sqlite>, claims: &[(&str, &IdempotencyClaim)]) {
+    let Some(reclaim_before) = claims.iter().map(|(_, c)| c.reclaim_before.as_str()).min() else { return };
     let now = crate::clock::now_rfc3339();
-    let mut qb: QueryBuilder<Sqlite> =
-        QueryBuilder::new("INSERT INTO idempotency_keys (scope, idem_key, task_id, request_hash, created_at) ");
+    qb.push("DELETE FROM idempotency_keys WHERE created_at < ").push_bind(reclaim_before.to_owned());
+    qb.push(" AND (scope, idem_key) IN (VALUES ");
+    let mut keys = qb.separated(", ");
+    for (_, c) in claims {
+        keys.push("(").push_bind_unseparated(c.scope.clone()).push_unseparated(", ");
+        keys.push_bind_unseparated(c.key.clone()).push_unseparated(")");
+    }
+    qb.push("); INSERT INTO idempotency_keys (scope, idem_key, task_id, request_hash, created_at) ");
     qb.push_values(claims, |mut b, (task_id, c)| {
         b.push_bind(c.scope.clone())
             .push_bind(c.key.clone())
@@ -218,18 +250,18 @@ pub(super) async fn claim_idempotency_keys(
             .push_bind(c.request_hash.clone())
             .push_bind(now.clone());
     });
-    qb.push(
-        " ON CONFLICT (scope, idem_key) DO UPDATE SET task_id = excluded.task_id, \
-         request_hash = excluded.request_hash, created_at = excluded.created_at \
-         WHERE idempotency_keys.created_at < ",
-    )
-    .push_bind(reclaim_before.to_owned());
-    let claimed = qb.build().execute(&mut *conn).await?;
-    if claimed.rows_affected() < claims.len() as u64 {
-        let held: Vec<&str> = claims.iter().map(|(_, c)| c.key.as_str()).collect();
-        return Err(StorageError::Rejected(format!("idempotency key '{}' is held by another task", held.join("', '"))));
+}
+
+/// `err` of a write that claimed `claims`: a key's uniqueness refusing the claim becomes the
+/// refusal naming the keys; anything else is itself. Pure.
+pub(super) fn claim_refused(claims: &[(&str, &IdempotencyClaim)], err: StorageError) -> StorageError {
+    match err {
+        StorageError::Rejected(m) if !claims.is_empty() && m.contains("idempotency_keys") => {
+            let held: Vec<&str> = claims.iter().map(|(_, c)| c.key.as_str()).collect();
+            StorageError::Rejected(format!("idempotency key '{}' is held by another task", held.join("', '")))
+        }
+        other => other,
     }
-    Ok(())
 }
 
 /// Opens a thread turn (index = max + 1, inside this transaction, so concurrent turns never
